@@ -1,0 +1,63 @@
+"""Shared fixtures. Every test gets its own empty digitrec cache; tests that need the real MNIST ask
+for the `mnist` fixture, which fetches it (once per session) with the product's own code into the
+user's real cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Captured before any test changes the environment: where the real MNIST cache lives.
+REAL_ENV = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "DIGITREC_DATA_DIR")}
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DIGITREC_DATA_DIR", raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def real_mnist_env():
+    """Environment variables that point digitrec at the real (user) MNIST cache."""
+    return {k: v for k, v in REAL_ENV.items() if v is not None}
+
+
+@pytest.fixture(scope="session")
+def mnist(real_mnist_env):
+    """{'train': (images, labels), 'test': (images, labels)} of the real MNIST."""
+    from digitrec import data
+
+    saved = {k: os.environ.get(k) for k in REAL_ENV}
+    try:
+        for k in REAL_ENV:
+            os.environ.pop(k, None)
+        os.environ.update(real_mnist_env)
+        data.fetch_mnist()
+        return {split: data.load_mnist(split) for split in ("train", "test")}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir():
+    """Where tests leave files a person may want to look at (screenshots, reports)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def tiny_mnist(n: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fake MNIST split: random strokes, labels cycling 0-9."""
+    rng = np.random.default_rng(seed)
+    images = (rng.random((n, 28, 28)) > 0.8).astype(np.uint8) * 255
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    return images, labels

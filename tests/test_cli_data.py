@@ -1,0 +1,59 @@
+"""The CLI skeleton and `digitrec data`, run as a user runs them."""
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from digitrec.cli import cli
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "digitrec", *args], capture_output=True, text=True, env=env)
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    for name in ("data", "train", "evaluate", "export", "predict", "read", "serve"):
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Usage" in result.output
+
+
+def test_unknown_command_fails_cleanly():
+    result = run("frobnicate")
+    assert result.returncode != 0
+    assert "No such command" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fetch_with_no_source_fails_cleanly(tmp_path):
+    import os
+
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), DIGITREC_MNIST_MIRRORS="http://127.0.0.1:9/", PATH="/usr/bin/none")
+    result = subprocess.run([sys.executable, "-m", "digitrec", "data", "fetch"], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert "Error: could not get a verified copy" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.mnist
+def test_info_and_explore_on_real_mnist(mnist, real_mnist_env, tmp_path, monkeypatch):
+    for k, v in real_mnist_env.items():
+        monkeypatch.setenv(k, v)
+    if "XDG_CACHE_HOME" not in real_mnist_env:
+        monkeypatch.delenv("XDG_CACHE_HOME")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["data", "info", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    info = json.loads(result.output)
+    assert info["splits"]["train"]["per_class"][1] == 6742
+    result = runner.invoke(cli, ["data", "explore", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 0, result.output
+    import cv2
+
+    for name in ("samples.png", "class_balance.png", "mean_images.png", "pixel_stats.png"):
+        image = cv2.imread(str(tmp_path / "x" / name))
+        assert image is not None and image.shape[0] > 100 and image.std() > 5, name

@@ -1,0 +1,182 @@
+"""IDX parsing and fetching, with a real local HTTP server standing in for the mirrors."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import threading
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_mnist
+from digitrec import data, paths
+from digitrec.errors import DataError
+
+
+def test_idx_round_trip():
+    images, labels = tiny_mnist(7)
+    assert np.array_equal(data.parse_idx(data.encode_idx(images)), images)
+    assert np.array_equal(data.parse_idx(data.encode_idx(labels)), labels)
+    assert data.parse_idx(data.encode_idx(images)).shape == (7, 28, 28)
+
+
+def test_idx_rejects_wrong_magic():
+    blob = bytearray(data.encode_idx(tiny_mnist(3)[0]))
+    blob[2] = 0x0D  # float32 type code, not unsigned byte
+    with pytest.raises(DataError, match="bad magic number"):
+        data.parse_idx(bytes(blob))
+
+
+def test_idx_rejects_truncated_and_trailing_bytes():
+    blob = data.encode_idx(tiny_mnist(3)[0])
+    with pytest.raises(DataError, match="truncated"):
+        data.parse_idx(blob[:-1])
+    with pytest.raises(DataError, match="trailing"):
+        data.parse_idx(blob + b"\0")
+    with pytest.raises(DataError, match="too short"):
+        data.parse_idx(b"\0\0")
+
+
+def test_idx_wrong_dimensions_rejected_for_images():
+    blob = data.encode_idx(np.zeros((2, 27, 28), np.uint8))
+    with pytest.raises(DataError, match=r"\(N, 28, 28\)"):
+        data._check_images(data.parse_idx(blob), "x")
+
+
+# --- fetching -------------------------------------------------------------------------------
+
+
+class Fixture:
+    """Four small IDX files and a FILES table carrying their own hashes."""
+
+    def __init__(self, root: Path):
+        train, test = tiny_mnist(30, seed=1), tiny_mnist(10, seed=2)
+        arrays = {
+            "train-images": train[0], "train-labels": train[1],
+            "test-images": test[0], "test-labels": test[1],
+        }
+        self.root = root
+        self.raw = {k: data.encode_idx(a) for k, a in arrays.items()}
+        self.files = {}
+        root.mkdir(parents=True, exist_ok=True)
+        for key, spec in data.FILES.items():
+            gz = gzip.compress(self.raw[key], mtime=0)
+            (root / f"{spec.name}.gz").write_bytes(gz)
+            self.files[key] = data.MnistFile(spec.name, data.sha256_hex(self.raw[key]), data.sha256_hex(gz))
+
+
+@pytest.fixture
+def fixture_files(tmp_path, monkeypatch):
+    fx = Fixture(tmp_path / "served")
+    monkeypatch.setattr(data, "FILES", fx.files)
+    return fx
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str] = []
+
+    def do_GET(self):
+        CountingHandler.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(fixture_files):
+    CountingHandler.requests = []
+    handler = partial(CountingHandler, directory=str(fixture_files.root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def dead_mirror() -> str:
+    # A port nothing listens on: connection refused at once.
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_fetch_falls_through_dead_mirror_and_caches(server, fixture_files):
+    sources = data.fetch_mnist(mirrors=[dead_mirror(), server], use_npm=False)
+    assert set(sources) == set(data.FILES)
+    assert all(s.startswith(server) for s in sources.values())
+    cache = paths.mnist_cache_dir()
+    for key, spec in data.FILES.items():
+        assert (cache / spec.name).read_bytes() == fixture_files.raw[key]
+    assert not list(cache.glob("*.part")), "no temp files left behind"
+    images, labels = data.load_mnist("train")
+    assert images.shape == (30, 28, 28) and images.dtype == np.uint8
+    assert labels.tolist() == [i % 10 for i in range(30)]
+
+
+def test_cache_is_used_without_network(server):
+    data.fetch_mnist(mirrors=[server], use_npm=False)
+    n = len(CountingHandler.requests)
+    sources = data.fetch_mnist(mirrors=[dead_mirror()], use_npm=False)
+    assert len(CountingHandler.requests) == n, "second fetch must not touch the network"
+    assert set(sources) == set(data.FILES)
+
+
+def test_wrong_hash_is_rejected(server, fixture_files, monkeypatch):
+    bad = dict(fixture_files.files)
+    spec = bad["train-labels"]
+    bad["train-labels"] = data.MnistFile(spec.name, "0" * 64, spec.gz_sha256)
+    monkeypatch.setattr(data, "FILES", bad)
+    with pytest.raises(DataError) as err:
+        data.fetch_mnist(mirrors=[server], use_npm=False)
+    message = str(err.value)
+    assert "SHA-256 mismatch" in message and "--data-dir" in message
+    assert not (paths.mnist_cache_dir() / spec.name).exists(), "a bad file must never be cached"
+
+
+def test_corrupt_cache_is_fetched_again(server, fixture_files):
+    data.fetch_mnist(mirrors=[server], use_npm=False)
+    cached = paths.mnist_cache_dir() / data.FILES["test-images"].name
+    cached.write_bytes(cached.read_bytes()[:-10])
+    data.fetch_mnist(mirrors=[server], use_npm=False)
+    assert cached.read_bytes() == fixture_files.raw["test-images"]
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
+    target = tmp_path / "file"
+
+    def boom(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.os, "fsync", boom)
+    with pytest.raises(KeyboardInterrupt):
+        data._atomic_write(target, b"x" * 100)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_dir_with_raw_and_gz_files(fixture_files, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i, (key, spec) in enumerate(data.FILES.items()):
+        if i % 2:
+            (folder / spec.name).write_bytes(fixture_files.raw[key])
+        else:
+            (folder / f"{spec.name}.gz").write_bytes(gzip.compress(fixture_files.raw[key]))
+    sources = data.fetch_mnist(folder, mirrors=[], use_npm=False)
+    assert all("data dir" in s for s in sources.values())
+    assert data.load_mnist("test")[0].shape == (10, 28, 28)
+
+
+def test_every_source_failing_says_what_was_tried(fixture_files):
+    with pytest.raises(DataError) as err:
+        data.fetch_mnist(mirrors=[dead_mirror()], use_npm=False)
+    message = str(err.value)
+    assert "Tried" in message and "127.0.0.1" in message and "cache" in message
