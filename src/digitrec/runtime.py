@@ -1,0 +1,130 @@
+"""The light runtime: an ONNX model on onnxruntime, fed by the OpenCV preprocessing. No torch here.
+
+Model contract (what `digitrec export` writes and the shipped model follows):
+  input  float32 (N, 1, 28, 28), values in [0, 1], ink = 1 on a black background (MNIST polarity);
+  output float32 (N, 10) logits; softmax gives the probabilities.
+  metadata_props["digitrec"]: the model card as a JSON string (name, accuracy, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from digitrec import paths
+from digitrec.errors import DigitrecError, ModelError
+from digitrec.preprocess import load_grey, normalize_digit
+
+DEFAULT_MODEL = "model.onnx"
+
+
+def default_model_path() -> Path:
+    return paths.assets_dir() / DEFAULT_MODEL
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Prediction:
+    """One image's answer. `digit` is None when the answer is uncertain (below min_confidence)."""
+
+    digit: int | None
+    confidence: float
+    top: list[tuple[int, float]]
+    probabilities: np.ndarray = field(repr=False)  # float32 (10,)
+    image28: np.ndarray | None = field(default=None, repr=False)  # uint8 (28, 28): what the model saw
+    uncertain: bool = False
+    stages: dict = field(default_factory=dict, repr=False)  # preprocessing steps, for --debug
+
+    def to_dict(self) -> dict:
+        return {
+            "digit": self.digit,
+            "confidence": round(float(self.confidence), 6),
+            "top": [[int(d), round(float(p), 6)] for d, p in self.top],
+            "uncertain": self.uncertain,
+        }
+
+
+class Recognizer:
+    """Load a model once; predict digits from image files, bytes or arrays.
+
+    >>> rec = Recognizer()                      # the shipped model
+    >>> rec.predict("photo.jpg").digit
+    """
+
+    def __init__(self, model: str | Path | None = None, *, threads: int | None = None,
+                 min_confidence: float = 0.0):
+        import onnxruntime as ort
+
+        path = Path(model) if model else default_model_path()
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise ModelError(f"cannot load {path} as an ONNX model: {exc}") from None
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.card = json.loads(meta["digitrec"]) if "digitrec" in meta else {"name": path.stem}
+        self.min_confidence = min_confidence
+
+    # --- arrays already in MNIST form ---
+
+    def predict_probabilities(self, digits28: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 10) probabilities."""
+        digits28 = np.asarray(digits28)
+        if digits28.ndim == 2:
+            digits28 = digits28[None]
+        out = []
+        for start in range(0, len(digits28), batch_size):
+            x = digits28[start : start + batch_size].astype(np.float32)[:, None] / 255.0
+            out.append(softmax(self.session.run(None, {self.input_name: x})[0].astype(np.float32)))
+        return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+
+    def _answer(self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: dict) -> Prediction:
+        order = np.argsort(probs)[::-1][:top]
+        digit, confidence = int(order[0]), float(probs[order[0]])
+        uncertain = confidence < self.min_confidence
+        return Prediction(
+            digit=None if uncertain else digit, confidence=confidence,
+            top=[(int(d), float(probs[d])) for d in order], probabilities=probs,
+            image28=image28, uncertain=uncertain, stages=stages,
+        )
+
+    # --- any image ---
+
+    def preprocess(self, image, stages: dict | None = None) -> np.ndarray:
+        """Path, bytes or array -> uint8 (28, 28) MNIST form."""
+        return normalize_digit(load_grey(image), stages)
+
+    def predict(self, image, top: int = 3, debug: bool = False) -> Prediction:
+        stages: dict = {} if debug else None
+        digit28 = self.preprocess(image, stages)
+        return self._answer(self.predict_probabilities(digit28)[0], digit28, top, stages or {})
+
+    def predict_many(self, images: Iterable, top: int = 3) -> list[Prediction | DigitrecError]:
+        """One answer per input, in order; a bad input yields its error, the others go on."""
+        answers: list = []
+        prepared: list[np.ndarray] = []
+        for image in images:
+            try:
+                prepared.append(self.preprocess(image))
+                answers.append(len(prepared) - 1)  # index into the batch
+            except DigitrecError as exc:
+                answers.append(exc)
+        probs = self.predict_probabilities(np.stack(prepared)) if prepared else None
+        return [a if isinstance(a, DigitrecError) else self._answer(probs[a], prepared[a], top, {})
+                for a in answers]
