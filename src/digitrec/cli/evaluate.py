@@ -1,12 +1,68 @@
-"""`digitrec evaluate`: not built yet (see the open issues)."""
+"""`digitrec evaluate [MODEL] --out DIR [--json]`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import click
 
-from digitrec.errors import DigitrecError
+
+@click.command()
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/evaluate"),
+              show_default=True, help="Folder for report.html, the CSVs and the PNGs.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="DIGITREC_DATA_DIR",
+              help="A folder holding the MNIST files (raw or .gz). Tried before the cache and the network.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images (a quick look).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (the last line of output).")
+def evaluate(model, out, data_dir, limit, as_json):
+    """Evaluate MODEL on the 10,000 MNIST test images and write a report.
+
+    MODEL is an ONNX model (.onnx), a PyTorch checkpoint (.pt) or a run folder from
+    `digitrec train`; without it, the model shipped with digitrec. OUT gets report.html (open it in a
+    browser), summary.json, predictions.csv, confusion.csv and PNGs of the confusion matrix, the most
+    confident mistakes, the reliability diagram and, when the model has a training history, its curves.
+
+    \b
+    Examples:
+      digitrec evaluate                           # the shipped model
+      digitrec evaluate runs/cnn/best.pt --out out/cnn
+      digitrec evaluate model.onnx --json --limit 1000
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from digitrec.evaluate import evaluate_model
+
+    console = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("Evaluating", total=None)
+
+        def progress(done, total):
+            bar.update(task, completed=done, total=total)
+
+        summary = evaluate_model(model, out, data_dir=data_dir, limit=limit, progress=progress)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    _print_summary(summary)
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def evaluate(args):
-    """Not available yet in this version."""
-    raise DigitrecError("'digitrec evaluate' is not available yet in this version")
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    n, errors = summary["n"], summary["errors"]
+    console.print(f"[bold]{summary['model']['name']}[/bold]  ({summary['model']['path']})")
+    console.print(f"accuracy [bold]{summary['accuracy']:.2%}[/bold]   errors {errors:,} of {n:,}   "
+                  f"loss {summary['loss']:.4f}   ECE {summary['ece']:.4f}   "
+                  f"{summary['images_per_second']:,.0f} images/s")
+    table = Table("digit", "precision", "recall", "F1", "support", box=None, pad_edge=False)
+    for digit, m in enumerate(summary["per_class"]):
+        table.add_row(str(digit), f"{m['precision']:.2%}", f"{m['recall']:.2%}", f"{m['f1']:.2%}",
+                      f"{m['support']:,}")
+    console.print(table)
+    console.print(f"Report: {summary['files']['report']}")

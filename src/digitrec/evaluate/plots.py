@@ -1,0 +1,127 @@
+"""The evaluation figures, each written as a PNG: confusion heatmap, worst mistakes, reliability diagram,
+training curves. matplotlib and seaborn are imported only when a figure is drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+DPI = 110
+TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#d62728"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_confusion(confusion: np.ndarray, path: Path) -> Path:
+    """Counts on a log colour scale, so a handful of mistakes shows beside a thousand right answers;
+    zero cells are left blank to keep the eye on the mistakes."""
+    import seaborn as sns
+    from matplotlib.colors import LogNorm
+
+    plt = _pyplot()
+    confusion = np.asarray(confusion)
+    labels = np.where(confusion > 0, confusion.astype(str), "")
+    fig, ax = plt.subplots(figsize=(7.2, 6))
+    sns.heatmap(
+        np.ma.masked_equal(confusion, 0), annot=labels, fmt="", cmap="Blues",
+        norm=LogNorm(vmin=1, vmax=max(int(confusion.max()), 2)), linewidths=0.5, linecolor="#e5e7eb",
+        square=True, cbar_kws={"label": "images (log scale)"}, annot_kws={"fontsize": 9}, ax=ax,
+    )
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title("Confusion matrix (rows: true, columns: predicted)")
+    ax.tick_params(axis="y", rotation=0)
+    return _save(fig, path)
+
+
+def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, indices: np.ndarray,
+                  path: Path, columns: int = 8) -> Path:
+    """A grid of wrongly answered digits, in the order given (most confident first)."""
+    plt = _pyplot()
+    n = len(indices)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.35, rows * 1.75 + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, indices):
+        predicted = int(probs[i].argmax())
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"true {int(labels[i])}, said {predicted}\n{probs[i, predicted]:.1%} · #{i}",
+                     fontsize=9, color="#b91c1c")
+    if n == 0:
+        axes.flat[0].text(0, 0.5, "No mistakes.", fontsize=14, transform=axes.flat[0].transAxes)
+    fig.suptitle(f"{n} most confident mistakes (true label, answer, confidence, test index)" if n else "Mistakes",
+                 fontsize=11)
+    fig.tight_layout(h_pad=0.8)
+    return _save(fig, path)
+
+
+def plot_reliability(bins: list[dict], ece: float, path: Path) -> Path:
+    """Accuracy per confidence bin against the diagonal (perfect calibration), with how many images
+    fall in each bin underneath: on MNIST nearly all sit in the top bin."""
+    plt = _pyplot()
+    lower = np.array([b["lower"] for b in bins])
+    width = bins[0]["upper"] - bins[0]["lower"]
+    counts = np.array([b["count"] for b in bins])
+    filled = counts > 0
+    accuracy = np.array([b["accuracy"] if b["count"] else 0.0 for b in bins])
+    confidence = np.array([b["confidence"] if b["count"] else 0.0 for b in bins])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1.2]})
+    top.bar(lower[filled], accuracy[filled], width=width, align="edge", color="#3b82f6",
+            edgecolor="white", label="accuracy in bin")
+    gap_bottom = np.minimum(accuracy, confidence)[filled]
+    top.bar(lower[filled], np.abs(confidence - accuracy)[filled], bottom=gap_bottom, width=width,
+            align="edge", color=(0.97, 0.44, 0.44, 0.35), edgecolor="#b91c1c", hatch="//", label="gap to confidence")
+    top.plot([0, 1], [0, 1], "--", color="#6b7280", label="perfect calibration")
+    top.set_ylabel("accuracy")
+    top.set_ylim(0, 1)
+    top.set_title(f"Reliability diagram ({len(bins)} bins), ECE = {ece:.4f}", pad=28)
+    # Above the axes: inside, it would hide the low-confidence bins.
+    top.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=9, frameon=False)
+    bottom.bar(lower, np.maximum(counts, 0), width=width, align="edge", color="#9ca3af", edgecolor="white")
+    if counts.max() > 0:
+        bottom.set_yscale("log")
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("confidence (top probability)")
+    bottom.set_ylabel("images")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_history(rows: list[dict], path: Path) -> Path:
+    """Loss and accuracy per epoch, train and validation, from the run's metrics.jsonl rows."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for split, colour in (("train", TRAIN_COLOUR), ("val", VAL_COLOUR)):
+            key = f"{split}_{metric}"
+            points = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+            if points:
+                x, y = zip(*points)
+                ax.plot(x, y, "o-", color=colour, markersize=4, label="train" if split == "train" else "validation")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric.capitalize()} per epoch")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
