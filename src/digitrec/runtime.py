@@ -128,3 +128,12 @@ class Recognizer:
         probs = self.predict_probabilities(np.stack(prepared)) if prepared else None
         return [a if isinstance(a, DigitrecError) else self._answer(probs[a], prepared[a], top, {})
                 for a in answers]
+
+    # --- whole numbers ---
+
+    def read(self, image, *, debug: bool = False):
+        """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
+        per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page."""
+        from digitrec.reading import read_number
+
+        return read_number(self, image, debug=debug)
