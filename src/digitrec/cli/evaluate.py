@@ -37,7 +37,8 @@ def evaluate(model, out, data_dir, limit, as_json):
 
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as bar:  # no bar residue in pipes and logs
         task = bar.add_task("Evaluating", total=None)
 
         def progress(done, total):

@@ -86,7 +86,8 @@ def plot_reliability(bins: list[dict], ece: float, path: Path) -> Path:
             edgecolor="white", label="accuracy in bin")
     gap_bottom = np.minimum(accuracy, confidence)[filled]
     top.bar(lower[filled], np.abs(confidence - accuracy)[filled], bottom=gap_bottom, width=width,
-            align="edge", color=(0.97, 0.44, 0.44, 0.35), edgecolor="#b91c1c", hatch="//", label="gap to confidence")
+            align="edge", facecolor="none", edgecolor="#b91c1c", hatch="///", linewidth=1.2,
+            label="gap to mean confidence")  # unfilled: where the model is under-confident the blue shows through
     top.plot([0, 1], [0, 1], "--", color="#6b7280", label="perfect calibration")
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1)
@@ -96,6 +97,7 @@ def plot_reliability(bins: list[dict], ece: float, path: Path) -> Path:
     bottom.bar(lower, np.maximum(counts, 0), width=width, align="edge", color="#9ca3af", edgecolor="white")
     if counts.max() > 0:
         bottom.set_yscale("log")
+        bottom.set_ylim(0.5, counts.max() * 2)  # a bin of one image still shows
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence (top probability)")
     bottom.set_ylabel("images")

@@ -109,6 +109,14 @@ def _img(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
 
 
+def _rate(per_second: float) -> str:
+    if per_second >= 1e6:
+        return f"{per_second / 1e6:.1f}M"
+    if per_second >= 1e4:
+        return f"{per_second / 1e3:.0f}k"
+    return f"{per_second:,.0f}"
+
+
 def _card_value(key: str, value) -> str:
     if isinstance(value, bool) or value is None:
         return _e(value)
@@ -160,7 +168,7 @@ images of this digit, the share it found. F1 is their harmonic mean. The weakest
 <div class="two"><table><tr><th>digit</th><th class="num">precision</th><th class="num">recall</th>
 <th class="num">F1</th><th class="num">support</th><th class="num">missed</th></tr>{"".join(rows)}</table>
 <div><h3 style="margin:0 0 6px;font-size:15px">Most frequent confusions</h3>
-<table><tr><th>true digit read as</th><th class="num">images</th><th></th></tr>{pairs}</table></div></div>
+<table><tr><th>digit</th><th class="num">images</th><th></th></tr>{pairs}</table></div></div>
 </section>"""
 
 
@@ -177,7 +185,8 @@ def render_html(summary: dict, figures: dict[str, Path], card: dict, files: dict
     ]
     if isinstance(params, int):
         cards.append(("parameters", f"{params:,}", "weights in the model"))
-    cards.append(("speed", f"{summary['images_per_second']:,.0f}/s", f"{summary['seconds']:.2f} s inference"))
+    cards.append(("speed", f"{_rate(summary['images_per_second'])}/s",
+                  f"images per second ({summary['seconds']:.3g} s in all)"))
     cards_html = "".join(f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}'
                          f'</div><div class="hint">{_e(hint)}</div></div>' for label, value, hint in cards)
     if "history" in figures:

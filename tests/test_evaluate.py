@@ -1,0 +1,222 @@
+"""`digitrec evaluate` end to end on the real MNIST test set, with a tiny ONNX model built here in a second."""
+
+import base64
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from digitrec.cli import cli, main
+
+pytestmark = pytest.mark.mnist
+
+HISTORY = [  # the rows `digitrec train` writes to metrics.jsonl, one per epoch
+    {"epoch": 1, "train_loss": 0.9, "train_accuracy": 0.70, "val_loss": 0.60, "val_accuracy": 0.80, "lr": 0.01},
+    {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.82, "val_loss": 0.45, "val_accuracy": 0.84, "lr": 0.005},
+    {"epoch": 3, "train_loss": 0.4, "train_accuracy": 0.85, "val_loss": 0.41, "val_accuracy": 0.86, "lr": 0.001},
+]
+
+
+def linear_model(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression onto one-hot labels: W (784, 10), b (10,). About 85% on MNIST, in milliseconds."""
+    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    target = np.eye(10)[labels] * 8.0  # scaled so the softmax is confident, as a trained net's is
+    w = np.linalg.solve(x1.T @ x1 + 10.0 * np.eye(785), x1.T @ target)
+    return w[:-1].astype(np.float32), w[-1].astype(np.float32)
+
+
+def write_onnx(path: Path, weight: np.ndarray, bias: np.ndarray, card: dict | None) -> Path:
+    """The model contract: input float32 (N, 1, 28, 28) in [0, 1] -> logits (N, classes)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+         helper.make_node("Gemm", ["flat", "W", "b"], ["logits"])],
+        "linear",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", weight.shape[1]])],
+        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if card is not None:
+        helper.set_model_props(model, {"digitrec": json.dumps(card)})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def linear(mnist):
+    images, labels = mnist["train"]
+    return linear_model(images[:3000], labels[:3000])
+
+
+@pytest.fixture(scope="module")
+def models(linear, tmp_path_factory):
+    """Two copies of the same linear model: one with a card holding a history, one bare."""
+    folder = tmp_path_factory.mktemp("models")
+    weight, bias = linear
+    card = {"name": "linear-test", "architecture": "ridge regression", "params": int(weight.size + bias.size),
+            "test_accuracy": 0.85, "history": HISTORY}
+    return {
+        "carded": write_onnx(folder / "carded.onnx", weight, bias, card),
+        "bare": write_onnx(folder / "bare.onnx", weight, bias, None),
+    }
+
+
+@pytest.fixture
+def real_data(mnist, real_mnist_env, monkeypatch):
+    for k, v in real_mnist_env.items():
+        monkeypatch.setenv(k, v)
+    if "XDG_CACHE_HOME" not in real_mnist_env:
+        monkeypatch.delenv("XDG_CACHE_HOME")
+    return mnist
+
+
+def run_main(args, capsys):
+    """The CLI as users run it (errors become `Error: ...` and exit 1), in-process."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, linear, tmp_path, artifacts_dir):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["evaluate", str(models["carded"]), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+
+    # The numbers agree with the same linear model computed here in numpy.
+    images, labels = real_data["test"]
+    weight, bias = linear
+    logits = images.reshape(len(images), -1).astype(np.float32) / 255.0 @ weight + bias
+    predicted = logits.argmax(axis=1)
+    assert summary["n"] == 10_000
+    assert summary["errors"] == int((predicted != labels).sum())
+    assert summary["accuracy"] == pytest.approx((predicted == labels).mean())
+    assert 0.80 < summary["accuracy"] < 0.95  # what a ridge regression on 3,000 images gets
+    assert 0 < summary["loss"] < 2 and 0 <= summary["ece"] < 0.5
+    assert [c["support"] for c in summary["per_class"]] == np.bincount(labels, minlength=10).tolist()
+    for c in summary["per_class"]:
+        assert set(c) >= {"precision", "recall", "f1", "support"} and 0.5 < c["f1"] <= 1
+    assert summary["model"]["path"] == str(models["carded"]) and summary["model"]["name"] == "linear-test"
+    assert summary["out"] == str(out)
+
+    # predictions.csv: one row per image, probabilities that sum to 1
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["index", "label", "predicted", "confidence"] + [f"p{d}" for d in range(10)]
+    assert len(rows) == 10_001
+    table = np.array(rows[1:], dtype=np.float64)
+    assert table[:, 0].tolist() == list(range(10_000))
+    assert (table[:, 1] == labels).all() and (table[:, 2] == predicted).all()
+    assert np.allclose(table[:, 4:].sum(axis=1), 1, atol=1e-4)
+    assert np.allclose(table[:, 3], table[:, 4:].max(axis=1))
+
+    # confusion.csv: rows true, columns predicted, everything counted once
+    with open(out / "confusion.csv") as f:
+        confusion = np.array([row[1:] for row in list(csv.reader(f))[1:]], dtype=np.int64)
+    assert confusion.shape == (10, 10) and confusion.sum() == 10_000
+    assert np.trace(confusion) == 10_000 - summary["errors"]
+    assert confusion.tolist() == summary["confusion"]
+
+    # PNGs: real pictures with something drawn on them
+    import cv2
+
+    for name in ("confusion.png", "mistakes.png", "reliability.png", "training_curves.png"):
+        image = cv2.imread(str(out / name))
+        assert image is not None and min(image.shape[:2]) > 200 and image.std() > 10, name
+
+    # report.html: self-contained, every figure embedded, the card shown
+    page = (out / "report.html").read_text()
+    embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(embedded) == 4
+    assert all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
+    assert not re.search(r'(src|href)="(https?:)?//', page), "report.html must not load anything from outside"
+    assert "<link" not in page and "<script" not in page
+    for text in ("linear-test", "ridge regression", f"{summary['accuracy']:.2%}", "Worst mistakes",
+                 "Confusion matrix", "Calibration", "Training curves", "model card"):
+        assert text in page, text
+    assert json.loads((out / "summary.json").read_text())["accuracy"] == summary["accuracy"]
+    (artifacts_dir / "evaluate_report.html").write_text(page)
+
+
+def test_history_from_metrics_jsonl_beside_the_model(real_data, models, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    model = run / "model.onnx"
+    model.write_bytes(models["bare"].read_bytes())
+    lines = [json.dumps(row) for row in HISTORY] + ['{"epoch": 4, "train_lo']  # a run killed mid-write
+    (run / "metrics.jsonl").write_text("\n".join(lines))
+    code, out, err = run_main(["evaluate", str(run), "--out", str(tmp_path / "o"), "--limit", "300"], capsys)
+    assert code == 0, err
+    assert "accuracy" in out and "Report:" in out
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["n"] == 300 and summary["limit"] == 300
+    assert summary["history_source"] == str(run / "metrics.jsonl")
+    assert (tmp_path / "o" / "training_curves.png").is_file()
+
+
+def test_without_history_there_are_no_curves_and_the_report_says_so(real_data, models, tmp_path, capsys):
+    code, _, err = run_main(["evaluate", str(models["bare"]), "--out", str(tmp_path), "--limit", "200"], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "training_curves.png").exists()
+    page = (tmp_path / "report.html").read_text()
+    assert "No training history" in page and page.count("data:image/png;base64,") == 3
+
+
+def test_evaluating_an_onnx_model_never_imports_torch(real_data, models, tmp_path):
+    code = (
+        "import sys; from digitrec.evaluate import evaluate_model\n"
+        f"s = evaluate_model({str(models['carded'])!r}, {str(tmp_path)!r}, limit=100)\n"
+        "assert s['n'] == 100\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "model file not found"),
+    ("suffix", "unknown model type '.txt'"),
+    ("corrupt_onnx", "cannot load"),
+    ("empty_folder", "without a model in it"),
+    ("wrong_classes", "answers with shape (5,)"),
+])
+def test_bad_models_fail_with_a_clear_message(case, message, tmp_path, capsys):
+    if case == "missing":
+        model = tmp_path / "nope.onnx"
+    elif case == "suffix":
+        model = tmp_path / "model.txt"
+        model.write_text("hello")
+    elif case == "corrupt_onnx":
+        model = tmp_path / "model.onnx"
+        model.write_bytes(b"\x08\x07this is not a protobuf" * 10)
+    elif case == "empty_folder":
+        model = tmp_path
+    else:
+        model = write_onnx(tmp_path / "five.onnx", np.zeros((784, 5), np.float32), np.zeros(5, np.float32), None)
+    code, _, err = run_main(["evaluate", str(model), "--out", str(tmp_path / "out")], capsys)
+    assert code == 1
+    assert err.startswith("Error: ") and message in err, err
+    assert "Traceback" not in err
+
+
+def test_bad_limit_and_a_bad_model_in_a_real_process(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "digitrec", "evaluate", str(tmp_path / "x.pt")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Error: model file not found" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "digitrec", "evaluate", "--limit", "0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "--limit" in result.stderr
