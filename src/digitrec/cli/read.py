@@ -1,12 +1,78 @@
-"""`digitrec read`: not built yet (see the open issues)."""
+"""`digitrec read`: whole handwritten numbers -> digit strings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import click
 
-from digitrec.errors import DigitrecError
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"}
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def read(args):
-    """Not available yet in this version."""
-    raise DigitrecError("'digitrec read' is not available yet in this version")
+def _expand(paths: tuple[str, ...]) -> list[str]:
+    """Folders -> the image files in them (recursively, case-insensitive suffixes: scans often
+    come as `.Jpg`); files and '-' (stdin) as given."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if p != "-" and path.is_dir():
+            out += sorted(str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", "model", type=click.Path(dir_okay=False), default=None,
+              help="ONNX model to use (default: the model shipped with digitrec).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array with an object per file.")
+@click.option("--debug", "debug_dir", type=click.Path(file_okay=False), default=None,
+              help="Write each image with the digits' boxes and predictions drawn on it to this folder.")
+@click.pass_context
+def read(ctx, paths, model, as_json, debug_dir):
+    """Read whole handwritten numbers (meter readings, amounts, postcodes) from images.
+
+    PATHS are image files, folders (searched recursively) or '-' for standard input. Each number
+    is split into digits, read left to right, one line of text per line of digits.
+
+    \b
+    Examples:
+      digitrec read meter.jpg
+      digitrec read scans/ --json
+      digitrec read cheque.png --debug out/
+    """
+    import sys
+
+    import cv2
+
+    from digitrec.errors import DigitrecError
+    from digitrec.reading import draw_reading
+    from digitrec.runtime import Recognizer
+
+    recognizer = Recognizer(model)
+    results = []
+    for path in _expand(paths):
+        entry = {"path": path, "text": None, "confidence": None, "digits": [], "lines": [], "error": None}
+        try:
+            source = sys.stdin.buffer.read() if path == "-" else path
+            reading = recognizer.read(source, debug=debug_dir is not None)
+            entry.update(reading.to_dict())
+            if debug_dir:
+                out = Path(debug_dir)
+                out.mkdir(parents=True, exist_ok=True)
+                name = "stdin" if path == "-" else Path(path).stem
+                cv2.imwrite(str(out / f"{name}.read.png"), draw_reading(reading.stages["input"], reading))
+        except DigitrecError as exc:
+            entry["error"] = str(exc)
+        results.append(entry)
+        if not as_json:
+            if entry["error"]:
+                click.secho(f"{path}: error: {entry['error']}", fg="red", err=True)
+            else:
+                text = " / ".join(entry["lines"])
+                click.echo(f"{path}: {text}  ({entry['confidence']:.0%})")
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    ctx.exit(1 if any(r["error"] for r in results) else 0)

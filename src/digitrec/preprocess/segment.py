@@ -1,0 +1,357 @@
+"""A written number -> lines of candidate digit pieces ("atoms"). OpenCV and numpy only.
+
+The reader (`digitrec.reading`) decides which consecutive atoms form one digit, scoring each
+candidate with the classifier; this module only has to make sure every true digit boundary is
+among the atom boundaries. So it over-segments on purpose:
+
+1. `ink_map`: grey -> ink bright on black, with the paper's lighting divided out (shadows, gradients,
+   a black scanner border and faint background texture such as a cheque's guilloche fade away).
+2. `ink_mask`: hysteresis threshold (strong ink seeds, grown through fainter ink), specks dropped,
+   long straight lines (ruled lines, underlines, frame edges) erased.
+3. connected components, grouped into text lines top to bottom by vertical overlap;
+4. every component wide enough to hold two touching digits is cut at candidate points: seams
+   (a shortest path from top to bottom through the least ink) started at the minima of the
+   vertical ink projection. Each cut remembers how much ink it crosses, so the reader can charge
+   for cutting through strokes.
+
+All sizes are in units of the line's digit height `H`, measured from the image, so nothing here
+depends on the resolution of the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+# The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
+# too few pixels for a seam between two touching digits). Longest side after scaling, in px.
+WORK_MIN_SIDE, WORK_MAX_SIDE = 400, 1000
+# A component shorter than this fraction of the line's digit height is punctuation, a dot, a
+# dash, or a loose stroke fragment: the reader may skip it or merge it into a neighbour.
+SMALL_ATOM = 0.5
+# Straight runs longer than this many digit heights are rules, underlines or frame edges.
+RULE_LENGTH = 2.2
+
+
+@dataclass
+class Atom:
+    """A piece of ink: a whole connected component, or a slice of one cut at a seam."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    mask: np.ndarray = field(repr=False)  # bool (h, w)
+    cut_cost: float = 0.0  # ink crossed (in stroke widths) by the cut on this atom's right side
+
+    @property
+    def cx(self) -> float:
+        return self.x + self.w / 2
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+
+@dataclass
+class TextLine:
+    atoms: list[Atom]  # left to right
+    height: float  # typical digit height, px at working scale
+
+    @property
+    def top(self) -> int:
+        return min(a.y for a in self.atoms)
+
+    @property
+    def bottom(self) -> int:
+        return max(a.y + a.h for a in self.atoms)
+
+
+@dataclass
+class Segmentation:
+    ink: np.ndarray  # uint8 (H, W) ink map at working scale, ink bright
+    mask: np.ndarray  # bool (H, W) ink kept
+    scale: float  # working size / original size
+    lines: list[TextLine]
+    stroke: float  # typical stroke width, px at working scale
+
+
+def working_scale(shape: tuple[int, int]) -> float:
+    longest = max(shape[:2])
+    if longest > WORK_MAX_SIDE:
+        return WORK_MAX_SIDE / longest
+    if longest < WORK_MIN_SIDE:
+        return WORK_MIN_SIDE / longest
+    return 1.0
+
+
+def _odd(n: float) -> int:
+    n = max(3, int(round(n)))
+    return n if n % 2 else n + 1
+
+
+def ink_map(grey: np.ndarray) -> np.ndarray:
+    """uint8 grey (any polarity) -> uint8 ink map: how much darker than the local paper each
+    pixel is, as a fraction of the paper's brightness (so a shadow does not read as ink)."""
+    if np.median(grey) < 100:  # light ink on a dark background: make it dark on light
+        grey = 255 - grey
+    g = grey.astype(np.float32)
+    h, w = g.shape
+    # The paper: a grey closing (max then min filter) wider than any stroke removes the ink and
+    # keeps large dark regions (a scanner border) as they are. Done at quarter size for speed;
+    # lighting varies slowly anyway.
+    small = cv2.resize(g, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    k = _odd(max(small.shape) / 12)
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    paper = cv2.blur(paper, (3, 3))
+    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    paper = np.maximum(paper, g)
+    # Relative to the local paper (shadows), but never to paper much darker than the page's own:
+    # inside a black scanner border the 'paper' is black and its noise must not become ink.
+    page = float(np.percentile(paper, 90))
+    ink = (paper - g) / np.maximum(paper, 0.6 * page)
+    return np.clip(ink * 255 * 1.5, 0, 255).astype(np.uint8)
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Ink map -> bool mask by hysteresis: strong ink (Otsu on the inked pixels) seeds the
+    components, which then grow through fainter, anti-aliased ink."""
+    nonzero = ink[ink > 8]
+    if nonzero.size < 20:
+        return np.zeros(ink.shape, bool)
+    otsu, _ = cv2.threshold(nonzero.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    # Noise floor: the spread of the paper itself (median absolute deviation of the ink map).
+    noise = float(np.median(ink)) + 3 * 1.4826 * float(np.median(np.abs(ink - np.median(ink)))) + 6
+    high = max(otsu, noise, 40.0)
+    low = max(noise, 0.45 * high)
+    weak = (ink >= low).astype(np.uint8)
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    seeded = np.zeros(n, bool)
+    seeded[np.unique(labels[ink >= high])] = True
+    seeded[0] = False
+    return seeded[labels]
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Typical stroke width in px: twice the median distance to the background along the
+    ridge of the strokes."""
+    if not mask.any():
+        return 1.0
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    ridge = dist[(dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)) - 1e-3)]
+    return float(max(1.0, 2 * np.median(ridge)))
+
+
+def erase_rules(ink: np.ndarray, length: float, vertical: bool = True) -> np.ndarray:
+    """Subtract straight horizontal and vertical lines longer than `length` px from the ink map
+    (ruled lines, underlines, frame edges). A grey opening along the line keeps, at each pixel,
+    the weakest ink of the run through it, i.e. the line's own level; what a digit adds on top of
+    a line it crosses stays. Faint or broken-up lines (JPEG, thin pen) go as well as solid ones."""
+    length = max(3, int(length))
+    rules = np.zeros_like(ink)
+    for kernel_shape in ((length, 1), (1, length))[: 2 if vertical else 1]:
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, kernel_shape)
+        # Bridge one-pixel gaps and a slight tilt first: dilate across the line direction.
+        across = (1, 3) if kernel_shape[0] > 1 else (3, 1)
+        thick = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, across))
+        rules = np.maximum(rules, cv2.erode(cv2.morphologyEx(thick, cv2.MORPH_OPEN, kernel),
+                                            cv2.getStructuringElement(cv2.MORPH_RECT, across)))
+    return cv2.subtract(ink, rules)
+
+
+def _components(mask: np.ndarray) -> list[Atom]:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    atoms = []
+    for i in range(1, n):
+        x, y, w, h, _area = stats[i]
+        atoms.append(Atom(int(x), int(y), int(w), int(h), labels[y : y + h, x : x + w] == i))
+    return atoms
+
+
+def estimate_digit_height(atoms: list[Atom]) -> float:
+    """The ink-weighted median height of the components that could be characters (not specks,
+    not long rules): digits carry most of the ink on a page of numbers."""
+    cand = [a for a in atoms if a.h >= 4 and a.w < 6 * a.h and a.h < 8 * max(a.w, 1)]
+    if not cand:
+        return 0.0
+    heights = np.array([a.h for a in cand], np.float32)
+    weights = np.array([a.area for a in cand], np.float32)
+    order = np.argsort(heights)
+    cum = np.cumsum(weights[order])
+    return float(heights[order][np.searchsorted(cum, cum[-1] / 2)])
+
+
+def group_lines(atoms: list[Atom], height: float) -> list[TextLine]:
+    """Components -> text lines, top to bottom. Character-sized components found the lines (each
+    joins the line it overlaps most vertically); small pieces then join the line they sit in."""
+    big = sorted((a for a in atoms if a.h >= SMALL_ATOM * height), key=lambda a: a.x)
+    small = [a for a in atoms if a.h < SMALL_ATOM * height]
+    lines: list[list[Atom]] = []
+    for a in big:
+        best, best_overlap = None, 0.0
+        for line in lines:
+            # Compare with the line's last few atoms, so a drifting baseline is followed.
+            recent = line[-3:]
+            top = np.median([b.y for b in recent])
+            bottom = np.median([b.y + b.h for b in recent])
+            overlap = (min(bottom, a.y + a.h) - max(top, a.y)) / min(a.h, bottom - top)
+            if overlap > best_overlap:
+                best, best_overlap = line, overlap
+        if best is not None and best_overlap >= 0.4:
+            best.append(a)
+        else:
+            lines.append([a])
+    result = []
+    for line in lines:
+        line_height = float(np.median([a.h for a in line]))
+        result.append(TextLine(line, line_height))
+    for a in small:
+        cy = a.y + a.h / 2
+        inside = [t for t in result if t.top - 0.25 * t.height <= cy <= t.bottom + 0.25 * t.height]
+        if inside:
+            min(inside, key=lambda t: abs(cy - (t.top + t.bottom) / 2)).atoms.append(a)
+    for t in result:
+        t.atoms.sort(key=lambda a: a.cx)
+    result.sort(key=lambda t: (t.top + t.bottom) / 2)
+    return result
+
+
+def _seam(cost: np.ndarray, x0: int, band: int) -> tuple[np.ndarray, float]:
+    """Cheapest top-to-bottom path through `cost` (h, w) that stays within x0 +- band and moves at
+    most one column per row -> (x per row, total cost)."""
+    h, w = cost.shape
+    lo, hi = max(0, x0 - band), min(w, x0 + band + 1)
+    c = cost[:, lo:hi].astype(np.float32) + 0.02 * np.abs(np.arange(lo, hi) - x0)[None]
+    acc = c.copy()
+    back = np.zeros(c.shape, np.int8)
+    for r in range(1, h):
+        prev = acc[r - 1]
+        options = np.stack([np.r_[np.inf, prev[:-1]], prev, np.r_[prev[1:], np.inf]])
+        choice = options.argmin(axis=0)
+        acc[r] += options[choice, np.arange(len(prev))]
+        back[r] = choice - 1
+    xs = np.empty(h, np.int32)
+    xs[-1] = int(acc[-1].argmin())
+    for r in range(h - 1, 0, -1):
+        xs[r - 1] = xs[r] + back[r, xs[r]]
+    return xs + lo, float(acc[-1].min())
+
+
+def split_touching(atom: Atom, height: float, stroke: float, max_cuts: int = 6) -> list[Atom]:
+    """Cut a component that may hold several touching digits at its most likely seams. Returns
+    the slices left to right (the atom itself when it is too narrow to hold two digits)."""
+    if atom.w < 1.0 * height or atom.h < SMALL_ATOM * height:
+        return [atom]
+    m = atom.mask.astype(np.float32)
+    # Candidate starts: minima of the smoothed column profile, away from the ends.
+    profile = cv2.GaussianBlur(m.sum(axis=0)[None], (0, 0), sigmaX=max(1.0, 0.04 * height)).ravel()
+    margin = max(2, int(0.12 * height))
+    xs = [x for x in range(margin, atom.w - margin)
+          if profile[x] <= profile[x - 1] and profile[x] <= profile[x + 1]]
+    # Very wide blobs also get evenly spaced candidates: two digits pressed together may leave
+    # no minimum at all.
+    step = max(2, int(0.3 * height))
+    xs += list(range(margin + step // 2, atom.w - margin, step))
+    band = max(2, int(0.15 * height))
+    seams = []
+    for x0 in sorted(set(xs)):
+        path, cost = _seam(m, x0, band)
+        if margin <= path.mean() <= atom.w - margin:
+            seams.append((cost / max(stroke, 1.0), path))
+    # Keep the cheapest seams that are not too close to each other.
+    seams.sort(key=lambda s: s[0])
+    kept: list[tuple[float, np.ndarray]] = []
+    for cost, path in seams:
+        if cost > 4.0 or len(kept) >= max_cuts:
+            break
+        if all(np.abs(path - p).mean() > 0.12 * height for _, p in kept):
+            kept.append((cost, path))
+    if not kept:
+        return [atom]
+    kept.sort(key=lambda s: s[1].mean())
+    cols = np.arange(atom.w)[None]
+    pieces, left = [], np.full(atom.h, -1)
+    for cost, path in kept + [(0.0, np.full(atom.h, atom.w))]:
+        region = atom.mask & (cols > left[:, None]) & (cols <= path[:, None])
+        left = path
+        piece = _crop_atom(region, atom.x, atom.y)
+        if piece is not None:
+            piece.cut_cost = cost
+            pieces.append(piece)
+    return pieces or [atom]
+
+
+def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return Atom(int(x + x0), int(y + y0), int(x1 - x0), int(y1 - y0), mask[y0:y1, x0:x1].copy())
+
+
+def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
+    """uint8 grey image -> lines of over-segmented atoms at working scale."""
+    scale = working_scale(grey.shape)
+    if scale != 1.0:
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=interp)
+    ink = ink_map(grey)
+    # Horizontal rules first, with a length only lines across the page reach (digits sitting on a
+    # ruled line would otherwise merge into one blob and spoil the height estimate); then rules
+    # both ways at a length measured in digit heights, once the digits tell how tall they are. (A
+    # tight crop's digits may span the image's whole height: no vertical pass before that.)
+    ink = erase_rules(ink, 0.5 * ink.shape[1], vertical=False)
+    mask = ink_mask(ink)
+    atoms = [a for a in _components(mask) if a.area >= 6]
+    height = estimate_digit_height(atoms)
+    if height > 0:
+        ink = erase_rules(ink, RULE_LENGTH * height)
+        mask = ink_mask(ink)
+        atoms = _components(mask)
+    stroke = stroke_width(mask)
+    atoms = [a for a in atoms if a.area >= max(6, 0.5 * stroke * stroke) and a.area >= 0.002 * height * height]
+    # Not characters: taller than three digits (frame edges), or long thin lines.
+    atoms = [a for a in atoms if a.h <= 3 * height and not (a.w > 4 * height and a.h < 0.4 * a.w)]
+    lines = group_lines(atoms, height) if height > 0 else []
+    for line in lines:
+        line.atoms = [p for a in line.atoms for p in split_touching(a, line.height, stroke)]
+    if stages is not None:
+        stages.update(grey=grey, ink=ink, mask=(mask * 255).astype(np.uint8))
+    return Segmentation(ink=ink, mask=mask, scale=scale, lines=lines, stroke=stroke)
+
+
+def render_group(atoms: list[Atom], ink: np.ndarray, stroke: float) -> np.ndarray:
+    """Atoms that form one digit -> uint8 ink crop (ink bright) for `fit_and_centre`, with the
+    strokes thickened or thinned to MNIST's proportion (about a tenth of the digit's height) so
+    a fine pen and a marker look alike to the classifier."""
+    x0, y0 = min(a.x for a in atoms), min(a.y for a in atoms)
+    x1, y1 = max(a.x + a.w for a in atoms), max(a.y + a.h for a in atoms)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for a in atoms:
+        mask[a.y - y0 : a.y - y0 + a.h, a.x - x0 : a.x - x0 + a.w] |= a.mask
+    h, w = mask.shape
+    # Work at a height of 64 px: enough detail, and morphology in fixed units.
+    f = 64.0 / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    crop = cv2.resize(mask * 255, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    crop = (crop > 100).astype(np.uint8)
+    current = stroke * f
+    target = 0.11 * 64
+    delta = int(round((target - current) / 2))
+    if delta > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * delta + 1, 2 * delta + 1))
+        crop = cv2.dilate(crop, k)
+    elif delta < 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (-2 * delta + 1, -2 * delta + 1))
+        thinner = cv2.erode(crop, k)
+        if thinner.sum() > 0.3 * crop.sum():  # never erode a digit away
+            crop = thinner
+    pad = max(delta, 0) + 1
+    crop = np.pad(crop, pad)
+    ys, xs = np.nonzero(crop)
+    if len(xs) == 0:
+        return np.zeros((1, 1), np.uint8)
+    crop = crop[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] * 255
+    return cv2.GaussianBlur(crop, (3, 3), 0)

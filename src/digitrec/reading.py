@@ -1,0 +1,211 @@
+"""Read a whole handwritten number: segmentation chosen by the classifier.
+
+`digitrec.preprocess.segment` cuts each text line into atoms (components, and slices of
+components that may hold touching digits). Here a dynamic programme walks each line left to right
+and decides, for every run of consecutive atoms, whether it is one digit (score: the classifier's
+log-probability of its best digit, plus a shape prior on the run's width and height relative to
+the line), or - for a small atom - punctuation to skip. The best-scoring path is the reading.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from digitrec.errors import ImageError
+from digitrec.preprocess import load_grey
+from digitrec.preprocess.digit import fit_and_centre
+from digitrec.preprocess.segment import SMALL_ATOM, Atom, Segmentation, TextLine, render_group, segment
+
+MAX_ATOMS_PER_DIGIT = 4
+# Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) costs
+# about as much as a digit read at 70%: an atom is read when the classifier is surer than that.
+SKIP_SMALL = math.log(0.7)
+# Charged per stroke width of ink that a chosen cut goes through: cutting strokes is the
+# exception (touching digits), not the rule.
+CUT_COST = 1.0
+# A line is dropped when its digits are much smaller than the main line's (printed captions,
+# a faint second hand) or when the classifier finds no confident digit in it.
+MIN_LINE_HEIGHT = 0.55
+MIN_LINE_CONFIDENCE = 0.5
+
+
+@dataclass
+class ReadDigit:
+    digit: int
+    confidence: float
+    box: tuple[int, int, int, int]  # x, y, w, h in the input image's pixels
+    image28: np.ndarray = field(repr=False)  # what the model saw
+
+    def to_dict(self) -> dict:
+        return {"digit": self.digit, "confidence": round(float(self.confidence), 6),
+                "box": [int(v) for v in self.box]}
+
+
+@dataclass
+class Reading:
+    """Digits read from one image, line by line (top to bottom)."""
+
+    lines: list[list[ReadDigit]]
+    stages: dict = field(default_factory=dict, repr=False)  # for --debug
+
+    @property
+    def digits(self) -> list[ReadDigit]:
+        return [d for line in self.lines for d in line]
+
+    @property
+    def line_texts(self) -> list[str]:
+        return ["".join(str(d.digit) for d in line) for line in self.lines]
+
+    @property
+    def text(self) -> str:
+        """The digits read; lines separated by a newline."""
+        return "\n".join(self.line_texts)
+
+    @property
+    def confidence(self) -> float:
+        """Probability that the whole string is right, if the digits' errors are independent."""
+        return float(np.prod([d.confidence for d in self.digits])) if self.digits else 0.0
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "confidence": round(self.confidence, 6),
+                "digits": [d.to_dict() for d in self.digits], "lines": self.line_texts}
+
+
+def shape_log_prior(width: float, height: float, line_height: float) -> float:
+    """Log-prior that a run of ink `width` x `height` px is one digit in a line of digits
+    `line_height` tall. Digits are 0.1-1.0 line heights wide (a 1 is narrow, a 0 or a flat 2
+    wide); runs much wider are several digits, runs much shorter are fragments."""
+    w, h = width / line_height, height / line_height
+    score = 0.0
+    if w > 0.95:
+        score -= 6.0 * (w - 0.95)
+    if h < 0.6:
+        score -= 6.0 * (0.6 - h)
+    if h > 1.5:
+        score -= 3.0 * (h - 1.5)
+    return score
+
+
+def _candidate_groups(line: TextLine) -> list[tuple[int, int]]:
+    atoms, n = line.atoms, len(line.atoms)
+    groups = []
+    for i in range(n):
+        x0, x1 = atoms[i].x, atoms[i].x + atoms[i].w
+        for j in range(i + 1, min(n, i + MAX_ATOMS_PER_DIGIT) + 1):
+            x0, x1 = min(x0, atoms[j - 1].x), max(x1, atoms[j - 1].x + atoms[j - 1].w)
+            if j > i + 1 and x1 - x0 > 1.6 * line.height:
+                break
+            groups.append((i, j))
+    return groups
+
+
+def _best_path(line: TextLine, groups, probs: np.ndarray) -> list[tuple[int, int]]:
+    """Viterbi over atom boundaries: each step is one digit (a run of atoms) or a skipped small atom."""
+    atoms, n = line.atoms, len(line.atoms)
+    score = {g: 0.0 for g in groups}
+    for k, (i, j) in enumerate(groups):
+        run = atoms[i:j]
+        x0, x1 = min(a.x for a in run), max(a.x + a.w for a in run)
+        y0, y1 = min(a.y for a in run), max(a.y + a.h for a in run)
+        s = math.log(max(float(probs[k].max()), 1e-9)) + shape_log_prior(x1 - x0, y1 - y0, line.height)
+        # Cuts inside the run are undone (free); the cut at its right end is paid for.
+        s -= CUT_COST * atoms[j - 1].cut_cost
+        score[(i, j)] = s
+    best = np.full(n + 1, -np.inf)
+    best[0] = 0.0
+    back: list[tuple[int, int, bool] | None] = [None] * (n + 1)
+    by_start: dict[int, list[tuple[int, int]]] = {}
+    for g in groups:
+        by_start.setdefault(g[0], []).append(g)
+    for i in range(n):
+        if best[i] == -np.inf:
+            continue
+        if atoms[i].h < SMALL_ATOM * line.height and best[i] + SKIP_SMALL > best[i + 1]:
+            best[i + 1], back[i + 1] = best[i] + SKIP_SMALL, (i, i + 1, False)
+        for (a, b) in by_start.get(i, []):
+            if best[a] + score[(a, b)] > best[b]:
+                best[b], back[b] = best[a] + score[(a, b)], (a, b, True)
+    path, k = [], n
+    while k > 0 and back[k] is not None:
+        a, b, is_digit = back[k]
+        if is_digit:
+            path.append((a, b))
+        k = a
+    return path[::-1]
+
+
+def read_segmentation(recognizer, seg: Segmentation) -> list[list[ReadDigit]]:
+    # Classify every candidate run of every line in one batch.
+    plan = []
+    images = []
+    for line in seg.lines:
+        groups = _candidate_groups(line)
+        plan.append(groups)
+        for i, j in groups:
+            images.append(fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)))
+    if not images:
+        return []
+    probs = recognizer.predict_probabilities(np.stack(images))
+    lines, offset = [], 0
+    for line, groups in zip(seg.lines, plan):
+        line_probs = probs[offset : offset + len(groups)]
+        index = {g: offset + k for k, g in enumerate(groups)}
+        offset += len(groups)
+        digits = []
+        for i, j in _best_path(line, groups, line_probs):
+            k = index[(i, j)]
+            run = line.atoms[i:j]
+            digits.append(ReadDigit(int(probs[k].argmax()), float(probs[k].max()),
+                                    _box(run, seg.scale), images[k]))
+        lines.append((line, digits))
+    return _keep_number_lines(lines)
+
+
+def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[list[ReadDigit]]:
+    lines = [(t, d) for t, d in lines if d]
+    if not lines:
+        return []
+    main = max(t.height for t, d in lines if np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE) \
+        if any(np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE for t, d in lines) else 0
+    return [d for t, d in lines
+            if t.height >= MIN_LINE_HEIGHT * main and np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE]
+
+
+def _box(run: list[Atom], scale: float) -> tuple[int, int, int, int]:
+    x0, y0 = min(a.x for a in run), min(a.y for a in run)
+    x1, y1 = max(a.x + a.w for a in run), max(a.y + a.h for a in run)
+    return (int(x0 / scale), int(y0 / scale), max(1, round((x1 - x0) / scale)), max(1, round((y1 - y0) / scale)))
+
+
+def read_number(recognizer, image, *, debug: bool = False) -> Reading:
+    """Path, bytes or array -> Reading. Raises ImageError('no digits found') when nothing in the
+    image reads as a digit."""
+    grey = load_grey(image)
+    stages: dict | None = {} if debug else None
+    seg = segment(grey, stages)
+    lines = read_segmentation(recognizer, seg)
+    if not lines:
+        raise ImageError("no digits found")
+    reading = Reading(lines)
+    if debug:
+        reading.stages = dict(stages or {}, input=grey)
+    return reading
+
+
+def draw_reading(grey: np.ndarray, reading: Reading) -> np.ndarray:
+    """The input with each digit's box and its prediction drawn on it (BGR uint8), for --debug."""
+    import cv2
+
+    canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    thickness = max(1, round(max(grey.shape) / 500))
+    for d in reading.digits:
+        x, y, w, h = d.box
+        colour = (0, 170, 0) if d.confidence >= 0.9 else (0, 140, 255) if d.confidence >= 0.5 else (0, 0, 230)
+        cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), colour, thickness)
+        font = max(0.4, h / 60)
+        cv2.putText(canvas, f"{d.digit} {d.confidence:.0%}", (x, max(12, y - 3)), cv2.FONT_HERSHEY_SIMPLEX,
+                    font * 0.6, colour, thickness, cv2.LINE_AA)
+    return canvas
