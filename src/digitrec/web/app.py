@@ -1,0 +1,174 @@
+"""`create_app(recognizer)`: the HTTP API and the drawing page around one loaded Recognizer.
+
+The model loads once, in the lifespan, and lives on `app.state.recognizer`. Request bodies are read
+on the event loop (they are I/O); decoding and inference run in the thread pool (onnxruntime
+releases the GIL), so a slow photo never blocks the other requests. Bad input always gets a 4xx
+with a message: 413 too large, 415 unsupported body type, 422 not a usable image.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import cv2
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
+
+from digitrec import __version__
+from digitrec.errors import DigitrecError, ImageError
+from digitrec.runtime import Recognizer
+from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
+from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
+from digitrec.web.uploads import Upload, images_from_request
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("digitrec.web")
+
+# One endpoint takes either body type, so the OpenAPI schema spells both out by hand.
+IMAGES_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                "description": "One image file per `file` field, repeated for several."}},
+    }},
+    "application/json": {"schema": ImagesIn.model_json_schema()},
+}}}
+ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in {
+    400: "Malformed multipart body.",
+    413: "Request body over the size limit.",
+    415: "Body neither multipart/form-data nor JSON.",
+    422: "No usable image: not an image, undecodable, too many pixels, no ink (every image failed).",
+}.items()}
+
+
+def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None = None,
+               limits: Limits = Limits()) -> FastAPI:
+    """The app for `recognizer`, or for the model at `model` (the shipped one by default), loaded
+    at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.recognizer = recognizer if recognizer is not None else Recognizer(model)
+        yield
+
+    # FastAPIOffline: FastAPI whose /docs and /redoc pages load their JS and CSS from this server.
+    app = FastAPIOffline(
+        title="digitrec", version=__version__, lifespan=lifespan,
+        description="Recognise handwritten digits. Draw one at `/`, or POST images to `/v1/predict`.",
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        # One shape for every error, {"detail": "<message>"}, instead of FastAPI's list.
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return JSONResponse({"detail": f"{where}: {first['msg']}"}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz", response_model=Health)
+    def healthz(request: Request):
+        return {"status": "ok", "model": request.app.state.recognizer.card.get("name", "unnamed")}
+
+    @app.get("/v1/model", response_model=dict, summary="The model card: name, accuracy, input, ...")
+    def model_card(request: Request):
+        return request.app.state.recognizer.card
+
+    @app.post("/v1/predict", response_model=PredictOut, response_model_exclude_unset=True, responses=ERRORS, openapi_extra=IMAGES_BODY,
+              summary="The digit in each image")
+    async def predict(request: Request, image28: bool = Query(
+            False, description="Also answer the 28x28 image the model saw, as base64 PNG.")):
+        uploads = await images_from_request(request, limits)
+        answers = await run_in_threadpool(
+            predict_uploads, request.app.state.recognizer, uploads, limits, image28)
+        return {"predictions": answers}
+
+    @app.post("/v1/read", response_model=ReadOut, responses={**ERRORS, 501: {
+        "model": ErrorOut, "description": "Reading is not in this version."}},
+        openapi_extra=IMAGES_BODY, summary="The whole number written in each image")
+    async def read(request: Request):
+        raise HTTPException(501, "reading whole numbers is not available in this version yet; "
+                                 "use /v1/predict for single digits")
+
+    return app
+
+
+def predict_uploads(recognizer: Recognizer, uploads: list[Upload], limits: Limits,
+                    with_image28: bool) -> list[dict]:
+    """-> one JSON-ready answer per upload, in order; 422 when no upload could be read."""
+    answers: list = [None] * len(uploads)
+    batch: list[int] = []  # indices of the uploads worth decoding
+    for i, (_, data) in enumerate(uploads):
+        answers[i] = data if isinstance(data, ImageError) else _pixel_problem(data, limits)
+        if answers[i] is None:
+            batch.append(i)
+    for i, answer in zip(batch, _predict_guarded(recognizer, [uploads[i][1] for i in batch])):
+        answers[i] = answer
+    if all(isinstance(a, DigitrecError) for a in answers):
+        raise HTTPException(422, _describe_failures(uploads, answers))
+    return [{"error": str(a)} if isinstance(a, DigitrecError) else _prediction_json(a, with_image28)
+            for a in answers]
+
+
+def _pixel_problem(data: bytes, limits: Limits) -> ImageError | None:
+    pixels = image_pixels(data)
+    if pixels is not None and pixels > limits.max_pixels:
+        return ImageError(f"image has too many pixels ({pixels:,}; limit {limits.max_pixels:,})")
+    return None
+
+
+def _predict_guarded(recognizer: Recognizer, images: list[bytes]) -> list:
+    if not images:
+        return []
+    try:
+        return recognizer.predict_many(images)
+    except Exception:  # a runtime bug met by odd input: log it, never a 500; find the culprit
+        log.exception("predict_many failed on a batch of %d; retrying one by one", len(images))
+        return [_predict_one_guarded(recognizer, image) for image in images]
+
+
+def _predict_one_guarded(recognizer: Recognizer, image: bytes):
+    try:
+        return recognizer.predict_many([image])[0]
+    except Exception:
+        log.exception("predict failed on one image")
+        return ImageError("this image could not be processed")
+
+
+def _prediction_json(prediction, with_image28: bool) -> dict:
+    answer = prediction.to_dict()
+    answer["probabilities"] = [round(float(p), 6) for p in prediction.probabilities]
+    if with_image28 and prediction.image28 is not None:
+        answer["image28"] = png_base64(prediction.image28)
+    return answer
+
+
+def png_base64(image) -> str:
+    ok, png = cv2.imencode(".png", image)
+    return base64.b64encode(png.tobytes()).decode("ascii")
+
+
+def _describe_failures(uploads: list[Upload], errors: list) -> str:
+    if len(uploads) == 1:
+        return str(errors[0])
+    shown = "; ".join(f"{name}: {error}" for (name, _), error in zip(uploads[:3], errors[:3]))
+    return shown + ("; ..." if len(uploads) > 3 else "")
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for `digitrec serve --workers N`: each worker process loads the model named in
+    DIGITREC_SERVE_MODEL (set by the command) in its own lifespan."""
+    import os
+
+    return create_app(model=os.environ.get("DIGITREC_SERVE_MODEL") or None)

@@ -1,0 +1,251 @@
+// The drawing page: draw (mouse, pen, finger) or upload a photo, and watch the digit being read.
+// Plain JS, no build step. Talks to /v1/predict, /v1/model and /healthz on the same server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const pad = $("pad"), ctx = pad.getContext("2d"), padWrap = pad.parentElement;
+const statusEl = $("status"), statusText = $("status-text");
+
+// The pad is 280 CSS-independent units, doubled on sharp screens. The stroke is about 1/13 of the
+// pad: a digit drawn across most of the pad then has MNIST's stroke-to-height ratio (~2.5 of 20 px).
+const SCALE = Math.min(2, Math.max(1, Math.round(window.devicePixelRatio || 1)));
+const SIZE = 280 * SCALE, STROKE = 22 * SCALE;
+const THROTTLE_MS = 150;   // at most one prediction request this often while drawing
+const TIMEOUT_MS = 8000;   // a request slower than this counts as a lost connection
+
+pad.width = pad.height = SIZE;
+
+// ---------- drawing ----------
+let drawing = false, last = null, inked = false;
+
+function clearPad() {
+  ctx.fillStyle = "#fff";  // white paper, black ink: what the preprocessing expects of a photo
+  ctx.fillRect(0, 0, SIZE, SIZE);
+  inked = false;
+  padWrap.classList.remove("inked");
+}
+
+function markInked() {
+  inked = true;
+  padWrap.classList.add("inked");
+}
+
+function padPoint(e) {
+  const r = pad.getBoundingClientRect();
+  return [(e.clientX - r.left) * SIZE / r.width, (e.clientY - r.top) * SIZE / r.height];
+}
+
+function strokeTo(p) {
+  ctx.strokeStyle = "#000";
+  ctx.lineWidth = STROKE;
+  ctx.lineCap = ctx.lineJoin = "round";
+  ctx.beginPath();
+  ctx.moveTo(last[0], last[1]);
+  ctx.lineTo(p[0], p[1]);
+  ctx.stroke();
+  last = p;
+}
+
+pad.addEventListener("pointerdown", (e) => {
+  if (e.pointerType === "mouse" && e.button !== 0) return;
+  e.preventDefault();
+  pad.setPointerCapture(e.pointerId);
+  drawing = true;
+  last = padPoint(e);
+  strokeTo(last);  // a tap leaves a dot
+  markInked();
+  changed();
+});
+
+pad.addEventListener("pointermove", (e) => {
+  if (!drawing) return;
+  const events = (e.getCoalescedEvents && e.getCoalescedEvents()) || [];
+  for (const ev of events.length ? events : [e]) strokeTo(padPoint(ev));
+  changed();
+});
+
+for (const type of ["pointerup", "pointercancel"]) {
+  pad.addEventListener(type, () => {
+    if (!drawing) return;
+    drawing = false;
+    changed(true);
+  });
+}
+
+function resetAll() {
+  clearPad();
+  epoch++;
+  job = null;
+  showEmpty();
+}
+
+$("clear").addEventListener("click", resetAll);
+document.addEventListener("keydown", (e) => { if (e.key === "Escape") resetAll(); });
+
+// An uploaded image or photo: shown on the pad (you can still draw on it) and sent as the file itself.
+for (const input of [$("upload"), $("photo")]) {
+  input.addEventListener("change", async () => {
+    const file = input.files && input.files[0];
+    input.value = "";  // choosing the same file again still fires
+    if (!file) return;
+    try {
+      const bitmap = await createImageBitmap(file);
+      clearPad();
+      const k = Math.min(SIZE / bitmap.width, SIZE / bitmap.height);
+      const w = bitmap.width * k, h = bitmap.height * k;
+      ctx.drawImage(bitmap, (SIZE - w) / 2, (SIZE - h) / 2, w, h);
+    } catch (err) {
+      clearPad();  // the browser cannot show it; the server may still read it, or say why not
+    }
+    markInked();
+    epoch++;
+    const form = new FormData();
+    form.append("file", file, file.name || "photo");
+    schedule(() => ({ body: form }), true);
+  });
+}
+
+// ---------- predictions ----------
+// One request at a time; while it runs, only the newest drawing waits to be sent next.
+let job = null;          // () => fetch options for the next request, or null
+let inFlight = false, lastSent = 0, timer = null;
+let epoch = 0;           // bumped by Clear and uploads, so late answers for old drawings are dropped
+let online = false;
+
+function changed(now = false) {
+  schedule(() => ({
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ images: [pad.toDataURL("image/png")] }),
+  }), now);
+}
+
+function schedule(makeRequest, now) {
+  job = makeRequest;
+  document.body.dataset.busy = "1";
+  clearTimeout(timer);
+  const wait = now ? 0 : Math.max(0, THROTTLE_MS - (performance.now() - lastSent));
+  timer = setTimeout(flush, wait);
+}
+
+async function flush() {
+  if (inFlight || !job) return settle();
+  if (!online) return;  // the health check sends it when the server is back
+  const makeRequest = job, sentEpoch = epoch;
+  job = null;
+  inFlight = true;
+  lastSent = performance.now();
+  try {
+    const res = await fetchWithTimeout("/v1/predict?image28=true", { method: "POST", ...makeRequest() });
+    // 502-504: a proxy or the server itself is restarting; retry like a lost connection.
+    if (res.status >= 502 && res.status <= 504) throw new Error(`server unavailable (${res.status})`);
+    const answer = await res.json();
+    if (sentEpoch !== epoch) return;
+    if (res.ok) showPrediction(answer.predictions[0]);
+    else showError(answer.detail || `request failed (${res.status})`);
+  } catch (err) {
+    if (!job && sentEpoch === epoch) job = makeRequest;  // resend when the server is back
+    setOnline(false);
+  } finally {
+    inFlight = false;
+    if (job && online) schedule(job, false);
+    settle();
+  }
+}
+
+function settle() {
+  if (!job && !inFlight) document.body.dataset.busy = "0";
+}
+
+function fetchWithTimeout(url, options = {}) {
+  const abort = new AbortController();
+  const t = setTimeout(() => abort.abort(), TIMEOUT_MS);
+  return fetch(url, { ...options, signal: abort.signal, cache: "no-store" }).finally(() => clearTimeout(t));
+}
+
+// ---------- showing answers ----------
+const digitEl = $("digit"), confEl = $("conf"), seenEl = $("seen"), errorEl = $("error");
+const bars = [];
+for (let d = 0; d < 10; d++) {
+  const li = document.createElement("li");
+  li.innerHTML = `<span class="d">${d}</span><span class="track"><span class="fill"></span></span><span class="p">0%</span>`;
+  $("bars").appendChild(li);
+  bars.push({ li, fill: li.querySelector(".fill"), p: li.querySelector(".p") });
+}
+
+const percent = (x) => (x >= 0.995 ? (x * 100).toFixed(1) : (x * 100).toFixed(x < 0.1 ? 1 : 0)) + "%";
+
+function showPrediction(p) {
+  errorEl.hidden = true;
+  const best = p.top[0][0];
+  digitEl.textContent = p.digit ?? "?";
+  digitEl.classList.remove("empty");
+  confEl.textContent = p.uncertain ? `Not sure; maybe ${best} (${percent(p.confidence)})`
+                                   : `${percent(p.confidence)} sure`;
+  p.probabilities.forEach((q, d) => {
+    bars[d].fill.style.width = `${(q * 100).toFixed(1)}%`;
+    bars[d].p.textContent = percent(q);
+    bars[d].li.classList.toggle("top", d === best);
+  });
+  if (p.image28) seenEl.src = `data:image/png;base64,${p.image28}`;
+  document.body.dataset.digit = String(p.digit ?? "");
+}
+
+function showEmpty() {
+  digitEl.textContent = "?";
+  digitEl.classList.add("empty");
+  confEl.textContent = "Waiting for a digit";
+  errorEl.hidden = true;
+  seenEl.removeAttribute("src");
+  for (const b of bars) { b.fill.style.width = "0"; b.p.textContent = "0%"; b.li.classList.remove("top"); }
+  document.body.dataset.digit = "";
+  settle();
+}
+
+function showError(message) {
+  showEmpty();
+  confEl.textContent = "Could not read that";
+  errorEl.textContent = message;
+  errorEl.hidden = false;
+}
+
+// ---------- connection ----------
+// Poll /healthz: slowly while online, quickly (backing off) while the server is away. When it
+// comes back, the drawing that was waiting is sent again; nothing the user drew is lost.
+let retryMs = 500;
+
+function setOnline(up) {
+  const was = online;
+  online = up;
+  statusEl.dataset.state = up ? "online" : "offline";
+  statusText.textContent = up ? "Connected" : "Reconnecting…";
+  if (up && !was) {
+    retryMs = 500;
+    loadModelCard();
+    if (job) schedule(job, true);
+  }
+}
+
+async function checkHealth() {
+  try {
+    const res = await fetchWithTimeout("/healthz");
+    setOnline(res.ok);
+  } catch (err) {
+    setOnline(false);
+  }
+  const next = online ? 5000 : retryMs;
+  if (!online) retryMs = Math.min(retryMs * 2, 4000);
+  setTimeout(checkHealth, next);
+}
+
+async function loadModelCard() {
+  try {
+    const card = await (await fetchWithTimeout("/v1/model")).json();
+    const acc = card.test_accuracy ?? card.accuracy;
+    $("model").textContent = `model: ${card.name || "unnamed"}` +
+      (typeof acc === "number" ? ` · ${(acc <= 1 ? acc * 100 : acc).toFixed(2)}% on MNIST test` : "");
+  } catch (err) { /* the footer keeps its last text */ }
+}
+
+clearPad();
+showEmpty();
+checkHealth();

@@ -1,0 +1,226 @@
+"""The HTTP API: every endpoint and every error status, in-process (TestClient), against a real
+`digitrec serve` process, and fuzzed from its own OpenAPI schema."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+
+from digitrec.runtime import Recognizer
+from digitrec.web import create_app
+from digitrec.web.limits import Limits
+from web_helpers import (draw_digit, free_port, model_path, photo_of_digit, png, start_server,
+                         stop_server, wait_until_up)
+
+ONE, SEVEN = png(draw_digit(1)), png(draw_digit(7))
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer(model_path())
+
+
+@pytest.fixture(scope="module")
+def client(recognizer):
+    with TestClient(create_app(recognizer)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def strict(recognizer):
+    """An app with tiny limits, so each limit is cheap to hit."""
+    limits = Limits(max_body_bytes=50_000, max_images=2, max_pixels=100 * 100)
+    with TestClient(create_app(recognizer, limits=limits)) as c:
+        yield c
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# ---------- what works ----------
+
+def test_healthz_names_the_model(client, recognizer):
+    assert client.get("/healthz").json() == {"status": "ok", "model": recognizer.card.get("name", "unnamed")}
+
+
+def test_model_endpoint_answers_the_model_card(client, recognizer):
+    response = client.get("/v1/model")
+    assert response.status_code == 200
+    assert response.json() == recognizer.card
+
+
+def test_the_app_loads_the_model_itself_at_start_up():
+    with TestClient(create_app(model=model_path())) as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.post("/v1/predict", files={"file": ("7.png", SEVEN)}).json()["predictions"][0]["digit"] == 7
+
+
+def test_multipart_files_are_answered_in_order(client):
+    files = [("file", ("a.png", ONE, "image/png")), ("file", ("b.png", SEVEN, "image/png")),
+             ("file", ("c.png", ONE, "application/octet-stream"))]
+    response = client.post("/v1/predict", files=files)
+    assert response.status_code == 200
+    answers = response.json()["predictions"]
+    assert [a["digit"] for a in answers] == [1, 7, 1]
+    for a in answers:
+        assert a["confidence"] > 0.9 and a["top"][0] == [a["digit"], a["confidence"]]
+        assert len(a["probabilities"]) == 10 and sum(a["probabilities"]) == pytest.approx(1, abs=1e-4)
+        assert a["probabilities"][a["digit"]] == a["confidence"]
+        assert "image28" not in a and "error" not in a
+
+
+def test_json_base64_and_data_urls_with_the_image_the_model_saw(client, recognizer):
+    body = {"images": [b64(SEVEN), "data:image/png;base64," + b64(ONE)]}
+    answers = client.post("/v1/predict?image28=true", json=body).json()["predictions"]
+    assert [a["digit"] for a in answers] == [7, 1]
+    seen = cv2.imdecode(np.frombuffer(base64.b64decode(answers[0]["image28"]), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert seen.shape == (28, 28)
+    np.testing.assert_array_equal(seen, recognizer.predict(SEVEN).image28)
+
+
+def test_a_one_megapixel_photo(client):
+    photo = photo_of_digit(7)
+    assert cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (800, 1280)
+    answer = client.post("/v1/predict", files={"file": ("photo.jpg", photo, "image/jpeg")}).json()
+    assert answer["predictions"][0]["digit"] == 7
+
+
+def test_one_bad_image_does_not_stop_the_others(client):
+    body = {"images": [b64(SEVEN), b64(b"this is not an image"), "@@not base64@@", b64(ONE)]}
+    response = client.post("/v1/predict", json=body)
+    assert response.status_code == 200
+    answers = response.json()["predictions"]
+    assert answers[0]["digit"] == 7 and answers[3]["digit"] == 1
+    assert set(answers[1]) == {"error"} and "not an image" in answers[1]["error"]
+    assert answers[2] == {"error": "not valid base64"}
+
+
+def test_the_page_and_its_files_are_served_locally(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert '<canvas id="pad"' in page.text and 'capture="environment"' in page.text
+    for asset in ("/static/app.js", "/static/app.css", "/static/favicon.svg"):
+        assert client.get(asset).status_code == 200, asset
+    for text in (page.text, client.get("/static/app.js").text, client.get("/static/app.css").text):
+        assert "http://" not in text and "https://" not in text  # nothing from outside
+
+
+def test_openapi_schema_and_docs_without_a_cdn(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/predict", "/v1/read", "/v1/model", "/healthz"} <= set(schema["paths"])
+    body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "https://" not in docs.text
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+
+
+# ---------- every error status ----------
+
+def blank_png(width: int, height: int) -> bytes:
+    return png(np.full((height, width), 255, np.uint8))
+
+
+@pytest.mark.parametrize("kwargs, status, message", [
+    # 413: over the body limit, announced by Content-Length or found while reading a chunked body
+    (dict(files={"file": ("big.png", b"\0" * 60_000)}), 413, "too large"),
+    (dict(content=iter([b"{" + b" " * 30_000] * 3), headers={"content-type": "application/json"}),
+     413, "too large"),
+    # 415: a body type the endpoint does not take
+    (dict(content=b"hello", headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
+    (dict(content=b"hello"), 415, "not a body without a Content-Type"),
+    # 422: no usable image
+    (dict(files={"file": ("x.png", b"this is not an image")}), 422, "not an image"),
+    (dict(files={"file": ("empty.png", b"")}), 422, "empty"),
+    (dict(files={"file": ("huge.png", blank_png(101, 100))}), 422, "too many pixels (10,100; limit 10,000)"),
+    (dict(files={"file": ("blank.png", blank_png(50, 50))}), 422, "ink"),
+    (dict(json={"images": ["@@"]}), 422, "not valid base64"),
+    (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "not valid JSON"),
+    (dict(json={"pictures": []}), 422, "images: Field required"),
+    (dict(json={"images": []}), 422, "at least 1 item"),
+    (dict(json={"images": [b64(ONE)] * 3}), 422, "too many images (3; at most 2"),
+    (dict(files={"file": (None, "text, not a file")}), 422, "must be a file upload"),
+    (dict(data={"file": "text"}), 415, "not application/x-www-form-urlencoded"),
+    (dict(files={"picture": ("7.png", SEVEN)}), 422, "field named 'file'"),
+    (dict(params={"image28": "perhaps"}, json={"images": [b64(ONE)]}), 422, "query.image28"),
+    # 400: a multipart body that does not parse
+    (dict(content=b"--x\r\ngarbage", headers={"content-type": "multipart/form-data"}), 400, ""),
+])
+def test_bad_requests_get_a_clear_4xx(strict, kwargs, status, message):
+    response = strict.post("/v1/predict", **kwargs)
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+
+
+def test_several_bad_images_are_all_named(client):
+    files = [("file", ("a.txt", b"nope")), ("file", ("b.png", blank_png(40, 40)))]
+    detail = client.post("/v1/predict", files=files).json()["detail"]
+    assert detail.startswith("a.txt: not an image") and "b.png: " in detail
+
+
+def test_unknown_paths_and_methods(client):
+    assert client.get("/v2/predict").status_code == 404
+    assert client.get("/v1/predict").status_code == 405
+    assert client.post("/healthz").status_code == 405
+
+
+def test_read_says_it_is_not_available_yet(client):
+    response = client.post("/v1/read", files={"file": ("7.png", SEVEN)})
+    assert response.status_code == 501
+    assert "not available" in response.json()["detail"]
+
+
+# ---------- a real server ----------
+
+def test_real_server_answers_concurrent_clients(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, tmp_path / "serve.log")
+    try:
+        wait_until_up(url, server)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            def ask(i: int) -> int | None:
+                digit, image = (1, ONE) if i % 2 else (7, SEVEN)
+                answer = http.post("/v1/predict", files={"file": (f"{i}.png", image)}).json()
+                return answer["predictions"][0]["digit"] == digit
+
+            with ThreadPoolExecutor(16) as pool:
+                assert all(pool.map(ask, range(64)))
+            # A chunked upload over the limit (20 MB) is cut off with a 413, and the server goes on.
+            too_big = http.post("/v1/predict", content=iter([b"\0" * 1_048_576] * 21),
+                                headers={"content-type": "application/json"})
+            assert too_big.status_code == 413
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    finally:
+        stop_server(server)
+
+
+def test_serve_with_a_missing_model_is_a_clear_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "digitrec", "serve", "--model", str(tmp_path / "no.onnx")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Error: model file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------- the OpenAPI schema, fuzzed: no input makes a 500 ----------
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(model=model_path()))
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_input_makes_a_server_error(case):
+    case.call_and_validate(checks=[not_a_server_error, status_code_conformance, response_schema_conformance])

@@ -1,0 +1,98 @@
+"""Shared by the web tests: which model to serve, digits drawn from real MNIST strokes, and a real
+`digitrec serve` process on a free localhost port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+
+from digitrec.runtime import default_model_path
+
+# Until the shipped model lands, the development model stands in for it (never both absent).
+DEV_MODEL = Path("/tmp/dev/dev_model.onnx")
+
+
+def serve_model_args() -> list[str]:
+    return [] if default_model_path().is_file() else ["--model", str(DEV_MODEL)]
+
+
+def model_path() -> Path | None:
+    return None if default_model_path().is_file() else DEV_MODEL
+
+
+# Pen paths on a 28x28 grid (x, y), traced along the skeleton (Zhang-Suen thinning) of real MNIST
+# test digits and simplified (Douglas-Peucker, 0.6 px): test image 5 (a '1') and 60 (a '7').
+STROKES = {
+    1: [[16, 7], [16, 9], [12, 19], [12, 22]],
+    7: [[4, 8], [6, 8], [7, 9], [14, 9], [18, 12], [18, 20], [17, 21], [17, 23], [15, 25]],
+}
+
+
+def draw_digit(digit: int, size: int = 280, stroke: int = 22, ink: int = 0, paper: int = 255) -> np.ndarray:
+    """uint8 (size, size): the digit's stroke drawn as the page draws it (black on white)."""
+    image = np.full((size, size), paper, np.uint8)
+    points = ((np.array(STROKES[digit], np.float32) + 0.5) * size / 28).astype(np.int32)
+    cv2.polylines(image, [points], False, ink, stroke, lineType=cv2.LINE_AA)
+    return image
+
+
+def png(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def photo_of_digit(digit: int, width: int = 1280, height: int = 800, seed: int = 0) -> bytes:
+    """A ~1 MP JPEG like a phone photo of a digit on paper: uneven light, noise, dark blue ink."""
+    rng = np.random.default_rng(seed)
+    side = int(min(width, height) * 0.6)
+    ink = draw_digit(digit, size=side, stroke=side // 14)
+    light = np.linspace(228, 200, width, dtype=np.float32)[None, :] + np.linspace(0, -12, height)[:, None]
+    grey = light + rng.normal(0, 4, (height, width))
+    top, left = (height - side) // 2, (width - side) // 2
+    region = grey[top:top + side, left:left + side]
+    grey[top:top + side, left:left + side] = np.where(ink < 128, 50 + ink * 0.3, region)
+    bgr = np.stack([grey * 1.0, grey * 0.97, grey * 0.94], axis=-1).clip(0, 255).astype(np.uint8)
+    return cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, log_path: Path) -> subprocess.Popen:
+    """`digitrec serve` as a real process (the installed console script's code path)."""
+    command = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--log-level", "warning",
+               *serve_model_args()]
+    log = open(log_path, "ab")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"digitrec serve exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"digitrec serve did not answer at {url} within {timeout} s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
