@@ -25,8 +25,9 @@ FILES = {
 }
 GALLERY_SIZE = 48  # worst mistakes shown: 6 rows of 8
 # Model card fields shown first, in this order; the rest follow alphabetically.
-CARD_ORDER = ("name", "architecture", "recipe", "params", "parameters", "flops", "test_accuracy", "accuracy",
-              "epochs", "seed", "train_seconds", "created", "commit", "source_commit")
+CARD_ORDER = ("name", "architecture", "recipe", "params", "parameters", "flops", "flops_per_image",
+              "test_accuracy", "accuracy", "val_accuracy", "test_loss", "epochs", "seed", "train_seconds",
+              "train_images", "val_images", "created", "commit", "source_commit")
 
 
 def write_predictions_csv(labels: np.ndarray, probs: np.ndarray, path: Path) -> Path:

@@ -19,8 +19,9 @@ from digitrec.errors import DigitrecError, ModelError
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 HISTORY_FILE = "metrics.jsonl"  # one JSON row per epoch, written by `digitrec train` in the run folder
-# In a run folder given as MODEL, the first of these that exists is evaluated.
-RUN_FOLDER_MODELS = ("best.pt", "checkpoint.pt", "last.pt", "model.pt", "model.onnx")
+# In a folder given as MODEL, the first of these that exists is evaluated (`digitrec train` writes
+# checkpoint.pt; the names are spelled out here so that resolving a path never imports torch).
+RUN_FOLDER_MODELS = ("checkpoint.pt", "model.onnx")
 
 
 @dataclass
@@ -57,7 +58,7 @@ def open_model(model: str | Path | None = None) -> ModelSource:
                          f"use an ONNX model (.onnx) or a PyTorch checkpoint (.pt)")
     _check_contract(source)
     if source.history:
-        source.history_source = "model card"
+        source.history_source = "model card" if source.kind == "onnx" else "checkpoint metadata"
     else:
         source.history = read_history(path.parent / HISTORY_FILE)
         source.history_source = str(path.parent / HISTORY_FILE) if source.history else None
@@ -107,8 +108,8 @@ def _open_checkpoint(path: Path) -> ModelSource:
         with torch.inference_mode():
             for start in range(0, len(digits28), batch_size):
                 # (B, 1, 28, 28) float32 in [0, 1], ink = 1: the model contract
-                x = torch.from_numpy(np.ascontiguousarray(digits28[start : start + batch_size]))
-                logits = module(x.float().div_(255.0).unsqueeze(1))
+                x = digits28[start : start + batch_size].astype(np.float32)[:, None] / 255.0  # a writable copy
+                logits = module(torch.from_numpy(x))
                 out.append(softmax(logits.float().numpy()))
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
