@@ -177,10 +177,22 @@ def test_unknown_paths_and_methods(client):
     assert client.post("/healthz").status_code == 405
 
 
-def test_read_says_it_is_not_available_yet(client):
-    response = client.post("/v1/read", files={"file": ("7.png", SEVEN)})
-    assert response.status_code == 501
-    assert "not available" in response.json()["detail"]
+def test_read_answers_the_number_and_each_digit_box(client):
+    number = png(np.hstack([draw_digit(1), draw_digit(7), draw_digit(7)]))  # "177", 840x280
+    response = client.post("/v1/read", files=[("file", ("177.png", number)), ("file", ("blank.png", blank_png(60, 60)))])
+    assert response.status_code == 200
+    reading, blank = response.json()["readings"]
+    assert reading["text"] == "177" and reading["lines"] == ["177"]
+    assert [d["digit"] for d in reading["digits"]] == [1, 7, 7]
+    xs = [d["box"][0] for d in reading["digits"]]
+    assert xs == sorted(xs) and 0 <= xs[0] < 280 <= xs[1] < 560 <= xs[2] < 840  # one box per drawn digit
+    assert 0.5 < reading["confidence"] <= 1
+    assert blank == {"error": "no digits found"}
+
+
+def test_read_with_nothing_readable_is_a_422(client):
+    response = client.post("/v1/read", json={"images": [b64(blank_png(60, 60))]})
+    assert response.status_code == 422 and response.json() == {"detail": "no digits found"}
 
 
 # ---------- a real server ----------

@@ -12,6 +12,7 @@ import base64
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Callable
 
 import cv2
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -44,7 +45,7 @@ ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in {
     400: "Malformed multipart body.",
     413: "Request body over the size limit.",
     415: "Body neither multipart/form-data nor JSON.",
-    422: "No usable image: not an image, undecodable, too many pixels, no ink (every image failed).",
+    422: "No usable image: not an image, undecodable, too many pixels, no ink or no digits (every image failed).",
 }.items()}
 
 
@@ -90,35 +91,41 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
     async def predict(request: Request, image28: bool = Query(
             False, description="Also answer the 28x28 image the model saw, as base64 PNG.")):
         uploads = await images_from_request(request, limits)
+        recognizer = request.app.state.recognizer
         answers = await run_in_threadpool(
-            predict_uploads, request.app.state.recognizer, uploads, limits, image28)
+            answer_each, uploads, limits, lambda images: _predict_batch(recognizer, images),
+            lambda prediction: _prediction_json(prediction, image28))
         return {"predictions": answers}
 
-    @app.post("/v1/read", response_model=ReadOut, responses={**ERRORS, 501: {
-        "model": ErrorOut, "description": "Reading is not in this version."}},
-        openapi_extra=IMAGES_BODY, summary="The whole number written in each image")
+    @app.post("/v1/read", response_model=ReadOut, response_model_exclude_unset=True, responses=ERRORS,
+              openapi_extra=IMAGES_BODY, summary="The whole number written in each image")
     async def read(request: Request):
-        raise HTTPException(501, "reading whole numbers is not available in this version yet; "
-                                 "use /v1/predict for single digits")
+        uploads = await images_from_request(request, limits)
+        recognizer = request.app.state.recognizer
+        answers = await run_in_threadpool(
+            answer_each, uploads, limits, lambda images: _read_each(recognizer, images),
+            lambda reading: reading.to_dict())
+        return {"readings": answers}
 
     return app
 
 
-def predict_uploads(recognizer: Recognizer, uploads: list[Upload], limits: Limits,
-                    with_image28: bool) -> list[dict]:
-    """-> one JSON-ready answer per upload, in order; 422 when no upload could be read."""
+def answer_each(uploads: list[Upload], limits: Limits, run: Callable[[list[bytes]], list],
+                to_json: Callable[[object], dict]) -> list[dict]:
+    """Run `run` on the uploads that pass the limits -> one JSON-ready answer per upload, in order
+    (an error answers for its image alone); 422 when no upload could be used."""
     answers: list = [None] * len(uploads)
     batch: list[int] = []  # indices of the uploads worth decoding
     for i, (_, data) in enumerate(uploads):
         answers[i] = data if isinstance(data, ImageError) else _pixel_problem(data, limits)
         if answers[i] is None:
             batch.append(i)
-    for i, answer in zip(batch, _predict_guarded(recognizer, [uploads[i][1] for i in batch])):
-        answers[i] = answer
+    if batch:
+        for i, answer in zip(batch, run([uploads[i][1] for i in batch])):
+            answers[i] = answer
     if all(isinstance(a, DigitrecError) for a in answers):
         raise HTTPException(422, _describe_failures(uploads, answers))
-    return [{"error": str(a)} if isinstance(a, DigitrecError) else _prediction_json(a, with_image28)
-            for a in answers]
+    return [{"error": str(a)} if isinstance(a, DigitrecError) else to_json(a) for a in answers]
 
 
 def _pixel_problem(data: bytes, limits: Limits) -> ImageError | None:
@@ -128,21 +135,27 @@ def _pixel_problem(data: bytes, limits: Limits) -> ImageError | None:
     return None
 
 
-def _predict_guarded(recognizer: Recognizer, images: list[bytes]) -> list:
-    if not images:
-        return []
+def _predict_batch(recognizer: Recognizer, images: list[bytes]) -> list:
     try:
         return recognizer.predict_many(images)
     except Exception:  # a runtime bug met by odd input: log it, never a 500; find the culprit
         log.exception("predict_many failed on a batch of %d; retrying one by one", len(images))
-        return [_predict_one_guarded(recognizer, image) for image in images]
+        return [_guarded(lambda image=image: recognizer.predict_many([image])[0]) for image in images]
 
 
-def _predict_one_guarded(recognizer: Recognizer, image: bytes):
+def _read_each(recognizer: Recognizer, images: list[bytes]) -> list:
+    return [_guarded(lambda image=image: recognizer.read(image)) for image in images]
+
+
+def _guarded(compute: Callable[[], object]):
+    """The answer, or the DigitrecError that explains why not; any other exception is a bug met
+    by odd input: logged, and answered as this image's error rather than a 500."""
     try:
-        return recognizer.predict_many([image])[0]
+        return compute()
+    except DigitrecError as exc:
+        return exc
     except Exception:
-        log.exception("predict failed on one image")
+        log.exception("processing one image failed")
         return ImageError("this image could not be processed")
 
 

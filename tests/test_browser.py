@@ -1,0 +1,166 @@
+"""The drawing page in a real headless chromium (Debian's, driven by Playwright) against a real
+`digitrec serve` process: draw digits with the mouse and with touch, upload a photo, restart the
+server under the page. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from web_helpers import STROKES, free_port, photo_of_digit, start_server, stop_server, wait_until_up
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+PHONE = dict(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+
+
+class Server:
+    """`digitrec serve` on a fixed free port, which the restart test stops and starts again."""
+
+    def __init__(self, log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.process = None
+
+    def start(self):
+        self.process = start_server(self.port, self.log_path)
+        wait_until_up(self.url, self.process)
+
+    def stop(self):
+        stop_server(self.process)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("serve") / "serve.log")
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Never a silent skip: without chromium this test fails and says how to get it.
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` (or apt-get install chromium) installs it")
+    with sync_playwright() as playwright:
+        b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, server, **context_options) -> tuple[Page, list[str]]:
+    page = browser.new_context(**context_options).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url + "/")
+    wait_for_status(page, "online")
+    return page, errors
+
+
+def wait_for_status(page: Page, state: str, timeout_ms: int = 15_000):
+    page.wait_for_function(f"document.getElementById('status').dataset.state === '{state}'", timeout=timeout_ms)
+
+
+def wait_until_idle(page: Page):
+    page.wait_for_function("document.body.dataset.busy === '0'", timeout=15_000)
+
+
+def stroke_points(page: Page, digit: int) -> list[tuple[float, float]]:
+    """The digit's MNIST pen path in page coordinates: the 28x28 grid stretched over the pad."""
+    box = page.locator("#pad").bounding_box()
+    return [(box["x"] + (x + 0.5) * box["width"] / 28, box["y"] + (y + 0.5) * box["height"] / 28)
+            for x, y in STROKES[digit]]
+
+
+def draw_with_mouse(page: Page, digit: int):
+    points = stroke_points(page, digit)
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=6)
+    page.mouse.up()
+
+
+def draw_with_finger(page: Page, digit: int):
+    """Real touch input (Chrome DevTools Protocol), which reaches the page as touch pointer events."""
+    cdp = page.context.new_cdp_session(page)
+    points = stroke_points(page, digit)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": points[0][0], "y": points[0][1]}]})
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        for t in (0.25, 0.5, 0.75, 1.0):
+            point = {"x": x0 + (x1 - x0) * t, "y": y0 + (y1 - y0) * t}
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def shown_digit(page: Page) -> str:
+    return page.locator("#digit").inner_text().strip()
+
+
+def top_bar(page: Page) -> int:
+    return page.locator("#bars li").evaluate_all("items => items.findIndex(li => li.classList.contains('top'))")
+
+
+@pytest.mark.parametrize("digit", [1, 7])
+def test_drawing_a_digit_shows_it(browser, server, artifacts_dir, digit):
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    draw_with_mouse(page, digit)
+    wait_until_idle(page)
+    assert shown_digit(page) == str(digit)
+    assert top_bar(page) == digit
+    assert "sure" in page.locator("#conf").inner_text()
+    assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
+    page.screenshot(path=artifacts_dir / f"page-drawn-{digit}.png")
+
+    page.locator("#clear").click()
+    wait_until_idle(page)
+    assert shown_digit(page) == "?" and top_bar(page) == -1
+    assert errors == []
+    page.context.close()
+
+
+def test_phone_screen_with_touch(browser, server, artifacts_dir):
+    page, errors = open_page(browser, server, **PHONE)
+    # Everything fits the width: no sideways scrolling on a phone.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    pad = page.locator("#pad").bounding_box()
+    assert pad["width"] >= 300 and pad["x"] >= 0 and pad["x"] + pad["width"] <= 390
+    draw_with_finger(page, 7)
+    wait_until_idle(page)
+    assert shown_digit(page) == "7"
+    page.screenshot(path=artifacts_dir / "page-phone.png", full_page=True)
+    assert errors == []
+    page.context.close()
+
+
+def test_uploading_a_photo(browser, server, artifacts_dir, tmp_path):
+    photo = tmp_path / "seven.jpg"
+    photo.write_bytes(photo_of_digit(7))
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    page.locator("#upload").set_input_files(str(photo))
+    page.wait_for_function("document.body.dataset.digit === '7'", timeout=15_000)
+    assert top_bar(page) == 7
+    assert errors == []
+    page.context.close()
+
+
+def test_the_page_survives_a_server_restart(browser, server, artifacts_dir):
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    server.stop()
+    draw_with_mouse(page, 1)  # drawn while the server is down: kept and sent when it is back
+    wait_for_status(page, "offline")
+    assert page.locator("#status-text").inner_text() == "Reconnecting…"
+    page.screenshot(path=artifacts_dir / "page-offline.png")
+    server.start()
+    wait_for_status(page, "online")
+    wait_until_idle(page)
+    assert shown_digit(page) == "1"
+    assert errors == []
+    page.context.close()
