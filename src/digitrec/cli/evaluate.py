@@ -59,8 +59,8 @@ def _print_summary(summary: dict) -> None:
     n, errors = summary["n"], summary["errors"]
     console.print(f"[bold]{summary['model']['name']}[/bold]  ({summary['model']['path']})")
     console.print(f"accuracy [bold]{summary['accuracy']:.2%}[/bold]   errors {errors:,} of {n:,}   "
-                  f"loss {summary['loss']:.4f}   ECE {summary['ece']:.4f}   "
-                  f"{summary['images_per_second']:,.0f} images/s")
+                  f"loss {summary['loss']:.4f}   ECE {summary['ece']:.4f}")
+    console.print(f"inference {summary['seconds']:.2f} s ({summary['images_per_second']:,.0f} images/s)")
     table = Table("digit", "precision", "recall", "F1", "support", box=None, pad_edge=False)
     for digit, m in enumerate(summary["per_class"]):
         table.add_row(str(digit), f"{m['precision']:.2%}", f"{m['recall']:.2%}", f"{m['f1']:.2%}",

@@ -40,6 +40,11 @@ def evaluate_model(
     if limit is not None and limit < 1:
         raise DigitrecError(f"--limit must be at least 1, got {limit}")
     source = open_model(model)
+    out = Path(out)
+    try:  # before the work, so a bad --out fails at once
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DigitrecError(f"cannot create the output folder {out}: {exc.strerror}") from None
     images, labels = load_mnist("test", data_dir)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
@@ -53,14 +58,8 @@ def evaluate_model(
     probs = np.concatenate(chunks).astype(np.float32)
     seconds = time.perf_counter() - start
 
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DigitrecError(f"cannot create the output folder {out}: {exc.strerror}") from None
-
     summary = {
-        "model": {"path": str(source.path), "kind": source.kind, "name": source.name},
+        "model": {"path": str(source.path), "kind": source.kind, "name": source.name, "card": source.card},
         **metrics.summarize(labels, probs),
         "limit": limit,
         "seconds": round(seconds, 4),
@@ -81,5 +80,6 @@ def evaluate_model(
     summary["files"] = {key: str(path) for key, path in files.items()}
     html_text = report.render_html(summary, figures, source.card, files)
     files["report"].write_text(html_text, encoding="utf-8")
+    summary["report_seconds"] = round(time.perf_counter() - start - seconds, 4)  # CSVs, figures, page
     files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -175,7 +175,7 @@ images of this digit, the share it found. F1 is their harmonic mean. The weakest
 
 def render_html(summary: dict, figures: dict[str, Path], card: dict, files: dict[str, Path]) -> str:
     model = summary["model"]
-    name = card.get("name") or Path(model["path"]).stem
+    name = model["name"]
     n, errors = summary["n"], summary["errors"]
     params = card.get("params", card.get("parameters"))
     cards = [

@@ -35,7 +35,11 @@ class ModelSource:
 
     @property
     def name(self) -> str:
-        return str(self.card.get("name") or self.path.stem)
+        if self.card.get("name"):
+            return str(self.card["name"])
+        if self.kind == "checkpoint" and self.card.get("recipe"):
+            return f"{self.card['recipe']} (run {self.path.parent.name})"
+        return self.path.stem
 
 
 def open_model(model: str | Path | None = None) -> ModelSource:
