@@ -72,15 +72,17 @@ def wait_until_idle(page: Page):
     page.wait_for_function("document.body.dataset.busy === '0'", timeout=15_000)
 
 
-def stroke_points(page: Page, digit: int) -> list[tuple[float, float]]:
-    """The digit's MNIST pen path in page coordinates: the 28x28 grid stretched over the pad."""
+def stroke_points(page: Page, digit: int, slot: int = 0) -> list[tuple[float, float]]:
+    """The digit's MNIST pen path in page coordinates: the 28x28 grid stretched over the pad's
+    height, in the `slot`-th square from the left (a number's pad is two squares wide)."""
     box = page.locator("#pad").bounding_box()
-    return [(box["x"] + (x + 0.5) * box["width"] / 28, box["y"] + (y + 0.5) * box["height"] / 28)
+    side = box["height"]
+    return [(box["x"] + (slot + (x + 0.5) / 28) * side, box["y"] + (y + 0.5) * side / 28)
             for x, y in STROKES[digit]]
 
 
-def draw_with_mouse(page: Page, digit: int):
-    points = stroke_points(page, digit)
+def draw_with_mouse(page: Page, digit: int, slot: int = 0):
+    points = stroke_points(page, digit, slot)
     page.mouse.move(*points[0])
     page.mouse.down()
     for point in points[1:]:
@@ -100,7 +102,7 @@ def draw_with_finger(page: Page, digit: int):
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
-def shown_digit(page: Page) -> str:
+def shown_answer(page: Page) -> str:
     return page.locator("#digit").inner_text().strip()
 
 
@@ -113,7 +115,7 @@ def test_drawing_a_digit_shows_it(browser, server, artifacts_dir, digit):
     page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
     draw_with_mouse(page, digit)
     wait_until_idle(page)
-    assert shown_digit(page) == str(digit)
+    assert shown_answer(page) == str(digit)
     assert top_bar(page) == digit
     assert "sure" in page.locator("#conf").inner_text()
     assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
@@ -121,7 +123,7 @@ def test_drawing_a_digit_shows_it(browser, server, artifacts_dir, digit):
 
     page.locator("#clear").click()
     wait_until_idle(page)
-    assert shown_digit(page) == "?" and top_bar(page) == -1
+    assert shown_answer(page) == "?" and top_bar(page) == -1
     assert errors == []
     page.context.close()
 
@@ -134,7 +136,7 @@ def test_phone_screen_with_touch(browser, server, artifacts_dir):
     assert pad["width"] >= 300 and pad["x"] >= 0 and pad["x"] + pad["width"] <= 390
     draw_with_finger(page, 7)
     wait_until_idle(page)
-    assert shown_digit(page) == "7"
+    assert shown_answer(page) == "7"
     page.screenshot(path=artifacts_dir / "page-phone.png", full_page=True)
     assert errors == []
     page.context.close()
@@ -145,8 +147,25 @@ def test_uploading_a_photo(browser, server, artifacts_dir, tmp_path):
     photo.write_bytes(photo_of_digit(7))
     page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
     page.locator("#upload").set_input_files(str(photo))
-    page.wait_for_function("document.body.dataset.digit === '7'", timeout=15_000)
+    page.wait_for_function("document.body.dataset.answer === '7'", timeout=15_000)
     assert top_bar(page) == 7
+    assert errors == []
+    page.context.close()
+
+
+def test_writing_a_number_shows_it_with_a_box_per_digit(browser, server, artifacts_dir):
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 900})
+    page.locator("#mode-number").click()
+    draw_with_mouse(page, 1, slot=0)
+    draw_with_mouse(page, 7, slot=1)
+    wait_until_idle(page)
+    assert shown_answer(page) == "17"
+    assert page.locator("#chips li").count() == 2 and page.locator("#boxes div").count() == 2
+    first, second = (page.locator("#boxes div").nth(i).bounding_box() for i in (0, 1))
+    assert first["x"] + first["width"] <= second["x"]  # the 1's box left of the 7's
+    page.screenshot(path=artifacts_dir / "page-number.png")
+    page.locator("#mode-digit").click()
+    assert shown_answer(page) == "?"
     assert errors == []
     page.context.close()
 
@@ -161,6 +180,6 @@ def test_the_page_survives_a_server_restart(browser, server, artifacts_dir):
     server.start()
     wait_for_status(page, "online")
     wait_until_idle(page)
-    assert shown_digit(page) == "1"
+    assert shown_answer(page) == "1"
     assert errors == []
     page.context.close()

@@ -1,28 +1,39 @@
-// The drawing page: draw (mouse, pen, finger) or upload a photo, and watch the digit being read.
-// Plain JS, no build step. Talks to /v1/predict, /v1/model and /healthz on the same server.
+// The drawing page: draw (mouse, pen, finger) or upload a photo, and watch it being read: one digit
+// (/v1/predict, with its ten probabilities and the 28x28 image the model saw) or a whole number
+// (/v1/read, with a box per digit). Plain JS, no build step; /healthz tells the connection state.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const pad = $("pad"), ctx = pad.getContext("2d"), padWrap = pad.parentElement;
+const pad = $("pad"), ctx = pad.getContext("2d"), padWrap = $("pad-wrap");
 const statusEl = $("status"), statusText = $("status-text");
 
-// The pad is 280 CSS-independent units, doubled on sharp screens. The stroke is about 1/13 of the
-// pad: a digit drawn across most of the pad then has MNIST's stroke-to-height ratio (~2.5 of 20 px).
+// The pad is 280 units high (doubled on sharp screens); a number gets a pad twice as wide. The
+// stroke is about 1/13 of the height: a digit drawn across most of the pad then has MNIST's
+// stroke-to-height ratio (~2.5 of 20 px).
 const SCALE = Math.min(2, Math.max(1, Math.round(window.devicePixelRatio || 1)));
-const SIZE = 280 * SCALE, STROKE = 22 * SCALE;
-const THROTTLE_MS = 150;   // at most one prediction request this often while drawing
+const HEIGHT = 280 * SCALE, STROKE = 22 * SCALE;
+const THROTTLE_MS = 150;   // at most one request this often while drawing
 const TIMEOUT_MS = 8000;   // a request slower than this counts as a lost connection
 
-pad.width = pad.height = SIZE;
+const MODES = {
+  digit: { width: HEIGHT, endpoint: "/v1/predict?image28=true", hint: "Draw a digit here",
+           tip: "Draw one digit, large and centred. Esc clears.", waiting: "Waiting for a digit" },
+  number: { width: 2 * HEIGHT, endpoint: "/v1/read", hint: "Write a number here",
+            tip: "Write the digits side by side, a little apart. Esc clears.", waiting: "Waiting for a number" },
+};
+let mode = "digit";
 
 // ---------- drawing ----------
 let drawing = false, last = null, inked = false;
+let view = null;  // how an uploaded image sits on the pad: {k, x, y}; null for a drawing
 
 function clearPad() {
   ctx.fillStyle = "#fff";  // white paper, black ink: what the preprocessing expects of a photo
-  ctx.fillRect(0, 0, SIZE, SIZE);
+  ctx.fillRect(0, 0, pad.width, pad.height);
   inked = false;
+  view = null;
   padWrap.classList.remove("inked");
+  $("boxes").replaceChildren();
 }
 
 function markInked() {
@@ -32,7 +43,7 @@ function markInked() {
 
 function padPoint(e) {
   const r = pad.getBoundingClientRect();
-  return [(e.clientX - r.left) * SIZE / r.width, (e.clientY - r.top) * SIZE / r.height];
+  return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
 }
 
 function strokeTo(p) {
@@ -79,6 +90,19 @@ function resetAll() {
   showEmpty();
 }
 
+function setMode(name) {
+  mode = name;
+  document.body.dataset.mode = name;
+  for (const m of Object.keys(MODES)) $(`mode-${m}`).setAttribute("aria-selected", String(m === name));
+  pad.width = MODES[name].width;
+  pad.height = HEIGHT;
+  $("pad-hint").textContent = MODES[name].hint;
+  $("tip").textContent = MODES[name].tip;
+  resetAll();
+}
+
+$("mode-digit").addEventListener("click", () => setMode("digit"));
+$("mode-number").addEventListener("click", () => setMode("number"));
 $("clear").addEventListener("click", resetAll);
 document.addEventListener("keydown", (e) => { if (e.key === "Escape") resetAll(); });
 
@@ -88,14 +112,14 @@ for (const input of [$("upload"), $("photo")]) {
     const file = input.files && input.files[0];
     input.value = "";  // choosing the same file again still fires
     if (!file) return;
+    clearPad();
     try {
       const bitmap = await createImageBitmap(file);
-      clearPad();
-      const k = Math.min(SIZE / bitmap.width, SIZE / bitmap.height);
-      const w = bitmap.width * k, h = bitmap.height * k;
-      ctx.drawImage(bitmap, (SIZE - w) / 2, (SIZE - h) / 2, w, h);
+      const k = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
+      view = { k, x: (pad.width - bitmap.width * k) / 2, y: (pad.height - bitmap.height * k) / 2 };
+      ctx.drawImage(bitmap, view.x, view.y, bitmap.width * k, bitmap.height * k);
     } catch (err) {
-      clearPad();  // the browser cannot show it; the server may still read it, or say why not
+      // The browser cannot show it; the server may still read it, or will say why not.
     }
     markInked();
     epoch++;
@@ -105,14 +129,15 @@ for (const input of [$("upload"), $("photo")]) {
   });
 }
 
-// ---------- predictions ----------
+// ---------- requests ----------
 // One request at a time; while it runs, only the newest drawing waits to be sent next.
 let job = null;          // () => fetch options for the next request, or null
 let inFlight = false, lastSent = 0, timer = null;
-let epoch = 0;           // bumped by Clear and uploads, so late answers for old drawings are dropped
+let epoch = 0;           // bumped by Clear, uploads and mode changes: late answers for old pads are dropped
 let online = false;
 
 function changed(now = false) {
+  view = null;  // the pad itself is sent now, so boxes are in pad pixels
   schedule(() => ({
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ images: [pad.toDataURL("image/png")] }),
@@ -130,18 +155,19 @@ function schedule(makeRequest, now) {
 async function flush() {
   if (inFlight || !job) return settle();
   if (!online) return;  // the health check sends it when the server is back
-  const makeRequest = job, sentEpoch = epoch;
+  const makeRequest = job, sentEpoch = epoch, sentMode = mode, sentView = view;
   job = null;
   inFlight = true;
   lastSent = performance.now();
   try {
-    const res = await fetchWithTimeout("/v1/predict?image28=true", { method: "POST", ...makeRequest() });
+    const res = await fetchWithTimeout(MODES[sentMode].endpoint, { method: "POST", ...makeRequest() });
     // 502-504: a proxy or the server itself is restarting; retry like a lost connection.
     if (res.status >= 502 && res.status <= 504) throw new Error(`server unavailable (${res.status})`);
     const answer = await res.json();
     if (sentEpoch !== epoch) return;
-    if (res.ok) showPrediction(answer.predictions[0]);
-    else showError(answer.detail || `request failed (${res.status})`);
+    if (!res.ok) showError(answer.detail || `request failed (${res.status})`);
+    else if (sentMode === "digit") showPrediction(answer.predictions[0]);
+    else showReading(answer.readings[0], sentView);
   } catch (err) {
     if (!job && sentEpoch === epoch) job = makeRequest;  // resend when the server is back
     setOnline(false);
@@ -172,32 +198,60 @@ for (let d = 0; d < 10; d++) {
   bars.push({ li, fill: li.querySelector(".fill"), p: li.querySelector(".p") });
 }
 
-const percent = (x) => (x >= 0.995 ? (x * 100).toFixed(1) : (x * 100).toFixed(x < 0.1 ? 1 : 0)) + "%";
+function percent(x) {
+  if (x >= 0.9995) return "100%";
+  if (x < 0.0005) return "0%";
+  return (x * 100).toFixed(1) + "%";
+}
+
+function showAnswer(text, conf) {
+  errorEl.hidden = true;
+  digitEl.textContent = text;
+  digitEl.classList.toggle("empty", text === "?");
+  confEl.textContent = conf;
+  document.body.dataset.answer = text === "?" ? "" : text;
+}
 
 function showPrediction(p) {
-  errorEl.hidden = true;
   const best = p.top[0][0];
-  digitEl.textContent = p.digit ?? "?";
-  digitEl.classList.remove("empty");
-  confEl.textContent = p.uncertain ? `Not sure; maybe ${best} (${percent(p.confidence)})`
-                                   : `${percent(p.confidence)} sure`;
+  showAnswer(p.digit ?? "?", p.uncertain ? `Not sure; maybe ${best} (${percent(p.confidence)})`
+                                         : `${percent(p.confidence)} sure`);
   p.probabilities.forEach((q, d) => {
     bars[d].fill.style.width = `${(q * 100).toFixed(1)}%`;
     bars[d].p.textContent = percent(q);
     bars[d].li.classList.toggle("top", d === best);
   });
   if (p.image28) seenEl.src = `data:image/png;base64,${p.image28}`;
-  document.body.dataset.digit = String(p.digit ?? "");
+}
+
+function showReading(r, sentView) {
+  showAnswer(r.lines.join(" / "), `${percent(r.confidence)} sure of all ${r.digits.length} digits`);
+  const chips = r.digits.map((d) => {
+    const li = document.createElement("li");
+    li.className = d.confidence < 0.8 ? "low" : "";
+    li.innerHTML = `<b>${d.digit}</b><small>${percent(d.confidence)}</small>`;
+    return li;
+  });
+  $("chips").replaceChildren(...chips);
+  // Boxes come in the sent image's pixels: the pad's, or the upload's as it sits on the pad.
+  const v = sentView || { k: 1, x: 0, y: 0 };
+  $("boxes").replaceChildren(...r.digits.map((d) => {
+    const [x, y, w, h] = d.box, div = document.createElement("div");
+    div.style.left = `${(100 * (v.x + x * v.k)) / pad.width}%`;
+    div.style.top = `${(100 * (v.y + y * v.k)) / pad.height}%`;
+    div.style.width = `${(100 * w * v.k) / pad.width}%`;
+    div.style.height = `${(100 * h * v.k) / pad.height}%`;
+    div.innerHTML = `<span>${d.digit}</span>`;
+    return div;
+  }));
 }
 
 function showEmpty() {
-  digitEl.textContent = "?";
-  digitEl.classList.add("empty");
-  confEl.textContent = "Waiting for a digit";
-  errorEl.hidden = true;
+  showAnswer("?", MODES[mode].waiting);
   seenEl.removeAttribute("src");
   for (const b of bars) { b.fill.style.width = "0"; b.p.textContent = "0%"; b.li.classList.remove("top"); }
-  document.body.dataset.digit = "";
+  $("chips").replaceChildren();
+  $("boxes").replaceChildren();
   settle();
 }
 
@@ -246,6 +300,5 @@ async function loadModelCard() {
   } catch (err) { /* the footer keeps its last text */ }
 }
 
-clearPad();
-showEmpty();
+setMode("digit");
 checkHealth();
