@@ -26,6 +26,11 @@ SKIP_SMALL = math.log(0.7)
 # Charged per stroke width of ink that a chosen cut goes through: cutting strokes is the
 # exception (touching digits), not the rule.
 CUT_COST = 1.0
+# Digits wider than WIDE line heights are penalised by WIDE_COST per extra line height.
+WIDE, WIDE_COST = 1.1, 7.0
+# Each digit read costs this much: without it, confident fragments of one digit (the two arcs of
+# a broken 0) outscore the whole digit.
+DIGIT_COST = 0.0
 # A line is dropped when its digits are much smaller than the main line's (printed captions,
 # a faint second hand) or when the classifier finds no confident digit in it.
 MIN_LINE_HEIGHT = 0.55
@@ -80,8 +85,8 @@ def shape_log_prior(width: float, height: float, line_height: float) -> float:
     wide); runs much wider are several digits, runs much shorter are fragments."""
     w, h = width / line_height, height / line_height
     score = 0.0
-    if w > 0.95:
-        score -= 6.0 * (w - 0.95)
+    if w > WIDE:
+        score -= WIDE_COST * (w - WIDE)
     if h < 0.6:
         score -= 6.0 * (0.6 - h)
     if h > 1.5:
@@ -112,7 +117,7 @@ def _best_path(line: TextLine, groups, probs: np.ndarray) -> list[tuple[int, int
         y0, y1 = min(a.y for a in run), max(a.y + a.h for a in run)
         s = math.log(max(float(probs[k].max()), 1e-9)) + shape_log_prior(x1 - x0, y1 - y0, line.height)
         # Cuts inside the run are undone (free); the cut at its right end is paid for.
-        s -= CUT_COST * atoms[j - 1].cut_cost
+        s -= CUT_COST * atoms[j - 1].cut_cost + DIGIT_COST
         score[(i, j)] = s
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
@@ -137,31 +142,38 @@ def _best_path(line: TextLine, groups, probs: np.ndarray) -> list[tuple[int, int
     return path[::-1]
 
 
-def read_segmentation(recognizer, seg: Segmentation) -> list[list[ReadDigit]]:
-    # Classify every candidate run of every line in one batch.
-    plan = []
-    images = []
+def classify_candidates(recognizer, seg: Segmentation):
+    """Every candidate run of atoms of every line, rendered MNIST-style and classified in one
+    batch -> (runs per line, uint8 (N, 28, 28) images, float32 (N, 10) probabilities)."""
+    plan, images = [], []
     for line in seg.lines:
         groups = _candidate_groups(line)
         plan.append(groups)
-        for i, j in groups:
-            images.append(fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)))
+        images += [fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)) for i, j in groups]
     if not images:
-        return []
-    probs = recognizer.predict_probabilities(np.stack(images))
+        return plan, np.zeros((0, 28, 28), np.uint8), np.zeros((0, 10), np.float32)
+    images = np.stack(images)
+    return plan, images, recognizer.predict_probabilities(images)
+
+
+def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray) -> list[list[ReadDigit]]:
+    """The best path through each line's candidates -> the digits of the lines that read as numbers."""
     lines, offset = [], 0
     for line, groups in zip(seg.lines, plan):
-        line_probs = probs[offset : offset + len(groups)]
         index = {g: offset + k for k, g in enumerate(groups)}
+        line_probs = probs[offset : offset + len(groups)]
         offset += len(groups)
         digits = []
         for i, j in _best_path(line, groups, line_probs):
             k = index[(i, j)]
-            run = line.atoms[i:j]
             digits.append(ReadDigit(int(probs[k].argmax()), float(probs[k].max()),
-                                    _box(run, seg.scale), images[k]))
+                                    _box(line.atoms[i:j], seg.scale), images[k]))
         lines.append((line, digits))
     return _keep_number_lines(lines)
+
+
+def read_segmentation(recognizer, seg: Segmentation) -> list[list[ReadDigit]]:
+    return choose_digits(seg, *classify_candidates(recognizer, seg))
 
 
 def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[list[ReadDigit]]:

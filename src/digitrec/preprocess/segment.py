@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from digitrec.preprocess.ink import find_ink
+from digitrec.preprocess.ink import ink_mask as _hysteresis
+
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
 WORK_MIN_SIDE, WORK_MAX_SIDE = 400, 1000
@@ -93,45 +96,22 @@ def _odd(n: float) -> int:
 
 
 def ink_map(grey: np.ndarray) -> np.ndarray:
-    """uint8 grey (any polarity) -> uint8 ink map: how much darker than the local paper each
-    pixel is, as a fraction of the paper's brightness (so a shadow does not read as ink)."""
-    if np.median(grey) < 100:  # light ink on a dark background: make it dark on light
-        grey = 255 - grey
-    g = grey.astype(np.float32)
-    h, w = g.shape
-    # The paper: a grey closing (max then min filter) wider than any stroke removes the ink and
-    # keeps large dark regions (a scanner border) as they are. Done at quarter size for speed;
-    # lighting varies slowly anyway.
-    small = cv2.resize(g, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
-    k = _odd(max(small.shape) / 12)
-    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    paper = cv2.blur(paper, (3, 3))
-    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
-    paper = np.maximum(paper, g)
-    # Relative to the local paper (shadows), but never to paper much darker than the page's own:
-    # inside a black scanner border the 'paper' is black and its noise must not become ink.
-    page = float(np.percentile(paper, 90))
-    ink = (paper - g) / np.maximum(paper, 0.6 * page)
-    return np.clip(ink * 255 * 1.5, 0, 255).astype(np.uint8)
+    """uint8 grey (either polarity) -> uint8 ink map (0 = paper, 255 = full ink), by the single-digit
+    pipeline's `find_ink` (polarity, lighting divided out with a window scaled to the strokes).
+    One addition for pages: contrast is measured against the page's own paper, not a black
+    scanner border's, whose noise would otherwise read as ink."""
+    stages: dict = {}
+    contrast = find_ink(grey, stages).contrast
+    background = stages["background"].astype(np.float32)
+    page = float(np.percentile(background, 90))
+    contrast = contrast * np.clip(background / max(0.6 * page, 1.0), 0, 1)
+    return np.clip(contrast * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Ink map -> bool mask by hysteresis: strong ink (Otsu on the inked pixels) seeds the
-    components, which then grow through fainter, anti-aliased ink."""
-    nonzero = ink[ink > 8]
-    if nonzero.size < 20:
-        return np.zeros(ink.shape, bool)
-    otsu, _ = cv2.threshold(nonzero.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    # Noise floor: the spread of the paper itself (median absolute deviation of the ink map).
-    noise = float(np.median(ink)) + 3 * 1.4826 * float(np.median(np.abs(ink - np.median(ink)))) + 6
-    high = max(otsu, noise, 40.0)
-    low = max(noise, 0.45 * high)
-    weak = (ink >= low).astype(np.uint8)
-    n, labels = cv2.connectedComponents(weak, connectivity=8)
-    seeded = np.zeros(n, bool)
-    seeded[np.unique(labels[ink >= high])] = True
-    seeded[0] = False
-    return seeded[labels]
+    """Ink map -> bool mask: the single-digit pipeline's hysteresis threshold (strong ink seeds,
+    grown through fainter, anti-aliased ink, both above the paper's noise)."""
+    return _hysteresis(ink.astype(np.float32) / 255.0)[0] > 0
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -172,8 +152,9 @@ def _components(mask: np.ndarray) -> list[Atom]:
 
 def estimate_digit_height(atoms: list[Atom]) -> float:
     """The ink-weighted median height of the components that could be characters (not specks,
-    not long rules): digits carry most of the ink on a page of numbers."""
-    cand = [a for a in atoms if a.h >= 4 and a.w < 6 * a.h and a.h < 8 * max(a.w, 1)]
+    not long rules; a string of touching digits is one wide component): digits carry most of the
+    ink on a page of numbers."""
+    cand = [a for a in atoms if a.h >= 4 and a.w < 10 * a.h and a.h < 10 * max(a.w, 1)]
     if not cand:
         return 0.0
     heights = np.array([a.h for a in cand], np.float32)
@@ -239,7 +220,7 @@ def _seam(cost: np.ndarray, x0: int, band: int) -> tuple[np.ndarray, float]:
     return xs + lo, float(acc[-1].min())
 
 
-def split_touching(atom: Atom, height: float, stroke: float, max_cuts: int = 6) -> list[Atom]:
+def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
     """Cut a component that may hold several touching digits at its most likely seams. Returns
     the slices left to right (the atom itself when it is too narrow to hold two digits)."""
     if atom.w < 1.0 * height or atom.h < SMALL_ATOM * height:
@@ -263,6 +244,7 @@ def split_touching(atom: Atom, height: float, stroke: float, max_cuts: int = 6) 
     # Keep the cheapest seams that are not too close to each other.
     seams.sort(key=lambda s: s[0])
     kept: list[tuple[float, np.ndarray]] = []
+    max_cuts = int(3 * atom.w / height) + 1  # a narrow digit (a 1) is ~0.3 heights wide
     for cost, path in seams:
         if cost > 4.0 or len(kept) >= max_cuts:
             break
@@ -293,11 +275,15 @@ def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:
 
 def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
     """uint8 grey image -> lines of over-segmented atoms at working scale."""
+    # The ink is found at the input's resolution (at most WORK_MAX_SIDE), where its stroke
+    # widths are the ones the lighting model expects; small inputs are enlarged afterwards.
     scale = working_scale(grey.shape)
-    if scale != 1.0:
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=interp)
+    if scale < 1:
+        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     ink = ink_map(grey)
+    if scale > 1:
+        grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        ink = cv2.resize(ink, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_CUBIC)
     # Horizontal rules first, with a length only lines across the page reach (digits sitting on a
     # ruled line would otherwise merge into one blob and spoil the height estimate); then rules
     # both ways at a length measured in digit heights, once the digits tell how tall they are. (A
@@ -323,35 +309,22 @@ def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
 
 
 def render_group(atoms: list[Atom], ink: np.ndarray, stroke: float) -> np.ndarray:
-    """Atoms that form one digit -> uint8 ink crop (ink bright) for `fit_and_centre`, with the
-    strokes thickened or thinned to MNIST's proportion (about a tenth of the digit's height) so
-    a fine pen and a marker look alike to the classifier."""
+    """Atoms that form one digit -> float32 ink crop in [0, 1] (ink bright) for `fit_and_centre`,
+    which brings the stroke width into MNIST's range. The crop keeps the ink map's anti-aliased
+    grey levels, but only on and just around the group's own strokes: a neighbour's slice inside
+    the box stays out."""
     x0, y0 = min(a.x for a in atoms), min(a.y for a in atoms)
     x1, y1 = max(a.x + a.w for a in atoms), max(a.y + a.h for a in atoms)
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    pad = 1  # a blank border: a crop that is all ink has no stroke width to measure
+    mask = np.zeros((y1 - y0 + 2 * pad, x1 - x0 + 2 * pad), np.uint8)
     for a in atoms:
-        mask[a.y - y0 : a.y - y0 + a.h, a.x - x0 : a.x - x0 + a.w] |= a.mask
-    h, w = mask.shape
-    # Work at a height of 64 px: enough detail, and morphology in fixed units.
-    f = 64.0 / max(h, w)
-    size = (max(1, round(w * f)), max(1, round(h * f)))
-    crop = cv2.resize(mask * 255, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    crop = (crop > 100).astype(np.uint8)
-    current = stroke * f
-    target = 0.11 * 64
-    delta = int(round((target - current) / 2))
-    if delta > 0:
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * delta + 1, 2 * delta + 1))
-        crop = cv2.dilate(crop, k)
-    elif delta < 0:
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (-2 * delta + 1, -2 * delta + 1))
-        thinner = cv2.erode(crop, k)
-        if thinner.sum() > 0.3 * crop.sum():  # never erode a digit away
-            crop = thinner
-    pad = max(delta, 0) + 1
-    crop = np.pad(crop, pad)
-    ys, xs = np.nonzero(crop)
-    if len(xs) == 0:
-        return np.zeros((1, 1), np.uint8)
-    crop = crop[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] * 255
-    return cv2.GaussianBlur(crop, (3, 3), 0)
+        mask[a.y - y0 + pad : a.y - y0 + pad + a.h, a.x - x0 + pad : a.x - x0 + pad + a.w] |= a.mask
+    rim = max(1, round(stroke / 4))
+    keep = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1, 2 * rim + 1)))
+    keep[:pad], keep[-pad:], keep[:, :pad], keep[:, -pad:] = 0, 0, 0, 0
+    window = np.zeros(mask.shape, np.float32)
+    ys0, xs0 = max(0, y0 - pad), max(0, x0 - pad)
+    part = ink[ys0 : y1 + pad, xs0 : x1 + pad].astype(np.float32)
+    window[ys0 - (y0 - pad) : ys0 - (y0 - pad) + part.shape[0], xs0 - (x0 - pad) : xs0 - (x0 - pad) + part.shape[1]] = part
+    level = float(np.percentile(window[mask > 0], 90)) if mask.any() else 1.0
+    return np.clip(window / max(level, 1.0), 0, 1) * (keep > 0)
