@@ -27,7 +27,7 @@ GALLERY_SIZE = 48  # worst mistakes shown: 6 rows of 8
 # Model card fields shown first, in this order; the rest follow alphabetically.
 CARD_ORDER = ("name", "architecture", "recipe", "params", "parameters", "flops", "flops_per_image",
               "test_accuracy", "accuracy", "val_accuracy", "test_loss", "epochs", "seed", "train_seconds",
-              "train_images", "val_images", "created", "commit", "source_commit")
+              "train_images", "val_images", "trained", "created", "commit", "source_commit")
 
 
 def write_predictions_csv(labels: np.ndarray, probs: np.ndarray, path: Path) -> Path:
@@ -127,6 +127,8 @@ def _card_value(key: str, value) -> str:
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, str) and "\n" in value:  # e.g. the layer listing
+        return f"<details><summary>{value.count(chr(10)) + 1} lines</summary><pre>{_e(value)}</pre></details>"
     if isinstance(value, (dict, list)):
         size = f"{len(value)} {'fields' if isinstance(value, dict) else 'items'}"
         return f"<details><summary>{size}</summary><pre>{_e(json.dumps(value, indent=2))}</pre></details>"
