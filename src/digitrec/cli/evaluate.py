@@ -27,7 +27,7 @@ def evaluate(model, out, data_dir, limit, as_json):
     \b
     Examples:
       digitrec evaluate                           # the shipped model
-      digitrec evaluate runs/cnn/best.pt --out out/cnn
+      digitrec evaluate runs/cnn --out out/cnn      # a run folder (checkpoint.pt)
       digitrec evaluate model.onnx --json --limit 1000
     """
     from rich.console import Console

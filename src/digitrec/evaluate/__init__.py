@@ -1,7 +1,7 @@
 """Evaluate a model on the MNIST test set and write the report.
 
     >>> from digitrec.evaluate import evaluate_model
-    >>> summary = evaluate_model("runs/cnn/best.pt", out="out/evaluate")
+    >>> summary = evaluate_model("runs/cnn/checkpoint.pt", out="out/evaluate")
     >>> summary["accuracy"], summary["files"]["report"]
 
 `metrics` holds the numbers (numpy only), `sources` turns a model path into probabilities (torch only for
