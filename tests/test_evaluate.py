@@ -220,3 +220,89 @@ def test_bad_limit_and_a_bad_model_in_a_real_process(tmp_path):
     result = subprocess.run([sys.executable, "-m", "digitrec", "evaluate", "--limit", "0"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--limit" in result.stderr
+
+
+def test_a_pytorch_checkpoint_run_folder(real_data, tmp_path, capsys):
+    """A run folder as `digitrec train` leaves it: checkpoint.pt (+ metrics.jsonl); numbers match torch."""
+    import torch
+
+    from digitrec.checkpoint import save_checkpoint
+    from digitrec.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", hidden=16).eval()
+    run = tmp_path / "run"
+    meta = {"recipe": "mlp", "architecture": "mlp", "config": {"model": {"hidden": 16}}, "seed": 0,
+            "parameters": sum(p.numel() for p in model.parameters()), "history": HISTORY}
+    save_checkpoint(run / "checkpoint.pt", {"model": model.state_dict(), "meta": meta, "train_state": {}})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in HISTORY))
+
+    out = tmp_path / "out"
+    code, stdout, err = run_main(["evaluate", str(run), "--out", str(out), "--limit", "500", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    images, labels = real_data["test"]
+    with torch.no_grad():
+        logits = model(torch.tensor(images[:500], dtype=torch.float32).div(255).unsqueeze(1))
+    assert summary["model"]["kind"] == "checkpoint" and summary["model"]["path"] == str(run / "checkpoint.pt")
+    assert summary["errors"] == int((logits.argmax(1).numpy() != labels[:500]).sum())
+    expected_loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels[:500], dtype=torch.long)).item()
+    assert summary["loss"] == pytest.approx(expected_loss, rel=1e-4)
+    assert summary["history_source"] is not None and (out / "training_curves.png").is_file()
+    assert "mlp" in (out / "report.html").read_text()
+
+
+def test_a_corrupt_checkpoint_fails_cleanly(tmp_path, capsys):
+    model = tmp_path / "checkpoint.pt"
+    model.write_bytes(b"PK\x03\x04 not really a zip" * 20)
+    code, _, err = run_main(["evaluate", str(model), "--out", str(tmp_path / "out")], capsys)
+    assert code == 1 and err.startswith("Error: ") and "cannot read" in err and "Traceback" not in err
+
+
+def test_an_output_path_that_is_a_file_fails_cleanly(real_data, models, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run_main(["evaluate", str(models["bare"]), "--out", str(blocker / "sub")], capsys)
+    assert code == 1 and "Error: cannot create the output folder" in err
+
+
+def test_without_a_shipped_model_the_message_says_what_to_do(tmp_path, monkeypatch, capsys):
+    from digitrec import paths
+
+    monkeypatch.setattr(paths, "assets_dir", lambda: tmp_path)
+    code, _, err = run_main(["evaluate", "--out", str(tmp_path / "out")], capsys)
+    assert code == 1 and "the shipped model is missing" in err and "digitrec evaluate MODEL" in err
+
+
+@pytest.mark.browser
+def test_report_renders_in_a_real_browser_with_nothing_fetched(real_data, models, tmp_path, artifacts_dir):
+    """report.html in headless chromium: every figure decodes, no request leaves the file, and the page
+    fits a laptop and a phone screen without sideways scrolling."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():  # never a silent skip
+        pytest.fail(f"{chromium} is missing: `make browser` (or apt-get install chromium) installs it")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["evaluate", str(models["carded"]), "--out", str(out), "--limit", "2000"])
+    assert result.exit_code == 0, result.output
+    url = (out / "report.html").as_uri()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            for name, viewport in (("laptop", {"width": 1200, "height": 900}), ("phone", {"width": 390, "height": 844})):
+                page = browser.new_page(viewport=viewport)
+                requests = []
+                page.on("request", lambda request: requests.append(request.url))
+                page.goto(url)
+                page.wait_for_load_state("load")
+                assert all(r == url or r.startswith("data:") for r in requests), requests
+                sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+                assert len(sizes) == 4 and all(done and width > 200 for done, width in sizes), sizes
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+                assert "Evaluation of linear-test" in page.inner_text("h1")
+                page.screenshot(path=str(artifacts_dir / f"evaluate_report_{name}.png"), full_page=True)
+                page.close()
+        finally:
+            browser.close()

@@ -92,6 +92,9 @@ tr.worst td { background:#fef2f2; }
 td.key { color:var(--muted); width:28%; }
 .two { display:grid; grid-template-columns:3fr 2fr; gap:24px; align-items:start; }
 @media (max-width: 820px) { .two { grid-template-columns:1fr; } }
+@media (max-width: 560px) { main { padding:16px 10px 32px; } section { padding:14px 12px; }
+  th, td { padding:5px 6px; } .card .value { font-size:22px; } }
+.scroll { overflow-x:auto; }
 img { max-width:100%; height:auto; display:block; margin:8px auto 0; }
 .bar { display:inline-block; height:8px; border-radius:4px; background:var(--accent); vertical-align:middle; }
 details pre { white-space:pre-wrap; font-size:12px; background:#f3f4f6; padding:8px; border-radius:6px; }
@@ -141,7 +144,7 @@ def _model_card_section(card: dict, model: dict) -> str:
     rows += [f'<tr><td class="key">{_e(k)}</td><td>{_card_value(k, card[k])}</td></tr>' for k in keys]
     lead = "What the model file says about itself." if len(card) > 1 else "This model carries no model card."
     return (f'<section id="model"><h2>Model</h2><p class="lead">{lead}</p>'
-            f'<table>{"".join(rows)}</table></section>')
+            f'<div class="scroll"><table>{"".join(rows)}</table></div></section>')
 
 
 def _per_class_section(summary: dict) -> str:
@@ -168,8 +171,9 @@ def _per_class_section(summary: dict) -> str:
     return f"""<section id="per-class"><h2>Per digit</h2>
 <p class="lead">Precision: of the images the model called this digit, the share that were. Recall: of the
 images of this digit, the share it found. F1 is their harmonic mean. The weakest digit (lowest F1) is shaded.</p>
-<div class="two"><table><tr><th>digit</th><th class="num">precision</th><th class="num">recall</th>
-<th class="num">F1</th><th class="num">support</th><th class="num">missed</th></tr>{"".join(rows)}</table>
+<div class="two"><div class="scroll"><table><tr><th>digit</th><th class="num">precision</th>
+<th class="num">recall</th><th class="num">F1</th><th class="num">support</th><th class="num">missed</th></tr>
+{"".join(rows)}</table></div>
 <div><h3 style="margin:0 0 6px;font-size:15px">Most frequent confusions</h3>
 <table><tr><th>digit</th><th class="num">images</th><th></th></tr>{pairs}</table></div></div>
 </section>"""
