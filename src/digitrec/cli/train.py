@@ -1,12 +1,180 @@
-"""`digitrec train`: not built yet (see the open issues)."""
+"""`digitrec train`: read a recipe, apply the flags, run `digitrec.train.train`, show progress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import click
 
 from digitrec.errors import DigitrecError
 
+RECIPES = ("mlp", "fast", "cnn", "best")  # the TOML files in src/digitrec/configs (checked at load)
+# Flags that change the recipe; they make no sense with --resume, which reuses the run's own config.
+RECIPE_FLAGS = ("recipe", "config_file", "epochs", "seed", "batch_size", "lr", "threads", "limit",
+                "no_augment", "settings")
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def train(args):
-    """Not available yet in this version."""
-    raise DigitrecError("'digitrec train' is not available yet in this version")
+
+def parse_settings(settings: tuple[str, ...]) -> dict:
+    """('augment.rotate=5', 'optimizer=sgd') -> {'augment.rotate': 5, 'optimizer': 'sgd'}.
+    Values are read as TOML (numbers, true/false, [lists]); anything else is a string."""
+    from digitrec.train.config import tomllib
+
+    values = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise DigitrecError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        values[key.strip()] = value
+    return values
+
+
+@click.command()
+@click.option("--recipe", type=click.Choice(RECIPES), default="cnn", show_default=True,
+              help="Which recipe (configs/NAME.toml) to start from.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder for checkpoint.pt, metrics.jsonl, config.json.  [default: runs/RECIPE]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A TOML file whose settings override the recipe's.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
+@click.option("--seed", type=int, help="Override the recipe's seed.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the peak learning rate.")
+@click.option("--threads", type=click.IntRange(min=0), help="torch threads (0 = all cores).")
+@click.option("--limit", type=click.IntRange(min=0),
+              help="Use only N training images and N test images: the real command, cheap (CI, smoke tests).")
+@click.option("--no-augment", is_flag=True, help="Switch augmentation off.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Override any setting, e.g. --set augment.rotate=5 --set optimizer=sgd (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with its own config.")
+@click.option("--force", is_flag=True, help="Start over, replacing the checkpoint and metrics already in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line of stdout.")
+def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit, no_augment, settings,
+          resume, force, as_json):
+    """Train a model from a recipe (mlp, fast, cnn, best) and save it to a run folder.
+
+    \b
+    Recipes are TOML files anyone can read and re-run (configs/NAME.toml); flags override the
+    file. Every epoch prints a line and writes metrics.jsonl and an atomic checkpoint, so a killed
+    run continues with --resume and ends with the same weights. Then:
+      digitrec evaluate runs/cnn           # report on the MNIST test set
+      digitrec export runs/cnn --out model.onnx
+
+    \b
+    Examples:
+      digitrec train                          # the default cnn recipe into runs/cnn
+      digitrec train --recipe fast --out runs/fast --json
+      digitrec train --recipe cnn --epochs 3 --set augment.enabled=false
+      digitrec train --out runs/cnn --resume
+    """
+    from rich.console import Console
+
+    from digitrec.checkpoint import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
+    from digitrec.train.config import TrainConfig, load_recipe, read_toml, validate
+
+    console = Console(stderr=True)
+    ctx = click.get_current_context()
+    out = out or Path("runs") / recipe
+
+    if resume:
+        given = [name for name in RECIPE_FLAGS
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            flags = ", ".join("--" + n.replace("_file", "").replace("_", "-").replace("settings", "set") for n in given)
+            raise DigitrecError(f"--resume continues with the run's own config; drop {flags}")
+        if force:
+            raise DigitrecError("choose one of --resume and --force")
+        saved = out / CONFIG_NAME
+        if not saved.is_file():
+            raise DigitrecError(f"nothing to resume in {out}: no {CONFIG_NAME} there")
+        try:
+            config = TrainConfig.from_dict(json.loads(saved.read_text()))
+        except ValueError as exc:
+            raise DigitrecError(f"{saved} is damaged: {exc}") from None
+        validate(config)
+    else:
+        overrides = {}
+        for key, value in (("epochs", epochs), ("seed", seed), ("batch_size", batch_size), ("lr", lr),
+                           ("threads", threads), ("limit", limit)):
+            if value is not None:
+                overrides[key] = value
+        if no_augment:
+            overrides["augment.enabled"] = False
+        overrides.update(parse_settings(settings))
+        if config_file is not None:
+            read_toml(config_file)  # a clear error for a missing or broken file, before anything else
+        config = load_recipe(recipe, config_file, overrides)
+        if force:
+            for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
+                (out / name).unlink(missing_ok=True)
+
+    summary = _run(config, out, resume, console)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        acc = summary["test_accuracy"]
+        click.echo(f"{summary['recipe']}: test accuracy {acc:.2%} after {summary['epochs']} epochs, "
+                   f"{summary['train_seconds']:.1f} s of training; checkpoint {summary['checkpoint']}")
+
+
+def _run(config, out: Path, resume: bool, console) -> dict:
+    """Run the training with a rich progress bar on stderr and one printed line per epoch."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from digitrec.train import Callbacks, train
+    from digitrec.train.augment import describe
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}  {task.fields[speed]:5.0f} img/s"),
+        TimeRemainingColumn(), console=console, transient=True,
+    )
+    state = {"task": None, "epoch": 0, "started": 0.0}
+
+    def on_start(info):
+        console.print(
+            f"[bold]{config.recipe}[/]: {info['architecture']} with {info['parameters']:,} parameters, "
+            f"{info['flops_per_image'] / 1e6:.1f} MFLOP/image; {info['train_images']:,} training and "
+            f"{info['val_images']:,} validation images; {config.epochs} epochs of {info['steps_per_epoch']} "
+            f"steps; {info['threads']} threads; augmentation: {describe(config.augment)}")
+        if info["start_epoch"] > 1:
+            console.print(f"resuming after epoch {info['start_epoch'] - 1}")
+        state["epoch"] = info["start_epoch"]
+        progress.start()
+
+    def on_batch(done, total, loss, acc):
+        import time
+
+        if state["task"] is None:
+            state["started"] = time.perf_counter()
+            state["task"] = progress.add_task(f"epoch {state['epoch']}/{config.epochs}", total=total,
+                                              loss=loss, acc=acc, speed=0.0)
+        if done % 5 == 0 or done == total:
+            elapsed = max(time.perf_counter() - state["started"], 1e-9)
+            progress.update(state["task"], completed=done, loss=loss, acc=acc,
+                            speed=done * config.batch_size / elapsed)
+
+    def on_epoch(row):
+        if state["task"] is not None:
+            progress.remove_task(state["task"])
+            state["task"] = None
+        val = (f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}"
+               if row["val_accuracy"] is not None else "no validation split")
+        console.print(f"epoch {row['epoch']:>3}/{config.epochs}  train loss {row['train_loss']:.4f} "
+                      f"acc {row['train_accuracy']:.2%}  {val}  lr {row['lr']:.2e}  {row['seconds']:.1f} s")
+        state["epoch"] = row["epoch"] + 1
+
+    try:
+        summary = train(config, out, resume=resume, callbacks=Callbacks(on_start, on_batch, on_epoch))
+    except KeyboardInterrupt:
+        progress.stop()
+        console.print(f"Interrupted; continue with: digitrec train --out {out} --resume")
+        raise
+    finally:
+        progress.stop()
+    console.print(f"test accuracy (measured once, at the end): {summary['test_accuracy']:.2%}")
+    return summary

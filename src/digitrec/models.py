@@ -1,0 +1,170 @@
+"""The networks, and a dict from architecture name to builder. No training here.
+
+Every model takes float32 (N, 1, 28, 28) in [0, 1], ink = 1 on black (MNIST polarity), and returns
+(N, 10) logits. The MNIST mean/std normalisation happens inside `forward` (a `Normalize` layer with
+buffers), so it travels into the ONNX file and no runtime ever hard-codes it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+# Mean and standard deviation of MNIST training pixels scaled to [0, 1].
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean: float = MNIST_MEAN, std: float = MNIST_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean))
+        self.register_buffer("std", torch.tensor(std))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class MLP(nn.Module):
+    """The classic beginner network: 784 -> 50 -> 50 -> 10, ReLU."""
+
+    def __init__(self, hidden: int = 50):
+        super().__init__()
+        self.net = nn.Sequential(
+            Normalize(), nn.Flatten(),
+            nn.Linear(784, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, 10),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
+    # No conv bias: batch norm's shift does its job.
+    return [nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class FastCNN(nn.Module):
+    """Two strided convolutions and a linear layer: ~35k parameters, built to be trained in seconds."""
+
+    def __init__(self, channels: tuple[int, int] = (24, 48)):
+        super().__init__()
+        c1, c2 = channels
+        self.net = nn.Sequential(
+            Normalize(),
+            *conv_bn(1, c1, 5, stride=2),  # (N, c1, 14, 14)
+            *conv_bn(c1, c2, 3, stride=2),  # (N, c2, 7, 7)
+            nn.Flatten(), nn.Linear(c2 * 49, 10),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class CNN(nn.Module):
+    """Compact VGG-style CNN for CPU: stages of 3x3 conv + BN + ReLU at 28, 14 and 7 px, max-pool
+    between stages, global max-pool and one linear layer (no big dense layer).
+
+    `channels[i]` is the width of stage i and `depth[i]` how many convolutions it has.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 128), depth: tuple[int, ...] = (2, 2, 1),
+                 dropout: float = 0.0):
+        super().__init__()
+        if len(channels) != len(depth):
+            raise ValueError("channels and depth need one entry per stage")
+        layers: list[nn.Module] = [Normalize()]
+        c_in = 1
+        for stage, (width, n) in enumerate(zip(channels, depth)):
+            if stage > 0:
+                layers.append(nn.MaxPool2d(2))  # 28 -> 14 -> 7 -> 3
+            for _ in range(n):
+                layers += conv_bn(c_in, width)
+                c_in = width
+        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(c_in, 10))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ReferenceCNN(nn.Module):
+    """pytorch/examples' MNIST network, kept as an outside reference for the benchmark:
+    conv32 - conv64 - maxpool - dropout 0.25 - fc128 - dropout 0.5 - fc10."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            Normalize(),
+            nn.Conv2d(1, 32, 3), nn.ReLU(),  # (N, 32, 26, 26)
+            nn.Conv2d(32, 64, 3), nn.ReLU(),  # (N, 64, 24, 24)
+            nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),  # (N, 9216)
+            nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(128, 10),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "fastcnn": FastCNN,
+    "cnn": CNN,
+    "reference": ReferenceCNN,
+}
+
+
+def build_model(architecture: str, **kwargs) -> nn.Module:
+    """Architecture name and its keyword arguments (from the recipe's [model] table) -> a fresh model."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    return ARCHITECTURES[architecture](**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module) -> int:
+    """FLOPs for one 28x28 image: 2 x the multiply-accumulates of every Conv2d and Linear layer.
+    (Batch norm, activations and pooling add well under 1% and are left out, as is usual.)"""
+    macs = 0
+
+    def conv_hook(module: nn.Conv2d, inputs, output):
+        nonlocal macs
+        k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        macs += output[0].numel() * k
+
+    def linear_hook(module: nn.Linear, inputs, output):
+        nonlocal macs
+        macs += module.in_features * module.out_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, 28, 28))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return 2 * macs
+
+
+def describe(model: nn.Module) -> str:
+    """One line per layer, without the Normalize detail: goes into the model card."""
+    return str(model)

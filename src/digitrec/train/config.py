@@ -1,0 +1,192 @@
+"""Training settings: one dataclass, defaults = the `cnn` recipe. A recipe TOML file overrides the
+defaults, command-line flags override the file, and the resolved config is saved with the run.
+
+    cfg = load_recipe("fast", overrides={"epochs": 3, "augment.enabled": False})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digitrec import paths
+from digitrec.errors import DigitrecError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+RECIPES = ("mlp", "fast", "cnn", "best")
+DEFAULT_RECIPE = "cnn"
+
+
+@dataclass
+class AugmentConfig:
+    """Batched random distortions (see `augment.py`). Angles in degrees, shifts in pixels."""
+
+    enabled: bool = True
+    rotate: float = 10.0  # uniform in [-rotate, rotate] degrees
+    scale: float = 0.10  # zoom factor uniform in [1 - scale, 1 + scale]
+    shear: float = 0.15  # shear factor uniform in [-shear, shear]
+    translate: float = 2.0  # pixels, uniform in [-translate, translate] on each axis
+    stretch: float = 0.15  # aspect ratio: width factor exp(U(-stretch, stretch)), height the inverse
+    fill_p: float = 0.0  # probability of stretching the digit to fill the 20x20 box (semeion/optdigits)
+    stroke_p: float = 0.0  # probability of thickening or thinning the strokes
+    stroke_px: float = 1.0  # most pixels added to (or taken from) the stroke width, at 28x28
+    elastic_p: float = 0.0  # probability of an elastic distortion (Simard et al. 2003)
+    elastic_px: float = 1.5  # its largest displacement in pixels
+    p: float = 1.0  # probability that an image gets the affine part at all
+
+
+@dataclass
+class TrainConfig:
+    recipe: str = DEFAULT_RECIPE
+    architecture: str = "cnn"  # a key of digitrec.models.ARCHITECTURES
+    model: dict[str, Any] = field(default_factory=lambda: {"channels": [32, 64, 128], "depth": [2, 2, 1]})
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"  # adamw | adam | sgd | adadelta
+    lr: float = 3e-3  # peak learning rate of the schedule
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # sgd only
+    schedule: str = "onecycle"  # onecycle | constant | step
+    warmup: float = 0.2  # onecycle: fraction of the steps spent rising to the peak
+    step_gamma: float = 0.7  # step: lr multiplied by this after every epoch
+    label_smoothing: float = 0.1
+    ema: float = 0.0  # decay of the exponential moving average of the weights; 0 = off
+    val_size: int = 5000  # images held out from the 60,000 for validation; 0 = train on all
+    seed: int = 0
+    threads: int = 0  # torch.set_num_threads; 0 = all cores
+    limit: int = 0  # use only this many training images (and as many test images); 0 = all
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (what the checkpoint and the model card store)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        return apply_overrides(cls(), values, source="config")
+
+
+def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """{'augment': {'rotate': 5}} -> {'augment.rotate': 5}; the `model` table stays one value."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key == "augment":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def apply_overrides(config: TrainConfig, values: dict, source: str) -> TrainConfig:
+    """A copy of `config` with `values` applied; keys may be nested dicts or dotted ('augment.p').
+    Unknown keys and values of the wrong type raise a DigitrecError that names `source`."""
+    config = dataclasses.replace(config, augment=dataclasses.replace(config.augment),
+                                 model=dict(config.model))
+    for key, value in _flatten(values).items():
+        target, name = (config.augment, key.split(".", 1)[1]) if key.startswith("augment.") else (config, key)
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        if name not in fields or name == "augment":
+            raise DigitrecError(f"{source}: unknown setting {key!r}; known: {', '.join(_known_keys())}")
+        current = getattr(target, name)
+        setattr(target, name, _coerce(value, current, key, source))
+    return config
+
+
+def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
+    """Check (and gently convert) a value to the type of the field's current value."""
+    kind = type(current)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if kind is dict:
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError):
+        raise DigitrecError(f"{source}: {key} must be a {kind.__name__}, got {value!r}") from None
+    return value
+
+
+def _known_keys() -> list[str]:
+    top = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "augment"]
+    return top + [f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig)]
+
+
+def recipe_path(name: str) -> Path:
+    return paths.configs_dir() / f"{name}.toml"
+
+
+def read_toml(path: Path | str) -> dict:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise DigitrecError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DigitrecError(f"{path}: not valid TOML ({exc})") from None
+
+
+def load_recipe(name: str = DEFAULT_RECIPE, config_file: Path | str | None = None,
+                overrides: dict | None = None) -> TrainConfig:
+    """Defaults <- recipes/NAME.toml <- config_file (if any) <- overrides (flags)."""
+    path = recipe_path(name)
+    if not path.is_file():
+        raise DigitrecError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)} (or pass --config FILE)")
+    config = apply_overrides(TrainConfig(), {"recipe": name, **read_toml(path)}, source=str(path))
+    if config_file is not None:
+        config = apply_overrides(config, read_toml(config_file), source=str(config_file))
+    if overrides:
+        config = apply_overrides(config, overrides, source="command line")
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    from digitrec.models import ARCHITECTURES
+
+    problems = []
+    if config.architecture not in ARCHITECTURES:
+        problems.append(f"architecture must be one of {', '.join(ARCHITECTURES)}")
+    if config.epochs < 1:
+        problems.append("epochs must be at least 1")
+    if config.batch_size < 1:
+        problems.append("batch_size must be at least 1")
+    if config.optimizer not in ("adamw", "adam", "sgd", "adadelta"):
+        problems.append("optimizer must be adamw, adam, sgd or adadelta")
+    if config.schedule not in ("onecycle", "constant", "step"):
+        problems.append("schedule must be onecycle, constant or step")
+    if not 0 <= config.ema < 1:
+        problems.append("ema must be in [0, 1)")
+    if config.val_size < 0 or config.val_size >= 60000:
+        problems.append("val_size must be between 0 and 59,999")
+    if config.limit < 0:
+        problems.append("limit must be 0 (all) or a positive number of images")
+    if problems:
+        raise DigitrecError("bad training config: " + "; ".join(problems))
