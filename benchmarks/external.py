@@ -1,0 +1,150 @@
+"""Accuracy on real handwritten digits that are not MNIST, per source, for two pipelines side by side:
+
+  naive     what most tutorials do: grey, resize to 28x28, invert when the background is light;
+  digitrec  `Recognizer.preprocess`: lighting, polarity, ink mask, digit blobs, 20x20 fit, centre of mass.
+
+Both feed the same model. The data is the shared external set (never used for training); the project
+does not need it at run time, only this benchmark does.
+
+    .venv/bin/python benchmarks/external.py                       # shipped model, every source
+    .venv/bin/python benchmarks/external.py --model other.onnx --sources semeion,usps --mistakes out/mistakes
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import io
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "external"
+# source -> accuracy target from the issue (None: reported, no target)
+SOURCES = {
+    "usps": 0.985,
+    "semeion": 0.95,
+    "optdigits-orig": 0.985,
+    "hwd-1000": 0.985,
+    "uji-pen": 0.985,
+    "orand-car-digits": 0.94,
+    "photo-synth": None,
+    "canvas-synth": None,
+}
+
+
+def load_source(root: Path, name: str, limit: int | None) -> tuple[list[str], list, np.ndarray]:
+    """-> (names, inputs (file bytes, or uint8 arrays for usps), labels). Single-digit rows only."""
+    if name == "usps":  # one .npz, no manifest (see the data README)
+        data = np.load(root / "usps" / "usps_train.npz")
+        images, labels = data["images"], data["labels"].astype(int)
+        n = len(images) if limit is None else min(limit, len(images))
+        return [f"usps_train.npz#{i}" for i in range(n)], list(images[:n]), labels[:n]
+    with open(root / name / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if len(r["label"]) == 1]
+    rows = rows[:limit] if limit else rows
+    inputs = [(root / name / r["path"]).read_bytes() for r in rows]
+    return [r["path"] for r in rows], inputs, np.array([int(r["label"]) for r in rows])
+
+
+def naive_28(item) -> np.ndarray:
+    """The tutorial pipeline: PIL grey (alpha dropped), resize to 28x28, invert if the background is light."""
+    from PIL import Image
+
+    image = Image.fromarray(item) if isinstance(item, np.ndarray) else Image.open(io.BytesIO(item))
+    small = np.asarray(image.convert("L").resize((28, 28), Image.BILINEAR))
+    return 255 - small if small.mean() > 127 else small
+
+
+def run_pipeline(prepare, items) -> tuple[np.ndarray, np.ndarray, float]:
+    """-> (uint8 (N, 28, 28) images, bool (N,) failed, seconds per image)."""
+    from digitrec.errors import DigitrecError
+
+    out = np.zeros((len(items), 28, 28), np.uint8)
+    failed = np.zeros(len(items), bool)
+    start = time.perf_counter()
+    for i, item in enumerate(items):
+        try:
+            out[i] = prepare(item)
+        except DigitrecError:
+            failed[i] = True
+    return out, failed, (time.perf_counter() - start) / max(1, len(items))
+
+
+def matmul_gflops() -> float:
+    """This machine's float32 matmul speed now (others share the CPU: timings are noisy)."""
+    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    return 5 * 2 * 1024**3 / (time.perf_counter() - start) / 1e9
+
+
+def write_mistakes(folder: Path, rec, source: str, names, items, labels, predicted) -> None:
+    from digitrec.errors import DigitrecError
+    from digitrec.preprocess.debug import write_strip
+
+    for name, item, label, guess in zip(names, items, labels, predicted):
+        if label == guess:
+            continue
+        stages: dict = {}
+        try:
+            rec.preprocess(item, stages)
+        except DigitrecError as exc:
+            stages["error: " + str(exc)[:30]] = np.zeros((28, 28), np.uint8)
+        stem = Path(name.replace("#", "_")).stem
+        write_strip(folder / source / f"{stem}_true{label}_got{guess}.png", stages, f"{source}/{name}: {label} read as {guess}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from digitrec.runtime import Recognizer, default_model_path
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("DIGITREC_EXTERNAL", DEFAULT_DATA)))
+    parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated source names")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many images per source")
+    parser.add_argument("--mistakes", type=Path, default=None, help="write a debug strip per mistake here")
+    args = parser.parse_args(argv)
+
+    model = args.model or default_model_path()
+    rec = Recognizer(model)
+    print(f"# external benchmark, {datetime.date.today()}")
+    print(f"# command: python benchmarks/external.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, matmul {matmul_gflops():.0f} GFLOP/s")
+    print(f"# model: {model} ({rec.card.get('name', '?')})\n")
+    header = f"{'source':18s} {'images':>6s} {'naive':>7s} {'digitrec':>8s} {'target':>7s}  {'ms/img':>6s}  top confusions (true->read)"
+    print(header)
+    print("-" * len(header))
+    all_ok = True
+    for source in args.sources.split(","):
+        names, items, labels = load_source(args.data, source, args.limit)
+        naive, _, _ = run_pipeline(naive_28, items)
+        ours, failed, seconds = run_pipeline(rec.preprocess, items)
+        naive_pred = rec.predict_probabilities(naive).argmax(1)
+        our_pred = np.where(failed, -1, rec.predict_probabilities(ours).argmax(1))
+        naive_acc, our_acc = (naive_pred == labels).mean(), (our_pred == labels).mean()
+        target = SOURCES.get(source)
+        ok = our_acc > naive_acc and (target is None or our_acc >= target)
+        all_ok &= ok
+        confusions = Counter(f"{t}->{p}" for t, p in zip(labels, our_pred) if t != p).most_common(4)
+        print(f"{source:18s} {len(labels):6d} {naive_acc:7.1%} {our_acc:8.1%} "
+              f"{'' if target is None else format(target, '.1%'):>7s}{'' if ok else '!':1s} {seconds * 1000:6.1f}  "
+              f"{' '.join(f'{k}:{v}' for k, v in confusions)}{f'  ({failed.sum()} failed)' if failed.any() else ''}",
+              flush=True)
+        if args.mistakes:
+            write_mistakes(args.mistakes, rec, source, names, items, labels, our_pred)
+    print("\n'!' marks a source below its target or not ahead of naive.")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""`--debug DIR`: the preprocessing stages side by side in one PNG, so a user sees what the model saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+TILE = 160  # px: the height of every stage in the strip
+LABEL = 18  # px: the caption band under each stage
+
+
+def stage_strip(stages: dict, caption: str | None = None) -> np.ndarray:
+    """{name: uint8 (H, W) image} -> uint8 (H, W, 3) BGR strip: each stage scaled to TILE px high
+    (small ones without smoothing, so 28x28 pixels stay visible), its name under it."""
+    tiles = []
+    for name, image in stages.items():
+        if not isinstance(image, np.ndarray) or image.ndim != 2 or image.size == 0:
+            continue
+        h, w = image.shape
+        scale = TILE / h
+        width = max(1, min(4 * TILE, round(w * scale)))
+        method = cv2.INTER_NEAREST if scale >= 2 else cv2.INTER_AREA
+        tile = cv2.resize(image.astype(np.uint8), (width, TILE), interpolation=method)
+        tile = cv2.cvtColor(tile, cv2.COLOR_GRAY2BGR)
+        band = np.full((LABEL, max(width, 8 * len(name) + 8), 3), 40, np.uint8)
+        cv2.putText(band, name, (4, LABEL - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        tile = np.pad(tile, ((0, 0), (0, band.shape[1] - width), (0, 0)), constant_values=40)
+        tiles.append(np.vstack([tile, band]))
+        tiles.append(np.full((TILE + LABEL, 4, 3), (0, 160, 255), np.uint8))  # separator
+    if not tiles:
+        tiles = [np.zeros((TILE + LABEL, TILE, 3), np.uint8)]
+    strip = np.hstack(tiles[:-1] if len(tiles) > 1 else tiles)
+    if caption:
+        head = np.full((24, strip.shape[1], 3), 255, np.uint8)
+        cv2.putText(head, caption, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        strip = np.vstack([head, strip])
+    return strip
+
+
+def write_strip(path: str | Path, stages: dict, caption: str | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), stage_strip(stages, caption)):
+        raise OSError(f"cannot write {path}")
+    return path
