@@ -180,8 +180,8 @@ def _describe_failures(uploads: list[Upload], errors: list) -> str:
 
 
 def create_app_from_env() -> FastAPI:
-    """App factory for `digitrec serve --workers N`: each worker process loads the model named in
-    DIGITREC_SERVE_MODEL (set by the command) in its own lifespan."""
+    """App factory for `digitrec serve --workers N`: each worker process loads its own copy of the
+    model named in DIGITREC_SERVE_MODEL (set by the command), one onnxruntime thread per request."""
     import os
 
-    return create_app(model=os.environ.get("DIGITREC_SERVE_MODEL") or None)
+    return create_app(Recognizer(os.environ.get("DIGITREC_SERVE_MODEL") or None, threads=1))
