@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
@@ -220,11 +222,46 @@ def test_real_server_answers_concurrent_clients(tmp_path):
         stop_server(server)
 
 
+def test_several_worker_processes_share_the_port(tmp_path):
+    port = free_port()
+    server = start_server(port, tmp_path / "serve.log", "--workers", "2")
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", server)
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/predict", files={"file": ("7.png", SEVEN)}, timeout=30)
+        assert answer.json()["predictions"][0]["digit"] == 7
+    finally:
+        stop_server(server)
+
+
+def test_the_shared_socket_is_tcp_so_answers_are_not_held_back_by_nagle():
+    from digitrec.web.server import _TcpConfig
+
+    sock = _TcpConfig("digitrec.web.app:create_app_from_env", factory=True, host="127.0.0.1", port=0).bind_socket()
+    with sock:
+        # asyncio sets TCP_NODELAY on accepted connections only when the listening socket says TCP.
+        assert sock.proto == socket.IPPROTO_TCP and sock.get_inheritable()
+
+
 def test_serve_with_a_missing_model_is_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "digitrec", "serve", "--model", str(tmp_path / "no.onnx")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "Error: model file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------- broken images: whatever the decoder meets, never a 500 ----------
+
+@given(cut=st.integers(0, len(SEVEN)), flips=st.lists(st.tuples(st.integers(0, len(SEVEN) - 1), st.integers(0, 255)),
+                                                      max_size=8))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_corrupted_and_truncated_images_are_a_4xx_or_an_answer(client, cut, flips):
+    data = bytearray(SEVEN)
+    for at, value in flips:
+        data[at] = value
+    for endpoint in ("/v1/predict", "/v1/read"):
+        response = client.post(endpoint, files={"file": ("x.png", bytes(data[:cut]))})
+        assert response.status_code in (200, 422), response.text
+        assert response.json()
 
 
 # ---------- the OpenAPI schema, fuzzed: no input makes a 500 ----------

@@ -69,10 +69,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, log_path: Path) -> subprocess.Popen:
+def start_server(port: int, log_path: Path, *options: str) -> subprocess.Popen:
     """`digitrec serve` as a real process (the installed console script's code path)."""
     command = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--log-level", "warning",
-               *serve_model_args()]
+               *serve_model_args(), *options]
     log = open(log_path, "ab")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
 
