@@ -102,6 +102,11 @@ def draw_with_finger(page: Page, digit: int):
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
+def screenshot(page: Page, path: Path, **options):
+    page.wait_for_timeout(400)  # let the bars finish their 0.25 s transition
+    page.screenshot(path=path, **options)
+
+
 def shown_answer(page: Page) -> str:
     return page.locator("#digit").inner_text().strip()
 
@@ -119,7 +124,7 @@ def test_drawing_a_digit_shows_it(browser, server, artifacts_dir, digit):
     assert top_bar(page) == digit
     assert "sure" in page.locator("#conf").inner_text()
     assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
-    page.screenshot(path=artifacts_dir / f"page-drawn-{digit}.png")
+    screenshot(page, artifacts_dir / f"page-drawn-{digit}.png")
 
     page.locator("#clear").click()
     wait_until_idle(page)
@@ -137,7 +142,7 @@ def test_phone_screen_with_touch(browser, server, artifacts_dir):
     draw_with_finger(page, 7)
     wait_until_idle(page)
     assert shown_answer(page) == "7"
-    page.screenshot(path=artifacts_dir / "page-phone.png", full_page=True)
+    screenshot(page, artifacts_dir / "page-phone.png", full_page=True)
     assert errors == []
     page.context.close()
 
@@ -163,7 +168,7 @@ def test_writing_a_number_shows_it_with_a_box_per_digit(browser, server, artifac
     assert page.locator("#chips li").count() == 2 and page.locator("#boxes div").count() == 2
     first, second = (page.locator("#boxes div").nth(i).bounding_box() for i in (0, 1))
     assert first["x"] + first["width"] <= second["x"]  # the 1's box left of the 7's
-    page.screenshot(path=artifacts_dir / "page-number.png")
+    screenshot(page, artifacts_dir / "page-number.png")
     page.locator("#mode-digit").click()
     assert shown_answer(page) == "?"
     assert errors == []
@@ -176,7 +181,7 @@ def test_the_page_survives_a_server_restart(browser, server, artifacts_dir):
     draw_with_mouse(page, 1)  # drawn while the server is down: kept and sent when it is back
     wait_for_status(page, "offline")
     assert page.locator("#status-text").inner_text() == "Reconnecting…"
-    page.screenshot(path=artifacts_dir / "page-offline.png")
+    screenshot(page, artifacts_dir / "page-offline.png")
     server.start()
     wait_for_status(page, "online")
     wait_until_idle(page)

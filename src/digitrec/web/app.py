@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from digitrec import __version__
 from digitrec.errors import DigitrecError, ImageError
 from digitrec.runtime import Recognizer
-from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
+from digitrec.web.limits import BodySizeLimit, Limits
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
 from digitrec.web.uploads import Upload, images_from_request
 
@@ -93,7 +93,7 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         uploads = await images_from_request(request, limits)
         recognizer = request.app.state.recognizer
         answers = await run_in_threadpool(
-            answer_each, uploads, limits, lambda images: _predict_batch(recognizer, images),
+            answer_each, uploads, lambda images: _predict_batch(recognizer, images),
             lambda prediction: _prediction_json(prediction, image28))
         return {"predictions": answers}
 
@@ -103,36 +103,25 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         uploads = await images_from_request(request, limits)
         recognizer = request.app.state.recognizer
         answers = await run_in_threadpool(
-            answer_each, uploads, limits, lambda images: _read_each(recognizer, images),
+            answer_each, uploads, lambda images: _read_each(recognizer, images),
             lambda reading: reading.to_dict())
         return {"readings": answers}
 
     return app
 
 
-def answer_each(uploads: list[Upload], limits: Limits, run: Callable[[list[bytes]], list],
+def answer_each(uploads: list[Upload], run: Callable[[list[bytes]], list],
                 to_json: Callable[[object], dict]) -> list[dict]:
-    """Run `run` on the uploads that pass the limits -> one JSON-ready answer per upload, in order
-    (an error answers for its image alone); 422 when no upload could be used."""
-    answers: list = [None] * len(uploads)
-    batch: list[int] = []  # indices of the uploads worth decoding
-    for i, (_, data) in enumerate(uploads):
-        answers[i] = data if isinstance(data, ImageError) else _pixel_problem(data, limits)
-        if answers[i] is None:
-            batch.append(i)
+    """Run `run` on the uploads -> one JSON-ready answer per upload, in order (an error answers
+    for its image alone); 422 when no upload could be used."""
+    answers: list = [data if isinstance(data, ImageError) else None for _, data in uploads]
+    batch = [i for i, answer in enumerate(answers) if answer is None]  # the uploads worth decoding
     if batch:
         for i, answer in zip(batch, run([uploads[i][1] for i in batch])):
             answers[i] = answer
     if all(isinstance(a, DigitrecError) for a in answers):
         raise HTTPException(422, _describe_failures(uploads, answers))
     return [{"error": str(a)} if isinstance(a, DigitrecError) else to_json(a) for a in answers]
-
-
-def _pixel_problem(data: bytes, limits: Limits) -> ImageError | None:
-    pixels = image_pixels(data)
-    if pixels is not None and pixels > limits.max_pixels:
-        return ImageError(f"image has too many pixels ({pixels:,}; limit {limits.max_pixels:,})")
-    return None
 
 
 def _predict_batch(recognizer: Recognizer, images: list[bytes]) -> list:

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
-from PIL import Image
 
 
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 20 * 1024 * 1024  # a whole request; larger -> 413 before it is read
     max_images: int = 64  # per request
-    # Checked from the image header before decoding: 40 MP covers every phone camera while a
-    # decoded 40 MP photo still fits in memory a few times over.
-    max_pixels: int = 40_000_000
+    # Pixels: the runtime's loader refuses images over its limit from the header, before decoding.
 
 
 class BodySizeLimit:
@@ -52,17 +47,3 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, counting_receive, send)
-
-
-def image_pixels(data: bytes) -> int | None:
-    """Width x height from the image header, without decoding the pixels; None when Pillow does not
-    know the format (the decoder then says what is wrong)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                return image.width * image.height
-    except Image.DecompressionBombError:  # over twice Pillow's own limit: certainly too many
-        return 2**62
-    except Exception:  # any unreadable header: not ours to judge here
-        return None
