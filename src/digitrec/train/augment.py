@@ -8,7 +8,9 @@ What it covers, and why:
 - aspect stretch and "fill the box": semeion and NIST optdigits stretch every digit to touch all four
   sides of its box, so a '1' arrives as a wide bar; MNIST never shows that;
 - stroke width: tablet pens and thin fountain pens give strokes much thinner or thicker than MNIST's;
-- elastic distortion (Simard et al., 2003): local wobble of the strokes, for the `best` recipe.
+- elastic distortion (Simard et al., 2003): local wobble of the strokes, for the `best` recipe;
+- European / Latin American glyphs, which MNIST's American writers rarely used: a long flag on the
+  '1' (it can look like a '7' to an MNIST model) or a foot under it, and a crossbar on the '7'.
 All geometric parts are composed into one sampling grid, so each image is resampled once.
 """
 
@@ -52,7 +54,7 @@ def random_affine(n: int, cfg: AugmentConfig, gen: torch.Generator) -> torch.Ten
     return torch.cat([matrix, shift[:, :, None]], 2)
 
 
-def fill_box_affine(x: torch.Tensor, chosen: torch.Tensor, max_stretch: float = 4.0) -> torch.Tensor:
+def fill_box_affine(x: torch.Tensor, chosen: torch.Tensor, max_stretch: float = 3.0) -> torch.Tensor:
     """(N, 2, 3) forward maps that stretch each chosen digit's ink bounding box to the full 20x20
     box at the centre (identity for the others), the way semeion/optdigits normalise digits."""
     n = x.shape[0]
@@ -101,6 +103,66 @@ def elastic_offsets(n: int, pixels: float, chosen: torch.Tensor, gen: torch.Gene
     return field.permute(0, 2, 3, 1)
 
 
+def draw_segments(x: torch.Tensor, start: torch.Tensor, end: torch.Tensor, width: torch.Tensor,
+                  chosen: torch.Tensor) -> torch.Tensor:
+    """Draw one anti-aliased line per chosen image: start/end (N, 2) as (x, y) pixel centres,
+    width (N,) in pixels. Ink is the max of the old ink and the stroke."""
+    ys, xs = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32),
+                            indexing="ij")
+    p = torch.stack([xs, ys], -1)[None]  # (1, 28, 28, 2)
+    a, d = start[:, None, None, :], (end - start)[:, None, None, :]
+    t = (((p - a) * d).sum(-1) / (d * d).sum(-1).clamp(min=1e-6)).clamp(0, 1)
+    dist = (p - (a + t[..., None] * d)).norm(dim=-1)  # (N, 28, 28) distance to the segment
+    stroke = (width[:, None, None] / 2 + 0.5 - dist).clamp(0, 1) * chosen[:, None, None].float()
+    return torch.maximum(x, stroke[:, None])
+
+
+def add_glyph_variants(x: torch.Tensor, labels: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability p per image: a '1' gets a long flag from its top down to the left (or a foot
+    along its bottom), a '7' a crossbar through its stem. Positions come from the ink itself."""
+    n = x.shape[0]
+    chosen = _chance(n, p, gen)
+    foot = _chance(n, 0.3, gen)  # of the chosen 1s, these get a foot instead of a flag
+    u = torch.rand(n, 4, generator=gen)
+    width = 1.6 + u[:, 3]  # MNIST strokes are ~2-3 px wide
+    ink = x[:, 0] > 0.5
+    rows = ink.any(2)
+    idx = torch.arange(SIZE)
+    y0 = torch.where(rows, idx, SIZE).amin(1)
+    y1 = torch.where(rows, idx, -1).amax(1)
+    height = (y1 - y0 + 1).clamp(min=1).float()
+
+    def ink_x_at(row: torch.Tensor) -> torch.Tensor:  # mean x of the ink in that row
+        mask = ink[torch.arange(n), row.clamp(0, SIZE - 1)].float()
+        return (mask * idx).sum(1) / mask.sum(1).clamp(min=1)
+
+    top_x, bottom_x = ink_x_at(y0), ink_x_at(y1)
+    # Flag: from the top of the 1, down-left at 40-65 degrees below the horizontal (flatter reads as
+    # a "7"), 25-45% of the height long.
+    angle = torch.deg2rad(40 + 25 * u[:, 0])
+    length = height * (0.25 + 0.2 * u[:, 1])
+    flag_start = torch.stack([top_x, y0.float()], 1)
+    flag_end = flag_start + torch.stack([-length * torch.cos(angle), length * torch.sin(angle)], 1)
+    # Foot: a horizontal bar under the 1, 40-70% of the height wide.
+    half = height * (0.2 + 0.15 * u[:, 1])
+    foot_start = torch.stack([bottom_x - half, y1.float()], 1)
+    foot_end = torch.stack([bottom_x + half, y1.float()], 1)
+    # Crossbar: through the 7's stem at 45-65% of its height, 40-60% of the height wide.
+    bar_y = y0.float() + height * (0.45 + 0.2 * u[:, 2])
+    bar_x = ink_x_at(bar_y.round().long())
+    bar_half = height * (0.2 + 0.1 * u[:, 1])
+    bar_start = torch.stack([bar_x - bar_half, bar_y + 0.5], 1)
+    bar_end = torch.stack([bar_x + bar_half, bar_y - 0.5], 1)
+
+    has_ink = rows.any(1)
+    is_one, is_seven = chosen & has_ink & (labels == 1), chosen & has_ink & (labels == 7)
+    # On a strongly slanted 1 a flag makes a fair '7': give those a foot instead.
+    foot = foot | ((top_x - bottom_x) > 0.3 * height)
+    start = torch.where((is_one & foot)[:, None], foot_start, torch.where(is_one[:, None], flag_start, bar_start))
+    end = torch.where((is_one & foot)[:, None], foot_end, torch.where(is_one[:, None], flag_end, bar_end))
+    return draw_segments(x, start, end, width, is_one | is_seven)
+
+
 def change_stroke_width(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     """Thicken (steps > 0) or thin (steps < 0) strokes by |steps| x 1 px of width, per image.
 
@@ -118,8 +180,10 @@ def change_stroke_width(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(big, 2).clamp(0, 1)
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """float32 (N, 1, 28, 28) -> the same shape, randomly distorted per image."""
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
+                  labels: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 (N, 1, 28, 28) -> the same shape, randomly distorted per image. `labels` (N,) are
+    needed only for the glyph variants."""
     if not cfg.enabled:
         return x
     n = x.shape[0]
@@ -133,6 +197,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     affine = random_affine(n, cfg, gen)
     offsets = elastic_offsets(n, cfg.elastic_px, elastic, gen)
 
+    if cfg.glyph_p > 0 and labels is not None:
+        x = add_glyph_variants(x, labels, cfg.glyph_p, gen)
     if cfg.stroke_p > 0:
         steps = torch.where(thicken, amount, -amount) * stroke
         x = change_stroke_width(x, steps)
@@ -140,7 +206,13 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
     grid = F.affine_grid(invert(forward), list(x.shape), align_corners=False)
     if cfg.elastic_p > 0:
         grid = grid + offsets
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if cfg.fill_p > 0:
+        # Stretching a 2-3 px stroke several times over smears its anti-aliased edge into a wide
+        # ramp; the binary scans it imitates have crisp edges, so restore the contrast.
+        crisp = ((x - 0.25) * 2).clamp(0, 1)
+        x = torch.where(fill[:, None, None, None], crisp, x)
+    return x
 
 
 def describe(cfg: AugmentConfig) -> str:
@@ -152,6 +224,8 @@ def describe(cfg: AugmentConfig) -> str:
         parts.append(f"fill-box p={cfg.fill_p:g}")
     if cfg.stroke_p:
         parts.append(f"stroke ±{cfg.stroke_px:g}px p={cfg.stroke_p:g}")
+    if cfg.glyph_p:
+        parts.append(f"1/7 glyphs p={cfg.glyph_p:g}")
     if cfg.elastic_p:
         parts.append(f"elastic {cfg.elastic_px:g}px p={cfg.elastic_p:g}")
     return ", ".join(parts)

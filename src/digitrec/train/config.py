@@ -33,9 +33,10 @@ class AugmentConfig:
     shear: float = 0.15  # shear factor uniform in [-shear, shear]
     translate: float = 2.0  # pixels, uniform in [-translate, translate] on each axis
     stretch: float = 0.15  # aspect ratio: width factor exp(U(-stretch, stretch)), height the inverse
-    fill_p: float = 0.0  # probability of stretching the digit to fill the 20x20 box (semeion/optdigits)
-    stroke_p: float = 0.0  # probability of thickening or thinning the strokes
+    fill_p: float = 0.10  # probability of stretching the digit to fill the 20x20 box (semeion/optdigits)
+    stroke_p: float = 0.30  # probability of thickening or thinning the strokes
     stroke_px: float = 1.0  # most pixels added to (or taken from) the stroke width, at 28x28
+    glyph_p: float = 0.2  # probability that a '1' gets a flag or foot, a '7' a crossbar
     elastic_p: float = 0.0  # probability of an elastic distortion (Simard et al. 2003)
     elastic_px: float = 1.5  # its largest displacement in pixels
     p: float = 1.0  # probability that an image gets the affine part at all
@@ -50,13 +51,13 @@ class TrainConfig:
     batch_size: int = 128
     optimizer: str = "adamw"  # adamw | adam | sgd | adadelta
     lr: float = 3e-3  # peak learning rate of the schedule
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.05  # decoupled (AdamW): multiplied by the learning rate
     momentum: float = 0.9  # sgd only
     schedule: str = "onecycle"  # onecycle | constant | step
     warmup: float = 0.2  # onecycle: fraction of the steps spent rising to the peak
     step_gamma: float = 0.7  # step: lr multiplied by this after every epoch
     label_smoothing: float = 0.1
-    ema: float = 0.0  # decay of the exponential moving average of the weights; 0 = off
+    ema: float = 0.998  # decay of the exponential moving average of the weights; 0 = off
     val_size: int = 5000  # images held out from the 60,000 for validation; 0 = train on all
     seed: int = 0
     threads: int = 0  # torch.set_num_threads; 0 = all cores

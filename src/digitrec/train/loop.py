@@ -244,9 +244,9 @@ def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
         for b in range(steps_per_epoch):
             step = (epoch - 1) * steps_per_epoch + b
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            x = augment_batch(as_float(x_train[idx]), config.augment, gen)
-            x = x.contiguous(memory_format=torch.channels_last)
             y = y_train[idx]
+            x = augment_batch(as_float(x_train[idx]), config.augment, gen, y)
+            x = x.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, steps_per_epoch)
             logits = model(x)

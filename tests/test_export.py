@@ -1,0 +1,115 @@
+"""ONNX export: parity with PyTorch, the model card, the runtime contract, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from digitrec.checkpoint import load_model, read_checkpoint, save_checkpoint
+from digitrec.cli import main
+from digitrec.data import FILES
+from digitrec.errors import ModelError
+from digitrec.export import card_path_for, export_onnx
+from digitrec.runtime import Recognizer, softmax
+from digitrec.train import load_recipe, train
+
+
+@pytest.fixture(scope="module")
+def run_dir(mnist, tmp_path_factory):
+    """A real (small) trained run folder, shared by the tests below."""
+    config = load_recipe("fast", overrides={"limit": 2000, "epochs": 1, "threads": 2})
+    folder = tmp_path_factory.mktemp("export") / "run"
+    train(config, folder, data=mnist)
+    return folder
+
+
+def test_export_matches_pytorch_and_carries_its_card(run_dir, mnist, tmp_path):
+    out = tmp_path / "model.onnx"
+    card = export_onnx(run_dir, out, test_data=mnist["test"])
+    assert out.is_file() and card_path_for(out) == tmp_path / "model_card.json"
+    assert json.loads((tmp_path / "model_card.json").read_text())["parameters"] == card["parameters"]
+
+    # The contract: input `image` (N, 1, 28, 28) float in [0, 1], output `logits` (N, 10), dynamic batch.
+    proto = onnx.load(str(out))
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logits"]
+    embedded = json.loads({p.key: p.value for p in proto.metadata_props}["digitrec"])
+    expected = {"name", "recipe", "architecture", "parameters", "flops_per_image", "input", "labels",
+                "test_accuracy", "train_seconds", "seed", "config", "data_sha256", "commit", "created", "history"}
+    assert expected <= set(embedded)
+    assert embedded["data_sha256"] == {s.name: s.sha256 for s in FILES.values()}
+    assert embedded["labels"] == list("0123456789") and embedded["input"]["range"] == [0.0, 1.0]
+    assert [row["epoch"] for row in embedded["history"]] == [1]
+    assert embedded["onnx_parity_max_abs_diff"] < 1e-4
+
+    # Independent parity check through the product's own runtime, on images it never saw in export.
+    images, labels = mnist["test"]
+    batch = images[-300:]
+    model, _ = load_model(run_dir)
+    with torch.no_grad():
+        expected_probs = softmax(model(torch.tensor(batch).float().div(255).unsqueeze(1)).numpy())
+    got = Recognizer(out).predict_probabilities(batch)
+    assert np.abs(got - expected_probs).max() < 1e-4
+    accuracy = float((Recognizer(out).predict_probabilities(images).argmax(1) == labels).mean())
+    assert card["test_accuracy"] == pytest.approx(accuracy) and accuracy > 0.85
+
+
+def test_a_disagreeing_export_is_refused(run_dir, mnist, tmp_path, monkeypatch):
+    import digitrec.export as export_module
+
+    real = export_module._to_onnx
+
+    def broken(model, path):  # export a model whose weights were changed behind PyTorch's back
+        with torch.no_grad():
+            shifted = __import__("copy").deepcopy(model)
+            shifted.net[-1].bias += 1.0 * torch.arange(10)
+        real(shifted, path)
+
+    monkeypatch.setattr(export_module, "_to_onnx", broken)
+    with pytest.raises(ModelError, match="disagrees with PyTorch"):
+        export_onnx(run_dir, tmp_path / "bad.onnx", test_data=mnist["test"])
+    assert not (tmp_path / "bad.onnx").exists() and not list(tmp_path.glob(".bad.onnx*"))
+
+
+def test_checkpoints_load_with_weights_only(run_dir):
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["format"] == "digitrec-checkpoint/1" and {"model", "meta", "train_state"} <= set(state)
+    json.dumps(state["meta"])  # plain JSON-able types only
+    assert read_checkpoint(run_dir)["meta"]["epoch"] == 1
+
+
+def test_cli_export_json_and_errors(run_dir, mnist, real_mnist_env, monkeypatch, tmp_path, capsys):
+    for k, v in real_mnist_env.items():
+        monkeypatch.setenv(k, v)
+    if "XDG_CACHE_HOME" not in real_mnist_env:
+        monkeypatch.delenv("XDG_CACHE_HOME")
+
+    def run(args):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        captured = capsys.readouterr()
+        return info.value.code, captured.out, captured.err
+
+    out = tmp_path / "m.onnx"
+    code, stdout, err = run(["export", str(run_dir / "checkpoint.pt"), "--out", str(out), "--json"])
+    assert code == 0, err
+    card = json.loads(stdout.strip().splitlines()[-1])
+    assert card["recipe"] == "fast" and card["path"] == str(out) and (tmp_path / "m_card.json").is_file()
+
+    keras = tmp_path / "model.keras"
+    keras.write_bytes(b"PK")
+    for args, message in [
+        ([str(keras)], "not supported yet"),
+        ([str(tmp_path / "nowhere")], "checkpoint not found"),
+        ([str(run_dir), "--out", str(tmp_path / "m.txt")], "must end in .onnx"),
+    ]:
+        code, _, err = run(["export", *args])
+        assert code == 1 and message in err and "Traceback" not in err, err
+
+    junk = tmp_path / "junk.pt"
+    save_checkpoint(junk, {"model": {}, "meta": {"architecture": "cnn", "config": {}}})
+    code, _, err = run(["export", str(junk)])
+    assert code == 1 and "do not fit" in err

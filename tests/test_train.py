@@ -1,0 +1,218 @@
+"""Recipes and overrides, batched augmentation, a short real training run, resume equivalence,
+and `digitrec train --json` as users run it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from digitrec.checkpoint import load_model, read_metrics
+from digitrec.cli import main
+from digitrec.errors import DigitrecError
+from digitrec.train import Callbacks, TrainConfig, load_recipe, train
+from digitrec.train.augment import add_glyph_variants, augment_batch, change_stroke_width, fill_box_affine
+from digitrec.train.config import AugmentConfig
+from digitrec.train.loop import learning_rate
+
+# --- config ----------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_cnn_recipe():
+    assert load_recipe("cnn").to_dict() == {**TrainConfig().to_dict(), "recipe": "cnn"}
+
+
+def test_file_overrides_recipe_and_flags_override_file(tmp_path):
+    extra = tmp_path / "mine.toml"
+    extra.write_text("epochs = 4\nlr = 0.01\n[augment]\nrotate = 3.0\n")
+    config = load_recipe("fast", extra, {"epochs": 7, "augment.enabled": True})
+    assert config.recipe == "fast" and config.architecture == "fastcnn"
+    assert config.epochs == 7 and config.lr == 0.01  # flag beats file, file beats recipe
+    assert config.augment.rotate == 3.0 and config.augment.enabled is True
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"epoch": 3}, "unknown setting 'epoch'"),
+    ({"augment.spin": 3}, "unknown setting 'augment.spin'"),
+    ({"epochs": "many"}, "epochs must be a int"),
+    ({"epochs": 0}, "epochs must be at least 1"),
+    ({"optimizer": "lbfgs"}, "optimizer must be"),
+])
+def test_bad_settings_are_clear_errors(overrides, message):
+    with pytest.raises(DigitrecError, match=message):
+        load_recipe("cnn", overrides=overrides)
+
+
+def test_one_cycle_rises_then_falls():
+    config = TrainConfig(epochs=2, lr=1.0, warmup=0.25)
+    lrs = [learning_rate(config, step, 50) for step in range(100)]
+    assert lrs[0] == pytest.approx(0.04) and max(lrs) == pytest.approx(1.0, abs=0.01)
+    assert lrs.index(max(lrs)) == 25 and lrs[-1] < 0.01
+
+
+# --- augmentation ----------------------------------------------------------------------------
+
+
+def _bar(height=16, width=3):
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 14 - height // 2 : 14 + height // 2, 13 : 13 + width] = 1.0
+    return x
+
+
+def test_augmentation_is_seeded_and_keeps_the_contract(mnist):
+    images = torch.tensor(mnist["train"][0][:64]).float().div(255).unsqueeze(1)
+    cfg = AugmentConfig(stroke_p=0.5, fill_p=0.3, elastic_p=0.5)
+    a = augment_batch(images, cfg, torch.Generator().manual_seed(1))
+    b = augment_batch(images, cfg, torch.Generator().manual_seed(1))
+    c = augment_batch(images, cfg, torch.Generator().manual_seed(2))
+    assert a.shape == images.shape and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # Distorted, not destroyed: every digit keeps most of its ink.
+    ratio = a.sum((1, 2, 3)) / images.sum((1, 2, 3))
+    assert ratio.min() > 0.25 and ratio.max() < 3
+    assert torch.equal(augment_batch(images, AugmentConfig(enabled=False), torch.Generator()), images)
+
+
+def test_fill_box_stretches_a_thin_one_to_the_20x20_box():
+    bar = _bar(height=16, width=3)
+    forward = fill_box_affine(bar, torch.tensor([True]), max_stretch=10)
+    grid = torch.nn.functional.affine_grid(
+        torch.cat([torch.linalg.inv(forward[:, :, :2]), -torch.linalg.inv(forward[:, :, :2]) @ forward[:, :, 2:]], 2),
+        [1, 1, 28, 28], align_corners=False)
+    out = torch.nn.functional.grid_sample(bar, grid, align_corners=False)[0, 0] > 0.5
+    rows, cols = out.any(1).nonzero(), out.any(0).nonzero()
+    assert rows.max() - rows.min() + 1 == pytest.approx(20, abs=1)
+    assert cols.max() - cols.min() + 1 == pytest.approx(20, abs=1)
+    # Not chosen: left alone.
+    assert torch.allclose(fill_box_affine(bar, torch.tensor([False])), torch.tensor([[[1.0, 0, 0], [0, 1, 0]]]))
+
+
+def test_stroke_width_grows_and_shrinks_by_about_a_pixel():
+    bar = _bar(height=16, width=3)
+    thick = change_stroke_width(bar, torch.tensor([1]))
+    thin = change_stroke_width(bar, torch.tensor([-1]))
+    same = change_stroke_width(bar, torch.tensor([0]))
+    width = lambda x: x[0, 0, 14].sum().item()  # ink across the middle row, in pixels
+    assert width(same) == pytest.approx(3, abs=0.01)
+    assert width(thick) == pytest.approx(4, abs=0.3) and width(thin) == pytest.approx(2, abs=0.3)
+
+
+def test_glyph_variants_add_a_crossbar_to_sevens_and_leave_other_digits_alone():
+    sevens = torch.zeros(2, 1, 28, 28)
+    sevens[:, :, 4:6, 8:20] = 1.0  # the top bar
+    sevens[:, :, 6:24, 17:19] = 1.0  # a vertical stem at x = 17-18
+    labels = torch.tensor([7, 3])
+    out = add_glyph_variants(sevens, labels, 1.0, torch.Generator().manual_seed(0))
+    added = (out - sevens)[0, 0]
+    rows = added.sum(1).nonzero().flatten()
+    assert added.sum() > 6 and 11 <= rows.float().mean() <= 18  # a bar across the middle of the stem
+    cols = added.sum(0).nonzero().flatten()
+    assert cols.min() < 17 and cols.max() > 18  # on both sides of the stem
+    assert torch.equal(out[1], sevens[1])  # a '3' gets nothing
+
+
+# --- training runs ---------------------------------------------------------------------------
+
+
+def small(recipe="fast", **overrides) -> TrainConfig:
+    return load_recipe(recipe, overrides={"threads": 2, **overrides})
+
+
+def test_a_short_run_on_real_mnist_clearly_beats_chance(mnist, tmp_path):
+    config = small(limit=4000, epochs=2)
+    summary = train(config, tmp_path / "run", data=mnist)
+    assert summary["test_accuracy"] > 0.90  # chance is 0.10; on 3,600 images this recipe gets ~0.94
+    model, meta = load_model(tmp_path / "run")
+    assert not model.training and meta["epoch"] == 2 and meta["recipe"] == "fast"
+    assert meta["config"] == config.to_dict() and meta["seed"] == 0
+    assert meta["run_dir"] == str(tmp_path / "run")
+    rows = read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+    assert rows[1]["seconds"] > rows[0]["seconds"] > 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == config.to_dict()
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_ends_with_the_same_weights(mnist, tmp_path):
+    # Augmentation, EMA and a one-cycle schedule on: everything that could drift on resume.
+    config = small(limit=1200, epochs=3, ema=0.9, **{"augment.enabled": True, "augment.stroke_p": 0.3,
+                                                    "augment.fill_p": 0.2, "augment.elastic_p": 0.3})
+    whole = train(config, tmp_path / "whole", data=mnist)
+
+    def kill_after_epoch_2(row):
+        if row["epoch"] == 2:
+            raise Killed
+    with pytest.raises(Killed):
+        train(config, tmp_path / "split", data=mnist, callbacks=Callbacks(on_epoch=kill_after_epoch_2))
+    assert [r["epoch"] for r in read_metrics(tmp_path / "split")] == [1, 2]
+    with pytest.raises(DigitrecError, match="already exists"):
+        train(config, tmp_path / "split", data=mnist)
+    resumed = train(config, tmp_path / "split", data=mnist, resume=True)
+
+    a, _ = load_model(tmp_path / "whole")
+    b, _ = load_model(tmp_path / "split")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert resumed["test_accuracy"] == whole["test_accuracy"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(read_metrics(tmp_path / "split")) == strip(read_metrics(tmp_path / "whole"))
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def real_data(mnist, real_mnist_env, monkeypatch):
+    """Point the product's own loader at the real MNIST cache (the autouse fixture hides it)."""
+    for k, v in real_mnist_env.items():
+        monkeypatch.setenv(k, v)
+    if "XDG_CACHE_HOME" not in real_mnist_env:
+        monkeypatch.delenv("XDG_CACHE_HOME")
+    return mnist
+
+
+def run_main(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_cli_train_prints_a_json_summary_last(real_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--recipe", "fast", "--out", str(out), "--limit", "1000", "--epochs", "1",
+            "--set", "batch_size=64", "--threads", "2", "--json"]
+    code, stdout, err = run_main(args, capsys)
+    assert code == 0, err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert {"recipe", "epochs", "seed", "train_seconds", "test_accuracy", "checkpoint"} <= set(summary)
+    assert summary["recipe"] == "fast" and summary["epochs"] == 1 and summary["seed"] == 0
+    assert summary["checkpoint"] == str(out / "checkpoint.pt") and 0.3 < summary["test_accuracy"] <= 1
+    assert "epoch   1/1" in err and "val loss" in err
+    assert json.loads((out / "config.json").read_text())["batch_size"] == 64
+
+    # Same folder again: refused, with the way out in the message; --resume of a finished run is a no-op.
+    code, _, err = run_main(args, capsys)
+    assert code == 1 and "already exists" in err and "--resume" in err
+    code, _, err = run_main(["train", "--out", str(out), "--resume", "--epochs", "3"], capsys)
+    assert code == 1 and "drop --epochs" in err
+    code, stdout, err = run_main(["train", "--out", str(out), "--resume", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout.strip().splitlines()[-1])["test_accuracy"] == summary["test_accuracy"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--recipe", "huge"], "Invalid value for '--recipe'"),
+    (["--config", "missing.toml"], "config file not found"),
+    (["--set", "epochs"], "--set expects KEY=VALUE"),
+    (["--set", "augment.spin=2"], "unknown setting 'augment.spin'"),
+    (["--resume"], "nothing to resume"),
+])
+def test_cli_train_bad_input_is_a_clear_error(args, message, tmp_path, capsys):
+    code, _, err = run_main(["train", "--out", str(tmp_path / "run"), *args], capsys)
+    assert code in (1, 2) and message in err and "Traceback" not in err
