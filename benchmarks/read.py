@@ -40,8 +40,11 @@ def _ink_crop(digit28: np.ndarray) -> np.ndarray:
 
 
 def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, length: int,
-                group: str = "separated") -> tuple[np.ndarray, str]:
-    """-> (uint8 grey image, dark ink on light paper; the label string)."""
+                group: str = "separated", spans: list | None = None,
+                punctuation: bool = False) -> tuple[np.ndarray, str]:
+    """-> (uint8 grey image, dark ink on light paper; the label string). `spans`, when given,
+    receives each digit's (left, right) x in the image; `punctuation` adds dots, commas and
+    dashes between and after the digits (not part of the label), as on a cheque."""
     layout = group if group != "photo" else ("separated", "touching")[int(rng.integers(2))]
     idx = rng.integers(0, len(images), length)
     height = float(rng.uniform(22, 64))  # px, the string's digit height
@@ -63,13 +66,34 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
                 x -= int(rng.uniform(0.03, 0.12) * height)
         region = canvas[y : y + p.shape[0], x : x + p.shape[1]]
         np.maximum(region, p, out=region)
+        if spans is not None:
+            spans.append((x, x + p.shape[1]))
         x += p.shape[1] + int(rng.uniform(0.1, 0.5) * height)
+        if punctuation and (k == length - 1 or rng.random() < 0.2):
+            x = _punctuate(rng, canvas, x, margin + int(height * 1.3), height)
     canvas = canvas[:, : x - int(0.1 * height) + margin]
     paper = rng.uniform(200, 245)
     grey = paper - canvas / 255.0 * paper * rng.uniform(0.65, 0.9)
     if group == "photo":
         grey = _photo(rng, grey)
     return np.clip(grey, 0, 255).astype(np.uint8), "".join(str(int(labels[i])) for i in idx)
+
+
+def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: int, height: float) -> int:
+    """Draw '.', ',' or '-' at x on the baseline -> the x after it."""
+    pen = max(2, int(height * rng.uniform(0.08, 0.14)))
+    kind = rng.choice([".", ",", "-"])
+    if kind == "-":
+        y = baseline - int(height * rng.uniform(0.35, 0.6))
+        end = x + int(height * rng.uniform(0.25, 0.5))
+        cv2.line(canvas, (x, y), (end, y + int(rng.integers(-2, 3))), 255, pen)
+        x = end
+    else:
+        cv2.circle(canvas, (x + pen, baseline - pen), pen, 255, -1)
+        if kind == ",":
+            cv2.line(canvas, (x + pen, baseline - pen), (x, baseline + int(0.25 * height)), 255, pen)
+        x += 2 * pen
+    return x + int(rng.uniform(0.1, 0.4) * height)
 
 
 def _slide_until_touching(canvas: np.ndarray, piece: np.ndarray, x: int, y: int) -> int:

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from digitrec.preprocess.ink import find_ink
-from digitrec.preprocess.ink import ink_mask as _hysteresis
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
@@ -34,6 +32,8 @@ WORK_MIN_SIDE, WORK_MAX_SIDE = 400, 1000
 # A component shorter than this fraction of the line's digit height is punctuation, a dot, a
 # dash, or a loose stroke fragment: the reader may skip it or merge it into a neighbour.
 SMALL_ATOM = 0.5
+# Components wider than this many digit heights may be several touching digits: they get cuts.
+SPLIT_WIDTH = 0.8
 # Straight runs longer than this many digit heights are rules, underlines or frame edges.
 RULE_LENGTH = 2.2
 
@@ -96,29 +96,72 @@ def _odd(n: float) -> int:
 
 
 def ink_map(grey: np.ndarray) -> np.ndarray:
-    """uint8 grey (either polarity) -> uint8 ink map (0 = paper, 255 = full ink), by the single-digit
-    pipeline's `find_ink` (polarity, lighting divided out with a window scaled to the strokes).
-    One addition for pages: contrast is measured against the page's own paper, not a black
-    scanner border's, whose noise would otherwise read as ink."""
-    stages: dict = {}
-    contrast = find_ink(grey, stages).contrast
-    background = stages["background"].astype(np.float32)
-    page = float(np.percentile(background, 90))
-    contrast = contrast * np.clip(background / max(0.6 * page, 1.0), 0, 1)
-    return np.clip(contrast * 255 + 0.5, 0, 255).astype(np.uint8)
+    """uint8 grey (either polarity) -> uint8 ink map: how much darker than the local paper each
+    pixel is, relative to the paper's brightness (so a shadow or a lighting gradient does not
+    read as ink), 0 = paper.
+
+    The paper is a grey closing (max then min filter) three stroke widths wide: it erases the
+    ink but follows the lighting, and keeps large dark regions (a scanner's black border) dark,
+    where contrast is then measured against the page's own paper so their noise is not ink."""
+    if np.median(grey) < 100:  # light ink on a dark background: make it dark on light
+        grey = 255 - grey
+    g = grey.astype(np.float32)
+    h, w = g.shape
+    stroke = stroke_width(_rough_ink(grey))
+    k = 3 * stroke + 3
+    # Morphology at reduced size when the window is large: lighting varies slowly anyway.
+    f = min(1.0, 9.0 / k)
+    small = cv2.resize(g, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else g
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(k * f), _odd(k * f)))
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    paper = cv2.blur(paper, (3, 3))
+    if f < 1:
+        paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    paper = np.maximum(paper, g)
+    page = float(np.percentile(paper, 90))
+    contrast = (paper - g) / np.maximum(paper, 0.6 * page)
+    return np.clip(contrast * 255 * 1.5, 0, 255).astype(np.uint8)
+
+
+def _rough_ink(grey: np.ndarray) -> np.ndarray:
+    """A first ink mask (dark on light), only good enough to measure the stroke width: pixels
+    well below a local median of the paper."""
+    h, w = grey.shape
+    f = min(1.0, 128 / max(h, w))
+    small = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    k = _odd(max(small.shape) / 12)
+    background = cv2.resize(cv2.medianBlur(small, k), (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    deviation = grey.astype(np.float32) - background
+    noise = 1.4826 * float(np.median(np.abs(deviation))) + 1.0
+    return deviation < -max(6 * noise, 20)
 
 
 def ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Ink map -> bool mask: the single-digit pipeline's hysteresis threshold (strong ink seeds,
-    grown through fainter, anti-aliased ink, both above the paper's noise)."""
-    return _hysteresis(ink.astype(np.float32) / 255.0)[0] > 0
+    """Ink map -> bool mask by hysteresis: strong ink (Otsu over the pixels that are not bare
+    paper) seeds the components, which then grow through fainter, anti-aliased ink. Both
+    thresholds stay above the paper's own noise."""
+    paper = ink[ink <= np.percentile(ink, 50) + 1]
+    noise = float(np.median(paper)) + 4 * 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) + 8
+    inked = ink[ink > noise]
+    if inked.size < 20:
+        return np.zeros(ink.shape, bool)
+    otsu, _ = cv2.threshold(inked.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    high = max(float(otsu), noise, 40.0)
+    level = float(np.percentile(ink[ink >= high], 90))
+    low = max(noise, level / 3)
+    weak = (ink >= low).astype(np.uint8)
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    seeded = np.zeros(n, bool)
+    seeded[np.unique(labels[ink >= high])] = True
+    seeded[0] = False
+    return seeded[labels]
 
 
 def stroke_width(mask: np.ndarray) -> float:
     """Typical stroke width in px: twice the median distance to the background along the
     ridge of the strokes."""
     if not mask.any():
-        return 1.0
+        return 2.0
     dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
     ridge = dist[(dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)) - 1e-3)]
     return float(max(1.0, 2 * np.median(ridge)))
@@ -220,10 +263,41 @@ def _seam(cost: np.ndarray, x0: int, band: int) -> tuple[np.ndarray, float]:
     return xs + lo, float(acc[-1].min())
 
 
+def _cut_cost(on_ink: np.ndarray, stroke: float) -> float:
+    """How much a cut destroys, in strokes: each stroke it crosses counts one; a cut that runs
+    a long way through ink (along the contact of two digits pressed together) counts extra."""
+    runs = int(np.count_nonzero(np.diff(on_ink.astype(np.int8)) == 1) + on_ink[0])
+    length = on_ink.sum() / max(stroke, 1.0)
+    return runs + 0.3 * max(0.0, length - 1.5 * runs)
+
+
+def _contour_valleys(mask: np.ndarray, height: float, margin: int) -> list[tuple[int, int]]:
+    """(x at the top, x at the bottom) of cuts joining a dip of the upper contour to a rise of
+    the lower contour (or running straight down from either when it has no partner)."""
+    h, w = mask.shape
+    inked = mask.any(axis=0)
+    top = np.where(inked, mask.argmax(axis=0), h).astype(np.float32)
+    bottom = np.where(inked, h - 1 - mask[::-1].argmax(axis=0), -1).astype(np.float32)
+    sigma = max(1.0, 0.03 * height)
+    top = cv2.GaussianBlur(top[None], (0, 0), sigmaX=sigma).ravel()
+    bottom = cv2.GaussianBlur(bottom[None], (0, 0), sigmaX=sigma).ravel()
+    depth = 0.12 * height
+    xs = range(margin, w - margin)
+    dips = [x for x in xs if top[x] >= top[x - 1] and top[x] > top[x + 1] and top[x] > top[margin:w - margin].min() + depth]
+    rises = [x for x in xs if bottom[x] <= bottom[x - 1] and bottom[x] < bottom[x + 1]
+             and bottom[x] < bottom[margin:w - margin].max() - depth]
+    cuts = []
+    for xt in dips:
+        near = [xb for xb in rises if abs(xb - xt) <= 0.35 * height]
+        cuts += [(xt, xb) for xb in near] or [(xt, xt)]
+    cuts += [(xb, xb) for xb in rises if all(abs(xb - xt) > 0.35 * height for xt in dips)]
+    return cuts
+
+
 def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
     """Cut a component that may hold several touching digits at its most likely seams. Returns
     the slices left to right (the atom itself when it is too narrow to hold two digits)."""
-    if atom.w < 1.0 * height or atom.h < SMALL_ATOM * height:
+    if atom.w < SPLIT_WIDTH * height or atom.h < SMALL_ATOM * height:
         return [atom]
     m = atom.mask.astype(np.float32)
     # Candidate starts: minima of the smoothed column profile, away from the ends.
@@ -237,14 +311,21 @@ def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
     xs += list(range(margin + step // 2, atom.w - margin, step))
     band = max(2, int(0.15 * height))
     seams = []
+    rows = np.arange(atom.h)
     for x0 in sorted(set(xs)):
-        path, cost = _seam(m, x0, band)
+        path, _ = _seam(m, x0, band)
         if margin <= path.mean() <= atom.w - margin:
-            seams.append((cost / max(stroke, 1.0), path))
+            seams.append((_cut_cost(atom.mask[rows, np.clip(path, 0, atom.w - 1)], stroke), path))
+    # Valley to valley: where the upper contour dips and the lower contour rises, two round
+    # digits meet (a 0 against an 8); the cut joins the two valleys in a straight line, even
+    # when it runs along their contact, which a least-ink seam avoids.
+    for xt, xb in _contour_valleys(atom.mask, height, margin):
+        path = np.round(np.linspace(xt, xb, atom.h)).astype(np.int32)
+        seams.append((_cut_cost(atom.mask[rows, path], stroke), path))
     # Keep the cheapest seams that are not too close to each other.
     seams.sort(key=lambda s: s[0])
     kept: list[tuple[float, np.ndarray]] = []
-    max_cuts = int(3 * atom.w / height) + 1  # a narrow digit (a 1) is ~0.3 heights wide
+    max_cuts = int(4 * atom.w / height) + 2  # a narrow digit (a 1) is ~0.3 heights wide
     for cost, path in seams:
         if cost > 4.0 or len(kept) >= max_cuts:
             break
@@ -299,7 +380,7 @@ def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
     stroke = stroke_width(mask)
     atoms = [a for a in atoms if a.area >= max(6, 0.5 * stroke * stroke) and a.area >= 0.002 * height * height]
     # Not characters: taller than three digits (frame edges), or long thin lines.
-    atoms = [a for a in atoms if a.h <= 3 * height and not (a.w > 4 * height and a.h < 0.4 * a.w)]
+    atoms = [a for a in atoms if a.h <= 3 * height and not (a.w > 2 * height and a.h < 3 * stroke)]
     lines = group_lines(atoms, height) if height > 0 else []
     for line in lines:
         line.atoms = [p for a in line.atoms for p in split_touching(a, line.height, stroke)]

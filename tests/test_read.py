@@ -1,0 +1,198 @@
+"""Reading whole numbers: generated strings with known answers, lines, blank pages, bad inputs, the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from digitrec.cli import cli
+from digitrec.errors import ImageError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_MODEL = Path("/tmp/dev/dev_model.onnx")  # a development model, used only until the shipped one exists
+
+
+def _load_benchmark():
+    # The string generator lives in the benchmark (one copy of it); tests use it on MNIST test digits.
+    spec = importlib.util.spec_from_file_location("read_benchmark", ROOT / "benchmarks" / "read.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+
+
+@pytest.fixture(scope="session")
+def model_path():
+    from digitrec.runtime import default_model_path
+
+    if default_model_path().is_file():
+        return str(default_model_path())
+    if DEV_MODEL.is_file():
+        return str(DEV_MODEL)
+    pytest.skip("no ONNX model yet (the shipped model lands with the training work)")
+
+
+@pytest.fixture(scope="session")
+def recognizer(model_path):
+    from digitrec.runtime import Recognizer
+
+    return Recognizer(model_path)
+
+
+@pytest.fixture(scope="session")
+def easy_digits(mnist, recognizer):
+    """MNIST test digits the model reads with >= 99% confidence on their own, so that a wrong
+    string is the reader's fault, not the classifier's."""
+    images, labels = mnist["test"][0][:3000], mnist["test"][1][:3000]
+    probs = recognizer.predict_probabilities(images)
+    keep = (probs.argmax(1) == labels) & (probs.max(1) >= 0.99)
+    return images[keep], labels[keep]
+
+
+def _strings(easy_digits, group, n, seed, length=(3, 6)):
+    rng = np.random.default_rng(seed)
+    images, labels = easy_digits
+    return [bench.make_number(rng, images, labels, int(rng.integers(*length)), group) for _ in range(n)]
+
+
+def test_separated_strings_read_exactly(recognizer, easy_digits):
+    cases = _strings(easy_digits, "separated", 20, seed=1)
+    texts = [recognizer.read(image).text for image, _ in cases]
+    right = sum(t == label for t, (_, label) in zip(texts, cases))
+    assert right >= 18, list(zip(texts, [label for _, label in cases]))
+
+
+def test_touching_strings_mostly_read(recognizer, easy_digits):
+    cases = _strings(easy_digits, "touching", 12, seed=2, length=(2, 4))
+    readings = [recognizer.read(image) for image, _ in cases]
+    right = sum(r.text == label for r, (_, label) in zip(readings, cases))
+    digits = sum(bench.digit_matches(r.text, label) for r, (_, label) in zip(readings, cases))
+    total = sum(len(label) for _, label in cases)
+    assert right >= 6 and digits >= 0.8 * total, [(r.text, label) for r, (_, label) in zip(readings, cases)]
+
+
+def test_reading_has_boxes_in_image_pixels_left_to_right(recognizer, easy_digits):
+    spans: list = []
+    rng = np.random.default_rng(3)
+    image, label = bench.make_number(rng, *easy_digits, 4, "separated", spans)
+    image = cv2.resize(image, None, fx=2, fy=2)  # boxes must come back in the input's own pixels
+    reading = recognizer.read(image)
+    assert reading.text == label
+    assert 0 < reading.confidence <= min(d.confidence for d in reading.digits)
+    for d, (left, right) in zip(reading.digits, spans):
+        x, y, w, h = d.box
+        assert abs(x - 2 * left) <= 8 and abs(x + w - 2 * right) <= 8
+        assert 0 <= y and y + h <= image.shape[0]
+    out = reading.to_dict()
+    assert set(out) == {"text", "confidence", "digits", "lines"}
+    assert out["lines"] == [label] and [d["digit"] for d in out["digits"]] == [int(c) for c in label]
+
+
+def test_two_lines_read_top_to_bottom(recognizer, easy_digits):
+    rng = np.random.default_rng(4)
+    top, top_label = bench.make_number(rng, *easy_digits, 3, "separated")
+    bottom, bottom_label = bench.make_number(rng, *easy_digits, 4, "separated")
+    width = max(top.shape[1], bottom.shape[1])
+    paper = int(np.median(top))
+    page = np.vstack([np.pad(top, ((0, 0), (0, width - top.shape[1])), constant_values=paper),
+                      np.pad(bottom, ((0, 0), (0, width - bottom.shape[1])), constant_values=paper)])
+    reading = recognizer.read(page)
+    assert reading.line_texts == [top_label, bottom_label]
+    assert reading.text == f"{top_label}\n{bottom_label}"
+
+
+def test_punctuation_and_a_ruled_line_are_ignored(recognizer, easy_digits):
+    rng = np.random.default_rng(5)
+    image, label = bench.make_number(rng, *easy_digits, 4, "separated", punctuation=True)
+    digit_bottom = int(np.nonzero((image < 150).any(axis=1))[0].max())
+    cv2.line(image, (0, digit_bottom + 4), (image.shape[1] - 1, digit_bottom + 4), 90, 2)
+    assert recognizer.read(image).text == label
+
+
+@pytest.mark.parametrize("page", ["blank", "specks", "rules"])
+def test_no_digits_is_an_error(recognizer, page):
+    image = np.full((300, 400), 235, np.uint8)
+    if page == "specks":
+        rng = np.random.default_rng(0)
+        for x, y in rng.integers(20, 280, (15, 2)):
+            cv2.circle(image, (int(x), int(y)), 1, 40, -1)
+    if page == "rules":
+        for y in range(40, 300, 50):
+            cv2.line(image, (0, y), (399, y), 150, 2)
+    with pytest.raises(ImageError, match="no digits found"):
+        recognizer.read(image)
+
+
+# --- the CLI ---
+
+@pytest.fixture()
+def files(tmp_path, easy_digits):
+    rng = np.random.default_rng(6)
+    image, label = bench.make_number(rng, *easy_digits, 3, "separated")
+    good = tmp_path / "number.png"
+    cv2.imwrite(str(good), image)
+    png = good.read_bytes()
+    bad = {
+        "empty.png": b"",
+        "notes.txt": b"this is not an image\n",
+        "truncated.png": png[: len(png) // 3],
+        "tiny.png": cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes(),
+        "white.png": cv2.imencode(".png", np.full((200, 300), 255, np.uint8))[1].tobytes(),
+    }
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+    return good, label, [tmp_path / name for name in bad]
+
+
+def _run(args):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_cli_json_shape_and_exit_status(files, model_path):
+    good, label, _ = files
+    result = _run(["read", "--model", model_path, "--json", str(good)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert isinstance(data, list) and len(data) == 1
+    entry = data[0]
+    assert set(entry) >= {"path", "text", "confidence", "digits", "lines", "error"}
+    assert entry["path"] == str(good) and entry["error"] is None
+    assert entry["text"] == label and entry["lines"] == [label]
+    for d in entry["digits"]:
+        assert set(d) == {"digit", "confidence", "box"} and len(d["box"]) == 4
+        assert all(isinstance(v, int) for v in d["box"])
+
+
+def test_cli_bad_inputs_get_their_own_error_and_the_others_go_on(files, model_path):
+    good, label, bad = files
+    result = _run(["read", "--model", model_path, "--json", str(good), *map(str, bad)])
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    by_name = {Path(e["path"]).name: e for e in data}
+    assert by_name["number.png"]["text"] == label and by_name["number.png"]["error"] is None
+    for path in bad:
+        entry = by_name[path.name]
+        assert entry["text"] is None and entry["digits"] == [] and entry["error"], entry
+        assert "Traceback" not in entry["error"]
+    assert "empty" in by_name["empty.png"]["error"]
+    assert "no digits found" in by_name["white.png"]["error"] or "no ink" in by_name["white.png"]["error"]
+
+
+def test_cli_plain_output_and_debug_images(files, model_path, tmp_path):
+    good, label, _ = files
+    out = tmp_path / "debug"
+    result = _run(["read", "--model", model_path, str(good), "--debug", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"{good}: {label}" in result.output
+    drawn = cv2.imread(str(out / "number.read.png"))
+    assert drawn is not None and drawn.shape[:2] == cv2.imread(str(good)).shape[:2]
+    # Boxes are drawn in colour on the grey input.
+    assert (np.ptp(drawn.astype(int), axis=2) > 60).sum() > 50

@@ -1,0 +1,107 @@
+"""The segmentation of written numbers (OpenCV only, no model): ink, rules, lines, touching digits."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from digitrec.preprocess.segment import (
+    Atom,
+    erase_rules,
+    estimate_digit_height,
+    group_lines,
+    ink_map,
+    segment,
+    split_touching,
+)
+
+
+def _page(h=200, w=400, paper=235):
+    return np.full((h, w), paper, np.uint8)
+
+
+def _digit_one(page, x, y, height, ink=30, width=4):
+    cv2.line(page, (x, y), (x, y + height), ink, width)
+
+
+def _ring(page, cx, cy, height, ink=30, width=4):
+    cv2.ellipse(page, (cx, cy), (height // 3, height // 2), 0, 0, 360, ink, width)
+
+
+def test_ink_map_is_the_same_for_either_polarity():
+    page = _page()
+    _ring(page, 100, 100, 60)
+    dark_on_light = ink_map(page) > 128
+    light_on_dark = ink_map(255 - page) > 128
+    assert dark_on_light.sum() > 300
+    assert (dark_on_light ^ light_on_dark).sum() < 0.05 * dark_on_light.sum()
+
+
+def test_ink_map_ignores_a_lighting_gradient_and_a_black_border():
+    page = _page(300, 300)
+    _ring(page, 200, 150, 80)
+    gradient = np.linspace(0.55, 1.0, 300)[None, :]
+    lit = (page * gradient).astype(np.uint8)
+    lit[:, :40] = 15  # a scanner's black border
+    ink = ink_map(lit)
+    assert ink[:, :32].max() < 60  # the border is not ink (its edge is a line: see below)
+    assert ink[150, 200 - 80 // 3] > 128  # the ring's left side is
+    assert np.median(ink[:, 60:120]) < 10  # the shaded paper is not
+    seg = segment(lit)
+    assert [len(t.atoms) for t in seg.lines] == [1] and seg.lines[0].atoms[0].x > 100
+
+
+def test_erase_rules_removes_a_ruled_line_and_keeps_a_digit_standing_on_it():
+    ink = np.zeros((120, 400), np.uint8)
+    cv2.line(ink, (0, 90), (399, 90), 200, 2)  # ruled line across the page
+    cv2.line(ink, (200, 40), (200, 90), 255, 4)  # a "1" standing on it
+    out = erase_rules(ink, 120)
+    assert out[90, 20] < 30 and out[90, 380] < 30  # the rule is gone
+    assert out[60, 200] > 200  # the digit stays
+
+
+def test_digit_height_and_lines():
+    atoms = []
+    for row, y in enumerate((20, 120)):
+        for k in range(3 + row):
+            mask = np.ones((50, 20), bool)
+            atoms.append(Atom(30 + 40 * k, y + 3 * k, 20, 50, mask))
+    atoms.append(Atom(300, 96, 4, 4, np.ones((4, 4), bool)))  # a dot between the lines: dropped
+    height = estimate_digit_height(atoms)
+    assert 45 <= height <= 55
+    lines = group_lines(atoms, height)
+    assert [len(t.atoms) for t in lines] == [3, 4]
+    assert lines[0].top < lines[1].top
+    assert [a.x for a in lines[1].atoms] == sorted(a.x for a in lines[1].atoms)
+
+
+def test_split_touching_cuts_two_rings_where_they_touch():
+    page = np.zeros((100, 140), np.uint8)
+    cv2.ellipse(page, (40, 50), (28, 45), 0, 0, 360, 255, 6)
+    cv2.ellipse(page, (98, 50), (28, 45), 0, 0, 360, 255, 6)  # touches the first at x ~ 69
+    mask = page > 0
+    assert cv2.connectedComponents(mask.astype(np.uint8))[0] == 2  # one blob (+ background)
+    atom = Atom(0, 0, 140, 100, mask)
+    pieces = split_touching(atom, height=95, stroke=6)
+    assert len(pieces) >= 2
+    # One of the cuts runs through the touching point, so the rings can be told apart.
+    boundaries = [p.x + p.w for p in pieces[:-1]]
+    assert any(abs(b - 69) <= 6 for b in boundaries)
+
+
+def test_segment_finds_two_lines_and_skips_the_rule_under_them():
+    page = _page(260, 400)
+    for k in range(3):
+        _digit_one(page, 60 + 60 * k, 30, 60)
+    for k in range(2):
+        _ring(page, 80 + 70 * k, 190, 60)
+    cv2.line(page, (0, 228), (399, 228), 120, 2)  # a ruled line under the second row
+    seg = segment(page)
+    assert len(seg.lines) == 2
+    assert len(seg.lines[0].atoms) == 3
+    assert sum(a.h > 0.5 * seg.lines[1].height for a in seg.lines[1].atoms) == 2
+
+
+def test_segment_of_a_blank_page_is_empty():
+    seg = segment(_page())
+    assert seg.lines == []
