@@ -36,8 +36,9 @@ BOUNDARY = "digitrecbenchmark"
 # ---------- what we send ----------
 
 def multipart_request(host: str, port: int, path: str, image: bytes, name: str) -> bytes:
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+    part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    body = part + image + f"\r\n--{BOUNDARY}--\r\n".encode()
     head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
             f"boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     return head + body
@@ -226,7 +227,8 @@ def main():
 
 def run(host: str, port: int, pid: int | None, args):
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, matmul {matmul_gflops():.0f} GFLOP/s (float32, 1024^2)")
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
+          f"matmul {matmul_gflops():.0f} GFLOP/s (float32, 1024^2)")
     pngs, labels = mnist_pngs(1000)
     digit_requests = [multipart_request(host, port, "/v1/predict", p, f"{i}.png") for i, p in enumerate(pngs)]
     photo_bytes, photo_note = photos(8)
@@ -254,7 +256,8 @@ def run(host: str, port: int, pid: int | None, args):
         return await asyncio.gather(load(host, port, digit_requests, 16, args.seconds),
                                     load(host, port, photo_requests, 2, args.seconds))
     digits_beside, photos_beside = asyncio.run(mixed())
-    rows += [("28x28 PNG, beside 2 photo clients", 16, digits_beside), ("1 MP photo, beside 16 digit clients", 2, photos_beside)]
+    rows += [("28x28 PNG, beside 2 photo clients", 16, digits_beside),
+             ("1 MP photo, beside 16 digit clients", 2, photos_beside)]
     print(f"\n| request | clients | requests | req/s | p50 ms | p99 ms | max ms | server CPU ms/req | failed |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for what, clients, r in rows:
@@ -270,7 +273,8 @@ def run(host: str, port: int, pid: int | None, args):
         before = rss_mb(pid)
         warm = asyncio.run(load(host, port, digit_requests, 16, 600, max_requests=1000))
         after_warm = rss_mb(pid)
-        rest = asyncio.run(load(host, port, digit_requests, 16, 600, max_requests=max(1, args.memory_requests - 1000)))
+        rest = asyncio.run(load(host, port, digit_requests, 16, 600,
+                                max_requests=max(1, args.memory_requests - 1000)))
         after = rss_mb(pid)
         print(f"\nserver RSS over {warm['n'] + rest['n']:,} requests (16 clients): before {before:.0f} MB, "
               f"after 1,000 {after_warm:.0f} MB, after {warm['n'] + rest['n']:,} {after:.0f} MB "

@@ -94,7 +94,8 @@ def draw_with_finger(page: Page, digit: int):
     """Real touch input (Chrome DevTools Protocol), which reaches the page as touch pointer events."""
     cdp = page.context.new_cdp_session(page)
     points = stroke_points(page, digit)
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": points[0][0], "y": points[0][1]}]})
+    first = {"x": points[0][0], "y": points[0][1]}
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [first]})
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         for t in (0.25, 0.5, 0.75, 1.0):
             point = {"x": x0 + (x1 - x0) * t, "y": y0 + (y1 - y0) * t}

@@ -193,7 +193,8 @@ def test_unknown_paths_and_methods(client):
 
 def test_read_answers_the_number_and_each_digit_box(client):
     number = png(np.hstack([draw_digit(1), draw_digit(7), draw_digit(7)]))  # "177", 840x280
-    response = client.post("/v1/read", files=[("file", ("177.png", number)), ("file", ("blank.png", blank_png(60, 60)))])
+    files = [("file", ("177.png", number)), ("file", ("blank.png", blank_png(60, 60)))]
+    response = client.post("/v1/read", files=files)
     assert response.status_code == 200
     reading, blank = response.json()["readings"]
     assert reading["text"] == "177" and reading["lines"] == ["177"]
@@ -248,7 +249,8 @@ def test_several_worker_processes_share_the_port(tmp_path):
 def test_the_shared_socket_is_tcp_so_answers_are_not_held_back_by_nagle():
     from digitrec.web.server import _TcpConfig
 
-    sock = _TcpConfig("digitrec.web.app:create_app_from_env", factory=True, host="127.0.0.1", port=0).bind_socket()
+    config = _TcpConfig("digitrec.web.app:create_app_from_env", factory=True, host="127.0.0.1", port=0)
+    sock = config.bind_socket()
     with sock:
         # asyncio sets TCP_NODELAY on accepted connections only when the listening socket says TCP.
         assert sock.proto == socket.IPPROTO_TCP and sock.get_inheritable()
@@ -263,8 +265,8 @@ def test_serve_with_a_missing_model_is_a_clear_error(tmp_path):
 
 # ---------- broken images: whatever the decoder meets, never a 500 ----------
 
-@given(cut=st.integers(0, len(SEVEN)), flips=st.lists(st.tuples(st.integers(0, len(SEVEN) - 1), st.integers(0, 255)),
-                                                      max_size=8))
+@given(cut=st.integers(0, len(SEVEN)),
+       flips=st.lists(st.tuples(st.integers(0, len(SEVEN) - 1), st.integers(0, 255)), max_size=8))
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_corrupted_and_truncated_images_are_a_4xx_or_an_answer(client, cut, flips):
     data = bytearray(SEVEN)

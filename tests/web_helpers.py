@@ -70,9 +70,10 @@ def free_port() -> int:
 
 
 def start_server(port: int, log_path: Path, *options: str) -> subprocess.Popen:
-    """`digitrec serve` as a real process (the installed console script's code path)."""
-    command = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--log-level", "warning",
-               *serve_model_args(), *options]
+    """`digitrec serve` as a real process: the installed console script, else `python -m digitrec`."""
+    script = Path(sys.executable).parent / "digitrec"
+    digitrec = [str(script)] if script.exists() else [sys.executable, "-m", "digitrec"]
+    command = [*digitrec, "serve", "--port", str(port), "--log-level", "warning", *serve_model_args(), *options]
     log = open(log_path, "ab")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
 

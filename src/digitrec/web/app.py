@@ -45,7 +45,8 @@ ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in {
     400: "Malformed multipart body.",
     413: "Request body over the size limit.",
     415: "Body neither multipart/form-data nor JSON.",
-    422: "No usable image: not an image, undecodable, too many pixels, no ink or no digits (every image failed).",
+    422: "No usable image (not an image, undecodable, too many pixels, no ink or no digits: every "
+         "image failed), or a malformed JSON body or query.",
 }.items()}
 
 
@@ -86,8 +87,8 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
     def model_card(request: Request):
         return request.app.state.recognizer.card
 
-    @app.post("/v1/predict", response_model=PredictOut, response_model_exclude_unset=True, responses=ERRORS, openapi_extra=IMAGES_BODY,
-              summary="The digit in each image")
+    @app.post("/v1/predict", response_model=PredictOut, response_model_exclude_unset=True,
+              responses=ERRORS, openapi_extra=IMAGES_BODY, summary="The digit in each image")
     async def predict(request: Request, image28: bool = Query(
             False, description="Also answer the 28x28 image the model saw, as base64 PNG.")):
         uploads = await images_from_request(request, limits)
