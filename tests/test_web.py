@@ -8,6 +8,8 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -208,6 +210,37 @@ def test_read_answers_the_number_and_each_digit_box(client):
 def test_read_with_nothing_readable_is_a_422(client):
     response = client.post("/v1/read", json={"images": [b64(blank_png(60, 60))]})
     assert response.status_code == 422 and response.json() == {"detail": "no digits found"}
+
+
+class CountingRecognizer(Recognizer):
+    """The real Recognizer, noting how many predictions run at once (each made to last 0.3 s)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def predict_many(self, images, top: int = 3):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.3)
+        try:
+            return super().predict_many(images, top)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("side, heavy", [(100, False), (300, True)])
+def test_heavy_requests_take_turns_while_light_ones_run_side_by_side(side, heavy):
+    recognizer = CountingRecognizer(model_path())
+    image = png(cv2.resize(draw_digit(7), (side, side)))  # heavy: over 50,000 pixels
+    with TestClient(create_app(recognizer, limits=Limits(heavy_pixels=50_000))) as c:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: c.post("/v1/predict", files={"file": ("7.png", image)}), range(4)))
+    assert [a.json()["predictions"][0]["digit"] for a in answers] == [7] * 4
+    assert recognizer.most == 1 if heavy else recognizer.most >= 2
 
 
 # ---------- a real server ----------

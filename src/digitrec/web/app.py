@@ -2,13 +2,16 @@
 
 The model loads once, in the lifespan, and lives on `app.state.recognizer`. Request bodies are read
 on the event loop (they are I/O); decoding and inference run in the thread pool (onnxruntime
-releases the GIL), so a slow photo never blocks the other requests. Bad input always gets a 4xx
-with a message: 413 too large, 415 unsupported body type, 422 not a usable image.
+releases the GIL), so a slow photo never blocks the other requests, and requests with many pixels
+take turns (see `Limits`). Bad input always gets a 4xx with a message: 413 too large, 415
+unsupported body type, 422 not a usable image.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from digitrec import __version__
 from digitrec.errors import DigitrecError, ImageError
 from digitrec.runtime import Recognizer
-from digitrec.web.limits import BodySizeLimit, Limits
+from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
 from digitrec.web.uploads import Upload, images_from_request
 
@@ -58,7 +61,16 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.recognizer = recognizer if recognizer is not None else Recognizer(model)
+        app.state.heavy_lane = asyncio.Semaphore(limits.heavy_at_once)  # made on the serving loop
         yield
+
+    async def in_threads(request: Request, uploads: list[Upload], work, *args):
+        """Run `work` in the thread pool; a heavy request first waits for its turn in the heavy lane
+        (waiting here, on the event loop, holds no thread from the pool)."""
+        pixels = sum(image_pixels(data) for _, data in uploads if isinstance(data, bytes))
+        lane = request.app.state.heavy_lane if pixels > limits.heavy_pixels else contextlib.nullcontext()
+        async with lane:
+            return await run_in_threadpool(work, *args)
 
     # FastAPIOffline: FastAPI whose /docs and /redoc pages load their JS and CSS from this server.
     app = FastAPIOffline(
@@ -93,8 +105,8 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
             False, description="Also answer the 28x28 image the model saw, as base64 PNG.")):
         uploads = await images_from_request(request, limits)
         recognizer = request.app.state.recognizer
-        answers = await run_in_threadpool(
-            answer_each, uploads, lambda images: _predict_batch(recognizer, images),
+        answers = await in_threads(
+            request, uploads, answer_each, uploads, lambda images: _predict_batch(recognizer, images),
             lambda prediction: _prediction_json(prediction, image28))
         return {"predictions": answers}
 
@@ -103,8 +115,8 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
     async def read(request: Request):
         uploads = await images_from_request(request, limits)
         recognizer = request.app.state.recognizer
-        answers = await run_in_threadpool(
-            answer_each, uploads, lambda images: _read_each(recognizer, images),
+        answers = await in_threads(
+            request, uploads, answer_each, uploads, lambda images: _read_each(recognizer, images),
             lambda reading: reading.to_dict())
         return {"readings": answers}
 
