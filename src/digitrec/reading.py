@@ -26,7 +26,7 @@ SKIP_SMALL = -0.1
 SKIPPABLE = 0.8  # atoms shorter than this many line heights may be skipped
 # Charged per stroke width of ink that a chosen cut goes through: cutting strokes is the
 # exception (touching digits), not the rule.
-CUT_COST = 0.25
+CUT_COST, CUT_POWER = 0.25, 1.0
 # log(width / height) of each digit's ink box in MNIST's training set: mean and standard deviation
 # (from `load_mnist("train")`, ink > 60). Real writers vary more: the spread is widened by
 # ASPECT_SLACK, and within one (widened) standard deviation a shape costs nothing.
@@ -150,7 +150,7 @@ def _best_path(line: TextLine, groups, probs: np.ndarray) -> list[tuple[int, int
         digit[(i, j)] = int(joint.argmax())
         s = float(joint.max()) - MERGE_GAP_COST * _white_gaps(run) / line.height
         # Cuts inside the run are undone (free); the cut at its right end is paid for.
-        s -= CUT_COST * atoms[j - 1].cut_cost + DIGIT_COST
+        s -= CUT_COST * atoms[j - 1].cut_cost ** CUT_POWER + DIGIT_COST
         if j < n and atoms[j - 1].cut_cost == 0:
             gap = (atoms[j].x - max(a.x + a.w for a in run)) / line.height
             s -= GAP_COST * max(0.0, GAP_MARGIN - gap)

@@ -108,7 +108,9 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     g = grey.astype(np.float32)
     h, w = g.shape
     stroke = stroke_width(_rough_ink(grey))
-    k = 3 * stroke + 3
+    # Three strokes wide, and never tiny against the image: a marker's fat strokes are easily
+    # underestimated by the rough mask, and a hollowed-out stroke is lost.
+    k = max(3 * stroke + 3, max(h, w) / 25)
     # Morphology at reduced size when the window is large: lighting varies slowly anyway.
     f = min(1.0, 9.0 / k)
     small = cv2.resize(g, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else g
@@ -167,20 +169,48 @@ def stroke_width(mask: np.ndarray) -> float:
     return float(max(1.0, 2 * np.median(ridge)))
 
 
-def erase_rules(ink: np.ndarray, length: float, vertical: bool = True) -> np.ndarray:
-    """Subtract straight horizontal and vertical lines longer than `length` px from the ink map
-    (ruled lines, underlines, frame edges). A grey opening along the line keeps, at each pixel,
-    the weakest ink of the run through it, i.e. the line's own level; what a digit adds on top of
-    a line it crosses stays. Faint or broken-up lines (JPEG, thin pen) go as well as solid ones."""
+def rule_angles(mask: np.ndarray, length: float) -> tuple[list[float], list[float]]:
+    """Tilts (degrees) of the long straight lines in a mask: the ruled lines of a page photographed
+    at an angle are not horizontal. -> (near-horizontal tilts, near-vertical tilts), each
+    including 0, at most three per family."""
+    found: dict[str, dict[float, float]] = {"h": {}, "v": {}}
+    segments = cv2.HoughLinesP(mask.astype(np.uint8) * 255, 1, np.pi / 360, threshold=max(20, int(length / 2)),
+                               minLineLength=max(10, int(length)), maxLineGap=3)
+    for x1, y1, x2, y2 in ([] if segments is None else segments.reshape(-1, 4).tolist()):
+        angle = float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
+        angle = (angle + 90) % 180 - 90  # (-90, 90]
+        family, tilt = ("h", angle) if abs(angle) <= 45 else ("v", angle - 90 if angle > 0 else angle + 90)
+        key = round(tilt * 2) / 2  # half-degree bins
+        found[family][key] = found[family].get(key, 0.0) + float(np.hypot(x2 - x1, y2 - y1))
+    out = []
+    for family in ("h", "v"):
+        tilts = sorted(found[family], key=found[family].get, reverse=True)[:3]
+        out.append(sorted(set([0.0] + tilts)))
+    return out[0], out[1]
+
+
+def erase_rules(ink: np.ndarray, length: float, horizontal: list[float] = (0.0,),
+                vertical: list[float] = (0.0,)) -> np.ndarray:
+    """Subtract straight lines longer than `length` px, at the given tilts (degrees) from
+    horizontal and from vertical, from the ink map (ruled lines, grids, underlines, frame edges).
+    A grey opening along the line keeps, at each pixel, the weakest ink of the run through it,
+    i.e. the line's own level; what a digit adds on top of a line it crosses stays. Faint or
+    broken-up lines (JPEG, thin pen) go as well as solid ones."""
     length = max(3, int(length))
+    h, w = ink.shape
+    centre = (w / 2, h / 2)
     rules = np.zeros_like(ink)
-    for kernel_shape in ((length, 1), (1, length))[: 2 if vertical else 1]:
+    for tilts, kernel_shape in ((horizontal, (length, 1)), (vertical, (1, length))):
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, kernel_shape)
-        # Bridge one-pixel gaps and a slight tilt first: dilate across the line direction.
-        across = (1, 3) if kernel_shape[0] > 1 else (3, 1)
-        thick = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, across))
-        rules = np.maximum(rules, cv2.erode(cv2.morphologyEx(thick, cv2.MORPH_OPEN, kernel),
-                                            cv2.getStructuringElement(cv2.MORPH_RECT, across)))
+        # Bridge one-pixel gaps and a slight bend first: dilate across the line direction.
+        across = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3) if kernel_shape[0] > 1 else (3, 1))
+        for tilt in tilts:
+            turn = cv2.getRotationMatrix2D(centre, tilt, 1.0)
+            level = ink if tilt == 0 else cv2.warpAffine(ink, turn, (w, h), flags=cv2.INTER_LINEAR)
+            found = cv2.erode(cv2.morphologyEx(cv2.dilate(level, across), cv2.MORPH_OPEN, kernel), across)
+            if tilt != 0:
+                found = cv2.warpAffine(found, turn, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            rules = np.maximum(rules, found)
     return cv2.subtract(ink, rules)
 
 
@@ -365,16 +395,19 @@ def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
     if scale > 1:
         grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         ink = cv2.resize(ink, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_CUBIC)
-    # Horizontal rules first, with a length only lines across the page reach (digits sitting on a
-    # ruled line would otherwise merge into one blob and spoil the height estimate); then rules
-    # both ways at a length measured in digit heights, once the digits tell how tall they are. (A
-    # tight crop's digits may span the image's whole height: no vertical pass before that.)
-    ink = erase_rules(ink, 0.5 * ink.shape[1], vertical=False)
+    # Rules first with a length that only lines across the page reach (digits sitting on a ruled
+    # line would otherwise merge into one blob and spoil the height estimate), at the tilts the
+    # page's long lines show; then again at a length measured in digit heights, once the digits
+    # tell how tall they are.
+    mask = ink_mask(ink)
+    long_rule = 0.6 * max(ink.shape)
+    tilts_h, tilts_v = rule_angles(mask, long_rule)
+    ink = erase_rules(ink, long_rule, tilts_h, tilts_v)
     mask = ink_mask(ink)
     atoms = [a for a in _components(mask) if a.area >= 6]
     height = estimate_digit_height(atoms)
     if height > 0:
-        ink = erase_rules(ink, RULE_LENGTH * height)
+        ink = erase_rules(ink, RULE_LENGTH * height, tilts_h, tilts_v)
         mask = ink_mask(ink)
         atoms = _components(mask)
     stroke = stroke_width(mask)
