@@ -50,6 +50,7 @@ DIGIT_COST = -0.5
 # a faint second hand) or when the classifier finds no confident digit in it.
 MIN_LINE_HEIGHT = 0.55
 MIN_LINE_CONFIDENCE = 0.5
+LONE_DIGIT_CONFIDENCE = 0.95  # a second line of one digit must be read at least this surely
 
 
 @dataclass
@@ -213,13 +214,22 @@ def read_segmentation(recognizer, seg: Segmentation) -> list[list[ReadDigit]]:
 
 
 def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[list[ReadDigit]]:
-    lines = [(t, d) for t, d in lines if d]
+    """Drop lines that are not numbers: much smaller writing than the main line (printed captions),
+    no confident digit, or a lone mark beside the number (a cross, a tick) that the classifier
+    reads as a 1 or a 4 with middling confidence."""
+    lines = [(t, d) for t, d in lines if d and np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE]
     if not lines:
         return []
-    main = max(t.height for t, d in lines if np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE) \
-        if any(np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE for t, d in lines) else 0
-    return [d for t, d in lines
-            if t.height >= MIN_LINE_HEIGHT * main and np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE]
+    main_line, _ = max(lines, key=lambda td: sum(x.confidence for x in td[1]))
+    kept = []
+    for t, d in lines:
+        if t is not main_line:
+            if t.height < MIN_LINE_HEIGHT * main_line.height:
+                continue
+            if len(d) == 1 and (d[0].confidence < LONE_DIGIT_CONFIDENCE or t.height < 0.8 * main_line.height):
+                continue
+        kept.append(d)
+    return kept
 
 
 def _box(run: list[Atom], scale: float) -> tuple[int, int, int, int]:

@@ -223,11 +223,11 @@ def _components(mask: np.ndarray) -> list[Atom]:
     return atoms
 
 
-def estimate_digit_height(atoms: list[Atom]) -> float:
+def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0) -> float:
     """The ink-weighted median height of the components that could be characters (not specks,
-    not long rules; a string of touching digits is one wide component): digits carry most of the
-    ink on a page of numbers."""
-    cand = [a for a in atoms if a.h >= 4 and a.w < 10 * a.h and a.h < 10 * max(a.w, 1)]
+    not rules or underlines only a few strokes thick; a string of touching digits is one wide
+    component): digits carry most of the ink on a page of numbers."""
+    cand = [a for a in atoms if a.h >= max(4, 3 * stroke) and a.w < 10 * a.h and a.h < 10 * max(a.w, 1)]
     if not cand:
         return 0.0
     heights = np.array([a.h for a in cand], np.float32)
@@ -261,6 +261,11 @@ def group_lines(atoms: list[Atom], height: float) -> list[TextLine]:
     for line in lines:
         line_height = float(np.median([a.h for a in line]))
         result.append(TextLine(line, line_height))
+    # A 'line' much shorter than the tallest is a loose piece of a digit (the flag of a 5) or
+    # a mark: its atoms join a real line as small pieces, if they sit in one.
+    tallest = max((t.height for t in result), default=0.0)
+    small += [a for t in result if t.height < SMALL_ATOM * tallest for a in t.atoms]
+    result = [t for t in result if t.height >= SMALL_ATOM * tallest]
     for a in small:
         cy = a.y + a.h / 2
         inside = [t for t in result if t.top - 0.25 * t.height <= cy <= t.bottom + 0.25 * t.height]
@@ -405,7 +410,7 @@ def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
     ink = erase_rules(ink, long_rule, tilts_h, tilts_v)
     mask = ink_mask(ink)
     atoms = [a for a in _components(mask) if a.area >= 6]
-    height = estimate_digit_height(atoms)
+    height = estimate_digit_height(atoms, stroke_width(mask))
     if height > 0:
         ink = erase_rules(ink, RULE_LENGTH * height, tilts_h, tilts_v)
         mask = ink_mask(ink)
