@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from digitrec.runtime import Recognizer
 from digitrec.web import create_app
 from digitrec.web.limits import Limits
-from web_helpers import (draw_digit, free_port, model_path, photo_of_digit, png, start_server,
-                         stop_server, wait_until_up)
+from web_helpers import (draw_digit, free_port, model_path, photo_of_digit, png, serve_model_args,
+                         start_server, stop_server, wait_until_up)
 
 ONE, SEVEN = png(draw_digit(1)), png(draw_digit(7))
 
@@ -279,14 +279,24 @@ def test_several_worker_processes_share_the_port(tmp_path):
         stop_server(server)
 
 
-def test_the_shared_socket_is_tcp_so_answers_are_not_held_back_by_nagle():
-    from digitrec.web.server import _TcpConfig
+def test_the_listening_socket_is_tcp_so_answers_are_not_held_back_by_nagle():
+    from digitrec.web.server import listen
 
-    config = _TcpConfig("digitrec.web.app:create_app_from_env", factory=True, host="127.0.0.1", port=0)
-    sock = config.bind_socket()
-    with sock:
+    with listen("127.0.0.1", 0) as sock:
         # asyncio sets TCP_NODELAY on accepted connections only when the listening socket says TCP.
         assert sock.proto == socket.IPPROTO_TCP and sock.get_inheritable()
+
+
+def test_serve_on_a_busy_port_is_a_clear_error():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "digitrec", "serve", "--port", str(port),
+                                 *serve_model_args()], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_with_a_missing_model_is_a_clear_error(tmp_path):

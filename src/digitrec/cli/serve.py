@@ -29,12 +29,14 @@ def serve(host: str, port: int, model_path: Path | None, workers: int, log_level
         curl -F file=@seven.png http://127.0.0.1:8000/v1/predict
     """
     from digitrec.runtime import Recognizer
-    from digitrec.web.server import run_server
+    from digitrec.web.server import listen, run_server
 
     # Load the model here first, so a missing or broken model is an error message, not a server
     # that fails to start. One onnxruntime thread per request: requests run side by side in the
     # thread pool, and for one small image a second thread costs more than it saves (2x measured).
     recognizer = Recognizer(model_path, threads=1)
-    click.echo(f"digitrec: serving {recognizer.card.get('name', recognizer.path.name)} "
-               f"on http://{host}:{port}/  (API docs at /docs; Ctrl+C stops)", err=True)
-    run_server(recognizer, host, port, workers=workers, log_level=log_level)
+    sock = listen(host, port)
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"digitrec: serving {recognizer.card.get('name', recognizer.path.name)} on "
+               f"http://{shown_host}:{sock.getsockname()[1]}/  (API docs at /docs; Ctrl+C stops)", err=True)
+    run_server(recognizer, sock, workers=workers, log_level=log_level)
