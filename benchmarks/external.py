@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from digitrec.errors import DigitrecError
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "external"
 # source -> accuracy target from the issue (None: reported, no target)
@@ -65,8 +67,6 @@ def naive_28(item) -> np.ndarray:
 
 def run_pipeline(prepare, items) -> tuple[np.ndarray, np.ndarray, float]:
     """-> (uint8 (N, 28, 28) images, bool (N,) failed, seconds per image)."""
-    from digitrec.errors import DigitrecError
-
     out = np.zeros((len(items), 28, 28), np.uint8)
     failed = np.zeros(len(items), bool)
     start = time.perf_counter()
@@ -89,7 +89,6 @@ def matmul_gflops() -> float:
 
 
 def write_mistakes(folder: Path, rec, source: str, names, items, labels, predicted) -> None:
-    from digitrec.errors import DigitrecError
     from digitrec.preprocess.debug import write_strip
 
     for name, item, label, guess in zip(names, items, labels, predicted):
@@ -128,12 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     for source in args.sources.split(","):
         names, items, labels = load_source(args.data, source, args.limit)
         naive, _, _ = run_pipeline(naive_28, items)
-        ours, failed, seconds = run_pipeline(rec.preprocess, items)
         naive_pred = rec.predict_probabilities(naive).argmax(1)
-        our_pred = np.where(failed, -1, rec.predict_probabilities(ours).argmax(1))
+        start = time.perf_counter()
+        answers = rec.predict_many(items)  # the product's own path: preprocessing, views, model
+        seconds = (time.perf_counter() - start) / max(1, len(items))
+        failed = np.array([isinstance(a, DigitrecError) for a in answers])
+        our_pred = np.array([-1 if f else a.digit for f, a in zip(failed, answers)])
         naive_acc, our_acc = (naive_pred == labels).mean(), (our_pred == labels).mean()
         target = SOURCES.get(source)
-        ok = our_acc > naive_acc and (target is None or our_acc >= target)
+        ok = (our_acc > naive_acc or our_acc == 1.0) and (target is None or our_acc >= target)
         all_ok &= ok
         confusions = Counter(f"{t}->{p}" for t, p in zip(labels, our_pred) if t != p).most_common(4)
         print(f"{source:18s} {len(labels):6d} {naive_acc:7.1%} {our_acc:8.1%} "

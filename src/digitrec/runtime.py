@@ -19,6 +19,7 @@ import numpy as np
 from digitrec import paths
 from digitrec.errors import DigitrecError, ModelError
 from digitrec.preprocess import load_grey, normalize_digit
+from digitrec.preprocess.digit import WORK_SIDE, digit_views
 
 DEFAULT_MODEL = "model.onnx"
 
@@ -107,27 +108,53 @@ class Recognizer:
     # --- any image ---
 
     def preprocess(self, image, stages: dict | None = None) -> np.ndarray:
-        """Path, bytes or array -> uint8 (28, 28) MNIST form."""
-        return normalize_digit(load_grey(image), stages)
+        """Path, file bytes or array (grey, RGB or RGBA) -> uint8 (28, 28) MNIST form.
+        Raises ImageError with a message for the user (not an image, too large, no ink found...)."""
+        return normalize_digit(load_grey(image, max_side=WORK_SIDE), stages)
+
+    def views(self, image, stages: dict | None = None) -> np.ndarray:
+        """Path, bytes or array -> uint8 (V, 28, 28): the MNIST form as written and squeezed
+        (see `preprocess.digit.digit_views`); `predict` averages the model over them."""
+        return digit_views(load_grey(image, max_side=WORK_SIDE), stages)
 
     def predict(self, image, top: int = 3, debug: bool = False) -> Prediction:
-        stages: dict = {} if debug else None
-        digit28 = self.preprocess(image, stages)
-        return self._answer(self.predict_probabilities(digit28)[0], digit28, top, stages or {})
+        """One image -> Prediction. `debug=True` keeps the preprocessing stages in `.stages`."""
+        stages: dict | None = {} if debug else None
+        views = self.views(image, stages)
+        probs = self.predict_probabilities(views).mean(axis=0)
+        return self._answer(probs, views[0], top, stages or {})
 
-    def predict_many(self, images: Iterable, top: int = 3) -> list[Prediction | DigitrecError]:
-        """One answer per input, in order; a bad input yields its error, the others go on."""
-        answers: list = []
-        prepared: list[np.ndarray] = []
-        for image in images:
+    def predict_many(self, images: Iterable, top: int = 3, *, debug: bool = False,
+                     workers: int = 1) -> list[Prediction | DigitrecError]:
+        """One answer per input, in order; a bad input yields its DigitrecError, the others go on.
+        All digits go through the model in one batch. `workers` > 1 decodes and preprocesses in
+        that many threads (Pillow and OpenCV release the GIL)."""
+
+        def prepare(image):
+            stages: dict | None = {} if debug else None
             try:
-                prepared.append(self.preprocess(image))
-                answers.append(len(prepared) - 1)  # index into the batch
+                return self.views(image, stages), stages or {}
             except DigitrecError as exc:
-                answers.append(exc)
-        probs = self.predict_probabilities(np.stack(prepared)) if prepared else None
-        return [a if isinstance(a, DigitrecError) else self._answer(probs[a], prepared[a], top, {})
-                for a in answers]
+                return exc, stages or {}
+
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                prepared = list(pool.map(prepare, images))
+        else:
+            prepared = [prepare(image) for image in images]
+        good = [i for i, (views, _) in enumerate(prepared) if not isinstance(views, DigitrecError)]
+        answers: list = [views for views, _ in prepared]
+        if good:
+            stacked = np.concatenate([prepared[i][0] for i in good])  # (sum of V, 28, 28)
+            probs = self.predict_probabilities(stacked)
+            start = 0
+            for i in good:
+                views, stages = prepared[i]
+                answers[i] = self._answer(probs[start : start + len(views)].mean(axis=0), views[0], top, stages)
+                start += len(views)
+        return answers
 
     # --- whole numbers ---
 
