@@ -100,7 +100,7 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     pixel is, relative to the paper's brightness (so a shadow or a lighting gradient does not
     read as ink), 0 = paper.
 
-    The paper is a grey closing (max then min filter) three stroke widths wide: it erases the
+    The paper is a grey closing (max then min filter) several stroke widths wide: it erases the
     ink but follows the lighting, and keeps large dark regions (a scanner's black border) dark,
     where contrast is then measured against the page's own paper so their noise is not ink."""
     if np.median(grey) < 100:  # light ink on a dark background: make it dark on light
@@ -108,9 +108,10 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     g = grey.astype(np.float32)
     h, w = g.shape
     stroke = stroke_width(_rough_ink(grey))
-    # Three strokes wide, and never tiny against the image: a marker's fat strokes are easily
-    # underestimated by the rough mask, and a hollowed-out stroke is lost.
-    k = max(3 * stroke + 3, max(h, w) / 25)
+    # Ten rough strokes wide, and never tiny against the image: the rough mask keeps only the
+    # strokes' cores, so it underestimates their width, and a window narrower than a stroke
+    # hollows the stroke out (measured: 3x reads 93.6% of single MNIST digits, 10x 99.0%).
+    k = max(10 * stroke + 3, max(h, w) / 25)
     # Morphology at reduced size when the window is large: lighting varies slowly anyway.
     f = min(1.0, 9.0 / k)
     small = cv2.resize(g, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else g
@@ -122,7 +123,7 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     paper = np.maximum(paper, g)
     page = float(np.percentile(paper, 90))
     contrast = (paper - g) / np.maximum(paper, 0.6 * page)
-    return np.clip(contrast * 255 * 1.5, 0, 255).astype(np.uint8)
+    return np.clip(contrast * 255, 0, 255).astype(np.uint8)
 
 
 def _rough_ink(grey: np.ndarray) -> np.ndarray:
