@@ -39,10 +39,18 @@ def save_checkpoint(path: Path | str, state: dict) -> None:
     os.close(fd)
     try:
         torch.save({"format": FORMAT, **state}, tmp)
+        make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_readable(path: Path | str) -> None:
+    """mkstemp creates files only the owner can read; give them the usual mode (0666 minus umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def resolve_checkpoint(path: Path | str) -> Path:

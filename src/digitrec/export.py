@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from digitrec.checkpoint import load_model, read_metrics, source_commit
+from digitrec.checkpoint import load_model, make_readable, read_metrics, source_commit
 from digitrec.data import FILES, load_mnist
 from digitrec.errors import ModelError
 from digitrec.models import count_flops, count_parameters, describe
@@ -126,6 +126,7 @@ def export_onnx(checkpoint: Path | str, out: Path | str, *, name: str | None = N
         proto.producer_name = "digitrec"
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
+        make_readable(tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
