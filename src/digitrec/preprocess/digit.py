@@ -44,6 +44,8 @@ def digit_views(grey: np.ndarray, stages: dict | None = None, squeezes: tuple[fl
     if stages is not None:
         stages["input"] = grey
     if is_mnist_like(grey):
+        if stages is not None:
+            stages["mnist"] = grey
         return np.stack([grey.copy() if s == 1.0 else fit_and_centre(ink_crop_of(grey), squeeze=s) for s in squeezes])
     crop = find_digit(grey, stages)
     return np.stack([fit_and_centre(crop, stages if i == 0 else None, squeeze=s) for i, s in enumerate(squeezes)])

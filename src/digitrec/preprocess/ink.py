@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# An image is 'evenly lit' when it is small (a cropped digit) or when one grey level (within +-2)
-# covers this much of it (a digital drawing, a normalised scan): lighting correction is then moot and
-# the raw histogram tells ink from background.
+# An image is 'evenly lit' when it is small (a cropped digit) or when one exact grey level covers
+# this much of it (a digital drawing, a normalised scan: photos, with their noise, stay under 0.27 on
+# the shared photo set): lighting correction is then moot and the raw histogram tells ink from paper.
 SMALL_SIDE = 128
-FLAT_FRACTION = 0.7
+FLAT_FRACTION = 0.4
+MIN_RANGE = 12  # grey levels: an image flatter than this holds no ink
 MIN_CONTRAST = 0.08  # a stroke's core absorbs at least 8% of the paper's light; less is a blank page
 WEAK_CONTRAST = 0.03  # faint edges of a pencil stroke, kept when attached to a core
 LINE_SPAN = 0.45  # straight ink this long (of the image's shorter side) is a ruled line, not a digit
@@ -42,6 +43,9 @@ class InkMap:
 
 def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
     """uint8 (H, W) grey, either polarity -> InkMap. Raises nothing: an empty mask means no ink."""
+    if int(grey.max()) - int(grey.min()) < MIN_RANGE:  # one flat grey: nothing written
+        empty = np.zeros(grey.shape, np.uint8)
+        return InkMap(np.zeros(grey.shape, np.float32), empty, 0.0, 0.0, False, 0.0)
     even = is_evenly_lit(grey)
     bright = ink_is_bright(grey, even)
     paper = 255 - grey if bright else grey  # from here on: dark ink on light paper
@@ -50,12 +54,14 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
     for attempt in range(3):
         last = attempt == 2
         background = paper_brightness(paper, width)
-        contrast = np.clip(1.0 - paper.astype(np.float32) / np.maximum(background, 1.0), 0.0, 1.0)
+        # A near-black 'paper' absorbs nothing more: the floor keeps noise there from becoming ink.
+        contrast = np.clip(1.0 - paper.astype(np.float32) / np.maximum(background, 16.0), 0.0, 1.0)
         contrast = _denoise(contrast, width)
         noise = paper_noise(contrast)
         contrast, lines = remove_lines(contrast, noise)
         mask, level = ink_mask(contrast, noise)
-        measured = stroke_width(mask) if mask.any() else width
+        core = (mask > 0) & (contrast > level / 2)  # width at half the ink's depth, as a pen's width is
+        measured = stroke_width(core) if core.any() else width
         # A grainy pencil's or a marker's rough mask can miss part of the width, and a closing
         # narrower than the stroke hollows it out: estimate the paper again with wider strokes.
         if last:
@@ -79,9 +85,7 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
 def is_evenly_lit(grey: np.ndarray) -> bool:
     if max(grey.shape) < SMALL_SIDE:
         return True
-    hist = np.bincount(grey.ravel(), minlength=256)
-    mode = int(hist.argmax())
-    return hist[max(0, mode - 2) : mode + 3].sum() >= FLAT_FRACTION * grey.size
+    return np.bincount(grey.ravel(), minlength=256).max() >= FLAT_FRACTION * grey.size
 
 
 def ink_is_bright(grey: np.ndarray, evenly_lit: bool | None = None) -> bool:

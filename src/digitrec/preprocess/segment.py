@@ -48,6 +48,7 @@ class Atom:
     h: int
     mask: np.ndarray = field(repr=False)  # bool (h, w)
     cut_cost: float = 0.0  # ink crossed (in stroke widths) by the cut on this atom's right side
+    component: int = -1  # slices cut from one connected component share its number
 
     @property
     def cx(self) -> float:
@@ -422,7 +423,12 @@ def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
     atoms = [a for a in atoms if a.h <= 3 * height and not (a.w > 2 * height and a.h < 3 * stroke)]
     lines = group_lines(atoms, height) if height > 0 else []
     for line in lines:
-        line.atoms = [p for a in line.atoms for p in split_touching(a, line.height, stroke)]
+        pieces = []
+        for number, a in enumerate(line.atoms):
+            for p in split_touching(a, line.height, stroke):
+                p.component = number
+                pieces.append(p)
+        line.atoms = pieces
     if stages is not None:
         stages.update(grey=grey, ink=ink, mask=(mask * 255).astype(np.uint8))
     return Segmentation(ink=ink, mask=mask, scale=scale, lines=lines, stroke=stroke)

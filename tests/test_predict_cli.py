@@ -1,0 +1,123 @@
+"""`digitrec predict` in a real process: files, folders, stdin; table, JSON, CSV and debug strips;
+one bad file among good ones gets its own error and a non-zero exit, the others their answers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from predict_helpers import good_model_path, write_linear_onnx
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "digitrec", "predict", *args], input=stdin,
+                          capture_output=True, timeout=120)
+    done.stdout, done.stderr = done.stdout.decode(), done.stderr.decode()
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    """A tiny linear ONNX model: the CLI's plumbing does not need a good one."""
+    folder = tmp_path_factory.mktemp("model")
+    weight = np.random.default_rng(0).normal(0, 1, (784, 10)).astype(np.float32)
+    return str(write_linear_onnx(folder / "linear.onnx", weight, np.zeros(10, np.float32), {"name": "linear"}))
+
+
+@pytest.fixture
+def images(tmp_path) -> dict[str, Path]:
+    page = np.full((120, 100), 235, np.uint8)
+    cv2.line(page, (50, 20), (45, 100), 20, 7)
+    folder = tmp_path / "in"
+    (folder / "deeper").mkdir(parents=True)
+    paths = {"good": folder / "one.png", "upper": folder / "deeper" / "scan.Jpg", "bad": folder / "notes.txt"}
+    cv2.imwrite(str(paths["good"]), page)
+    paths["upper"].write_bytes(cv2.imencode(".jpg", page)[1].tobytes())  # note the capital J
+    paths["bad"].write_text("not an image")
+    (folder / "README").write_text("a folder also holds other files")
+    return paths
+
+
+def test_one_bad_file_among_good_ones(model, images, tmp_path):
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((80, 80), 250, np.uint8))
+    done = run(str(images["good"]), str(images["bad"]), str(tmp_path / "missing.png"), str(blank),
+               str(images["upper"]), "--model", model, "--json", "--top", "2")
+    assert done.returncode == 1
+    answers = json.loads(done.stdout)
+    assert [a["path"] for a in answers] == [str(images["good"]), str(images["bad"]), str(tmp_path / "missing.png"),
+                                            str(blank), str(images["upper"])]
+    for answer in answers:
+        assert set(answer) == {"path", "digit", "confidence", "top", "uncertain", "error"}
+    good, bad, missing, empty, upper = answers
+    assert good["error"] is None and isinstance(good["digit"], int) and 0 < good["confidence"] <= 1
+    assert len(good["top"]) == 2 and good["top"][0][0] == good["digit"] and good["top"][0][1] == good["confidence"]
+    assert upper["error"] is None and upper["digit"] == good["digit"]
+    assert bad["digit"] is None and bad["top"] == [] and "not an image" in bad["error"]
+    assert "no such file" in missing["error"]
+    assert "no ink found" in empty["error"]
+
+
+def test_folders_are_searched_recursively_and_case_insensitively(model, images):
+    done = run(str(images["good"].parent), "--model", model, "--json")
+    assert done.returncode == 0, done.stderr
+    assert sorted(a["path"] for a in json.loads(done.stdout)) == sorted([str(images["good"]), str(images["upper"])])
+    empty = images["good"].parent / "empty"
+    empty.mkdir()
+    done = run(str(empty), "--model", model, "--json")
+    assert done.returncode == 1 and "no images" in json.loads(done.stdout)[0]["error"]
+
+
+def test_stdin_table_csv_and_debug(model, images, tmp_path):
+    done = run("-", "--model", model, stdin=images["good"].read_bytes())
+    assert done.returncode == 0
+    row = next(line for line in done.stdout.splitlines() if line.strip().startswith("-"))
+    assert re.search(r"\b\d\b.*%", row)
+
+    table_csv, debug = tmp_path / "out.csv", tmp_path / "debug"
+    done = run(str(images["good"]), str(images["bad"]), "--model", model, "--csv", str(table_csv), "--debug", str(debug))
+    assert done.returncode == 1
+    assert "one.png" in done.stdout and "error: not an image" in done.stdout
+    rows = list(csv.DictReader(table_csv.open()))
+    assert [r["path"] for r in rows] == [str(images["good"]), str(images["bad"])]
+    assert rows[0]["digit"].isdigit() and rows[1]["error"].startswith("not an image")
+    strips = sorted(p.name for p in debug.iterdir())
+    assert strips == ["one.png"]
+    assert cv2.imread(str(debug / "one.png")).shape[0] > 150
+
+
+def test_min_confidence_answers_question_marks(model, images):
+    done = run(str(images["good"]), "--model", model, "--min-confidence", "1", "--json")
+    assert done.returncode == 0
+    answer = json.loads(done.stdout)[0]
+    assert answer["digit"] is None and answer["uncertain"] and answer["error"] is None
+    table = run(str(images["good"]), "--model", model, "--min-confidence", "1")
+    assert "?" in table.stdout and "uncertain" in table.stdout
+
+
+def test_bad_options_and_models(images, tmp_path):
+    done = run(str(images["good"]), "--model", str(tmp_path / "nope.onnx"))
+    assert done.returncode == 1 and "Error: model file not found" in done.stderr
+    assert run(str(images["good"]), "--top", "0").returncode == 2
+    assert run().returncode == 2  # no paths: usage
+
+
+def test_the_examples_are_read_correctly():
+    """Every sample image in examples/ ends its name with the digit it shows."""
+    done = run(str(EXAMPLES), "--model", str(good_model_path()), "--json")
+    assert done.returncode == 0, done.stdout
+    answers = json.loads(done.stdout)
+    assert len(answers) >= 8
+    for answer in answers:
+        expected = int(Path(answer["path"]).stem.rsplit("_", 1)[1])
+        assert answer["digit"] == expected, answer

@@ -1,0 +1,148 @@
+"""Loading images: every common format and pixel layout -> the same upright grey picture; bad files
+-> a clear message each, and a huge image refused from its header alone."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitrec.errors import ImageError
+from digitrec.preprocess import load_grey
+
+
+def upright_page() -> np.ndarray:
+    """uint8 (60, 40): dark ink on light paper, an asymmetric 'L' so any rotation or flip shows."""
+    page = np.full((60, 40), 230, np.uint8)
+    page[8:50, 8:14] = 20  # the upright stroke, on the left
+    page[44:50, 8:32] = 20  # the foot, at the bottom
+    return page
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt, options, tolerance", [
+    ("PNG", {}, 0), ("BMP", {}, 0), ("TIFF", {}, 0), ("GIF", {}, 0),
+    ("WEBP", {"lossless": True}, 0), ("JPEG", {"quality": 95}, 12),
+])
+def test_every_format_gives_the_same_grey(fmt, options, tolerance):
+    page = upright_page()
+    loaded = load_grey(encode(Image.fromarray(page), fmt, **options))
+    assert loaded.dtype == np.uint8 and loaded.shape == page.shape
+    assert np.abs(loaded.astype(int) - page).max() <= tolerance
+
+
+@pytest.mark.parametrize("orientation, stored_as", [
+    (3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270),
+])
+def test_exif_orientation_is_applied(orientation, stored_as):
+    """Phones store the sensor's pixels and an Orientation tag; the loader must show them upright."""
+    page = upright_page()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(Image.fromarray(page).transpose(stored_as), "JPEG", quality=95, exif=exif)
+    loaded = load_grey(data)
+    assert loaded.shape == page.shape
+    assert np.abs(loaded.astype(int) - page).max() <= 12
+
+
+def test_colour_and_cmyk_become_luma():
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    expected = round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+    assert np.all(np.abs(load_grey(encode(Image.fromarray(rgb), "PNG")).astype(int) - expected) <= 1)
+    cmyk = Image.fromarray(rgb).convert("CMYK")
+    assert np.all(np.abs(load_grey(encode(cmyk, "JPEG", quality=95)).astype(int) - expected) <= 6)
+    assert np.all(np.abs(load_grey(rgb).astype(int) - expected) <= 1)  # arrays are RGB too
+
+
+def test_transparency_is_composited_on_white():
+    """A drawing canvas saved without a background: RGB 0 everywhere, the strokes only in alpha."""
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[10:30, 18:22, 3] = 255
+    for grey in (load_grey(encode(Image.fromarray(rgba), "PNG")), load_grey(rgba)):
+        assert grey[0, 0] == 255 and grey[20, 20] == 0
+    palette = Image.fromarray(rgba).convert("RGB").convert("P")  # palette with a transparent index
+    palette.info["transparency"] = palette.getpixel((0, 0))
+    assert load_grey(encode(palette, "PNG"))[0, 0] == 255
+
+
+def test_sixteen_bit_files_and_arrays():
+    ramp = np.tile(np.linspace(0, 65535, 50).astype(np.uint16), (20, 1))
+    expected = np.round(ramp / 257.0)
+    for data in (encode(Image.fromarray(ramp), "PNG"), encode(Image.fromarray(ramp), "TIFF")):
+        assert np.abs(load_grey(data).astype(int) - expected).max() <= 1
+    assert np.abs(load_grey(ramp).astype(int) - expected).max() <= 1
+
+
+def test_float_and_bool_arrays():
+    x = np.zeros((20, 20), np.float32)
+    x[5:15, 5:15] = 1.0
+    assert load_grey(x)[10, 10] == 255 and load_grey(x)[0, 0] == 0
+    assert load_grey(x > 0.5)[10, 10] == 255
+
+
+def test_gif_first_frame():
+    first = Image.fromarray(upright_page())
+    second = Image.fromarray(255 - upright_page())
+    data = encode(first, "GIF", save_all=True, append_images=[second])
+    assert np.array_equal(load_grey(data), upright_page())
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height but holds almost no pixel data: decoding it would fail
+    as truncated, so a 'too large' answer proves the size was checked before decoding."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def truncated_png() -> bytes:
+    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)), "PNG")
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.png", b"", "empty file"),
+    ("notes.txt", b"this is not an image\n", "not an image"),
+    ("half.png", truncated_png(), "truncated or corrupt"),
+    ("dot.png", encode(Image.new("L", (1, 1), 0), "PNG"), "too small"),
+    ("huge.png", png_header_only(20000, 20000), "too large"),
+    ("big.png", png_header_only(8000, 6000), r"too large \(8000x6000"),  # under Pillow's own bomb limit
+])
+def test_bad_files_each_get_their_message(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    start = time.perf_counter()
+    for source in (path, str(path), content):
+        with pytest.raises(ImageError, match=message):
+            load_grey(source)
+    assert time.perf_counter() - start < 2  # the 400-megapixel image is refused, never decoded
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_grey(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="folder"):
+        load_grey(tmp_path)
+
+
+def test_bad_arrays():
+    with pytest.raises(ImageError, match="too small"):
+        load_grey(np.zeros((1, 1), np.uint8))
+    with pytest.raises(ImageError, match="shape"):
+        load_grey(np.zeros((4, 4, 4, 4), np.uint8))
+    with pytest.raises(ImageError, match="NaN"):
+        load_grey(np.full((20, 20), np.nan, np.float32))

@@ -1,0 +1,112 @@
+"""The light runtime: a Recognizer on any contract-following ONNX model, with answers users can
+rely on and no PyTorch or matplotlib anywhere on the predict path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from predict_helpers import write_linear_onnx
+
+from digitrec.errors import ImageError, ModelError
+from digitrec.runtime import Prediction, Recognizer, softmax
+
+
+@pytest.fixture
+def linear_model(tmp_path):
+    """Logits that favour a digit by where the ink is: enough to check plumbing, fast to build."""
+    rng = np.random.default_rng(0)
+    weight = rng.normal(0, 1, (784, 10)).astype(np.float32)
+    return write_linear_onnx(tmp_path / "linear.onnx", weight, np.zeros(10, np.float32),
+                             {"name": "linear-test", "test_accuracy": 0.1}), weight
+
+
+def page(digit_box: tuple[int, int, int, int] = (60, 40, 20, 80)) -> np.ndarray:
+    """A white page with one dark bar: a '1'."""
+    image = np.full((200, 160), 235, np.uint8)
+    y, x, w, h = digit_box
+    image[y : y + h, x : x + w] = 25
+    return image
+
+
+def test_probabilities_follow_the_model_contract(linear_model):
+    path, weight = linear_model
+    rec = Recognizer(path)
+    assert rec.card == {"name": "linear-test", "test_accuracy": 0.1}
+    digits = np.random.default_rng(1).integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    probs = rec.predict_probabilities(digits)
+    expected = softmax((digits.reshape(5, -1).astype(np.float32) / 255) @ weight)
+    assert probs.shape == (5, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.allclose(probs, expected, atol=1e-5)
+    assert rec.predict_probabilities(digits[0]).shape == (1, 10)
+    assert rec.predict_probabilities(np.zeros((0, 28, 28), np.uint8)).shape == (0, 10)
+
+
+def test_predict_answers_with_top_k_and_what_the_model_saw(linear_model):
+    rec = Recognizer(linear_model[0])
+    answer = rec.predict(page(), top=4, debug=True)
+    assert isinstance(answer, Prediction)
+    assert answer.image28.shape == (28, 28) and answer.image28.dtype == np.uint8
+    assert answer.digit == answer.top[0][0] and len(answer.top) == 4
+    assert [p for _, p in answer.top] == sorted((p for _, p in answer.top), reverse=True)
+    assert abs(float(answer.probabilities.sum()) - 1) < 1e-5
+    assert "mnist" in answer.stages and "mask" in answer.stages
+    as_dict = answer.to_dict()
+    assert set(as_dict) == {"digit", "confidence", "top", "uncertain"}
+    json.dumps(as_dict)  # plain types only
+    assert rec.predict(page()).stages == {}  # no debug, no stages kept
+
+
+def test_predict_many_keeps_order_and_isolates_bad_inputs(linear_model, tmp_path):
+    rec = Recognizer(linear_model[0])
+    good = page()
+    inputs = [good, b"", b"not an image", str(tmp_path / "missing.png"), np.full((50, 50), 255, np.uint8), good]
+    for workers in (1, 3):
+        answers = rec.predict_many(inputs, workers=workers)
+        assert [type(a).__name__ for a in answers] == ["Prediction", "ImageError", "ImageError", "ImageError",
+                                                      "ImageError", "Prediction"]
+        assert "no ink" in str(answers[4])
+        assert answers[0].digit == answers[5].digit == rec.predict(good).digit
+    assert rec.predict_many([]) == []
+
+
+def test_min_confidence_marks_uncertain_answers(linear_model):
+    rec = Recognizer(linear_model[0], min_confidence=1.0)
+    answer = rec.predict(page())
+    assert answer.uncertain and answer.digit is None and answer.top  # the guesses stay visible
+    assert not Recognizer(linear_model[0]).predict(page()).uncertain
+
+
+def test_bad_models_fail_with_a_clear_message(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        Recognizer(tmp_path / "nope.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="cannot load"):
+        Recognizer(broken)
+
+
+def test_preprocess_errors_are_image_errors(linear_model):
+    rec = Recognizer(linear_model[0])
+    with pytest.raises(ImageError, match="no ink found"):
+        rec.predict(np.full((64, 64), 200, np.uint8))
+
+
+def test_the_predict_path_imports_neither_torch_nor_matplotlib(linear_model, tmp_path):
+    import cv2
+
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), page())
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'matplotlib') if m in sys.modules)))\n"
+        "from digitrec.cli import main\n"
+        f"main(['predict', {str(image)!r}, '--model', {str(linear_model[0])!r}, '--json'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
+    assert json.loads(done.stdout.split("HEAVY")[0])[0]["error"] is None
