@@ -1,5 +1,5 @@
-"""Shared by the web tests: which model to serve, digits drawn from real MNIST strokes, and a real
-`digitrec serve` process on a free localhost port."""
+"""Shared by the web tests: digits drawn from real MNIST strokes, and a real `digitrec serve`
+process (serving the model shipped in the package) on a free localhost port."""
 
 from __future__ import annotations
 
@@ -14,20 +14,6 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
-
-from digitrec.runtime import default_model_path
-
-# Until the shipped model lands, the development model stands in for it (never both absent).
-DEV_MODEL = Path("/tmp/dev/dev_model.onnx")
-
-
-def serve_model_args() -> list[str]:
-    return [] if default_model_path().is_file() else ["--model", str(DEV_MODEL)]
-
-
-def model_path() -> Path | None:
-    return None if default_model_path().is_file() else DEV_MODEL
-
 
 # Pen paths on a 28x28 grid (x, y), traced along the skeleton (Zhang-Suen thinning) of real MNIST
 # test digits and simplified (Douglas-Peucker, 0.6 px): test image 5 (a '1') and 60 (a '7').
@@ -73,7 +59,7 @@ def start_server(port: int, log_path: Path, *options: str) -> subprocess.Popen:
     """`digitrec serve` as a real process: the installed console script, else `python -m digitrec`."""
     script = Path(sys.executable).parent / "digitrec"
     digitrec = [str(script)] if script.exists() else [sys.executable, "-m", "digitrec"]
-    command = [*digitrec, "serve", "--port", str(port), "--log-level", "warning", *serve_model_args(), *options]
+    command = [*digitrec, "serve", "--port", str(port), "--log-level", "warning", *options]
     log = open(log_path, "ab")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
 
