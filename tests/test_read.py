@@ -49,11 +49,12 @@ def recognizer(model_path):
 
 @pytest.fixture(scope="session")
 def easy_digits(mnist, recognizer):
-    """MNIST test digits the model reads with >= 99% confidence on their own, so that a wrong
-    string is the reader's fault, not the classifier's."""
+    """MNIST test digits the model reads right, and more surely than most, on their own: a wrong
+    string is then the reader's fault, not the classifier's. (Relative, as models trained with
+    label smoothing are never 99% sure.)"""
     images, labels = mnist["test"][0][:3000], mnist["test"][1][:3000]
     probs = recognizer.predict_probabilities(images)
-    keep = (probs.argmax(1) == labels) & (probs.max(1) >= 0.99)
+    keep = (probs.argmax(1) == labels) & (probs.max(1) >= np.quantile(probs.max(1), 0.3))
     return images[keep], labels[keep]
 
 

@@ -46,6 +46,9 @@ MERGE_GAP_COST = 10.0
 # Each digit read costs this much: without it, confident fragments of one digit (the two arcs of
 # a broken 0) outscore the whole digit.
 DIGIT_COST = -0.5
+# A connected component no wider than SOLID_WIDTH line heights that reads as one digit with at
+# least SOLID_CONFIDENCE, in a shape usual for that digit, is never cut.
+SOLID_CONFIDENCE, SOLID_WIDTH = 0.9, 1.0
 # A line is dropped when its digits are much smaller than the main line's (printed captions,
 # a faint second hand) or when the classifier finds no confident digit in it.
 MIN_LINE_HEIGHT = 0.55
@@ -156,6 +159,23 @@ def _best_path(line: TextLine, groups, probs: np.ndarray) -> list[tuple[int, int
             gap = (atoms[j].x - max(a.x + a.w for a in run)) / line.height
             s -= GAP_COST * max(0.0, GAP_MARGIN - gap)
         score[(i, j)] = s
+    # A component that reads as one confident, well-proportioned digit and is not wide is that
+    # digit: the halves of a 0 or an 8 also read confidently (as a 6 and a 1), but are not cut.
+    for k, (i, j) in enumerate(groups):
+        comp = atoms[i].component
+        whole = comp >= 0 and atoms[j - 1].component == comp and (i == 0 or atoms[i - 1].component != comp) \
+            and (j == n or atoms[j].component != comp)
+        if whole and j - i > 1 and probs[k].max() >= SOLID_CONFIDENCE:
+            run = atoms[i:j]
+            x0, x1 = min(a.x for a in run), max(a.x + a.w for a in run)
+            y0, y1 = min(a.y for a in run), max(a.y + a.h for a in run)
+            d = int(probs[k].argmax())
+            z = (np.log((x1 - x0) / max(y1 - y0, 1)) - ASPECT_MU[d]) / ASPECT_SD[d]
+            if x1 - x0 <= SOLID_WIDTH * line.height and abs(z) <= 1.5:
+                for g in score:
+                    a, b = g
+                    if (i < a < j or i < b < j) and g != (i, j):
+                        score[g] = -np.inf
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
     back: list[tuple[int, int, bool] | None] = [None] * (n + 1)
