@@ -1,0 +1,187 @@
+"""A Keras 3 model (`.keras`) -> ONNX with a digitrec model card, checked against Keras before it is written.
+
+Keras runs on its PyTorch backend here (no TensorFlow needed): the backend is chosen before Keras
+is first imported, files are loaded in safe mode (no arbitrary code from the file), and the model
+is called once on a batch so that Keras knows its input signature, which `Model.export` needs.
+The card records how the model is fed (input layout, pixels scaled to [0, 1], as the Keras
+tutorials do) and what its output is (logits, sigmoid scores or softmax probabilities, from the
+last layer's activation), so `digitrec.model_adapter` can use the model like any digitrec model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from digitrec.errors import ModelError
+from digitrec.model_adapter import LAYOUTS, ModelAdapter
+from digitrec.model_io import file_sha256, refuse_legacy_keras
+
+CARD_KEY = "digitrec"  # the same key `digitrec export` writes
+PARITY_TOLERANCE = 1e-4  # max abs difference of the raw outputs (relative to their size when > 1), ONNX vs Keras
+PROBE_IMAGES = 64
+# Keras activation name of the last layer -> what the model answers
+ACTIVATION_KINDS = {"softmax": "probabilities", "sigmoid": "scores", "linear": "logits", "log_softmax": "log_probabilities"}
+INSTALL_HINT = "pip install 'digitrec[keras]'"
+
+
+def import_keras():
+    """Keras on its PyTorch backend, or a ModelError that says what to install."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError as exc:
+        if os.environ["KERAS_BACKEND"] != "torch":
+            raise ModelError(f"Keras could not start on the {os.environ['KERAS_BACKEND']!r} backend named in "
+                             f"KERAS_BACKEND ({exc}); unset it to use PyTorch") from None
+        raise ModelError(f"converting a .keras model needs Keras and PyTorch ({exc}): {INSTALL_HINT}") from None
+    return keras
+
+
+def export_keras(source: Path | str, out: Path | str, *, name: str | None = None, card_path: Path | str | None = None,
+                 write_card: bool = True, log: Callable[[str], None] = lambda m: None) -> dict:
+    """Write `out` (ONNX) from the `.keras` file `source`; return the model card.
+    `write_card` also writes the card beside the model (model.onnx -> model_card.json)."""
+    source, out = Path(source), Path(out)
+    refuse_legacy_keras(source)
+    if out.suffix.lower() != ".onnx":
+        raise ModelError(f"--out must end in .onnx, got {out.name}")
+    keras = import_keras()
+    model = _load(keras, source)
+    layout, item_shape = _input_layout(model)
+    probe = np.random.default_rng(0).random((PROBE_IMAGES, *item_shape), dtype=np.float32)  # pixels in [0, 1]
+    keras_out = keras.ops.convert_to_numpy(model(probe[:2]))  # the first call also fixes the signature export needs
+    if keras_out.reshape(2, -1).shape[1] != 10:
+        raise ModelError(f"{source.name} answers {keras_out.reshape(2, -1).shape[1]} values per image; "
+                         f"a digit model gives 10")
+    keras_out = np.asarray(model.predict(probe, verbose=0))
+    kind = _output_kind(model, keras_out)
+
+    import onnx
+    import onnxruntime as ort
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        log(f"exporting {source.name} to ONNX")
+        # Keras and the exporter print progress, and the tracer warns about shapes it fixes (batch stays dynamic).
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                model.export(str(tmp), format="onnx", verbose=False)
+            except Exception as exc:  # noqa: BLE001 - the exporters raise many kinds
+                raise ModelError(f"Keras could not export {source.name} to ONNX: {exc}") from None
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        adapter = ModelAdapter.from_session(session, {"input": {"layout": layout}, "output": {"kind": kind}})
+        onnx_out = session.run(None, {adapter.input_name: probe})[adapter.output_index]
+        # Raw outputs, not probabilities: on random images a sigmoid head answers ~1e-8 everywhere,
+        # and dividing by the sum would blow float32 rounding up into visible differences.
+        diff = float(np.abs(onnx_out.reshape(keras_out.shape) - keras_out).max())
+        allowed = PARITY_TOLERANCE * max(1.0, float(np.abs(keras_out).max()))
+        log(f"ONNX vs Keras on {PROBE_IMAGES} random images: max abs output difference {diff:.2e}")
+        if not diff <= allowed:
+            raise ModelError(f"the ONNX model disagrees with Keras: max abs output difference {diff:.2e} "
+                             f"(allowed {allowed:.0e}); not written")
+        card = _card(keras, model, source, name, adapter.input_name, layout, item_shape, kind, diff)
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = CARD_KEY, json.dumps(card)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if write_card:
+        card_file = Path(card_path) if card_path else out.with_name(f"{out.stem}_card.json")
+        card_file.write_text(json.dumps(card, indent=2) + "\n")
+        card["card_path"] = str(card_file)
+    card["path"], card["bytes"] = str(out), out.stat().st_size
+    return card
+
+
+def _load(keras, source: Path):
+    if not source.is_file():
+        raise ModelError(f"model file not found: {source}")
+    try:
+        return keras.models.load_model(source, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - a foreign, damaged or unsafe file: Keras raises many kinds
+        raise ModelError(f"cannot load {source} as a Keras model: {exc}") from None
+
+
+def _input_layout(model) -> tuple[str, tuple[int, ...]]:
+    """The Keras input shape (None, 28, 28), (None, 784), ... -> (layout name, one image's shape)."""
+    try:
+        shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else tuple(model.input_shape)
+    except (AttributeError, ValueError, TypeError):
+        raise ModelError("the Keras model has no declared input shape; build it with keras.Input((28, 28))") from None
+    if len(getattr(model, "inputs", None) or [None]) != 1:
+        raise ModelError("the Keras model takes several inputs; a digit model takes one batch of images")
+    for layout, item in LAYOUTS.items():
+        if tuple(shape[1:]) == item:
+            return layout, item
+    raise ModelError(f"the Keras model takes input of shape {shape}; digitrec feeds 28x28 digits as "
+                     f"(N, 28, 28), (N, 28, 28, 1), (N, 1, 28, 28) or (N, 784)")
+
+
+def _output_kind(model, outputs: np.ndarray) -> str:
+    """From the last layer's activation; a model ending in a custom activation is judged by its values."""
+    activation = getattr(model.layers[-1], "activation", None) if model.layers else None
+    kind = ACTIVATION_KINDS.get(getattr(activation, "__name__", ""))
+    if kind:
+        return kind
+    if type(model.layers[-1]).__name__ == "Softmax":
+        return "probabilities"
+    return "scores" if outputs.min() >= 0 and outputs.max() <= 1 else "logits"
+
+
+def _card(keras, model, source: Path, name, input_name: str, layout: str, item_shape: tuple, kind: str, diff: float) -> dict:
+    return {
+        "name": name or source.stem,
+        "architecture": f"keras {type(model).__name__}",
+        "layers": [f"{type(layer).__name__}{_layer_detail(layer)}" for layer in model.layers],
+        "parameters": int(model.count_params()),
+        "flops_per_image": _dense_flops(model),
+        "input": {"name": input_name, "shape": list(item_shape), "layout": layout, "dtype": "float32",
+                  "range": [0.0, 1.0], "polarity": "white ink on black (MNIST)"},
+        "output": {"shape": [10], "kind": {"logits": "logits (apply softmax for probabilities)",
+                                           "scores": "scores (independent sigmoids; divided by their sum)",
+                                           "probabilities": "probabilities (softmax)",
+                                           "log_probabilities": "log_probabilities (log softmax)"}[kind]},
+        "labels": [str(d) for d in range(10)],
+        "source": {"format": "keras", "file": source.name, "sha256": file_sha256(source),
+                   "keras": keras.__version__, "backend": keras.backend.backend()},
+        "onnx_parity_max_abs_diff": diff,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _layer_detail(layer) -> str:
+    units, activation = getattr(layer, "units", None), getattr(getattr(layer, "activation", None), "__name__", None)
+    parts = [str(units)] if units else []
+    if activation and activation != "linear":
+        parts.append(activation)
+    return f"({', '.join(parts)})" if parts else ""
+
+
+def _dense_flops(model) -> int | None:
+    """2 x multiply-accumulates of the Dense layers; None when other weighted layers (convolutions) are present."""
+    flops = 0
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if type(layer).__name__ != "Dense":
+            return None
+        flops += 2 * int(np.prod(weights[0].shape))
+    return flops
