@@ -112,11 +112,26 @@ def ink_is_bright(grey: np.ndarray, evenly_lit: bool | None = None) -> bool:
     score = 0.0
     for fraction in (1 / 12, 1 / 6, 1 / 4):
         deviation = grey.astype(np.float32) - _median_background(grey, fraction)
-        noise = 1.4826 * float(np.median(np.abs(deviation))) + 1.0
+        noise = _robust_sigma(deviation) + 1.0
         darker = int((deviation < -6 * noise).sum())
         lighter = int((deviation > 6 * noise).sum())
         score += np.log((lighter + 1) / (darker + 1))
     return bool(score > 0)
+
+
+def _robust_sigma(deviation: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation from 0, on a ~40k-pixel grid sample (a median of
+    every pixel of a photo costs milliseconds and says nothing more)."""
+    step = max(1, int(np.sqrt(deviation.size / 40_000)))
+    return 1.4826 * float(np.median(np.abs(deviation[::step, ::step])))
+
+
+def _median_u8(values: np.ndarray) -> float:
+    """Median of uint8 values from their histogram: linear time, no sort."""
+    if values.size == 0:
+        return 0.0
+    counts = np.cumsum(np.bincount(values.ravel(), minlength=256))
+    return float(np.searchsorted(counts, (values.size + 1) // 2))
 
 
 def _median_background(grey: np.ndarray, fraction: float = 1 / 12) -> np.ndarray:
@@ -134,7 +149,7 @@ def _rough_ink(paper: np.ndarray, evenly_lit: bool) -> np.ndarray:
         _, dark = cv2.threshold(paper, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
         return dark
     deviation = paper.astype(np.float32) - _median_background(paper, 1 / 8)
-    noise = 1.4826 * float(np.median(np.abs(deviation))) + 1.0
+    noise = _robust_sigma(deviation) + 1.0
     # Ink is the darkest thing on the page: faint rules, grid lines and grain fall below half of it.
     darkest = -float(np.percentile(deviation, 0.05))
     return ((deviation < -max(6 * noise, 0.5 * darkest)) * 255).astype(np.uint8)
@@ -185,9 +200,9 @@ def _hollow(paper: np.ndarray, mask: np.ndarray) -> bool:
     holes = outside == 0
     if holes.sum() < 0.05 * (mask > 0).sum():
         return False
-    ink = float(np.median(paper[mask > 0]))
-    hole = float(np.median(paper[holes]))
-    paper_level = float(np.median(paper[outside == 128]))
+    ink = _median_u8(paper[mask > 0])
+    hole = _median_u8(paper[holes])
+    paper_level = _median_u8(paper[outside == 128])
     return paper_level - hole > HOLLOW_DEPTH * (paper_level - ink)
 
 
