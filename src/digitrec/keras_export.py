@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import warnings
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -113,6 +114,8 @@ def export_keras(source: Path | str, out: Path | str, *, name: str | None = None
 def _load(keras, source: Path):
     if not source.is_file():
         raise ModelError(f"model file not found: {source}")
+    if not zipfile.is_zipfile(source):  # Keras would say "file not found" about a damaged file
+        raise ModelError(f"{source} is not a Keras model (a .keras file is a zip archive saved by model.save)")
     try:
         return keras.models.load_model(source, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - a foreign, damaged or unsafe file: Keras raises many kinds

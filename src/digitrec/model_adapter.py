@@ -111,9 +111,11 @@ class ModelAdapter:
 
     def to_probabilities(self, output: np.ndarray) -> np.ndarray:
         """The model's (N, 10) answer -> float32 (N, 10) probabilities that sum to 1."""
-        out = np.asarray(output, dtype=np.float32).reshape(len(output), -1)
+        output = np.asarray(output)
+        out = output.astype(np.float32, copy=False).reshape(len(output), -1)
         if out.shape[1] != 10:
-            raise ModelError(f"the model answers {out.shape[1]} values per image; a digit model gives 10")
+            raise ModelError(f"the model answers with shape {tuple(output.shape[1:])} per image; "
+                             f"a digit model gives 10 values (logits, scores or probabilities)")
         kind = self.output_kind
         if kind == "auto":  # no card, no graph to read: scores in [0, 1] are normalised, anything else is logits
             kind = "scores" if out.size and out.min() >= 0.0 and out.max() <= 1.0 else "logits"
