@@ -4,6 +4,8 @@ Model contract (what `digitrec export` writes and the shipped model follows):
   input  float32 (N, 1, 28, 28), values in [0, 1], ink = 1 on a black background (MNIST polarity);
   output float32 (N, 10) logits; softmax gives the probabilities.
   metadata_props["digitrec"]: the model card as a JSON string (name, accuracy, ...).
+Other models are adapted (`model_adapter`): inputs (N, 28, 28), (N, 28, 28, 1) or (N, 784), other
+pixel ranges, sigmoid scores or probabilities; a `.keras` file is converted once (`model_io`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 
 from digitrec import paths
 from digitrec.errors import DigitrecError, ModelError
+from digitrec.model_adapter import ModelAdapter, softmax  # noqa: F401 - softmax is part of this module's API
+from digitrec.model_io import resolve_model
 from digitrec.preprocess import load_grey, normalize_digit
 from digitrec.preprocess.digit import WORK_SIDE, digit_views
 
@@ -26,12 +30,6 @@ DEFAULT_MODEL = "model.onnx"
 
 def default_model_path() -> Path:
     return paths.assets_dir() / DEFAULT_MODEL
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass
@@ -66,7 +64,7 @@ class Recognizer:
                  min_confidence: float = 0.0):
         import onnxruntime as ort
 
-        path = Path(model) if model else default_model_path()
+        path = resolve_model(model) if model else default_model_path()  # a .keras file -> its cached ONNX
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         options = ort.SessionOptions()
@@ -80,6 +78,8 @@ class Recognizer:
         self.input_name = self.session.get_inputs()[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         self.card = json.loads(meta["digitrec"]) if "digitrec" in meta else {"name": path.stem}
+        # How this model is fed and read (layout, scaling, logits or scores): see model_adapter.
+        self.adapter = ModelAdapter.from_session(self.session, self.card, path)
         self.min_confidence = min_confidence
 
     # --- arrays already in MNIST form ---
@@ -91,8 +91,7 @@ class Recognizer:
             digits28 = digits28[None]
         out = []
         for start in range(0, len(digits28), batch_size):
-            x = digits28[start : start + batch_size].astype(np.float32)[:, None] / 255.0
-            out.append(softmax(self.session.run(None, {self.input_name: x})[0].astype(np.float32)))
+            out.append(self.adapter.probabilities(self.session, digits28[start : start + batch_size]))
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
     def _answer(self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: dict) -> Prediction:
