@@ -102,7 +102,7 @@ def test_cli_export_json_and_errors(run_dir, mnist, real_mnist_env, monkeypatch,
     keras = tmp_path / "model.keras"
     keras.write_bytes(b"PK")
     for args, message in [
-        ([str(keras)], "not supported yet"),
+        ([str(keras)], "is not a Keras model"),  # .keras files go to digitrec.keras_export (tests/test_byo_model.py)
         ([str(tmp_path / "nowhere")], "checkpoint not found"),
         ([str(run_dir), "--out", str(tmp_path / "m.txt")], "must end in .onnx"),
     ]:

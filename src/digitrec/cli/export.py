@@ -22,7 +22,8 @@ def export(checkpoint, out, name, card_path, as_json):
     """Export a trained checkpoint to ONNX, with a model card.
 
     \b
-    CHECKPOINT is a run folder (runs/cnn) or its checkpoint.pt. The ONNX model takes
+    CHECKPOINT is a run folder (runs/cnn) or its checkpoint.pt, or a Keras 3 model (.keras,
+    converted on Keras's PyTorch backend: pip install 'digitrec[keras]'). The ONNX model takes
     `image` float32 (N, 1, 28, 28) in [0, 1], white ink on black, and returns `logits` (N, 10);
     its metadata holds the model card (architecture, parameters, FLOPs, test accuracy, training
     time, seed, config, MNIST hashes, source commit, training history). Before writing, the ONNX
@@ -32,10 +33,11 @@ def export(checkpoint, out, name, card_path, as_json):
     Example:
       digitrec export runs/cnn --out model.onnx
       digitrec predict --model model.onnx digit.png
+      digitrec export tutorial.keras --out tutorial.onnx
     """
     suffix = checkpoint.suffix.lower()
-    if suffix in (".keras", ".h5"):
-        raise DigitrecError(f"exporting {suffix} files is not supported yet: pass a digitrec run folder or checkpoint.pt")
+    if suffix in (".keras", ".h5", ".hdf5"):
+        return _export_keras(checkpoint, out, name, card_path, as_json)
     if checkpoint.is_file() and suffix not in (".pt", ".pth"):
         raise DigitrecError(f"cannot export {checkpoint.name}: pass a digitrec run folder or its checkpoint.pt")
 
@@ -50,3 +52,17 @@ def export(checkpoint, out, name, card_path, as_json):
     else:
         click.echo(f"wrote {card['path']} ({card['bytes'] / 1e6:.2f} MB, {card['parameters']:,} parameters, "
                    f"test accuracy {card['test_accuracy']:.2%}) and {card['card_path']}")
+
+
+def _export_keras(source: Path, out: Path, name, card_path, as_json: bool) -> None:
+    """A Keras model -> ONNX with a card saying how to feed it and read its output (see digitrec.keras_export)."""
+    from rich.console import Console
+
+    from digitrec.keras_export import export_keras
+
+    card = export_keras(source, out, name=name, card_path=card_path, log=Console(stderr=True).print)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in card.items() if k != "layers"}))
+    else:
+        click.echo(f"wrote {card['path']} ({card['bytes'] / 1e6:.2f} MB, {card['parameters']:,} parameters, "
+                   f"output: {card['output']['kind'].split()[0]}) and {card['card_path']}")
