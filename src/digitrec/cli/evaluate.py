@@ -19,7 +19,7 @@ import click
 def evaluate(model, out, data_dir, limit, as_json):
     """Evaluate MODEL on the 10,000 MNIST test images and write a report.
 
-    MODEL is an ONNX model (.onnx), a PyTorch checkpoint (.pt) or a run folder from
+    MODEL is an ONNX model (.onnx), a Keras model (.keras), a PyTorch checkpoint (.pt) or a run folder from
     `digitrec train`; without it, the model shipped with digitrec. OUT gets report.html (open it in a
     browser), summary.json, predictions.csv, confusion.csv and PNGs of the confusion matrix, the most
     confident mistakes, the reliability diagram and, when the model has a training history, its curves.

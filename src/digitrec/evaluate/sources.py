@@ -43,7 +43,8 @@ class ModelSource:
 
 
 def open_model(model: str | Path | None = None) -> ModelSource:
-    """MODEL path (`.onnx`, `.pt`, or a run folder) or None for the shipped model -> ModelSource."""
+    """MODEL path (`.onnx`, `.keras`, `.pt`, or a run folder) or None for the shipped model -> ModelSource."""
+    from digitrec.model_io import resolve_model
     from digitrec.runtime import default_model_path
 
     if model is None:
@@ -52,6 +53,7 @@ def open_model(model: str | Path | None = None) -> ModelSource:
             raise ModelError(f"the shipped model is missing ({path}); name a model file: digitrec evaluate MODEL")
     else:
         path = _resolve(Path(model).expanduser())
+    path = resolve_model(path)  # a Keras model (.keras) -> its cached ONNX conversion
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES:
         source = _open_onnx(path)
@@ -59,7 +61,7 @@ def open_model(model: str | Path | None = None) -> ModelSource:
         source = _open_checkpoint(path)
     else:
         raise ModelError(f"{path}: unknown model type {suffix or '(no suffix)'!r}; "
-                         f"use an ONNX model (.onnx) or a PyTorch checkpoint (.pt)")
+                         f"use an ONNX model (.onnx), a Keras model (.keras) or a PyTorch checkpoint (.pt)")
     _check_contract(source)
     if source.history:
         source.history_source = "model card" if source.kind == "onnx" else "checkpoint metadata"
