@@ -22,11 +22,17 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The main job end to end: verified data, the shipped model evaluated into a report, and the sample
+# photos, scans and drawings in examples/ predicted, with pictures of what the model saw.
 demo: install
 	$(BIN)/digitrec data fetch
 	$(BIN)/digitrec data info
 	$(BIN)/digitrec data explore --out $(OUT)/explore
-	@echo "Demo done: open $(OUT)/ to see what it wrote."
+	$(BIN)/digitrec evaluate --out $(OUT)/evaluate
+	$(BIN)/digitrec predict examples/ --debug $(OUT)/predict-debug
+	@echo
+	@echo "Demo done. Open $(OUT)/evaluate/report.html in a browser; $(OUT)/explore and"
+	@echo "$(OUT)/predict-debug hold the data pictures and what the model saw in each example."
 
 test: install browser
 	$(BIN)/python -m pytest
