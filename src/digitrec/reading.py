@@ -34,7 +34,7 @@ ASPECT_MU = np.array([-0.104, -0.925, -0.07, -0.232, -0.239, -0.073, -0.323, -0.
 ASPECT_SD = np.array([0.194, 0.458, 0.216, 0.211, 0.211, 0.256, 0.216, 0.214, 0.22, 0.205])
 ASPECT_SLACK, ASPECT_WEIGHT = 2.0, 0.5
 # Runs shorter than SHORT line heights are fragments or punctuation: SHORT_COST per line height.
-SHORT, SHORT_COST = 0.7, 20.0
+SHORT, SHORT_COST = 0.7, 12.0
 # Digits wider than WIDE line heights are penalised by WIDE_COST per extra line height.
 WIDE, WIDE_COST = 1.3, 2.0
 # Ending a digit where the next piece of ink overlaps it horizontally (a natural gap, not a cut)
