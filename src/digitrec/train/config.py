@@ -46,7 +46,7 @@ class AugmentConfig:
 class TrainConfig:
     recipe: str = DEFAULT_RECIPE
     architecture: str = "cnn"  # a key of digitrec.models.ARCHITECTURES
-    model: dict[str, Any] = field(default_factory=lambda: {"channels": [32, 64, 128], "depth": [2, 2, 1]})
+    model: dict[str, Any] = field(default_factory=lambda: {"channels": [32, 64, 128], "depth": [1, 2, 2]})
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "adamw"  # adamw | adam | sgd | adadelta
