@@ -8,7 +8,8 @@ sigmoid scores or softmax probabilities. The adapter reads that from the model i
   input layout  from the input's declared shape (the card's input.layout settles ambiguous cases);
   scaling       from the card (`input.range` [lo, hi]: pixel 0 -> lo, 255 -> hi; optional
                 `input.mean` / `input.std` applied after), else [0, 1];
-  output kind   from the card (`output.kind`: logits, scores, probabilities, log_probabilities),
+  output kind   from the card (`output.kind`: logits, scores, probabilities, log_probabilities,
+                sigmoid_logits),
                 else from the graph's last operator (Softmax, LogSoftmax, Sigmoid; needs the
                 `onnx` package, imported only then), else from the values of each batch.
 
@@ -28,7 +29,9 @@ from digitrec.errors import ModelError
 SIDE = 28
 # layout -> the shape of one image as the model takes it
 LAYOUTS = {"NCHW": (1, SIDE, SIDE), "NHWC": (SIDE, SIDE, 1), "NHW": (SIDE, SIDE), "NF": (SIDE * SIDE,)}
-OUTPUT_KINDS = ("logits", "scores", "probabilities", "log_probabilities")
+# logits: softmax gives probabilities; scores: non-negative (sigmoids), divided by their sum;
+# sigmoid_logits: the inputs z of a sigmoid head, probabilities = sigmoid(z) / sum, computed in log space
+OUTPUT_KINDS = ("logits", "scores", "probabilities", "log_probabilities", "sigmoid_logits")
 # What ONNX's last operator says about the output. Shape-only operators are looked through.
 _FINAL_OPS = {"Softmax": "probabilities", "LogSoftmax": "log_probabilities", "Sigmoid": "scores"}
 _SHAPE_OPS = {"Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
@@ -121,6 +124,8 @@ class ModelAdapter:
             kind = "scores" if out.size and out.min() >= 0.0 and out.max() <= 1.0 else "logits"
         if kind in ("logits", "log_probabilities"):
             return softmax(out)
+        if kind == "sigmoid_logits":  # softmax(log sigmoid(z)) = sigmoid(z) / sum, exact even when every sigmoid is ~0
+            return softmax(-np.logaddexp(0.0, -out.astype(np.float64))).astype(np.float32)
         return normalise_scores(out)
 
     def probabilities(self, session, digits28: np.ndarray) -> np.ndarray:
