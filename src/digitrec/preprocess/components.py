@@ -1,6 +1,7 @@
 """Which blobs of ink are the digit? Connected components of the ink mask -> the digit's mask.
 
-The digit is the strongest blob (area x contrast) that is not a speck, a page edge or a ruled line;
+The digit is the strongest blob (area x contrast) that is not a speck, a page edge or a ruled line
+(or what is left of one);
 pieces of the same digit (the loose top bar of a 5, a broken stroke) join it when they are close and
 overlap it. Slivers of a neighbouring digit at the crop's edge, trailing dots and specks do not.
 """
@@ -15,7 +16,8 @@ import numpy as np
 SPECK_FRACTION = 0.02  # a blob under 2% of the biggest one is a speck (dust, grain, JPEG blocks)
 SMALL_FRACTION = 0.15  # a blob under 15% of the digit joins it only when it sits over or under it
 JOIN_GAP = 0.25  # pieces of one digit are at most this fraction of the digit's size apart
-MAX_ELONGATION = 8.0  # long side / short side above this: a ruled line or a page edge, not a digit
+MAX_ELONGATION = 8.0
+ON_LINE = 0.5  # a blob with half of its pixels along an erased ruled line is what is left of that line  # long side / short side above this: a ruled line or a page edge, not a digit
 
 
 @dataclass
@@ -28,6 +30,9 @@ class Blob:
     area: int
     strength: float  # area x mean contrast
     edges: frozenset  # which image borders it touches: "left", "right", "top", "bottom"
+    elongation: float = 1.0  # length / width along its principal axes (a slanted line is long too)
+    angle: float = 0.0  # direction of its long axis, degrees in [0, 180)
+    on_line: float = 0.0  # fraction of its pixels along an erased ruled line
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -44,56 +49,100 @@ def blobs_of(mask: np.ndarray, contrast: np.ndarray) -> tuple[np.ndarray, list[B
         x, y, w, h, area = (int(v) for v in stats[i])
         edges = frozenset(name for name, touch in (("left", x == 0), ("top", y == 0),
                                                    ("right", x + w == width), ("bottom", y + h == height)) if touch)
-        blobs.append(Blob(i, x, y, w, h, area, float(sums[i]), edges))
+        blob = Blob(i, x, y, w, h, area, float(sums[i]), edges)
+        if area >= 10:  # specks need no shape
+            blob.elongation, blob.angle = _principal_axes(labels[y : y + h, x : x + w] == i)
+        blobs.append(blob)
     return labels, blobs
 
 
-def select_digit(mask: np.ndarray, contrast: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-    """-> (uint8 mask of the digit's blobs, bounding box x, y, w, h), or None when there is no digit."""
+def _principal_axes(pixels: np.ndarray) -> tuple[float, float]:
+    """bool image of one blob -> (elongation, angle of the long axis in degrees, [0, 180))."""
+    m = cv2.moments(pixels.astype(np.uint8), True)
+    spread = np.hypot(m["mu20"] - m["mu02"], 2 * m["mu11"])
+    major, minor = m["mu20"] + m["mu02"] + spread, m["mu20"] + m["mu02"] - spread
+    # A one-pixel-wide line has no width in moments: count it as 1/sqrt(12) px, a pixel's own spread.
+    minor = max(minor, 2 * m["m00"] / 12)
+    angle = float(np.degrees(0.5 * np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))) % 180
+    return float(np.sqrt(major / minor)), angle
+
+
+def select_digit(mask: np.ndarray, contrast: np.ndarray, lines: np.ndarray | None = None,
+                 line_angles: list[float] | tuple = ()) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """-> (uint8 mask of the digit's blobs, bounding box x, y, w, h), or None when there is no digit.
+    `lines`, `line_angles`: where ruled lines were erased and their directions; what is left of them
+    (or of rules too short to be found, parallel to them) is not the digit."""
     labels, blobs = blobs_of(mask, contrast)
     if not blobs:
         return None
-    biggest = max(b.area for b in blobs)
-    candidates = [b for b in blobs if b.area >= SPECK_FRACTION * biggest]
+    on_line = _fraction_on(labels, len(blobs), lines) if lines is not None and lines.any() else np.zeros(len(blobs) + 1)
+    for blob in blobs:
+        blob.on_line = float(on_line[blob.label])
     # Ruled lines and page edges go, unless they are all there is (then the 'line' is a 1).
-    candidates = [b for b in candidates if not _is_line(b, mask.shape)] or candidates
+    candidates = [b for b in blobs if not _is_line(b, mask.shape) and not _parallel_rule(b, mask.shape, line_angles)] or blobs
+    biggest = max(b.area for b in candidates)
+    candidates = [b for b in candidates if b.area >= SPECK_FRACTION * biggest]
     main = max(candidates, key=_digit_score)
+    # Erased ruled lines cut strokes into pieces: bridge gaps as wide as their bands.
+    bridge = 2 * float(cv2.distanceTransform(lines, cv2.DIST_L2, 3).max()) + 2 if lines is not None and lines.any() else 0.0
     group = [main]
     x0, y0, x1, y1 = main.x, main.y, main.x + main.w, main.y + main.h
-    for blob in sorted(candidates, key=lambda b: -b.strength):
-        if blob is main or not _joins(blob, main, (x0, y0, x1, y1)):
-            continue
-        group.append(blob)
-        x0, y0 = min(x0, blob.x), min(y0, blob.y)
-        x1, y1 = max(x1, blob.x + blob.w), max(y1, blob.y + blob.h)
+    grown = True
+    while grown:  # the digit grows piece by piece, so pieces reach further pieces
+        grown = False
+        for blob in sorted(candidates, key=lambda b: -b.strength):
+            if blob in group or not _joins(blob, main, (x0, y0, x1, y1), bridge):
+                continue
+            group.append(blob)
+            x0, y0 = min(x0, blob.x), min(y0, blob.y)
+            x1, y1 = max(x1, blob.x + blob.w), max(y1, blob.y + blob.h)
+            grown = True
     keep = np.zeros(labels.max() + 1, bool)
     keep[[b.label for b in group]] = True
     return (keep[labels] * 255).astype(np.uint8), (x0, y0, x1 - x0, y1 - y0)
 
 
+def _fraction_on(labels: np.ndarray, n: int, lines: np.ndarray) -> np.ndarray:
+    """Per blob label: the fraction of its pixels within a line's erased band, widened a little."""
+    near = cv2.dilate(lines, np.ones((5, 5), np.uint8)) > 0
+    total = np.bincount(labels.ravel(), minlength=n + 1)
+    inside = np.bincount(labels[near], minlength=n + 1)
+    return inside / np.maximum(total, 1)
+
+
+def _parallel_rule(blob: Blob, shape: tuple[int, int], line_angles) -> bool:
+    """A long thin blob parallel to the ruled lines found on the page: a piece of another rule
+    (cut short by the frame's corner, say) that was too short to be found. Long: a fifth of the
+    image's short side, more than a loose bar of a digit."""
+    if not line_angles or max(blob.w, blob.h) < 0.2 * min(shape) or blob.elongation <= MAX_ELONGATION:
+        return False
+    return any(min(abs(blob.angle - a), 180 - abs(blob.angle - a)) < 4 for a in line_angles)
+
+
 def _is_line(blob: Blob, shape: tuple[int, int]) -> bool:
     """Long, thin and cut by the image border: a ruled line, a grid line or a page edge."""
     height, width = shape
-    long_side, short_side = max(blob.w, blob.h), max(1, min(blob.w, blob.h))
     span = blob.w / width if blob.w >= blob.h else blob.h / height
-    if long_side / short_side > MAX_ELONGATION and span > 0.5 and blob.edges:
-        return True
+    if blob.elongation > MAX_ELONGATION and (span > 0.5 and blob.edges or len(blob.edges) >= 2):
+        return True  # across the image, or cutting one of its corners
     fill = blob.area / max(1, blob.w * blob.h)  # a grid: a net of lines, mostly empty inside
     spans = blob.w > 0.9 * width or blob.h > 0.9 * height
     return spans and fill < 0.2 and len(blob.edges) >= 2
 
 
 def _digit_score(blob: Blob) -> float:
-    """Strong blobs win; one cut by the image border is likely a neighbour's sliver or a page edge."""
-    return blob.strength * (0.3 if blob.edges else 1.0)
+    """Strong blobs win; one cut by the image border is likely a neighbour's sliver or a page edge,
+    a long thin one a leftover piece of a ruled line (a 1 is rarely over 10 times longer than wide)."""
+    on_line = blob.on_line >= ON_LINE  # mostly along an erased rule: likely what is left of it
+    return blob.strength * (0.3 if blob.edges else 1.0) * (0.2 if blob.elongation > 10 else 1.0) * (0.3 if on_line else 1.0)
 
 
-def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int]) -> bool:
+def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float = 0.0) -> bool:
     x0, y0, x1, y1 = box
     size = max(x1 - x0, y1 - y0)
     gap_x = max(0, x0 - (blob.x + blob.w), blob.x - x1)
     gap_y = max(0, y0 - (blob.y + blob.h), blob.y - y1)
-    if max(gap_x, gap_y) > JOIN_GAP * size:
+    if max(gap_x, gap_y) > max(JOIN_GAP * size, bridge):
         return False
     # Cut by a border the digit does not touch: a sliver of the neighbouring digit.
     if blob.edges - main.edges and blob.area < 0.5 * main.area:

@@ -12,7 +12,7 @@ Steps, each kept because a kind of input needs it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -26,7 +26,8 @@ MIN_RANGE = 12  # grey levels: an image flatter than this holds no ink
 MIN_CONTRAST = 0.08  # a stroke's core absorbs at least 8% of the paper's light; less is a blank page
 WEAK_CONTRAST = 0.03  # faint edges of a pencil stroke, kept when attached to a core
 LINE_SPAN = 0.45  # straight ink this long (of the image's shorter side) is a ruled line, not a digit
-HOLLOW_DEPTH = 0.6  # a hole in the mask this dark (as a fraction of the ink's darkness) is a stroke's middle
+HOLLOW_DEPTH = 0.3  # paper estimate under a blob darker than around it by this much of the ink's depth: a swallowed stroke
+LINE_SUPPORT = 0.6  # a rule is inked along this much of its extension across the image
 LINE_KEEP = 1.6  # on a ruled line, keep ink this much darker than the line (a stroke crossing it)
 NOISE_SIGMAS = 5.0  # thresholds sit this many noise standard deviations above the paper
 
@@ -39,6 +40,8 @@ class InkMap:
     ink_level: float  # typical contrast of a stroke's core (what becomes 255 in MNIST form)
     bright_ink: bool  # the input had light ink on a dark background
     noise: float  # standard deviation of the paper's contrast
+    lines: np.ndarray | None = None  # uint8 (H, W): bands where ruled lines were erased
+    line_angles: list = field(default_factory=list)  # their directions, degrees in [0, 180)
 
 
 def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
@@ -58,7 +61,7 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
         contrast = np.clip(1.0 - paper.astype(np.float32) / np.maximum(background, 16.0), 0.0, 1.0)
         contrast = _denoise(contrast, width)
         noise = paper_noise(contrast)
-        contrast, lines = remove_lines(contrast, noise)
+        contrast, lines, line_angles = remove_lines(contrast, noise)
         mask, level = ink_mask(contrast, noise)
         core = (mask > 0) & (contrast > level / 2)  # width at half the ink's depth, as a pen's width is
         measured = stroke_width(core) if core.any() else width
@@ -66,7 +69,7 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
         # narrower than the stroke hollows it out: estimate the paper again with wider strokes.
         if last:
             break
-        if _hollow(paper, mask):
+        if _hollow(paper, background, mask):
             width = 3 * max(width, measured)
         elif measured > 1.25 * width:
             width = measured
@@ -79,7 +82,7 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
         if lines.any():
             stages["lines"] = lines
         stages["mask"] = mask
-    return InkMap(contrast, mask, measured, level, bright, noise)
+    return InkMap(contrast, mask, measured, level, bright, noise, lines, line_angles)
 
 
 def is_evenly_lit(grey: np.ndarray) -> bool:
@@ -189,21 +192,37 @@ def paper_brightness(paper: np.ndarray, width: float) -> np.ndarray:
     return np.maximum(closed.astype(np.float32), paper.astype(np.float32))
 
 
-def _hollow(paper: np.ndarray, mask: np.ndarray) -> bool:
-    """Are there holes in the ink mask that are as dark as the ink? A closing narrower than a fat
-    stroke leaves only its edges: the stroke's dark middle then shows up as a hole. (The real holes
-    of 0, 6, 8, 9 are paper.)"""
-    if not mask.any():
+def _hollow(paper: np.ndarray, background: np.ndarray, mask: np.ndarray) -> bool:
+    """Did the paper estimate swallow the middle of a fat stroke? A closing narrower than the
+    stroke leaves it in the 'paper', so under the blob the paper estimate is much darker than
+    around the blob. Only blobs in even light are judged (a shadow's edge also makes 'under' and
+    'around' differ), and not lines or page edges (touching two borders, or most of the image)."""
+    h, w = mask.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n < 2:
         return False
-    outside = mask.copy()
-    cv2.floodFill(outside, None, (0, 0), 128)  # corner (0, 0) assumed paper: good enough for a check
-    holes = outside == 0
-    if holes.sum() < 0.05 * (mask > 0).sum():
-        return False
-    ink = _median_u8(paper[mask > 0])
-    hole = _median_u8(paper[holes])
-    paper_level = _median_u8(paper[outside == 128])
-    return paper_level - hole > HOLLOW_DEPTH * (paper_level - ink)
+    biggest = stats[1:, cv2.CC_STAT_AREA].max()
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        borders = (x == 0) + (y == 0) + (x + bw == w) + (y + bh == h)
+        if area < 0.2 * biggest or borders >= 2 or bw * bh > 0.6 * h * w:
+            continue
+        pad = max(3, min(bw, bh) // 4)
+        y0, y1, x0, x1 = max(0, y - pad), min(h, y + bh + pad), max(0, x - pad), min(w, x + bw + pad)
+        box = np.zeros((y1 - y0, x1 - x0), bool)
+        box[y - y0 : y - y0 + bh, x - x0 : x - x0 + bw] = True
+        ring = background[y0:y1, x0:x1][~box]
+        if ring.size == 0:
+            continue
+        low, around, high = (float(v) for v in np.percentile(ring, [10, 50, 90]))
+        if high - low > 0.1 * around:
+            continue  # uneven light around the blob (a shadow's edge): the comparison means nothing
+        blob = labels[y : y + bh, x : x + bw] == i
+        under = float(np.median(background[y : y + bh, x : x + bw][blob]))
+        ink = _median_u8(paper[y : y + bh, x : x + bw][blob])
+        if around - under > HOLLOW_DEPTH * max(1.0, around - ink):
+            return True
+    return False
 
 
 def _denoise(contrast: np.ndarray, width: float) -> np.ndarray:
@@ -226,46 +245,102 @@ def paper_noise(contrast: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(paper - np.median(paper))))
 
 
-def remove_lines(contrast: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
-    """Erase ruled lines, grid lines and page edges: straight runs of ink at least LINE_SPAN of the
-    image long that run into the image border (a digit's stroke does not) and are thin (paper on
-    both sides), found by a probabilistic Hough transform. Where a stroke crosses a line, ink much
-    darker than the line is kept. -> (contrast without lines, uint8 mask of the erased bands)."""
+def remove_lines(contrast: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Erase ruled lines, grid lines and page edges. Candidates are straight runs at least
+    LINE_SPAN of the image's short side long (a probabilistic Hough transform); one is a rule when
+    it is thin (paper on both sides) and its extension across the whole image is inked along most
+    of its length (LINE_SUPPORT): a rule crosses the page, a digit's straight stroke stops. The
+    whole extended line is erased, except where a stroke crossing it is much darker than the line.
+    -> (contrast without lines, uint8 mask of the erased bands, the lines' angles in degrees)."""
     h, w = contrast.shape
     bands = np.zeros((h, w), np.uint8)
+    angles: list[float] = []
     if min(h, w) < SMALL_SIDE:
-        return contrast, bands
+        return contrast, bands, angles
     # The Hough transform runs on a copy ~256 px on its short side (its cost grows with the pixels).
     f = max(1, round(min(h, w) / 256))
     small = contrast if f == 1 else cv2.resize(contrast, (w // f, h // f), interpolation=cv2.INTER_AREA)
-    visible = ((small > max(WEAK_CONTRAST, 4 * noise)) * 255).astype(np.uint8)
+    # Averaging down thins the grain faster than a 1 px line: judge visibility by the copy's noise.
+    visible = ((small > max(WEAK_CONTRAST / 2, 4 * paper_noise(small))) * 255).astype(np.uint8)
+    # Only thin things can be rules: drop the inside of fat strokes (fewer points to vote, and
+    # the Hough transform's cost grows with them).
+    visible &= ~cv2.erode(visible, np.ones((5, 5), np.uint8))
     length = int(LINE_SPAN * min(small.shape))
     segments = cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length,
                                maxLineGap=max(3, min(small.shape) // 100))
     if segments is None:
-        return contrast, bands
-    segments = segments.reshape(-1, 4) * f + f // 2
+        return contrast, bands, angles
     thickness = max(3, round(max(h, w) / 400))
-    near = max(3, round(0.03 * min(h, w)))
     level = np.zeros((h, w), np.float32)  # per pixel: the contrast of the line erased there
-    for x0, y0, x1, y1 in segments:
-        if min(x0, y0, x1, y1, w - 1 - max(x0, x1), h - 1 - max(y0, y1)) > near:
-            continue  # a long straight stroke of a big digit, not a rule across the page
-        if bands[min(h - 1, (y0 + y1) // 2), min(w - 1, (x0 + x1) // 2)]:
-            continue  # the same line found again
+    for segment in segments.reshape(-1, 4) * f + f // 2:
+        x0, y0, x1, y1 = (int(v) for v in segment)
+        t = np.linspace(0, 1, 9)
+        if bands[np.clip(np.round(y0 + t * (y1 - y0)).astype(int), 0, h - 1),
+                 np.clip(np.round(x0 + t * (x1 - x0)).astype(int), 0, w - 1)].all():
+            continue  # the same line found again (all along it, not just where it crosses another)
         on, beside = _line_profile(contrast, (x0, y0, x1, y1), thickness)
         if beside >= 0.5 * on:
             continue  # inside a fat stroke, not a thin rule
+        full = _across_image(_refine(contrast, (x0, y0, x1, y1), thickness, 0.5 * on), w, h)
+        if full is None or _support(contrast, full, thickness, 0.5 * on) < LINE_SUPPORT:
+            continue  # a long straight stroke of a big digit, not a rule across the page
         band = np.zeros((h, w), np.uint8)
-        cv2.line(band, (int(x0), int(y0)), (int(x1), int(y1)), 255, thickness)
+        cv2.line(band, full[:2], full[2:], 255, thickness + 2)
         np.maximum(level, (band > 0) * np.float32(on), out=level)
         bands |= band
+        angles.append(float(np.degrees(np.arctan2(full[3] - full[1], full[2] - full[0]))) % 180)
     if not bands.any():
-        return contrast, bands
+        return contrast, bands, angles
     cleaned = contrast.copy()
     # Keep what is much darker than the line itself: a stroke crossing it.
     cleaned[(bands > 0) & (contrast < LINE_KEEP * level + 2 * noise)] = 0
-    return cleaned, bands
+    return cleaned, bands, angles
+
+
+def _refine(contrast: np.ndarray, segment, thickness: int, threshold: float):
+    """The Hough segment, found on a reduced copy, is a pixel or two off: fit a line to the inked
+    pixels within two thicknesses of it, at full resolution."""
+    h, w = contrast.shape
+    near = np.zeros((h, w), np.uint8)
+    cv2.line(near, tuple(int(v) for v in segment[:2]), tuple(int(v) for v in segment[2:]), 255, 4 * thickness + 1)
+    ys, xs = np.nonzero((near > 0) & (contrast > threshold))
+    if len(xs) < 10:
+        return segment
+    vx, vy, cx, cy = cv2.fitLine(np.column_stack([xs, ys]).astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+    return (cx - 100 * vx, cy - 100 * vy, cx + 100 * vx, cy + 100 * vy)
+
+
+def _across_image(segment, w: int, h: int) -> tuple[int, int, int, int] | None:
+    """The segment's line extended to the image's borders: (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = (float(v) for v in segment)
+    dx, dy = x1 - x0, y1 - y0
+    if dx == 0 and dy == 0:
+        return None
+    ts = []
+    for t in ((0 - x0) / dx, (w - 1 - x0) / dx) if dx else ():
+        if 0 <= y0 + t * dy <= h - 1:
+            ts.append(t)
+    for t in ((0 - y0) / dy, (h - 1 - y0) / dy) if dy else ():
+        if 0 <= x0 + t * dx <= w - 1:
+            ts.append(t)
+    if len(ts) < 2:
+        return None
+    a, b = min(ts), max(ts)
+    return (round(x0 + a * dx), round(y0 + a * dy), round(x0 + b * dx), round(y0 + b * dy))
+
+
+def _support(contrast: np.ndarray, line, thickness: int, threshold: float) -> float:
+    """Fraction of the line's length along which it is inked (within half a thickness of it)."""
+    x0, y0, x1, y1 = (float(v) for v in line)
+    length = max(1.0, np.hypot(x1 - x0, y1 - y0))
+    nx, ny = -(y1 - y0) / length, (x1 - x0) / length
+    t = np.linspace(0, 1, max(16, int(length / 4)))
+    half = max(1, thickness // 2)
+    offsets = np.arange(-half, half + 1, dtype=np.float32)
+    h, w = contrast.shape
+    px = np.clip(np.round(x0 + t[None] * (x1 - x0) + offsets[:, None] * nx), 0, w - 1).astype(int)
+    py = np.clip(np.round(y0 + t[None] * (y1 - y0) + offsets[:, None] * ny), 0, h - 1).astype(int)
+    return float((contrast[py, px].max(axis=0) > threshold).mean())
 
 
 def _line_profile(contrast: np.ndarray, segment, thickness: int) -> tuple[float, float]:
