@@ -1,9 +1,9 @@
 """Which blobs of ink are the digit? Connected components of the ink mask -> the digit's mask.
 
 The digit is the strongest blob (area x contrast) that is not a speck, a page edge or a ruled line
-(or what is left of one);
-pieces of the same digit (the loose top bar of a 5, a broken stroke) join it when they are close and
-overlap it. Slivers of a neighbouring digit at the crop's edge, trailing dots and specks do not.
+(or what is left of one); pieces of the same digit (the loose top bar of a 5, a stroke cut by an
+erased rule) join it when they are close and overlap it. Slivers of a neighbouring digit at the
+crop's edge, trailing dots and specks do not.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 SPECK_FRACTION = 0.02  # a blob under 2% of the biggest one is a speck (dust, grain, JPEG blocks)
 SMALL_FRACTION = 0.15  # a blob under 15% of the digit joins it only when it sits over or under it
 JOIN_GAP = 0.25  # pieces of one digit are at most this fraction of the digit's size apart
-MAX_ELONGATION = 8.0
-ON_LINE = 0.5  # a blob with half of its pixels along an erased ruled line is what is left of that line  # long side / short side above this: a ruled line or a page edge, not a digit
+MAX_ELONGATION = 8.0  # long axis / short axis above this: a ruled line or a page edge, not a digit
+ON_LINE = 0.5  # a blob with half of its pixels along an erased ruled line is what is left of that line
 
 
 @dataclass
