@@ -1,0 +1,128 @@
+"""Many image files at full speed: what `digitrec predict` uses for a folder.
+
+Three things make a folder of phone photos fast, and none changes what the model is asked:
+  1. decoding at a reduced size: a JPEG is decoded at 1/2, 1/4 or 1/8 scale straight from its DCT
+     coefficients (Pillow's `draft`), then area-resized so its long side is `side` px, the size
+     the preprocessing would work at anyway (a digit ends up 20x20 px);
+  2. decoding and preprocessing in worker processes, one per core (the preprocessing is many small
+     numpy/OpenCV steps, so threads would queue on the GIL); each worker runs single-threaded OpenCV;
+  3. one batched model call per chunk, in this process, while the workers prepare the next ones.
+Answers come back in input order and are exactly `Recognizer.predict(decode_reduced(file, side))`
+for each file: the per-file path on the same reduced image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from digitrec.errors import DigitrecError, ImageError
+
+# Long side (px) big photos are decoded at. The single-image path analyses up to
+# preprocess.digit.WORK_SIDE (640); see docs/throughput.md for speed and accuracy at both.
+BULK_SIDE = 320
+MIN_FILES = 16  # fewer files than this: starting worker processes (~0.3 s) costs more than it saves
+CHUNK = 256  # images per model call; bounds memory on huge folders
+
+
+def decode_reduced(source, side: int = BULK_SIDE) -> np.ndarray:
+    """Path, bytes or array -> uint8 grey with its long side at most `side` (JPEGs decoded at a
+    reduced DCT scale first)."""
+    import cv2
+
+    from digitrec.preprocess import load_grey
+
+    grey = load_grey(source, max_side=side)
+    h, w = grey.shape
+    if max(h, w) > side:
+        f = side / max(h, w)
+        grey = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    return grey
+
+
+def prepare(source, side: int = BULK_SIDE) -> np.ndarray | DigitrecError:
+    """One input -> uint8 (V, 28, 28) views for the model, or the error that stops it (runs in a worker)."""
+    if isinstance(source, DigitrecError):
+        return source
+    from digitrec.preprocess.digit import digit_views
+
+    try:
+        return digit_views(decode_reduced(source, side))
+    except DigitrecError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - one odd file must not stop a folder of thousands
+        return ImageError(f"cannot process this image ({type(exc).__name__}: {exc})")
+
+
+def predict_stream(recognizer, inputs: Iterable, *, top: int = 3, side: int = BULK_SIDE,
+                   workers: int | None = None, chunk: int = CHUNK) -> Iterator:
+    """Paths or bytes (or a DigitrecError standing for an input that already failed) -> one
+    Prediction or DigitrecError per input, in order, lazily. `workers` processes (default: one per
+    core); 1 prepares in this process."""
+    inputs = list(inputs)
+    workers = min(workers or os.cpu_count() or 1, max(1, len(inputs) // 4))
+    if workers <= 1:
+        yield from _answer_chunks(recognizer, (prepare(i, side) for i in inputs), top, chunk)
+        return
+    import multiprocessing
+
+    # spawn, not fork: this process has onnxruntime and OpenCV thread pools that a fork would copy mid-flight.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        per_task = max(1, min(16, len(inputs) // (workers * 8)))  # fewer round trips, still balanced
+        with _main_script_hidden():  # the workers start during map()
+            prepared = pool.map(prepare, inputs, [side] * len(inputs), chunksize=per_task)
+        yield from _answer_chunks(recognizer, prepared, top, chunk)
+
+
+@contextlib.contextmanager
+def _main_script_hidden():
+    """A spawned worker runs the parent's __main__ script again (as `__mp_main__`) unless the script
+    cannot be found. The workers need only digitrec, and a caller's script without an
+    `if __name__ == "__main__"` guard would otherwise start its work over in every worker."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        for k in saved:
+            setattr(main, k, None) if k == "__spec__" else delattr(main, k)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
+
+
+def _answer_chunks(recognizer, prepared: Iterator, top: int, chunk: int) -> Iterator:
+    batch: list = []
+    for views in prepared:
+        batch.append(views)
+        if len(batch) == chunk:
+            yield from _answer(recognizer, batch, top)
+            batch = []
+    yield from _answer(recognizer, batch, top)
+
+
+def _answer(recognizer, batch: list, top: int) -> list:
+    """Views of many inputs -> their answers, through one model call (views of an input averaged)."""
+    good = [v for v in batch if not isinstance(v, DigitrecError)]
+    if not good:
+        return batch
+    probs = recognizer.predict_probabilities(np.concatenate(good))
+    out, start = [], 0
+    for views in batch:
+        if isinstance(views, DigitrecError):
+            out.append(views)
+            continue
+        out.append(recognizer._answer(probs[start : start + len(views)].mean(axis=0), views[0], top, {}))
+        start += len(views)
+    return out
