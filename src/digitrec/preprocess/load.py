@@ -9,6 +9,7 @@ frame of a GIF, CMYK and 16-bit files.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -64,8 +65,10 @@ def _decode(data: bytes, max_side: int | None) -> np.ndarray:
             image = Image.open(io.BytesIO(data))  # reads the header only
         except UnidentifiedImageError:
             raise ImageError("not an image (unknown or unsupported format)") from None
-        except Image.DecompressionBombError:
-            raise ImageError(f"image too large (the limit is {MAX_PIXELS // 1_000_000} megapixels)") from None
+        except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours: say how big
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            size = f"{int(found.group(1)) / 1e6:.0f} megapixels; " if found else ""
+            raise ImageError(f"image too large ({size}the limit is {MAX_PIXELS // 1_000_000})") from None
         except Exception as exc:  # a header so broken that Pillow's plugins raise their own errors
             raise ImageError(f"not a readable image ({exc})") from None
         width, height = image.size
