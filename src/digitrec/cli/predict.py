@@ -18,7 +18,7 @@ CHUNK = 256  # images preprocessed and classified together; bounds memory on hug
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", type=click.Path(dir_okay=False), default=None,
-              help="ONNX model to use (default: the model shipped with digitrec).")
+              help="ONNX (.onnx) or Keras (.keras) model to use (default: the model shipped with digitrec).")
 @click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True,
               help="How many candidate digits to list per image.")
 @click.option("--json", "as_json", is_flag=True,
