@@ -26,7 +26,7 @@ def _expand(paths: tuple[str, ...]) -> list[str]:
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "model", type=click.Path(dir_okay=False), default=None,
-              help="ONNX model to use (default: the model shipped with digitrec).")
+              help="ONNX (.onnx) or Keras (.keras) model to use (default: the model shipped with digitrec).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array with an object per file.")
 @click.option("--debug", "debug_dir", type=click.Path(file_okay=False), default=None,
               help="Write each image with the digits' boxes and predictions drawn on it to this folder.")
