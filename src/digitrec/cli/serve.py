@@ -13,7 +13,7 @@ import click
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="TCP port.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="ONNX model to serve [default: the model shipped with digitrec].")
+              help="ONNX (.onnx) or Keras (.keras) model to serve [default: the model shipped with digitrec].")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Server processes, each with its own copy of the model.")
 @click.option("--log-level", default="info", show_default=True,
