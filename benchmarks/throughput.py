@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from digitrec.bulk import BULK_SIDE
+
 BATCHES = (1, 64, 1024)
 PHOTO_SIZE = (864, 1152)  # (H, W): 1.0 megapixel, 4:3 like a phone photo
 PHOTO_VERSION = 1  # bump when make_photo changes, so cached folders are rebuilt
@@ -243,7 +245,7 @@ def end_to_end(model_path: Path, folder: Path, paths: list[Path], labels: np.nda
 
     # The one-by-one path on the first files: its speed, its answers, and the bulk path's promise
     # (the same answers as one by one on the reduced image).
-    from digitrec.bulk import BULK_SIDE, decode_reduced
+    from digitrec.bulk import decode_reduced
     from digitrec.runtime import Recognizer
 
     recognizer = Recognizer(model_path)
@@ -255,6 +257,22 @@ def end_to_end(model_path: Path, folder: Path, paths: list[Path], labels: np.nda
     result["one_by_one_accuracy"] = float(np.mean([s.digit == y for s, y in zip(single, labels)]))
     result["bulk_accuracy_same_subset"] = float((digits[: len(subset)] == labels[: len(subset)]).mean())
     result["same_digit_as_one_by_one"] = float(np.mean([s.digit == d for s, d in zip(single, digits)]))
+    # Where a photo's CPU time goes in a worker (one thread, this process).
+    import cv2
+
+    from digitrec.preprocess.digit import digit_views
+
+    cv2.setNumThreads(1)
+    clock = time.process_time()
+    greys = [decode_reduced(str(p), BULK_SIDE) for p in subset]
+    result["decode_ms"] = (time.process_time() - clock) / len(subset) * 1e3
+    clock = time.process_time()
+    views = [digit_views(g) for g in greys]
+    result["preprocess_ms"] = (time.process_time() - clock) / len(subset) * 1e3
+    clock = time.process_time()
+    recognizer.predict_probabilities(np.concatenate(views))
+    result["model_ms"] = (time.process_time() - clock) / len(subset) * 1e3
+    cv2.setNumThreads(-1)
     reduced = [recognizer.predict(decode_reduced(str(p), BULK_SIDE)) for p in subset]
     conf = np.array([a["confidence"] for a in answers[: len(subset)]])
     result["bulk_vs_reduced_max_diff"] = float(np.abs(conf - [r.confidence for r in reduced]).max())
@@ -318,6 +336,8 @@ def main() -> None:
     print(f"one by one (Recognizer.predict, first {e2e['one_by_one_n']}): {e2e['one_by_one_images_per_s']:.1f} images/s, "
           f"accuracy {e2e['one_by_one_accuracy']:.1%} (bulk on the same: {e2e['bulk_accuracy_same_subset']:.1%}); "
           f"same digit as bulk {e2e['same_digit_as_one_by_one']:.1%}")
+    print(f"CPU per photo in a worker ({BULK_SIDE} px long side): decode {e2e['decode_ms']:.1f} ms, "
+          f"preprocess {e2e['preprocess_ms']:.1f} ms, model {e2e['model_ms']:.1f} ms (2 views, batched)")
     print(f"bulk = one by one on the reduced image: same digit {e2e['bulk_vs_reduced_same_digit']:.1%}, "
           f"max confidence difference {e2e['bulk_vs_reduced_max_diff']:.1e}")
     load_end = os.getloadavg()
