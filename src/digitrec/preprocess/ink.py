@@ -50,7 +50,8 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
     if int(grey.max()) - int(grey.min()) < MIN_RANGE:  # one flat grey: nothing written
         empty = np.zeros(grey.shape, np.uint8)
         return InkMap(np.zeros(grey.shape, np.float32), empty, 0.0, 0.0, False, 0.0)
-    even = is_evenly_lit(grey)
+    small, flat = max(grey.shape) < SMALL_SIDE, is_flat(grey)
+    even = small or flat  # evenly lit: lighting correction is moot, the raw histogram is enough
     bright = ink_is_bright(grey, even)
     paper = 255 - grey if bright else grey  # from here on: dark ink on light paper
     rough = _rough_ink(paper, even)
@@ -62,7 +63,7 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
         contrast = np.clip(1.0 - paper.astype(np.float32) / np.maximum(background, 16.0), 0.0, 1.0)
         contrast = _denoise(contrast, width)
         noise = paper_noise(contrast)
-        contrast, lines, line_angles = remove_lines(contrast, noise)
+        contrast, lines, line_angles = remove_lines(contrast, noise, underline_only=small and not flat)
         mask, level = ink_mask(contrast, noise)
         core = (mask > 0) & (contrast > level / 2)  # width at half the ink's depth, as a pen's width is
         measured = stroke_width(core) if core.any() else width
@@ -87,8 +88,11 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
 
 
 def is_evenly_lit(grey: np.ndarray) -> bool:
-    if max(grey.shape) < SMALL_SIDE:
-        return True
+    return max(grey.shape) < SMALL_SIDE or is_flat(grey)
+
+
+def is_flat(grey: np.ndarray) -> bool:
+    """One exact grey level covers much of the image: a digital drawing or a normalised scan."""
     return np.bincount(grey.ravel(), minlength=256).max() >= FLAT_FRACTION * grey.size
 
 

@@ -15,20 +15,26 @@ MIN_SIDE = 128  # px: a smaller image is a cropped digit, with no rules to find
 FAINTEST = 0.015  # contrast: a printed rule can be this faint on a reduced copy
 LINE_SPAN = 0.45  # straight ink this long (of the image's shorter side) may be a ruled line
 LINE_SUPPORT = 0.6  # a rule is inked along this much of its extension across the image
+UNDERLINE_SPAN = 0.85  # in a small crop, a rule runs from side to side: this much of the width ...
+UNDERLINE_SUPPORT = 0.9  # ... and is inked along this much of it
 LINE_KEEP = 1.6  # on a ruled line, keep ink this much darker than the line (a stroke crossing it)
 
 
-def remove_lines(contrast: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def remove_lines(contrast: np.ndarray, noise: float, *,
+                 underline_only: bool = False) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Erase ruled lines, grid lines and page edges. Candidates are straight runs at least
     LINE_SPAN of the image's short side long (a probabilistic Hough transform); one is a rule when
     it is thin (paper on both sides) and its extension across the whole image is inked along most
     of its length (LINE_SUPPORT): a rule crosses the page, a digit's straight stroke stops. The
     whole extended line is erased, except where a stroke crossing it is much darker than the line.
+    `underline_only`: a small crop of a scanned digit, where the only rule is one running under
+    the writing (the baseline of a form or a cheque): nearly level, in the lower part of the crop,
+    from one side to the other.
     -> (contrast without lines, uint8 mask of the erased bands, the lines' angles in degrees)."""
     h, w = contrast.shape
     bands = np.zeros((h, w), np.uint8)
     angles: list[float] = []
-    if min(h, w) < MIN_SIDE:
+    if min(h, w) < MIN_SIDE and not underline_only:
         return contrast, bands, angles
     # The Hough transform runs on a copy ~256 px on its short side (its cost grows with the pixels).
     f = max(1, round(min(h, w) / 256))
@@ -38,15 +44,17 @@ def remove_lines(contrast: np.ndarray, noise: float) -> tuple[np.ndarray, np.nda
     # Only thin things can be rules: drop the inside of fat strokes (fewer points to vote, and
     # the Hough transform's cost grows with them).
     visible &= ~cv2.erode(visible, np.ones((5, 5), np.uint8))
-    length = int(LINE_SPAN * min(small.shape))
+    length = int((UNDERLINE_SPAN * small.shape[1]) if underline_only else LINE_SPAN * min(small.shape))
     segments = cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length,
                                maxLineGap=max(3, min(small.shape) // 100))
     if segments is None:
         return contrast, bands, angles
-    thickness = max(3, round(max(h, w) / 400))
+    thickness = max(2 if underline_only else 3, round(max(h, w) / 400))
     level = np.zeros((h, w), np.float32)  # per pixel: the contrast of the line erased there
     for segment in segments.reshape(-1, 4) * f + f // 2:
         x0, y0, x1, y1 = (int(v) for v in segment)
+        if underline_only and not _is_underline((x0, y0, x1, y1), h):
+            continue
         t = np.linspace(0, 1, 9)
         if bands[np.clip(np.round(y0 + t * (y1 - y0)).astype(int), 0, h - 1),
                  np.clip(np.round(x0 + t * (x1 - x0)).astype(int), 0, w - 1)].all():
@@ -55,7 +63,8 @@ def remove_lines(contrast: np.ndarray, noise: float) -> tuple[np.ndarray, np.nda
         if beside >= 0.5 * on:
             continue  # inside a fat stroke, not a thin rule
         full = _across_image(_refine(contrast, (x0, y0, x1, y1), thickness, 0.5 * on), w, h)
-        if full is None or _support(contrast, full, thickness, 0.5 * on) < LINE_SUPPORT:
+        needed = UNDERLINE_SUPPORT if underline_only else LINE_SUPPORT
+        if full is None or _support(contrast, full, thickness, 0.5 * on) < needed:
             continue  # a long straight stroke of a big digit, not a rule across the page
         band = np.zeros((h, w), np.uint8)
         cv2.line(band, full[:2], full[2:], 255, thickness + 2)
@@ -68,6 +77,12 @@ def remove_lines(contrast: np.ndarray, noise: float) -> tuple[np.ndarray, np.nda
     # Keep what is much darker than the line itself: a stroke crossing it.
     cleaned[(bands > 0) & (contrast < LINE_KEEP * level + 2 * noise)] = 0
     return cleaned, bands, angles
+
+
+def _is_underline(segment, height: int) -> bool:
+    x0, y0, x1, y1 = segment
+    level = abs(np.degrees(np.arctan2(y1 - y0, x1 - x0))) % 180
+    return min(level, 180 - level) <= 8 and (y0 + y1) / 2 >= 0.6 * height
 
 
 def _refine(contrast: np.ndarray, segment, thickness: int, threshold: float):
