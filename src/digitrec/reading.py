@@ -35,6 +35,12 @@ ASPECT_SD = np.array([0.194, 0.458, 0.216, 0.211, 0.211, 0.256, 0.216, 0.214, 0.
 ASPECT_SLACK, ASPECT_WEIGHT = 2.0, 0.5
 # Runs shorter than SHORT line heights are fragments or punctuation: SHORT_COST per line height.
 SHORT, SHORT_COST = 0.7, 12.0
+# ...except that a compact run (width ROUND-FLAT times its height) read as a digit other than a
+# 1 or a 7 may be as short as SHORT_ROUND: trailing digits written smaller (the zeros of a
+# cheque's amount, often joined by a ligature). A dash is flat, a dot far shorter, and any
+# piece of a stroke reads as a 1 or a 7, so those keep the stricter limit.
+SHORT_ROUND, ROUND, FLAT = 0.5, 0.6, 1.4
+SMALL_DIGITS = [0, 2, 3, 4, 5, 6, 8, 9]
 # Digits wider than WIDE line heights are penalised by WIDE_COST per extra line height.
 WIDE, WIDE_COST = 1.3, 2.0
 # Ending a digit where the next piece of ink overlaps it horizontally (a natural gap, not a cut)
@@ -108,8 +114,10 @@ def shape_log_prior(width: float, height: float, line_height: float) -> np.ndarr
     w, h = width / line_height, height / line_height
     if w > WIDE:
         score = score - WIDE_COST * (w - WIDE)
-    if h < SHORT:
-        score = score - SHORT_COST * (SHORT - h)
+    short = np.full(10, SHORT)
+    if ROUND * height <= width <= FLAT * height:
+        short[SMALL_DIGITS] = SHORT_ROUND
+    score = score - SHORT_COST * np.maximum(short - h, 0.0)
     if h > 1.5:
         score = score - 3.0 * (h - 1.5)
     return score
