@@ -39,7 +39,7 @@ SHORT, SHORT_COST = 0.7, 12.0
 # 1 or a 7 may be as short as SHORT_ROUND: trailing digits written smaller (the zeros of a
 # cheque's amount, often joined by a ligature). A dash is flat, a dot far shorter, and any
 # piece of a stroke reads as a 1 or a 7, so those keep the stricter limit.
-SHORT_ROUND, ROUND, FLAT = 0.5, 0.6, 1.4
+SHORT_ROUND, ROUND, FLAT = 0.5, 0.6, 2.0
 SMALL_DIGITS = [0, 2, 3, 4, 5, 6, 8, 9]
 # Digits wider than WIDE line heights are penalised by WIDE_COST per extra line height.
 WIDE, WIDE_COST = 1.3, 2.0
