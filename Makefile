@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install
-# digitrec with everything it needs (CPU PyTorch pinned in pyproject.toml's `train` extra).
+# digitrec with everything it needs (CPU PyTorch pinned in pyproject.toml's `train` extra; Keras for
+# the bring-your-own-model test).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[train,dev]'
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[train,keras,dev]'
 	touch $(STAMP)
 
 # The browser test drives Debian's chromium; install it when it is missing (CI runs as root).
