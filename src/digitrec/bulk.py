@@ -71,13 +71,21 @@ def predict_stream(recognizer, inputs: Iterable, *, top: int = 3, side: int = BU
         return
     import multiprocessing
 
+    from concurrent.futures.process import BrokenProcessPool
+
     # spawn, not fork: this process has onnxruntime and OpenCV thread pools that a fork would copy mid-flight.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    try:
         per_task = max(1, min(16, len(inputs) // (workers * 8)))  # fewer round trips, still balanced
         with _main_script_hidden():  # the workers start during map()
             prepared = pool.map(prepare, inputs, [side] * len(inputs), chunksize=per_task)
         yield from _answer_chunks(recognizer, prepared, top, chunk)
+    except BrokenProcessPool:
+        raise DigitrecError("a worker process preparing the images died (out of memory?); "
+                            "try fewer files at a time") from None
+    finally:
+        # Ctrl+C or a caller that stops reading: drop the queued files instead of finishing them.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextlib.contextmanager
@@ -97,9 +105,12 @@ def _main_script_hidden():
 
 
 def _init_worker() -> None:
+    import signal
+
     import cv2
 
     cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle (it stops the pool)
 
 
 def _answer_chunks(recognizer, prepared: Iterator, top: int, chunk: int) -> Iterator:
