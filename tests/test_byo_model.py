@@ -158,6 +158,21 @@ def test_legacy_h5_and_missing_keras_files_get_messages(tmp_path, capsys):
         assert info.value.code == 1 and message in err and "Traceback" not in err, err
 
 
+def test_without_keras_export_says_what_to_install(tmp_path, capsys, monkeypatch):
+    import zipfile
+
+    model = tmp_path / "tutorial.keras"
+    with zipfile.ZipFile(model, "w") as z:
+        z.writestr("config.json", "{}")
+    monkeypatch.setitem(sys.modules, "keras", None)  # what `import keras` does when it is not installed
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    for args in (["export", str(model), "--out", str(tmp_path / "t.onnx")], ["predict", "--model", str(model), "x.png"]):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        err = capsys.readouterr().err
+        assert info.value.code == 1 and "pip install 'digitrec[keras]'" in err and "Traceback" not in err, err
+
+
 # ---------- the Keras tutorial network, end to end ----------
 
 @pytest.fixture(scope="module")
