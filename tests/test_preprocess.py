@@ -87,6 +87,26 @@ def test_uneven_light_ruled_lines_slivers_and_dots_are_ignored(mnist):
     assert similarity(normalize_digit(junk), clean) > 0.95
 
 
+@pytest.mark.mnist
+def test_squared_paper_and_an_underline_are_erased(mnist):
+    image = mnist["test"][0][5]  # a 1
+    rng = np.random.default_rng(3)
+    clean = normalize_digit(page_with(image, size=(360, 480)))
+    grid = page_with(image, size=(360, 480), ink=120).astype(np.float32)  # pencil, as faint as...
+    for k in range(3, 480, 24):
+        grid[:, k : k + 2] *= 0.75  # ... the grid lines, both ways, across the whole sheet
+        grid[k : k + 2, :] *= 0.75
+    grid += rng.normal(0, 2, grid.shape)
+    assert similarity(normalize_digit(np.clip(grid, 0, 255).astype(np.uint8)), clean) > 0.9
+
+    digit = mnist["test"][0][2]  # a 1 cut from a cheque: on its baseline, in paper texture
+    crop = page_with(digit, height=40, size=(52, 34), at=(4, 8)).astype(np.float32)
+    small_clean = normalize_digit(np.clip(crop + rng.normal(0, 6, crop.shape), 0, 255).astype(np.uint8))
+    crop[44:46, :] = 40  # the printed line under the amount
+    underlined = normalize_digit(np.clip(crop + rng.normal(0, 6, crop.shape), 0, 255).astype(np.uint8))
+    assert similarity(underlined, small_clean) > 0.9
+
+
 def test_blank_pages_have_no_ink():
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:300, 0:400]

@@ -144,6 +144,9 @@ def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float
     gap_y = max(0, y0 - (blob.y + blob.h), blob.y - y1)
     if max(gap_x, gap_y) > max(JOIN_GAP * size, bridge):
         return False
+    # Long, thin and lying along an erased rule: a dash left of it, not a piece of the digit.
+    if blob.on_line >= 0.8 and blob.elongation > 6:
+        return False
     # Cut by a border the digit does not touch: a sliver of the neighbouring digit.
     if blob.edges - main.edges and blob.area < 0.5 * main.area:
         return False

@@ -55,15 +55,20 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
     bright = ink_is_bright(grey, even)
     paper = 255 - grey if bright else grey  # from here on: dark ink on light paper
     rough = _rough_ink(paper, even)
-    width = stroke_width(rough) if rough.any() else 2.0
+    # Measured where the rough mask is darkest: the pen, not the printed grid it touches.
+    width = stroke_width(rough, paper) if rough.any() else 2.0
     for attempt in range(3):
         last = attempt == 2
         background = paper_brightness(paper, width)
         # A near-black 'paper' absorbs nothing more: the floor keeps noise there from becoming ink.
         contrast = np.clip(1.0 - paper.astype(np.float32) / np.maximum(background, 16.0), 0.0, 1.0)
+        # Rules first, while they are sharp: the smoothing below spreads them.
+        if flat:  # a digital drawing or a normalised scan: no paper, no rules
+            lines, line_angles = np.zeros(paper.shape, np.uint8), []
+        else:
+            contrast, lines, line_angles = remove_lines(contrast, paper_noise(contrast), underline_only=small)
         contrast = _denoise(contrast, width)
         noise = paper_noise(contrast)
-        contrast, lines, line_angles = remove_lines(contrast, noise, underline_only=small and not flat)
         mask, level = ink_mask(contrast, noise)
         core = (mask > 0) & (contrast > level / 2)  # width at half the ink's depth, as a pen's width is
         measured = stroke_width(core) if core.any() else width
@@ -148,8 +153,9 @@ def _rough_ink(paper: np.ndarray, evenly_lit: bool) -> np.ndarray:
     return ((deviation < -max(6 * noise, 0.5 * darkest)) * 255).astype(np.uint8)
 
 
-def stroke_width(mask: np.ndarray) -> float:
-    """Median stroke width in px: twice the distance-to-background along the strokes' ridges."""
+def stroke_width(mask: np.ndarray, paper: np.ndarray | None = None) -> float:
+    """Median stroke width in px: twice the distance-to-background along the strokes' ridges.
+    With `paper` (dark ink on light), only the darkest quarter of the ridge counts."""
     mask = (mask > 0).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n > 2:  # specks (grain, JPEG noise) would pull the median down: measure the big blobs only
@@ -158,8 +164,10 @@ def stroke_width(mask: np.ndarray) -> float:
         mask = big[labels].astype(np.uint8)
     # A 1 px frame of background: ink touching the border still has a finite distance.
     padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)
+    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
     ridge = (dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)) - 1e-3)
+    if paper is not None and ridge.any():
+        ridge &= paper <= np.percentile(paper[ridge], 25)
     return float(2.0 * np.median(dist[ridge])) if ridge.any() else 1.0
 
 

@@ -14,7 +14,8 @@ from digitrec.preprocess.noise import paper_noise
 MIN_SIDE = 128  # px: a smaller image is a cropped digit, with no rules to find
 FAINTEST = 0.015  # contrast: a printed rule can be this faint on a reduced copy
 LINE_SPAN = 0.45  # straight ink this long (of the image's shorter side) may be a ruled line
-LINE_SUPPORT = 0.6  # a rule is inked along this much of its extension across the image
+LINE_SUPPORT = 0.6  # one of many parallel rules is inked along this much of its extension across the image
+LINE_ALONE = 0.9  # a lone rule (or a page edge), along this much
 UNDERLINE_SPAN = 0.85  # in a small crop, a rule runs from side to side: this much of the width ...
 UNDERLINE_SUPPORT = 0.9  # ... and is inked along this much of it
 LINE_KEEP = 1.6  # on a ruled line, keep ink this much darker than the line (a stroke crossing it)
@@ -50,27 +51,41 @@ def remove_lines(contrast: np.ndarray, noise: float, *,
     if segments is None:
         return contrast, bands, angles
     thickness = max(2 if underline_only else 3, round(max(h, w) / 400))
-    level = np.zeros((h, w), np.float32)  # per pixel: the contrast of the line erased there
+    found = []  # (line across the image, its contrast, support, angle in degrees)
+    seen = np.zeros((h, w), np.uint8)
     for segment in segments.reshape(-1, 4) * f + f // 2:
         x0, y0, x1, y1 = (int(v) for v in segment)
         if underline_only and not _is_underline((x0, y0, x1, y1), h):
             continue
         t = np.linspace(0, 1, 9)
-        if bands[np.clip(np.round(y0 + t * (y1 - y0)).astype(int), 0, h - 1),
-                 np.clip(np.round(x0 + t * (x1 - x0)).astype(int), 0, w - 1)].all():
+        if seen[np.clip(np.round(y0 + t * (y1 - y0)).astype(int), 0, h - 1),
+                np.clip(np.round(x0 + t * (x1 - x0)).astype(int), 0, w - 1)].all():
             continue  # the same line found again (all along it, not just where it crosses another)
         on, beside = _line_profile(contrast, (x0, y0, x1, y1), thickness)
         if beside >= 0.5 * on:
             continue  # inside a fat stroke, not a thin rule
         full = _across_image(_refine(contrast, (x0, y0, x1, y1), thickness, 0.5 * on), w, h)
-        needed = UNDERLINE_SUPPORT if underline_only else LINE_SUPPORT
-        if full is None or _support(contrast, full, thickness, 0.5 * on) < needed:
-            continue  # a long straight stroke of a big digit, not a rule across the page
+        if full is None:
+            continue
+        cv2.line(seen, full[:2], full[2:], 255, thickness + 2)
+        angle = float(np.degrees(np.arctan2(full[3] - full[1], full[2] - full[0]))) % 180
+        found.append((full, on, _support(contrast, full, thickness, 0.5 * on), angle))
+    level = np.zeros((h, w), np.float32)  # per pixel: the contrast of the line erased there
+    for full, on, support, angle in found:
+        # A rule crosses the page, inked nearly all along; or it is one of a ruled sheet's many
+        # parallel lines. A digit's long straight stroke does neither (a 4 has two, not three).
+        parallel = sum(min(abs(angle - a), 180 - abs(angle - a)) < 3 for _, _, _, a in found) - 1
+        if underline_only:
+            rule = support >= UNDERLINE_SUPPORT
+        else:
+            rule = support >= LINE_ALONE or (support >= LINE_SUPPORT and parallel >= 2)
+        if not rule:
+            continue
         band = np.zeros((h, w), np.uint8)
         cv2.line(band, full[:2], full[2:], 255, thickness + 2)
         np.maximum(level, (band > 0) * np.float32(on), out=level)
         bands |= band
-        angles.append(float(np.degrees(np.arctan2(full[3] - full[1], full[2] - full[0]))) % 180)
+        angles.append(angle)
     if not bands.any():
         return contrast, bands, angles
     cleaned = contrast.copy()
