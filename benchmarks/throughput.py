@@ -308,9 +308,11 @@ def main() -> None:
     load_start = os.getloadavg()
     peaks = matmul_peaks(threads, args.seconds)
     peak = max(peaks.values())
+    one_core = matmul_peaks(1, args.seconds)["onnxruntime"]
     print(f"load average at start: {load_start[0]:.2f} (1 min)")
-    print("float32 2048x2048 matmul, GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
-          + f"  -> peak {peak:.0f}")
+    print(f"float32 2048x2048 matmul, {threads} threads, GFLOP/s: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + f"  -> peak {peak:.0f}"
+          + f"  (onnxruntime on 1 thread: {one_core:.0f})")
 
     alone = model_alone(model_path, card, args.checkpoint, threads, args.seconds)
     print(f"\n## the model alone (images/s; GFLOP/s; % of the {peak:.0f} GFLOP/s peak)")
@@ -347,7 +349,7 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_name(), "cores": threads,
             "model": str(model_path), "flops_per_image": flops, "load": [load_start[0], load_end[0]],
-            "peaks": peaks, "model_alone": {k: {str(b): r for b, r in v.items()} for k, v in alone["rows"].items()},
+            "peaks": peaks, "one_core_peak": one_core, "model_alone": {k: {str(b): r for b, r in v.items()} for k, v in alone["rows"].items()},
             "end_to_end": e2e}, indent=2))
 
 
