@@ -61,11 +61,14 @@ def export_keras(source: Path | str, out: Path | str, *, name: str | None = None
     model = _load(keras, source)
     layout, item_shape = _input_layout(model)
     probe = np.random.default_rng(0).random((PROBE_IMAGES, *item_shape), dtype=np.float32)  # pixels in [0, 1]
-    keras_out = keras.ops.convert_to_numpy(model(probe[:2]))  # the first call also fixes the signature export needs
-    if keras_out.reshape(2, -1).shape[1] != 10:
-        raise ModelError(f"{source.name} answers {keras_out.reshape(2, -1).shape[1]} values per image; "
+    try:
+        keras_out = keras.ops.convert_to_numpy(model(probe[:2]))  # the first call also fixes the signature export needs
+        keras_out = np.asarray(model.predict(probe, verbose=0))  # what the model answers, its head included
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run on a batch of images: layers raise many kinds
+        raise ModelError(f"{source.name} cannot run on a batch of {item_shape} images: {exc}") from None
+    if keras_out.reshape(len(probe), -1).shape[1] != 10:
+        raise ModelError(f"{source.name} answers {keras_out.reshape(len(probe), -1).shape[1]} values per image; "
                          f"a digit model gives 10")
-    keras_out = np.asarray(model.predict(probe, verbose=0))  # what the model answers, its head included
     head_kind = _output_kind(model, keras_out)
     kind = _strip_head(keras, model, head_kind)
     keras_raw = np.asarray(model.predict(probe, verbose=0)) if kind != head_kind else keras_out
