@@ -139,7 +139,7 @@ def _digit_score(blob: Blob) -> float:
 
 def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float = 0.0) -> bool:
     x0, y0, x1, y1 = box
-    size = max(x1 - x0, y1 - y0)
+    size = max(main.w, main.h)  # the first blob's: a growing group must not reach ever further
     gap_x = max(0, x0 - (blob.x + blob.w), blob.x - x1)
     gap_y = max(0, y0 - (blob.y + blob.h), blob.y - y1)
     if max(gap_x, gap_y) > max(JOIN_GAP * size, bridge):
