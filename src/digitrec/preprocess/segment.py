@@ -32,6 +32,8 @@ WORK_MIN_SIDE, WORK_MAX_SIDE = 400, 1000
 # A component shorter than this fraction of the line's digit height is punctuation, a dot, a
 # dash, or a loose stroke fragment: the reader may skip it or merge it into a neighbour.
 SMALL_ATOM = 0.5
+# Small components at least this tall are still cut as digits of their own height.
+SMALL_CHAIN = 0.35
 # Components wider than this many digit heights may be several touching digits: they get cuts.
 SPLIT_WIDTH = 0.8
 # Straight runs longer than this many digit heights are rules, underlines or frame edges.
@@ -334,7 +336,13 @@ def _contour_valleys(mask: np.ndarray, height: float, margin: int) -> list[tuple
 def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
     """Cut a component that may hold several touching digits at its most likely seams. Returns
     the slices left to right (the atom itself when it is too narrow to hold two digits)."""
-    if atom.w < SPLIT_WIDTH * height or atom.h < SMALL_ATOM * height:
+    if atom.h < SMALL_ATOM * height:
+        # A chain of digits written smaller than the line (a cheque's trailing zeros joined by a
+        # ligature) is cut at its own scale; flatter or smaller marks are punctuation.
+        if atom.h < SMALL_CHAIN * height:
+            return [atom]
+        height = float(atom.h)
+    if atom.w < SPLIT_WIDTH * height:
         return [atom]
     m = atom.mask.astype(np.float32)
     # Candidate starts: minima of the smoothed column profile, away from the ends.
