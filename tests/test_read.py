@@ -118,6 +118,38 @@ def test_punctuation_and_a_ruled_line_are_ignored(recognizer, easy_digits):
     assert recognizer.read(image).text == label
 
 
+def _amount_with_small_zeros(rng, images, labels, lead: int, zeros: int, touching: bool):
+    """Cheque-style amount: `lead` digits at full height, then `zeros` zeros written at about
+    half that height on the same baseline (joined to each other when `touching`)."""
+    zero_idx = np.nonzero(labels == 0)[0]
+    idx = list(rng.integers(0, len(images), lead)) + list(rng.choice(zero_idx, zeros))
+    height = 44.0
+    canvas = np.zeros((120, 60 * len(idx) + 60), np.float32)
+    x, baseline = 20, 90
+    for k, i in enumerate(idx):
+        crop = bench._ink_crop(images[i]).astype(np.float32)
+        f = height * (1.0 if k < lead else 0.55) / crop.shape[0]
+        piece = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), round(crop.shape[0] * f)))
+        y = baseline - piece.shape[0]
+        if touching and k > lead:
+            x = bench._slide_until_touching(canvas, piece, x, y)
+        region = canvas[y : y + piece.shape[0], x : x + piece.shape[1]]
+        np.maximum(region, piece, out=region)
+        x += piece.shape[1] + int(0.25 * height)
+    grey = 230 - canvas[:, : x + 20] / 255.0 * 180
+    return grey.astype(np.uint8), "".join(str(int(labels[i])) for i in idx)
+
+
+def test_trailing_zeros_written_smaller_are_read(recognizer, easy_digits):
+    rng = np.random.default_rng(8)
+    cases = [_amount_with_small_zeros(rng, *easy_digits, lead=int(rng.integers(1, 3)), zeros=int(rng.integers(2, 4)),
+                                      touching=k % 2 == 1) for k in range(8)]
+    texts = [recognizer.read(image).text for image, _ in cases]
+    right = sum(t == label for t, (_, label) in zip(texts, cases))
+    # (6 of 8 before compact small digits were read and chains of small digits cut)
+    assert right >= 7, list(zip(texts, [label for _, label in cases]))
+
+
 @pytest.mark.parametrize("page", ["blank", "specks", "rules"])
 def test_no_digits_is_an_error(recognizer, page):
     image = np.full((300, 400), 235, np.uint8)
