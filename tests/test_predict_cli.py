@@ -84,15 +84,20 @@ def test_stdin_table_csv_and_debug(model, images, tmp_path):
     row = next(line for line in done.stdout.splitlines() if line.strip().startswith("-"))
     assert re.search(r"\b\d\b.*%", row)
 
-    table_csv, debug = tmp_path / "out.csv", tmp_path / "debug"
-    done = run(str(images["good"]), str(images["bad"]), "--model", model, "--csv", str(table_csv), "--debug", str(debug))
+    table_csv, debug, blank = tmp_path / "out.csv", tmp_path / "debug", tmp_path / "blank.png"
+    light = 235 - np.mgrid[0:90, 0:90][1] / 4 + np.random.default_rng(0).normal(0, 2, (90, 90))  # bare paper
+    cv2.imwrite(str(blank), light.clip(0, 255).astype(np.uint8))
+    done = run(str(images["good"]), str(images["bad"]), str(blank), "--model", model, "--csv", str(table_csv),
+               "--debug", str(debug))
     assert done.returncode == 1
     assert "one.png" in done.stdout and "error: not an image" in done.stdout
     rows = list(csv.DictReader(table_csv.open()))
-    assert [r["path"] for r in rows] == [str(images["good"]), str(images["bad"])]
+    assert [r["path"] for r in rows] == [str(images["good"]), str(images["bad"]), str(blank)]
     assert rows[0]["digit"].isdigit() and rows[1]["error"].startswith("not an image")
+    assert rows[2]["error"].startswith("no ink found")
+    # A strip for each image that was decoded, also the one without ink (to see why); none for notes.txt.
     strips = sorted(p.name for p in debug.iterdir())
-    assert strips == ["one.png"]
+    assert strips == ["blank.png", "one.png"]
     assert cv2.imread(str(debug / "one.png")).shape[0] > 150
 
 

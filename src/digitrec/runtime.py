@@ -134,6 +134,8 @@ class Recognizer:
             try:
                 return self.views(image, stages), stages or {}
             except DigitrecError as exc:
+                if stages:  # with debug, what was seen before it failed ('no ink found': why?)
+                    exc.stages = stages
                 return exc, stages or {}
 
         if workers > 1:

@@ -80,7 +80,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
         for path, given in zip(chunk, inputs):
             answer = given if isinstance(given, ImageError) else next(answers_iter)
             results.append(_entry(path, answer))
-            if debug_dir and not isinstance(answer, DigitrecError):
+            if debug_dir and getattr(answer, "stages", None):
                 _write_debug(Path(debug_dir), path, answer, debug_names)
         if progress:
             progress.update(len(chunk))
@@ -106,6 +106,7 @@ def _entry(path: str, answer) -> dict:
 
 
 def _write_debug(folder: Path, path: str, prediction, used: set[str]) -> None:
+    """A strip of the stages; for an image that failed, the stages it got through."""
     from digitrec.preprocess.debug import write_strip
 
     name = "stdin" if path == "-" else Path(path).stem
@@ -114,8 +115,11 @@ def _write_debug(folder: Path, path: str, prediction, used: set[str]) -> None:
         n += 1
         unique = f"{name}-{n}"
     used.add(unique)
-    shown = "?" if prediction.digit is None else prediction.digit
-    caption = f"{path}: {shown} ({prediction.confidence:.1%})"
+    if isinstance(prediction, DigitrecError):
+        caption = f"{path}: error: {prediction}"
+    else:
+        shown = "?" if prediction.digit is None else prediction.digit
+        caption = f"{path}: {shown} ({prediction.confidence:.1%})"
     try:
         write_strip(folder / f"{unique}.png", prediction.stages, caption)
     except OSError as exc:

@@ -33,6 +33,9 @@ def stage_strip(stages: dict, caption: str | None = None) -> np.ndarray:
         tiles = [np.zeros((TILE + LABEL, TILE, 3), np.uint8)]
     strip = np.hstack(tiles[:-1] if len(tiles) > 1 else tiles)
     if caption:
+        (text_width, _), _ = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        if text_width + 8 > strip.shape[1]:  # a short strip (a failed image): room for the caption
+            strip = np.pad(strip, ((0, 0), (0, text_width + 8 - strip.shape[1]), (0, 0)), constant_values=40)
         head = np.full((24, strip.shape[1], 3), 255, np.uint8)
         cv2.putText(head, caption, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         strip = np.vstack([head, strip])
