@@ -27,6 +27,7 @@ from digitrec.preprocess.noise import median_u8, paper_noise, robust_sigma
 SMALL_SIDE = 128
 FLAT_FRACTION = 0.4
 MIN_RANGE = 12  # grey levels: an image flatter than this holds no ink
+MIN_DEPTH = 16  # grey levels: a stroke's core is at least this much darker than its paper
 MIN_CONTRAST = 0.08  # a stroke's core absorbs at least 8% of the paper's light; less is a blank page
 WEAK_CONTRAST = 0.03  # faint edges of a pencil stroke, kept when attached to a core
 HOLLOW_DEPTH = 0.3  # paper estimate under a blob darker than around it by this much of the ink's depth: a swallowed stroke
@@ -69,7 +70,9 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
             contrast, lines, line_angles = remove_lines(contrast, paper_noise(contrast), underline_only=small)
         contrast = _denoise(contrast, width)
         noise = paper_noise(contrast)
-        mask, level = ink_mask(contrast, noise)
+        # Grey levels below the paper: a stroke's core is at least MIN_DEPTH darker, whatever the
+        # exposure (contrast alone would let grain on a dark page pass for ink).
+        mask, level = ink_mask(contrast, noise, contrast * np.maximum(background, 16.0) >= MIN_DEPTH)
         core = (mask > 0) & (contrast > level / 2)  # width at half the ink's depth, as a pen's width is
         measured = stroke_width(core) if core.any() else width
         # A grainy pencil's or a marker's rough mask can miss part of the width, and a closing
@@ -231,12 +234,13 @@ def _denoise(contrast: np.ndarray, width: float) -> np.ndarray:
     return cv2.GaussianBlur(contrast, (0, 0), sigma)
 
 
-def ink_mask(contrast: np.ndarray, noise: float) -> tuple[np.ndarray, float]:
+def ink_mask(contrast: np.ndarray, noise: float, deep: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Hysteresis threshold -> (uint8 mask, ink level).
 
-    Strong pixels: above Otsu's split of the clearly-not-paper pixels (ink cores), and above
-    MIN_CONTRAST. Weak pixels, kept when connected to a strong one: above a third of the ink level
-    (anti-aliased edges, faint parts of a pencil stroke). Both stay above the paper's noise.
+    Strong pixels: above Otsu's split of the clearly-not-paper pixels (ink cores), above
+    MIN_CONTRAST and, where `deep` is given, at least MIN_DEPTH grey levels under the paper. Weak
+    pixels, kept when connected to a strong one: above a third of the ink level (anti-aliased
+    edges, faint parts of a pencil stroke). Both stay above the paper's noise.
     """
     floor = max(WEAK_CONTRAST, NOISE_SIGMAS * noise)
     candidates = contrast[contrast > floor]
@@ -246,6 +250,8 @@ def ink_mask(contrast: np.ndarray, noise: float) -> tuple[np.ndarray, float]:
     values = np.clip(candidates * 255, 0, 255).astype(np.uint8).reshape(-1, 1)
     otsu, _ = cv2.threshold(values, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     strong = contrast > max(MIN_CONTRAST, floor, otsu / 255.0)
+    if deep is not None:
+        strong &= deep
     if not strong.any():
         return empty, 0.0
     level = float(np.percentile(contrast[strong], 90))
