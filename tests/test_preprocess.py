@@ -111,7 +111,8 @@ def test_blank_pages_have_no_ink():
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:300, 0:400]
     lit = (230 - 60 * xx / 400 + rng.normal(0, 2, (300, 400))).clip(0, 255).astype(np.uint8)
-    for page in (np.full((300, 400), 255, np.uint8), lit, np.zeros((40, 40), np.uint8)):
+    small = (235 - np.mgrid[0:90, 0:90][1] / 4 + rng.normal(0, 2, (90, 90))).clip(0, 255).astype(np.uint8)
+    for page in (np.full((300, 400), 255, np.uint8), lit, small, np.zeros((40, 40), np.uint8)):
         with pytest.raises(ImageError, match="no ink found"):
             normalize_digit(page)
 
