@@ -100,13 +100,15 @@ def write_mistakes(folder: Path, rec, source: str, names, items, labels, predict
         except DigitrecError as exc:
             stages["error: " + str(exc)[:30]] = np.zeros((28, 28), np.uint8)
         stem = Path(name.replace("#", "_")).stem
-        write_strip(folder / source / f"{stem}_true{label}_got{guess}.png", stages, f"{source}/{name}: {label} read as {guess}")
+        write_strip(folder / source / f"{stem}_true{label}_got{guess}.png", stages,
+                    f"{source}/{name}: {label} read as {guess}")
 
 
 def main(argv: list[str] | None = None) -> int:
     from digitrec.runtime import Recognizer, default_model_path
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DIGITREC_EXTERNAL", DEFAULT_DATA)))
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated source names")
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# command: python benchmarks/external.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, matmul {matmul_gflops():.0f} GFLOP/s")
     print(f"# model: {model} ({rec.card.get('name', '?')})\n")
-    header = f"{'source':18s} {'images':>6s} {'naive':>7s} {'digitrec':>8s} {'target':>7s}  {'ms/img':>6s}  top confusions (true->read)"
+    header = (f"{'source':18s} {'images':>6s} {'naive':>7s} {'digitrec':>8s} {'target':>7s}  {'ms/img':>6s}  "
+              "top confusions (true->read)")
     print(header)
     print("-" * len(header))
     all_ok = True

@@ -27,7 +27,8 @@ def page_with(digit28: np.ndarray, height: int = 120, size: tuple[int, int] = (2
     page = np.full(size, paper, np.float32)
     top, left = at or ((size[0] - big.shape[0]) // 2, (size[1] - big.shape[1]) // 2)
     region = page[top : top + big.shape[0], left : left + big.shape[1]]
-    region[:] = region * (1 - big[: region.shape[0], : region.shape[1]]) + ink * big[: region.shape[0], : region.shape[1]]
+    big = big[: region.shape[0], : region.shape[1]]
+    region[:] = region * (1 - big) + ink * big
     return page.astype(np.uint8)
 
 

@@ -79,12 +79,15 @@ def select_digit(mask: np.ndarray, contrast: np.ndarray, lines: np.ndarray | Non
     for blob in blobs:
         blob.on_line = float(on_line[blob.label])
     # Ruled lines and page edges go, unless they are all there is (then the 'line' is a 1).
-    candidates = [b for b in blobs if not _is_line(b, mask.shape) and not _parallel_rule(b, mask.shape, line_angles)] or blobs
+    lines_left = [b for b in blobs if _is_line(b, mask.shape) or _parallel_rule(b, mask.shape, line_angles)]
+    candidates = [b for b in blobs if b not in lines_left] or blobs
     biggest = max(b.area for b in candidates)
     candidates = [b for b in candidates if b.area >= SPECK_FRACTION * biggest]
     main = max(candidates, key=_digit_score)
     # Erased ruled lines cut strokes into pieces: bridge gaps as wide as their bands.
-    bridge = 2 * float(cv2.distanceTransform(lines, cv2.DIST_L2, 3).max()) + 2 if lines is not None and lines.any() else 0.0
+    bridge = 0.0
+    if lines is not None and lines.any():
+        bridge = 2 * float(cv2.distanceTransform(lines, cv2.DIST_L2, 3).max()) + 2
     group = [main]
     x0, y0, x1, y1 = main.x, main.y, main.x + main.w, main.y + main.h
     grown = True
@@ -134,7 +137,8 @@ def _digit_score(blob: Blob) -> float:
     """Strong blobs win; one cut by the image border is likely a neighbour's sliver or a page edge,
     a long thin one a leftover piece of a ruled line (a 1 is rarely over 10 times longer than wide)."""
     on_line = blob.on_line >= ON_LINE  # mostly along an erased rule: likely what is left of it
-    return blob.strength * (0.3 if blob.edges else 1.0) * (0.2 if blob.elongation > 10 else 1.0) * (0.3 if on_line else 1.0)
+    score = blob.strength * (0.3 if blob.edges else 1.0) * (0.3 if on_line else 1.0)
+    return score * (0.2 if blob.elongation > 10 else 1.0)
 
 
 def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float = 0.0) -> bool:

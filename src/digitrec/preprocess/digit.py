@@ -36,7 +36,8 @@ def normalize_digit(grey: np.ndarray, stages: dict | None = None) -> np.ndarray:
     return digit_views(grey, stages, squeezes=(1.0,))[0]
 
 
-def digit_views(grey: np.ndarray, stages: dict | None = None, squeezes: tuple[float, ...] = VIEW_SQUEEZES) -> np.ndarray:
+def digit_views(grey: np.ndarray, stages: dict | None = None,
+                squeezes: tuple[float, ...] = VIEW_SQUEEZES) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> uint8 (V, 28, 28): the MNIST form of the digit, one view per
     horizontal squeeze factor (1.0 = as written). Averaging the model over narrowed views makes it
     robust to digits wider than MNIST's narrow hands: boxes that stretch digits to fill them

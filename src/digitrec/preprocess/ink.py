@@ -30,7 +30,8 @@ MIN_RANGE = 12  # grey levels: an image flatter than this holds no ink
 MIN_DEPTH = 16  # grey levels: a stroke's core is at least this much darker than its paper
 MIN_CONTRAST = 0.08  # a stroke's core absorbs at least 8% of the paper's light; less is a blank page
 WEAK_CONTRAST = 0.03  # faint edges of a pencil stroke, kept when attached to a core
-HOLLOW_DEPTH = 0.3  # paper estimate under a blob darker than around it by this much of the ink's depth: a swallowed stroke
+# A paper estimate under a blob darker than around it by this much of the ink's depth: a stroke swallowed.
+HOLLOW_DEPTH = 0.3
 NOISE_SIGMAS = 5.0  # thresholds sit this many noise standard deviations above the paper
 
 

@@ -36,6 +36,8 @@ SMALL_ATOM = 0.5
 SMALL_CHAIN = 0.35
 # Components wider than this many digit heights may be several touching digits: they get cuts.
 SPLIT_WIDTH = 0.8
+# A seam strays at most this many digit heights from where it starts (slanted digits).
+SEAM_BAND = 0.15
 # Straight runs longer than this many digit heights are rules, underlines or frame edges.
 RULE_LENGTH = 2.2
 
@@ -354,7 +356,7 @@ def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
     # no minimum at all.
     step = max(2, int(0.3 * height))
     xs += list(range(margin + step // 2, atom.w - margin, step))
-    band = max(2, int(0.15 * height))
+    band = max(2, int(SEAM_BAND * height))
     seams = []
     rows = np.arange(atom.h)
     for x0 in sorted(set(xs)):
