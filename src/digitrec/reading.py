@@ -248,11 +248,17 @@ def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[li
     lines = [(t, d) for t, d in lines if d and np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE]
     if not lines:
         return []
-    main_line, _ = max(lines, key=lambda td: sum(x.confidence for x in td[1]))
+    # The number is the biggest writing: the main line is the one with the most confident ink
+    # (confidence times digit area), so a long row of hatching or border texture read as small
+    # 1s does not outweigh two large digits.
+    def size(d: list[ReadDigit]) -> float:
+        return float(np.median([x.box[3] for x in d]))
+
+    main_line, main_digits = max(lines, key=lambda td: sum(x.confidence for x in td[1]) * size(td[1]) ** 2)
     kept = []
     for t, d in lines:
         if t is not main_line:
-            if t.height < MIN_LINE_HEIGHT * main_line.height:
+            if t.height < MIN_LINE_HEIGHT * main_line.height or size(d) < MIN_LINE_HEIGHT * size(main_digits):
                 continue
             if len(d) == 1 and (d[0].confidence < LONE_DIGIT_CONFIDENCE or t.height < 0.8 * main_line.height):
                 continue
