@@ -150,6 +150,22 @@ def test_trailing_zeros_written_smaller_are_read(recognizer, easy_digits):
     assert right >= 7, list(zip(texts, [label for _, label in cases]))
 
 
+def test_a_row_of_small_strokes_under_the_number_is_not_a_line(recognizer, easy_digits):
+    # Hatching or a scanner border's texture under a row number: many small strokes that each
+    # read as a 1. The number is the biggest writing; the strokes are dropped.
+    rng = np.random.default_rng(9)
+    number, label = bench.make_number(rng, *easy_digits, 2, "separated")
+    paper = int(np.median(number))
+    page = np.full((number.shape[0] + 60, max(number.shape[1], 260)), paper, np.uint8)
+    page[: number.shape[0], : number.shape[1]] = number
+    ink, rows = int(number.min()), np.nonzero((number < paper - 60).any(axis=1))[0]
+    stroke = max(6, int(0.4 * (rows.max() - rows.min())))  # 0.4 digit heights
+    for k in range(14):
+        x = 10 + 17 * k
+        cv2.line(page, (x, number.shape[0] + 15), (x + 2, number.shape[0] + 15 + stroke), ink, 2)
+    assert recognizer.read(page).line_texts == [label]
+
+
 @pytest.mark.parametrize("page", ["blank", "specks", "rules"])
 def test_no_digits_is_an_error(recognizer, page):
     image = np.full((300, 400), 235, np.uint8)

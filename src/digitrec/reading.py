@@ -248,13 +248,17 @@ def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[li
     lines = [(t, d) for t, d in lines if d and np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE]
     if not lines:
         return []
-    # The number is the biggest writing: the main line is the one with the most confident ink
-    # (confidence times digit area), so a long row of hatching or border texture read as small
-    # 1s does not outweigh two large digits.
+    # The number is the biggest writing: the main line is the one with the biggest confident
+    # digits (mean confidence times digit area, times the square root of the number of digits:
+    # a long row of hatching or border texture read as small 1s does not outweigh two large
+    # digits, nor a lone stroke a number).
     def size(d: list[ReadDigit]) -> float:
         return float(np.median([x.box[3] for x in d]))
 
-    main_line, main_digits = max(lines, key=lambda td: sum(x.confidence for x in td[1]) * size(td[1]) ** 2)
+    def weight(td: tuple[TextLine, list[ReadDigit]]) -> float:
+        return float(np.mean([x.confidence for x in td[1]])) * size(td[1]) ** 2 * len(td[1]) ** 0.5
+
+    main_line, main_digits = max(lines, key=weight)
     kept = []
     for t, d in lines:
         if t is not main_line:
