@@ -99,7 +99,7 @@ def write_mistakes(folder: Path, rec, source: str, names, items, labels, predict
             rec.preprocess(item, stages)
         except DigitrecError as exc:
             stages["error: " + str(exc)[:30]] = np.zeros((28, 28), np.uint8)
-        stem = Path(name.replace("#", "_")).stem
+        stem = name.replace(".npz#", "_") if "#" in name else Path(name).stem  # usps_train.npz#5 -> usps_train_5
         write_strip(folder / source / f"{stem}_true{label}_got{guess}.png", stages,
                     f"{source}/{name}: {label} read as {guess}")
 

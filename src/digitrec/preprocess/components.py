@@ -68,10 +68,13 @@ def _principal_axes(pixels: np.ndarray) -> tuple[float, float]:
 
 
 def select_digit(mask: np.ndarray, contrast: np.ndarray, lines: np.ndarray | None = None,
-                 line_angles: list[float] | tuple = ()) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+                 line_angles: list[float] | tuple = (), *,
+                 slivers: bool = True) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """-> (uint8 mask of the digit's blobs, bounding box x, y, w, h), or None when there is no digit.
     `lines`, `line_angles`: where ruled lines were erased and their directions; what is left of them
-    (or of rules too short to be found, parallel to them) is not the digit."""
+    (or of rules too short to be found, parallel to them) is not the digit. `slivers`: the image
+    may be cut from a page, with pieces of the neighbouring digits at its border (not so for a
+    digital drawing or a normalised scan, where every piece belongs to the one digit)."""
     labels, blobs = blobs_of(mask, contrast)
     if not blobs:
         return None
@@ -94,7 +97,7 @@ def select_digit(mask: np.ndarray, contrast: np.ndarray, lines: np.ndarray | Non
     while grown:  # the digit grows piece by piece, so pieces reach further pieces
         grown = False
         for blob in sorted(candidates, key=lambda b: -b.strength):
-            if blob in group or not _joins(blob, main, (x0, y0, x1, y1), bridge):
+            if blob in group or not _joins(blob, main, (x0, y0, x1, y1), bridge, slivers):
                 continue
             group.append(blob)
             x0, y0 = min(x0, blob.x), min(y0, blob.y)
@@ -141,7 +144,8 @@ def _digit_score(blob: Blob) -> float:
     return score * (0.2 if blob.elongation > 10 else 1.0)
 
 
-def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float = 0.0) -> bool:
+def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float = 0.0,
+           slivers: bool = True) -> bool:
     x0, y0, x1, y1 = box
     size = max(main.w, main.h)  # the first blob's: a growing group must not reach ever further
     gap_x = max(0, x0 - (blob.x + blob.w), blob.x - x1)
@@ -152,7 +156,7 @@ def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float
     if blob.on_line >= 0.8 and blob.elongation > 6:
         return False
     # Cut by a border the digit does not touch: a sliver of the neighbouring digit.
-    if blob.edges - main.edges and blob.area < 0.5 * main.area:
+    if slivers and blob.edges - main.edges and blob.area < 0.5 * main.area:
         return False
     if blob.area < SMALL_FRACTION * main.area:
         # Small pieces join only over or under the digit (a 5's bar), not beside it (a trailing dot).

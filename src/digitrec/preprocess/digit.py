@@ -59,7 +59,9 @@ def find_digit(grey: np.ndarray, stages: dict | None = None) -> np.ndarray:
     Raises ImageError when there is no ink."""
     work = working_copy(grey)
     ink = find_ink(work, stages)
-    chosen = select_digit(ink.mask, ink.contrast, ink.lines, ink.line_angles) if ink.mask.any() else None
+    chosen = None
+    if ink.mask.any():
+        chosen = select_digit(ink.mask, ink.contrast, ink.lines, ink.line_angles, slivers=not ink.flat)
     if chosen is None:
         raise ImageError("no ink found: the image looks blank (no digit darker or lighter than its background)")
     mask, (x, y, w, h) = chosen

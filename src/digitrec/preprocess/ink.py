@@ -45,13 +45,14 @@ class InkMap:
     noise: float  # standard deviation of the paper's contrast
     lines: np.ndarray | None = None  # uint8 (H, W): bands where ruled lines were erased
     line_angles: list = field(default_factory=list)  # their directions, degrees in [0, 180)
+    flat: bool = False  # a digital drawing or a normalised scan (one exact grey covers much of it)
 
 
 def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
     """uint8 (H, W) grey, either polarity -> InkMap. Raises nothing: an empty mask means no ink."""
     if int(grey.max()) - int(grey.min()) < MIN_RANGE:  # one flat grey: nothing written
         empty = np.zeros(grey.shape, np.uint8)
-        return InkMap(np.zeros(grey.shape, np.float32), empty, 0.0, 0.0, False, 0.0)
+        return InkMap(np.zeros(grey.shape, np.float32), empty, 0.0, 0.0, False, 0.0, flat=True)
     small, flat = max(grey.shape) < SMALL_SIDE, is_flat(grey)
     even = small or flat  # evenly lit: lighting correction is moot, the raw histogram is enough
     bright = ink_is_bright(grey, even)
@@ -93,7 +94,7 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
         if lines.any():
             stages["lines"] = lines
         stages["mask"] = mask
-    return InkMap(contrast, mask, measured, level, bright, noise, lines, line_angles)
+    return InkMap(contrast, mask, measured, level, bright, noise, lines, line_angles, flat)
 
 
 def is_evenly_lit(grey: np.ndarray) -> bool:
