@@ -143,6 +143,7 @@ def test_fit_and_centre_matches_mnist_geometry():
     squeezed = digit_views(np.pad(255 - np.kron(np.eye(8, dtype=np.uint8) * 255, np.ones((10, 10), np.uint8)), 20,
                                   constant_values=255))
     assert squeezed.shape == (3, 28, 28)
+    assert digit_views(digit).shape == (1, 28, 28)  # MNIST form: the one view, unchanged
 
 
 @pytest.mark.mnist

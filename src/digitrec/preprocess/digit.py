@@ -43,13 +43,13 @@ def digit_views(grey: np.ndarray, stages: dict | None = None,
     """uint8 (H, W) grey, any polarity -> uint8 (V, 28, 28): the MNIST form of the digit, one view per
     horizontal squeeze factor (1.0 = as written). Averaging the model over narrowed views makes it
     robust to digits wider than MNIST's narrow hands: boxes that stretch digits to fill them
-    (NIST, Semeion), European 1s with long flags."""
+    (NIST, Semeion), European 1s with long flags. An image already in MNIST form is one view."""
     if stages is not None:
         stages["input"] = grey
-    if is_mnist_like(grey):
+    if is_mnist_like(grey):  # already in MNIST form: the model sees exactly it, as in `evaluate`
         if stages is not None:
             stages["mnist"] = grey
-        return np.stack([grey.copy() if s == 1.0 else fit_and_centre(ink_crop_of(grey), squeeze=s) for s in squeezes])
+        return grey.copy()[None]
     crop = find_digit(grey, stages)
     return np.stack([fit_and_centre(crop, stages if i == 0 else None, squeeze=s) for i, s in enumerate(squeezes)])
 
@@ -74,12 +74,6 @@ def find_digit(grey: np.ndarray, stages: dict | None = None) -> np.ndarray:
         stages["digit"] = mask
         stages["crop"] = (crop * 255).astype(np.uint8)
     return crop
-
-
-def ink_crop_of(digit28: np.ndarray) -> np.ndarray:
-    """An MNIST-form image -> its ink's bounding box."""
-    ys, xs = np.nonzero(digit28)
-    return digit28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(xs) else digit28
 
 
 def working_copy(grey: np.ndarray) -> np.ndarray:
