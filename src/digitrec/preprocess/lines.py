@@ -101,16 +101,23 @@ def _is_underline(segment, height: int) -> bool:
 
 
 def _refine(contrast: np.ndarray, segment, thickness: int, threshold: float):
-    """The Hough segment, found on a reduced copy, is a pixel or two off: fit a line to the inked
-    pixels within two thicknesses of it, at full resolution."""
+    """The Hough segment, found on a reduced copy, is a pixel or two off: along it, find the inked
+    pixel within two thicknesses across, and fit a line to those points at full resolution."""
+    x0, y0, x1, y1 = (float(v) for v in segment)
+    length = max(1.0, np.hypot(x1 - x0, y1 - y0))
+    nx, ny = -(y1 - y0) / length, (x1 - x0) / length
+    t = np.linspace(0, 1, max(16, int(length / 2)))
+    offsets = np.arange(-2 * thickness, 2 * thickness + 1, dtype=np.float32)
     h, w = contrast.shape
-    near = np.zeros((h, w), np.uint8)
-    cv2.line(near, tuple(int(v) for v in segment[:2]), tuple(int(v) for v in segment[2:]), 255, 4 * thickness + 1)
-    ys, xs = np.nonzero((near > 0) & (contrast > threshold))
-    if len(xs) < 10:
+    xs = x0 + t[None] * (x1 - x0) + offsets[:, None] * nx  # (offsets, samples)
+    ys = y0 + t[None] * (y1 - y0) + offsets[:, None] * ny
+    values = contrast[np.clip(np.round(ys), 0, h - 1).astype(int), np.clip(np.round(xs), 0, w - 1).astype(int)]
+    best = values.argmax(axis=0)
+    inked = values[best, np.arange(len(t))] > threshold
+    if inked.sum() < 10:
         return segment
-    step = max(1, len(xs) // 2000)  # a least-squares line needs no more points
-    points = np.column_stack([xs[::step], ys[::step]]).astype(np.float32)
+    columns = np.arange(len(t))[inked]
+    points = np.column_stack([xs[best[inked], columns], ys[best[inked], columns]]).astype(np.float32)
     vx, vy, cx, cy = cv2.fitLine(points, cv2.DIST_L2, 0, 0.01, 0.01).ravel()
     return (cx - 100 * vx, cy - 100 * vy, cx + 100 * vx, cy + 100 * vy)
 
