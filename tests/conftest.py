@@ -48,6 +48,27 @@ def mnist(real_mnist_env):
                 os.environ[k] = v
 
 
+@pytest.fixture
+def real_data(mnist, real_mnist_env, monkeypatch):
+    """Point the product's own loader at the real MNIST cache (the autouse fixture hides it)."""
+    for k, v in real_mnist_env.items():
+        monkeypatch.setenv(k, v)
+    if "XDG_CACHE_HOME" not in real_mnist_env:
+        monkeypatch.delenv("XDG_CACHE_HOME")
+    return mnist
+
+
+def run_main(args, capsys):
+    """The CLI as users run it (errors become `Error: ...` and exit 1), in-process.
+    -> (exit code, stdout, stderr)."""
+    from digitrec.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir():
     """Where tests leave files a person may want to look at (screenshots, reports)."""

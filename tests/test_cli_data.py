@@ -38,11 +38,7 @@ def test_fetch_with_no_source_fails_cleanly(tmp_path):
 
 
 @pytest.mark.mnist
-def test_info_and_explore_on_real_mnist(mnist, real_mnist_env, tmp_path, monkeypatch):
-    for k, v in real_mnist_env.items():
-        monkeypatch.setenv(k, v)
-    if "XDG_CACHE_HOME" not in real_mnist_env:
-        monkeypatch.delenv("XDG_CACHE_HOME")
+def test_info_and_explore_on_real_mnist(real_data, tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["data", "info", "--json"])
     assert result.exit_code == 0, result.output

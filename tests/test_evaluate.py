@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from digitrec.cli import cli, main
+from conftest import run_main
+from digitrec.cli import cli
 
 pytestmark = pytest.mark.mnist
 
@@ -73,21 +74,6 @@ def models(linear, tmp_path_factory):
     }
 
 
-@pytest.fixture
-def real_data(mnist, real_mnist_env, monkeypatch):
-    for k, v in real_mnist_env.items():
-        monkeypatch.setenv(k, v)
-    if "XDG_CACHE_HOME" not in real_mnist_env:
-        monkeypatch.delenv("XDG_CACHE_HOME")
-    return mnist
-
-
-def run_main(args, capsys):
-    """The CLI as users run it (errors become `Error: ...` and exit 1), in-process."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, linear, tmp_path, artifacts_dir):

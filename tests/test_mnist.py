@@ -16,15 +16,11 @@ def test_real_mnist_shapes_counts_and_mean(mnist):
     assert train_x.mean() == pytest.approx(33.32, abs=0.01)
 
 
-def test_loading_is_fast(mnist, real_mnist_env, monkeypatch):
+def test_loading_is_fast(real_data):
     import time
 
     from digitrec import data
 
-    for k, v in real_mnist_env.items():
-        monkeypatch.setenv(k, v)
-    if "XDG_CACHE_HOME" not in real_mnist_env:
-        monkeypatch.delenv("XDG_CACHE_HOME")
     start = time.perf_counter()
     data.load_mnist("train")
     # generous bound for a loaded shared machine; typically ~0.15 s

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from digitrec.checkpoint import load_model, read_metrics
-from digitrec.cli import main
+from conftest import run_main
 from digitrec.errors import DigitrecError
 from digitrec.train import Callbacks, TrainConfig, load_recipe, train
 from digitrec.train.augment import add_glyph_variants, augment_batch, change_stroke_width, fill_box_affine
@@ -166,21 +166,6 @@ def test_resume_after_a_kill_ends_with_the_same_weights(mnist, tmp_path):
 # --- the command -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def real_data(mnist, real_mnist_env, monkeypatch):
-    """Point the product's own loader at the real MNIST cache (the autouse fixture hides it)."""
-    for k, v in real_mnist_env.items():
-        monkeypatch.setenv(k, v)
-    if "XDG_CACHE_HOME" not in real_mnist_env:
-        monkeypatch.delenv("XDG_CACHE_HOME")
-    return mnist
-
-
-def run_main(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_cli_train_prints_a_json_summary_last(real_data, tmp_path, capsys):
