@@ -74,9 +74,6 @@ def paper_photo(digit28: np.ndarray, rng: np.random.Generator, *, size: tuple[in
 def write_linear_onnx(path, weight: np.ndarray, bias: np.ndarray, card: dict | None = None):
     """A tiny ONNX classifier that follows the model contract: image float32 (N, 1, 28, 28) ->
     logits (N, 10) = flatten(image) @ weight + bias. Enough to test everything but accuracy."""
-    import json
-
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
@@ -89,7 +86,17 @@ def write_linear_onnx(path, weight: np.ndarray, bias: np.ndarray, card: dict | N
         [numpy_helper.from_array(weight.astype(np.float32), "weight"),
          numpy_helper.from_array(bias.astype(np.float32), "bias")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return save_graph(graph, path, card)
+
+
+def save_graph(graph, path, card: dict | None = None, opset: int = 17):
+    """An ONNX graph -> a model file, with the digitrec card in its metadata when given."""
+    import json
+
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     if card is not None:
         helper.set_model_props(model, {"digitrec": json.dumps(card)})

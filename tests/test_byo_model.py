@@ -17,6 +17,7 @@ from digitrec.cli import main
 from digitrec.errors import ModelError
 from digitrec.model_adapter import ModelAdapter, normalise_scores, softmax
 from digitrec.runtime import Recognizer
+from predict_helpers import save_graph
 
 RNG = np.random.default_rng(0)
 W = RNG.normal(0, 0.05, (784, 10)).astype(np.float32)
@@ -28,7 +29,6 @@ def write_model(path: Path, item_shape: tuple, *, final: str | None = None, card
                 batch: int | str = "n", scale: float = 1.0) -> Path:
     """A tiny ONNX classifier: x (batch, *item_shape) -> Reshape (batch, 784) -> x @ (W * scale) + B
     -> optional final operator (Sigmoid, Softmax, LogSoftmax)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [helper.make_node("Reshape", ["x", "flat_shape"], ["flat"]),
@@ -43,12 +43,7 @@ def write_model(path: Path, item_shape: tuple, *, final: str | None = None, card
         [numpy_helper.from_array(np.array([-1, 784], np.int64), "flat_shape"),
          numpy_helper.from_array(W * np.float32(scale), "W"), numpy_helper.from_array(B, "B")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if card is not None:
-        helper.set_model_props(model, {"digitrec": json.dumps(card)})
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path, card)
 
 
 def reference(digits: np.ndarray, final: str | None, pixel_scale: float = 1 / 255) -> np.ndarray:

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import run_main
+from predict_helpers import write_linear_onnx
 from digitrec.cli import cli
 
 pytestmark = pytest.mark.mnist
@@ -36,23 +37,7 @@ def linear_model(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
 
 def write_onnx(path: Path, weight: np.ndarray, bias: np.ndarray, card: dict | None) -> Path:
     """The model contract: input float32 (N, 1, 28, 28) in [0, 1] -> logits (N, classes)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", ["image"], ["flat"], axis=1),
-         helper.make_node("Gemm", ["flat", "W", "b"], ["logits"])],
-        "linear",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", weight.shape[1]])],
-        [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if card is not None:
-        helper.set_model_props(model, {"digitrec": json.dumps(card)})
-    onnx.save(model, str(path))
-    return path
+    return write_linear_onnx(path, weight, bias, card)
 
 
 @pytest.fixture(scope="module")
