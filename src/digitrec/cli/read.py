@@ -7,22 +7,6 @@ from pathlib import Path
 
 import click
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"}
-
-
-def _expand(paths: tuple[str, ...]) -> list[str]:
-    """Folders -> the image files in them (recursively, case-insensitive suffixes: scans often
-    come as `.Jpg`); files and '-' (stdin) as given."""
-    out: list[str] = []
-    for p in paths:
-        path = Path(p)
-        if p != "-" and path.is_dir():
-            out += sorted(str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            out.append(p)
-    return out
-
-
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "model", type=click.Path(dir_okay=False), default=None,
@@ -43,21 +27,19 @@ def read(ctx, paths, model, as_json, debug_dir):
       digitrec read scans/ --json
       digitrec read cheque.png --debug out/
     """
-    import sys
-
     import cv2
 
+    from digitrec.cli.inputs import expand_paths, read_input
     from digitrec.errors import DigitrecError
     from digitrec.reading import draw_reading
     from digitrec.runtime import Recognizer
 
     recognizer = Recognizer(model)
     results = []
-    for path in _expand(paths):
+    for path in expand_paths(paths):
         entry = {"path": path, "text": None, "confidence": None, "digits": [], "lines": [], "error": None}
         try:
-            source = sys.stdin.buffer.read() if path == "-" else path
-            reading = recognizer.read(source, debug=debug_dir is not None)
+            reading = recognizer.read(read_input(path), debug=debug_dir is not None)
             entry.update(reading.to_dict())
             if debug_dir:
                 out = Path(debug_dir)
