@@ -15,7 +15,6 @@ from digitrec.cli import cli
 from digitrec.errors import ImageError
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_MODEL = Path("/tmp/dev/dev_model.onnx")  # a development model, used only until the shipped one exists
 
 
 def _load_benchmark():
@@ -33,11 +32,9 @@ bench = _load_benchmark()
 def model_path():
     from digitrec.runtime import default_model_path
 
-    if default_model_path().is_file():
-        return str(default_model_path())
-    if DEV_MODEL.is_file():
-        return str(DEV_MODEL)
-    pytest.skip("no ONNX model yet (the shipped model lands with the training work)")
+    # The shipped model: a missing one must fail here, never skip.
+    assert default_model_path().is_file(), f"shipped model missing: {default_model_path()}"
+    return str(default_model_path())
 
 
 @pytest.fixture(scope="session")
