@@ -118,22 +118,6 @@ def _answer_chunks(recognizer, prepared: Iterator, top: int, chunk: int) -> Iter
     for views in prepared:
         batch.append(views)
         if len(batch) == chunk:
-            yield from _answer(recognizer, batch, top)
+            yield from recognizer.answer_views(batch, top)
             batch = []
-    yield from _answer(recognizer, batch, top)
-
-
-def _answer(recognizer, batch: list, top: int) -> list:
-    """Views of many inputs -> their answers, through one model call (views of an input averaged)."""
-    good = [v for v in batch if not isinstance(v, DigitrecError)]
-    if not good:
-        return batch
-    probs = recognizer.predict_probabilities(np.concatenate(good))
-    out, start = [], 0
-    for views in batch:
-        if isinstance(views, DigitrecError):
-            out.append(views)
-            continue
-        out.append(recognizer._answer(probs[start : start + len(views)].mean(axis=0), views[0], top, {}))
-        start += len(views)
-    return out
+    yield from recognizer.answer_views(batch, top)

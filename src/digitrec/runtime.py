@@ -145,16 +145,24 @@ class Recognizer:
                 prepared = list(pool.map(prepare, images))
         else:
             prepared = [prepare(image) for image in images]
-        good = [i for i, (views, _) in enumerate(prepared) if not isinstance(views, DigitrecError)]
-        answers: list = [views for views, _ in prepared]
-        if good:
-            stacked = np.concatenate([prepared[i][0] for i in good])  # (sum of V, 28, 28)
-            probs = self.predict_probabilities(stacked)
-            start = 0
-            for i in good:
-                views, stages = prepared[i]
-                answers[i] = self._answer(probs[start : start + len(views)].mean(axis=0), views[0], top, stages)
-                start += len(views)
+        return self.answer_views([views for views, _ in prepared], top,
+                                 stages=[stages for _, stages in prepared])
+
+    def answer_views(self, batch: list, top: int = 3, *, stages: list | None = None) -> list:
+        """Views of many inputs (each uint8 (V, 28, 28), or the DigitrecError preparing it raised)
+        -> their answers in order, through one model call; an input's views are averaged."""
+        good = [views for views in batch if not isinstance(views, DigitrecError)]
+        if not good:
+            return list(batch)
+        probs = self.predict_probabilities(np.concatenate(good))  # (sum of V, 10)
+        answers, start = [], 0
+        for i, views in enumerate(batch):
+            if isinstance(views, DigitrecError):
+                answers.append(views)
+                continue
+            mean = probs[start : start + len(views)].mean(axis=0)
+            answers.append(self._answer(mean, views[0], top, stages[i] if stages else {}))
+            start += len(views)
         return answers
 
     # --- whole numbers ---
