@@ -13,6 +13,9 @@ from digitrec.preprocess import fit_and_centre, load_grey, normalize_digit
 from digitrec.preprocess.debug import stage_strip, write_strip
 from digitrec.preprocess.digit import STROKE_RANGE, RENDER, digit_views
 from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
+from digitrec.preprocess.components import label_blobs
+from digitrec.preprocess.lines import _may_hold_segment
+from digitrec.preprocess.noise import median, median_whole, percentile_whole
 
 GENERATED_CASES = 200
 
@@ -190,3 +193,77 @@ def test_find_ink_reports_polarity_and_width():
     ink = find_ink(page)
     assert not ink.bright_ink and 6 <= ink.stroke_width <= 12 and ink.ink_level > 0.5
     assert ink.mask[100, 100] == 255 and ink.mask[10, 10] == 0
+
+
+def test_quick_medians_and_percentiles_equal_numpys_to_the_last_bit():
+    """The preprocessing's medians skip np.median's full partition; they must not change a value."""
+    rng = np.random.default_rng(5)
+    for i in range(400):
+        n = int(rng.integers(1, 3000))
+        whole = rng.integers(-255 if i % 3 else 0, 256, n)
+        whole[rng.random(n) < rng.random()] = 0  # piled up on one level, as a photo's deviations are
+        for values in (whole.astype(np.float32), whole.astype(np.int16), np.abs(whole).astype(np.uint8)):
+            q = float(rng.choice([0.05, 25, 50, 90, rng.uniform(0, 100)]))
+            assert percentile_whole(values, q) == float(np.percentile(values, q))
+            if values.min() >= 0:
+                assert median_whole(values) == float(np.median(values))
+    for n in (8191, 8192, 50_001, 76_560):
+        grain = np.abs(rng.normal(0, 0.01, n)).astype(np.float32)
+        grain[rng.random(n) < 0.3] = 0
+        for values in (grain, np.sort(grain), rng.integers(0, 3, n).astype(np.float32)):
+            assert median(values) == float(np.median(values))
+
+
+def test_blobs_labelled_in_their_box_are_numbered_as_on_the_whole_mask():
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(30, 160, 2))
+        mask = np.zeros((h, w), np.uint8)
+        for _ in range(int(rng.integers(1, 8))):  # strokes and specks away from the corner, at odd places
+            x0, y0, x1, y1 = (int(v) for v in rng.integers(3, min(h, w) - 1, 4))
+            cv2.line(mask, (x0, y0), (x1, y1), 255, int(rng.integers(1, 4)))
+        mask[rng.random((h, w)) < 0.005] = 255
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        found = label_blobs(mask)
+        assert found.n == n and np.array_equal(found.image, labels) and np.array_equal(found.stats[1:], stats[1:])
+    empty = label_blobs(np.zeros((20, 30), np.uint8))
+    assert empty.n == 1 and not empty.image.any()
+
+
+def test_the_line_search_is_skipped_only_where_it_would_find_nothing():
+    rng = np.random.default_rng(7)
+    skipped = 0
+    for _ in range(300):
+        visible = np.zeros((240, 320), np.uint8)
+        for _ in range(int(rng.integers(0, 4))):  # straight strokes, some dashed, any angle
+            x0, y0, x1, y1 = (int(v) for v in rng.integers(0, 240, 4))
+            cv2.line(visible, (x0, y0), (x1 + 80, y1), 255, 1)
+            if rng.random() < 0.5:
+                visible[:, int(rng.integers(0, 300)) :: int(rng.integers(3, 9))] = 0
+        visible[rng.random(visible.shape) < 0.002] = 255
+        length, gap = int(rng.integers(60, 140)), int(rng.integers(3, 6))
+        if not _may_hold_segment(visible, length, gap):
+            skipped += 1
+            assert cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length,
+                                   maxLineGap=gap) is None
+    assert skipped > 30  # and it does skip
+    digit_only = np.zeros((240, 320), np.uint8)
+    cv2.circle(digit_only, (160, 120), 40, 255, 1)
+    rule = digit_only.copy()
+    cv2.line(rule, (0, 200), (319, 190), 255, 1)
+    assert not _may_hold_segment(digit_only, 108, 3) and _may_hold_segment(rule, 108, 3)
+
+
+def test_stroke_width_does_not_depend_on_where_the_strokes_are():
+    """It measures within the strokes' box: the same strokes anywhere on a page (or touching its
+    border) measure the same."""
+    page = np.full((120, 160), 230, np.uint8)
+    cv2.putText(page, "47", (20, 90), cv2.FONT_HERSHEY_SIMPLEX, 2.5, 30, 7)
+    mask = (page < 128).astype(np.uint8)
+    width = stroke_width(mask, page)
+    assert 6 <= width <= 12
+    for top, left in ((0, 0), (37, 5), (3, 41)):
+        moved = np.pad(page, ((top, 11), (left, 2)), constant_values=230)
+        assert stroke_width((moved < 128).astype(np.uint8), moved) == width
+    assert stroke_width(mask[:, 40:]) == stroke_width(np.pad(mask[:, 40:], 9))  # cut by the border
+    assert stroke_width(np.zeros((50, 50), np.uint8)) == 1.0

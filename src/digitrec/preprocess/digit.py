@@ -61,7 +61,8 @@ def find_digit(grey: np.ndarray, stages: dict | None = None) -> np.ndarray:
     ink = find_ink(work, stages)
     chosen = None
     if ink.mask.any():
-        chosen = select_digit(ink.mask, ink.contrast, ink.lines, ink.line_angles, slivers=not ink.flat)
+        chosen = select_digit(ink.mask, ink.contrast, ink.lines, ink.line_angles, slivers=not ink.flat,
+                              labelled=ink.labelled)
     if chosen is None:
         raise ImageError("no ink found: the image looks blank (no digit darker or lighter than its background)")
     mask, (x, y, w, h) = chosen

@@ -28,9 +28,9 @@ def remove_lines(contrast: np.ndarray, noise: float, *,
     it is thin (paper on both sides) and its extension across the whole image is inked along most
     of its length (LINE_SUPPORT): a rule crosses the page, a digit's straight stroke stops. The
     whole extended line is erased, except where a stroke crossing it is much darker than the line.
-    `underline_only`: a small crop of a scanned digit, where the only rule is one running under
-    the writing (the baseline of a form or a cheque): nearly level, in the lower part of the crop,
-    from one side to the other.
+    `noise`: the paper's noise in `contrast` (`noise.paper_noise`). `underline_only`: a small crop
+    of a scanned digit, where the only rule is one running under the writing (the baseline of a
+    form or a cheque): nearly level, in the lower part of the crop, from one side to the other.
     -> (contrast without lines, uint8 mask of the erased bands, the lines' angles in degrees)."""
     h, w = contrast.shape
     bands = np.zeros((h, w), np.uint8)
@@ -41,13 +41,16 @@ def remove_lines(contrast: np.ndarray, noise: float, *,
     f = max(1, round(min(h, w) / 256))
     small = contrast if f == 1 else cv2.resize(contrast, (w // f, h // f), interpolation=cv2.INTER_AREA)
     # Averaging down thins the grain faster than a 1 px line: judge visibility by the copy's noise.
-    visible = ((small > max(FAINTEST, 4 * paper_noise(small))) * 255).astype(np.uint8)
+    small_noise = noise if f == 1 else paper_noise(small)
+    visible = ((small > max(FAINTEST, 4 * small_noise)) * 255).astype(np.uint8)
     # Only thin things can be rules: drop the inside of fat strokes (fewer points to vote, and
     # the Hough transform's cost grows with them).
     visible &= ~cv2.erode(visible, np.ones((5, 5), np.uint8))
     length = int((UNDERLINE_SPAN * small.shape[1]) if underline_only else LINE_SPAN * min(small.shape))
-    segments = cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length,
-                               maxLineGap=max(3, min(small.shape) // 100))
+    gap = max(3, min(small.shape) // 100)
+    if not _may_hold_segment(visible, length, gap):
+        return contrast, bands, angles
+    segments = cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length, maxLineGap=gap)
     if segments is None:
         return contrast, bands, angles
     thickness = max(2 if underline_only else 3, round(max(h, w) / 400))
@@ -92,6 +95,23 @@ def remove_lines(contrast: np.ndarray, noise: float, *,
     # Keep what is much darker than the line itself: a stroke crossing it.
     cleaned[(bands > 0) & (contrast < LINE_KEEP * level + 2 * noise)] = 0
     return cleaned, bands, angles
+
+
+def _may_hold_segment(visible: np.ndarray, length: int, gap: int) -> bool:
+    """False when cv2.HoughLinesP(visible, ..., minLineLength=length, maxLineGap=gap) surely finds
+    nothing, for the cost of two projections instead of the transform (most photos of a digit on
+    plain paper). OpenCV keeps a segment when its ends are `length` apart in x or in y, walking
+    along it over at most `gap` empty pixels between points: so the columns (or rows) holding
+    points must span `length` with no hole wider than `gap`."""
+    for axis in (0, 1):
+        at = np.flatnonzero(visible.any(axis=axis))
+        if at.size == 0:
+            return False
+        holes = np.flatnonzero(np.diff(at) > gap + 1)  # the stretch before each of them ends there
+        starts, ends = at[np.r_[0, holes + 1]], at[np.r_[holes, at.size - 1]]
+        if (ends - starts).max() >= length:
+            return True
+    return False
 
 
 def _is_underline(segment, height: int) -> bool:
