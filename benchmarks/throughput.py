@@ -274,6 +274,7 @@ def end_to_end(model_path: Path, folder: Path, paths: list[Path], labels: np.nda
     clock = time.process_time()
     recognizer.predict_probabilities(np.concatenate(views))
     result["model_ms"] = (time.process_time() - clock) / len(subset) * 1e3
+    result["views_per_photo"] = sum(len(v) for v in views) / len(subset)
     cv2.setNumThreads(-1)
     reduced = [recognizer.predict(decode_reduced(str(p), BULK_SIDE)) for p in subset]
     conf = np.array([a["confidence"] for a in answers[: len(subset)]])
@@ -284,6 +285,36 @@ def end_to_end(model_path: Path, folder: Path, paths: list[Path], labels: np.nda
 
 # ---------- report ----------
 
+def report_model_alone(model_path: Path, card: dict, checkpoint: str | None, threads: int, seconds: float,
+                       flops: float) -> dict:
+    """Prints the machine's peak and the model alone against it; -> what --json keeps of them."""
+    # The peak is measured before and after the model (the best of both): other processes depress
+    # it for a while, and a depressed peak would flatter the model's fraction of it.
+    before = matmul_peaks(threads, seconds)
+    alone = model_alone(model_path, card, checkpoint, threads, seconds)
+    after = matmul_peaks(threads, seconds)
+    peaks = {k: max(before[k], after[k]) for k in before}
+    peak = max(peaks.values())
+    one_core = matmul_peaks(1, seconds)["onnxruntime"]
+    print(f"float32 2048x2048 matmul, {threads} threads, GFLOP/s (best of before and after the model): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + f"  -> peak {peak:.0f}"
+          + f"  (onnxruntime on 1 thread: {one_core:.0f})")
+    print(f"\n## the model alone (images/s; GFLOP/s; % of the {peak:.0f} GFLOP/s peak)")
+    print("| runtime | " + " | ".join(f"batch {b}" for b in BATCHES) + " |")
+    print("|---|" + "---|" * len(BATCHES))
+    for label, rates in alone["rows"].items():
+        cells = [f"{r:,.0f} img/s; {r * flops / 1e9:.0f} GFLOP/s; {100 * r * flops / 1e9 / peak:.0f}%"
+                 for r in rates.values()]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"PyTorch: {alone['torch_note']}")
+    best_1024 = max(r[1024] for k, r in alone["rows"].items() if k.startswith("onnxruntime"))
+    target_ok = best_1024 * flops / 1e9 >= 0.5 * peak
+    print(f"batch 1024 on onnxruntime: {100 * best_1024 * flops / 1e9 / peak:.0f}% of peak "
+          f"(target >= 50%: {'met' if target_ok else 'NOT met'})")
+    return {"peaks": peaks, "one_core_peak": one_core,
+            "model_alone": {k: {str(b): r for b, r in v.items()} for k, v in alone["rows"].items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="ONNX model [default: the shipped model]")
@@ -293,6 +324,8 @@ def main() -> None:
     parser.add_argument("--one-by-one", type=int, default=100, help="photos also predicted one by one")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--end-to-end-only", action="store_true",
+                        help="skip the peak and the model alone (a quicker look at the photos' path)")
     args = parser.parse_args()
 
     from digitrec.runtime import Recognizer, default_model_path
@@ -309,29 +342,8 @@ def main() -> None:
 
     load_start = os.getloadavg()
     print(f"load average at start: {load_start[0]:.2f} (1 min)")
-    # The peak is measured before and after the model (the best of both): other processes depress
-    # it for a while, and a depressed peak would flatter the model's fraction of it.
-    before = matmul_peaks(threads, args.seconds)
-    alone = model_alone(model_path, card, args.checkpoint, threads, args.seconds)
-    after = matmul_peaks(threads, args.seconds)
-    peaks = {k: max(before[k], after[k]) for k in before}
-    peak = max(peaks.values())
-    one_core = matmul_peaks(1, args.seconds)["onnxruntime"]
-    print(f"float32 2048x2048 matmul, {threads} threads, GFLOP/s (best of before and after the model): "
-          + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + f"  -> peak {peak:.0f}"
-          + f"  (onnxruntime on 1 thread: {one_core:.0f})")
-    print(f"\n## the model alone (images/s; GFLOP/s; % of the {peak:.0f} GFLOP/s peak)")
-    print("| runtime | " + " | ".join(f"batch {b}" for b in BATCHES) + " |")
-    print("|---|" + "---|" * len(BATCHES))
-    for label, rates in alone["rows"].items():
-        cells = [f"{r:,.0f} img/s; {r * flops / 1e9:.0f} GFLOP/s; {100 * r * flops / 1e9 / peak:.0f}%"
-                 for r in rates.values()]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    print(f"PyTorch: {alone['torch_note']}")
-    best_1024 = max(r[1024] for k, r in alone["rows"].items() if k.startswith("onnxruntime"))
-    target_ok = best_1024 * flops / 1e9 >= 0.5 * peak
-    print(f"batch 1024 on onnxruntime: {100 * best_1024 * flops / 1e9 / peak:.0f}% of peak "
-          f"(target >= 50%: {'met' if target_ok else 'NOT met'})")
+    measured = {} if args.end_to_end_only else report_model_alone(
+        model_path, card, args.checkpoint, threads, args.seconds, flops)
 
     folder, paths, labels = photo_folder(args.photo_dir, args.photos)
     e2e = end_to_end(model_path, folder, paths, labels, min(args.one_by_one, len(paths)))
@@ -344,7 +356,8 @@ def main() -> None:
           f"accuracy {e2e['one_by_one_accuracy']:.1%} (bulk on the same: {e2e['bulk_accuracy_same_subset']:.1%}); "
           f"same digit as bulk {e2e['same_digit_as_one_by_one']:.1%}")
     print(f"CPU per photo in a worker ({BULK_SIDE} px long side): decode {e2e['decode_ms']:.1f} ms, "
-          f"preprocess {e2e['preprocess_ms']:.1f} ms, model {e2e['model_ms']:.1f} ms (2 views, batched)")
+          f"preprocess {e2e['preprocess_ms']:.1f} ms, model {e2e['model_ms']:.1f} ms "
+          f"({e2e['views_per_photo']:g} views, batched)")
     print(f"bulk = one by one on the reduced image: same digit {e2e['bulk_vs_reduced_same_digit']:.1%}, "
           f"max confidence difference {e2e['bulk_vs_reduced_max_diff']:.1e}")
     load_end = os.getloadavg()
@@ -354,8 +367,7 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_name(), "cores": threads,
             "model": str(model_path), "flops_per_image": flops, "load": [load_start[0], load_end[0]],
-            "peaks": peaks, "one_core_peak": one_core, "model_alone": {k: {str(b): r for b, r in v.items()} for k, v in alone["rows"].items()},
-            "end_to_end": e2e}, indent=2))
+            **measured, "end_to_end": e2e}, indent=2))
 
 
 if __name__ == "__main__":
