@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,21 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from digitrec import synth
 from digitrec.cli import cli
 from digitrec.errors import ImageError
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_benchmark():
-    # The string generator lives in the benchmark (one copy of it); tests use it on MNIST test digits.
-    spec = importlib.util.spec_from_file_location("read_benchmark", ROOT / "benchmarks" / "read.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +45,7 @@ def easy_digits(mnist, recognizer):
 def _strings(easy_digits, group, n, seed, length=(3, 6)):
     rng = np.random.default_rng(seed)
     images, labels = easy_digits
-    return [bench.make_number(rng, images, labels, int(rng.integers(*length)), group) for _ in range(n)]
+    return [synth.make_number(rng, images, labels, int(rng.integers(*length)), group) for _ in range(n)]
 
 
 def test_separated_strings_read_exactly(recognizer, easy_digits):
@@ -72,7 +59,7 @@ def test_touching_strings_mostly_read(recognizer, easy_digits):
     cases = _strings(easy_digits, "touching", 12, seed=2, length=(2, 4))
     readings = [recognizer.read(image) for image, _ in cases]
     right = sum(r.text == label for r, (_, label) in zip(readings, cases))
-    digits = sum(bench.digit_matches(r.text, label) for r, (_, label) in zip(readings, cases))
+    digits = sum(synth.digit_matches(r.text, label) for r, (_, label) in zip(readings, cases))
     total = sum(len(label) for _, label in cases)
     assert right >= 6 and digits >= 0.8 * total, [(r.text, label) for r, (_, label) in zip(readings, cases)]
 
@@ -80,7 +67,7 @@ def test_touching_strings_mostly_read(recognizer, easy_digits):
 def test_reading_has_boxes_in_image_pixels_left_to_right(recognizer, easy_digits):
     spans: list = []
     rng = np.random.default_rng(3)
-    image, label = bench.make_number(rng, *easy_digits, 4, "separated", spans)
+    image, label = synth.make_number(rng, *easy_digits, 4, "separated", spans)
     image = cv2.resize(image, None, fx=2, fy=2)  # boxes must come back in the input's own pixels
     reading = recognizer.read(image)
     assert reading.text == label
@@ -96,8 +83,8 @@ def test_reading_has_boxes_in_image_pixels_left_to_right(recognizer, easy_digits
 
 def test_two_lines_read_top_to_bottom(recognizer, easy_digits):
     rng = np.random.default_rng(4)
-    top, top_label = bench.make_number(rng, *easy_digits, 3, "separated")
-    bottom, bottom_label = bench.make_number(rng, *easy_digits, 4, "separated")
+    top, top_label = synth.make_number(rng, *easy_digits, 3, "separated")
+    bottom, bottom_label = synth.make_number(rng, *easy_digits, 4, "separated")
     width = max(top.shape[1], bottom.shape[1])
     paper = int(np.median(top))
     page = np.vstack([np.pad(top, ((0, 0), (0, width - top.shape[1])), constant_values=paper),
@@ -109,7 +96,7 @@ def test_two_lines_read_top_to_bottom(recognizer, easy_digits):
 
 def test_punctuation_and_a_ruled_line_are_ignored(recognizer, easy_digits):
     rng = np.random.default_rng(5)
-    image, label = bench.make_number(rng, *easy_digits, 4, "separated", punctuation=True)
+    image, label = synth.make_number(rng, *easy_digits, 4, "separated", punctuation=True)
     digit_bottom = int(np.nonzero((image < 150).any(axis=1))[0].max())
     cv2.line(image, (0, digit_bottom + 4), (image.shape[1] - 1, digit_bottom + 4), 90, 2)
     assert recognizer.read(image).text == label
@@ -124,12 +111,12 @@ def _amount_with_small_zeros(rng, images, labels, lead: int, zeros: int, touchin
     canvas = np.zeros((120, 60 * len(idx) + 60), np.float32)
     x, baseline = 20, 90
     for k, i in enumerate(idx):
-        crop = bench._ink_crop(images[i]).astype(np.float32)
+        crop = synth._ink_crop(images[i]).astype(np.float32)
         f = height * (1.0 if k < lead else 0.55) / crop.shape[0]
         piece = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), round(crop.shape[0] * f)))
         y = baseline - piece.shape[0]
         if touching and k > lead:
-            x = bench._slide_until_touching(canvas, piece, x, y)
+            x = synth._slide_until_touching(canvas, piece, x, y)
         region = canvas[y : y + piece.shape[0], x : x + piece.shape[1]]
         np.maximum(region, piece, out=region)
         x += piece.shape[1] + int(0.25 * height)
@@ -151,7 +138,7 @@ def test_a_row_of_small_strokes_under_the_number_is_not_a_line(recognizer, easy_
     # Hatching or a scanner border's texture under a row number: many small strokes that each
     # read as a 1. The number is the biggest writing; the strokes are dropped.
     rng = np.random.default_rng(9)
-    number, label = bench.make_number(rng, *easy_digits, 2, "separated")
+    number, label = synth.make_number(rng, *easy_digits, 2, "separated")
     paper = int(np.median(number))
     page = np.full((number.shape[0] + 60, max(number.shape[1], 260)), paper, np.uint8)
     page[: number.shape[0], : number.shape[1]] = number
@@ -182,7 +169,7 @@ def test_no_digits_is_an_error(recognizer, page):
 @pytest.fixture()
 def files(tmp_path, easy_digits):
     rng = np.random.default_rng(6)
-    image, label = bench.make_number(rng, *easy_digits, 3, "separated")
+    image, label = synth.make_number(rng, *easy_digits, 3, "separated")
     good = tmp_path / "number.png"
     cv2.imwrite(str(good), image)
     png = good.read_bytes()

@@ -1,0 +1,121 @@
+"""Written numbers made from MNIST digits, with known answers: for the reading benchmark (from
+*test* digits) and for training the reader's segmentation verifier (from *training* digits).
+
+`make_number` pastes digit crops dark on light paper with random sizes, gaps and baseline jitter,
+`separated`, `touching` (each digit slid left until its ink meets its neighbour's), `overlapping`
+(slid further) or `photo` (separated or touching, then a lighting gradient, blur, noise and JPEG).
+It can also return which digit owns each pixel, so a candidate segmentation can be scored.
+`digit_matches` scores a reading against the answer. numpy and OpenCV only.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+GROUPS = ("separated", "touching", "overlapping", "photo")
+INK = 60  # a pasted pixel at least this bright (of 255) is ink: for touching and ownership
+
+
+def _ink_crop(digit28: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(digit28 > 30)
+    return digit28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, length: int,
+                group: str = "separated", spans: list | None = None, punctuation: bool = False,
+                owner_out: list | None = None) -> tuple[np.ndarray, str]:
+    """-> (uint8 grey image, dark ink on light paper; the label string). `spans`, when given,
+    receives each digit's (left, right) x in the image; `punctuation` adds dots, commas and
+    dashes between and after the digits (not part of the label), as on a cheque; `owner_out`,
+    when given, receives an int16 map of the image's shape: the index of the digit whose ink is
+    strongest at each pixel, -1 where no digit has ink (punctuation included)."""
+    layout = group if group != "photo" else ("separated", "touching")[int(rng.integers(2))]
+    idx = rng.integers(0, len(images), length)
+    height = float(rng.uniform(22, 64))  # px, the string's digit height
+    pieces = []
+    for i in idx:
+        crop = _ink_crop(images[i]).astype(np.float32)
+        f = height * rng.uniform(0.85, 1.15) / crop.shape[0]
+        pieces.append(cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
+                                 interpolation=cv2.INTER_LINEAR))
+    margin = int(height * rng.uniform(0.4, 1.0))
+    width = sum(p.shape[1] for p in pieces) + int(length * 0.6 * height) + 2 * margin
+    canvas = np.zeros((int(height * 1.6) + 2 * margin, width), np.float32)
+    owner = np.full(canvas.shape, -1, np.int16)
+    x = margin
+    for k, p in enumerate(pieces):
+        y = margin + int(height * 0.3 + rng.uniform(-0.1, 0.1) * height) + int((height - p.shape[0]) * rng.uniform(0, 1))
+        if k > 0 and layout != "separated":
+            x = _slide_until_touching(canvas, p, x, y)
+            if layout == "overlapping":
+                x -= int(rng.uniform(0.03, 0.12) * height)
+        region = canvas[y : y + p.shape[0], x : x + p.shape[1]]
+        owner[y : y + p.shape[0], x : x + p.shape[1]][(p > region) & (p >= INK)] = k
+        np.maximum(region, p, out=region)
+        if spans is not None:
+            spans.append((x, x + p.shape[1]))
+        x += p.shape[1] + int(rng.uniform(0.1, 0.5) * height)
+        if punctuation and (k == length - 1 or rng.random() < 0.2):
+            x = _punctuate(rng, canvas, x, margin + int(height * 1.3), height)
+    right = x - int(0.1 * height) + margin
+    canvas, owner = canvas[:, :right], owner[:, :right]
+    paper = rng.uniform(200, 245)
+    grey = paper - canvas / 255.0 * paper * rng.uniform(0.65, 0.9)
+    if group == "photo":
+        grey = _photo(rng, grey)
+    if owner_out is not None:
+        owner_out.append(owner)
+    return np.clip(grey, 0, 255).astype(np.uint8), "".join(str(int(labels[i])) for i in idx)
+
+
+def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: int, height: float) -> int:
+    """Draw '.', ',' or '-' at x on the baseline -> the x after it."""
+    pen = max(2, int(height * rng.uniform(0.08, 0.14)))
+    kind = rng.choice([".", ",", "-"])
+    if kind == "-":
+        y = baseline - int(height * rng.uniform(0.35, 0.6))
+        end = x + int(height * rng.uniform(0.25, 0.5))
+        cv2.line(canvas, (x, y), (end, y + int(rng.integers(-2, 3))), 255, pen)
+        x = end
+    else:
+        cv2.circle(canvas, (x + pen, baseline - pen), pen, 255, -1)
+        if kind == ",":
+            cv2.line(canvas, (x + pen, baseline - pen), (x, baseline + int(0.25 * height)), 255, pen)
+        x += 2 * pen
+    return x + int(rng.uniform(0.1, 0.4) * height)
+
+
+def _slide_until_touching(canvas: np.ndarray, piece: np.ndarray, x: int, y: int) -> int:
+    ink = piece > INK
+    h, w = piece.shape
+    while x > 1:
+        below = canvas[y : y + h, x - 1 : x - 1 + w] > INK
+        if (below & ink).any():
+            break
+        x -= 1
+    return x
+
+
+def _photo(rng: np.random.Generator, grey: np.ndarray) -> np.ndarray:
+    h, w = grey.shape
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * np.arange(w)[None] / w + np.sin(angle) * np.arange(h)[:, None] / h
+    ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
+    grey = grey * (1 - rng.uniform(0.15, 0.45) * ramp)
+    grey = cv2.GaussianBlur(grey, (0, 0), rng.uniform(0.4, 1.2))
+    grey = grey + rng.normal(0, rng.uniform(3, 10), grey.shape)
+    ok, data = cv2.imencode(".jpg", np.clip(grey, 0, 255).astype(np.uint8),
+                            [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 85))])
+    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+
+
+def digit_matches(predicted: str, label: str) -> int:
+    """Digits in the right place: length of the longest common subsequence, so one missing or
+    extra digit costs one digit, not the rest of the string."""
+    a, b = predicted, label
+    table = np.zeros((len(a) + 1, len(b) + 1), np.int32)
+    for i in range(len(a)):
+        for j in range(len(b)):
+            table[i + 1, j + 1] = table[i, j] + 1 if a[i] == b[j] else max(table[i, j + 1], table[i + 1, j])
+    return int(table[-1, -1])
