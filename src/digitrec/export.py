@@ -42,6 +42,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def build_card(model: torch.nn.Module, meta: dict, name: str, test_accuracy: float, test_images: int) -> dict:
     history = read_metrics(meta["run_dir"]) or meta.get("history", [])
+    classes = int(meta["config"].get("model", {}).get("classes", 10))
+    labels = [str(d) for d in range(10)] + ["not one digit"] * (classes - 10)  # the reader's verifier
     return {
         "name": name,
         "recipe": meta["recipe"],
@@ -51,8 +53,8 @@ def build_card(model: torch.nn.Module, meta: dict, name: str, test_accuracy: flo
         "flops_per_image": count_flops(model),
         "input": {"name": "image", "shape": [1, 28, 28], "dtype": "float32", "range": [0.0, 1.0],
                   "polarity": "white ink on black (MNIST)", "normalization": "inside the model"},
-        "output": {"name": "logits", "shape": [10], "kind": "logits (apply softmax for probabilities)"},
-        "labels": [str(d) for d in range(10)],
+        "output": {"name": "logits", "shape": [classes], "kind": "logits (apply softmax for probabilities)"},
+        "labels": labels,
         "test_accuracy": test_accuracy,
         "test_images": test_images,
         "val_accuracy": meta.get("val_accuracy"),

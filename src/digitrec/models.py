@@ -68,11 +68,12 @@ class CNN(nn.Module):
     """Compact VGG-style CNN for CPU: stages of 3x3 conv + BN + ReLU at 28, 14 and 7 px, max-pool
     between stages, global max-pool and one linear layer (no big dense layer).
 
-    `channels[i]` is the width of stage i and `depth[i]` how many convolutions it has.
+    `channels[i]` is the width of stage i and `depth[i]` how many convolutions it has; `classes`
+    is 10, or 11 for the reader's segmentation verifier (the digits and "not one digit").
     """
 
     def __init__(self, channels: tuple[int, ...] = (32, 64, 128), depth: tuple[int, ...] = (1, 2, 2),
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, classes: int = 10):
         super().__init__()
         if len(channels) != len(depth):
             raise ValueError("channels and depth need one entry per stage")
@@ -87,7 +88,7 @@ class CNN(nn.Module):
         layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
         if dropout:
             layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(c_in, 10))
+        layers.append(nn.Linear(c_in, classes))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):

@@ -18,8 +18,13 @@ from digitrec.errors import ImageError
 from digitrec.preprocess import load_grey
 from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.segment import Atom, Segmentation, TextLine, render_group, segment
+from digitrec.verifier import load_verifier
 
 MAX_ATOMS_PER_DIGIT = 6
+# Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
+VERIFIER_WEIGHT = 0.5
+VERIFIER_FLOOR = 1e-6
+VERIFY_WHOLE = True
 # Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) costs
 # about as much as a digit read at 70%: an atom is read when the classifier is surer than that.
 SKIP_SMALL = -0.1
@@ -123,7 +128,7 @@ def shape_log_prior(width: float, height: float, line_height: float) -> np.ndarr
     return score
 
 
-def _candidate_groups(line: TextLine) -> list[tuple[int, int]]:
+def candidate_groups(line: TextLine) -> list[tuple[int, int]]:
     atoms, n = line.atoms, len(line.atoms)
     groups = []
     for i in range(n):
@@ -134,6 +139,13 @@ def _candidate_groups(line: TextLine) -> list[tuple[int, int]]:
                 break
             groups.append((i, j))
     return groups
+
+
+def _is_whole_component(atoms: list[Atom], i: int, j: int) -> bool:
+    """Is the run atoms[i:j] exactly one connected component, uncut and alone?"""
+    comp = atoms[i].component
+    return comp >= 0 and all(a.component == comp for a in atoms[i:j]) \
+        and (i == 0 or atoms[i - 1].component != comp) and (j == len(atoms) or atoms[j].component != comp)
 
 
 def _white_gaps(run: list[Atom]) -> float:
@@ -149,9 +161,10 @@ def _white_gaps(run: list[Atom]) -> float:
     return gaps
 
 
-def _best_path(line: TextLine, groups, probs: np.ndarray) -> list[tuple[int, int, int]]:
+def _best_path(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> list[tuple[int, int, int]]:
     """Viterbi over atom boundaries: each step is one digit (a run of atoms) or a skipped small
-    atom. -> [(first atom, end atom, digit)] left to right."""
+    atom. `probs` (runs, 10): the digit model's; `one` (runs,): the verifier's probability that
+    the run is one digit. -> [(first atom, end atom, digit)] left to right."""
     atoms, n = line.atoms, len(line.atoms)
     score, digit = {}, {}
     for k, (i, j) in enumerate(groups):
@@ -160,7 +173,9 @@ def _best_path(line: TextLine, groups, probs: np.ndarray) -> list[tuple[int, int
         y0, y1 = min(a.y for a in run), max(a.y + a.h for a in run)
         joint = np.log(np.maximum(probs[k], 1e-9)) + shape_log_prior(x1 - x0, y1 - y0, line.height)
         digit[(i, j)] = int(joint.argmax())
-        s = float(joint.max()) - MERGE_GAP_COST * _white_gaps(run) / line.height
+        verify = VERIFY_WHOLE or not _is_whole_component(atoms, i, j)
+        s = float(joint.max()) + (VERIFIER_WEIGHT * math.log(max(float(one[k]), VERIFIER_FLOOR)) if verify else 0.0)
+        s -= MERGE_GAP_COST * _white_gaps(run) / line.height
         # Cuts inside the run are undone (free); the cut at its right end is paid for.
         s -= CUT_COST * atoms[j - 1].cut_cost ** CUT_POWER + DIGIT_COST
         if j < n and atoms[j - 1].cut_cost == 0:
@@ -209,30 +224,31 @@ def _best_path(line: TextLine, groups, probs: np.ndarray) -> list[tuple[int, int
 
 def classify_candidates(recognizer, seg: Segmentation):
     """Every candidate run of atoms of every line, rendered MNIST-style and classified in one
-    batch -> (runs per line, uint8 (N, 28, 28) images, float32 (N, 10) probabilities)."""
+    batch -> (runs per line, uint8 (N, 28, 28) images, float32 (N, 10) digit probabilities,
+    float32 (N,) the verifier's probability that each is one digit)."""
     plan, images = [], []
     for line in seg.lines:
-        groups = _candidate_groups(line)
+        groups = candidate_groups(line)
         plan.append(groups)
         images += [fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)) for i, j in groups]
     if not images:
-        return plan, np.zeros((0, 28, 28), np.uint8), np.zeros((0, 10), np.float32)
+        return plan, np.zeros((0, 28, 28), np.uint8), np.zeros((0, 10), np.float32), np.zeros(0, np.float32)
     images = np.stack(images)
-    return plan, images, recognizer.predict_probabilities(images)
+    return plan, images, recognizer.predict_probabilities(images), load_verifier().one_digit(images)
 
 
-def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray) -> list[list[ReadDigit]]:
+def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray,
+                  one: np.ndarray) -> list[list[ReadDigit]]:
     """The best path through each line's candidates -> the digits of the lines that read as numbers."""
     lines, offset = [], 0
     for line, groups in zip(seg.lines, plan):
         index = {g: offset + k for k, g in enumerate(groups)}
-        line_probs = probs[offset : offset + len(groups)]
+        line_probs, line_one = probs[offset : offset + len(groups)], one[offset : offset + len(groups)]
         offset += len(groups)
         digits = []
-        for i, j, d in _best_path(line, groups, line_probs):
+        for i, j, d in _best_path(line, groups, line_probs, line_one):
             k = index[(i, j)]
-            digits.append(ReadDigit(d, float(probs[k][d]),
-                                    _box(line.atoms[i:j], seg.scale), images[k]))
+            digits.append(ReadDigit(d, float(probs[k][d]), _box(line.atoms[i:j], seg.scale), images[k]))
         lines.append((line, digits))
     return _keep_number_lines(lines)
 

@@ -24,19 +24,25 @@ def _ink_crop(digit28: np.ndarray) -> np.ndarray:
 
 def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, length: int,
                 group: str = "separated", spans: list | None = None, punctuation: bool = False,
-                owner_out: list | None = None) -> tuple[np.ndarray, str]:
+                owner_out: list | None = None, small_tail: float = 0.0) -> tuple[np.ndarray, str]:
     """-> (uint8 grey image, dark ink on light paper; the label string). `spans`, when given,
     receives each digit's (left, right) x in the image; `punctuation` adds dots, commas and
     dashes between and after the digits (not part of the label), as on a cheque; `owner_out`,
     when given, receives an int16 map of the image's shape: the index of the digit whose ink is
-    strongest at each pixel, -1 where no digit has ink (punctuation included)."""
+    strongest at each pixel, -1 where no digit has ink (punctuation included). With probability
+    `small_tail` the last one to three digits are written at 50-75% of the height (the cents of an
+    amount)."""
     layout = group if group != "photo" else ("separated", "touching")[int(rng.integers(2))]
     idx = rng.integers(0, len(images), length)
     height = float(rng.uniform(22, 64))  # px, the string's digit height
+    sizes = np.ones(length)
+    if small_tail and length > 1 and rng.random() < small_tail:
+        n_small = int(rng.integers(1, min(3, length - 1) + 1))
+        sizes[-n_small:] = rng.uniform(0.5, 0.75)
     pieces = []
-    for i in idx:
+    for i, size in zip(idx, sizes):
         crop = _ink_crop(images[i]).astype(np.float32)
-        f = height * rng.uniform(0.85, 1.15) / crop.shape[0]
+        f = height * size * rng.uniform(0.85, 1.15) / crop.shape[0]
         pieces.append(cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
                                  interpolation=cv2.INTER_LINEAR))
     margin = int(height * rng.uniform(0.4, 1.0))

@@ -38,6 +38,8 @@ SMALL_CHAIN = 0.35
 SPLIT_WIDTH = 0.8
 # A seam strays at most this many digit heights from where it starts (slanted digits).
 SEAM_BAND = 0.15
+# Slants of the straight cuts tried besides the seams (dx/dy; positive leans right).
+SLANTS = (-0.4, -0.2, 0.2, 0.4, 0.6)
 # Straight runs longer than this many digit heights are rules, underlines or frame edges.
 RULE_LENGTH = 2.2
 
@@ -346,37 +348,19 @@ def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
         height = float(atom.h)
     if atom.w < SPLIT_WIDTH * height:
         return [atom]
-    m = atom.mask.astype(np.float32)
-    # Candidate starts: minima of the smoothed column profile, away from the ends.
-    profile = cv2.GaussianBlur(m.sum(axis=0)[None], (0, 0), sigmaX=max(1.0, 0.04 * height)).ravel()
     margin = max(2, int(0.12 * height))
-    xs = [x for x in range(margin, atom.w - margin)
-          if profile[x] <= profile[x - 1] and profile[x] <= profile[x + 1]]
-    # Very wide blobs also get evenly spaced candidates: two digits pressed together may leave
-    # no minimum at all.
-    step = max(2, int(0.3 * height))
-    xs += list(range(margin + step // 2, atom.w - margin, step))
-    band = max(2, int(SEAM_BAND * height))
-    seams = []
-    rows = np.arange(atom.h)
-    for x0 in sorted(set(xs)):
-        path, _ = _seam(m, x0, band)
-        if margin <= path.mean() <= atom.w - margin:
-            seams.append((_cut_cost(atom.mask[rows, np.clip(path, 0, atom.w - 1)], stroke), path))
-    # Valley to valley: where the upper contour dips and the lower contour rises, two round
-    # digits meet (a 0 against an 8); the cut joins the two valleys in a straight line, even
-    # when it runs along their contact, which a least-ink seam avoids.
-    for xt, xb in _contour_valleys(atom.mask, height, margin):
-        path = np.round(np.linspace(xt, xb, atom.h)).astype(np.int32)
-        seams.append((_cut_cost(atom.mask[rows, path], stroke), path))
-    # Keep the cheapest seams that are not too close to each other.
+    seams = _candidate_seams(atom.mask, height, stroke, margin)
+    # Slanted writing: a 1 leaning on its neighbour is only separable along its slant.
+    seams += _slanted_cuts(atom.mask, height, stroke, margin)
+    # Keep the cheapest seams that are not too close to each other and do not cross.
     seams.sort(key=lambda s: s[0])
     kept: list[tuple[float, np.ndarray]] = []
     max_cuts = int(4 * atom.w / height) + 2  # a narrow digit (a 1) is ~0.3 heights wide
     for cost, path in seams:
         if cost > 4.0 or len(kept) >= max_cuts:
             break
-        if all(np.abs(path - p).mean() > 0.12 * height for _, p in kept):
+        if all(np.abs(path - p).mean() > 0.12 * height and (np.all(path >= p) or np.all(path <= p))
+               for _, p in kept):
             kept.append((cost, path))
     if not kept:
         return [atom]
@@ -391,6 +375,53 @@ def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
             piece.cut_cost = cost
             pieces.append(piece)
     return pieces or [atom]
+
+
+def _candidate_seams(mask: np.ndarray, height: float, stroke: float, margin: int) -> list[tuple[float, np.ndarray]]:
+    """Candidate cuts through a component's bool mask (h, w): [(cost in strokes, x per row)]."""
+    h, w = mask.shape
+    m = mask.astype(np.float32)
+    # Candidate starts: minima of the smoothed column profile, away from the ends.
+    profile = cv2.GaussianBlur(m.sum(axis=0)[None], (0, 0), sigmaX=max(1.0, 0.04 * height)).ravel()
+    xs = [x for x in range(margin, w - margin) if profile[x] <= profile[x - 1] and profile[x] <= profile[x + 1]]
+    # Very wide blobs also get evenly spaced candidates: two digits pressed together may leave
+    # no minimum at all.
+    step = max(2, int(0.3 * height))
+    xs += list(range(margin + step // 2, w - margin, step))
+    band = max(2, int(SEAM_BAND * height))
+    seams = []
+    rows = np.arange(h)
+    for x0 in sorted(set(xs)):
+        path, _ = _seam(m, x0, band)
+        if margin <= path.mean() <= w - margin:
+            seams.append((_cut_cost(mask[rows, np.clip(path, 0, w - 1)], stroke), path))
+    # Valley to valley: where the upper contour dips and the lower contour rises, two round
+    # digits meet (a 0 against an 8); the cut joins the two valleys in a straight line, even
+    # when it runs along their contact, which a least-ink seam avoids.
+    for xt, xb in _contour_valleys(mask, height, margin):
+        path = np.round(np.linspace(xt, xb, h)).astype(np.int32)
+        seams.append((_cut_cost(mask[rows, path], stroke), path))
+    return seams
+
+
+def _slanted_cuts(mask: np.ndarray, height: float, stroke: float, margin: int) -> list[tuple[float, np.ndarray]]:
+    """Straight cuts at every slant in SLANTS (but upright, which the seams cover) through every
+    other column: [(cost in strokes, x per row)], the cheapest per column."""
+    h, w = mask.shape
+    up = (h - 1) / 2 - np.arange(h)  # height above the middle row
+    rows = np.arange(h)
+    best: dict[int, tuple[float, np.ndarray]] = {}
+    for k in SLANTS:
+        if k == 0:
+            continue
+        for x in range(margin, w - margin, 2):
+            path = np.round(x + k * up).astype(np.int32)
+            if path.min() < 0 or path.max() >= w:
+                continue
+            cost = _cut_cost(mask[rows, path], stroke)
+            if cost < best.get(x, (np.inf,))[0]:
+                best[x] = (cost, path)
+    return list(best.values())
 
 
 def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:

@@ -1,0 +1,83 @@
+"""Train the reader's segmentation verifier and export it as ONNX.
+
+    python -m digitrec.train.verifier [--out runs/verifier] [--numbers 4000] [--export PATH]
+
+Data (`digitrec.train.segments`): the candidate digits the reader sees when it reads numbers made
+of MNIST *training* digits 0-54,999 (training) and 55,000-59,999 (the held-out 'test' set, never
+the MNIST test set, which the reading benchmark uses), plus 20,000 plain MNIST training digits.
+The candidates are cached in the run folder (`candidates.npz`), so a re-run only trains.
+Recipe: `configs/verifier.toml` (the cnn design, narrower, 11 classes); the training loop is the
+same as every recipe's (`digitrec.train.loop`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+HELD_OUT = 55_000  # training digits from here on make the verifier's test numbers
+PLAIN_DIGITS = 20_000
+# Most candidates are not one digit (every run of atoms is one); three of them per digit is plenty.
+NEGATIVES_PER_DIGIT = 3
+
+
+def build_data(numbers: int, seed: int, log=print) -> dict:
+    from digitrec.data import load_mnist
+    from digitrec.train.segments import NOT_ONE_DIGIT, candidate_examples
+
+    images, labels = load_mnist("train")
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    x_train, y_train = candidate_examples(rng, images[:HELD_OUT], labels[:HELD_OUT], numbers)
+    log(f"{len(y_train):,} training candidates from {numbers:,} numbers ({time.perf_counter() - t0:.0f} s)")
+    negative, positive = np.nonzero(y_train == NOT_ONE_DIGIT)[0], np.nonzero(y_train != NOT_ONE_DIGIT)[0]
+    negative = rng.choice(negative, min(len(negative), NEGATIVES_PER_DIGIT * len(positive)), replace=False)
+    keep = np.sort(np.concatenate([positive, negative]))
+    x_train, y_train = x_train[keep], y_train[keep]
+    x_test, y_test = candidate_examples(rng, images[HELD_OUT:], labels[HELD_OUT:], max(100, numbers // 10))
+    plain = rng.choice(HELD_OUT, PLAIN_DIGITS, replace=False)
+    x_train, y_train = np.concatenate([x_train, images[plain]]), np.concatenate([y_train, labels[plain].astype(np.int64)])
+    return {"train": (x_train, y_train), "test": (x_test, y_test)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/verifier"))
+    parser.add_argument("--numbers", type=int, default=4000, help="generated numbers for the training candidates")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
+    args = parser.parse_args(argv)
+
+    from digitrec.export import export_onnx
+    from digitrec.train import load_recipe, train
+
+    overrides = {"seed": args.seed, "threads": args.threads}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    config = load_recipe("verifier", overrides=overrides)
+    cache = args.out / "candidates.npz"
+    if cache.is_file():
+        with np.load(cache) as f:
+            data = {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])}
+    else:
+        data = build_data(args.numbers, args.seed)
+        args.out.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, x_train=data["train"][0], y_train=data["train"][1],
+                            x_test=data["test"][0], y_test=data["test"][1])
+    counts = np.bincount(data["train"][1], minlength=11)
+    print(f"training set: {len(data['train'][1]):,} ({counts[10]:,} not one digit); test {len(data['test'][1]):,}")
+    summary = train(config, args.out, data=data)
+    print(f"verifier: test accuracy {summary['test_accuracy']:.4f} on held-out candidates, "
+          f"{summary['train_seconds']:.0f} s of training")
+    if args.export:
+        card = export_onnx(args.out, args.export, name="digitrec-verifier", test_data=data["test"], log=print)
+        print(f"wrote {card['path']} ({card['bytes']:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()

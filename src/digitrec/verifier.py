@@ -1,0 +1,57 @@
+"""The reader's segmentation verifier: is this candidate one digit? (onnxruntime only.)
+
+A small CNN shipped beside the digit model (`assets/verifier.onnx`, trained by
+`python -m digitrec.train.verifier`) with eleven outputs: the ten digits and "not one digit" (half a
+digit, two touching digits, a stroke of punctuation). The reader multiplies the digit model's
+answer by the verifier's probability that the run of ink is one digit at all, which the digit model
+cannot say: trained on whole digits only, it reads half a 0 as a confident 1.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from digitrec.errors import ModelError
+
+NOT_ONE_DIGIT = 10
+
+
+def default_verifier_path() -> Path:
+    return Path(__file__).resolve().parent / "assets" / "verifier.onnx"
+
+
+class Verifier:
+    def __init__(self, path: str | Path | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path) if path else default_verifier_path()
+        if not self.path.is_file():
+            raise ModelError(f"segmentation verifier not found: {self.path} (reinstall digitrec)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def probabilities(self, digits28: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 11): the digits, then not-one-digit."""
+        out = []
+        for start in range(0, len(digits28), batch_size):
+            x = digits28[start : start + batch_size].astype(np.float32)[:, None] / 255.0
+            logits = self.session.run(None, {"image": x})[0]
+            z = np.exp(logits - logits.max(axis=1, keepdims=True))
+            out.append(z / z.sum(axis=1, keepdims=True))
+        return np.concatenate(out) if out else np.zeros((0, 11), np.float32)
+
+    def one_digit(self, digits28: np.ndarray) -> np.ndarray:
+        """float32 (N,): the probability that each candidate is one digit."""
+        return 1.0 - self.probabilities(digits28)[:, NOT_ONE_DIGIT]
+
+
+@lru_cache(maxsize=4)
+def load_verifier(path: str | None = None) -> Verifier:
+    """One verifier per process (its session is thread-safe), loaded on first use."""
+    return Verifier(path)
