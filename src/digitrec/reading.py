@@ -23,8 +23,6 @@ from digitrec.verifier import load_verifier
 MAX_ATOMS_PER_DIGIT = 6
 # Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
 VERIFIER_WEIGHT = 0.5
-VERIFIER_FLOOR = 1e-6
-VERIFY_WHOLE = True
 # Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) costs
 # about as much as a digit read at 70%: an atom is read when the classifier is surer than that.
 SKIP_SMALL = -0.1
@@ -173,8 +171,7 @@ def _best_path(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> li
         y0, y1 = min(a.y for a in run), max(a.y + a.h for a in run)
         joint = np.log(np.maximum(probs[k], 1e-9)) + shape_log_prior(x1 - x0, y1 - y0, line.height)
         digit[(i, j)] = int(joint.argmax())
-        verify = VERIFY_WHOLE or not _is_whole_component(atoms, i, j)
-        s = float(joint.max()) + (VERIFIER_WEIGHT * math.log(max(float(one[k]), VERIFIER_FLOOR)) if verify else 0.0)
+        s = float(joint.max()) + VERIFIER_WEIGHT * math.log(max(float(one[k]), 1e-6))
         s -= MERGE_GAP_COST * _white_gaps(run) / line.height
         # Cuts inside the run are undone (free); the cut at its right end is paid for.
         s -= CUT_COST * atoms[j - 1].cut_cost ** CUT_POWER + DIGIT_COST
@@ -185,10 +182,7 @@ def _best_path(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> li
     # A component that reads as one confident, well-proportioned digit and is not wide is that
     # digit: the halves of a 0 or an 8 also read confidently (as a 6 and a 1), but are not cut.
     for k, (i, j) in enumerate(groups):
-        comp = atoms[i].component
-        whole = comp >= 0 and atoms[j - 1].component == comp and (i == 0 or atoms[i - 1].component != comp) \
-            and (j == n or atoms[j].component != comp)
-        if whole and j - i > 1 and probs[k].max() >= SOLID_CONFIDENCE:
+        if j - i > 1 and _is_whole_component(atoms, i, j) and probs[k].max() >= SOLID_CONFIDENCE:
             run = atoms[i:j]
             x0, x1 = min(a.x for a in run), max(a.x + a.w for a in run)
             y0, y1 = min(a.y for a in run), max(a.y + a.h for a in run)
