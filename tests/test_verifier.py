@@ -66,3 +66,20 @@ def test_shipped_verifier_tells_one_digit_from_pieces_and_pairs(verifier, mnist)
     assert np.median(whole) > 0.95 and (whole > 0.5).mean() > 0.97
     assert np.median(verifier.one_digit(np.stack(pairs))) < 0.1
     assert np.median(verifier.one_digit(np.stack(pieces))) < 0.5
+
+
+def test_training_the_verifier_end_to_end(mnist, real_data, tmp_path, capsys):
+    """The real training command, cheap: a few numbers, one epoch, exported as an 11-class ONNX
+    model that the runtime's Verifier loads."""
+    import json
+
+    from digitrec.train.verifier import main
+
+    main(["--out", str(tmp_path / "run"), "--numbers", "30", "--epochs", "1", "--limit", "2000",
+          "--threads", "1", "--export", str(tmp_path / "verifier.onnx")])
+    assert "test accuracy" in capsys.readouterr().out
+    card = json.loads((tmp_path / "verifier_card.json").read_text())
+    assert card["labels"][-1] == "not one digit" and card["output"]["shape"] == [11]
+    probs = Verifier(tmp_path / "verifier.onnx").probabilities(mnist["test"][0][:50])
+    assert probs.shape == (50, 11) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert (tmp_path / "run" / "candidates.npz").is_file()

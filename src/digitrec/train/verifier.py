@@ -50,13 +50,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=0, help="train on only N candidates (smoke tests)")
     parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
     args = parser.parse_args(argv)
 
     from digitrec.export import export_onnx
     from digitrec.train import load_recipe, train
 
-    overrides = {"seed": args.seed, "threads": args.threads}
+    overrides = {"seed": args.seed, "threads": args.threads, "limit": args.limit}
     if args.epochs:
         overrides["epochs"] = args.epochs
     config = load_recipe("verifier", overrides=overrides)
