@@ -24,8 +24,9 @@ MAX_ATOMS_PER_DIGIT = 6
 # Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
 VERIFIER_WEIGHT = 0.5
 # Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) costs
-# about as much as a digit read at 70%: an atom is read when the classifier is surer than that.
-SKIP_SMALL = -0.1
+# about as much as a digit read at 60%. (Before the verifier it cost less, -0.1: punctuation had to
+# be skipped cheaply; now the verifier says it is not a digit, and small digits are not dropped.)
+SKIP_SMALL = -0.5
 SKIPPABLE = 0.8  # atoms shorter than this many line heights may be skipped
 # Charged per stroke width of ink that a chosen cut goes through: cutting strokes is the
 # exception (touching digits), not the rule.
