@@ -1,7 +1,7 @@
 """Checkpoint -> ONNX model with its model card, checked against PyTorch before it is written.
 
 The ONNX file follows the runtime's contract: input `image` float32 (N, 1, 28, 28) in [0, 1],
-ink = 1 on black; output `logits` (N, 10); the MNIST normalisation is inside the graph;
+ink = 1 on black; output `logits` (N, 10), or (N, 11) for the reader's verifier; the MNIST normalisation is inside the graph;
 metadata_props["digitrec"] is the model card as JSON. The card is also written beside the model
 (`model.onnx` -> `model_card.json`) for people and tools that do not open ONNX files.
 """

@@ -3,7 +3,8 @@
 `digitrec.preprocess.segment` cuts each text line into atoms (components, and slices of
 components that may hold touching digits). Here a dynamic programme walks each line left to right
 and decides, for every run of consecutive atoms, whether it is one digit (score: the classifier's
-log-probability of its best digit, plus a shape prior on the run's width and height relative to
+log-probability of its best digit, plus the segmentation verifier's log-probability that the run is
+one digit at all (`digitrec.verifier`), plus a shape prior on the run's width and height relative to
 the line), or - for a small atom - punctuation to skip. The best-scoring path is the reading.
 """
 
@@ -18,14 +19,15 @@ from digitrec.errors import ImageError
 from digitrec.preprocess import load_grey
 from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.segment import Atom, Segmentation, TextLine, render_group, segment
-from digitrec.verifier import load_verifier
 
 MAX_ATOMS_PER_DIGIT = 6
 # Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
 VERIFIER_WEIGHT = 0.5
-# Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) costs
-# about as much as a digit read at 60%. (Before the verifier it cost less, -0.1: punctuation had to
-# be skipped cheaply; now the verifier says it is not a digit, and small digits are not dropped.)
+# Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) scores
+# SKIP_SMALL; reading it as a digit scores log p(digit) + VERIFIER_WEIGHT log p(one digit) +
+# DIGIT_BONUS (+ shape prior and cut cost), so a small atom is read when p(digit) x sqrt(p(one digit))
+# is above ~0.37. (Before the verifier skipping scored -0.1, to skip punctuation readily; the
+# verifier now says punctuation is not a digit, and that made small digits get dropped.)
 SKIP_SMALL = -0.5
 SKIPPABLE = 0.8  # atoms shorter than this many line heights may be skipped
 # Charged per stroke width of ink that a chosen cut goes through: cutting strokes is the
@@ -53,9 +55,9 @@ WIDE, WIDE_COST = 1.3, 2.0
 GAP_COST, GAP_MARGIN = 0.0, 0.05
 # Reading ink separated by empty columns as one digit costs MERGE_GAP_COST per line height of gap.
 MERGE_GAP_COST = 10.0
-# Each digit read costs this much: without it, confident fragments of one digit (the two arcs of
-# a broken 0) outscore the whole digit.
-DIGIT_COST = -0.5
+# Each digit read earns this much. Every digit adds a log-probability (<= 0) to a path, so without
+# it a path of fewer digits wins by default: two touching digits read as one, a small digit skipped.
+DIGIT_BONUS = 0.5
 # A connected component no wider than SOLID_WIDTH line heights that reads as one digit with at
 # least SOLID_CONFIDENCE, in a shape usual for that digit, is never cut.
 SOLID_CONFIDENCE, SOLID_WIDTH = 0.9, 1.0
@@ -175,7 +177,7 @@ def _best_path(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> li
         s = float(joint.max()) + VERIFIER_WEIGHT * math.log(max(float(one[k]), 1e-6))
         s -= MERGE_GAP_COST * _white_gaps(run) / line.height
         # Cuts inside the run are undone (free); the cut at its right end is paid for.
-        s -= CUT_COST * atoms[j - 1].cut_cost ** CUT_POWER + DIGIT_COST
+        s += DIGIT_BONUS - CUT_COST * atoms[j - 1].cut_cost ** CUT_POWER
         if j < n and atoms[j - 1].cut_cost == 0:
             gap = (atoms[j].x - max(a.x + a.w for a in run)) / line.height
             s -= GAP_COST * max(0.0, GAP_MARGIN - gap)
@@ -229,7 +231,7 @@ def classify_candidates(recognizer, seg: Segmentation):
     if not images:
         return plan, np.zeros((0, 28, 28), np.uint8), np.zeros((0, 10), np.float32), np.zeros(0, np.float32)
     images = np.stack(images)
-    return plan, images, recognizer.predict_probabilities(images), load_verifier().one_digit(images)
+    return plan, images, recognizer.predict_probabilities(images), recognizer.verifier.one_digit(images)
 
 
 def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray,

@@ -81,6 +81,17 @@ class Recognizer:
         # How this model is fed and read (layout, scaling, logits or scores): see model_adapter.
         self.adapter = ModelAdapter.from_session(self.session, self.card, path)
         self.min_confidence = min_confidence
+        self.threads = threads
+        self._verifier = None
+
+    @property
+    def verifier(self):
+        """The reader's segmentation verifier (`digitrec.verifier`), loaded on first use."""
+        if self._verifier is None:
+            from digitrec.verifier import Verifier
+
+            self._verifier = Verifier(threads=self.threads)
+        return self._verifier
 
     # --- arrays already in MNIST form ---
 

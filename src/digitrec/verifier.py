@@ -2,15 +2,16 @@
 
 A small CNN shipped beside the digit model (`assets/verifier.onnx`, trained by
 `python -m digitrec.train.verifier`) with eleven outputs: the ten digits and "not one digit" (half a
-digit, two touching digits, a stroke of punctuation). The reader multiplies the digit model's
-answer by the verifier's probability that the run of ink is one digit at all, which the digit model
-cannot say: trained on whole digits only, it reads half a 0 as a confident 1.
+digit, two touching digits, a stroke of punctuation). The reader weighs each candidate run of ink by
+the verifier's probability that it is one digit at all (a power of it: see `reading.VERIFIER_WEIGHT`),
+which the digit model cannot say: trained on whole digits only, it reads half a 0 as a confident 1.
+Each `Recognizer` owns one, loaded on first use, with the recognizer's thread count.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,13 @@ class Verifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise ModelError(f"cannot load the segmentation verifier {self.path}: {exc}") from None
+        card = json.loads(self.session.get_modelmeta().custom_metadata_map.get("digitrec", "{}"))
+        if card.get("labels", [])[NOT_ONE_DIGIT:] != ["not one digit"]:
+            raise ModelError(f"{self.path} is not a segmentation verifier (its card has no 'not one digit' output)")
 
     def probabilities(self, digits28: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 11): the digits, then not-one-digit."""
@@ -49,9 +56,3 @@ class Verifier:
     def one_digit(self, digits28: np.ndarray) -> np.ndarray:
         """float32 (N,): the probability that each candidate is one digit."""
         return 1.0 - self.probabilities(digits28)[:, NOT_ONE_DIGIT]
-
-
-@lru_cache(maxsize=4)
-def load_verifier(path: str | None = None) -> Verifier:
-    """One verifier per process (its session is thread-safe), loaded on first use."""
-    return Verifier(path)

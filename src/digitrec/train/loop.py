@@ -134,7 +134,7 @@ class WeightAverage:
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 1, 28, 28) -> float32 (N, 10) logits, in eval mode."""
+    """uint8 (N, 1, 28, 28) -> float32 (N, classes) logits, in eval mode."""
     was_training = model.training
     model.eval()
     out = [model(as_float(images[i : i + EVAL_BATCH])) for i in range(0, len(images), EVAL_BATCH)]

@@ -21,8 +21,8 @@ from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.segment import TextLine, render_group, segment
 from digitrec.reading import candidate_groups
 from digitrec.synth import GROUPS, make_number
+from digitrec.verifier import NOT_ONE_DIGIT
 
-NOT_ONE_DIGIT = 10
 # Fractions of ink (mask pixels) for the labels: purity = the owner's share of the run's ink,
 # coverage = the share of the owner's ink inside the run.
 ONE_PURITY, ONE_COVERAGE = 0.92, 0.9
@@ -31,10 +31,10 @@ NOT_PURITY, NOT_COVERAGE = 0.8, 0.7
 SMALL_TAIL = 0.25
 
 
-def label_candidates(line: TextLine, groups, owner: np.ndarray, mask: np.ndarray) -> list[int | None]:
-    """For each run (i, j) of `line`'s atoms: the index of the digit it is (in the number, left
-    to right), NOT_ONE_DIGIT, or None (ambiguous). `owner` (int, working scale): which digit owns
-    each pixel, -1 for none; `mask`: the segmenter's ink mask."""
+def label_candidates(line: TextLine, groups, owner: np.ndarray, mask: np.ndarray, text: str) -> list[int | None]:
+    """For each run (i, j) of `line`'s atoms: the digit it is, NOT_ONE_DIGIT, or None (ambiguous).
+    `owner` (int, working scale): which digit of the number `text` owns each pixel (its index in
+    `text`), -1 for none; `mask`: the segmenter's ink mask."""
     n_digits = int(owner.max()) + 1
     totals = np.bincount(owner[mask & (owner >= 0)], minlength=max(n_digits, 1))
     atom_counts = []
@@ -51,7 +51,7 @@ def label_candidates(line: TextLine, groups, owner: np.ndarray, mask: np.ndarray
         k = int(counts[1:].argmax())
         purity, coverage = counts[k + 1] / size, counts[k + 1] / max(totals[k], 1)
         if purity >= ONE_PURITY and coverage >= ONE_COVERAGE:
-            out.append(k)
+            out.append(int(text[k]))
         elif purity < NOT_PURITY or coverage < NOT_COVERAGE:
             out.append(NOT_ONE_DIGIT)
         else:
@@ -73,11 +73,11 @@ def candidate_examples(rng: np.random.Generator, images: np.ndarray, labels: np.
         owner = cv2.resize(owner_out[0], (seg.mask.shape[1], seg.mask.shape[0]), interpolation=cv2.INTER_NEAREST)
         for line in seg.lines:
             runs = candidate_groups(line)
-            for (i, j), k in zip(runs, label_candidates(line, runs, owner, seg.mask)):
-                if k is None:
+            for (i, j), label in zip(runs, label_candidates(line, runs, owner, seg.mask, text)):
+                if label is None:
                     continue
                 xs.append(fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)))
-                ys.append(NOT_ONE_DIGIT if k == NOT_ONE_DIGIT else int(text[k]))
+                ys.append(label)
     if not xs:
         return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)
     return np.stack(xs), np.array(ys, np.int64)

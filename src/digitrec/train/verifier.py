@@ -1,11 +1,12 @@
 """Train the reader's segmentation verifier and export it as ONNX.
 
-    python -m digitrec.train.verifier [--out runs/verifier] [--numbers 4000] [--export PATH]
+    python -m digitrec.train.verifier [--out runs/verifier] [--numbers 5000] [--export PATH]
 
 Data (`digitrec.train.segments`): the candidate digits the reader sees when it reads numbers made
 of MNIST *training* digits 0-54,999 (training) and 55,000-59,999 (the held-out 'test' set, never
 the MNIST test set, which the reading benchmark uses), plus 20,000 plain MNIST training digits.
-The candidates are cached in the run folder (`candidates.npz`), so a re-run only trains.
+The candidates are cached in the run folder (`candidates.npz`, with the --numbers and --seed that
+made them), so `--force` or `--resume` only trains.
 Recipe: `configs/verifier.toml` (the cnn design, narrower, 11 classes); the training loop is the
 same as every recipe's (`digitrec.train.loop`).
 """
@@ -43,17 +44,40 @@ def build_data(numbers: int, seed: int, log=print) -> dict:
     return {"train": (x_train, y_train), "test": (x_test, y_test)}
 
 
+def _cached_data(out: Path, numbers: int, seed: int) -> dict:
+    """The candidates for (numbers, seed): from `out`/candidates.npz when it was made with the same,
+    else generated and saved there. A cache made differently is an error, never silently reused."""
+    cache = out / "candidates.npz"
+    if cache.is_file():
+        with np.load(cache) as f:
+            made = (int(f["numbers"]), int(f["seed"]))
+            if made != (numbers, seed):
+                raise SystemExit(f"{cache} was made with --numbers {made[0]} --seed {made[1]}, not --numbers "
+                                 f"{numbers} --seed {seed}: use another --out, or delete it")
+            return {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])}
+    data = build_data(numbers, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, x_train=data["train"][0], y_train=data["train"][1], x_test=data["test"][0],
+                        y_test=data["test"][1], numbers=numbers, seed=seed)
+    return data
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/verifier"))
-    parser.add_argument("--numbers", type=int, default=4000, help="generated numbers for the training candidates")
+    parser.add_argument("--numbers", type=int, default=5000, help="generated numbers for the training candidates")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0, help="train on only N candidates (smoke tests)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--force", action="store_true", help="train again from scratch in --out (the "
+                        "candidates there are kept)")
     parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
     args = parser.parse_args(argv)
 
+    from digitrec.checkpoint import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
+    from digitrec.errors import DigitrecError
     from digitrec.export import export_onnx
     from digitrec.train import load_recipe, train
 
@@ -61,18 +85,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.epochs:
         overrides["epochs"] = args.epochs
     config = load_recipe("verifier", overrides=overrides)
-    cache = args.out / "candidates.npz"
-    if cache.is_file():
-        with np.load(cache) as f:
-            data = {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])}
-    else:
-        data = build_data(args.numbers, args.seed)
-        args.out.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, x_train=data["train"][0], y_train=data["train"][1],
-                            x_test=data["test"][0], y_test=data["test"][1])
+    if (args.out / CHECKPOINT_NAME).exists() and not (args.resume or args.force):
+        raise SystemExit(f"{args.out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
+                         "--force to train again, or choose another --out")
+    data = _cached_data(args.out, args.numbers, args.seed)
+    if args.force:
+        for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
+            (args.out / name).unlink(missing_ok=True)
     counts = np.bincount(data["train"][1], minlength=11)
     print(f"training set: {len(data['train'][1]):,} ({counts[10]:,} not one digit); test {len(data['test'][1]):,}")
-    summary = train(config, args.out, data=data)
+    try:
+        summary = train(config, args.out, data=data, resume=args.resume)
+    except DigitrecError as exc:
+        raise SystemExit(str(exc)) from None
     print(f"verifier: test accuracy {summary['test_accuracy']:.4f} on held-out candidates, "
           f"{summary['train_seconds']:.0f} s of training")
     if args.export:
