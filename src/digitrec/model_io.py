@@ -1,4 +1,5 @@
-"""Which ONNX file a `--model` argument means. One function for predict, read, serve and evaluate.
+"""Which ONNX file a `--model` argument means, and opening one. One function each for predict,
+read, serve and evaluate (and the reader's verifier).
 
 `.onnx` files are used as they are. A Keras model (`.keras`) is converted to ONNX once, on first
 use, and the result is cached under the digitrec cache, keyed by the file's SHA-256: a later run
@@ -9,6 +10,7 @@ use, and the result is cached under the digitrec cache, keyed by the file's SHA-
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +19,20 @@ from digitrec.errors import ModelError
 
 KERAS_SUFFIXES = (".keras",)
 LEGACY_KERAS_SUFFIXES = (".h5", ".hdf5")
+
+
+def open_session(path: Path, threads: int | None = None):
+    """An onnxruntime CPU session for `path` (at most 4 threads by default). Raises ModelError with
+    a message for the user when the file is not a model onnxruntime can load."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelError(f"cannot load {path} as an ONNX model: {exc}") from None
 
 
 def resolve_model(model: str | Path) -> Path:

@@ -11,7 +11,6 @@ pixel ranges, sigmoid scores or probabilities; a `.keras` file is converted once
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -21,7 +20,7 @@ import numpy as np
 from digitrec import paths
 from digitrec.errors import DigitrecError, ModelError
 from digitrec.model_adapter import ModelAdapter, softmax  # noqa: F401 - softmax is part of this module's API
-from digitrec.model_io import resolve_model
+from digitrec.model_io import open_session, resolve_model
 from digitrec.preprocess import load_grey, normalize_digit
 from digitrec.preprocess.digit import WORK_SIDE, digit_views
 
@@ -62,18 +61,10 @@ class Recognizer:
 
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None,
                  min_confidence: float = 0.0):
-        import onnxruntime as ort
-
         path = resolve_model(model) if model else default_model_path()  # a .keras file -> its cached ONNX
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelError(f"cannot load {path} as an ONNX model: {exc}") from None
+        self.session = open_session(path, threads)
         self.path = path
         self.input_name = self.session.get_inputs()[0].name
         meta = self.session.get_modelmeta().custom_metadata_map

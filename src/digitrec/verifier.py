@@ -11,12 +11,13 @@ Each `Recognizer` owns one, loaded on first use, with the recognizer's thread co
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from digitrec.errors import ModelError
+from digitrec.model_adapter import softmax
+from digitrec.model_io import open_session
 
 NOT_ONE_DIGIT = 10
 
@@ -27,18 +28,10 @@ def default_verifier_path() -> Path:
 
 class Verifier:
     def __init__(self, path: str | Path | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
         self.path = Path(path) if path else default_verifier_path()
         if not self.path.is_file():
             raise ModelError(f"segmentation verifier not found: {self.path} (reinstall digitrec)")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelError(f"cannot load the segmentation verifier {self.path}: {exc}") from None
+        self.session = open_session(self.path, threads)
         card = json.loads(self.session.get_modelmeta().custom_metadata_map.get("digitrec", "{}"))
         if card.get("labels", [])[NOT_ONE_DIGIT:] != ["not one digit"]:
             raise ModelError(f"{self.path} is not a segmentation verifier (its card has no 'not one digit' output)")
@@ -48,9 +41,7 @@ class Verifier:
         out = []
         for start in range(0, len(digits28), batch_size):
             x = digits28[start : start + batch_size].astype(np.float32)[:, None] / 255.0
-            logits = self.session.run(None, {"image": x})[0]
-            z = np.exp(logits - logits.max(axis=1, keepdims=True))
-            out.append(z / z.sum(axis=1, keepdims=True))
+            out.append(softmax(self.session.run(None, {"image": x})[0]))
         return np.concatenate(out) if out else np.zeros((0, 11), np.float32)
 
     def one_digit(self, digits28: np.ndarray) -> np.ndarray:
