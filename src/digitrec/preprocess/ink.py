@@ -280,12 +280,11 @@ def ink_mask(contrast: np.ndarray, noise: float, deep: np.ndarray | None = None)
         return empty, 0.0
     level = float(np.percentile(contrast[strong], 90))
     weak = (contrast > max(floor, level / 3)).astype(np.uint8)
-    x, y, w, h = cv2.boundingRect(weak)  # labelled there only: the ink is a few % of a page
-    box = (slice(y, y + h), slice(x, x + w))
-    n, labels = cv2.connectedComponents(weak[box], connectivity=8)
-    keep = np.zeros(n, np.uint8)
-    keep[labels[strong[box]]] = 255
+    labelled = label_blobs(weak)  # within the ink's box only: a few % of a page
+    labels = labelled.image[labelled.box]
+    keep = np.zeros(labelled.n, np.uint8)
+    keep[labels[strong[labelled.box]]] = 255
     keep[0] = 0
     mask = np.zeros(contrast.shape, np.uint8)
-    mask[box] = keep[labels]
+    mask[labelled.box] = keep[labels]
     return mask, level
