@@ -219,18 +219,24 @@ def _best_path(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> li
     return path[::-1]
 
 
-def classify_candidates(recognizer, seg: Segmentation):
-    """Every candidate run of atoms of every line, rendered MNIST-style and classified in one
-    batch -> (runs per line, uint8 (N, 28, 28) images, float32 (N, 10) digit probabilities,
-    float32 (N,) the verifier's probability that each is one digit)."""
+def render_candidates(seg: Segmentation) -> tuple[list[list[tuple[int, int]]], np.ndarray]:
+    """Every candidate run of atoms of every line, rendered MNIST-style -> (runs per line, uint8
+    (N, 28, 28) images, line by line). The verifier is trained on exactly these renderings."""
     plan, images = [], []
     for line in seg.lines:
         groups = candidate_groups(line)
         plan.append(groups)
         images += [fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)) for i, j in groups]
-    if not images:
-        return plan, np.zeros((0, 28, 28), np.uint8), np.zeros((0, 10), np.float32), np.zeros(0, np.float32)
-    images = np.stack(images)
+    return plan, np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
+
+
+def classify_candidates(recognizer, seg: Segmentation):
+    """The candidates of `render_candidates`, classified in one batch -> (runs per line, images,
+    float32 (N, 10) digit probabilities, float32 (N,) the verifier's probability that each is
+    one digit)."""
+    plan, images = render_candidates(seg)
+    if not len(images):
+        return plan, images, np.zeros((0, 10), np.float32), np.zeros(0, np.float32)
     return plan, images, recognizer.predict_probabilities(images), recognizer.verifier.one_digit(images)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digitrec import paths
 from digitrec.errors import ModelError
 from digitrec.model_adapter import softmax
 from digitrec.model_io import open_session
@@ -23,7 +24,7 @@ NOT_ONE_DIGIT = 10
 
 
 def default_verifier_path() -> Path:
-    return Path(__file__).resolve().parent / "assets" / "verifier.onnx"
+    return paths.assets_dir() / "verifier.onnx"
 
 
 class Verifier:

@@ -405,15 +405,13 @@ def _candidate_seams(mask: np.ndarray, height: float, stroke: float, margin: int
 
 
 def _slanted_cuts(mask: np.ndarray, height: float, stroke: float, margin: int) -> list[tuple[float, np.ndarray]]:
-    """Straight cuts at every slant in SLANTS (but upright, which the seams cover) through every
+    """Straight cuts at every slant in SLANTS (none upright: the seams cover that) through every
     other column: [(cost in strokes, x per row)], the cheapest per column."""
     h, w = mask.shape
     up = (h - 1) / 2 - np.arange(h)  # height above the middle row
     rows = np.arange(h)
     best: dict[int, tuple[float, np.ndarray]] = {}
     for k in SLANTS:
-        if k == 0:
-            continue
         for x in range(margin, w - margin, 2):
             path = np.round(x + k * up).astype(np.int32)
             if path.min() < 0 or path.max() >= w:

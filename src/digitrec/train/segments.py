@@ -17,9 +17,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from digitrec.preprocess.digit import fit_and_centre
-from digitrec.preprocess.segment import TextLine, render_group, segment
-from digitrec.reading import candidate_groups
+from digitrec.preprocess.segment import TextLine, segment
+from digitrec.reading import render_candidates
 from digitrec.synth import GROUPS, make_number
 from digitrec.verifier import NOT_ONE_DIGIT
 
@@ -71,13 +70,10 @@ def candidate_examples(rng: np.random.Generator, images: np.ndarray, labels: np.
                                  punctuation=bool(rng.random() < 0.3), owner_out=owner_out, small_tail=SMALL_TAIL)
         seg = segment(grey)
         owner = cv2.resize(owner_out[0], (seg.mask.shape[1], seg.mask.shape[0]), interpolation=cv2.INTER_NEAREST)
-        for line in seg.lines:
-            runs = candidate_groups(line)
-            for (i, j), label in zip(runs, label_candidates(line, runs, owner, seg.mask, text)):
-                if label is None:
-                    continue
-                xs.append(fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)))
-                ys.append(label)
-    if not xs:
-        return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)
-    return np.stack(xs), np.array(ys, np.int64)
+        plan, rendered = render_candidates(seg)
+        found = [label for line, runs in zip(seg.lines, plan)
+                 for label in label_candidates(line, runs, owner, seg.mask, text)]
+        keep = [k for k, label in enumerate(found) if label is not None]
+        xs.append(rendered[keep])
+        ys += [found[k] for k in keep]
+    return np.concatenate(xs), np.array(ys, np.int64)
