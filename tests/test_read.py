@@ -229,3 +229,23 @@ def test_cli_plain_output_and_debug_images(files, model_path, tmp_path):
     assert drawn is not None and drawn.shape[:2] == cv2.imread(str(good)).shape[:2]
     # Boxes are drawn in colour on the grey input.
     assert (np.ptp(drawn.astype(int), axis=2) > 60).sum() > 50
+
+
+def test_best_path_can_be_held_to_a_reading():
+    """Three atoms side by side; on its own the path reads '17' (atoms 0-1 as a 1, atom 2 as a 7);
+    held to the line reader's '417' it must read each atom as one digit, and a reading that no
+    path can give ('12345': more digits than atoms) is refused."""
+    from digitrec.preprocess.segment import Atom, TextLine
+    from digitrec.reading import best_path
+
+    atoms = [Atom(x, 0, 8, 20, np.ones((20, 8), bool)) for x in (0, 10, 20)]
+    line = TextLine(atoms, 20.0)
+    scores = {g: np.full(10, -5.0) for g in [(0, 1), (1, 2), (2, 3), (0, 2), (1, 3), (0, 3)]}
+    scores[(0, 2)][1] = -0.1
+    scores[(2, 3)][7] = -0.1
+    scores[(0, 1)][4], scores[(1, 2)][1] = -1.0, -1.0
+    total, path = best_path(line, scores)
+    assert path == [(0, 2, 1), (2, 3, 7)] and total == pytest.approx(-0.2)
+    total, path = best_path(line, scores, "417")
+    assert path == [(0, 1, 4), (1, 2, 1), (2, 3, 7)] and total == pytest.approx(-2.1)
+    assert best_path(line, scores, "12345") == (-np.inf, [])

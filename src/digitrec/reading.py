@@ -5,7 +5,10 @@ components that may hold touching digits). Here a dynamic programme walks each l
 and decides, for every run of consecutive atoms, whether it is one digit (score: the classifier's
 log-probability of its best digit, plus the segmentation verifier's log-probability that the run is
 one digit at all (`digitrec.verifier`), plus a shape prior on the run's width and height relative to
-the line), or - for a small atom - punctuation to skip. The best-scoring path is the reading.
+the line), or - for a small atom - punctuation to skip. The best-scoring path is the reading,
+unless the line reader (`digitrec.line_reader`, which reads the whole line without cutting it)
+reads the line otherwise and the best path that reads as it does scores more once each string's
+line-reader log-probability is added (`_second_opinion`).
 """
 
 from __future__ import annotations
@@ -16,13 +19,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from digitrec.errors import ImageError
+from digitrec.line_reader import greedy_decode, line_image, string_log_prob
 from digitrec.preprocess import load_grey
 from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.segment import Atom, Segmentation, TextLine, render_group, segment
+from digitrec.verifier import NOT_ONE_DIGIT
 
 MAX_ATOMS_PER_DIGIT = 6
 # Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
 VERIFIER_WEIGHT = 0.5
+# Weight of the line reader's log-probability of a line's string (see `_second_opinion`).
+LINE_WEIGHT = 1.0
+LINE_WEIGHT_SAME_COUNT = 0.25
+# The line reader is better at telling how many digits touching ink holds than at telling digits
+# apart: it never re-reads a whole, uncut component that the digit model reads this surely.
+SURE_CONFIDENCE = 0.9
 # Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) scores
 # SKIP_SMALL; reading it as a digit scores log p(digit) + VERIFIER_WEIGHT log p(one digit) +
 # DIGIT_BONUS (+ shape prior and cut cost), so a small atom is read when p(digit) x sqrt(p(one digit))
@@ -162,19 +173,19 @@ def _white_gaps(run: list[Atom]) -> float:
     return gaps
 
 
-def _best_path(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> list[tuple[int, int, int]]:
-    """Viterbi over atom boundaries: each step is one digit (a run of atoms) or a skipped small
-    atom. `probs` (runs, 10): the digit model's; `one` (runs,): the verifier's probability that
-    the run is one digit. -> [(first atom, end atom, digit)] left to right."""
+def run_scores(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """Score of reading each run of atoms (i, j) as each digit -> {(i, j): float (10,)}: the digit
+    model's log-probability `probs` (runs, 10), the shape prior, the verifier's log-probability
+    `one` (runs,) that the run is one digit, and the costs of gaps and cuts; -inf for runs that
+    would break up a solid digit."""
     atoms, n = line.atoms, len(line.atoms)
-    score, digit = {}, {}
+    score = {}
     for k, (i, j) in enumerate(groups):
         run = atoms[i:j]
         x0, x1 = min(a.x for a in run), max(a.x + a.w for a in run)
         y0, y1 = min(a.y for a in run), max(a.y + a.h for a in run)
-        joint = np.log(np.maximum(probs[k], 1e-9)) + shape_log_prior(x1 - x0, y1 - y0, line.height)
-        digit[(i, j)] = int(joint.argmax())
-        s = float(joint.max()) + VERIFIER_WEIGHT * math.log(max(float(one[k]), 1e-6))
+        s = np.log(np.maximum(probs[k], 1e-9)) + shape_log_prior(x1 - x0, y1 - y0, line.height)
+        s += VERIFIER_WEIGHT * math.log(max(float(one[k]), 1e-6))
         s -= MERGE_GAP_COST * _white_gaps(run) / line.height
         # Cuts inside the run are undone (free); the cut at its right end is paid for.
         s += DIGIT_BONUS - CUT_COST * atoms[j - 1].cut_cost ** CUT_POWER
@@ -195,28 +206,69 @@ def _best_path(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> li
                 for g in score:
                     a, b = g
                     if (i < a < j or i < b < j) and g != (i, j):
-                        score[g] = -np.inf
-    best = np.full(n + 1, -np.inf)
-    best[0] = 0.0
-    back: list[tuple[int, int, bool] | None] = [None] * (n + 1)
+                        score[g] = np.full(10, -np.inf)
+    return score
+
+
+def sure_digits(line: TextLine, groups, probs: np.ndarray, verifier: np.ndarray) -> dict[tuple[int, int], int]:
+    """Runs that are one whole connected component, uncut, that the digit model and the verifier
+    (`verifier`: its (runs, 11) probabilities) both read as the same digit, the verifier with at
+    least SURE_CONFIDENCE -> that digit. The line reader may not re-read or split these."""
+    sure = {}
+    for k, (i, j) in enumerate(groups):
+        d = int(probs[k].argmax())
+        if verifier[k, d] >= SURE_CONFIDENCE and int(verifier[k].argmax()) == d and _is_whole_component(line.atoms, i, j):
+            sure[(i, j)] = d
+    return sure
+
+
+def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: str | None = None,
+              sure: dict[tuple[int, int], int] | None = None) -> tuple[float, list[tuple[int, int, int]]]:
+    """Viterbi over atom boundaries: each step is one digit (a run of atoms) or a skipped small
+    atom. With `text`, only paths that read exactly those digits count (each run scored as the
+    digit it must be; a run in `sure` only as its sure digit). -> (the path's score,
+    [(first atom, end atom, digit)] left to right); (-inf, []) when no path reads `text`."""
+    sure = sure or {}
+    # Runs that hold part of a sure run, or it and more: not allowed when held to `text`.
+    broken = {g for g in scores for r in sure if g != r and g[0] < r[1] and r[0] < g[1]}
+    atoms, n = line.atoms, len(line.atoms)
+    wanted = None if text is None else [int(c) for c in text]
+    depth = 1 if wanted is None else len(wanted) + 1  # digits read so far (only tracked with `text`)
+    best = np.full((depth, n + 1), -np.inf)
+    best[0, 0] = 0.0
+    back: dict[tuple[int, int], tuple[int, int, int | None]] = {}
     by_start: dict[int, list[tuple[int, int]]] = {}
-    for g in groups:
+    for g in scores:
         by_start.setdefault(g[0], []).append(g)
     for i in range(n):
-        if best[i] == -np.inf:
-            continue
-        if atoms[i].h < SKIPPABLE * line.height and best[i] + SKIP_SMALL > best[i + 1]:
-            best[i + 1], back[i + 1] = best[i] + SKIP_SMALL, (i, i + 1, False)
-        for (a, b) in by_start.get(i, []):
-            if best[a] + score[(a, b)] > best[b]:
-                best[b], back[b] = best[a] + score[(a, b)], (a, b, True)
-    path, k = [], n
-    while k > 0 and back[k] is not None:
-        a, b, is_digit = back[k]
-        if is_digit:
-            path.append((a, b, digit[(a, b)]))
-        k = a
-    return path[::-1]
+        skippable = atoms[i].h < SKIPPABLE * line.height
+        for m in range(depth):
+            here = best[m, i]
+            if here == -np.inf:
+                continue
+            if skippable and here + SKIP_SMALL > best[m, i + 1]:
+                best[m, i + 1], back[(m, i + 1)] = here + SKIP_SMALL, (m, i, None)
+            for (a, b) in by_start.get(i, []):
+                if wanted is None:
+                    d, to = int(scores[(a, b)].argmax()), m
+                elif m < len(wanted) and sure.get((a, b), wanted[m]) == wanted[m] and (a, b) not in broken:
+                    d, to = wanted[m], m + 1
+                else:
+                    continue
+                s = here + float(scores[(a, b)][d])
+                if s > best[to, b]:
+                    best[to, b], back[(to, b)] = s, (m, a, d)
+    m, k = depth - 1, n
+    total = float(best[m, k])
+    if total == -np.inf:
+        return total, []
+    path = []
+    while k > 0:
+        m_prev, a, d = back[(m, k)]
+        if d is not None:
+            path.append((a, k, d))
+        m, k = m_prev, a
+    return total, path[::-1]
 
 
 def render_candidates(seg: Segmentation) -> tuple[list[list[tuple[int, int]]], np.ndarray]:
@@ -232,28 +284,60 @@ def render_candidates(seg: Segmentation) -> tuple[list[list[tuple[int, int]]], n
 
 def classify_candidates(recognizer, seg: Segmentation):
     """The candidates of `render_candidates`, classified in one batch -> (runs per line, images,
-    float32 (N, 10) digit probabilities, float32 (N,) the verifier's probability that each is
-    one digit)."""
+    float32 (N, 10) digit probabilities, float32 (N, 11) the verifier's (the digits, then "not one
+    digit"), and per line the line reader's (columns, 11) log-probabilities)."""
     plan, images = render_candidates(seg)
+    line_log_probs = [recognizer.line_reader.log_probs(line_image(line.atoms, seg.ink, seg.stroke, line.height))
+                      for line in seg.lines]
     if not len(images):
-        return plan, images, np.zeros((0, 10), np.float32), np.zeros(0, np.float32)
-    return plan, images, recognizer.predict_probabilities(images), recognizer.verifier.one_digit(images)
+        return plan, images, np.zeros((0, 10), np.float32), np.zeros((0, 11), np.float32), line_log_probs
+    return (plan, images, recognizer.predict_probabilities(images), recognizer.verifier.probabilities(images),
+            line_log_probs)
 
 
-def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray,
-                  one: np.ndarray) -> list[list[ReadDigit]]:
-    """The best path through each line's candidates -> the digits of the lines that read as numbers."""
+def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray, verifier: np.ndarray,
+                  line_log_probs: list[np.ndarray] | None = None) -> list[list[ReadDigit]]:
+    """The best path through each line's candidates, checked against the line reader's reading
+    when one is given -> the digits of the lines that read as numbers."""
     lines, offset = [], 0
-    for line, groups in zip(seg.lines, plan):
+    for n, (line, groups) in enumerate(zip(seg.lines, plan)):
         index = {g: offset + k for k, g in enumerate(groups)}
-        line_probs, line_one = probs[offset : offset + len(groups)], one[offset : offset + len(groups)]
+        part = slice(offset, offset + len(groups))
         offset += len(groups)
+        scores = run_scores(line, groups, probs[part], 1.0 - verifier[part, NOT_ONE_DIGIT])
+        score, path = best_path(line, scores)
+        line_says = 0.0  # the line reader's own certainty per digit, when its reading was taken
+        if line_log_probs is not None and path:
+            sure = sure_digits(line, groups, probs[part], verifier[part])
+            path, line_says = _second_opinion(line, scores, sure, score, path, line_log_probs[n])
         digits = []
-        for i, j, d in _best_path(line, groups, line_probs, line_one):
+        for i, j, d in path:
             k = index[(i, j)]
-            digits.append(ReadDigit(d, float(probs[k][d]), _box(line.atoms[i:j], seg.scale), images[k]))
+            confidence = max(float(probs[k][d]), line_says)
+            digits.append(ReadDigit(d, confidence, _box(line.atoms[i:j], seg.scale), images[k]))
         lines.append((line, digits))
     return _keep_number_lines(lines)
+
+
+def _second_opinion(line: TextLine, scores, sure, score: float, path, log_probs: np.ndarray):
+    """The segmentation's best path, or - when the line reader reads the line otherwise - the
+    best path that reads as the line reader does, whichever scores more with the line reader's
+    log-probability of its string (times LINE_WEIGHT) added. The boxes always come from a path.
+    -> (path, the line reader's probability of its string per digit (geometric mean) when its
+    reading was taken, else 0): the classifier alone is unsure of a digit it was overruled on."""
+    text = "".join(str(d) for _, _, d in path)
+    other, _ = greedy_decode(log_probs)
+    if other == text or not other:
+        return path, 0.0
+    other_score, other_path = best_path(line, scores, other, sure)
+    if not other_path:
+        return path, 0.0
+    weight = LINE_WEIGHT if len(other) != len(text) else LINE_WEIGHT_SAME_COUNT
+    mine = score + weight * string_log_prob(log_probs, text)
+    theirs_line = string_log_prob(log_probs, other)
+    if other_score + weight * theirs_line <= mine:
+        return path, 0.0
+    return other_path, math.exp(theirs_line / len(other))
 
 
 def read_segmentation(recognizer, seg: Segmentation) -> list[list[ReadDigit]]:

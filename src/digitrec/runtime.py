@@ -74,6 +74,7 @@ class Recognizer:
         self.min_confidence = min_confidence
         self.threads = threads
         self._verifier = None
+        self._line_reader = None
 
     @property
     def verifier(self):
@@ -83,6 +84,15 @@ class Recognizer:
 
             self._verifier = Verifier(threads=self.threads)
         return self._verifier
+
+    @property
+    def line_reader(self):
+        """The reader's line model (`digitrec.line_reader`), loaded on first use."""
+        if self._line_reader is None:
+            from digitrec.line_reader import LineReader
+
+            self._line_reader = LineReader(threads=self.threads)
+        return self._line_reader
 
     # --- arrays already in MNIST form ---
 

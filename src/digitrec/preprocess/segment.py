@@ -430,8 +430,9 @@ def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:
     return Atom(int(x + x0), int(y + y0), int(x1 - x0), int(y1 - y0), mask[y0:y1, x0:x1].copy())
 
 
-def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
-    """uint8 grey image -> lines of over-segmented atoms at working scale."""
+def segment(grey: np.ndarray, stages: dict | None = None, *, cut: bool = True) -> Segmentation:
+    """uint8 grey image -> lines of over-segmented atoms at working scale. `cut=False` leaves the
+    components whole (the line reader's training data needs only the lines: 4x faster)."""
     # The ink is found at the input's resolution (at most WORK_MAX_SIDE), where its stroke
     # widths are the ones the lighting model expects; small inputs are enlarged afterwards.
     scale = working_scale(grey.shape)
@@ -461,7 +462,7 @@ def segment(grey: np.ndarray, stages: dict | None = None) -> Segmentation:
     # Not characters: taller than three digits (frame edges), or long thin lines.
     atoms = [a for a in atoms if a.h <= 3 * height and not (a.w > 2 * height and a.h < 3 * stroke)]
     lines = group_lines(atoms, height) if height > 0 else []
-    for line in lines:
+    for line in lines if cut else []:
         pieces = []
         for number, a in enumerate(line.atoms):
             for p in split_touching(a, line.height, stroke):

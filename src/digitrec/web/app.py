@@ -61,7 +61,8 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.recognizer = recognizer if recognizer is not None else Recognizer(model)
-        app.state.recognizer.verifier  # loaded now: a missing file fails the start, not a request
+        # The reader's models, loaded now: a missing file fails the start, not a request.
+        app.state.recognizer.verifier, app.state.recognizer.line_reader
         app.state.heavy_lane = asyncio.Semaphore(limits.heavy_at_once)  # made on the serving loop
         yield
 

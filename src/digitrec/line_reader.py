@@ -1,0 +1,109 @@
+"""The reader's second opinion: a whole line of digits read at once, without cutting it. (onnxruntime only.)
+
+Cutting touching digits apart is the reader's weak spot: when two digits interleave, no cut the
+segmenter can draw gives either of them cleanly, so the classifier never sees them whole. A line
+model needs no cuts. `assets/line_reader.onnx` (trained by `python -m digitrec.train.line_reader`)
+is a small CNN that reads the line's ink, normalised like MNIST (digits about 20 px tall, strokes
+in MNIST's width range, `line_image`), column by column, and is trained with CTC (Graves et al.,
+2006): it outputs, for every 4-pixel column, the probability of each digit and of "no new digit"
+(the blank). The reader (`digitrec.reading`) weighs the line model's probability of a reading
+against the segmentation's own score; the segmentation still gives every digit its box.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from digitrec import paths
+from digitrec.errors import ModelError
+from digitrec.model_io import open_session
+from digitrec.preprocess.digit import BOX, RENDER, normalize_stroke
+from digitrec.preprocess.segment import Atom, render_group
+
+HEIGHT = 32  # the line image's height, px; digits are BOX (20) px tall in it, as in MNIST
+STRIDE = 4  # the model gives one output column per STRIDE px of image width
+PAD = 8  # blank columns left and right, px
+BLANK = 10  # CTC's "no new digit" output (the digits are 0-9)
+
+
+def default_line_reader_path() -> Path:
+    return paths.assets_dir() / "line_reader.onnx"
+
+
+def line_image(atoms: list[Atom], ink: np.ndarray, stroke: float, digit_height: float) -> np.ndarray:
+    """The atoms of one text line -> uint8 (HEIGHT, W) image, ink = 255 on black, W a multiple of
+    STRIDE: the line scaled so that its digits are BOX px tall, strokes brought into MNIST's width
+    range at RENDER x scale (as `fit_and_centre` does for one digit), vertically centred."""
+    crop = render_group(atoms, ink, stroke)
+    h, w = crop.shape
+    scale = BOX / max(digit_height, 1.0)
+    if h * scale > HEIGHT - 2:  # a line taller than its digits (a tail, a tilt): fit it in
+        scale = (HEIGHT - 2) / h
+    big_w, big_h = max(1, round(w * scale * RENDER)), max(1, round(h * scale * RENDER))
+    grow = cv2.INTER_LINEAR if scale * RENDER > 1 else cv2.INTER_AREA
+    hi = normalize_stroke(cv2.resize(crop.astype(np.float32), (big_w, big_h), interpolation=grow), RENDER)
+    small = cv2.resize(hi, (max(1, round(big_w / RENDER)), max(1, round(big_h / RENDER))), interpolation=cv2.INTER_AREA)
+    sh, sw = small.shape
+    width = -(-(sw + 2 * PAD) // STRIDE) * STRIDE
+    out = np.zeros((HEIGHT, width), np.float32)
+    top = (HEIGHT - sh) // 2
+    out[top : top + sh, PAD : PAD + sw] = small
+    return np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def greedy_decode(log_probs: np.ndarray) -> tuple[str, float]:
+    """(T, 11) per-column log-probabilities -> (the best path's digits, with repeats merged and
+    blanks dropped; the best path's log-probability)."""
+    best = log_probs.argmax(axis=1)
+    text, previous = [], BLANK
+    for k in best:
+        if k != BLANK and k != previous:
+            text.append(str(int(k)))
+        previous = k
+    return "".join(text), float(log_probs.max(axis=1).sum())
+
+
+def string_log_prob(log_probs: np.ndarray, text: str) -> float:
+    """log P(text | line) under CTC: the sum over every alignment of `text` to the columns
+    (the forward algorithm, in log space). -inf when the line has too few columns for it."""
+    labels = [BLANK]
+    for ch in text:
+        labels += [int(ch), BLANK]
+    s_len, t_len = len(labels), len(log_probs)
+    alpha = np.full(s_len, -np.inf)
+    alpha[0] = log_probs[0, BLANK]
+    if s_len > 1:
+        alpha[1] = log_probs[0, labels[1]]
+    labels_arr = np.array(labels)
+    # A jump over a blank is allowed between two different digits only.
+    skip = np.zeros(s_len, bool)
+    skip[2:] = (labels_arr[2:] != BLANK) & (labels_arr[2:] != labels_arr[:-2])
+    prev1, prev2 = np.full(s_len, -np.inf), np.full(s_len, -np.inf)
+    for t in range(1, t_len):
+        prev1[1:] = alpha[:-1]
+        prev2[2:] = alpha[:-2]
+        prev2[~skip] = -np.inf
+        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + log_probs[t, labels_arr]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if s_len > 1 else alpha[-1])
+
+
+class LineReader:
+    def __init__(self, path: str | Path | None = None, threads: int | None = None):
+        self.path = Path(path) if path else default_line_reader_path()
+        if not self.path.is_file():
+            raise ModelError(f"line reader not found: {self.path} (reinstall digitrec)")
+        self.session = open_session(self.path, threads)
+        card = json.loads(self.session.get_modelmeta().custom_metadata_map.get("digitrec", "{}"))
+        if card.get("kind") != "line-reader":
+            raise ModelError(f"{self.path} is not a line reader (its card says kind={card.get('kind')!r})")
+
+    def log_probs(self, image: np.ndarray) -> np.ndarray:
+        """uint8 (HEIGHT, W) from `line_image` -> float32 (W / STRIDE, 11) per-column log-probabilities."""
+        x = image.astype(np.float32)[None, None] / 255.0
+        logits = self.session.run(None, {"image": x})[0][0]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

@@ -1,0 +1,294 @@
+"""Train the reader's line model (CTC) and export it as ONNX.
+
+    python -m digitrec.train.line_reader [--out runs/line-reader] [--numbers 40000] [--export PATH]
+
+Data (`digitrec.train.lines`): lines of 1-8 augmented MNIST *training* digits 0-54,999 as the
+reader renders them; 55,000-59,999 make the held-out lines (the MNIST test set is the reading
+benchmark's). They are generated on every core and cached in the run folder (`lines.npz`, with the
+--numbers and --seed that made them). Each epoch the lines are shuffled, batched by similar width,
+and slanted, squeezed or stretched a little more (whole-line shear and scale).
+The network: four 3x3 convolutions (16-32-64-64 channels, height pooled 32 -> 1, width to a column
+per 4 px), then two width-5 1-D convolutions along the line (each column sees about two digits)
+and an 11-way output per column; CTC loss. Checkpoints each epoch (`checkpoint.pt`, safe to load
+with `weights_only=True`); --resume continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from digitrec.line_reader import BLANK, HEIGHT, STRIDE, greedy_decode
+from digitrec.models import Normalize, conv_bn
+
+HELD_OUT = 55_000
+CHECKPOINT = "checkpoint.pt"
+CACHE = "lines.npz"
+CHUNK = 500  # numbers per generation task
+
+
+class LineCNN(nn.Module):
+    """float32 (N, 1, 32, W) in [0, 1], ink = 1 -> (N, W / 4, 11) logits: digits 0-9, then blank."""
+
+    def __init__(self, channels: tuple[int, int, int] = (16, 32, 64), classes: int = BLANK + 1):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.features = nn.Sequential(
+            Normalize(),
+            *conv_bn(1, c1), nn.MaxPool2d(2),  # 16 x W/2
+            *conv_bn(c1, c2), nn.MaxPool2d(2),  # 8 x W/4
+            *conv_bn(c2, c3), *conv_bn(c3, c3), nn.MaxPool2d((2, 1)),  # 4 x W/4
+            nn.Conv2d(c3, 2 * c3, (HEIGHT // 8, 1), bias=False), nn.BatchNorm2d(2 * c3), nn.ReLU(),  # 1 x W/4
+        )
+        self.along = nn.Sequential(
+            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False), nn.BatchNorm1d(2 * c3), nn.ReLU(),
+            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False), nn.BatchNorm1d(2 * c3), nn.ReLU(),
+            nn.Conv1d(2 * c3, classes, 1),
+        )
+
+    def forward(self, x):
+        columns = self.features(x).squeeze(2)  # (N, C, W/4)
+        return self.along(columns).permute(0, 2, 1)
+
+
+def _generate(task: tuple[int, int, bool]) -> tuple[list[np.ndarray], list[str]]:
+    from digitrec.data import load_mnist
+    from digitrec.train.lines import augmented_digits, line_examples
+
+    seed, count, held_out = task
+    torch.set_num_threads(1)
+    images, labels = load_mnist("train")
+    part = slice(HELD_OUT, None) if held_out else slice(0, HELD_OUT)
+    images, labels = images[part], labels[part]
+    rng = np.random.default_rng(seed)
+    if not held_out:  # a fresh random pool of distorted digits per chunk (about two uses each)
+        pool = rng.choice(len(images), min(len(images), 5 * count), replace=False)
+        images, labels = augmented_digits(images[pool], labels[pool], seed), labels[pool]
+    return line_examples(rng, images, labels, count)
+
+
+def build_data(numbers: int, seed: int, workers: int, log=print) -> dict:
+    """`numbers` training numbers and a twentieth as many held-out ones (at least 20), made in
+    chunks on `workers` processes; each chunk has its own seed, so the result does not depend on
+    the number of workers."""
+    def chunks(total: int, first_seed: int, held_out: bool) -> list[tuple[int, int, bool]]:
+        return [(first_seed + k, min(CHUNK, total - k * CHUNK), held_out) for k in range(-(-total // CHUNK))]
+
+    train_tasks = chunks(numbers, seed * 100_003, False)
+    tasks = train_tasks + chunks(max(20, numbers // 20), seed * 100_003 + 50_000, True)
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(pool.map(_generate, tasks))
+    data = {}
+    for name, part in (("train", results[: len(train_tasks)]), ("test", results[len(train_tasks) :])):
+        data[name] = ([x for xs, _ in part for x in xs], [t for _, ts in part for t in ts])
+    log(f"{len(data['train'][1]):,} training lines, {len(data['test'][1]):,} held-out "
+        f"({time.perf_counter() - t0:.0f} s)")
+    return data
+
+
+def _pack(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    widths = np.array([x.shape[1] for x in images], np.int32)
+    return np.concatenate(images, axis=1), widths
+
+
+def _unpack(flat: np.ndarray, widths: np.ndarray) -> list[np.ndarray]:
+    return np.split(flat, np.cumsum(widths)[:-1], axis=1)
+
+
+def cached_data(out: Path, numbers: int, seed: int, workers: int) -> dict:
+    cache = out / CACHE
+    if cache.is_file():
+        with np.load(cache) as f:
+            made = (int(f["numbers"]), int(f["seed"]))
+            if made != (numbers, seed):
+                raise SystemExit(f"{cache} was made with --numbers {made[0]} --seed {made[1]}: use another --out")
+            return {name: (_unpack(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
+                    for name in ("train", "test")}
+    data = build_data(numbers, seed, workers)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name, (images, texts) in data.items():
+        arrays[f"{name}_images"], arrays[f"{name}_widths"] = _pack(images)
+        arrays[f"{name}_texts"] = np.array(texts)
+    np.savez_compressed(cache, numbers=numbers, seed=seed, **arrays)
+    return data
+
+
+def _distort(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A whole-line shear (slant) and a width scale (narrow or wide hands), height unchanged."""
+    import cv2
+
+    h, w = image.shape
+    shear, squeeze = rng.uniform(-0.25, 0.25), float(np.exp(rng.uniform(-0.2, 0.2)))
+    new_w = max(STRIDE, int(round(w * squeeze / STRIDE)) * STRIDE)
+    matrix = np.float32([[squeeze, -shear * squeeze, shear * squeeze * h / 2], [0, 1, 0]])
+    return cv2.warpAffine(image, matrix, (new_w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+def batches(images: list[np.ndarray], texts: list[str], batch_size: int, rng: np.random.Generator | None):
+    """Batches of similar widths (little padding) in random order; with `rng`, distorted."""
+    order = np.argsort([x.shape[1] for x in images], kind="stable")
+    groups = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(groups)
+    for group in groups:
+        chosen = [_distort(images[k], rng) if rng is not None else images[k] for k in group]
+        width = max(x.shape[1] for x in chosen)
+        x = np.zeros((len(chosen), 1, HEIGHT, width), np.float32)
+        for row, image in enumerate(chosen):
+            x[row, 0, :, : image.shape[1]] = image / 255.0
+        lengths = torch.tensor([x.shape[1] // STRIDE for x in chosen])
+        target = [int(c) for k in group for c in texts[k]]
+        target_lengths = torch.tensor([len(texts[k]) for k in group])
+        yield torch.from_numpy(x), lengths, torch.tensor(target, dtype=torch.long), target_lengths, group
+
+
+def evaluate(model: nn.Module, images, texts, batch_size: int = 64) -> float:
+    """String accuracy of the greedy reading on (images, texts)."""
+    model.eval()
+    right = 0
+    with torch.no_grad():
+        for x, lengths, _, _, group in batches(images, texts, batch_size, None):
+            log_probs = model(x).log_softmax(-1).numpy()
+            for row, k in enumerate(group):
+                right += greedy_decode(log_probs[row, : int(lengths[row])])[0] == texts[k]
+    return right / max(1, len(texts))
+
+
+def learning_rate(peak: float, step: int, total: int, warmup: float = 0.1) -> float:
+    """Linear warm-up to `peak` over the first `warmup` of the steps, then a cosine down to ~0."""
+    if step < warmup * total:
+        return peak * (step + 1) / (warmup * total)
+    progress = (step - warmup * total) / max(1.0, (1 - warmup) * total)
+    return peak * (0.5 * (1 + math.cos(math.pi * min(1.0, progress))) + 1e-3)
+
+
+def save(path: Path, state: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", dir=path.parent)
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def export(model: nn.Module, path: Path, card: dict, check: list[np.ndarray]) -> None:
+    """ONNX with the card in its metadata; checked against PyTorch on real lines before it is written."""
+    import warnings
+
+    import onnx
+    import onnxruntime as ort
+
+    model = model.eval()
+    tmp = path.with_suffix(".part")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 1, HEIGHT, 64),), str(tmp), input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {3: "width"}, "logits": {1: "columns"}},
+                          opset_version=17, do_constant_folding=True, dynamo=False)
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for image in check:
+        x = image.astype(np.float32)[None, None] / 255.0
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).softmax(-1).numpy()
+        got = torch.from_numpy(session.run(None, {"image": x})[0]).softmax(-1).numpy()
+        worst = max(worst, float(np.abs(got - expected).max()))
+    if worst > 1e-4:
+        tmp.unlink()
+        raise SystemExit(f"ONNX disagrees with PyTorch (max probability difference {worst:.1e}); not written")
+    card["onnx_parity_max_abs_diff"] = worst
+    proto = onnx.load(str(tmp))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "digitrec", json.dumps(card)
+    proto.producer_name = "digitrec"
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    path.with_name(f"{path.stem}_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/line-reader"))
+    parser.add_argument("--numbers", type=int, default=40_000, help="generated numbers for the training lines")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating lines")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
+    args = parser.parse_args(argv)
+
+    from rich.progress import track
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoint = args.out / CHECKPOINT
+    if checkpoint.exists() and not args.resume:
+        raise SystemExit(f"{checkpoint} already exists: pass --resume to continue that run, or choose another --out")
+    data = cached_data(args.out, args.numbers, args.seed, args.workers)
+    train_images, train_texts = data["train"]
+    test_images, test_texts = data["test"]
+    torch.manual_seed(args.seed)
+    model = LineCNN()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    per_epoch = -(-len(train_texts) // args.batch_size)
+    ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
+    start, history = 0, []
+    if args.resume:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, history = int(state["epoch"]), json.loads(state["history"])
+    print(f"{len(train_texts):,} training lines; {sum(p.numel() for p in model.parameters()):,} parameters; "
+          f"epochs {start + 1}-{args.epochs}")
+    t0 = time.perf_counter()
+    for epoch in range(start, args.epochs):
+        model.train()
+        rng = np.random.default_rng(args.seed * 1000 + epoch)
+        total, count = 0.0, 0
+        for step, (x, lengths, target, target_lengths, _) in enumerate(track(
+                batches(train_images, train_texts, args.batch_size, rng), f"epoch {epoch + 1}/{args.epochs}",
+                total=per_epoch, transient=True)):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(args.lr, epoch * per_epoch + step, args.epochs * per_epoch)
+            log_probs = model(x).log_softmax(-1).permute(1, 0, 2)  # (T, N, C) for CTCLoss
+            loss = ctc(log_probs, target, lengths, target_lengths)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            total, count = total + loss.item() * len(lengths), count + len(lengths)
+        accuracy = evaluate(model, test_images, test_texts)
+        history.append({"epoch": epoch + 1, "loss": total / count, "test_string_accuracy": accuracy,
+                        "seconds": time.perf_counter() - t0})
+        print(f"epoch {epoch + 1}: loss {total / count:.4f}, held-out string accuracy {accuracy:.2%}")
+        save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "epoch": epoch + 1, "history": json.dumps(history)})
+    accuracy = evaluate(model, test_images, test_texts)
+    print(f"line reader: held-out string accuracy {accuracy:.2%} on {len(test_texts):,} lines")
+    if args.export:
+        card = {"name": "digitrec-line-reader", "kind": "line-reader", "parameters": sum(p.numel() for p in model.parameters()),
+                "input": {"name": "image", "shape": [1, HEIGHT, "width (multiple of 4)"], "range": [0.0, 1.0],
+                          "polarity": "white ink on black"},
+                "output": {"name": "logits", "shape": ["width / 4", BLANK + 1], "labels": "digits 0-9, then the CTC blank"},
+                "test_string_accuracy": accuracy, "test_lines": len(test_texts), "train_lines": len(train_texts),
+                "numbers": args.numbers, "seed": args.seed, "epochs": args.epochs, "history": history,
+                "torch": str(torch.__version__)}
+        export(model, args.export, card, test_images[:200])
+        print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()

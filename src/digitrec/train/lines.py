@@ -1,0 +1,56 @@
+"""Training data for the line reader (`digitrec.line_reader`): lines of digits as the reader sees them.
+
+Numbers of 1-8 MNIST *training* digits made by `digitrec.synth` (all four layouts: separated,
+touching, overlapping, photo-like; some with punctuation, a quarter ending in smaller digits like
+a cheque's cents), each digit first distorted by the classifier's augmentation (slant, size,
+stroke width, European 1s and 7s), then found and cleaned by the real segmenter and rendered by
+`line_image`, exactly as the reader renders a line. Numbers the segmenter does not see as one line
+are left out (their label would not match). numpy, OpenCV and torch (for the augmentation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from digitrec.line_reader import line_image
+from digitrec.preprocess.segment import segment
+from digitrec.synth import GROUPS, make_number
+
+SMALL_TAIL = 0.25
+PUNCTUATION = 0.3
+MAX_DIGITS = 8
+
+
+def augmented_digits(images: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """uint8 (N, 28, 28) -> the same digits, each distorted once by the default recipe's
+    augmentation (no stretching to fill the box: that imitates boxed forms, not numbers)."""
+    import torch
+
+    from digitrec.train.augment import augment_batch
+    from digitrec.train.config import AugmentConfig
+
+    cfg = AugmentConfig(fill_p=0.0, translate=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for start in range(0, len(images), 4096):
+        x = torch.from_numpy(images[start : start + 4096].copy()).float()[:, None] / 255.0
+        y = torch.from_numpy(labels[start : start + 4096].astype(np.int64))
+        out.append((augment_batch(x, cfg, gen, y)[:, 0] * 255).round().clamp(0, 255).byte().numpy())
+    return np.concatenate(out)
+
+
+def line_examples(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, n_numbers: int,
+                  groups: tuple[str, ...] = GROUPS) -> tuple[list[np.ndarray], list[str]]:
+    """-> (uint8 (32, W) line images, their digit strings) from `n_numbers` generated numbers."""
+    xs, ys = [], []
+    for _ in range(n_numbers):
+        group = groups[int(rng.integers(len(groups)))]
+        grey, text = make_number(rng, images, labels, int(rng.integers(1, MAX_DIGITS + 1)), group,
+                                 punctuation=bool(rng.random() < PUNCTUATION), small_tail=SMALL_TAIL)
+        seg = segment(grey, cut=False)
+        if len(seg.lines) != 1:
+            continue
+        line = seg.lines[0]
+        xs.append(line_image(line.atoms, seg.ink, seg.stroke, line.height))
+        ys.append(text)
+    return xs, ys

@@ -1,0 +1,104 @@
+"""The reader's line model: CTC decoding, its line images, the shipped model, and its training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from digitrec import synth
+from digitrec.line_reader import BLANK, HEIGHT, STRIDE, LineReader, greedy_decode, line_image, string_log_prob
+from digitrec.preprocess.segment import segment
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    return torch.from_numpy(x).log_softmax(-1).numpy()
+
+
+def test_greedy_decode_merges_repeats_and_drops_blanks():
+    path = [BLANK, 3, 3, BLANK, 3, 1, 1, BLANK, BLANK, 7]
+    log_probs = np.log(np.full((len(path), 11), 0.01))
+    log_probs[np.arange(len(path)), path] = np.log(0.9)
+    text, score = greedy_decode(log_probs)
+    assert text == "3317"
+    assert score == pytest.approx(len(path) * np.log(0.9))
+
+
+@pytest.mark.parametrize("text", ["", "5", "42", "1001", "77", "31415926"])
+def test_string_log_prob_is_the_ctc_loss(text):
+    """The forward algorithm in numpy agrees with PyTorch's CTC loss (which sums the same alignments)."""
+    rng = np.random.default_rng(len(text))
+    log_probs = _log_softmax(rng.normal(0, 2, (24, 11)).astype(np.float32)).astype(np.float64)
+    expected = -torch.nn.functional.ctc_loss(
+        torch.from_numpy(log_probs)[:, None], torch.tensor([[int(c) for c in text]] if text else [[0]])[:, : len(text)],
+        torch.tensor([24]), torch.tensor([len(text)]), blank=BLANK, reduction="sum").item()
+    assert string_log_prob(log_probs, text) == pytest.approx(expected, rel=1e-6)
+
+
+def test_string_log_prob_needs_room_for_the_string():
+    log_probs = np.log(np.full((3, 11), 1 / 11))
+    assert string_log_prob(log_probs, "11") > -np.inf  # 1, blank, 1
+    assert string_log_prob(log_probs, "111") == -np.inf  # needs 5 columns
+
+
+@pytest.mark.mnist
+def test_line_image_is_mnist_sized_and_ordered(mnist):
+    images, labels = mnist["test"]
+    grey, text = synth.make_number(np.random.default_rng(3), images, labels, 4, "separated")
+    seg = segment(grey)
+    (line,) = seg.lines
+    image = line_image(line.atoms, seg.ink, seg.stroke, line.height)
+    assert image.dtype == np.uint8 and image.shape[0] == HEIGHT and image.shape[1] % STRIDE == 0
+    rows = np.nonzero(image.max(axis=1) > 128)[0]
+    assert 16 <= rows.max() - rows.min() + 1 <= 30  # digits about 20 px tall, as in MNIST
+    assert image[:, :4].max() == 0 and image[:, -4:].max() == 0  # blank margins
+
+
+@pytest.fixture(scope="module")
+def line_reader():
+    return LineReader()
+
+
+@pytest.mark.mnist
+def test_shipped_line_reader_reads_touching_strings(line_reader, mnist):
+    images, labels = mnist["test"]
+    rng = np.random.default_rng(7)
+    right = 0
+    for k in range(40):
+        grey, text = synth.make_number(rng, images, labels, 3 + k % 4, "touching")
+        seg = segment(grey)
+        line = seg.lines[0]
+        read, _ = greedy_decode(line_reader.log_probs(line_image(line.atoms, seg.ink, seg.stroke, line.height)))
+        right += read == text
+    assert right >= 34, right
+
+
+def test_a_file_that_is_not_a_line_reader_is_refused(tmp_path):
+    from digitrec.errors import ModelError
+    from digitrec.runtime import default_model_path
+
+    with pytest.raises(ModelError, match="not a line reader"):
+        LineReader(default_model_path())
+    with pytest.raises(ModelError, match="not found"):
+        LineReader(tmp_path / "missing.onnx")
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys):
+    """The real training command, cheap: a few numbers, one epoch, exported and loaded by LineReader."""
+    from digitrec.train.line_reader import main
+
+    main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "1", "--workers", "1",
+          "--threads", "1", "--export", str(tmp_path / "lines.onnx")])
+    assert "held-out string accuracy" in capsys.readouterr().out
+    reader = LineReader(tmp_path / "lines.onnx")
+    log_probs = reader.log_probs(np.zeros((HEIGHT, 64), np.uint8))
+    assert log_probs.shape == (64 // STRIDE, 11) and np.allclose(np.exp(log_probs).sum(1), 1, atol=1e-5)
+    assert (tmp_path / "run" / "lines.npz").is_file() and (tmp_path / "run" / "checkpoint.pt").is_file()
+    with pytest.raises(SystemExit, match="--resume"):
+        main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "1"])
+    # --resume continues from the checkpoint: one more epoch.
+    main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "2", "--workers", "1", "--threads", "1",
+          "--resume"])
+    assert "epoch 2:" in capsys.readouterr().out
