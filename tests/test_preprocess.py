@@ -244,8 +244,9 @@ def test_the_line_search_is_skipped_only_where_it_would_find_nothing():
         length, gap = int(rng.integers(60, 140)), int(rng.integers(3, 6))
         if not _may_hold_segment(visible, length, gap):
             skipped += 1
-            assert cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length,
-                                   maxLineGap=gap) is None
+            found = cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length,
+                                    maxLineGap=gap)
+            assert found is None or len(found) == 0  # OpenCV 4 says None, OpenCV 5 an empty array
     assert skipped > 30  # and it does skip
     digit_only = np.zeros((240, 320), np.uint8)
     cv2.circle(digit_only, (160, 120), 40, 255, 1)
