@@ -28,11 +28,11 @@ from digitrec.verifier import NOT_ONE_DIGIT
 MAX_ATOMS_PER_DIGIT = 6
 # Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
 VERIFIER_WEIGHT = 0.5
-# Weight of the line reader's log-probability of a line's string (see `_second_opinion`).
-LINE_WEIGHT = 1.0
-LINE_WEIGHT_SAME_COUNT = 0.25
-# The line reader is better at telling how many digits touching ink holds than at telling digits
-# apart: it never re-reads a whole, uncut component that the digit model reads this surely.
+# Weight of the line reader's log-probability of a line's string (see `_second_opinion`). The line
+# reader is better at telling how many digits touching ink holds than at telling digits apart, so
+# when both readings have as many digits its word counts less; and it never re-reads or splits a
+# whole, uncut component that the digit model and the verifier read alike, the verifier this surely.
+LINE_WEIGHT, LINE_WEIGHT_SAME_COUNT = 1.0, 0.25
 SURE_CONFIDENCE = 0.9
 # Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) scores
 # SKIP_SMALL; reading it as a digit scores log p(digit) + VERIFIER_WEIGHT log p(one digit) +
@@ -217,7 +217,8 @@ def sure_digits(line: TextLine, groups, probs: np.ndarray, verifier: np.ndarray)
     sure = {}
     for k, (i, j) in enumerate(groups):
         d = int(probs[k].argmax())
-        if verifier[k, d] >= SURE_CONFIDENCE and int(verifier[k].argmax()) == d and _is_whole_component(line.atoms, i, j):
+        agreed = verifier[k, d] >= SURE_CONFIDENCE and int(verifier[k].argmax()) == d
+        if agreed and _is_whole_component(line.atoms, i, j):
             sure[(i, j)] = d
     return sure
 

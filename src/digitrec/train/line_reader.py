@@ -19,7 +19,7 @@ import argparse
 import json
 import math
 import os
-import tempfile
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -174,13 +174,6 @@ def learning_rate(peak: float, step: int, total: int, warmup: float = 0.1) -> fl
     return peak * (0.5 * (1 + math.cos(math.pi * min(1.0, progress))) + 1e-3)
 
 
-def save(path: Path, state: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", dir=path.parent)
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def export(model: nn.Module, path: Path, card: dict, check: list[np.ndarray]) -> None:
     """ONNX with the card in its metadata; checked against PyTorch on real lines before it is written."""
     import warnings
@@ -221,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/line-reader"))
     parser.add_argument("--numbers", type=int, default=40_000, help="generated numbers for the training lines")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
@@ -231,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from rich.progress import track
+
+    from digitrec.checkpoint import save_checkpoint, source_commit
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -274,18 +269,21 @@ def main(argv: list[str] | None = None) -> None:
         history.append({"epoch": epoch + 1, "loss": total / count, "test_string_accuracy": accuracy,
                         "seconds": time.perf_counter() - t0})
         print(f"epoch {epoch + 1}: loss {total / count:.4f}, held-out string accuracy {accuracy:.2%}")
-        save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "epoch": epoch + 1, "history": json.dumps(history)})
+        save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "epoch": epoch + 1, "history": json.dumps(history)})
     accuracy = evaluate(model, test_images, test_texts)
     print(f"line reader: held-out string accuracy {accuracy:.2%} on {len(test_texts):,} lines")
     if args.export:
-        card = {"name": "digitrec-line-reader", "kind": "line-reader", "parameters": sum(p.numel() for p in model.parameters()),
+        command = "python -m digitrec.train.line_reader " + " ".join(sys.argv[1:] if argv is None else argv)
+        card = {"name": "digitrec-line-reader", "kind": "line-reader",
+                "parameters": sum(p.numel() for p in model.parameters()),
                 "input": {"name": "image", "shape": [1, HEIGHT, "width (multiple of 4)"], "range": [0.0, 1.0],
                           "polarity": "white ink on black"},
-                "output": {"name": "logits", "shape": ["width / 4", BLANK + 1], "labels": "digits 0-9, then the CTC blank"},
+                "output": {"name": "logits", "shape": ["width / 4", BLANK + 1],
+                           "labels": "digits 0-9, then the CTC blank"},
                 "test_string_accuracy": accuracy, "test_lines": len(test_texts), "train_lines": len(train_texts),
                 "numbers": args.numbers, "seed": args.seed, "epochs": args.epochs, "history": history,
-                "torch": str(torch.__version__)}
+                "torch": str(torch.__version__), "commit": source_commit(), "command": command}
         export(model, args.export, card, test_images[:200])
         print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
 
