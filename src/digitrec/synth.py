@@ -14,6 +14,11 @@ import cv2
 import numpy as np
 
 GROUPS = ("separated", "touching", "overlapping", "photo")
+# Marks that are not digits, drawn by `punctuation`: the decimal point, comma and dash of an amount;
+# FORM_MARKS adds what else people write beside a number on a cheque or a form: an equals sign
+# closing the amount, a slash, a short tick (shorter than any digit of the line).
+CHEQUE_MARKS = ".,-"
+FORM_MARKS = ".,-=/'"
 INK = 60  # a pasted pixel at least this bright (of 255) is ink: for touching and ownership
 
 
@@ -24,10 +29,11 @@ def _ink_crop(digit28: np.ndarray) -> np.ndarray:
 
 def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, length: int,
                 group: str = "separated", spans: list | None = None, punctuation: bool = False,
-                owner_out: list | None = None, small_tail: float = 0.0) -> tuple[np.ndarray, str]:
+                owner_out: list | None = None, small_tail: float = 0.0,
+                marks: str = CHEQUE_MARKS) -> tuple[np.ndarray, str]:
     """-> (uint8 grey image, dark ink on light paper; the label string). `spans`, when given,
-    receives each digit's (left, right) x in the image; `punctuation` adds dots, commas and
-    dashes between and after the digits (not part of the label), as on a cheque; `owner_out`,
+    receives each digit's (left, right) x in the image; `punctuation` adds marks drawn from `marks`
+    (CHEQUE_MARKS: dots, commas and dashes) between and after the digits (not part of the label); `owner_out`,
     when given, receives an int16 map of the image's shape: the index of the digit whose ink is
     strongest at each pixel, -1 where no digit has ink (punctuation included). With probability
     `small_tail` the last one to three digits are written at 50-75% of the height (the cents of an
@@ -46,7 +52,8 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
         pieces.append(cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
                                  interpolation=cv2.INTER_LINEAR))
     margin = int(height * rng.uniform(0.4, 1.0))
-    width = sum(p.shape[1] for p in pieces) + int(length * 0.6 * height) + 2 * margin
+    # Room for the widest gaps, and for a mark after every digit (cropped to what was drawn).
+    width = sum(p.shape[1] for p in pieces) + int(length * (2.0 if punctuation else 0.6) * height) + 2 * margin
     canvas = np.zeros((int(height * 1.6) + 2 * margin, width), np.float32)
     owner = np.full(canvas.shape, -1, np.int16)
     x = margin
@@ -63,7 +70,7 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
             spans.append((x, x + p.shape[1]))
         x += p.shape[1] + int(rng.uniform(0.1, 0.5) * height)
         if punctuation and (k == length - 1 or rng.random() < 0.2):
-            x = _punctuate(rng, canvas, x, margin + int(height * 1.3), height)
+            x = _punctuate(rng, canvas, x, margin + int(height * 1.3), height, marks)
     right = x - int(0.1 * height) + margin
     canvas, owner = canvas[:, :right], owner[:, :right]
     paper = rng.uniform(200, 245)
@@ -75,15 +82,31 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     return np.clip(grey, 0, 255).astype(np.uint8), "".join(str(int(labels[i])) for i in idx)
 
 
-def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: int, height: float) -> int:
-    """Draw '.', ',' or '-' at x on the baseline -> the x after it."""
+def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: int, height: float,
+               marks: str = CHEQUE_MARKS) -> int:
+    """Draw one of `marks` ('.', ',', '-', '=', '/', "'") at x on the baseline -> the x after it."""
     pen = max(2, int(height * rng.uniform(0.08, 0.14)))
-    kind = rng.choice([".", ",", "-"])
-    if kind == "-":
+    kind = rng.choice(list(marks))
+    if kind in "-=":
         y = baseline - int(height * rng.uniform(0.35, 0.6))
         end = x + int(height * rng.uniform(0.25, 0.5))
-        cv2.line(canvas, (x, y), (end, y + int(rng.integers(-2, 3))), 255, pen)
+        tilt = int(rng.integers(-2, 3))
+        cv2.line(canvas, (x, y), (end, y + tilt), 255, pen)
+        if kind == "=":
+            below = y + max(2 * pen, int(height * rng.uniform(0.15, 0.3)))
+            cv2.line(canvas, (x + int(rng.integers(-2, 3)), below), (end, below + tilt), 255, pen)
         x = end
+    elif kind in "/'":
+        # A slash leans far more than a handwritten 1 (dx/dy 0.8-1.2) and is shorter than the digits;
+        # a tick is shorter still (0.2-0.45 of their height), upright or leaning, at the top of the
+        # line or on the baseline.
+        tall = height * (rng.uniform(0.4, 0.65) if kind == "/" else rng.uniform(0.2, 0.45))
+        lean = rng.uniform(0.8, 1.2) if kind == "/" else rng.uniform(-0.3, 0.5)
+        bottom = baseline if kind == "/" or rng.random() < 0.5 else baseline - int(height * rng.uniform(0.6, 0.9))
+        top = bottom - int(tall)
+        dx = int(lean * tall)
+        cv2.line(canvas, (x + max(0, -dx), bottom), (x + max(0, -dx) + dx, top), 255, pen)
+        x += abs(dx) + pen
     else:
         cv2.circle(canvas, (x + pen, baseline - pen), pen, 255, -1)
         if kind == ",":

@@ -63,7 +63,7 @@ class LineCNN(nn.Module):
 
 def _generate(task: tuple[int, int, bool]) -> tuple[list[np.ndarray], list[str]]:
     from digitrec.data import load_mnist
-    from digitrec.train.lines import augmented_digits, line_examples
+    from digitrec.train.lines import augmented_digits, break_strokes, line_examples
 
     seed, count, held_out = task
     torch.set_num_threads(1)
@@ -73,7 +73,7 @@ def _generate(task: tuple[int, int, bool]) -> tuple[list[np.ndarray], list[str]]
     rng = np.random.default_rng(seed)
     if not held_out:  # a fresh random pool of distorted digits per chunk (about two uses each)
         pool = rng.choice(len(images), min(len(images), 5 * count), replace=False)
-        images, labels = augmented_digits(images[pool], labels[pool], seed), labels[pool]
+        images, labels = break_strokes(augmented_digits(images[pool], labels[pool], seed), rng), labels[pool]
     return line_examples(rng, images, labels, count)
 
 

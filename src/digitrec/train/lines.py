@@ -1,9 +1,11 @@
 """Training data for the line reader (`digitrec.line_reader`): lines of digits as the reader sees them.
 
 Numbers of 1-8 MNIST *training* digits made by `digitrec.synth` (all four layouts: separated,
-touching, overlapping, photo-like; some with punctuation, a quarter ending in smaller digits like
-a cheque's cents), each digit first distorted by the classifier's augmentation (slant, size,
-stroke width, European 1s and 7s), then found and cleaned by the real segmenter and rendered by
+touching, overlapping, photo-like; some with marks that are not digits (points, commas, dashes,
+equals signs, slashes, ticks), a quarter ending in smaller digits like a cheque's cents), each
+digit first distorted by the classifier's augmentation (slant, size, stroke width, European 1s and
+7s), some broken in two (a pen that skipped, a 5 whose flag came loose: one digit in several
+pieces), then found and cleaned by the real segmenter and rendered by
 `line_image`, exactly as the reader renders a line. Numbers the segmenter does not see as one line
 are left out (their label would not match). numpy, OpenCV and torch (for the augmentation).
 """
@@ -14,10 +16,11 @@ import numpy as np
 
 from digitrec.line_reader import line_image
 from digitrec.preprocess.segment import segment
-from digitrec.synth import GROUPS, make_number
+from digitrec.synth import FORM_MARKS, GROUPS, make_number
 
 SMALL_TAIL = 0.25
-PUNCTUATION = 0.3
+PUNCTUATION = 0.4
+BROKEN = 0.1  # the share of digits broken in two
 MAX_DIGITS = 8
 
 
@@ -39,6 +42,24 @@ def augmented_digits(images: np.ndarray, labels: np.ndarray, seed: int) -> np.nd
     return np.concatenate(out)
 
 
+def break_strokes(images: np.ndarray, rng: np.random.Generator, share: float = BROKEN) -> np.ndarray:
+    """uint8 (N, 28, 28) -> a copy in which `share` of the digits have a gap in a stroke: a line
+    2 px wide and 9 px long at a random angle through a random ink pixel (short, so that a cut along
+    a stroke only thins it instead of splitting it into two strokes)."""
+    import cv2
+
+    out = images.copy()
+    for k in np.nonzero(rng.random(len(images)) < share)[0]:
+        ys, xs = np.nonzero(images[k] > 128)
+        if not len(ys):
+            continue
+        at = int(rng.integers(len(ys)))
+        angle = rng.uniform(0, np.pi)
+        dx, dy = 4.5 * np.cos(angle), 4.5 * np.sin(angle)
+        cv2.line(out[k], (round(xs[at] - dx), round(ys[at] - dy)), (round(xs[at] + dx), round(ys[at] + dy)), 0, 2)
+    return out
+
+
 def line_examples(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, n_numbers: int,
                   groups: tuple[str, ...] = GROUPS) -> tuple[list[np.ndarray], list[str]]:
     """-> (uint8 (32, W) line images, their digit strings) from `n_numbers` generated numbers."""
@@ -46,7 +67,8 @@ def line_examples(rng: np.random.Generator, images: np.ndarray, labels: np.ndarr
     for _ in range(n_numbers):
         group = groups[int(rng.integers(len(groups)))]
         grey, text = make_number(rng, images, labels, int(rng.integers(1, MAX_DIGITS + 1)), group,
-                                 punctuation=bool(rng.random() < PUNCTUATION), small_tail=SMALL_TAIL)
+                                 punctuation=bool(rng.random() < PUNCTUATION), small_tail=SMALL_TAIL,
+                                 marks=FORM_MARKS)
         seg = segment(grey, cut=False)
         if len(seg.lines) != 1:
             continue

@@ -1,0 +1,72 @@
+"""The generator of written numbers (`digitrec.synth`) and the line reader's broken strokes."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from digitrec import synth
+from digitrec.train.lines import break_strokes
+
+
+def _digits(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Ten plain upright strokes and rings in MNIST form (no data needed)."""
+    images = np.zeros((n, 28, 28), np.uint8)
+    for k in range(n):
+        if k % 2:
+            cv2.line(images[k], (14, 4), (14, 23), 255, 3)
+        else:
+            cv2.ellipse(images[k], (14, 14), (6, 9), 0, 0, 360, 255, 3)
+    return images, np.array([1 if k % 2 else 0 for k in range(n)], np.uint8)
+
+
+@pytest.mark.parametrize("mark", list(synth.FORM_MARKS))
+def test_each_mark_is_ink_that_no_digit_owns_and_not_in_the_label(mark):
+    images, labels = _digits()
+    rng = np.random.default_rng(0)
+    owners: list = []
+    plain, plain_label = synth.make_number(np.random.default_rng(0), images, labels, 3, "separated")
+    grey, label = synth.make_number(rng, images, labels, 3, "separated", punctuation=True, owner_out=owners,
+                                    marks=mark)
+    assert label == plain_label and set(label) <= set("01")
+    ink = grey < grey.max() - 40
+    unowned = ink & (owners[0] < 0)
+    assert unowned.sum() >= 4, f"{mark!r} drew no ink of its own"
+    assert grey.shape[1] > plain.shape[1]  # the marks take room after the digits
+
+
+def test_ticks_and_slashes_are_shorter_than_the_digits():
+    images, labels = _digits()
+    for seed in range(20):
+        owners: list = []
+        grey, _ = synth.make_number(np.random.default_rng(seed), images, labels, 2, "separated",
+                                    punctuation=True, owner_out=owners, marks="/'")
+        owner = owners[0]
+        shortest_digit = min(np.ptp(np.nonzero((owner == k).any(axis=1))[0]) for k in range(2))
+        marks = ((grey < grey.max() - 40) & (owner < 0)).astype(np.uint8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(marks)
+        assert n > 1 and stats[1:, cv2.CC_STAT_HEIGHT].max() < shortest_digit
+
+
+def test_the_cheque_marks_are_the_default():
+    images, labels = _digits()
+    a = synth.make_number(np.random.default_rng(4), images, labels, 4, "touching", punctuation=True)
+    b = synth.make_number(np.random.default_rng(4), images, labels, 4, "touching", punctuation=True,
+                          marks=synth.CHEQUE_MARKS)
+    assert a[1] == b[1] and np.array_equal(a[0], b[0])
+
+
+def test_broken_strokes_only_remove_ink_and_split_digits():
+    images, _ = _digits(40)
+    broken = break_strokes(images, np.random.default_rng(1), share=1.0)
+    assert (broken <= images).all() and (broken != images).any(axis=(1, 2)).all()
+
+    def pieces(x: np.ndarray) -> int:
+        return cv2.connectedComponents((x > 128).astype(np.uint8))[0] - 1
+
+    # A cut across an upright stroke splits it; a ring cut once only opens.
+    strokes = range(1, 40, 2)
+    assert sum(pieces(broken[k]) > pieces(images[k]) for k in strokes) >= 12
+    untouched = break_strokes(images, np.random.default_rng(1), share=0.0)
+    assert np.array_equal(untouched, images)
