@@ -70,3 +70,18 @@ def test_broken_strokes_only_remove_ink_and_split_digits():
     assert sum(pieces(broken[k]) > pieces(images[k]) for k in strokes) >= 12
     untouched = break_strokes(images, np.random.default_rng(1), share=0.0)
     assert np.array_equal(untouched, images)
+
+
+@pytest.mark.parametrize("group", ["touching", "overlapping"])
+def test_a_faint_digit_stays_in_its_place(group):
+    """A digit with no ink above synth.INK (a thin stroke made small) has nothing to touch: the next
+    digit used to slide past it to the left edge (and, overlapping, past the edge)."""
+    images, labels = _digits(2)
+    images[1] = images[1] // 6  # a faint 1
+    for seed in range(10):
+        spans: list = []
+        rng = np.random.default_rng(seed)
+        grey, label = synth.make_number(rng, images, labels, 6, group, spans=spans)
+        lefts = [a for a, _ in spans]
+        slack = 0 if group == "touching" else 0.12 * grey.shape[0]  # overlapping: slid a little further
+        assert all(b >= a - slack for a, b in zip(lefts, lefts[1:])) and min(lefts) >= 0, (label, lefts)

@@ -52,17 +52,18 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
         pieces.append(cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
                                  interpolation=cv2.INTER_LINEAR))
     margin = int(height * rng.uniform(0.4, 1.0))
-    # Room for the widest gaps, and for a mark after every digit (cropped to what was drawn).
-    width = sum(p.shape[1] for p in pieces) + int(length * (2.0 if punctuation else 0.6) * height) + 2 * margin
+    width = sum(p.shape[1] for p in pieces) + int(length * 0.6 * height) + 2 * margin
     canvas = np.zeros((int(height * 1.6) + 2 * margin, width), np.float32)
     owner = np.full(canvas.shape, -1, np.int16)
     x = margin
     for k, p in enumerate(pieces):
+        canvas, owner = _room(canvas, owner, x + p.shape[1])
         y = margin + int(height * 0.3 + rng.uniform(-0.1, 0.1) * height) + int((height - p.shape[0]) * rng.uniform(0, 1))
         if k > 0 and layout != "separated":
-            x = _slide_until_touching(canvas, p, x, y)
+            x = _slide_until_touching(canvas, p, x, y, floor=left)
             if layout == "overlapping":
-                x -= int(rng.uniform(0.03, 0.12) * height)
+                x = max(0, x - int(rng.uniform(0.03, 0.12) * height))
+        left = x
         region = canvas[y : y + p.shape[0], x : x + p.shape[1]]
         owner[y : y + p.shape[0], x : x + p.shape[1]][(p > region) & (p >= INK)] = k
         np.maximum(region, p, out=region)
@@ -70,6 +71,7 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
             spans.append((x, x + p.shape[1]))
         x += p.shape[1] + int(rng.uniform(0.1, 0.5) * height)
         if punctuation and (k == length - 1 or rng.random() < 0.2):
+            canvas, owner = _room(canvas, owner, x + int(1.5 * height))
             x = _punctuate(rng, canvas, x, margin + int(height * 1.3), height, marks)
     right = x - int(0.1 * height) + margin
     canvas, owner = canvas[:, :right], owner[:, :right]
@@ -80,6 +82,15 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     if owner_out is not None:
         owner_out.append(owner)
     return np.clip(grey, 0, 255).astype(np.uint8), "".join(str(int(labels[i])) for i in idx)
+
+
+def _room(canvas: np.ndarray, owner: np.ndarray, right: int) -> tuple[np.ndarray, np.ndarray]:
+    """The canvas and owner map widened to at least `right` columns: the gaps allowed for at the
+    start do not always hold the marks."""
+    more = right - canvas.shape[1]
+    if more <= 0:
+        return canvas, owner
+    return np.pad(canvas, ((0, 0), (0, more))), np.pad(owner, ((0, 0), (0, more)), constant_values=-1)
 
 
 def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: int, height: float,
@@ -97,10 +108,10 @@ def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: i
             cv2.line(canvas, (x + int(rng.integers(-2, 3)), below), (end, below + tilt), 255, pen)
         x = end
     elif kind in "/'":
-        # A slash leans far more than a handwritten 1 (dx/dy 0.8-1.2) and is shorter than the digits;
-        # a tick is shorter still (0.2-0.45 of their height), upright or leaning, at the top of the
-        # line or on the baseline.
-        tall = height * (rng.uniform(0.4, 0.65) if kind == "/" else rng.uniform(0.2, 0.45))
+        # A slash leans far more than a handwritten 1 (dx/dy 0.8-1.2) and is about half as tall as
+        # the digits (0.3-0.55 of their height, plus the pen's width); a tick is shorter still
+        # (0.15-0.35), upright or leaning, at the top of the line or on the baseline.
+        tall = height * (rng.uniform(0.3, 0.55) if kind == "/" else rng.uniform(0.15, 0.35))
         lean = rng.uniform(0.8, 1.2) if kind == "/" else rng.uniform(-0.3, 0.5)
         bottom = baseline if kind == "/" or rng.random() < 0.5 else baseline - int(height * rng.uniform(0.6, 0.9))
         top = bottom - int(tall)
@@ -115,10 +126,12 @@ def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: i
     return x + int(rng.uniform(0.1, 0.4) * height)
 
 
-def _slide_until_touching(canvas: np.ndarray, piece: np.ndarray, x: int, y: int) -> int:
+def _slide_until_touching(canvas: np.ndarray, piece: np.ndarray, x: int, y: int, floor: int = 1) -> int:
+    """Slide `piece` left from x until its ink meets ink already on the canvas, but never past
+    `floor` (the previous digit's left edge: a faint digit has no ink to meet)."""
     ink = piece > INK
     h, w = piece.shape
-    while x > 1:
+    while x > max(1, floor):
         below = canvas[y : y + h, x - 1 : x - 1 + w] > INK
         if (below & ink).any():
             break
