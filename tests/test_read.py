@@ -249,3 +249,24 @@ def test_best_path_can_be_held_to_a_reading():
     total, path = best_path(line, scores, "417")
     assert path == [(0, 1, 4), (1, 2, 1), (2, 3, 7)] and total == pytest.approx(-2.1)
     assert best_path(line, scores, "12345") == (-np.inf, [])
+
+
+def test_a_mark_cut_into_pieces_costs_one_skip():
+    """A digit, then a small slash that the segmenter cut into three slices (one component): the
+    whole slash is skipped for the price of one small atom, so reading it as a 1 does not win just
+    because skipping three slices would cost three times as much."""
+    from digitrec.preprocess.segment import Atom, TextLine
+    from digitrec.reading import SKIP_SMALL, best_path
+
+    digit = Atom(0, 0, 12, 20, np.ones((20, 12), bool), component=0)
+    slash = [Atom(x, 8, 4, 10, np.ones((10, 4), bool), component=1) for x in (16, 20, 24)]
+    line = TextLine([digit, *slash], 20.0)
+    scores = {(0, 1): np.full(10, -5.0), (1, 4): np.full(10, -5.0)}
+    scores[(0, 1)][4] = -0.1
+    scores[(1, 4)][1] = 2 * SKIP_SMALL  # a 1 scores better than skipping two slices, worse than one
+    total, path = best_path(line, scores)
+    assert path == [(0, 1, 4)] and total == pytest.approx(-0.1 + SKIP_SMALL)
+    # Slices of a component as tall as the line are not punctuation: each is skipped on its own or not at all.
+    tall = [Atom(x, 0, 4, 20, np.ones((20, 4), bool), component=1) for x in (16, 20, 24)]
+    total, path = best_path(TextLine([digit, *tall], 20.0), scores)
+    assert path == [(0, 1, 4), (1, 4, 1)]

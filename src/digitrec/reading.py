@@ -225,8 +225,8 @@ def sure_digits(line: TextLine, groups, probs: np.ndarray, verifier: np.ndarray)
 
 def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: str | None = None,
               sure: dict[tuple[int, int], int] | None = None) -> tuple[float, list[tuple[int, int, int]]]:
-    """Viterbi over atom boundaries: each step is one digit (a run of atoms) or a skipped small
-    atom. With `text`, only paths that read exactly those digits count (each run scored as the
+    """Viterbi over atom boundaries: each step is one digit (a run of atoms) or skipped
+    punctuation (`_skips`). With `text`, only paths that read exactly those digits count (each run scored as the
     digit it must be; a run in `sure` only as its sure digit). -> (the path's score,
     [(first atom, end atom, digit)] left to right); (-inf, []) when no path reads `text`."""
     sure = sure or {}
@@ -241,14 +241,15 @@ def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: s
     by_start: dict[int, list[tuple[int, int]]] = {}
     for g in scores:
         by_start.setdefault(g[0], []).append(g)
+    skips = _skips(line)
     for i in range(n):
-        skippable = atoms[i].h < SKIPPABLE * line.height
         for m in range(depth):
             here = best[m, i]
             if here == -np.inf:
                 continue
-            if skippable and here + SKIP_SMALL > best[m, i + 1]:
-                best[m, i + 1], back[(m, i + 1)] = here + SKIP_SMALL, (m, i, None)
+            for j in skips.get(i, []):
+                if here + SKIP_SMALL > best[m, j]:
+                    best[m, j], back[(m, j)] = here + SKIP_SMALL, (m, i, None)
             for (a, b) in by_start.get(i, []):
                 if wanted is None:
                     d, to = int(scores[(a, b)].argmax()), m
@@ -270,6 +271,24 @@ def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: s
             path.append((a, k, d))
         m, k = m_prev, a
     return total, path[::-1]
+
+
+def _skips(line: TextLine) -> dict[int, list[int]]:
+    """What may be skipped as punctuation, as {first atom: [end atoms]}: one small atom, or a whole
+    small component that the segmenter cut into several (a slash or a dash wide enough to look like
+    touching digits), for the price of one: a mark costs the same to skip however it was cut."""
+    atoms, limit = line.atoms, SKIPPABLE * line.height
+    skips: dict[int, list[int]] = {}
+    for i, a in enumerate(atoms):
+        if a.h < limit:
+            skips.setdefault(i, []).append(i + 1)
+        if i == 0 or atoms[i - 1].component != a.component or a.component < 0:
+            j = i
+            while j < len(atoms) and atoms[j].component == a.component:
+                j += 1
+            if j - i > 1 and max(b.y + b.h for b in atoms[i:j]) - min(b.y for b in atoms[i:j]) < limit:
+                skips.setdefault(i, []).append(j)
+    return skips
 
 
 def render_candidates(seg: Segmentation) -> tuple[list[list[tuple[int, int]]], np.ndarray]:
