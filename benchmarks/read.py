@@ -5,7 +5,10 @@ on light paper with random gaps, sizes and baseline jitter, in groups:
   separated   gaps of 0.1-0.5 digit heights between the digits' boxes;
   touching    each digit slid left until its ink touches its neighbour's;
   overlapping slid a further 3-12% of the height into its neighbour;
-  photo       separated or touching, then a lighting gradient, noise, blur and JPEG.
+  photo       separated or touching, then a lighting gradient, noise, blur and JPEG;
+  marks       separated, with marks beside the digits (points, commas, dashes, equals signs,
+              slashes, ticks: synth.FORM_MARKS) that are not part of the answer, as on a cheque
+              (its own seed, so the other groups are the same with or without it).
 Real numbers: the multi-digit rows of ../shared/data/external/{orand-car-strings,
 dk-parish-rowid,photo-strings}/manifest.csv (when that folder is there).
 
@@ -27,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digitrec.synth import GROUPS, digit_matches, make_number
+from digitrec.synth import FORM_MARKS, GROUPS, digit_matches, make_number
 
 EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
 REAL_SOURCES = ("orand-car-strings", "dk-parish-rowid", "photo-strings")
@@ -45,6 +48,11 @@ def generated_cases(per_length: int, seed: int = 0):
             for _ in range(per_length):
                 image, label = make_number(rng, images, labels, length, group)
                 yield group, length, image, label
+    rng = np.random.default_rng(seed + 1)
+    for length in range(1, 9):
+        for _ in range(per_length):
+            image, label = make_number(rng, images, labels, length, "separated", punctuation=True, marks=FORM_MARKS)
+            yield "marks", length, image, label
 
 
 # --- real numbers ---------------------------------------------------------------------------------
@@ -124,11 +132,12 @@ def main() -> None:
             if text != label and n % 5 == 0:
                 failure(f"{group}_{n}", image, label, text)
         elapsed = time.perf_counter() - t0
-        total = sum(stats[(g, "all")][1] for g in GROUPS)
+        shown = (*GROUPS, "marks")
+        total = sum(stats[(g, "all")][1] for g in shown)
         print(f"\nGenerated numbers ({args.per_length} per group and length; {elapsed / total * 1000:.0f} ms each)")
         print("| group | " + " | ".join(f"len {k}" for k in range(1, 9)) + " | **4-6** | all (digits) |")
         print("|---|" + "---|" * 10)
-        for g in GROUPS:
+        for g in shown:
             cells = [f"{100 * stats[(g, k)][0] / stats[(g, k)][1]:.0f}" for k in range(1, 9)]
             s46, sall = stats[(g, "4-6")], stats[(g, "all")]
             print(f"| {g} | " + " | ".join(cells) + f" | **{100 * s46[0] / s46[1]:.1f}** | "
