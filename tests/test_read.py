@@ -270,3 +270,33 @@ def test_a_mark_cut_into_pieces_costs_one_skip():
     tall = [Atom(x, 0, 4, 20, np.ones((20, 4), bool), component=1) for x in (16, 20, 24)]
     total, path = best_path(TextLine([digit, *tall], 20.0), scores)
     assert path == [(0, 1, 4), (1, 4, 1)]
+
+
+def _line_says(columns: list[int], p: float = 0.9) -> np.ndarray:
+    """(T, 11) log-probabilities whose best column path is `columns` (10 = blank), each column p sure."""
+    from digitrec.line_reader import BLANK
+
+    log_probs = np.full((len(columns), BLANK + 1), np.log((1 - p) / BLANK))
+    log_probs[np.arange(len(columns)), columns] = np.log(p)
+    return log_probs
+
+
+def test_the_line_reader_overrules_the_cuts_unless_a_digit_is_sure():
+    """The atoms of test_best_path_can_be_held_to_a_reading: the cuts read '17'; a line reader sure
+    of '417' (another digit count: full weight) overrules them, and the digits then carry its
+    certainty; a line reader that agrees changes nothing; a run both models are sure of (atoms 0-1
+    as a 1) may not be split to read the line reader's way."""
+    from digitrec.preprocess.segment import Atom, TextLine
+    from digitrec.reading import _second_opinion, best_path
+
+    atoms = [Atom(x, 0, 8, 20, np.ones((20, 8), bool)) for x in (0, 10, 20)]
+    line = TextLine(atoms, 20.0)
+    scores = {g: np.full(10, -5.0) for g in [(0, 1), (1, 2), (2, 3), (0, 2), (1, 3), (0, 3)]}
+    scores[(0, 2)][1], scores[(2, 3)][7] = -0.1, -0.1
+    scores[(0, 1)][4], scores[(1, 2)][1] = -1.0, -1.0
+    score, path = best_path(line, scores)
+    says_417 = _line_says([4, 10, 1, 10, 7, 10])
+    new_path, certainty = _second_opinion(line, scores, {}, score, path, says_417)
+    assert new_path == [(0, 1, 4), (1, 2, 1), (2, 3, 7)] and certainty == pytest.approx(0.9 ** 2, abs=0.05)
+    assert _second_opinion(line, scores, {}, score, path, _line_says([1, 10, 7, 10])) == (path, 0.0)
+    assert _second_opinion(line, scores, {(0, 2): 1}, score, path, says_417) == (path, 0.0)

@@ -75,7 +75,8 @@ def test_broken_strokes_only_remove_ink_and_split_digits():
 @pytest.mark.parametrize("group", ["touching", "overlapping"])
 def test_a_faint_digit_stays_in_its_place(group):
     """A digit with no ink above synth.INK (a thin stroke made small) has nothing to touch: the next
-    digit used to slide past it to the left edge (and, overlapping, past the edge)."""
+    digit used to slide past it to the left edge (and, overlapping, past the edge). Now the slide
+    stops at its left edge; overlapping moves on by its usual 3-12% of the height."""
     images, labels = _digits(2)
     images[1] = images[1] // 6  # a faint 1
     for seed in range(10):
@@ -83,5 +84,7 @@ def test_a_faint_digit_stays_in_its_place(group):
         rng = np.random.default_rng(seed)
         grey, label = synth.make_number(rng, images, labels, 6, group, spans=spans)
         lefts = [a for a, _ in spans]
-        slack = 0 if group == "touching" else 0.12 * grey.shape[0]  # overlapping: slid a little further
+        # Overlapping slides each digit up to 0.12 digit heights further after it touches (or stops).
+        ink_rows = np.ptp(np.nonzero((grey < grey.max() - 15).any(axis=1))[0]) + 1  # about 1-1.4 heights
+        slack = 0 if group == "touching" else 0.12 * ink_rows / 0.85 + 1
         assert all(b >= a - slack for a, b in zip(lefts, lefts[1:])) and min(lefts) >= 0, (label, lefts)

@@ -30,8 +30,9 @@ MAX_ATOMS_PER_DIGIT = 6
 VERIFIER_WEIGHT = 0.5
 # Weight of the line reader's log-probability of a line's string (see `_second_opinion`). The line
 # reader is better at telling how many digits touching ink holds than at telling digits apart, so
-# when both readings have as many digits its word counts less; and it never re-reads or splits a
-# whole, uncut component that the digit model and the verifier read alike, the verifier this surely.
+# when both readings have as many digits its word counts less; and it never re-reads, splits or
+# merges a whole, uncut component that the digit model and the verifier read alike, the verifier
+# this surely (a small one may still be dropped as punctuation).
 LINE_WEIGHT, LINE_WEIGHT_SAME_COUNT = 1.0, 0.25
 SURE_CONFIDENCE = 0.9
 # Scores are natural-log probabilities. Skipping a small atom (a dot, a dash, a speck) scores
@@ -226,9 +227,11 @@ def sure_digits(line: TextLine, groups, probs: np.ndarray, verifier: np.ndarray)
 def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: str | None = None,
               sure: dict[tuple[int, int], int] | None = None) -> tuple[float, list[tuple[int, int, int]]]:
     """Viterbi over atom boundaries: each step is one digit (a run of atoms) or skipped
-    punctuation (`_skips`). With `text`, only paths that read exactly those digits count (each run scored as the
-    digit it must be; a run in `sure` only as its sure digit). -> (the path's score,
-    [(first atom, end atom, digit)] left to right); (-inf, []) when no path reads `text`."""
+    punctuation (`_skips`). With `text`, only paths that read exactly those digits count (each run
+    scored as the digit it must be; a run in `sure` only as its sure digit, never split or merged
+    with a neighbour, though a small one may still be skipped as punctuation: forbidding that read
+    worse on the strings that choose). -> (the path's score, [(first atom, end atom, digit)] left
+    to right); (-inf, []) when no path reads `text`."""
     sure = sure or {}
     # Runs that hold part of a sure run, or it and more: not allowed when held to `text`.
     broken = {g for g in scores for r in sure if g != r and g[0] < r[1] and r[0] < g[1]}
@@ -282,7 +285,7 @@ def _skips(line: TextLine) -> dict[int, list[int]]:
     for i, a in enumerate(atoms):
         if a.h < limit:
             skips.setdefault(i, []).append(i + 1)
-        if i == 0 or atoms[i - 1].component != a.component or a.component < 0:
+        if a.component >= 0 and (i == 0 or atoms[i - 1].component != a.component):
             j = i
             while j < len(atoms) and atoms[j].component == a.component:
                 j += 1

@@ -19,6 +19,10 @@ GROUPS = ("separated", "touching", "overlapping", "photo")
 # closing the amount, a slash, a short tick (shorter than any digit of the line).
 CHEQUE_MARKS = ".,-"
 FORM_MARKS = ".,-=/'"
+# The numbers the reader's networks train on (the verifier's candidates, the line reader's lines):
+# this share has FORM_MARKS beside it, and this share ends in smaller digits (the cents of an
+# amount), so that neither a mark nor a small digit is new to them.
+MARKS_SHARE, SMALL_TAIL_SHARE = 0.4, 0.25
 INK = 60  # a pasted pixel at least this bright (of 255) is ink: for touching and ownership
 
 
@@ -128,7 +132,8 @@ def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: i
 
 def _slide_until_touching(canvas: np.ndarray, piece: np.ndarray, x: int, y: int, floor: int = 1) -> int:
     """Slide `piece` left from x until its ink meets ink already on the canvas, but never past
-    `floor` (the previous digit's left edge: a faint digit has no ink to meet)."""
+    `floor` (the previous digit's left edge: a faint digit has no ink to meet). The overlapping
+    layout then moves it 3-12% of the height further, which can pass `floor` by that much."""
     ink = piece > INK
     h, w = piece.shape
     while x > max(1, floor):

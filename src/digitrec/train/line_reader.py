@@ -3,9 +3,9 @@
     python -m digitrec.train.line_reader [--out runs/line-reader] [--numbers 40000] [--export PATH]
 
 Data (`digitrec.train.lines`): lines of 1-8 augmented MNIST *training* digits 0-54,999 as the
-reader renders them; 55,000-59,999 make the held-out lines (the MNIST test set is the reading
-benchmark's). They are generated on every core and cached in the run folder (`lines.npz`, with the
---numbers and --seed that made them). Each epoch the lines are shuffled, batched by similar width,
+reader renders them; 55,000-59,999 make the held-out lines, of plain digits (neither distorted
+nor broken; the MNIST test set is the reading benchmark's). They are generated on every core and
+cached in the run folder (`lines.npz`, with the --numbers and --seed that made them). Each epoch the lines are shuffled, batched by similar width,
 and slanted, squeezed or stretched a little more (whole-line shear and scale).
 The network: four 3x3 convolutions (16-32-64-64 channels, height pooled 32 -> 1, width to a column
 per 4 px), then two width-5 1-D convolutions along the line (each column sees about two digits)
@@ -71,7 +71,7 @@ def _generate(task: tuple[int, int, bool]) -> tuple[list[np.ndarray], list[str]]
     part = slice(HELD_OUT, None) if held_out else slice(0, HELD_OUT)
     images, labels = images[part], labels[part]
     rng = np.random.default_rng(seed)
-    if not held_out:  # a fresh random pool of distorted digits per chunk (about two uses each)
+    if not held_out:  # a fresh random pool of distorted digits per chunk (each used about once)
         pool = rng.choice(len(images), min(len(images), 5 * count), replace=False)
         images, labels = break_strokes(augmented_digits(images[pool], labels[pool], seed), rng), labels[pool]
     return line_examples(rng, images, labels, count)

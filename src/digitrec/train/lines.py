@@ -16,10 +16,8 @@ import numpy as np
 
 from digitrec.line_reader import line_image
 from digitrec.preprocess.segment import segment
-from digitrec.synth import FORM_MARKS, GROUPS, make_number
+from digitrec.synth import FORM_MARKS, GROUPS, MARKS_SHARE, SMALL_TAIL_SHARE, make_number
 
-SMALL_TAIL = 0.25
-PUNCTUATION = 0.4
 BROKEN = 0.1  # the share of digits broken in two
 MAX_DIGITS = 8
 
@@ -67,7 +65,7 @@ def line_examples(rng: np.random.Generator, images: np.ndarray, labels: np.ndarr
     for _ in range(n_numbers):
         group = groups[int(rng.integers(len(groups)))]
         grey, text = make_number(rng, images, labels, int(rng.integers(1, MAX_DIGITS + 1)), group,
-                                 punctuation=bool(rng.random() < PUNCTUATION), small_tail=SMALL_TAIL,
+                                 punctuation=bool(rng.random() < MARKS_SHARE), small_tail=SMALL_TAIL_SHARE,
                                  marks=FORM_MARKS)
         seg = segment(grey, cut=False)
         if len(seg.lines) != 1:

@@ -19,18 +19,13 @@ import numpy as np
 
 from digitrec.preprocess.segment import TextLine, segment
 from digitrec.reading import render_candidates
-from digitrec.synth import FORM_MARKS, GROUPS, make_number
+from digitrec.synth import FORM_MARKS, GROUPS, MARKS_SHARE, SMALL_TAIL_SHARE, make_number
 from digitrec.verifier import NOT_ONE_DIGIT
 
 # Fractions of ink (mask pixels) for the labels: purity = the owner's share of the run's ink,
 # coverage = the share of the owner's ink inside the run.
 ONE_PURITY, ONE_COVERAGE = 0.92, 0.9
 NOT_PURITY, NOT_COVERAGE = 0.8, 0.7
-# A quarter of the numbers end in smaller digits (the cents of an amount): small is not "not a digit".
-SMALL_TAIL = 0.25
-# The share of numbers with marks beside them (points, commas, dashes, equals signs, slashes,
-# ticks: `synth.FORM_MARKS`), which are never one digit.
-PUNCTUATION = 0.4
 
 
 def label_candidates(line: TextLine, groups, owner: np.ndarray, mask: np.ndarray, text: str) -> list[int | None]:
@@ -70,8 +65,8 @@ def candidate_examples(rng: np.random.Generator, images: np.ndarray, labels: np.
         owner_out: list = []
         group = groups[int(rng.integers(len(groups)))]
         grey, text = make_number(rng, images, labels, int(rng.integers(1, 9)), group,
-                                 punctuation=bool(rng.random() < PUNCTUATION), owner_out=owner_out,
-                                 small_tail=SMALL_TAIL, marks=FORM_MARKS)
+                                 punctuation=bool(rng.random() < MARKS_SHARE), owner_out=owner_out,
+                                 small_tail=SMALL_TAIL_SHARE, marks=FORM_MARKS)
         seg = segment(grey)
         owner = cv2.resize(owner_out[0], (seg.mask.shape[1], seg.mask.shape[0]), interpolation=cv2.INTER_NEAREST)
         plan, rendered = render_candidates(seg)
