@@ -36,7 +36,7 @@ def write_exploration(train: Split, test: Split, out: Path | str, per_class: int
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    (train_x, train_y), (test_x, test_y) = train, test
+    (train_x, train_y), (_, test_y) = train, test
 
     fig, ax = plt.subplots(figsize=(per_class * 0.6 + 0.6, 6.4))
     ax.imshow(sample_grid(train_x, train_y, per_class, seed), cmap="gray", vmin=0, vmax=255)

@@ -12,7 +12,6 @@ against the segmentation's own score; the segmentation still gives every digit i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -20,7 +19,7 @@ import numpy as np
 
 from digitrec import paths
 from digitrec.errors import ModelError
-from digitrec.model_io import open_session
+from digitrec.model_io import open_shipped
 from digitrec.preprocess.digit import BOX, RENDER, normalize_stroke
 from digitrec.preprocess.segment import Atom, render_group
 
@@ -94,10 +93,7 @@ def string_log_prob(log_probs: np.ndarray, text: str) -> float:
 class LineReader:
     def __init__(self, path: str | Path | None = None, threads: int | None = None):
         self.path = Path(path) if path else default_line_reader_path()
-        if not self.path.is_file():
-            raise ModelError(f"line reader not found: {self.path} (reinstall digitrec)")
-        self.session = open_session(self.path, threads)
-        card = json.loads(self.session.get_modelmeta().custom_metadata_map.get("digitrec", "{}"))
+        self.session, card = open_shipped(self.path, "line reader", threads)
         if card.get("kind") != "line-reader":
             raise ModelError(f"{self.path} is not a line reader (its card says kind={card.get('kind')!r})")
 

@@ -10,6 +10,7 @@ use, and the result is cached under the digitrec cache, keyed by the file's SHA-
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,15 @@ def open_session(path: Path, threads: int | None = None):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ModelError(f"cannot load {path} as an ONNX model: {exc}") from None
+
+
+def open_shipped(path: Path, what: str, threads: int | None = None):
+    """One of the reader's own networks (the verifier, the line reader) -> (session, its card from
+    the ONNX metadata). A missing file is a ModelError that names it as `what`."""
+    if not path.is_file():
+        raise ModelError(f"{what} not found: {path} (reinstall digitrec)")
+    session = open_session(path, threads)
+    return session, json.loads(session.get_modelmeta().custom_metadata_map.get("digitrec", "{}"))
 
 
 def resolve_model(model: str | Path) -> Path:

@@ -235,7 +235,7 @@ def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: s
     sure = sure or {}
     # Runs that hold part of a sure run, or it and more: not allowed when held to `text`.
     broken = {g for g in scores for r in sure if g != r and g[0] < r[1] and r[0] < g[1]}
-    atoms, n = line.atoms, len(line.atoms)
+    n = len(line.atoms)
     wanted = None if text is None else [int(c) for c in text]
     depth = 1 if wanted is None else len(wanted) + 1  # digits read so far (only tracked with `text`)
     best = np.full((depth, n + 1), -np.inf)

@@ -59,7 +59,7 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     width = sum(p.shape[1] for p in pieces) + int(length * 0.6 * height) + 2 * margin
     canvas = np.zeros((int(height * 1.6) + 2 * margin, width), np.float32)
     owner = np.full(canvas.shape, -1, np.int16)
-    x = margin
+    x = left = margin  # left: where the digit before this one starts
     for k, p in enumerate(pieces):
         canvas, owner = _room(canvas, owner, x + p.shape[1])
         y = margin + int(height * 0.3 + rng.uniform(-0.1, 0.1) * height) + int((height - p.shape[0]) * rng.uniform(0, 1))

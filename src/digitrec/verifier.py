@@ -10,7 +10,6 @@ Each `Recognizer` owns one, loaded on first use, with the recognizer's thread co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from digitrec import paths
 from digitrec.errors import ModelError
 from digitrec.model_adapter import softmax
-from digitrec.model_io import open_session
+from digitrec.model_io import open_shipped
 
 NOT_ONE_DIGIT = 10
 
@@ -30,10 +29,7 @@ def default_verifier_path() -> Path:
 class Verifier:
     def __init__(self, path: str | Path | None = None, threads: int | None = None):
         self.path = Path(path) if path else default_verifier_path()
-        if not self.path.is_file():
-            raise ModelError(f"segmentation verifier not found: {self.path} (reinstall digitrec)")
-        self.session = open_session(self.path, threads)
-        card = json.loads(self.session.get_modelmeta().custom_metadata_map.get("digitrec", "{}"))
+        self.session, card = open_shipped(self.path, "segmentation verifier", threads)
         if card.get("labels", [])[NOT_ONE_DIGIT:] != ["not one digit"]:
             raise ModelError(f"{self.path} is not a segmentation verifier (its card has no 'not one digit' output)")
 
