@@ -102,3 +102,16 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "2", "--workers", "1", "--threads", "1",
           "--resume"])
     assert "epoch 2:" in capsys.readouterr().out
+    # --average: finished runs exported as one model that averages their probabilities; a run
+    # averaged with itself reads exactly as it does alone.
+    run = tmp_path / "run"
+    main(["--out", str(run), "--numbers", "60", "--epochs", "2", "--threads", "1", "--resume",
+          "--export", str(tmp_path / "single.onnx")])
+    main(["--average", str(run), str(run), "--export", str(tmp_path / "average.onnx")])
+    assert "average of 2 line readers" in capsys.readouterr().out
+    average, single = LineReader(tmp_path / "average.onnx"), LineReader(tmp_path / "single.onnx")
+    line = (np.random.default_rng(0).random((HEIGHT, 96)) * 255).astype(np.uint8)
+    assert np.allclose(average.log_probs(line), single.log_probs(line), atol=1e-5)
+    assert [m["run"] for m in average.card["members"]] == ["run", "run"]
+    with pytest.raises(SystemExit, match="not a finished line-reader run"):
+        main(["--average", str(tmp_path / "nothing"), "--export", str(tmp_path / "x.onnx")])

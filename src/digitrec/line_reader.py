@@ -93,9 +93,9 @@ def string_log_prob(log_probs: np.ndarray, text: str) -> float:
 class LineReader:
     def __init__(self, path: str | Path | None = None, threads: int | None = None):
         self.path = Path(path) if path else default_line_reader_path()
-        self.session, card = open_shipped(self.path, "line reader", threads)
-        if card.get("kind") != "line-reader":
-            raise ModelError(f"{self.path} is not a line reader (its card says kind={card.get('kind')!r})")
+        self.session, self.card = open_shipped(self.path, "line reader", threads)
+        if self.card.get("kind") != "line-reader":
+            raise ModelError(f"{self.path} is not a line reader (its card says kind={self.card.get('kind')!r})")
 
     def log_probs(self, image: np.ndarray) -> np.ndarray:
         """uint8 (HEIGHT, W) from `line_image` -> float32 (W / STRIDE, 11) per-column log-probabilities."""

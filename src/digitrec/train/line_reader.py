@@ -61,6 +61,19 @@ class LineCNN(nn.Module):
         return self.along(columns).permute(0, 2, 1)
 
 
+class Ensemble(nn.Module):
+    """Several line readers as one: (N, 1, 32, W) -> (N, W / 4, 11) log of the members' mean
+    probabilities (valid logits, so the runtime reads it like one model)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x):
+        log_probs = torch.stack([m(x).log_softmax(-1) for m in self.members])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
 def _generate(task: tuple[int, int, bool]) -> tuple[list[np.ndarray], list[str]]:
     from digitrec.data import load_mnist
     from digitrec.train.lines import augmented_digits, break_strokes, line_examples
@@ -182,6 +195,7 @@ def export(model: nn.Module, path: Path, card: dict, check: list[np.ndarray]) ->
     import onnxruntime as ort
 
     model = model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -209,6 +223,44 @@ def export(model: nn.Module, path: Path, card: dict, check: list[np.ndarray]) ->
     path.with_name(f"{path.stem}_card.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
+def _card(model: nn.Module, accuracy: float, test_texts: list[str], argv: list[str] | None, **extra) -> dict:
+    from digitrec.checkpoint import source_commit
+
+    command = "python -m digitrec.train.line_reader " + " ".join(sys.argv[1:] if argv is None else argv)
+    return {"name": "digitrec-line-reader", "kind": "line-reader",
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "input": {"name": "image", "shape": [1, HEIGHT, "width (multiple of 4)"], "range": [0.0, 1.0],
+                      "polarity": "white ink on black"},
+            "output": {"name": "logits", "shape": ["width / 4", BLANK + 1],
+                       "labels": "digits 0-9, then the CTC blank"},
+            "test_string_accuracy": accuracy, "test_lines": len(test_texts), **extra,
+            "torch": str(torch.__version__), "commit": source_commit(), "command": command}
+
+
+def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) -> None:
+    """The finished runs in `runs` (each a --out folder) -> one ONNX line reader that averages
+    their probabilities, measured on the first run's held-out lines."""
+    members, about = [], []
+    for run in runs:
+        state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
+        model = LineCNN()
+        model.load_state_dict(state["model"])
+        members.append(model.eval())
+        with np.load(run / CACHE) as f:
+            made = {"numbers": int(f["numbers"]), "seed": int(f["seed"])}
+        history = json.loads(state["history"])
+        about.append({"run": run.name, **made, "epochs": int(state["epoch"]), "history": history,
+                      "test_string_accuracy": history[-1]["test_string_accuracy"] if history else None})
+    with np.load(runs[0] / CACHE) as f:
+        test_images, test_texts = _unpack(f["test_images"], f["test_widths"]), list(f["test_texts"])
+    ensemble = Ensemble(members).eval()
+    accuracy = evaluate(ensemble, test_images, test_texts)
+    print(f"average of {len(members)} line readers: held-out string accuracy {accuracy:.2%} "
+          f"on {len(test_texts):,} lines of {runs[0].name}")
+    export(ensemble, path, _card(ensemble, accuracy, test_texts, argv, members=about), test_images[:200])
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/line-reader"))
@@ -221,11 +273,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating lines")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
+    parser.add_argument("--average", type=Path, nargs="+", default=None, metavar="RUN",
+                        help="train nothing: export the average of these finished runs to --export")
     args = parser.parse_args(argv)
+    if args.average:
+        if not args.export:
+            raise SystemExit("--average needs --export PATH")
+        missing = [str(run) for run in args.average if not (run / CHECKPOINT).is_file() or not (run / CACHE).is_file()]
+        if missing:
+            raise SystemExit(f"not a finished line-reader run (no {CHECKPOINT} or {CACHE}): {', '.join(missing)}")
+        average_runs(args.average, args.export, argv)
+        return
 
     from rich.progress import track
 
-    from digitrec.checkpoint import save_checkpoint, source_commit
+    from digitrec.checkpoint import save_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -274,16 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     accuracy = evaluate(model, test_images, test_texts)
     print(f"line reader: held-out string accuracy {accuracy:.2%} on {len(test_texts):,} lines")
     if args.export:
-        command = "python -m digitrec.train.line_reader " + " ".join(sys.argv[1:] if argv is None else argv)
-        card = {"name": "digitrec-line-reader", "kind": "line-reader",
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "input": {"name": "image", "shape": [1, HEIGHT, "width (multiple of 4)"], "range": [0.0, 1.0],
-                          "polarity": "white ink on black"},
-                "output": {"name": "logits", "shape": ["width / 4", BLANK + 1],
-                           "labels": "digits 0-9, then the CTC blank"},
-                "test_string_accuracy": accuracy, "test_lines": len(test_texts), "train_lines": len(train_texts),
-                "numbers": args.numbers, "seed": args.seed, "epochs": args.epochs, "history": history,
-                "torch": str(torch.__version__), "commit": source_commit(), "command": command}
+        card = _card(model, accuracy, test_texts, argv, train_lines=len(train_texts), numbers=args.numbers,
+                     seed=args.seed, epochs=args.epochs, history=history)
         export(model, args.export, card, test_images[:200])
         print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
 
