@@ -66,7 +66,7 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
         if k > 0 and layout != "separated":
             x = _slide_until_touching(canvas, p, x, y, floor=left)
             if layout == "overlapping":
-                x = max(0, x - int(rng.uniform(0.03, 0.12) * height))
+                x -= int(rng.uniform(0.03, 0.12) * height)  # still right of the margin: x >= left >= margin
         left = x
         region = canvas[y : y + p.shape[0], x : x + p.shape[1]]
         owner[y : y + p.shape[0], x : x + p.shape[1]][(p > region) & (p >= INK)] = k

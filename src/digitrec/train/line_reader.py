@@ -5,8 +5,8 @@
 Data (`digitrec.train.lines`): lines of 1-8 augmented MNIST *training* digits 0-54,999 as the
 reader renders them; 55,000-59,999 make the held-out lines, of plain digits (neither distorted
 nor broken; the MNIST test set is the reading benchmark's). They are generated on every core and
-cached in the run folder (`lines.npz`, with the --numbers and --seed that made them). Each epoch the lines are shuffled, batched by similar width,
-and slanted, squeezed or stretched a little more (whole-line shear and scale).
+cached in the run folder (`lines.npz`, with the --numbers and --seed that made them). Each epoch
+the lines are shuffled, batched by similar width, and slanted, squeezed or stretched a little more (whole-line shear and scale).
 The network: four 3x3 convolutions (16-32-64-64 channels, height pooled 32 -> 1, width to a column
 per 4 px), then two width-5 1-D convolutions along the line (each column sees about two digits)
 and an 11-way output per column; CTC loss. Checkpoints each epoch (`checkpoint.pt`, safe to load
@@ -248,11 +248,11 @@ def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) ->
         members.append(model.eval())
         with np.load(run / CACHE) as f:
             made = {"numbers": int(f["numbers"]), "seed": int(f["seed"])}
+            if run == runs[0]:
+                test_images, test_texts = _unpack(f["test_images"], f["test_widths"]), list(f["test_texts"])
         history = json.loads(state["history"])
         about.append({"run": run.name, **made, "epochs": int(state["epoch"]), "history": history,
                       "test_string_accuracy": history[-1]["test_string_accuracy"] if history else None})
-    with np.load(runs[0] / CACHE) as f:
-        test_images, test_texts = _unpack(f["test_images"], f["test_widths"]), list(f["test_texts"])
     ensemble = Ensemble(members).eval()
     accuracy = evaluate(ensemble, test_images, test_texts)
     print(f"average of {len(members)} line readers: held-out string accuracy {accuracy:.2%} "
