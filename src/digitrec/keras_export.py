@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-import tempfile
 import warnings
 import zipfile
 from datetime import datetime, timezone
@@ -25,11 +23,12 @@ from typing import Callable
 import numpy as np
 
 from digitrec.errors import ModelError
+from digitrec.files import file_sha256
 from digitrec.model_adapter import LAYOUTS, ModelAdapter
-from digitrec.model_io import file_sha256, refuse_legacy_keras
+from digitrec.modelfile.write import PARITY_TOLERANCE, write_model
 
-CARD_KEY = "digitrec"  # the same key `digitrec export` writes
-PARITY_TOLERANCE = 1e-4  # max abs difference of the raw outputs (relative to their size when > 1), ONNX vs Keras
+KERAS_SUFFIXES = (".keras",)
+LEGACY_KERAS_SUFFIXES = (".h5", ".hdf5")
 PROBE_IMAGES = 64
 # Keras activation name of the last layer -> what the model answers
 ACTIVATION_KINDS = {"softmax": "probabilities", "sigmoid": "scores", "linear": "logits", "log_softmax": "log_probabilities"}
@@ -74,15 +73,7 @@ def export_keras(source: Path | str, out: Path | str, *, name: str | None = None
     keras_raw = np.asarray(model.predict(probe, verbose=0)) if kind != head_kind else keras_out
     _check_same_probabilities(keras_raw, kind, keras_out, head_kind)
 
-    import onnx
-    import onnxruntime as ort
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        log(f"exporting {source.name} to ONNX")
+    def export(tmp: Path) -> None:
         # Keras and the exporter print progress, and the tracer warns about shapes it fixes (batch stays dynamic).
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -90,31 +81,21 @@ def export_keras(source: Path | str, out: Path | str, *, name: str | None = None
                 model.export(str(tmp), format="onnx", verbose=False)
             except Exception as exc:  # noqa: BLE001 - the exporters raise many kinds
                 raise ModelError(f"Keras could not export {source.name} to ONNX: {exc}") from None
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        adapter = ModelAdapter.from_session(session, {"input": {"layout": layout}, "output": {"kind": kind}})
-        onnx_out = session.run(None, {adapter.input_name: probe})[adapter.output_index]
-        # Raw outputs, not probabilities: their rounding is what the exporter is responsible for.
-        diff = float(np.abs(onnx_out.reshape(keras_raw.shape) - keras_raw).max())
-        allowed = PARITY_TOLERANCE * max(1.0, float(np.abs(keras_raw).max()))
-        log(f"ONNX vs Keras on {PROBE_IMAGES} random images: max abs output difference {diff:.2e}")
-        if not diff <= allowed:
-            raise ModelError(f"the ONNX model disagrees with Keras: max abs output difference {diff:.2e} "
-                             f"(allowed {allowed:.0e}); not written")
-        card = _card(keras, model, source, name, adapter.input_name, layout, item_shape, kind, diff)
-        proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = CARD_KEY, json.dumps(card)
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if write_card:
-        card_file = Path(card_path) if card_path else out.with_name(f"{out.stem}_card.json")
-        card_file.write_text(json.dumps(card, indent=2) + "\n")
-        card["card_path"] = str(card_file)
-    card["path"], card["bytes"] = str(out), out.stat().st_size
-    return card
+
+    def card(session, outputs) -> dict:
+        input_name = session.get_inputs()[0].name
+        return _card(keras, model, source, name, input_name, layout, item_shape, kind)
+
+    # Raw outputs, not probabilities: their rounding is what the exporter is responsible for.
+    return write_model(out, export=export, probes=[probe], reference=lambda x: keras_raw, card=card,
+                       compare=lambda z: z, relative=True, card_path=(card_path or None) if write_card else False,
+                       source="Keras", log=log)
+
+
+def refuse_legacy_keras(path: Path) -> None:
+    if path.suffix.lower() in LEGACY_KERAS_SUFFIXES:
+        raise ModelError(f"{path.name}: legacy HDF5 Keras files are not supported; load it in Keras and "
+                         f"save it again as .keras (model.save('model.keras')), then pass that")
 
 
 def _load(keras, source: Path):
@@ -180,7 +161,7 @@ def _check_same_probabilities(raw: np.ndarray, kind: str, head_out: np.ndarray, 
         raise ModelError(f"internal check failed: the {kind} head differs from Keras's {head_kind} by {diff:.2e}")
 
 
-def _card(keras, model, source: Path, name, input_name: str, layout: str, item_shape: tuple, kind: str, diff: float) -> dict:
+def _card(keras, model, source: Path, name, input_name: str, layout: str, item_shape: tuple, kind: str) -> dict:
     return {
         "name": name or source.stem,
         "architecture": f"keras {type(model).__name__}",
@@ -198,7 +179,6 @@ def _card(keras, model, source: Path, name, input_name: str, layout: str, item_s
         "labels": [str(d) for d in range(10)],
         "source": {"format": "keras", "file": source.name, "sha256": file_sha256(source),
                    "keras": keras.__version__, "backend": keras.backend.backend()},
-        "onnx_parity_max_abs_diff": diff,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from digitrec import paths
 from digitrec.errors import ModelError
-from digitrec.model_io import open_shipped
+from digitrec.modelfile.read import log_softmax, open_model
 from digitrec.preprocess.digit import BOX, RENDER, normalize_stroke
 from digitrec.preprocess.segment import Atom, render_group
 
@@ -93,13 +93,13 @@ def string_log_prob(log_probs: np.ndarray, text: str) -> float:
 class LineReader:
     def __init__(self, path: str | Path | None = None, threads: int | None = None):
         self.path = Path(path) if path else default_line_reader_path()
-        self.session, self.card = open_shipped(self.path, "line reader", threads)
-        if self.card.get("kind") != "line-reader":
-            raise ModelError(f"{self.path} is not a line reader (its card says kind={self.card.get('kind')!r})")
+        # The card says how the network is fed (input name, pixel scaling), as for any digit model.
+        self.session, card = open_model(self.path, "line reader", threads, require_input=True)
+        if card.kind != "line-reader":
+            raise ModelError(f"{self.path} is not a line reader (its card says kind={card.kind!r})")
+        self.card, self.input = card.data, card.input
 
     def log_probs(self, image: np.ndarray) -> np.ndarray:
         """uint8 (HEIGHT, W) from `line_image` -> float32 (W / STRIDE, 11) per-column log-probabilities."""
-        x = image.astype(np.float32)[None, None] / 255.0
-        logits = self.session.run(None, {"image": x})[0][0]
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        x = self.input.scale(image)[None, None]  # (1, 1, HEIGHT, W)
+        return log_softmax(self.session.run(None, {self.input.name: x})[0][0])

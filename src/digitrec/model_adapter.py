@@ -13,8 +13,8 @@ sigmoid scores or softmax probabilities. The adapter reads that from the model i
                 else from the graph's last operator (Softmax, LogSoftmax, Sigmoid; needs the
                 `onnx` package, imported only then), else from the values of each batch.
 
-The card is the JSON in metadata_props["digitrec"], which `digitrec export` writes. numpy only:
-this module is on the light predict path.
+The card is `digitrec.modelfile.ModelCard` (the JSON in metadata_props["digitrec"], checked when the
+model is opened). numpy only: this module is on the light predict path.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from digitrec.errors import ModelError
+from digitrec.modelfile.card import ModelCard, scale_pixels
+from digitrec.modelfile.read import softmax
 
 SIDE = 28
 # layout -> the shape of one image as the model takes it
@@ -36,11 +38,6 @@ OUTPUT_KINDS = ("logits", "scores", "probabilities", "log_probabilities", "sigmo
 _FINAL_OPS = {"Softmax": "probabilities", "LogSoftmax": "log_probabilities", "Sigmoid": "scores"}
 _SHAPE_OPS = {"Identity", "Cast", "Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def normalise_scores(scores: np.ndarray) -> np.ndarray:
@@ -67,11 +64,11 @@ class ModelAdapter:
     fixed_batch: int | None = None  # the model declares a fixed batch size (often 1): fed in pieces
 
     @classmethod
-    def from_session(cls, session, card: dict | None = None, path: Path | None = None) -> "ModelAdapter":
+    def from_session(cls, session, card: ModelCard | dict | None = None, path: Path | None = None) -> "ModelAdapter":
         """An onnxruntime InferenceSession (+ its model card, + the file for graph inspection)."""
-        card = card or {}
-        spec = card.get("input") if isinstance(card.get("input"), dict) else {}
-        out_spec = card.get("output") if isinstance(card.get("output"), dict) else {}
+        if not isinstance(card, ModelCard):
+            card = ModelCard.from_dict(card or {}, str(path or "the model"))
+        spec = card.input
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise ModelError(f"the model takes {len(inputs)} inputs; a digit model takes one batch of images")
@@ -79,16 +76,14 @@ class ModelAdapter:
         dtype = _DTYPES.get(given.type)
         if dtype is None:
             raise ModelError(f"the model's input is {given.type}; digitrec feeds float images")
-        layout = _layout(list(given.shape), spec.get("layout"))
+        layout = _layout(list(given.shape), spec.layout)
         batch = given.shape[0] if given.shape else None
         output_index = _output_index(session)
-        kind = _kind_from_card(out_spec.get("kind"))
+        kind = _kind_from_card(card.output_kind)
         if kind is None:
             kind = _kind_from_graph(path, session.get_outputs()[output_index].name) if path else None
-        lo, hi = _pair(spec.get("range"), (0.0, 1.0), "input.range")
         return cls(
-            input_name=given.name, layout=layout, dtype=dtype, range=(lo, hi),
-            mean=float(spec.get("mean", 0.0)), std=float(spec.get("std", 1.0)),
+            input_name=given.name, layout=layout, dtype=dtype, range=spec.range, mean=spec.mean, std=spec.std,
             output_kind=kind or "auto", output_index=output_index,
             fixed_batch=batch if isinstance(batch, int) and batch > 0 else None,
         )
@@ -97,16 +92,7 @@ class ModelAdapter:
 
     def to_input(self, digits28: np.ndarray) -> np.ndarray:
         """uint8 (N, 28, 28), ink = 255 on black -> the model's input array."""
-        x = digits28.astype(np.float32)
-        lo, hi = self.range
-        if (lo, hi) == (0.0, 1.0):
-            x /= 255.0  # the exact arithmetic of digitrec's training data: same answers, bit for bit
-        else:
-            x *= (hi - lo) / 255.0
-            x += lo
-        if (self.mean, self.std) != (0.0, 1.0):
-            x -= self.mean
-            x /= self.std
+        x = scale_pixels(digits28, self.range, self.mean, self.std)
         x = x.reshape((len(x), *LAYOUTS[self.layout]))
         return x if self.dtype is np.float32 else x.astype(self.dtype)
 
@@ -115,6 +101,9 @@ class ModelAdapter:
     def to_probabilities(self, output: np.ndarray) -> np.ndarray:
         """The model's (N, 10) answer -> float32 (N, 10) probabilities that sum to 1."""
         output = np.asarray(output)
+        if output.ndim < 2:
+            raise ModelError(f"the model answers with shape {output.shape}; a digit model gives (N, 10): "
+                             "10 values (logits, scores or probabilities) per image")
         out = output.astype(np.float32, copy=False).reshape(len(output), -1)
         if out.shape[1] != 10:
             raise ModelError(f"the model answers with shape {tuple(output.shape[1:])} per image; "
@@ -122,6 +111,10 @@ class ModelAdapter:
         kind = self.output_kind
         if kind == "auto":  # no card, no graph to read: scores in [0, 1] are normalised, anything else is logits
             kind = "scores" if out.size and out.min() >= 0.0 and out.max() <= 1.0 else "logits"
+        if not np.isfinite(out).all():  # a broken model: NaN would read as the digit 9, infinity as anything
+            bad = int((~np.isfinite(out)).any(axis=1).sum())
+            raise ModelError(f"the model answered NaN or infinity for {bad} of {len(out)} images; "
+                             "it cannot be used (was it exported from a diverged training run?)")
         if kind in ("logits", "log_probabilities"):
             return softmax(out)
         if kind == "sigmoid_logits":  # softmax(log sigmoid(z)) = sigmoid(z) / sum, exact even when every sigmoid is ~0
@@ -201,16 +194,6 @@ def _kind_from_graph(path: Path, output_name: str) -> str | None:
             return "logits"
         name = node.input[0]
     return "logits"
-
-
-def _pair(value, default: tuple[float, float], what: str) -> tuple[float, float]:
-    if value is None:
-        return default
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ModelError(f"the model card's {what} should be two numbers, like [0, 1]; got {value!r}") from None
-    return lo, hi
 
 
 def _show(shape: list) -> str:

@@ -1,48 +1,27 @@
-"""Which ONNX file a `--model` argument means, and opening one. One function each for predict,
-read, serve and evaluate (and the reader's verifier).
+"""Which ONNX file a `--model` argument means. One function for predict, read, serve and evaluate.
 
 `.onnx` files are used as they are. A Keras model (`.keras`) is converted to ONNX once, on first
-use, and the result is cached under the digitrec cache, keyed by the file's SHA-256: a later run
-(or a server worker) loads the cached ONNX without Keras or PyTorch. Only the conversion needs the
-`keras` extra. The light runtime imports this module, so nothing heavy is imported at the top.
+use, and the result is cached under the digitrec cache (`converted/`), keyed by the file's SHA-256
+and the digitrec and Keras versions that converted it (a new converter may convert differently). The
+cached file's own SHA-256 is kept beside it (`.onnx.sha256`) and checked on every use: a cached file
+that was swapped, truncated or half-written is converted again, never trusted. A later run (or a
+server worker) loads the cached ONNX without importing Keras or PyTorch; only the conversion needs
+the `keras` extra. Opening a model file is `digitrec.modelfile.read`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from digitrec import paths
 from digitrec.errors import ModelError
+from digitrec.files import atomic_write, file_sha256
+from digitrec.keras_export import KERAS_SUFFIXES, refuse_legacy_keras
+from digitrec.modelfile.read import open_session  # noqa: F401 - where callers used to find it
 
-KERAS_SUFFIXES = (".keras",)
-LEGACY_KERAS_SUFFIXES = (".h5", ".hdf5")
-
-
-def open_session(path: Path, threads: int | None = None):
-    """An onnxruntime CPU session for `path` (at most 4 threads by default). Raises ModelError with
-    a message for the user when the file is not a model onnxruntime can load."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-        raise ModelError(f"cannot load {path} as an ONNX model: {exc}") from None
-
-
-def open_shipped(path: Path, what: str, threads: int | None = None):
-    """One of the reader's own networks (the verifier, the line reader) -> (session, its card from
-    the ONNX metadata). A missing file is a ModelError that names it as `what`."""
-    if not path.is_file():
-        raise ModelError(f"{what} not found: {path} (reinstall digitrec)")
-    session = open_session(path, threads)
-    return session, json.loads(session.get_modelmeta().custom_metadata_map.get("digitrec", "{}"))
+HASH_SUFFIX = ".sha256"  # beside a cached conversion: the SHA-256 of its bytes
 
 
 def resolve_model(model: str | Path) -> Path:
@@ -54,31 +33,45 @@ def resolve_model(model: str | Path) -> Path:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     cached = converted_path(path)
-    if not cached.is_file():
-        from digitrec.keras_export import export_keras
+    if cached_is_intact(cached):
+        return cached
+    from digitrec.keras_export import export_keras
 
-        print(f"digitrec: converting {path.name} to ONNX (once; cached as {cached})", file=sys.stderr)
-        export_keras(path, cached, write_card=False)
+    again = " again: the cached copy does not match its hash" if cached.exists() else ""
+    print(f"digitrec: converting {path.name} to ONNX{again} (once; cached as {cached})", file=sys.stderr)
+    export_keras(path, cached, write_card=False)
+    atomic_write(_hash_path(cached), file_sha256(cached) + "\n")
     return cached
 
 
-def refuse_legacy_keras(path: Path) -> None:
-    if path.suffix.lower() in LEGACY_KERAS_SUFFIXES:
-        raise ModelError(f"{path.name}: legacy HDF5 Keras files are not supported; load it in Keras and "
-                         f"save it again as .keras (model.save('model.keras')), then pass that")
-
-
 def converted_path(keras_file: Path) -> Path:
-    """Where the ONNX conversion of this exact file lives: <cache>/converted/<stem>-<sha256[:16]>.onnx."""
-    return paths.cache_root() / "converted" / f"{keras_file.stem}-{file_sha256(keras_file)[:16]}.onnx"
+    """Where the ONNX conversion of this exact file, by these versions, lives:
+    <cache>/converted/<stem>-<sha256[:16]>-digitrec<version>-keras<version>.onnx."""
+    from digitrec import __version__
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        digest = file_sha256(keras_file)
     except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return digest.hexdigest()
+        raise ModelError(f"cannot read {keras_file}: {exc.strerror or exc}") from None
+    key = f"{digest[:16]}-digitrec{__version__}-keras{_keras_version()}"
+    return paths.cache_root() / "converted" / f"{keras_file.stem}-{key}.onnx"
+
+
+def cached_is_intact(cached: Path) -> bool:
+    """The cached conversion exists and its bytes have the SHA-256 written beside it when it was made."""
+    try:
+        return _hash_path(cached).read_text().strip() == file_sha256(cached)
+    except OSError:
+        return False
+
+
+def _hash_path(cached: Path) -> Path:
+    return cached.with_name(cached.name + HASH_SUFFIX)
+
+
+def _keras_version() -> str:
+    """From the installed package's metadata: importing Keras here would cost seconds on every run."""
+    try:
+        return metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return "none"

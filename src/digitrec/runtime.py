@@ -10,7 +10,6 @@ pixel ranges, sigmoid scores or probabilities; a `.keras` file is converted once
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -18,9 +17,10 @@ from typing import Iterable
 import numpy as np
 
 from digitrec import paths
-from digitrec.errors import DigitrecError, ModelError
-from digitrec.model_adapter import ModelAdapter, softmax  # noqa: F401 - softmax is part of this module's API
-from digitrec.model_io import open_session, resolve_model
+from digitrec.errors import DigitrecError
+from digitrec.model_adapter import ModelAdapter
+from digitrec.model_io import resolve_model
+from digitrec.modelfile.read import open_model, softmax  # noqa: F401 - softmax is part of this module's API
 from digitrec.preprocess import load_grey, normalize_digit
 from digitrec.preprocess.digit import WORK_SIDE, digit_views
 
@@ -62,15 +62,12 @@ class Recognizer:
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None,
                  min_confidence: float = 0.0):
         path = resolve_model(model) if model else default_model_path()  # a .keras file -> its cached ONNX
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
-        self.session = open_session(path, threads)
+        self.session, self.model_card = open_model(path, threads=threads)  # the card checked (ModelError if malformed)
         self.path = path
         self.input_name = self.session.get_inputs()[0].name
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.card = json.loads(meta["digitrec"]) if "digitrec" in meta else {"name": path.stem}
+        self.card = self.model_card.data if self.model_card else {"name": path.stem}
         # How this model is fed and read (layout, scaling, logits or scores): see model_adapter.
-        self.adapter = ModelAdapter.from_session(self.session, self.card, path)
+        self.adapter = ModelAdapter.from_session(self.session, self.model_card, path)
         self.min_confidence = min_confidence
         self.threads = threads
         self._verifier = None

@@ -16,8 +16,7 @@ import numpy as np
 
 from digitrec import paths
 from digitrec.errors import ModelError
-from digitrec.model_adapter import softmax
-from digitrec.model_io import open_shipped
+from digitrec.modelfile.read import open_model, softmax
 
 NOT_ONE_DIGIT = 10
 
@@ -29,16 +28,18 @@ def default_verifier_path() -> Path:
 class Verifier:
     def __init__(self, path: str | Path | None = None, threads: int | None = None):
         self.path = Path(path) if path else default_verifier_path()
-        self.session, card = open_shipped(self.path, "segmentation verifier", threads)
-        if card.get("labels", [])[NOT_ONE_DIGIT:] != ["not one digit"]:
+        # The card says how the network is fed (input name, pixel scaling), as for any digit model.
+        self.session, card = open_model(self.path, "segmentation verifier", threads, require_input=True)
+        if (card.labels or ())[NOT_ONE_DIGIT:] != ("not one digit",):
             raise ModelError(f"{self.path} is not a segmentation verifier (its card has no 'not one digit' output)")
+        self.input = card.input
 
     def probabilities(self, digits28: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 11): the digits, then not-one-digit."""
         out = []
         for start in range(0, len(digits28), batch_size):
-            x = digits28[start : start + batch_size].astype(np.float32)[:, None] / 255.0
-            out.append(softmax(self.session.run(None, {"image": x})[0]))
+            x = self.input.scale(digits28[start : start + batch_size])[:, None]  # (N, 1, 28, 28)
+            out.append(softmax(self.session.run(None, {self.input.name: x})[0]))
         return np.concatenate(out) if out else np.zeros((0, 11), np.float32)
 
     def one_digit(self, digits28: np.ndarray) -> np.ndarray:

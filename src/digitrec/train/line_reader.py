@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from digitrec.line_reader import BLANK, HEIGHT, STRIDE, greedy_decode
+from digitrec.modelfile import ModelCard
 from digitrec.models import Normalize, conv_bn
 
 HELD_OUT = 55_000
@@ -187,40 +188,17 @@ def learning_rate(peak: float, step: int, total: int, warmup: float = 0.1) -> fl
     return peak * (0.5 * (1 + math.cos(math.pi * min(1.0, progress))) + 1e-3)
 
 
-def export(model: nn.Module, path: Path, card: dict, check: list[np.ndarray]) -> None:
-    """ONNX with the card in its metadata; checked against PyTorch on real lines before it is written."""
-    import warnings
-
-    import onnx
-    import onnxruntime as ort
+def export(model: nn.Module, path: Path, card: dict, check: list[np.ndarray]) -> dict:
+    """ONNX with the card in its metadata; checked against PyTorch on real lines (each its own
+    width) before it is written (`digitrec.modelfile.write`)."""
+    from digitrec.modelfile.write import torch_reference, torch_to_onnx, write_model
 
     model = model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 1, HEIGHT, 64),), str(tmp), input_names=["image"],
-                          output_names=["logits"], dynamic_axes={"image": {3: "width"}, "logits": {1: "columns"}},
-                          opset_version=17, do_constant_folding=True, dynamo=False)
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for image in check:
-        x = image.astype(np.float32)[None, None] / 255.0
-        with torch.no_grad():
-            expected = model(torch.from_numpy(x)).softmax(-1).numpy()
-        got = torch.from_numpy(session.run(None, {"image": x})[0]).softmax(-1).numpy()
-        worst = max(worst, float(np.abs(got - expected).max()))
-    if worst > 1e-4:
-        tmp.unlink()
-        raise SystemExit(f"ONNX disagrees with PyTorch (max probability difference {worst:.1e}); not written")
-    card["onnx_parity_max_abs_diff"] = worst
-    proto = onnx.load(str(tmp))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "digitrec", json.dumps(card)
-    proto.producer_name = "digitrec"
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
-    path.with_name(f"{path.stem}_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    scale = ModelCard.from_dict(card, str(path)).input.scale  # the pixels as the runtime will feed them
+    return write_model(path, export=lambda tmp: torch_to_onnx(model, tmp, np.zeros((1, 1, HEIGHT, 64), np.float32),
+                                                              {"image": {3: "width"}, "logits": {1: "columns"}}),
+                       probes=[scale(image)[None, None] for image in check], reference=torch_reference(model),
+                       card=card)
 
 
 def _card(model: nn.Module, accuracy: float, test_texts: list[str], argv: list[str] | None, **extra) -> dict:
