@@ -112,9 +112,8 @@ class ModelAdapter:
         if kind == "auto":  # no card, no graph to read: scores in [0, 1] are normalised, anything else is logits
             kind = "scores" if out.size and out.min() >= 0.0 and out.max() <= 1.0 else "logits"
         if not np.isfinite(out).all():  # a broken model: NaN would read as the digit 9, infinity as anything
-            bad = int((~np.isfinite(out)).any(axis=1).sum())
-            raise ModelError(f"the model answered NaN or infinity for {bad} of {len(out)} images; "
-                             "it cannot be used (was it exported from a diverged training run?)")
+            raise ModelError("the model answered NaN or infinity; it cannot be used "
+                             "(was it exported from a diverged training run?)")
         if kind in ("logits", "log_probabilities"):
             return softmax(out)
         if kind == "sigmoid_logits":  # softmax(log sigmoid(z)) = sigmoid(z) / sum, exact even when every sigmoid is ~0
