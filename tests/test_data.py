@@ -180,3 +180,39 @@ def test_every_source_failing_says_what_was_tried(fixture_files):
         data.fetch_mnist(mirrors=[dead_mirror()], use_npm=False)
     message = str(err.value)
     assert "Tried" in message and "127.0.0.1" in message and "cache" in message
+
+
+def broken_gzip(raw: bytes) -> bytes:
+    """A .gz with a valid header whose deflate data is damaged: zlib, not gzip, notices."""
+    gz = bytearray(gzip.compress(raw, mtime=0))
+    gz[12:40] = bytes(28)
+    return bytes(gz)
+
+
+def test_a_gzip_with_broken_data_is_a_bad_source_and_the_next_is_tried(server, fixture_files, tmp_path):
+    import zlib
+
+    spec = data.FILES["train-images"]
+    bad = broken_gzip(fixture_files.raw["train-images"])
+    with pytest.raises(zlib.error):
+        gzip.decompress(bad)  # what the old code let through
+    mirror = tmp_path / "broken-mirror"
+    mirror.mkdir()
+    (mirror / f"{spec.name}.gz").write_bytes(bad)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / f"{spec.name}.gz").write_bytes(bad)
+    # data dir and first mirror broken, second mirror good: fetched from the second
+    sources = data.fetch_mnist(folder, mirrors=[mirror.as_uri() + "/", server], use_npm=False)
+    assert sources["train-images"].startswith(server)
+    assert (paths.mnist_cache_dir() / spec.name).read_bytes() == fixture_files.raw["train-images"]
+
+
+def test_only_broken_gzips_end_in_a_clear_error(fixture_files, tmp_path):
+    spec = data.FILES["train-images"]
+    mirror = tmp_path / "broken-mirror"
+    mirror.mkdir()
+    (mirror / f"{spec.name}.gz").write_bytes(broken_gzip(fixture_files.raw["train-images"]))
+    with pytest.raises(DataError) as err:
+        data.fetch_mnist(mirrors=[mirror.as_uri() + "/"], use_npm=False)
+    assert "corrupt gzip data" in str(err.value) and "Tried" in str(err.value)

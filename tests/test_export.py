@@ -113,3 +113,56 @@ def test_cli_export_json_and_errors(run_dir, mnist, real_mnist_env, monkeypatch,
     save_checkpoint(junk, {"model": {}, "meta": {"architecture": "cnn", "config": {}}})
     code, _, err = run(["export", str(junk)])
     assert code == 1 and "do not fit" in err
+
+
+@pytest.fixture
+def untrained_checkpoint(tmp_path):
+    """A checkpoint of an untrained MLP: enough to export (no MNIST, no training)."""
+    from digitrec.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", hidden=16)
+    meta = {"recipe": "mlp", "architecture": "mlp", "config": {"model": {"hidden": 16}}, "seed": 0, "epoch": 0}
+    path = tmp_path / "run" / "checkpoint.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "meta": meta})
+    rng = np.random.default_rng(0)
+    test_data = (rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), rng.integers(0, 10, 50).astype(np.uint8))
+    return path, test_data
+
+
+def test_export_out_under_a_file_is_a_clear_error(untrained_checkpoint, tmp_path, capsys):
+    from digitrec.errors import DigitrecError
+
+    path, test_data = untrained_checkpoint
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(DigitrecError, match="taken is a file, not a folder"):
+        export_onnx(path, blocker / "sub" / "m.onnx", test_data=test_data)
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(path), "--out", str(blocker / "m.onnx")])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "is a file, not a folder" in err and "Traceback" not in err
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_export_writes_a_valid_card_and_its_sidecar_atomically(untrained_checkpoint, tmp_path, monkeypatch):
+    """A full disk while the card is written: a clear error, and no half card beside the model."""
+    from digitrec import files
+    from digitrec.errors import DigitrecError
+    from digitrec.modelfile import ModelCard
+
+    path, test_data = untrained_checkpoint
+    out = tmp_path / "m.onnx"
+    card = export_onnx(path, out, test_data=test_data)
+    assert ModelCard.from_json((tmp_path / "m_card.json").read_text(), require_input=True).data == {
+        k: v for k, v in card.items() if k not in ("path", "card_path", "bytes")}
+    assert card["format"] == "digitrec-card/1"
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    (tmp_path / "m_card.json").unlink()
+    with pytest.raises(DigitrecError, match="No space left on device"):
+        export_onnx(path, out, test_data=test_data)
+    assert not (tmp_path / "m_card.json").exists() and not list(tmp_path.glob(".*part"))
