@@ -273,3 +273,53 @@ def test_keras_tutorial_export_evaluate_predict(keras_tutorial, mnist, real_mnis
         for digit, p in answer["top"]:
             got[digit] = p
         assert_same_answers(got[None], want[None])
+
+
+# ---------- the converted-.keras cache is verified, rebuilt, keyed by versions (issue 14 #14) ----------
+
+@pytest.fixture(scope="module")
+def small_keras(tmp_path_factory):
+    """An untrained Dense softmax network saved as .keras (no MNIST needed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("the keras extra is not installed")
+    from digitrec.keras_export import import_keras
+
+    keras = import_keras()
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"Keras already runs on {keras.backend.backend()}")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    path = tmp_path_factory.mktemp("keras-cache") / "small.keras"
+    model.save(path)
+    return path
+
+
+def test_the_keras_cache_is_verified_and_rebuilt(small_keras, isolated_cache, tmp_path, capsys):
+    from digitrec import __version__
+    from digitrec.model_io import converted_path
+
+    first = Recognizer(small_keras)
+    cached = first.path
+    assert cached == converted_path(small_keras) and cached.parent == isolated_cache / "digitrec" / "converted"
+    assert f"digitrec{__version__}" in cached.name and "keras3." in cached.name  # keyed by both versions
+    expected = first.predict_probabilities(DIGITS)
+    capsys.readouterr()
+
+    # A swapped file (another valid model) is not trusted: converted again, same answers as before.
+    write_model(tmp_path / "other.onnx", (28, 28), final="Softmax")
+    cached.write_bytes((tmp_path / "other.onnx").read_bytes())
+    again = Recognizer(small_keras)
+    assert "does not match its hash" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.predict_probabilities(DIGITS), expected)
+
+    # A truncated file is rebuilt, not a "Protobuf parsing failed" forever.
+    cached.write_bytes(cached.read_bytes()[:200])
+    np.testing.assert_array_equal(Recognizer(small_keras).predict_probabilities(DIGITS), expected)
+    assert "does not match its hash" in capsys.readouterr().err
+
+    # An intact cache is used as it is: no conversion (and no Keras call) the next time.
+    Recognizer(small_keras)
+    assert "converting" not in capsys.readouterr().err
+    assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name, cached.name + ".sha256"]
