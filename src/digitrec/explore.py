@@ -83,7 +83,12 @@ def write_exploration(train: Split, test: Split, out: Path | str, per_class: int
 
 
 def _save(fig, path: Path) -> Path:
+    from digitrec.files import atomic_path
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        _pyplot().close(fig)
     return path

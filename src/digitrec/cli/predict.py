@@ -128,18 +128,19 @@ def _write_debug(folder: Path, path: str, prediction, used: set[str]) -> None:
 
 def _write_csv(csv_path: str, results: list[dict]) -> None:
     import csv
+    import io
 
-    try:
-        with open(csv_path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "digit", "confidence", "top", "uncertain", "error"])
-            for r in results:
-                top = " ".join(f"{d}:{p:.4f}" for d, p in r["top"])
-                confidence = "" if r["confidence"] is None else f"{r['confidence']:.6f}"
-                digit = "" if r["digit"] is None else r["digit"]
-                writer.writerow([r["path"], digit, confidence, top, r["uncertain"], r["error"] or ""])
-    except OSError as exc:
-        raise DigitrecError(f"cannot write {csv_path}: {exc.strerror or exc}") from None
+    from digitrec.files import atomic_write
+
+    f = io.StringIO(newline="")
+    writer = csv.writer(f)
+    writer.writerow(["path", "digit", "confidence", "top", "uncertain", "error"])
+    for r in results:
+        top = " ".join(f"{d}:{p:.4f}" for d, p in r["top"])
+        confidence = "" if r["confidence"] is None else f"{r['confidence']:.6f}"
+        digit = "" if r["digit"] is None else r["digit"]
+        writer.writerow([r["path"], digit, confidence, top, r["uncertain"], r["error"] or ""])
+    atomic_write(csv_path, f.getvalue())  # whole or not at all: a full disk leaves no empty CSV
 
 
 def _print_table(results: list[dict], top: int) -> None:

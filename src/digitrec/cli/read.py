@@ -27,10 +27,9 @@ def read(ctx, paths, model, as_json, debug_dir):
       digitrec read scans/ --json
       digitrec read cheque.png --debug out/
     """
-    import cv2
-
     from digitrec.cli.inputs import expand_paths, read_input
     from digitrec.errors import DigitrecError
+    from digitrec.preprocess.debug import write_png
     from digitrec.reading import draw_reading
     from digitrec.runtime import Recognizer
 
@@ -42,10 +41,8 @@ def read(ctx, paths, model, as_json, debug_dir):
             reading = recognizer.read(read_input(path), debug=debug_dir is not None)
             entry.update(reading.to_dict())
             if debug_dir:
-                out = Path(debug_dir)
-                out.mkdir(parents=True, exist_ok=True)
                 name = "stdin" if path == "-" else Path(path).stem
-                cv2.imwrite(str(out / f"{name}.read.png"), draw_reading(reading.stages["input"], reading))
+                write_png(Path(debug_dir) / f"{name}.read.png", draw_reading(reading.stages["input"], reading))
         except DigitrecError as exc:
             entry["error"] = str(exc)
         results.append(entry)

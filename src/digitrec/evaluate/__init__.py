@@ -36,6 +36,7 @@ def evaluate_model(
     from digitrec.errors import DigitrecError
     from digitrec.evaluate import metrics, report
     from digitrec.evaluate.sources import open_model
+    from digitrec.files import atomic_write
 
     if limit is not None and limit < 1:
         raise DigitrecError(f"--limit must be at least 1, got {limit}")
@@ -79,7 +80,7 @@ def evaluate_model(
     files["report"] = out / report.FILES["report"]
     summary["files"] = {key: str(path) for key, path in files.items()}
     html_text = report.render_html(summary, figures, source.card, files)
-    files["report"].write_text(html_text, encoding="utf-8")
+    atomic_write(files["report"], html_text)  # whole or not at all, as every file here
     summary["report_seconds"] = round(time.perf_counter() - start - seconds, 4)  # CSVs, figures, page
-    files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write(files["summary"], json.dumps(summary, indent=2) + "\n")
     return summary

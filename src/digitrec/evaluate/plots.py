@@ -21,8 +21,13 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    _pyplot().close(fig)
+    from digitrec.files import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from digitrec.files import atomic_path, atomic_write
+
 from digitrec.evaluate import plots
 
 # File names inside the output folder.
@@ -36,8 +38,9 @@ def write_predictions_csv(labels: np.ndarray, probs: np.ndarray, path: Path) -> 
     predicted = probs.argmax(axis=1)
     table = np.column_stack([np.arange(n), labels, predicted, probs.max(axis=1), probs])
     header = ",".join(["index", "label", "predicted", "confidence"] + [f"p{c}" for c in range(classes)])
-    np.savetxt(path, table, fmt=["%d", "%d", "%d"] + ["%.6f"] * (1 + classes), delimiter=",",
-               header=header, comments="")
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, table, fmt=["%d", "%d", "%d"] + ["%.6f"] * (1 + classes), delimiter=",",
+                   header=header, comments="")
     return path
 
 
@@ -46,8 +49,7 @@ def write_confusion_csv(confusion: np.ndarray, path: Path) -> Path:
     classes = len(confusion)
     lines = [",".join(["true\\predicted"] + [str(c) for c in range(classes)])]
     lines += [",".join([str(t)] + [str(int(v)) for v in row]) for t, row in enumerate(confusion)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return atomic_write(path, "\n".join(lines) + "\n")
 
 
 def write_figures(out: Path, images, labels, probs, summary: dict, history: list[dict]) -> dict[str, Path]:

@@ -43,8 +43,15 @@ def stage_strip(stages: dict, caption: str | None = None) -> np.ndarray:
 
 
 def write_strip(path: str | Path, stages: dict, caption: str | None = None) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), stage_strip(stages, caption)):
-        raise OSError(f"cannot write {path}")
-    return path
+    return write_png(path, stage_strip(stages, caption))
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """A PNG written whole or not at all (a full disk is a DigitrecError, never a silent False)."""
+    from digitrec.errors import DigitrecError
+    from digitrec.files import atomic_write
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise DigitrecError(f"cannot encode {path} as PNG")
+    return atomic_write(path, encoded.tobytes())

@@ -135,7 +135,10 @@ def cached_data(out: Path, numbers: int, seed: int, workers: int) -> dict:
     for name, (images, texts) in data.items():
         arrays[f"{name}_images"], arrays[f"{name}_widths"] = _pack(images)
         arrays[f"{name}_texts"] = np.array(texts)
-    np.savez_compressed(cache, numbers=numbers, seed=seed, **arrays)
+    from digitrec.files import atomic_path
+
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would add .npz to a name
+        np.savez_compressed(f, numbers=numbers, seed=seed, **arrays)
     return data
 
 

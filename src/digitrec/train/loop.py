@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from digitrec import checkpoint as ckpt
 from digitrec.data import FILES, load_mnist
 from digitrec.errors import DigitrecError
+from digitrec.files import atomic_write
 from digitrec.models import build_model, count_flops, count_parameters
 from digitrec.train.augment import augment_batch
 from digitrec.train.config import TrainConfig
@@ -230,9 +231,9 @@ def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
                                                     "val_accuracy", "test_accuracy", "test_loss")})
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / ckpt.CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        atomic_write(out_dir / ckpt.CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
     # metrics.jsonl always mirrors the checkpoint's history (a kill may have come between the two).
-    metrics_path.write_text("".join(json.dumps(row) + "\n" for row in meta["history"]))
+    atomic_write(metrics_path, "".join(json.dumps(row) + "\n" for row in meta["history"]))
 
     final = average.model if average else model
     callbacks.on_start({**meta, "steps_per_epoch": steps_per_epoch, "start_epoch": meta["epoch"] + 1})

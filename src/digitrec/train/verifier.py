@@ -57,8 +57,11 @@ def _cached_data(out: Path, numbers: int, seed: int) -> dict:
             return {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])}
     data = build_data(numbers, seed)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, x_train=data["train"][0], y_train=data["train"][1], x_test=data["test"][0],
-                        y_test=data["test"][1], numbers=numbers, seed=seed)
+    from digitrec.files import atomic_path
+
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would add .npz to a name
+        np.savez_compressed(f, x_train=data["train"][0], y_train=data["train"][1], x_test=data["test"][0],
+                            y_test=data["test"][1], numbers=numbers, seed=seed)
     return data
 
 
