@@ -21,6 +21,10 @@ class Limits:
     # while drawings and small images go straight through.
     heavy_pixels: int = 4_000_000
     heavy_at_once: int = 1
+    # The wait for one request's decoding and inference (heavy lane included); past it -> 503.
+    request_seconds: float = 15.0
+    # POSTs in progress per process (each may hold a 20 MiB body); past it -> 503 before reading.
+    max_in_flight: int = 32
 
 
 class BodySizeLimit:
