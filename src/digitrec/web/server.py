@@ -18,7 +18,8 @@ from digitrec.web.guard import LOCAL_HOSTS
 from digitrec.web.limits import Limits
 from digitrec.web.protocol import ConnectionLimits, TimedH11Protocol
 
-# File descriptors kept for what is not a connection: the model files, logs, the event loop, pipes.
+# File descriptors kept for what is not a connection, beyond those open at start: the event loop,
+# worker pipes, files the app opens.
 SPARE_FDS = 64
 
 
@@ -53,17 +54,32 @@ def raise_open_file_limit() -> int:
     return (1 << 20) if soft == resource.RLIM_INFINITY else soft
 
 
-def fit_connections(connections: ConnectionLimits) -> ConnectionLimits:
-    """`connections` with its cap lowered, when needed, to leave SPARE_FDS of the open-file limit."""
-    fits = max(16, raise_open_file_limit() - SPARE_FDS)
-    return dataclasses.replace(connections, max_connections=min(connections.max_connections, fits))
+def open_files() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: assume a modest start
+        return 64
+
+
+def fit_connections(connections: ConnectionLimits) -> tuple[ConnectionLimits, int]:
+    """`connections` with its cap lowered to fit the open-file limit, and the listen backlog.
+
+    asyncio accepts up to `backlog` connections in one go, before any of them reaches the protocol
+    (which closes the longest-waiting one past the cap), and a closed socket's descriptor is freed a
+    loop turn later: so up to about two batches are open beyond the cap, and the backlog is kept to
+    a quarter of the free descriptors (2048, uvicorn's default, where they are plenty)."""
+    free = raise_open_file_limit() - open_files() - SPARE_FDS
+    backlog = min(2048, max(8, free // 4))
+    fits = max(8, free - 2 * backlog)
+    return dataclasses.replace(connections, max_connections=min(connections.max_connections, fits)), backlog
 
 
 def run_server(recognizer: Recognizer, sock: socket.socket, workers: int = 1, log_level: str = "info",
                limits: Limits = Limits(), connections: ConnectionLimits = ConnectionLimits(),
                allowed_hosts: tuple[str, ...] | None = LOCAL_HOSTS) -> None:
-    options = dict(log_level=log_level, access_log=log_level in ("info", "debug"), http=TimedH11Protocol)
-    connections = fit_connections(connections)
+    connections, backlog = fit_connections(connections)
+    options = dict(log_level=log_level, access_log=log_level in ("info", "debug"), http=TimedH11Protocol,
+                   backlog=backlog)
     if workers == 1:
         config = uvicorn.Config(create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts), **options)
         config.connection_limits = connections  # read by TimedH11Protocol
