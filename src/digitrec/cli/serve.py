@@ -23,12 +23,12 @@ import click
               help="Also answer requests whose Host header names NAME (repeatable). By default the server "
                    "answers to 127.0.0.1, localhost and ::1 (and the --host address); with --host 0.0.0.0 "
                    "to any name, unless names are given here.")
-@click.option("--request-timeout", default=15.0, show_default=True, type=click.FloatRange(0.1),
+@click.option("--request-timeout", default=15.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds one request's decoding and inference may take (waiting its turn included); "
                    "past it the client gets a 503.")
-@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1),
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds a connection has to send its request line and headers; then it is closed.")
-@click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(0.1),
+@click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds a client has to send the request body once its headers are in.")
 @click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(16),
               help="Open connections per process (lowered to fit the open-file limit); past it a new "

@@ -51,8 +51,8 @@ ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in {
     400: "Malformed multipart body, or a Host header this server does not answer to.",
     403: "A browser POST from another site's page.",
     422: "No usable image (not an image, undecodable, too many pixels, no ink or no digits: every "
-         "image failed), or a malformed JSON body or query.",
-    503: "Busy (too many requests in progress), or the request's work passed its deadline.",
+         "image failed), too much work for the deadline, or a malformed JSON body or query.",
+    503: "Busy: too many requests in progress, or no turn for large images before the deadline.",
 }.items()}
 
 # What /v1/model shows: what a client needs to use the model, not how or where it was made (the
@@ -76,23 +76,32 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
 
     async def in_threads(request: Request, uploads: list[Upload], work, *args):
         """Run `work` in the thread pool within the request's deadline; a heavy request first waits
-        for its turn in the heavy lane (waiting here, on the event loop, holds no thread). Past the
-        deadline the client gets a 503, but the thread cannot be killed: it runs on, holding its
-        turn in the lane, until the budgets in decoding and reading stop it. The deadline bounds
-        the wait; those budgets bound the work."""
+        for its turn in the heavy lane (waiting here, on the event loop, holds no thread).
+
+        Past the deadline the client is answered at once: 503 when the time went in waiting for
+        the heavy lane (the server is busy), 422 when it went in this request's own work (its images
+        cost too much). The thread cannot be killed: it runs on, keeping its turn in the lane, until
+        the budgets in decoding and reading stop it. The deadline bounds the wait; those budgets
+        bound the work."""
+        waiting = False
         try:
             async with asyncio.timeout(limits.request_seconds):
                 pixels = await in_thread(_header_pixels, uploads)
                 if pixels <= limits.heavy_pixels:
                     return await in_thread(work, *args)
                 lane = request.app.state.heavy_lane
+                waiting = True
                 await lane.acquire()
+                waiting = False
                 return await in_thread(work, *args, done=lane.release)
         except TimeoutError:
-            raise HTTPException(503, f"this request took longer than the {limits.request_seconds:g} s "
-                                     "limit and was abandoned") from None
+            if waiting:
+                raise HTTPException(503, f"the server is busy with large images: no turn came within the "
+                                         f"{limits.request_seconds:g} s limit; retry later") from None
+            raise HTTPException(422, f"too much work: these images took longer than the "
+                                     f"{limits.request_seconds:g} s limit to process") from None
 
-    # FastAPIOffline    # FastAPIOffline: FastAPI whose /docs and /redoc pages load their JS and CSS from this server.
+    # FastAPIOffline: FastAPI whose /docs and /redoc pages load their JS and CSS from this server.
     app = FastAPIOffline(
         title="digitrec", version=__version__, lifespan=lifespan,
         description="Recognise handwritten digits. Draw one at `/`, or POST images to `/v1/predict`.",
