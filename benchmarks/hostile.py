@@ -4,7 +4,8 @@
     python benchmarks/hostile.py            # the review's sizes (needs ~2 GB free; ~3 minutes)
     python benchmarks/hostile.py --small    # scaled-down files, short load phase (~1 minute)
 
-It starts `digitrec serve` on a free 127.0.0.1 port with the review's open-file limit (1,024), fires
+It starts `digitrec serve` on a free 127.0.0.1 port with the review's soft open-file limit (1,024;
+the server raises it to the hard limit, as it does wherever it runs; `--hard-limit` sets both), fires
 each hostile request in turn and prints, per attack: the status, the time to answer, the longest
 /healthz stall while it ran, and the peak RSS of the server and its workers (from /proc). Then a
 load phase: 28x28 PNGs at 16 clients while two clients loop the request attacks. Targets: no 5xx
@@ -39,7 +40,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
 from hostile_files import big_grey16_png, big_rgba_png, ico_bomb, jpeg_scan_bomb, png_chunk_flood  # noqa: E402
 from serve import load, mnist_pngs, multipart_request, rss_mb  # noqa: E402
 
-FILE_LIMIT = 1024  # the open-file limit of the review's server
+FILE_LIMIT = 1024  # the soft open-file limit of the review's server (a shell's usual default)
 
 
 def read_amplifier() -> bytes:
@@ -183,9 +184,10 @@ def attacks(port: int, small: bool) -> list[tuple[str, callable]]:
 
 # ---------- the run ----------
 
-def start_server(port: int, log) -> subprocess.Popen:
+def start_server(port: int, log, hard_limit: bool) -> subprocess.Popen:
     def review_file_limit():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT if hard_limit else hard))
 
     command = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--log-level", "warning"]
     server = subprocess.Popen(command, preexec_fn=review_file_limit, start_new_session=True,
@@ -216,6 +218,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="scaled-down files and load phase")
     parser.add_argument("--seconds", type=float, default=None, help="length of the load phase (default 20, small 5)")
+    parser.add_argument("--hard-limit", action="store_true",
+                        help="make 1,024 files the hard limit too: the server cannot raise it, and caps connections lower")
     parser.add_argument("--limit", type=float, default=900, help="watchdog: end everything after this many s")
     args = parser.parse_args()
     seconds = args.seconds or (5.0 if args.small else 20.0)
@@ -224,7 +228,7 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tempfile.NamedTemporaryFile("w+b", prefix="digitrec-hostile-", suffix=".log", delete=False)
-    server = start_server(port, log)
+    server = start_server(port, log, args.hard_limit)
 
     def watchdog(*_):
         os.killpg(server.pid, signal.SIGKILL)
@@ -233,7 +237,7 @@ def main():
     signal.signal(signal.SIGALRM, watchdog)
     signal.alarm(int(args.limit))
     try:
-        run(port, server, args.small, seconds)
+        run(port, server, args.small, seconds, args.hard_limit)
     finally:
         signal.alarm(0)
         server.terminate()
@@ -246,8 +250,9 @@ def main():
               f"{text.count('Too many open files')} 'Too many open files'")
 
 
-def run(port: int, server: subprocess.Popen, small: bool, seconds: float):
-    print(f"digitrec serve on 127.0.0.1:{port}, pid {server.pid}, open-file limit {FILE_LIMIT}; "
+def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_limit: bool):
+    print(f"digitrec serve on 127.0.0.1:{port}, pid {server.pid}, open-file limit {FILE_LIMIT} "
+          f"({'hard' if hard_limit else 'soft; the server raises it'}); "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     named = attacks(port, small)
     watch = Watch(port, server.pid).start()

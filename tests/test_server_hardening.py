@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import resource
 import socket
 import threading
@@ -105,10 +106,38 @@ def test_an_abandoned_heavy_request_keeps_its_turn_until_its_thread_ends():
     with TestClient(create_app(SlowRecognizer(1.2), limits=limits), base_url=LOCAL) as c:
         assert post(c).status_code == 422  # its own work, past 0.4 s; its thread runs to 1.2 s
         busy = post(c)  # 0.4 s more, waiting for the lane the first thread holds
-        assert busy.status_code == 503 and "busy with large images" in busy.json()["detail"]
+        assert busy.status_code == 503 and "busy with large images or reading" in busy.json()["detail"]
         time.sleep(0.6)  # the first thread is done: the lane is free again
     with TestClient(create_app(SlowRecognizer(0.1), limits=limits), base_url=LOCAL) as c:
         assert post(c).status_code == 200
+
+
+class NiceRecording(Recognizer):
+    """The real Recognizer, noting the OS niceness of the thread each call runs in."""
+
+    def __init__(self):
+        super().__init__()
+        self.niceness = {}
+
+    def _note(self, what: str):
+        self.niceness[what] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def predict_many(self, images, top: int = 3):
+        self._note("predict")
+        return super().predict_many(images, top)
+
+    def read(self, image, *args, **kwargs):
+        self._note("read")
+        return super().read(image, *args, **kwargs)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities are Linux's")
+def test_reading_runs_at_a_lower_priority_than_predictions():
+    recognizer = NiceRecording()
+    with TestClient(create_app(recognizer), base_url=LOCAL) as c:
+        assert c.post("/v1/predict", files={"file": ("7.png", SEVEN)}).status_code == 200
+        assert c.post("/v1/read", files={"file": ("7.png", SEVEN)}).json()["readings"][0]["text"] == "7"
+    assert recognizer.niceness["read"] == recognizer.niceness["predict"] + web_app.SLOW_NICENESS
 
 
 def test_posts_past_the_in_flight_cap_are_a_503_at_once():

@@ -23,7 +23,7 @@ import click
               help="Also answer requests whose Host header names NAME (repeatable). By default the server "
                    "answers to 127.0.0.1, localhost and ::1 (and the --host address); with --host 0.0.0.0 "
                    "to any name, unless names are given here.")
-@click.option("--request-timeout", default=15.0, show_default=True, type=click.FloatRange(0, min_open=True),
+@click.option("--request-timeout", default=12.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds one request's decoding and inference may take (waiting its turn included); "
                    "past it the client gets a 503.")
 @click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),

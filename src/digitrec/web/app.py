@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Callable, Iterable
@@ -34,6 +37,9 @@ from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
 from digitrec.web.uploads import Upload, images_from_request
 
 STATIC = Path(__file__).parent / "static"
+# Nice value of the slow pool's threads: under CFS a thread at nice 10 gets ~1/10 of the CPU of one
+# at nice 0 when both want it, so reading hostile or heavy images leaves the cores to the drawings.
+SLOW_NICENESS = 10
 log = logging.getLogger("digitrec.web")
 
 # One endpoint takes either body type, so the OpenAPI schema spells both out by hand.
@@ -72,32 +78,43 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         # The reader's models, loaded now: a missing file fails the start, not a request.
         app.state.recognizer.verifier, app.state.recognizer.line_reader
         app.state.heavy_lane = asyncio.Semaphore(limits.heavy_at_once)  # made on the serving loop
+        app.state.slow_pool = ThreadPoolExecutor(limits.slow_threads, "digitrec-slow", _lower_priority)
         yield
+        app.state.slow_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def in_threads(request: Request, uploads: list[Upload], work, *args):
-        """Run `work` in the thread pool within the request's deadline; a heavy request first waits
-        for its turn in the heavy lane (waiting here, on the event loop, holds no thread).
+    async def in_threads(request: Request, uploads: list[Upload], work, *args, slow: bool = False):
+        """Run `work(*args)` in a thread within the request's deadline. Slow work (reading, or more
+        than `heavy_pixels` in all) runs in the slow pool, whose threads the OS schedules after the
+        others, so drawings and small images keep their latency beside it; heavy requests also take
+        turns in the heavy lane (waiting on the event loop, holding no thread).
 
-        Past the deadline the client is answered at once: 503 when the time went in waiting for
-        the heavy lane (the server is busy), 422 when it went in this request's own work (its images
-        cost too much). The thread cannot be killed: it runs on, keeping its turn in the lane, until
-        the budgets in decoding and reading stop it. The deadline bounds the wait; those budgets
-        bound the work."""
-        waiting = False
+        Past the deadline the client is answered at once: 503 when the time went in waiting for a
+        turn (the server is busy), 422 when it went in this request's own work (its images cost too
+        much). A thread cannot be killed: a started one runs on, keeping its turn in the lane, until
+        the budgets in decoding and reading stop it; one not started yet never starts. The deadline
+        bounds the wait; those budgets bound the work."""
+        state = request.app.state
+        started: list[bool] = []  # set by the thread as the work starts
+
+        def run():
+            started.append(True)
+            return work(*args)
+
+        probing = True
         try:
             async with asyncio.timeout(limits.request_seconds):
                 pixels = await in_thread(_header_pixels, uploads)
-                if pixels <= limits.heavy_pixels:
-                    return await in_thread(work, *args)
-                lane = request.app.state.heavy_lane
-                waiting = True
-                await lane.acquire()
-                waiting = False
-                return await in_thread(work, *args, done=lane.release)
+                probing = False
+                heavy = pixels > limits.heavy_pixels
+                pool = state.slow_pool if slow or heavy else None
+                if not heavy:
+                    return await in_thread(run, pool=pool)
+                await state.heavy_lane.acquire()
+                return await in_thread(run, pool=pool, done=state.heavy_lane.release)
         except TimeoutError:
-            if waiting:
-                raise HTTPException(503, f"the server is busy with large images: no turn came within the "
-                                         f"{limits.request_seconds:g} s limit; retry later") from None
+            if not (probing or started):
+                raise HTTPException(503, f"the server is busy with large images or reading: no turn came "
+                                         f"within the {limits.request_seconds:g} s limit; retry later") from None
             raise HTTPException(422, f"too much work: these images took longer than the "
                                      f"{limits.request_seconds:g} s limit to process") from None
 
@@ -150,25 +167,44 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         recognizer = request.app.state.recognizer
         answers = await in_threads(
             request, uploads, answer_each, uploads, lambda images: _read_each(recognizer, images),
-            lambda reading: reading.to_dict())
+            lambda reading: reading.to_dict(), slow=True)
         return {"readings": answers}
 
     return app
 
 
-async def in_thread(function, *args, done: Callable[[], None] | None = None):
-    """`function(*args)` in the thread pool. Unlike `run_in_threadpool` alone, cancelling the wait
-    (the request's deadline) returns at once: the thread runs on, and `done` is called when it ends."""
-    task = asyncio.ensure_future(run_in_threadpool(function, *args))
+async def in_thread(function, *args, pool: Executor | None = None, done: Callable[[], None] | None = None):
+    """`function(*args)` in `pool`, or in the shared thread pool. Unlike `run_in_threadpool` alone,
+    cancelling the wait (the request's deadline) returns at once: a thread already running runs on,
+    one not started in `pool` never starts; `done` is called when it has ended either way."""
+    if pool is None:
+        task = asyncio.ensure_future(run_in_threadpool(function, *args))
+    else:
+        future = pool.submit(function, *args)
+        task = asyncio.wrap_future(future)
 
-    def finished(task: asyncio.Task) -> None:
+    def finished(task: asyncio.Future) -> None:
         if done is not None:
             done()
         if not task.cancelled():
             task.exception()  # retrieved, so an abandoned task's error is not logged as lost
 
     task.add_done_callback(finished)
-    return await asyncio.shield(task)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if pool is not None:
+            future.cancel()  # only takes when it has not started
+        raise
+
+
+def _lower_priority() -> None:
+    """Run this thread of the slow pool after the others (Linux schedules threads on their own;
+    a pool thread is never raised again, which would need privileges, hence a pool of its own)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SLOW_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or refused: the same priority as the rest
+        pass
 
 
 def _header_pixels(uploads: list[Upload]) -> int:
