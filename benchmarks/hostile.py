@@ -8,7 +8,8 @@ It starts `digitrec serve` on a free 127.0.0.1 port with the review's soft open-
 the server raises it to the hard limit, as it does wherever it runs; `--hard-limit` sets both), fires
 each hostile request in turn and prints, per attack: the status, the time to answer, the longest
 /healthz stall while it ran, and the peak RSS of the server and its workers (from /proc). Then a
-load phase: 28x28 PNGs at 16 clients while two clients loop the request attacks. Targets: no 5xx
+load phase: 28x28 PNGs at 16 clients alone (the machine's baseline), then while two clients loop the
+request attacks. Targets: no 5xx
 and no dropped connection, each answered within 15 s, /healthz never stalls over 1 s, peak RSS
 <= 1.5 GB, and p99 < 50 ms for the 28x28 PNGs under attack. Every step has a timeout, and a
 watchdog ends the run (and the server) after --limit seconds.
@@ -217,7 +218,8 @@ def timed(attack) -> tuple[str, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="scaled-down files and load phase")
-    parser.add_argument("--seconds", type=float, default=None, help="length of the load phase (default 20, small 5)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="length of each load phase, alone and under attack (default 20, small 5)")
     parser.add_argument("--hard-limit", action="store_true",
                         help="make 1,024 files the hard limit too: the server cannot raise it, and caps connections lower")
     parser.add_argument("--limit", type=float, default=900, help="watchdog: end everything after this many s")
@@ -275,9 +277,13 @@ def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_l
             print(f"the server died (exit {server.returncode})")
             break
 
-    # Load: 16 clients of 28x28 PNGs while two clients loop the request attacks.
+    # Load: 16 clients of 28x28 PNGs alone (the machine's own baseline, now), then while two
+    # clients loop the request attacks.
     requests = [multipart_request("127.0.0.1", port, "/v1/predict", p, f"{i}.png")
                 for i, p in enumerate(mnist_pngs(500)[0])]
+    alone = asyncio.run(load("127.0.0.1", port, requests, 16, seconds))
+    print(f"\nload alone, {seconds:.0f} s: 28x28 PNG at 16 clients, {alone['n']} requests, {alone['rps']:.0f} req/s, "
+          f"p50 {alone['p50']:.1f} ms, p99 {alone['p99']:.1f} ms, failed {alone['failed']}")
     looped = [attack for name, attack in named if not name.startswith(("slow", "1,100"))]
     stop, outcomes = threading.Event(), []
 
@@ -298,7 +304,7 @@ def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_l
     stall, failed, peak = watch.window(start, time.monotonic())
     watch.stop.set()
     errors = sum(o.startswith(("5", "DROPPED")) for o in outcomes)
-    print(f"\nload, {seconds:.0f} s: 28x28 PNG at 16 clients, {result['n']} requests, {result['rps']:.0f} req/s, "
+    print(f"load under attack, {seconds:.0f} s: 28x28 PNG at 16 clients, {result['n']} requests, {result['rps']:.0f} req/s, "
           f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, failed {result['failed']}; beside 2 "
           f"attack loops ({len(outcomes)} attacks, {errors} answered 5xx or dropped); longest /healthz "
           f"{stall:.2f} s ({failed} failed); peak RSS {peak:.0f} MB")
