@@ -25,7 +25,8 @@ import click
                    "to any name, unless names are given here.")
 @click.option("--request-timeout", default=12.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds one request's decoding and inference may take (waiting its turn included); "
-                   "past it the client gets a 503.")
+                   "past it the client is answered at once: 422 when its own work took the time, 503 "
+                   "when waiting for a turn did.")
 @click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds a connection has to send its request line and headers; then it is closed.")
 @click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
