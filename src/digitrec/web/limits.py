@@ -21,6 +21,13 @@ class Limits:
     # while drawings and small images go straight through.
     heavy_pixels: int = 4_000_000
     heavy_at_once: int = 1
+    # Threads for slow work (reading; heavy requests), run at a lower OS priority than the rest.
+    slow_threads: int = 2
+    # The wait for one request's decoding and inference, its turn included: past it the request is
+    # answered (422 or 503); 12 s so that every answer comes within the review's 15 s.
+    request_seconds: float = 12.0
+    # POSTs in progress per process (each may hold a 20 MiB body); past it -> 503 before reading.
+    max_in_flight: int = 32
 
 
 class BodySizeLimit:
