@@ -5,6 +5,7 @@ read exactly as without a budget."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def bars_png(rows: int, side: int = 1000) -> bytes:
     """The amplification attack of issue 14: a `side` x `side` PNG of `rows` rows (one every 30 px)
     of short vertical bars, 2 px wide, 15 px tall, every 5 px: `side` / 5 pieces of ink per row,
     each rendered in ~5 candidate runs through two networks. 33 rows on 1000 px (6,468 pieces)
-    cost main ~16 s of CPU."""
+    cost main 22.8 s of CPU."""
     image = np.full((side, side), 255, np.uint8)
     for row in range(rows):
         y = 10 + row * 30
@@ -78,7 +79,7 @@ def test_a_page_of_short_bars_is_refused_before_anything_is_rendered(recognizer,
 
 
 def test_the_whole_attack_is_refused_in_about_a_second(recognizer):
-    # 33 rows on 1000 px: 6,468 pieces, ~32,000 candidates; main spent ~16 s (the report: 23.6 s).
+    # 33 rows on 1000 px: 6,468 pieces, ~32,000 candidates; main spent 22.8 s of CPU.
     # What is left is finding the ink on a 1000 px page, as for any photo: 0.3 s of CPU.
     refused, seconds = _timed_read(recognizer, bars_png(33))
     assert isinstance(refused, TooMuchToRead), refused
@@ -90,13 +91,13 @@ def test_each_limit_refuses_with_its_own_message(recognizer, number):
     assert recognizer.read(image).to_dict() == recognizer.read(image, budget=UNLIMITED).to_dict()
     assert recognizer.read(image).text == label  # the default budget
     cases = {
-        ReadBudget(max_lines=0): "1 lines of writing (limit 0)",
+        ReadBudget(max_lines=0): "lines of writing (limit 0)",
         ReadBudget(max_pieces=4): "pieces of ink (limit 4)",
         ReadBudget(max_pieces_per_line=4): "pieces of ink in one line (limit 4)",
         ReadBudget(max_candidates=5): "candidate digits (limit 5)",
     }
     for budget, message in cases.items():
-        with pytest.raises(TooMuchToRead, match=r"^too much to read: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(TooMuchToRead, match=r"^too much to read: \d+ " + re.escape(message) + "$"):
             recognizer.read(image, budget=budget)
 
 
@@ -137,7 +138,7 @@ def test_the_server_answers_422_too_much_to_read(recognizer, number):
         start = time.process_time()  # CPU seconds of all the process's threads
         response = client.post("/v1/read", files=[("file", ("bars.png", bars_png(6, side=400)))])
         seconds = time.process_time() - start
-        assert response.status_code == 422, response.text
+        assert response.status_code == 422, response.text[:300]
         assert response.json()["detail"].startswith("too much to read: ")
         assert seconds < 0.5  # main: 1.8 s
         # Beside a real number, only the bars image fails.

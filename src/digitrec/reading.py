@@ -94,15 +94,15 @@ class ReadBudget:
     networks run). Pass `ReadBudget(max_lines=...)` etc. to `Recognizer.read(image, budget=...)`;
     a limit of None is no limit (`UNLIMITED`: none at all).
 
-    The defaults sit well above what real writing needs (measured with `benchmarks/read.py`,
-    2026-12-06: see docs/read.md, "Work budget"), so no real number reads differently; a hostile
-    image (a page of hundreds of short strokes: tens of thousands of candidates, tens of seconds)
-    is refused within about the time segmentation takes."""
+    The defaults sit well above what real writing needs (below, and docs/read.md, "Work budget"):
+    every image of `benchmarks/read.py` reads exactly as without them. A hostile image (a page of
+    thousands of short strokes: tens of thousands of candidates, tens of seconds of CPU) is
+    refused for about what finding its ink costs."""
 
-    # Limits about 4-6x the most any real or generated number needs: `benchmarks/read.py` (1,000
-    # generated strings of 1-8 digits, 219 real multi-digit rows) needed at most 5 lines, 62 pieces
-    # in a line, 68 pieces (components: 68) and 361 candidates in an image, and 3.2 s (0.6 s
-    # on an idle machine; 3.2 s with the 2 cores loaded 4x): see docs/read.md, "Work budget".
+    # Limits 3-6x the most any real or generated number needs. `benchmarks/read.py` (2026-12-06:
+    # 1,000 generated strings of 1-8 digits and the 219 real multi-digit rows of ../shared) needed at
+    # most 5 lines, 62 pieces in one line, 24 components and 68 pieces in an image, 361 candidates
+    # and 1.9-3.2 s per image (0.6 s on an idle machine; 3.2 s with its 2 cores shared 4-5 ways).
     max_lines: int | None = 20  # text lines found
     max_pieces_per_line: int | None = 300  # atoms (components and their slices) in one line
     max_pieces: int | None = 400  # components before lines are formed, and atoms once cut
