@@ -101,6 +101,20 @@ def test_each_limit_refuses_with_its_own_message(recognizer, number):
             recognizer.read(image, budget=budget)
 
 
+def test_pieces_are_counted_as_components_are_cut(recognizer, mnist):
+    from digitrec.preprocess.segment import segment
+
+    rng = np.random.default_rng(5)
+    image, _ = synth.make_number(rng, mnist["test"][0][:200], mnist["test"][1][:200], 4, "touching")
+    seg = segment(image)
+    components = sum(len({a.component for a in line.atoms}) for line in seg.lines)
+    pieces = sum(len(line.atoms) for line in seg.lines)
+    assert components < pieces  # touching digits are cut
+    with pytest.raises(TooMuchToRead, match=rf"pieces of ink \(limit {components}\)$"):
+        recognizer.read(image, budget=ReadBudget(max_pieces=components))
+    assert segment(image, max_pieces=pieces).lines  # exactly enough
+
+
 def test_a_deadline_that_expires_mid_read_refuses(recognizer, number, monkeypatch):
     image, label = number
     with pytest.raises(TooMuchToRead, match=r"^too much to read: still reading after .* s \(limit 0.001 s\)$"):

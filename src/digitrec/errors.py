@@ -28,3 +28,7 @@ class TooMuchToRead(ImageError):
     @classmethod
     def over(cls, count: int, what: str, limit: int) -> "TooMuchToRead":
         return cls(f"too much to read: {count} {what} (limit {limit})")
+
+    @classmethod
+    def too_slow(cls, seconds: float, limit: float) -> "TooMuchToRead":
+        return cls(f"too much to read: still reading after {seconds:.2f} s (limit {limit:g} s)")

@@ -126,7 +126,7 @@ class ReadBudget:
         def check() -> None:
             spent = time.monotonic() - start
             if spent > limit:
-                raise TooMuchToRead(f"too much to read: still reading after {spent:.2f} s (limit {limit:g} s)")
+                raise TooMuchToRead.too_slow(spent, limit)
         return check
 
 
