@@ -9,16 +9,22 @@ the line), or - for a small atom - punctuation to skip. The best-scoring path is
 unless the line reader (`digitrec.line_reader`, which reads the whole line without cutting it)
 reads the line otherwise and the best path that reads as it does scores more once each string's
 line-reader log-probability is added (`_second_opinion`).
+
+Reading costs network calls per candidate run, so a page of hundreds of short strokes would cost
+many seconds: each image is read within a `ReadBudget` (lines, pieces of ink, candidate runs and
+seconds), counted before the networks run; past it `TooMuchToRead` is raised.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from digitrec.errors import ImageError
+from digitrec.errors import ImageError, TooMuchToRead
 from digitrec.line_reader import greedy_decode, line_image, string_log_prob
 from digitrec.preprocess import load_grey
 from digitrec.preprocess.digit import fit_and_centre
@@ -78,6 +84,63 @@ SOLID_CONFIDENCE, SOLID_WIDTH = 0.9, 1.0
 MIN_LINE_HEIGHT = 0.55
 MIN_LINE_CONFIDENCE = 0.5
 LONE_DIGIT_CONFIDENCE = 0.95  # a second line of one digit must be read at least this surely
+
+
+@dataclass(frozen=True)
+class ReadBudget:
+    """The most work reading one image may take; past any limit `read_number` raises
+    `TooMuchToRead` ("too much to read: ..."). The counts are checked after segmentation, before
+    anything is rendered or goes through a network; the time between lines (and before the
+    networks run). Pass `ReadBudget(max_lines=...)` etc. to `Recognizer.read(image, budget=...)`;
+    a limit of None is no limit (`UNLIMITED`: none at all).
+
+    The defaults sit well above what real writing needs (below, and docs/read.md, "Work budget"):
+    every image of `benchmarks/read.py` reads exactly as without them. A hostile image (a page of
+    thousands of short strokes: tens of thousands of candidates, tens of seconds of CPU) is
+    refused for about what finding its ink costs."""
+
+    # Limits 3-6x the most any real or generated number needs. `benchmarks/read.py` (2026-12-06:
+    # 1,000 generated strings of 1-8 digits and the 219 real multi-digit rows of ../shared) needed at
+    # most 5 lines, 62 pieces in one line, 24 components and 68 pieces in an image, 361 candidates
+    # and 1.9-3.2 s per image (0.6 s on an idle machine; 3.2 s with its 2 cores shared 4-5 ways).
+    max_lines: int | None = 20  # text lines found
+    max_pieces_per_line: int | None = 300  # atoms (components and their slices) in one line
+    max_pieces: int | None = 400  # components before lines are formed, and atoms once cut
+    max_candidates: int | None = 1500  # runs of atoms rendered and classified (verifier + classifier)
+    max_seconds: float | None = 10.0  # wall clock from the start of the read (decoding included)
+
+    def check_counts(self, seg: Segmentation, plan: list[list[tuple[int, int]]]) -> None:
+        """Raise TooMuchToRead if the segmentation `seg`, with candidate runs `plan` per line,
+        holds more than the budget allows (`segment` checks `max_pieces` itself, as it goes)."""
+        _refuse_over(len(seg.lines), self.max_lines, "lines of writing")
+        _refuse_over(max((len(line.atoms) for line in seg.lines), default=0), self.max_pieces_per_line,
+                     "pieces of ink in one line")
+        _refuse_over(sum(map(len, plan)), self.max_candidates, "candidate digits")
+
+    def deadline(self) -> Callable[[], None]:
+        """Start the clock -> a function that raises TooMuchToRead once `max_seconds` have passed."""
+        if self.max_seconds is None:
+            return _no_deadline
+        start, limit = time.monotonic(), self.max_seconds
+
+        def check() -> None:
+            spent = time.monotonic() - start
+            if spent > limit:
+                raise TooMuchToRead.too_slow(spent, limit)
+        return check
+
+
+def _refuse_over(count: int, limit: int | None, what: str) -> None:
+    if limit is not None and count > limit:
+        raise TooMuchToRead.over(count, what, limit)
+
+
+def _no_deadline() -> None:
+    pass
+
+
+DEFAULT_BUDGET = ReadBudget()
+UNLIMITED = ReadBudget(None, None, None, None, None)
 
 
 @dataclass
@@ -294,24 +357,37 @@ def _skips(line: TextLine) -> dict[int, list[int]]:
     return skips
 
 
-def render_candidates(seg: Segmentation) -> tuple[list[list[tuple[int, int]]], np.ndarray]:
-    """Every candidate run of atoms of every line, rendered MNIST-style -> (runs per line, uint8
-    (N, 28, 28) images, line by line). The verifier is trained on exactly these renderings."""
-    plan, images = [], []
-    for line in seg.lines:
-        groups = candidate_groups(line)
-        plan.append(groups)
+def candidate_plan(seg: Segmentation) -> list[list[tuple[int, int]]]:
+    """The candidate runs of atoms of every line (`candidate_groups`): cheap, no rendering."""
+    return [candidate_groups(line) for line in seg.lines]
+
+
+def render_candidates(seg: Segmentation, plan: list[list[tuple[int, int]]] | None = None,
+                      deadline: Callable[[], None] = _no_deadline) -> tuple[list[list[tuple[int, int]]], np.ndarray]:
+    """Every candidate run of atoms of every line (`plan`, default `candidate_plan(seg)`), rendered
+    MNIST-style -> (runs per line, uint8 (N, 28, 28) images, line by line). The verifier is
+    trained on exactly these renderings. `deadline` is called before each line."""
+    plan = candidate_plan(seg) if plan is None else plan
+    images = []
+    for line, groups in zip(seg.lines, plan):
+        deadline()
         images += [fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)) for i, j in groups]
     return plan, np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
 
 
-def classify_candidates(recognizer, seg: Segmentation):
+def classify_candidates(recognizer, seg: Segmentation, plan: list[list[tuple[int, int]]] | None = None,
+                        deadline: Callable[[], None] = _no_deadline):
     """The candidates of `render_candidates`, classified in one batch -> (runs per line, images,
     float32 (N, 10) digit probabilities, float32 (N, 11) the verifier's (the digits, then "not one
-    digit"), and per line the line reader's (columns, 11) log-probabilities)."""
-    plan, images = render_candidates(seg)
-    line_log_probs = [recognizer.line_reader.log_probs(line_image(line.atoms, seg.ink, seg.stroke, line.height))
-                      for line in seg.lines]
+    digit"), and per line the line reader's (columns, 11) log-probabilities). `deadline` is called
+    before each line and before the batch."""
+    plan, images = render_candidates(seg, plan, deadline)
+    line_log_probs = []
+    for line in seg.lines:
+        deadline()
+        line_log_probs.append(recognizer.line_reader.log_probs(line_image(line.atoms, seg.ink, seg.stroke,
+                                                                          line.height)))
+    deadline()
     if not len(images):
         return plan, images, np.zeros((0, 10), np.float32), np.zeros((0, 11), np.float32), line_log_probs
     return (plan, images, recognizer.predict_probabilities(images), recognizer.verifier.probabilities(images),
@@ -319,11 +395,14 @@ def classify_candidates(recognizer, seg: Segmentation):
 
 
 def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray, verifier: np.ndarray,
-                  line_log_probs: list[np.ndarray] | None = None) -> list[list[ReadDigit]]:
+                  line_log_probs: list[np.ndarray] | None = None,
+                  deadline: Callable[[], None] = _no_deadline) -> list[list[ReadDigit]]:
     """The best path through each line's candidates, checked against the line reader's reading
-    when one is given -> the digits of the lines that read as numbers."""
+    when one is given -> the digits of the lines that read as numbers. `deadline` is called
+    before each line."""
     lines, offset = [], 0
     for n, (line, groups) in enumerate(zip(seg.lines, plan)):
+        deadline()
         index = {g: offset + k for k, g in enumerate(groups)}
         part = slice(offset, offset + len(groups))
         offset += len(groups)
@@ -363,8 +442,15 @@ def _second_opinion(line: TextLine, scores, sure, score: float, path, log_probs:
     return other_path, math.exp(theirs_line / len(other))
 
 
-def read_segmentation(recognizer, seg: Segmentation) -> list[list[ReadDigit]]:
-    return choose_digits(seg, *classify_candidates(recognizer, seg))
+def read_segmentation(recognizer, seg: Segmentation, budget: ReadBudget | None = None,
+                      deadline: Callable[[], None] | None = None) -> list[list[ReadDigit]]:
+    """The lines of digits in `seg`, read within `budget` (default `DEFAULT_BUDGET`). `deadline`:
+    a clock already started (`ReadBudget.deadline`), else one starts here."""
+    budget = DEFAULT_BUDGET if budget is None else budget
+    deadline = deadline or budget.deadline()
+    plan = candidate_plan(seg)
+    budget.check_counts(seg, plan)
+    return choose_digits(seg, *classify_candidates(recognizer, seg, plan, deadline), deadline=deadline)
 
 
 def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[list[ReadDigit]]:
@@ -402,13 +488,17 @@ def _box(run: list[Atom], scale: float) -> tuple[int, int, int, int]:
     return (int(x0 / scale), int(y0 / scale), max(1, round((x1 - x0) / scale)), max(1, round((y1 - y0) / scale)))
 
 
-def read_number(recognizer, image, *, debug: bool = False) -> Reading:
+def read_number(recognizer, image, *, debug: bool = False, budget: ReadBudget | None = None) -> Reading:
     """Path, bytes or array -> Reading. Raises ImageError('no digits found') when nothing in the
-    image reads as a digit."""
+    image reads as a digit, and TooMuchToRead (an ImageError) when reading it would take more
+    work than `budget` (default `DEFAULT_BUDGET`; `UNLIMITED` for no limit)."""
+    budget = DEFAULT_BUDGET if budget is None else budget
+    deadline = budget.deadline()
     grey = load_grey(image)
     stages: dict | None = {} if debug else None
-    seg = segment(grey, stages)
-    lines = read_segmentation(recognizer, seg)
+    seg = segment(grey, stages, max_pieces=budget.max_pieces, deadline=deadline)
+    deadline()
+    lines = read_segmentation(recognizer, seg, budget, deadline)
     if not lines:
         raise ImageError("no digits found")
     reading = Reading(lines)

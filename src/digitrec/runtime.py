@@ -176,9 +176,12 @@ class Recognizer:
 
     # --- whole numbers ---
 
-    def read(self, image, *, debug: bool = False):
+    def read(self, image, *, debug: bool = False, budget=None):
         """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
-        per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page."""
+        per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
+        and `TooMuchToRead` (an ImageError) when reading would take more work than `budget`, a
+        `digitrec.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
+        writing needs; `reading.UNLIMITED` for none)."""
         from digitrec.reading import read_number
 
-        return read_number(self, image, debug=debug)
+        return read_number(self, image, debug=debug, budget=budget)

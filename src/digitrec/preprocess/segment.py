@@ -20,10 +20,13 @@ depends on the resolution of the input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from digitrec.errors import TooMuchToRead
 
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
@@ -251,20 +254,27 @@ def group_lines(atoms: list[Atom], height: float) -> list[TextLine]:
     big = sorted((a for a in atoms if a.h >= SMALL_ATOM * height), key=lambda a: a.x)
     small = [a for a in atoms if a.h < SMALL_ATOM * height]
     lines: list[list[Atom]] = []
+    # Each line is compared by its last few atoms, so a drifting baseline is followed: their median
+    # top and bottom, kept per line and updated when it grows (not recomputed for every atom and
+    # line: a page of thousands of specks in dozens of rows made that seconds).
+    spans: list[tuple[float, float]] = []
+
+    def span(line: list[Atom]) -> tuple[float, float]:
+        recent = line[-3:]
+        return np.median([b.y for b in recent]), np.median([b.y + b.h for b in recent])
+
     for a in big:
         best, best_overlap = None, 0.0
-        for line in lines:
-            # Compare with the line's last few atoms, so a drifting baseline is followed.
-            recent = line[-3:]
-            top = np.median([b.y for b in recent])
-            bottom = np.median([b.y + b.h for b in recent])
+        for n, (top, bottom) in enumerate(spans):
             overlap = (min(bottom, a.y + a.h) - max(top, a.y)) / min(a.h, bottom - top)
             if overlap > best_overlap:
-                best, best_overlap = line, overlap
+                best, best_overlap = n, overlap
         if best is not None and best_overlap >= 0.4:
-            best.append(a)
+            lines[best].append(a)
+            spans[best] = span(lines[best])
         else:
             lines.append([a])
+            spans.append(span(lines[-1]))
     result = []
     for line in lines:
         line_height = float(np.median([a.h for a in line]))
@@ -430,9 +440,13 @@ def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:
     return Atom(int(x + x0), int(y + y0), int(x1 - x0), int(y1 - y0), mask[y0:y1, x0:x1].copy())
 
 
-def segment(grey: np.ndarray, stages: dict | None = None, *, cut: bool = True) -> Segmentation:
+def segment(grey: np.ndarray, stages: dict | None = None, *, cut: bool = True, max_pieces: int | None = None,
+            deadline: Callable[[], None] | None = None) -> Segmentation:
     """uint8 grey image -> lines of over-segmented atoms at working scale. `cut=False` leaves the
-    components whole (the line reader's training data needs only the lines: 4x faster)."""
+    components whole (the line reader's training data needs only the lines: 4x faster).
+    `max_pieces`: raise TooMuchToRead as soon as there are more components, or more atoms once
+    cut, than this (grouping and cutting thousands of specks is itself seconds of work);
+    `deadline` is called before each line is cut (`digitrec.reading.ReadBudget`)."""
     # The ink is found at the input's resolution (at most WORK_MAX_SIDE), where its stroke
     # widths are the ones the lighting model expects; small inputs are enlarged afterwards.
     scale = working_scale(grey.shape)
@@ -461,11 +475,20 @@ def segment(grey: np.ndarray, stages: dict | None = None, *, cut: bool = True) -
     atoms = [a for a in atoms if a.area >= max(6, 0.5 * stroke * stroke) and a.area >= 0.002 * height * height]
     # Not characters: taller than three digits (frame edges), or long thin lines.
     atoms = [a for a in atoms if a.h <= 3 * height and not (a.w > 2 * height and a.h < 3 * stroke)]
+    if max_pieces is not None and len(atoms) > max_pieces:
+        raise TooMuchToRead.over(len(atoms), "pieces of ink", max_pieces)
     lines = group_lines(atoms, height) if height > 0 else []
+    count = sum(len(line.atoms) for line in lines)  # atoms, growing as components are cut
     for line in lines if cut else []:
+        if deadline is not None:
+            deadline()
         pieces = []
         for number, a in enumerate(line.atoms):
-            for p in split_touching(a, line.height, stroke):
+            cut_up = split_touching(a, line.height, stroke)
+            count += len(cut_up) - 1
+            if max_pieces is not None and count > max_pieces:
+                raise TooMuchToRead.over(count, "pieces of ink", max_pieces)
+            for p in cut_up:
                 p.component = number
                 pieces.append(p)
         line.atoms = pieces
