@@ -148,7 +148,7 @@ def test_the_cli_reports_it_and_goes_on(tmp_path, number):
 
 def test_the_server_answers_422_too_much_to_read(recognizer, number):
     image, label = number
-    with TestClient(create_app(recognizer)) as client:
+    with TestClient(create_app(recognizer), base_url="http://localhost") as client:
         start = time.process_time()  # CPU seconds of all the process's threads
         response = client.post("/v1/read", files=[("file", ("bars.png", bars_png(6, side=400)))])
         seconds = time.process_time() - start
