@@ -34,6 +34,9 @@ def evaluate(model, out, data_dir, limit, as_json):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from digitrec.evaluate import evaluate_model
+    from digitrec.extras import require
+
+    require("report", "matplotlib", "seaborn")
 
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -28,6 +28,9 @@ def serve(host: str, port: int, model_path: Path | None, workers: int, log_level
         digitrec serve --port 8000
         curl -F file=@seven.png http://127.0.0.1:8000/v1/predict
     """
+    from digitrec.extras import require
+
+    require("serve", "fastapi", "uvicorn", "fastapi_offline")
     from digitrec.runtime import Recognizer
     from digitrec.web.server import listen, run_server
 
