@@ -87,7 +87,8 @@ def test_bulk_answers_equal_one_by_one_on_the_reduced_image_in_order(folder, mod
         np.testing.assert_allclose(answers[i].probabilities, alone.probabilities, atol=1e-6)
 
 
-def test_predict_cli_takes_the_bulk_path_for_many_files(folder, model, capsys, monkeypatch):
+@pytest.mark.parametrize("fast", [False, True])
+def test_predict_cli_takes_the_bulk_path_for_many_files(folder, model, capsys, monkeypatch, fast):
     calls = []
     original = bulk.predict_stream
 
@@ -97,7 +98,7 @@ def test_predict_cli_takes_the_bulk_path_for_many_files(folder, model, capsys, m
 
     monkeypatch.setattr(bulk, "predict_stream", spy)
     with pytest.raises(SystemExit) as info:
-        main(["predict", str(folder), "--model", str(model), "--json"])
+        main(["predict", str(folder), "--model", str(model), "--json", *(["--fast"] if fast else [])])
     out = json.loads(capsys.readouterr().out)
     assert info.value.code == 1  # one bad file
     assert calls == [21]
@@ -107,4 +108,7 @@ def test_predict_cli_takes_the_bulk_path_for_many_files(folder, model, capsys, m
         if r["path"].endswith("p10b.jpg"):
             assert r["digit"] is None and "not an image" in r["error"]
         else:
-            assert r["error"] is None and r["digit"] == recognizer.predict(bulk.decode_reduced(r["path"])).digit
+            # --fast: the reduced decode; without it, exactly what the library's predict(path) says.
+            alone = recognizer.predict(bulk.decode_reduced(r["path"]) if fast else r["path"])
+            assert r["error"] is None and r["digit"] == alone.digit
+            assert r["confidence"] == round(alone.confidence, 6)
