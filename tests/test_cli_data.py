@@ -41,8 +41,10 @@ def test_unknown_command_fails_cleanly():
 def test_fetch_with_no_source_fails_cleanly(tmp_path):
     import os
 
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), DIGITREC_MNIST_MIRRORS="http://127.0.0.1:9/", PATH="/usr/bin/none")
-    result = subprocess.run([sys.executable, "-m", "digitrec", "data", "fetch"], capture_output=True, text=True, env=env)
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), DIGITREC_MNIST_MIRRORS="http://127.0.0.1:9/",
+               PATH="/usr/bin/none")
+    result = subprocess.run([sys.executable, "-m", "digitrec", "data", "fetch"], capture_output=True, text=True,
+                            env=env)
     assert result.returncode == 1
     assert "Error: could not get a verified copy" in result.stderr
     assert "Traceback" not in result.stderr

@@ -261,7 +261,8 @@ def test_report_renders_in_a_real_browser_with_nothing_fetched(real_data, models
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
         try:
-            for name, viewport in (("laptop", {"width": 1200, "height": 900}), ("phone", {"width": 390, "height": 844})):
+            viewports = (("laptop", {"width": 1200, "height": 900}), ("phone", {"width": 390, "height": 844}))
+            for name, viewport in viewports:
                 page = browser.new_page(viewport=viewport)
                 requests = []
                 page.on("request", lambda request: requests.append(request.url))
