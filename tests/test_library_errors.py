@@ -10,12 +10,15 @@ from conftest import run_main
 from digitrec.errors import DataError, DigitrecError
 
 
-def test_line_reader_data_of_other_settings_is_a_data_error(tmp_path):
-    from digitrec.train.line_reader import CACHE, cached_data
+def test_trainers_data_of_other_settings_is_a_data_error(tmp_path):
+    from digitrec.train import line_reader, verifier
 
-    np.savez(tmp_path / CACHE, numbers=np.int64(10), seed=np.int64(3))
+    np.savez(tmp_path / line_reader.CACHE, numbers=np.int64(10), seed=np.int64(3))
     with pytest.raises(DataError, match="made with --numbers 10 --seed 3"):
-        cached_data(tmp_path, numbers=20, seed=0, workers=1)
+        line_reader.cached_data(tmp_path, numbers=20, seed=0, workers=1)
+    np.savez(tmp_path / "candidates.npz", numbers=np.int64(10), seed=np.int64(3))
+    with pytest.raises(DataError, match="made with --numbers 10 --seed 3"):
+        verifier._cached_data(tmp_path, numbers=20, seed=0)
 
 
 @pytest.mark.parametrize("trainer", ["verifier", "line_reader"])

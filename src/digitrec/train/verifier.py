@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.errors import DigitrecError
+from digitrec.errors import DataError, DigitrecError
 
 HELD_OUT = 55_000  # training digits from here on make the verifier's test numbers
 PLAIN_DIGITS = 20_000
@@ -55,8 +55,8 @@ def _cached_data(out: Path, numbers: int, seed: int) -> dict:
         with np.load(cache) as f:
             made = (int(f["numbers"]), int(f["seed"]))
             if made != (numbers, seed):
-                raise SystemExit(f"{cache} was made with --numbers {made[0]} --seed {made[1]}, not --numbers "
-                                 f"{numbers} --seed {seed}: use another --out, or delete it")
+                raise DataError(f"{cache} was made with --numbers {made[0]} --seed {made[1]}, not --numbers "
+                                f"{numbers} --seed {seed}: use another --out, or delete it")
             return {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])}
     data = build_data(numbers, seed)
     out.mkdir(parents=True, exist_ok=True)
