@@ -41,6 +41,9 @@ def export(checkpoint, out, name, card_path, as_json):
     if checkpoint.is_file() and suffix not in (".pt", ".pth"):
         raise DigitrecError(f"cannot export {checkpoint.name}: pass a digitrec run folder or its checkpoint.pt")
 
+    from digitrec.extras import require
+
+    require("train", "torch", "onnx")
     from rich.console import Console
 
     from digitrec.export import export_onnx

@@ -42,11 +42,16 @@ def serve(host: str, port: int, model_path: Path | None, workers: int, log_level
     """Serve the HTTP API and the drawing page.
 
     Open http://HOST:PORT/ to draw a digit and watch it being read; the API is described at
-    /docs. Example:
+    /docs.
 
-        digitrec serve --port 8000
-        curl -F file=@seven.png http://127.0.0.1:8000/v1/predict
+    \b
+    Example:
+      digitrec serve --port 8000
+      curl -F file=@seven.png http://127.0.0.1:8000/v1/predict
     """
+    from digitrec.extras import require
+
+    require("serve", "fastapi", "uvicorn", "fastapi_offline")
     from digitrec.runtime import Recognizer
     from digitrec.web.guard import allowed_hosts_for
     from digitrec.web.limits import Limits

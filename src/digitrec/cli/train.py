@@ -73,7 +73,10 @@ def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit
     """
     from rich.console import Console
 
-    from digitrec.checkpoint import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
+    from digitrec.extras import require
+
+    require("train", "torch")
+    from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
     from digitrec.train.config import TrainConfig, load_recipe, read_toml, validate
 
     console = Console(stderr=True)
