@@ -51,7 +51,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     import sys
 
     from digitrec import bulk
-    from digitrec.cli.inputs import expand_paths, read_input
+    from digitrec.cli.inputs import expand_paths, input_or_error
     from digitrec.runtime import Recognizer
 
     recognizer = Recognizer(model, min_confidence=min_confidence)
@@ -63,8 +63,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     if debug_dir is None and len(files) >= bulk.MIN_FILES:
         # Many files: decoded at a reduced size in one worker process per core, batched model calls
         # (see digitrec.bulk; the same answers as one by one on the reduced image).
-        inputs = [ImageError("folder holds no images") if p != "-" and Path(p).is_dir() else read_input(p)
-                  for p in files]
+        inputs = [input_or_error(p) for p in files]
         for path, answer in zip(files, bulk.predict_stream(recognizer, inputs, top=top)):
             results.append(_entry(path, answer))
             if progress:
@@ -72,8 +71,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
         files = []  # all answered; the loop below is the one-by-one path (few files, or --debug)
     for start in range(0, len(files), CHUNK):
         chunk = files[start : start + CHUNK]
-        inputs = [ImageError("folder holds no images") if p != "-" and Path(p).is_dir() else read_input(p)
-                  for p in chunk]
+        inputs = [input_or_error(p) for p in chunk]
         answers = recognizer.predict_many([i for i in inputs if not isinstance(i, ImageError)], top,
                                           debug=debug_dir is not None, workers=workers)
         answers_iter = iter(answers)
