@@ -1,0 +1,263 @@
+"""Hostile image files and inputs (issue 14, findings 1, 2, 3, 5, 8, 12): each is refused from its
+structure in milliseconds, before Pillow or libjpeg work on it, and big but allowed pictures are
+read in bounded memory. The files are built by `hostile_files`, small versions where the cost grows
+with their size; the real ones where the refusal must not depend on it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hostile_files import big_grey16_png, big_rgba_png, ico_bomb, jpeg_scan_bomb, png_chunk_flood
+from PIL import Image
+from predict_helpers import write_linear_onnx
+
+import digitrec
+from digitrec.errors import ImageError
+from digitrec.preprocess import load_grey
+from digitrec.preprocess.load import MAX_BYTES, MAX_JPEG_SCANS, MAX_PNG_CHUNKS, probe
+from digitrec.web.limits import image_pixels
+
+TESTS = Path(__file__).resolve().parent
+SRC = Path(digitrec.__file__).resolve().parents[1]  # the sources under test, for the child processes
+
+
+def refused_quickly(data: bytes, message: str, within: float) -> None:
+    """The loader and the server's size probe both refuse `data` with `message`, each in `within` s."""
+    for attempt in (lambda: load_grey(data), lambda: probe(data)):
+        start = time.perf_counter()
+        with pytest.raises(ImageError, match=message):
+            attempt()
+        assert time.perf_counter() - start < within
+    start = time.perf_counter()
+    assert image_pixels(data) == 0  # the server's heavy-lane probe: "the loader will refuse it"
+    assert time.perf_counter() - start < within
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def digit_page(size=(300, 200)) -> Image.Image:
+    page = np.full(size[::-1], 235, np.uint8)
+    page[40:160, 140:160] = 20
+    return Image.fromarray(page)
+
+
+# --- finding 1: ICO, and every format we do not read ---
+
+def test_an_icon_is_refused_without_decoding_its_picture():
+    """Pillow decodes the PNG inside an .ico while opening it, before anyone can check its size:
+    a 700 KB icon held 177 MP (785 MB). Icons are not read at all; this one is 49 MP."""
+    refused_quickly(ico_bomb(side=7000), "unsupported format", within=0.2)
+
+
+def test_formats_outside_the_list_are_refused_and_the_listed_ones_read():
+    page = digit_page()
+    for fmt in ("ICO", "PCX", "TGA", "SGI"):
+        with pytest.raises(ImageError, match="unsupported format"):
+            load_grey(encode(page.resize((64, 64)), fmt))
+    for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM"):
+        assert load_grey(encode(page, fmt)).shape == (200, 300)
+    assert probe(encode(page, "PNG")) == (300, 200)
+
+
+def test_pillow_pixel_limit_is_ours_only_while_decoding():
+    """Pillow checks GIF frames and TIFF tiles against its own limit while decoding: ours then,
+    the application's own setting after."""
+    from PIL import Image as PillowImage
+
+    before = PillowImage.MAX_IMAGE_PIXELS
+    load_grey(encode(digit_page(), "PNG"))
+    assert PillowImage.MAX_IMAGE_PIXELS == before
+
+
+# --- finding 2: PNG chunk flood ---
+
+def test_a_png_chunk_flood_is_refused_before_pillow_walks_it():
+    """1.5 M empty private chunks before the pixels (18 MB): Pillow walked them for 3-11 s."""
+    refused_quickly(png_chunk_flood(), f"over {MAX_PNG_CHUNKS} chunks", within=0.5)
+    refused_quickly(png_chunk_flood(chunks=MAX_PNG_CHUNKS + 10), "chunks", within=0.1)
+
+
+def test_a_png_with_many_ordinary_chunks_still_reads():
+    text = Image.new("L", (64, 64), 255)
+    info = __import__("PIL.PngImagePlugin", fromlist=["PngInfo"]).PngInfo()
+    for i in range(300):
+        info.add_text(f"k{i}", "v")
+    assert load_grey(encode(text, "PNG", pnginfo=info)).shape == (64, 64)
+    assert load_grey(png_chunk_flood(chunks=1000)).shape == (64, 64)  # a few are fine
+
+
+# --- finding 3: progressive JPEG scan bomb ---
+
+def test_a_jpeg_scan_bomb_is_refused_before_libjpeg_decodes_it():
+    """Each empty scan costs libjpeg a pass over every block: 100,000 of them took 28-40 s."""
+    refused_quickly(jpeg_scan_bomb(), f"over {MAX_JPEG_SCANS} scans", within=0.2)
+    refused_quickly(jpeg_scan_bomb(scans=2000), "scans", within=0.05)  # 0.5 s to decode before
+
+
+def test_real_progressive_and_multi_picture_jpegs_still_read():
+    page = digit_page()
+    for data in (encode(page.convert("RGB"), "JPEG", progressive=True),
+                 encode(page, "JPEG", progressive=True),
+                 jpeg_scan_bomb(scans=MAX_JPEG_SCANS - 10, size=(300, 200)),  # 6 + 54 scans: allowed
+                 encode(page.convert("RGB"), "MPO", save_all=True,  # a phone's two pictures in one file
+                        append_images=[page.convert("RGB")] * 8, progressive=True)):
+        assert load_grey(data).shape == (200, 300)
+
+
+def test_a_jpeg_segment_flood_is_refused():
+    """Comment segments before the first scan: Pillow reads each in Python."""
+    data = encode(digit_page(), "JPEG")
+    flood = data[:2] + b"\xff\xfe\x00\x02" * 20_000 + data[2:]
+    refused_quickly(flood, "segments", within=0.1)
+
+
+# --- finding 8: big but allowed pictures, in bounded memory and the same grey ---
+
+def test_big_pictures_give_the_same_grey_a_strip_at_a_time():
+    """The float work is done a million pixels at a time: the values must be exactly those of
+    the whole-array formula (Pillow's luma weights, alpha composited on white)."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (1100, 1000, 4), dtype=np.uint8)
+    x = rgba.astype(np.float32) / 255.0
+    grey = x[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = grey * x[..., 3] + (1.0 - x[..., 3])
+    expected = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(load_grey(encode(Image.fromarray(rgba), "PNG")), expected)
+    assert np.array_equal(load_grey(rgba), expected)
+    deep = rng.integers(0, 65536, (1100, 1000), dtype=np.uint16)
+    expected16 = np.clip(deep.astype(np.float32) / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(load_grey(encode(Image.fromarray(deep), "PNG")), expected16)
+
+
+PEAK = """
+import resource, sys
+from hostile_files import big_grey16_png, big_rgba_png
+data = {"rgba": big_rgba_png, "grey16": big_grey16_png}[sys.argv[1]](ink=True)
+from digitrec.preprocess import load_grey
+from digitrec.preprocess.digit import WORK_SIDE
+if sys.argv[2] == "load":
+    answer = load_grey(data, max_side=WORK_SIDE).shape
+else:
+    from digitrec.runtime import Recognizer
+    answer = Recognizer(sys.argv[3]).predict(data).digit
+print(answer, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["rgba", "grey16"])
+@pytest.mark.parametrize("how", ["load", "predict"])
+def test_a_40_megapixel_picture_is_read_in_bounded_memory(kind, how, tmp_path):
+    """6300x6300 (39.7 MP, allowed): RGBA took 1.6 GB (a float32 copy at full size), 16-bit 0.7 GB."""
+    model = write_linear_onnx(tmp_path / "m.onnx", np.zeros((784, 10), np.float32),
+                              np.zeros(10, np.float32), {"name": "linear"})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]),
+               OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", PEAK, kind, how, str(model)], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    answer, peak_mb = done.stdout.split()[:-1], int(done.stdout.split()[-1])
+    assert peak_mb <= 400, f"peak RSS {peak_mb} MB"
+    if how == "load":
+        assert " ".join(answer) == "(6300, 6300)"
+
+
+# --- finding 5: a failed image lets go of its pixels ---
+
+def test_a_failed_image_does_not_keep_its_pixels_until_the_batch_ends(tmp_path):
+    from digitrec.runtime import Recognizer
+
+    model = write_linear_onnx(tmp_path / "m.onnx", np.zeros((784, 10), np.float32),
+                              np.zeros(10, np.float32), {"name": "linear"})
+    recognizer = Recognizer(model)
+    blank = encode(Image.new("RGB", (2500, 2500), "white"), "PNG")  # "no ink found", after decoding
+    tracemalloc.start()
+    try:
+        answers = recognizer.predict_many([blank, blank, blank])
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert all(isinstance(a, ImageError) and "no ink" in str(a) for a in answers)
+    assert held < 3_000_000, held  # each traceback held its 6 MP grey picture and what came from it
+    assert all(a.__traceback__ is None and a.__context__ is None for a in answers)
+
+
+def test_the_server_keeps_no_frames_of_a_failed_image():
+    from digitrec.web.app import _guarded
+
+    def fails():
+        pixels = np.zeros((2000, 2000), np.uint8)  # noqa: F841 - what a frame would keep alive
+        try:
+            raise KeyError("inner")
+        except KeyError:
+            raise ImageError("no ink found") from None
+
+    error = _guarded(fails)
+    assert isinstance(error, ImageError)
+    assert error.__traceback__ is None and error.__context__ is None and error.__cause__ is None
+
+
+# --- finding 12: standard input, devices and pipes ---
+
+def predict(*args: str, **options) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "digitrec", "predict", *args, "--json"], capture_output=True,
+                          timeout=60, env=env, **options)
+    assert b"Traceback" not in done.stderr, done.stderr.decode()
+    return done
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    weight = np.random.default_rng(0).normal(0, 1, (784, 10)).astype(np.float32)
+    return str(write_linear_onnx(tmp_path_factory.mktemp("model") / "linear.onnx", weight,
+                                 np.zeros(10, np.float32), {"name": "linear"}))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_and_a_device_are_refused_and_the_other_files_answered(model, tmp_path):
+    """A FIFO made the loader wait for a writer forever; /dev/zero reports size 0 and never ends."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    good = tmp_path / "one.png"
+    digit_page().save(good)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(ImageError, match="not a regular file"):
+            load_grey(path)
+    done = predict(str(fifo), "/dev/zero", str(good), "--model", model)
+    assert done.returncode == 1
+    answers = json.loads(done.stdout)
+    assert [a["error"] is not None and "not a regular file" in a["error"] for a in answers] == [True, True, False]
+    assert answers[2]["digit"] is not None
+
+
+def test_standard_input_is_capped_while_it_is_read(model):
+    """`digitrec predict - < /dev/zero` read without end (4.8 GB before it was stopped)."""
+    with open("/dev/zero", "rb") as zeros:
+        start = time.perf_counter()
+        done = predict("-", "--model", model, stdin=zeros)
+    assert done.returncode == 1
+    [answer] = json.loads(done.stdout)
+    assert answer["error"] == f"standard input too large (over {MAX_BYTES // 2**20} MiB, the limit)"
+    assert time.perf_counter() - start < 30
+
+
+def test_standard_input_just_over_the_limit_is_refused_and_under_it_read(model):
+    page = encode(digit_page(), "PNG")
+    done = predict("-", "--model", model, input=page + bytes(MAX_BYTES + 1 - len(page)))
+    assert "standard input too large" in json.loads(done.stdout)[0]["error"]
+    done = predict("-", "--model", model, input=page)
+    assert done.returncode == 0 and json.loads(done.stdout)[0]["error"] is None
