@@ -261,3 +261,32 @@ def test_standard_input_just_over_the_limit_is_refused_and_under_it_read(model):
     assert "standard input too large" in json.loads(done.stdout)[0]["error"]
     done = predict("-", "--model", model, input=page)
     assert done.returncode == 0 and json.loads(done.stdout)[0]["error"] is None
+
+
+# --- the same kind of flood in the other formats Pillow walks in Python while opening ---
+
+def test_a_gif_extension_flood_is_refused():
+    """Empty extension blocks before the picture: Pillow read 7 million of them (21 MB) in 1.5 s."""
+    data = encode(digit_page(), "GIF")
+    at = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # after header and colour table
+    refused_quickly(data[:at] + b"!\xfe\x00" * 200_000 + data[at:], "blocks", within=0.2)
+    comment = data[:at] + b"!\xfe" + (b"\xff" + b"x" * 255) * 1000 + b"\x00" + data[at:]
+    assert load_grey(comment).shape == (200, 300)  # a long comment is fine
+
+
+def test_a_tiff_field_of_millions_of_values_is_refused():
+    """Pillow makes a Python number of each value while opening (4 M strip offsets: 0.6 s, 100 MB)."""
+    import struct
+
+    count = 1_000_000
+
+    def field(tag, kind, n, value):
+        return struct.pack("<HHII", tag, kind, n, value)
+
+    fields = [field(256, 4, 1, 64), field(257, 4, 1, 64), field(258, 3, 1, 8), field(259, 3, 1, 1),
+              field(262, 3, 1, 1), field(273, 4, count, 8 + 2 + 12 * 8 + 4), field(278, 4, 1, 64),
+              field(279, 4, 1, 4096)]
+    data = (b"II*\x00" + struct.pack("<IH", 8, len(fields)) + b"".join(fields) + bytes(4)
+            + struct.pack("<I", 8) * count)
+    refused_quickly(data, "TIFF", within=0.1)
+    assert load_grey(encode(digit_page(), "TIFF", compression="tiff_lzw")).shape == (200, 300)

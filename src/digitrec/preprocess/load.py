@@ -2,10 +2,10 @@
 
 Decoding goes through Pillow because it reads the header lazily: the size is known before any pixel
 is decoded, so a 20000x20000 image is refused in microseconds instead of filling memory. Only the
-formats in FORMATS are opened, and the structure of PNG and JPEG files is walked first, so that no
-file makes Pillow or libjpeg work for seconds before a pixel comes out (see `probe`). Pillow also
-applies what a photo needs and OpenCV ignores: EXIF orientation, palette transparency, the first
-frame of a GIF, CMYK and 16-bit files.
+formats in FORMATS are opened, and the structure of PNG, JPEG, GIF and TIFF files is walked first,
+so that no file makes Pillow or libjpeg work for seconds before a pixel comes out (see `probe`).
+Pillow also applies what a photo needs and OpenCV ignores: EXIF orientation, palette transparency,
+the first frame of a GIF, CMYK and 16-bit files.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ MAX_JPEG_SCANS = 64
 # JPEG segments (tables, EXIF, ICC and XMP pieces of <= 64 KB): a photo has tens, a 50 MB file of
 # 64 KB pieces ~800. Pillow reads the ones before the first scan in Python (~0.6 us each).
 MAX_JPEG_SEGMENTS = 10_000
+# GIF sub-blocks before the first picture (graphic control, loop count, comments: a handful).
+MAX_GIF_BLOCKS = 100_000
+# TIFF: fields in the first directory (real files: 10-60), and values in one numeric field (strip
+# or tile offsets: a 40 MP picture in 256x256 tiles has 610, in one-row strips 6,300).
+MAX_TIFF_TAGS = 1_000
+MAX_TIFF_VALUES = 200_000
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _STRIP_PIXELS = 1 << 20  # float32 work on a million pixels at a time: ~20 MB of temporaries for RGBA
@@ -120,6 +126,10 @@ def _opened(data: bytes):
         _check_png_chunks(data)
     elif data.startswith(b"\xff\xd8"):
         _check_jpeg_segments(data)
+    elif data[:6] in (b"GIF87a", b"GIF89a"):
+        _check_gif_blocks(data)
+    elif data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        _check_tiff_tags(data)
     with warnings.catch_warnings(), _pillow_pixel_limit():
         warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we check the size ourselves
         try:
@@ -195,6 +205,55 @@ def _check_jpeg_segments(data: bytes) -> None:
             if end is None:
                 return
             at = end.start()
+
+
+def _check_gif_blocks(data: bytes) -> None:
+    """Walk the extension blocks before the first picture, which Pillow reads one by one in
+    Python while opening (7 million empty ones, 21 MB, took 1.5 s), and refuse more than
+    MAX_GIF_BLOCKS sub-blocks. Real files have a handful; a comment of 25 MB fits in 100,000."""
+    at, blocks = 13, 0  # header (6), logical screen descriptor (7)
+    if len(data) > 10 and data[10] & 0x80:  # a global colour table follows
+        at += 3 << ((data[10] & 7) + 1)
+    while at < len(data) and data[at] == 0x21:  # "!": an extension, its label, then sub-blocks
+        at += 2
+        while at < len(data):
+            blocks += 1
+            if blocks > MAX_GIF_BLOCKS:
+                raise ImageError(f"not a usable GIF (over {MAX_GIF_BLOCKS} blocks before its picture)")
+            size = data[at]
+            at += 1 + size
+            if size == 0:  # the terminator
+                break
+
+
+# TIFF field types whose values Pillow turns into Python numbers, one object each.
+_TIFF_NUMBER_TYPES = frozenset({3, 4, 5, 8, 9, 10, 11, 12, 13, 16, 17, 18})
+
+
+def _check_tiff_tags(data: bytes) -> None:
+    """Read the first directory's entries (the one Pillow reads while opening) and refuse more
+    than MAX_TIFF_TAGS of them, or a numeric field of more than MAX_TIFF_VALUES values: Pillow
+    turns each value into a Python object (4 million strip offsets, 16 MB: 0.6 s, 100 MB) and
+    then handles each strip or tile on its own while decoding."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte counts and offsets
+    try:
+        if big:
+            (start,) = struct.unpack_from(order + "Q", data, 8)
+            (count,) = struct.unpack_from(order + "Q", data, start)
+            first, size, entry = start + 8, 20, order + "HHQ"
+        else:
+            (start,) = struct.unpack_from(order + "I", data, 4)
+            (count,) = struct.unpack_from(order + "H", data, start)
+            first, size, entry = start + 2, 12, order + "HHI"
+        if count > MAX_TIFF_TAGS:
+            raise ImageError(f"not a usable TIFF (over {MAX_TIFF_TAGS} fields in its directory)")
+        for i in range(count):
+            _tag, kind, values = struct.unpack_from(entry, data, first + i * size)
+            if kind in _TIFF_NUMBER_TYPES and values > MAX_TIFF_VALUES:
+                raise ImageError(f"not a usable TIFF (a field of over {MAX_TIFF_VALUES} values)")
+    except struct.error:  # truncated: Pillow will say what is wrong
+        return
 
 
 _limit_lock = threading.Lock()
