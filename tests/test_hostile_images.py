@@ -291,3 +291,35 @@ def test_a_tiff_field_of_millions_of_values_is_refused():
             + struct.pack("<I", 8) * count)
     refused_quickly(data, "TIFF", within=0.1)
     assert load_grey(encode(digit_page(), "TIFF", compression="tiff_lzw")).shape == (200, 300)
+
+
+# --- the same files sent to a real server, beside a good image ---
+
+@pytest.mark.slow
+def test_a_real_server_refuses_each_hostile_upload_at_once_and_answers_the_good_one(tmp_path):
+    """The review's files at full size, in one request: the ICO decoded 785 MB inside the size
+    probe, the chunk flood held the event loop 11 s, the scan bomb took 44 s of CPU."""
+    import httpx
+    from web_helpers import draw_digit, free_port, png, start_server, stop_server, wait_until_up
+
+    hostile = {"bomb.ico": ico_bomb(), "flood.png": png_chunk_flood(), "scans.jpg": jpeg_scan_bomb()}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, tmp_path / "serve.log")
+    try:
+        wait_until_up(url, server)
+        files = [("file", (name, data)) for name, data in hostile.items()] + [("file", ("7.png", png(draw_digit(7))))]
+        start = time.perf_counter()
+        answer = httpx.post(f"{url}/v1/predict", files=files, timeout=60)
+        took = time.perf_counter() - start
+        assert answer.status_code == 200
+        predictions = answer.json()["predictions"]
+        assert "unsupported format" in predictions[0]["error"]
+        assert "chunks" in predictions[1]["error"] and "scans" in predictions[2]["error"]
+        assert predictions[3]["digit"] == 7
+        assert took < 3  # mostly the 20 MB upload itself
+        peak_kb = int(next(line for line in Path(f"/proc/{server.pid}/status").read_text().splitlines()
+                           if line.startswith("VmHWM")).split()[1])
+        assert peak_kb < 600_000  # the server with its model, no decoded bomb
+    finally:
+        stop_server(server)
