@@ -336,3 +336,38 @@ def test_a_pnm_header_of_megabytes_is_refused():
     comments = b"".join(b"# written by a scanner, line %d\n" % i for i in range(20))
     for header in (b"P5\n# CREATOR: GIMP PNM Filter Version 1.1\n64 64\n255\n", b"P5\n" + comments + b"64 64 255\n"):
         assert load_grey(header + pixels * 3).shape == (64, 64)  # over 4 KB in all: the limit is on the header
+
+
+@pytest.mark.parametrize("header, body, message", [
+    (b"P5\n1001 1001\n254\n", bytes(1001 * 1001), "P5 file of maxval 254"),  # 0.7 s before
+    (b"P2\n1001 1001\n255\n", b"0 " * 1001 * 1001, "plain-text P2"),  # 0.35 s before
+], ids=["P5-maxval-254", "P2-plain"])
+def test_pnm_files_pillow_decodes_in_python_are_refused_over_a_megapixel(header, body, message):
+    refused_quickly(header + body, message, within=0.05)
+
+
+def test_pnm_files_pillow_decodes_quickly_are_read_at_any_size():
+    for data in (b"P5\n1001 1001\n255\n" + bytes(1001 * 1001), b"P5\n1001 1001\n65535\n" + bytes(2 * 1001 * 1001),
+                 b"P1\n1001 1001\n" + b"0" * 1001 * 1001, b"P2\n100 100\n15\n" + b"7 " * 10_000):
+        assert load_grey(data).shape in ((1001, 1001), (100, 100))
+
+
+def bmp(width: int, height: int, compression: int, pixels: bytes, header: bool = True) -> bytes:
+    """An 8-bit palette BMP (or headerless DIB) with the given compression (1 = RLE8) and pixel data."""
+    import struct
+
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, compression, len(pixels), 2835, 2835, 256, 0)
+    start = 14 + len(info) + len(palette)
+    top = b"BM" + struct.pack("<IHHI", start + len(pixels), 0, 0, start) if header else b""
+    return top + info + palette + pixels
+
+
+def test_a_run_length_bmp_bomb_is_refused():
+    """One pixel then 'end of line' per row: Pillow pads each row a byte at a time in Python (a
+    26 KB 6300x6300 file took 3 s); over a megapixel RLE BMPs are refused."""
+    rows = b"\x01\x05\x00\x00" * 2000 + b"\x00\x01"
+    refused_quickly(bmp(2000, 2000, 1, rows), "run-length compressed BMP", within=0.05)  # 0.5 s before
+    refused_quickly(bmp(2000, 2000, 1, rows, header=False), "run-length compressed BMP", within=0.05)
+    small = bmp(100, 100, 1, b"\x64\x80\x00\x00" * 100 + b"\x00\x01")  # a grey RLE BMP: still read
+    assert load_grey(small)[50, 50] == 128

@@ -2,10 +2,10 @@
 
 Decoding goes through Pillow because it reads the header lazily: the size is known before any pixel
 is decoded, so a 20000x20000 image is refused in microseconds instead of filling memory. Only the
-formats in FORMATS are opened, and the structure of PNG, JPEG, GIF and TIFF files is walked first,
-so that no file makes Pillow or libjpeg work for seconds before a pixel comes out (see `probe`).
-Pillow also applies what a photo needs and OpenCV ignores: EXIF orientation, palette transparency,
-the first frame of a GIF, CMYK and 16-bit files.
+formats in FORMATS are opened, and their headers and structure are checked first, so that no file
+makes Pillow or libjpeg work for seconds (see `probe`). Pillow also applies what a photo needs and
+OpenCV ignores: EXIF orientation, palette transparency, the first frame of a GIF, CMYK and 16-bit
+files.
 """
 
 from __future__ import annotations
@@ -49,8 +49,12 @@ MAX_TIFF_TAGS = 1_000
 MAX_TIFF_VALUES = 200_000
 # PNM headers: "P5\n6300 6300\n255\n" and perhaps a comment line from the program that wrote it.
 MAX_PNM_HEADER = 4096
+# Pictures Pillow decodes pixel by pixel in Python (plain-text PNM, PNM of odd bit depths, RLE
+# BMP), up to 0.7 s per megapixel: 1 MP is plenty for a digit, and PNG holds the same losslessly.
+MAX_SLOW_PIXELS = 1_000_000
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_DIB_HEADERS = {struct.pack("<I", n) for n in (40, 52, 56, 64, 108, 124)}  # Pillow's DIB header sizes
 _STRIP_PIXELS = 1 << 20  # float32 work on a million pixels at a time: ~20 MB of temporaries for RGBA
 _PER_PIXEL_SCALE = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(bool))
 
@@ -134,6 +138,10 @@ def _opened(data: bytes):
         _check_tiff_tags(data)
     elif data[:1] == b"P" and data[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6", b"f", b"y"):
         _check_pnm_header(data)
+    elif data[:2] == b"BM":
+        _check_bmp(data, 14)
+    elif data[:4] in _DIB_HEADERS:  # a BMP without its file header (.dib)
+        _check_bmp(data, 0)
     with warnings.catch_warnings(), _pillow_pixel_limit():
         warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we check the size ourselves
         try:
@@ -237,17 +245,44 @@ _PNM_TOKEN = re.compile(rb"(?:\s|#[^\r\n]*[\r\n])*([^\s#]+)")
 
 
 def _check_pnm_header(data: bytes) -> None:
-    """Refuse a PBM/PGM/PPM whose header does not end within MAX_PNM_HEADER bytes: Pillow reads
-    the header a byte at a time in Python (2 MB of comment or spaces: 0.9 s)."""
-    if len(data) <= MAX_PNM_HEADER:
-        return
-    head = data[2:MAX_PNM_HEADER]
-    at = 0
-    for _ in range(2 if data[1:2] in (b"1", b"4") else 3):  # bitmaps have no maxval
+    """Refuse a PBM/PGM/PPM whose header does not end within MAX_PNM_HEADER bytes (Pillow reads
+    it a byte at a time in Python: 2 MB of comment or spaces took 0.9 s), and one that Pillow
+    decodes pixel by pixel in Python when it is over MAX_SLOW_PIXELS: plain-text P2/P3 (0.35 s per
+    megapixel here) and binary P5/P6 whose maxval is not 255 or 65535 (0.7 s per megapixel)."""
+    magic, head, at, tokens = data[:2], data[2:MAX_PNM_HEADER], 0, []
+    for _ in range(2 if magic in (b"P1", b"P4") else 3):  # bitmaps have no maxval
         token = _PNM_TOKEN.match(head, at)
-        if token is None or token.end() >= len(head):  # the header runs past the limit
-            raise ImageError(f"not a usable PNM (its header is over {MAX_PNM_HEADER} bytes)")
+        if token is None or token.end() >= len(head):  # the header runs past what we hold
+            if len(data) > MAX_PNM_HEADER:
+                raise ImageError(f"not a usable PNM (its header is over {MAX_PNM_HEADER} bytes)")
+            return  # a short file: Pillow will say what is wrong
+        tokens.append(token.group(1))
         at = token.end()
+    if len(tokens) < 3 or not all(t.isdigit() for t in tokens):
+        return
+    width, height, maxval = (int(t) for t in tokens)
+    if magic in (b"P2", b"P3"):
+        kind = f"a plain-text {magic.decode()} file"
+    elif magic in (b"P5", b"P6") and maxval != 255 and not (magic == b"P5" and maxval == 65535):
+        kind = f"a {magic.decode()} file of maxval {maxval}"
+    else:
+        return
+    if width * height > MAX_SLOW_PIXELS:
+        raise ImageError(f"{kind} over {MAX_SLOW_PIXELS // 1_000_000} MP is too slow to decode "
+                         "(Pillow reads it pixel by pixel): save it as PNG")
+
+
+def _check_bmp(data: bytes, header: int) -> None:
+    """Refuse a run-length compressed BMP over MAX_SLOW_PIXELS: Pillow decodes RLE in Python, and
+    a 26 KB RLE8 file of 6300x6300 (one pixel, then end of line, per row) took 3 s."""
+    try:
+        width, height, _planes, _bits, compression = struct.unpack_from("<iiHHI", data, header + 4)
+    except struct.error:
+        return
+    rle = struct.unpack_from("<I", data, header)[0] >= 40 and compression in (1, 2)  # RLE8, RLE4
+    if rle and abs(width * height) > MAX_SLOW_PIXELS:
+        raise ImageError(f"run-length compressed BMP over {MAX_SLOW_PIXELS // 1_000_000} MP is too slow "
+                         "to decode (Pillow reads it in Python): save it as PNG")
 
 
 # TIFF field types whose values Pillow turns into Python numbers, one object each.
