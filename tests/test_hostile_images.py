@@ -156,7 +156,12 @@ if sys.argv[2] == "load":
 else:
     from digitrec.runtime import Recognizer
     answer = Recognizer(sys.argv[3]).predict(data).digit
-print(answer, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+try:  # this process's own peak: ru_maxrss would include the parent's, kept across fork and exec
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    peak_mb = int(status.split()[0]) // 1024
+except OSError:
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(answer, peak_mb)
 """
 
 
