@@ -22,29 +22,43 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _png(width: int, height: int, bit_depth: int, colour_type: int, bytes_per_pixel: int,
-         extra_chunks: bytes = b"") -> bytes:
-    """A valid PNG of the given size, all zero pixels (transparent black / black), filter 0 rows.
+         extra_chunks: bytes = b"", ink: bool = False) -> bytes:
+    """A valid PNG of the given size, filter 0 rows of zero bytes (transparent / black), and with
+    `ink` a thick opaque bar down the middle third (a '1': every byte 0xFF there, i.e. white
+    opaque for RGBA; grey files are inverted so the bar is black on white).
 
-    The IDAT stream is built by compressing one row and feeding it `height` times through a single
-    compressor, so a 13300x13300 RGBA image (700 MB of pixels) costs ~1 s and compresses to <1 MB.
+    The IDAT stream is built by feeding the same few rows through a single compressor, so a
+    13300x13300 RGBA image (700 MB of pixels) costs ~1 s and compresses to <1 MB.
     """
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    row = b"\x00" + bytes(width * bytes_per_pixel)  # filter byte 0, then zero pixels
+    blank = b"\x00" + bytes(width * bytes_per_pixel)  # filter byte 0, then zero pixels
+    if colour_type == 0 and ink:  # grey: white paper (all 0xFF), a black bar
+        blank = b"\x00" + b"\xff" * (width * bytes_per_pixel)
+    third = width // 3
+    bar_byte = b"\x00" if colour_type == 0 else b"\xff"
+    bar_row = (blank[: 1 + third * bytes_per_pixel] + bar_byte * ((width - 2 * third) * bytes_per_pixel)
+               + blank[1 + (width - third) * bytes_per_pixel :])
+    if colour_type == 6 and ink:  # RGBA: a black opaque bar (RGB 0, alpha 255) on transparent
+        pixel = b"\x00\x00\x00\xff"
+        bar_row = blank[: 1 + third * 4] + pixel * (width - 2 * third) + blank[1 + (width - third) * 4 :]
     compressor = zlib.compressobj(9)
-    parts = [compressor.compress(row) for _ in range(height)]
+    parts = [compressor.compress(bar_row if ink and height // 6 <= y < height - height // 6 else blank)
+             for y in range(height)]
     parts.append(compressor.flush())
     return (_PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + extra_chunks + _chunk(b"IDAT", b"".join(parts))
             + _chunk(b"IEND", b""))
 
 
-def big_rgba_png(side: int = 6300) -> bytes:
-    """A side x side 8-bit RGBA PNG (6300: 39.7 MP, under the 40 MP limit, ~170 KB)."""
-    return _png(side, side, 8, 6, 4)
+def big_rgba_png(side: int = 6300, *, ink: bool = False) -> bytes:
+    """A side x side 8-bit RGBA PNG (6300: 39.7 MP, under the 40 MP limit, ~170 KB), transparent,
+    with `ink` a black bar (a '1') down its middle."""
+    return _png(side, side, 8, 6, 4, ink=ink)
 
 
-def big_grey16_png(side: int = 6300) -> bytes:
-    """A side x side 16-bit greyscale PNG (6300: 39.7 MP, allowed, ~80 KB)."""
-    return _png(side, side, 16, 0, 2)
+def big_grey16_png(side: int = 6300, *, ink: bool = False) -> bytes:
+    """A side x side 16-bit greyscale PNG (6300: 39.7 MP, allowed, ~80 KB), black, with `ink`
+    white paper and a black bar (a '1') down its middle."""
+    return _png(side, side, 16, 0, 2, ink=ink)
 
 
 def ico_bomb(side: int = 13300) -> bytes:

@@ -27,6 +27,15 @@ from digitrec.preprocess.digit import WORK_SIDE, digit_views
 DEFAULT_MODEL = "model.onnx"
 
 
+def without_frames(error: DigitrecError) -> DigitrecError:
+    """`error`, to be kept as an answer while the rest of a batch is worked on, without its
+    traceback and the exceptions behind it: their frames hold what the failed input was decoded
+    to (a 40 MP picture is 40-160 MB), which would otherwise live until the batch is answered."""
+    error.__traceback__ = None
+    error.__context__ = error.__cause__ = None
+    return error
+
+
 def default_model_path() -> Path:
     return paths.assets_dir() / DEFAULT_MODEL
 
@@ -162,7 +171,7 @@ class Recognizer:
             except DigitrecError as exc:
                 if stages:  # with debug, what was seen before it failed ('no ink found': why?)
                     exc.stages = stages
-                return exc, stages or {}
+                return without_frames(exc), stages or {}
 
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.errors import DigitrecError, ImageError
+from digitrec.errors import DigitrecError
 
 
 @click.command()
@@ -52,7 +52,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     import sys
 
     from digitrec.bulk import BULK_SIDE
-    from digitrec.cli.inputs import expand_paths, read_input
+    from digitrec.cli.inputs import expand_paths, input_or_error
     from digitrec.preprocess.digit import WORK_SIDE
     from digitrec.runtime import Recognizer
 
@@ -61,8 +61,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     results: list[dict] = []
     debug_names: set[str] = set()
     progress = _progress(len(files)) if not as_json and len(files) > 50 and sys.stderr.isatty() else None
-    inputs = [ImageError("folder holds no images") if p != "-" and Path(p).is_dir() else read_input(p)
-              for p in files]
+    inputs = [input_or_error(p) for p in files]
     answers = recognizer.predict_paths(inputs, top, side=BULK_SIDE if fast else WORK_SIDE,
                                        debug=debug_dir is not None)
     for path, answer in zip(files, answers):

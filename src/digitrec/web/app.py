@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from digitrec import __version__
 from digitrec.errors import DigitrecError, ImageError
-from digitrec.runtime import Recognizer
+from digitrec.runtime import Recognizer, without_frames
 from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
 from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
@@ -244,7 +244,7 @@ def _guarded(compute: Callable[[], object]):
     try:
         return compute()
     except DigitrecError as exc:
-        return exc
+        return without_frames(exc)  # kept until the whole request is answered
     except Exception:
         log.exception("processing one image failed")
         return ImageError("this image could not be processed")
