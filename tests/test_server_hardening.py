@@ -8,12 +8,14 @@ import base64
 import logging
 import os
 import resource
+import signal
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,6 +24,7 @@ from digitrec.runtime import Recognizer
 from digitrec.web import create_app
 from digitrec.web.guard import allowed_hosts_for, host_name
 from digitrec.web.limits import Limits
+from digitrec.web.workers import SLOW_NICENESS
 from web_helpers import draw_digit, free_port, png, start_server, stop_server, wait_until_up
 
 SEVEN = png(draw_digit(7))
@@ -137,7 +140,28 @@ def test_reading_runs_at_a_lower_priority_than_predictions():
     with TestClient(create_app(recognizer), base_url=LOCAL) as c:
         assert c.post("/v1/predict", files={"file": ("7.png", SEVEN)}).status_code == 200
         assert c.post("/v1/read", files={"file": ("7.png", SEVEN)}).json()["readings"][0]["text"] == "7"
-    assert recognizer.niceness["read"] == recognizer.niceness["predict"] + web_app.SLOW_NICENESS
+    assert recognizer.niceness["read"] == recognizer.niceness["predict"] + SLOW_NICENESS
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="process priorities are Linux's")
+def test_slow_work_runs_in_worker_processes_that_come_back_when_killed():
+    # What `digitrec serve` does: reading holds the interpreter lock for long stretches, so it runs
+    # in processes of its own (at a lower priority), never in the server's.
+    recognizer = Recognizer(threads=1)
+    with TestClient(create_app(recognizer, slow_processes=True), base_url=LOCAL) as c:
+        workers = c.app.state.slow_workers
+        pids = sorted(workers._pool._processes)
+        assert len(pids) == 2 and os.getpid() not in pids
+        for pid in pids:
+            assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + SLOW_NICENESS
+        assert c.post("/v1/read", files={"file": ("7.png", SEVEN)}).json()["readings"][0]["text"] == "7"
+        refused = c.post("/v1/read", files={"file": ("blank.png", png(np.full((64, 64), 255, np.uint8)))})
+        assert refused.status_code == 422 and "no" in refused.json()["detail"]  # a Refusal crossed back
+        os.kill(pids[0], signal.SIGKILL)
+        time.sleep(0.2)
+        statuses = [c.post("/v1/read", files={"file": ("7.png", SEVEN)}).status_code for _ in range(2)]
+        assert statuses[0] in (200, 503) and statuses[1] == 200
+        assert pids[0] not in c.app.state.slow_workers._pool._processes
 
 
 def test_posts_past_the_in_flight_cap_are_a_503_at_once():

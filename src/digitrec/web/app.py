@@ -14,7 +14,6 @@ import asyncio
 import base64
 import logging
 import os
-import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,13 +32,11 @@ from digitrec.errors import DigitrecError, ImageError
 from digitrec.runtime import Recognizer, without_frames
 from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
 from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
+from digitrec.web.workers import SlowWorkers, lower_priority
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
 from digitrec.web.uploads import Upload, images_from_request
 
 STATIC = Path(__file__).parent / "static"
-# Nice value of the slow pool's threads: under CFS a thread at nice 10 gets ~1/10 of the CPU of one
-# at nice 0 when both want it, so reading hostile or heavy images leaves the cores to the drawings.
-SLOW_NICENESS = 10
 log = logging.getLogger("digitrec.web")
 
 # One endpoint takes either body type, so the OpenAPI schema spells both out by hand.
@@ -68,9 +65,12 @@ PUBLIC_CARD = ("name", "version", "architecture", "parameters", "input", "output
 
 
 def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None = None,
-               limits: Limits = Limits(), allowed_hosts: Iterable[str] | None = LOCAL_HOSTS) -> FastAPI:
+               limits: Limits = Limits(), allowed_hosts: Iterable[str] | None = LOCAL_HOSTS,
+               slow_processes: bool = False) -> FastAPI:
     """The app for `recognizer`, or for the model at `model` (the shipped one by default), loaded
-    at start-up. It answers to the Host names in `allowed_hosts` (None: any)."""
+    at start-up. It answers to the Host names in `allowed_hosts` (None: any). `slow_processes`:
+    reading and heavy requests run in `limits.slow_threads` worker processes of their own, each
+    with its own copy of the model (what `digitrec serve` does); otherwise in threads."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -78,14 +78,25 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         # The reader's models, loaded now: a missing file fails the start, not a request.
         app.state.recognizer.verifier, app.state.recognizer.line_reader
         app.state.heavy_lane = asyncio.Semaphore(limits.heavy_at_once)  # made on the serving loop
-        app.state.slow_pool = ThreadPoolExecutor(limits.slow_threads, "digitrec-slow", _lower_priority)
+        # Slow work runs in the slow pool's threads, each of which hands it to a worker process
+        # (`web.workers`) where there are some, or does it itself at a lower OS priority.
+        app.state.slow_workers = None
+        if slow_processes:
+            rec = app.state.recognizer
+            app.state.slow_workers = await run_in_threadpool(
+                SlowWorkers, rec.path, rec.min_confidence, limits.slow_threads)
+        app.state.slow_pool = ThreadPoolExecutor(limits.slow_threads, "digitrec-slow",
+                                                 None if slow_processes else lower_priority)
         yield
         app.state.slow_pool.shutdown(wait=False, cancel_futures=True)
+        if app.state.slow_workers is not None:
+            app.state.slow_workers.close()
 
-    async def in_threads(request: Request, uploads: list[Upload], work, *args, slow: bool = False):
-        """Run `work(*args)` in a thread within the request's deadline. Slow work (reading, or more
-        than `heavy_pixels` in all) runs in the slow pool, whose threads the OS schedules after the
-        others, so drawings and small images keep their latency beside it; heavy requests also take
+    async def in_threads(request: Request, uploads: list[Upload], task: str, image28: bool = False) -> list[dict]:
+        """Answer `task` ("predict" or "read") for the uploads in a thread, within the request's
+        deadline. Slow work (reading, or more than `heavy_pixels` in all) goes through the slow pool
+        to the worker processes (`web.workers`; in-process, threads the OS schedules after the
+        others), so drawings and small images keep their latency beside it; heavy requests also take
         turns in the heavy lane (waiting on the event loop, holding no thread).
 
         Past the deadline the client is answered at once: 503 when the time went in waiting for a
@@ -96,9 +107,11 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         state = request.app.state
         started: list[bool] = []  # set by the thread as the work starts
 
-        def run():
+        def run(slow: bool) -> list[dict]:
             started.append(True)
-            return work(*args)
+            if slow and state.slow_workers is not None:
+                return state.slow_workers.answer(task, uploads, image28)
+            return answer_task(state.recognizer, task, uploads, image28)
 
         probing = True
         try:
@@ -106,11 +119,12 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
                 pixels = await in_thread(_header_pixels, uploads)
                 probing = False
                 heavy = pixels > limits.heavy_pixels
-                pool = state.slow_pool if slow or heavy else None
+                slow = task == "read" or heavy
+                pool = state.slow_pool if slow else None
                 if not heavy:
-                    return await in_thread(run, pool=pool)
+                    return await in_thread(run, slow, pool=pool)
                 await state.heavy_lane.acquire()
-                return await in_thread(run, pool=pool, done=state.heavy_lane.release)
+                return await in_thread(run, slow, pool=pool, done=state.heavy_lane.release)
         except TimeoutError:
             if not (probing or started):
                 raise HTTPException(503, f"the server is busy with large images or reading: no turn came "
@@ -154,21 +168,13 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
     async def predict(request: Request, image28: bool = Query(
             False, description="Also answer the 28x28 image the model saw, as base64 PNG.")):
         uploads = await images_from_request(request, limits)
-        recognizer = request.app.state.recognizer
-        answers = await in_threads(
-            request, uploads, answer_each, uploads, lambda images: _predict_batch(recognizer, images),
-            lambda prediction: _prediction_json(prediction, image28))
-        return {"predictions": answers}
+        return {"predictions": await in_threads(request, uploads, "predict", image28)}
 
     @app.post("/v1/read", response_model=ReadOut, response_model_exclude_unset=True, responses=ERRORS,
               openapi_extra=IMAGES_BODY, summary="The whole number written in each image")
     async def read(request: Request):
         uploads = await images_from_request(request, limits)
-        recognizer = request.app.state.recognizer
-        answers = await in_threads(
-            request, uploads, answer_each, uploads, lambda images: _read_each(recognizer, images),
-            lambda reading: reading.to_dict(), slow=True)
-        return {"readings": answers}
+        return {"readings": await in_threads(request, uploads, "read")}
 
     return app
 
@@ -198,13 +204,14 @@ async def in_thread(function, *args, pool: Executor | None = None, done: Callabl
         raise
 
 
-def _lower_priority() -> None:
-    """Run this thread of the slow pool after the others (Linux schedules threads on their own;
-    a pool thread is never raised again, which would need privileges, hence a pool of its own)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SLOW_NICENESS)
-    except (AttributeError, OSError):  # not Linux, or refused: the same priority as the rest
-        pass
+def answer_task(recognizer: Recognizer, task: str, uploads: list[Upload], image28: bool = False) -> list[dict]:
+    """The JSON answers to `task` ("predict" or "read") for the uploads (see `answer_each`): in a
+    thread of the server, or in a slow-work process (`web.workers`)."""
+    if task == "read":
+        return answer_each(uploads, lambda images: _read_each(recognizer, images),
+                           lambda reading: reading.to_dict())
+    return answer_each(uploads, lambda images: _predict_batch(recognizer, images),
+                       lambda prediction: _prediction_json(prediction, image28))
 
 
 def _header_pixels(uploads: list[Upload]) -> int:
@@ -274,9 +281,8 @@ def create_app_from_env() -> FastAPI:
     """App factory for `digitrec serve --workers N`: each worker process loads its own copy of the
     model named in DIGITREC_SERVE_MODEL (set by the command), one onnxruntime thread per request."""
     import json
-    import os
 
     settings = json.loads(os.environ.get("DIGITREC_SERVE_SETTINGS") or "{}")
     return create_app(Recognizer(os.environ.get("DIGITREC_SERVE_MODEL") or None, threads=1),
                       limits=Limits(**settings.get("limits", {})),
-                      allowed_hosts=settings.get("allowed_hosts", LOCAL_HOSTS))
+                      allowed_hosts=settings.get("allowed_hosts", LOCAL_HOSTS), slow_processes=True)

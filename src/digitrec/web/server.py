@@ -81,7 +81,8 @@ def run_server(recognizer: Recognizer, sock: socket.socket, workers: int = 1, lo
     options = dict(log_level=log_level, access_log=log_level in ("info", "debug"), http=TimedH11Protocol,
                    backlog=backlog)
     if workers == 1:
-        config = uvicorn.Config(create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts), **options)
+        config = uvicorn.Config(create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts,
+                                           slow_processes=True), **options)
         config.connection_limits = connections  # read by TimedH11Protocol
         uvicorn.Server(config).run(sockets=[sock])
         return
