@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import click
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.text import Text
 
 from digitrec.batch.local import default_workers
 
@@ -63,19 +67,14 @@ class _Bar:
     """A rich progress bar on stderr: done/total, rate, time left."""
 
     def __init__(self):
-        from rich.console import Console
-
         self.console = Console(stderr=True)
         self.progress = None
 
     def start(self, todo: int, skipped: int) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
         if skipped:
             self.console.print(f"{skipped:,} images already in the output: skipped", highlight=False)
         self.progress = Progress(TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                                 _RateColumn(), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                                 _Rate(), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                                  console=self.console, transient=True)
         self.progress.start()
         self.task = self.progress.add_task("answering", total=todo)
@@ -88,12 +87,6 @@ class _Bar:
             self.progress.stop()
 
 
-def _RateColumn():
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task):
-            return Text(f"{task.speed:,.0f} img/s" if task.speed else "- img/s")
-
-    return Rate()
+class _Rate(ProgressColumn):
+    def render(self, task):
+        return Text(f"{task.speed:,.0f} img/s" if task.speed else "- img/s")

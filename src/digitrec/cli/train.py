@@ -44,7 +44,7 @@ def parse_settings(settings: tuple[str, ...]) -> dict:
 @click.option("--seed", type=int, help="Override the recipe's seed.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the peak learning rate.")
-@click.option("--threads", type=click.IntRange(min=0), help="torch threads (0 = all cores).")
+@click.option("--threads", type=click.IntRange(min=0), help="torch threads (default 0 = the cores no other process is busy on, looked at each epoch).")
 @click.option("--limit", type=click.IntRange(min=0),
               help="Use only N training images and N test images: the real command, cheap (CI, smoke tests).")
 @click.option("--no-augment", is_flag=True, help="Switch augmentation off.")

@@ -75,3 +75,4 @@ def finish(placement: Placement) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,6 +37,7 @@ from digitrec.models import build_model, count_flops, count_parameters
 from digitrec.train.augment import augment_batch
 from digitrec.train.config import TrainConfig
 from digitrec.train.device import Placement, finish, start
+from digitrec.train.threads import default_threads
 
 SPLIT_SEED = 20240601  # fixes which training images form the validation set, for every run
 EVAL_BATCH = 1000
@@ -189,7 +189,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callback
         callbacks = Callbacks()  # one process reports
     checkpoint_path = out_dir / ckpt.CHECKPOINT_NAME
     metrics_path = out_dir / ckpt.METRICS_NAME
-    torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // placement.world))
+    torch.set_num_threads(config.threads or default_threads(placement.world))
 
     state = None
     if resume:
@@ -270,6 +270,8 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callback
 
     for epoch in range(meta["epoch"] + 1, config.epochs + 1):
         started = time.perf_counter()
+        if not config.threads:  # auto: a neighbour may have come or gone since the last epoch
+            torch.set_num_threads(default_threads(placement.world))
         gen = _epoch_generator(config.seed, epoch)  # the order: the same in every process
         # Augmentation: one process draws from `gen` itself (as it always has); in a DDP run each
         # process gets its own stream, so the processes' images are not distorted alike.
