@@ -116,6 +116,34 @@ def test_lists_of_paths_and_bad_rows(archive, tmp_path):
     assert rows[str(folder / "missing.png")]["error"]
 
 
+def test_uris_through_fsspec(archive, tmp_path):
+    """An object store as fsspec sees it (its in-memory filesystem stands in for s3:// here):
+    a folder, a glob and a list of URIs; a missing object is a row with its error."""
+    fsspec = pytest.importorskip("fsspec")
+    from digitrec.batch import run_batch
+    from digitrec.batch.sources import expand_sources
+
+    folder, labels = archive
+    some = sorted(labels)[:4]
+    store = fsspec.filesystem("memory")
+    for i, path in enumerate(some):
+        store.pipe(f"/bucket/scans/{i}.png", Path(path).read_bytes())
+    store.pipe("/bucket/list.txt", b"scans/0.png\nscans/gone.png\n")
+    try:
+        found = expand_sources(["memory://bucket/scans"])
+        assert len(found) == 4 and expand_sources(["memory://bucket/scans/*.png"]) == found
+        gone = found[0].replace("0.png", "gone.png")
+        assert expand_sources(["memory://bucket/list.txt"]) == [found[0], gone]  # spelt as the folder's
+        out = tmp_path / "uri.parquet"
+        summary = run_batch(["memory://bucket/scans", "memory://bucket/list.txt"], str(out), workers=1)
+        assert (summary.found, summary.answered, summary.errors) == (6, 5, 1)  # scans/0.png once
+        rows = rows_by_path(out)
+        assert [rows[uri]["digit"] for uri in found] == [labels[p] for p in some]
+        assert "cannot fetch" in rows[gone]["error"]
+    finally:
+        store.rm("/bucket", recursive=True)
+
+
 def test_read_task_equals_recognizer_read(mnist, tmp_path):
     from digitrec import Recognizer
     from digitrec.batch import run_batch

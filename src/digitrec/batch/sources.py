@@ -70,18 +70,17 @@ def _expand_local(source: str) -> list[str]:
 
 def _expand_remote(source: str) -> list[str]:
     fs, root = _filesystem(source)
-    protocol = source.split("://", 1)[0]
 
-    def uri(p: str) -> str:
-        return p if "://" in p else f"{protocol}://{p}"
+    def uri(p: str) -> str:  # one spelling per object, so a resumed run recognises it
+        return p if "://" in p else fs.unstrip_protocol(p)
 
     if any(c in root for c in GLOB_CHARS):
         return sorted(uri(p) for p in fs.glob(root) if _is_image_name(p))
     if fs.isdir(root):
         return sorted(uri(p) for p in fs.find(root) if _is_image_name(p))
     if Path(root).suffix.lower() in LIST_SUFFIXES:
-        base = source.rsplit("/", 1)[0]
-        return [p if is_remote(p) or os.path.isabs(p) else f"{base}/{p}"
+        base = root.rsplit("/", 1)[0]
+        return [p if is_remote(p) else uri(fs._strip_protocol(f"{base}/{p}"))
                 for p in _read_list(source, open_file=lambda: fs.open(root, "rb"))]
     return [source]
 
