@@ -138,7 +138,7 @@ def main() -> None:
     print(f"{'files':>9} {'wall s':>8} {'images/s':>9} {'RSS main MB':>12} {'RSS all MB':>11} {'load':>5}")
     small = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (int(x) for x in args.small.split(",")):
+        for n in (int(x) for x in args.small.split(",") if x):  # --small '' skips this part
             folder = small_folder(args.data_dir, n)
             r = run_cli_measured(["batch", str(folder), "--out", str(Path(tmp) / f"small-{n}.parquet")])
             small.append((n, r))

@@ -28,22 +28,15 @@ def fetch(path: str):
         return ImageError(f"cannot fetch ({type(exc).__name__}: {exc})")
 
 
-def single_threaded() -> None:
-    """The worker processes (or actors) are the parallelism: no thread pools inside each one."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 class Answerer:
-    """Loads the model once (per process or actor); answers chunks of paths."""
+    """Loads the model once (per process or actor); answers chunks of paths. onnxruntime runs on
+    one thread: the worker processes (or actors) are the parallelism."""
 
     def __init__(self, model: str | None, task: str, min_confidence: float = 0.0):
         from digitrec.runtime import Recognizer
 
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}")
-        single_threaded()
         self.task = task
         self.recognizer = Recognizer(model, threads=1, min_confidence=min_confidence)
 

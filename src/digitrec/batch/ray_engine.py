@@ -37,9 +37,12 @@ class _RayAnswerer:
     def __init__(self, model_ref: list, model_suffix: str, task: str, min_confidence: float):
         import tempfile
 
+        import cv2
         import ray
 
         from digitrec.batch.answer import Answerer
+
+        cv2.setNumThreads(1)  # each actor is one CPU's worth of work (see the module's docstring)
 
         self._dir = tempfile.TemporaryDirectory(prefix="digitrec-actor-")
         model = Path(self._dir.name) / f"model{model_suffix}"

@@ -269,9 +269,9 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callback
     callbacks.on_start({**meta, "steps_per_epoch": steps_per_epoch, "start_epoch": meta["epoch"] + 1})
 
     for epoch in range(meta["epoch"] + 1, config.epochs + 1):
-        started = time.perf_counter()
         if not config.threads:  # auto: a neighbour may have come or gone since the last epoch
             torch.set_num_threads(default_threads(placement.world))
+        started = time.perf_counter()
         gen = _epoch_generator(config.seed, epoch)  # the order: the same in every process
         # Augmentation: one process draws from `gen` itself (as it always has); in a DDP run each
         # process gets its own stream, so the processes' images are not distorted alike.
