@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import run_main
+from digitrec.errors import DigitrecError
 
 pytest.importorskip("pyarrow")
 
@@ -225,6 +226,16 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_ray_actors_never_ask_more_than_a_node_has():
+    from digitrec.batch.ray_engine import actor_resources
+
+    assert actor_resources([0.0, 4.0, 4.0], None) == (1.0, 8)  # a head with num-cpus 0 takes none
+    assert actor_resources([2.0], 5) == (1.0, 2)  # --workers beyond the CPUs would queue
+    assert actor_resources([0.5, 2.0], None) == (0.5, 5)  # a 500m pod: half a CPU each, never 1
+    with pytest.raises(DigitrecError, match="no CPUs"):
+        actor_resources([0.0], None)
 
 
 @pytest.mark.slow

@@ -6,8 +6,9 @@ gets the very model the driver hashed); the images are read by the actors, so on
 must be reachable from every node: a shared file system or URIs of an object store.
 
 Resources come from the cluster itself: each actor asks for 1 CPU (it runs onnxruntime and OpenCV
-on one thread), and there are as many actors as CPUs the cluster reports. An actor that asks for
-more CPUs than any node has waits forever, so nothing here asks for more than 1.
+on one thread), or less when the smallest node has less, and there are as many actors as fit on the
+nodes Ray reports. An actor that asks for more CPUs than any node has waits forever, so nothing here
+asks for more than the smallest node has.
 """
 
 from __future__ import annotations
@@ -60,9 +61,16 @@ class _RayAnswerer:
         return pa.Table.from_pylist(rows, schema=table_schema.remove(table_schema.get_field_index("model")))
 
 
-def cluster_cpus(ray) -> int:
-    """CPUs of the alive nodes, as Ray counts them."""
-    return int(sum(n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")))
+def actor_resources(node_cpus: list[float], workers: int | None) -> tuple[float, int]:
+    """CPUs the alive nodes report -> (CPUs per actor, actors). One CPU each, or less where the
+    smallest node has less (a Kubernetes pod limited to 500m): an actor asking for more than any
+    node has would wait forever. A head started with num-cpus 0 takes no actor."""
+    cpus = [c for c in node_cpus if c > 0]
+    if not cpus:
+        raise DigitrecError("the Ray cluster reports no CPUs for the actors; add worker nodes with num-cpus >= 1")
+    per_actor = min(1.0, min(cpus))
+    fits = sum(int(c / per_actor + 1e-9) for c in cpus)  # actors that can run at once
+    return per_actor, max(1, min(workers or fits, fits))
 
 
 def answer_ray(paths: list[str], *, model: str, task: str, min_confidence: float = 0.0,
@@ -85,16 +93,15 @@ def answer_ray(paths: list[str], *, model: str, task: str, min_confidence: float
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise DigitrecError(f"cannot start or reach Ray{' at ' + address if address else ''}: {exc}") from None
     try:
-        cpus = cluster_cpus(ray)
-        if cpus < 1:
-            raise DigitrecError("the Ray cluster reports no CPUs for the actors; add worker nodes with num-cpus >= 1")
-        actors = max(1, min(workers or cpus, cpus, -(-len(paths) // chunk)))
+        per_actor, actors = actor_resources(
+            [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")], workers)
+        actors = min(actors, -(-len(paths) // chunk))  # no actor without a chunk to answer
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the CLI draws its own bar
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         model_path = Path(model)
         dataset = ray.data.from_items([{"path": p} for p in paths]).map_batches(
-            _RayAnswerer, batch_size=chunk, batch_format="pyarrow", num_cpus=1,
+            _RayAnswerer, batch_size=chunk, batch_format="pyarrow", num_cpus=per_actor,
             compute=ray.data.ActorPoolStrategy(size=actors),
             # The model goes into the object store once; each actor fetches it from there.
             fn_constructor_kwargs={"model_ref": [ray.put(model_path.read_bytes())], "model_suffix": model_path.suffix,
