@@ -178,6 +178,8 @@ def test_other_task_or_model_refused(archive, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = run_main(["batch", str(tmp_path / "empty"), "--out", str(out)], capsys)
     assert code == 1 and "empty: no images found" in err
+    code, _, err = run_main(["batch", str(tmp_path / "typo"), "--out", str(tmp_path / "t.parquet")], capsys)
+    assert code == 1 and "typo: no such file or folder" in err and not (tmp_path / "t.parquet").exists()
 
 
 def test_kill_9_then_resume_loses_nothing(archive, tmp_path):

@@ -45,8 +45,8 @@ def run_batch(sources: Iterable[str], out: str, *, task: str = "predict", engine
         raise ValueError(f"engine must be one of {ENGINES}")
     start = time.perf_counter()
     model_path = str(Recognizer(model).path)  # checks the model here, before any worker starts
-    sink = ResultSink(out, task, file_sha256(model_path), part_size)
     paths = expand_sources(sources)
+    sink = ResultSink(out, task, file_sha256(model_path), part_size)
     todo = [p for p in dict.fromkeys(paths) if p not in sink.done]  # a path named twice is answered once
     skipped = len(paths) - len(todo)
     if on_start:

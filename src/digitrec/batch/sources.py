@@ -65,6 +65,8 @@ def _expand_local(source: str) -> list[str]:
         base = str(path.parent)
         return [p if is_remote(p) or os.path.isabs(p) else os.path.join(base, p)
                 for p in _read_list(source, open_file=lambda: open(path, "rb"))]
+    if not path.exists():  # a typo in an argument: say so now, not as a row of the results
+        raise DataError(f"{source}: no such file or folder")
     return [source]  # one file: the decoder, not this function, says whether it is an image
 
 
