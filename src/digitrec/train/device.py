@@ -63,6 +63,8 @@ def start(device: str = "auto") -> Placement:
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     placement = Placement(resolve_device(device, local_rank), rank, world)
+    if placement.device.type == "cuda":
+        torch.cuda.set_device(placement.device)  # NCCL's communicator for this rank lives on its own GPU
     if not dist.is_initialized():
         # NCCL between GPUs; gloo between CPU processes (NCCL has no CPU path).
         dist.init_process_group("nccl" if placement.device.type == "cuda" else "gloo")

@@ -263,7 +263,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callback
         from torch.nn.parallel import DistributedDataParallel
 
         # Starts every process from rank 0's weights; averages the gradients in backward().
-        stepped = DistributedDataParallel(model)
+        stepped = DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
 
     final = average.model if average else model
     callbacks.on_start({**meta, "steps_per_epoch": steps_per_epoch, "start_epoch": meta["epoch"] + 1})
