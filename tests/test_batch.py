@@ -250,3 +250,10 @@ def test_ray_engine_gives_identical_answers(archive, tmp_path):
     ray = run_batch([str(folder)], str(tmp_path / "ray.parquet"), engine="ray", workers=2, part_size=100)
     assert (ray.answered, ray.errors) == (local.answered, local.errors) == (N + 1, 1)
     assert rows_by_path(tmp_path / "ray.parquet") == rows_by_path(tmp_path / "local.parquet")
+
+
+def test_batch_never_loads_torch():
+    code = ("import sys, digitrec.cli.batch, digitrec.batch.local, digitrec.batch.answer, digitrec.batch.sink, "
+            "digitrec.batch.sources, digitrec.batch.ray_engine; assert 'torch' not in sys.modules")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
