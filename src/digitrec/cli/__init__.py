@@ -19,6 +19,7 @@ COMMANDS = {
     "export": ("export", "export", "Export a checkpoint (or a .keras file) to ONNX with a model card."),
     "predict": ("predict", "predict", "Predict the digit in your own images (photos, scans, drawings)."),
     "read": ("read", "read", "Read whole handwritten numbers from images."),
+    "batch": ("batch", "batch", "Answer whole archives of images into Parquet (local processes or Ray)."),
     "serve": ("serve", "serve", "Serve the HTTP API and the drawing page."),
 }
 
