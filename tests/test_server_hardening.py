@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -233,6 +234,49 @@ def test_serve_options_reach_every_worker(tmp_path):
             assert late.status_code == 422 and "0.001 s limit" in late.json()["detail"]
     finally:
         stop_server(server)
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid`, from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["terminate", "kill"])
+def test_slow_work_processes_end_with_the_server(tmp_path, stop):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, tmp_path / "serve.log")
+    try:
+        wait_until_up(url, server)
+        assert httpx.post(f"{url}/v1/read", files={"file": ("7.png", SEVEN)}, timeout=30).status_code == 200
+        children = descendants(server.pid)
+        assert len(children) >= 2  # the two slow-work processes (and spawn's resource tracker)
+    finally:
+        getattr(server, stop)()
+        server.wait(timeout=15)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if alive(pid)]
 
 
 # ---------- finding 7: slow and idle clients against a real server ----------

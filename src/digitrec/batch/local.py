@@ -14,6 +14,7 @@ from typing import Iterator
 
 from digitrec.batch.answer import Answerer
 from digitrec.errors import DigitrecError
+from digitrec.lifetime import die_with_parent
 
 CHUNK = 64  # paths per task: one model call each; small enough to keep every worker busy
 IN_FLIGHT = 3  # chunks queued per worker: it never waits for the next, memory stays bounded
@@ -75,7 +76,7 @@ def _init_worker(model: str, task: str, min_confidence: float) -> None:
     from digitrec.bulk import _init_worker as bulk_init
 
     bulk_init()  # single-threaded OpenCV, Ctrl+C left to the parent
-    _die_with_parent()
+    die_with_parent()
     _answerer = Answerer(model, task, min_confidence)
 
 
@@ -83,15 +84,3 @@ def _answer(paths: list[str]) -> list[dict]:
     return _answerer(paths)
 
 
-def _die_with_parent() -> None:
-    """If the parent is killed (`kill -9`, out of memory), its workers go too instead of lingering
-    on a queue nobody reads. Linux only. (The signal follows the parent *thread*: the pool starts its
-    workers from submit(), in the caller's thread, which outlives them.)"""
-    try:
-        import ctypes
-        import signal
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass

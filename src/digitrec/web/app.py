@@ -83,8 +83,8 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         app.state.slow_workers = None
         if slow_processes:
             rec = app.state.recognizer
-            app.state.slow_workers = await run_in_threadpool(
-                SlowWorkers, rec.path, rec.min_confidence, limits.slow_threads)
+            # Started from the event loop's thread, which outlives the workers (a few seconds, once).
+            app.state.slow_workers = SlowWorkers(rec.path, rec.min_confidence, limits.slow_threads)
         app.state.slow_pool = ThreadPoolExecutor(limits.slow_threads, "digitrec-slow",
                                                  None if slow_processes else lower_priority)
         yield

@@ -21,6 +21,8 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from digitrec.lifetime import die_with_parent
+
 log = logging.getLogger("digitrec.web")
 
 # Under Linux's scheduler a task at nice 10 gets ~1/10 of the CPU of one at nice 0 when both want
@@ -52,6 +54,7 @@ def _start_worker(model_path: str, min_confidence: float) -> None:
     global _recognizer
     from digitrec.runtime import Recognizer
 
+    die_with_parent()
     lower_priority()
     _recognizer = Recognizer(model_path, threads=1, min_confidence=min_confidence)
     _recognizer.verifier, _recognizer.line_reader  # the reader's networks, loaded now
@@ -82,8 +85,11 @@ class SlowWorkers:
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        # forkserver, not fork: forking a server that runs threads copies locks held by them.
-        context = multiprocessing.get_context("forkserver")
+        # spawn, not fork: forking a server that runs threads copies locks held by them; and not
+        # forkserver, whose server process outlives a killed parent. Called from a thread that
+        # lives as long as the server (the event loop's, or a slow-pool thread), as `die_with_parent`
+        # needs.
+        context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(self._count, mp_context=context, initializer=_start_worker,
                                    initargs=self._args)
         # Start every worker now (each loads the model), not on the first slow request.
