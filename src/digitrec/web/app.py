@@ -107,24 +107,32 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         state = request.app.state
         started: list[bool] = []  # set by the thread as the work starts
 
-        def run(slow: bool) -> list[dict]:
+        def probe_then_answer() -> tuple[int, list[dict] | None]:
+            # One trip to a thread for the usual request (a drawing, a photo): its headers are
+            # probed and, when it is neither reading nor heavy, it is answered in the same trip.
+            pixels = _header_pixels(uploads)
+            if task == "read" or pixels > limits.heavy_pixels:
+                return pixels, None
             started.append(True)
-            if slow and state.slow_workers is not None:
+            return pixels, answer_task(state.recognizer, task, uploads, image28)
+
+        def answer_slowly() -> list[dict]:
+            started.append(True)
+            if state.slow_workers is not None:
                 return state.slow_workers.answer(task, uploads, image28)
             return answer_task(state.recognizer, task, uploads, image28)
 
         probing = True
         try:
             async with asyncio.timeout(limits.request_seconds):
-                pixels = await in_thread(_header_pixels, uploads)
+                pixels, answers = await in_thread(probe_then_answer)
                 probing = False
-                heavy = pixels > limits.heavy_pixels
-                slow = task == "read" or heavy
-                pool = state.slow_pool if slow else None
-                if not heavy:
-                    return await in_thread(run, slow, pool=pool)
+                if answers is not None:
+                    return answers
+                if pixels <= limits.heavy_pixels:
+                    return await in_thread(answer_slowly, pool=state.slow_pool)
                 await state.heavy_lane.acquire()
-                return await in_thread(run, slow, pool=pool, done=state.heavy_lane.release)
+                return await in_thread(answer_slowly, pool=state.slow_pool, done=state.heavy_lane.release)
         except TimeoutError:
             if not (probing or started):
                 raise HTTPException(503, f"the server is busy with large images or reading: no turn came "
