@@ -16,12 +16,16 @@ import re
 import struct
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from digitrec.errors import ImageError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 MAX_PIXELS = 40_000_000  # 40 MP: bigger than any phone photo; refused before decoding
 MAX_BYTES = 50 * 1024 * 1024
@@ -107,10 +111,10 @@ def read_file(path: Path) -> bytes:
         raise ImageError(f"cannot read: {exc.strerror or exc}") from None
 
 
-def read_capped(stream, what: str) -> bytes:
+def read_capped(stream: BinaryIO, what: str) -> bytes:
     """All of a binary stream, refused as soon as it holds more than MAX_BYTES: never more than
     the limit (and one byte) in memory, whatever the stream's size says."""
-    data = stream.read(MAX_BYTES + 1)
+    data: bytes = stream.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise ImageError(f"{what} too large (over {MAX_BYTES // 2**20} MiB, the limit)")
     return data
@@ -125,7 +129,7 @@ def probe(data: bytes) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _opened(data: bytes):
+def _opened(data: bytes) -> Iterator[PILImage]:
     """The Pillow image of `data`, its header read and checked, its pixels not yet decoded."""
     from PIL import Image, UnidentifiedImageError
 
@@ -322,7 +326,7 @@ _limit_saved: int | None = None
 
 
 @contextlib.contextmanager
-def _pillow_pixel_limit():
+def _pillow_pixel_limit() -> Iterator[None]:
     """Pillow's own pixel limit lowered to ours while digitrec decodes, and put back after.
 
     It is one process-wide setting: changing it for good would surprise an application that uses
@@ -369,7 +373,7 @@ def _decode(data: bytes, max_side: int | None) -> np.ndarray:
             raise ImageError(f"truncated or corrupt image ({exc})") from None
 
 
-def _pil_to_grey(image) -> np.ndarray:
+def _pil_to_grey(image: PILImage) -> np.ndarray:
     mode = image.mode
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -397,11 +401,13 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
         raise ImageError(f"image too small ({a.shape[1]}x{a.shape[0]}; a digit needs at least "
                          f"{MIN_SIDE}x{MIN_SIDE} pixels)")
     if a.ndim == 2 and a.dtype == np.uint8:  # already grey uint8 (every decoded JPEG): the float round
-        return a.copy()  # trip below would give the same values, at 0.4 ms per photo (a copy: arrays may be read-only)
+        copy: np.ndarray = a.copy()  # trip below would give the same values, at 0.4 ms per photo
+        return copy  # (a copy: arrays may be read-only)
     return _grey_in_strips(lambda y0, y1: a[y0:y1], a.shape[0], a.shape[1], a.dtype)
 
 
-def _grey_in_strips(rows: Callable[[int, int], np.ndarray], height: int, width: int, dtype) -> np.ndarray:
+def _grey_in_strips(rows: Callable[[int, int], np.ndarray], height: int, width: int,
+                    dtype: np.dtype | type) -> np.ndarray:
     """rows(y0, y1) -> those rows of the picture; -> uint8 (H, W) grey. uint8, uint16 and bool
     scale each pixel on its own, so they go through float32 a strip of rows at a time (the
     same values, a bounded amount of memory); other dtypes scale by the whole picture's range."""
@@ -437,7 +443,8 @@ def _to_unit_float(a: np.ndarray) -> np.ndarray:
     if np.issubdtype(a.dtype, np.integer):
         # 16-bit files (Pillow's I;16 / I modes) may arrive as int32 0..65535; an int array of 8-bit values stays 8-bit.
         top = 65535.0 if a.max(initial=0) > 255 else 255.0
-        return np.clip(a.astype(np.float32) / top, 0, 1)
+        scaled: np.ndarray = np.clip(a.astype(np.float32) / top, 0, 1)
+        return scaled
     x = a.astype(np.float32)
     if not np.isfinite(x).all():
         raise ImageError("image holds NaN or infinite values")
