@@ -308,6 +308,10 @@ def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_l
     for p in attackers:
         p.start()
     result = asyncio.run(load("127.0.0.1", port, requests, 16, seconds))
+    # The same clients paced to the serving target's rate (300 requests/s in all): flat out, the 16
+    # clients and the server already fill both cores, so any work beside them (the attackers' own
+    # sending included, on this one machine) lengthens the tail; paced is the latency users see.
+    paced = asyncio.run(load("127.0.0.1", port, requests, 16, seconds, rate=300))
     stop.set()
     outcomes = []
     deadline = time.monotonic() + 70
@@ -326,14 +330,17 @@ def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_l
           f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, failed {result['failed']}; beside 2 "
           f"attack loops ({len(outcomes)} attacks, {errors} answered 5xx or dropped); longest /healthz "
           f"{stall:.2f} s ({failed} failed); peak RSS {peak:.0f} MB")
+    print(f"load under attack, paced at 300 req/s, {seconds:.0f} s: {paced['n']} requests, p50 {paced['p50']:.1f} ms, "
+          f"p99 {paced['p99']:.1f} ms, failed {paced['failed']}")
     worst["rss"] = max(worst["rss"], peak)
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
-    print(f"\ntargets: no 5xx / drops {met(not worst['bad'] and not errors and not result['failed'])}"
+    print(f"\ntargets: no 5xx / drops {met(not worst['bad'] and not errors and not result['failed'] and not paced['failed'])}"
           f"{' (' + ', '.join(worst['bad']) + ')' if worst['bad'] else ''}; each answered within 15 s "
           f"{met(worst['time'] <= 15)} ({worst['time']:.1f} s); /healthz stall <= 1 s "
           f"{met(max(worst['stall'], stall) <= 1)} ({max(worst['stall'], stall):.2f} s); peak RSS <= 1.5 GB "
-          f"{met(worst['rss'] <= 1536)} ({worst['rss']:.0f} MB); p99 < 50 ms under attack "
-          f"{met(result['p99'] < 50)} ({result['p99']:.1f} ms)")
+          f"{met(worst['rss'] <= 1536)} ({worst['rss']:.0f} MB); p99 < 50 ms under attack: flat out "
+          f"{met(result['p99'] < 50)} ({result['p99']:.1f} ms), paced at 300 req/s {met(paced['p99'] < 50)} "
+          f"({paced['p99']:.1f} ms)")
 
 
 if __name__ == "__main__":
