@@ -93,3 +93,23 @@ def tiny_mnist(n: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     images = (rng.random((n, 28, 28)) > 0.8).astype(np.uint8) * 255
     labels = (np.arange(n) % 10).astype(np.uint8)
     return images, labels
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    """The shipped model, loaded once per test module."""
+    from digitrec.runtime import Recognizer
+
+    return Recognizer()
+
+
+@pytest.fixture(scope="module")
+def client(recognizer):
+    """The web app around `recognizer`, through Starlette's TestClient (lifespan run)."""
+    from fastapi.testclient import TestClient
+
+    from digitrec.web import create_app
+    from web_helpers import LOCAL
+
+    with TestClient(create_app(recognizer), base_url=LOCAL) as c:
+        yield c

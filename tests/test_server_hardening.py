@@ -26,21 +26,9 @@ from digitrec.web import create_app
 from digitrec.web.guard import allowed_hosts_for, host_name
 from digitrec.web.limits import Limits
 from digitrec.web.workers import SLOW_NICENESS
-from web_helpers import draw_digit, free_port, png, start_server, stop_server, wait_until_up
+from web_helpers import LOCAL, draw_digit, free_port, png, start_server, stop_server, wait_until_up
 
 SEVEN = png(draw_digit(7))
-LOCAL = "http://localhost"
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return Recognizer()
-
-
-@pytest.fixture(scope="module")
-def client(recognizer):
-    with TestClient(create_app(recognizer), base_url=LOCAL) as c:
-        yield c
 
 
 class SlowRecognizer(Recognizer):

@@ -27,21 +27,9 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from digitrec.runtime import Recognizer
 from digitrec.web import create_app
 from digitrec.web.limits import Limits
-from web_helpers import draw_digit, free_port, photo_of_digit, png, start_server, stop_server, wait_until_up
+from web_helpers import LOCAL, draw_digit, free_port, photo_of_digit, png, start_server, stop_server, wait_until_up
 
 ONE, SEVEN = png(draw_digit(1)), png(draw_digit(7))
-LOCAL = "http://localhost"  # TestClient says Host: testserver, which the app does not answer to
-
-
-@pytest.fixture(scope="module")
-def recognizer():
-    return Recognizer()
-
-
-@pytest.fixture(scope="module")
-def client(recognizer):
-    with TestClient(create_app(recognizer), base_url=LOCAL) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -84,3 +84,6 @@ def stop_server(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+LOCAL = "http://localhost"  # TestClient says Host: testserver, which the app does not answer to
