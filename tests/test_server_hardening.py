@@ -147,9 +147,10 @@ def test_slow_work_runs_in_worker_processes_that_come_back_when_killed():
         refused = c.post("/v1/read", files={"file": ("blank.png", png(np.full((64, 64), 255, np.uint8)))})
         assert refused.status_code == 422 and "no" in refused.json()["detail"]  # a Refusal crossed back
         os.kill(pids[0], signal.SIGKILL)
-        time.sleep(0.2)
-        statuses = [c.post("/v1/read", files={"file": ("7.png", SEVEN)}).status_code for _ in range(2)]
-        assert statuses[0] in (200, 503) and statuses[1] == 200
+        # The request that meets the dead worker (this one, or the next, whenever the pool notices)
+        # is a 503 and the pool starts again; after that every request is answered.
+        statuses = [c.post("/v1/read", files={"file": ("7.png", SEVEN)}).status_code for _ in range(3)]
+        assert set(statuses) <= {200, 503} and statuses.count(503) <= 1 and statuses[-1] == 200, statuses
         assert pids[0] not in c.app.state.slow_workers._pool._processes
 
 
