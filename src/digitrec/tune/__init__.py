@@ -1,0 +1,19 @@
+"""Fine-tuning a digit model on the user's own handwriting (`digitrec finetune`, `digitrec.finetune`).
+
+  data.py     the user's labelled images: CSV files or digit folders -> what predict sees. No torch.
+  weights.py  the base model as a PyTorch module (the shipped model is rebuilt from its ONNX weights).
+  run.py      the run: replay, augmentation, early stopping, calibration, the ONNX model and card.
+
+Only `run` and `weights` import torch; importing this package does not.
+"""
+
+
+def finetune(data, out, **options) -> dict:
+    """See `digitrec.tune.run.finetune`. Needs PyTorch (the training extra)."""
+    try:
+        from digitrec.tune.run import finetune as run
+    except ImportError as exc:
+        from digitrec.errors import DigitrecError
+
+        raise DigitrecError(f"finetune trains a network and needs PyTorch: pip install 'digitrec[train]' ({exc})") from None
+    return run(data, out, **options)
