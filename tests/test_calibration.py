@@ -129,3 +129,12 @@ def test_cli_calibrate_refuses_what_it_cannot_rewrite(tmp_path, capsys):
             main(["export", *args, "--calibrate"])
         err = capsys.readouterr().err
         assert info.value.code == 1 and message in err and "Traceback" not in err
+
+
+def test_the_report_says_which_temperature_its_probabilities_used():
+    from digitrec.evaluate.report import _temperature_note
+    from digitrec.runtime import Recognizer
+
+    note = _temperature_note(Recognizer(threads=1).card)
+    assert "softmax(logits / T)" in note and "T = 0.435" in note and "validation images" in note
+    assert "no calibration" in _temperature_note({"name": "old"})

@@ -174,3 +174,25 @@ def test_a_tiny_finetune_writes_a_calibrated_model_with_its_card(digit_files, re
     images, labels = real_data["test"]
     assert (rec.predict_probabilities(images[-500:]).argmax(1) == labels[-500:]).mean() > 0.98  # nothing forgotten
     assert rec.predict(digit_files / "folder" / "3" / "0.png").digit == 3
+
+
+def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_path):
+    """--model run folder: the PyTorch checkpoint is the base; the card says which network it is."""
+    import torch
+
+    from digitrec.checkpoint import save_checkpoint
+    from digitrec.models import build_model
+    from digitrec.runtime import Recognizer
+    from digitrec.tune import finetune
+    from digitrec.tune.run import FinetuneConfig
+
+    torch.manual_seed(0)
+    model = build_model("fastcnn", channels=[8, 16])
+    meta = {"recipe": "fast", "architecture": "fastcnn", "config": {"model": {"channels": [8, 16]}, "val_size": 5000},
+            "seed": 0, "epoch": 0}
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", {"model": model.state_dict(), "meta": meta})
+    summary = finetune([digit_files / "folder"], tmp_path / "m.onnx", model=tmp_path / "run", mnist=mnist["train"],
+                       config=FinetuneConfig(max_steps=2, min_steps=2, threads=1, calibration_images=200))
+    card = Recognizer(tmp_path / "m.onnx").card
+    assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image" and card["labels"] == list("0123456789")
+    assert card["finetune"]["base_file"] == "checkpoint.pt" and summary["steps"] <= 2 and summary["images"] == 40

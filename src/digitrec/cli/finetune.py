@@ -17,7 +17,7 @@ import click
 @click.option("--val-share", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
               help="Share of your images held out to check the model and stop training.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=300, show_default=True,
-              help="At most this many training steps (32 of your digit views + 32 MNIST digits each).")
+              help="At most this many training steps (48 views of your digits + 16 MNIST digits each).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch threads (0 = all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line of stdout.")
