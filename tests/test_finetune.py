@@ -196,3 +196,11 @@ def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_pa
     card = Recognizer(tmp_path / "m.onnx").card
     assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image" and card["labels"] == list("0123456789")
     assert card["finetune"]["base_file"] == "checkpoint.pt" and summary["steps"] <= 2 and summary["images"] == 40
+
+
+def test_a_file_listed_many_times_is_held_out_whole_or_refused(digit_files, mnist, tmp_path):
+    from digitrec.tune import finetune
+
+    same = _csv(tmp_path, [(digit_files / "folder" / "1" / "0.png", 1)] * 12)
+    with pytest.raises(DataError, match="only 1 different files: nothing is left to learn from"):
+        finetune([same], tmp_path / "m.onnx", mnist=mnist["train"])
