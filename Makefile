@@ -1,20 +1,27 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install
-# digitrec with everything it needs (CPU PyTorch pinned in pyproject.toml's `train` extra; Keras for
-# the bring-your-own-model test).
+# digitrec with every extra (`[all,dev]`: CPU PyTorch pinned in the `train` extra, Keras for the
+# bring-your-own-model test), at the versions in constraints.txt, what the tests last passed with.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out
 
-.PHONY: install demo test browser clean
+CONSTRAINTS := constraints.txt
+
+.PHONY: install demo test test-fast lint build constraints browser clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[train,keras,dev]'
+	$(BIN)/pip install --disable-pip-version-check -q -c $(CONSTRAINTS) -e '.[all,dev]'
 	touch $(STAMP)
+
+# After an upgrade that passed `make test`: record what is installed as the new constraints.
+constraints: install
+	{ sed -n '1,2p' $(CONSTRAINTS); $(BIN)/pip freeze --exclude-editable | grep -vi '^digitrec' | sed 's/+cpu$$//'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 # The browser test drives Debian's chromium; install it when it is missing (CI runs as root).
 browser:
@@ -38,5 +45,21 @@ demo: install
 test: install browser
 	$(BIN)/python -m pytest
 
+# No MNIST, no training, no browser: the quick loop while editing (under a minute).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not mnist and not slow and not browser"
+
+# Lint, format check and types (strict on the prediction path: see [tool.mypy] in pyproject.toml).
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+# The wheel and sdist, checked to carry the shipped models, the web page and the recipes.
+build: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . >/dev/null
+	$(BIN)/python .ci/check_dist.py dist
+
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache dist build

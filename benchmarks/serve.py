@@ -258,7 +258,7 @@ def run(host: str, port: int, pid: int | None, args):
     digits_beside, photos_beside = asyncio.run(mixed())
     rows += [("28x28 PNG, beside 2 photo clients", 16, digits_beside),
              ("1 MP photo, beside 16 digit clients", 2, photos_beside)]
-    print(f"\n| request | clients | requests | req/s | p50 ms | p99 ms | max ms | server CPU ms/req | failed |")
+    print("\n| request | clients | requests | req/s | p50 ms | p99 ms | max ms | server CPU ms/req | failed |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for what, clients, r in rows:
         cpu = f"{r['cpu_ms']:.2f}" if "cpu_ms" in r else "(both)"

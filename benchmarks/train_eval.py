@@ -79,7 +79,8 @@ def run_one(name: str, config: TrainConfig, data: dict, check_every: int | None)
     def on_epoch(row):
         clock["done"] = row["seconds"]
         accuracy = check(clock["model"], row["seconds"], f"epoch {row['epoch']}")
-        print(f"  {name} epoch {row['epoch']}: {row['seconds']:.1f} s, test {accuracy:.2%}", file=sys.stderr, flush=True)
+        print(f"  {name} epoch {row['epoch']}: {row['seconds']:.1f} s, test {accuracy:.2%}",
+              file=sys.stderr, flush=True)
         restart_clock()
 
     with tempfile.TemporaryDirectory(prefix=f"digitrec-bench-{name}-") as folder:
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
     print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; matmul {gflops_before:.0f} GFLOP/s before, {gflops_after:.0f} after")
     print()
-    header = f"{'model':<10} {'params':>9} {'MFLOP/img':>9} {'epochs':>6} {'train s':>8} {'test acc':>8} {'s to 99.0%':>11}  {'reached at':<11} {'img/s':>6}"
+    header = (f"{'model':<10} {'params':>9} {'MFLOP/img':>9} {'epochs':>6} {'train s':>8} {'test acc':>8} "
+              f"{'s to 99.0%':>11}  {'reached at':<11} {'img/s':>6}")
     print(header)
     print("-" * len(header))
     for r in rows:

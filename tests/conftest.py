@@ -33,19 +33,14 @@ def mnist(real_mnist_env):
     """{'train': (images, labels), 'test': (images, labels)} of the real MNIST."""
     from digitrec import data
 
-    saved = {k: os.environ.get(k) for k in REAL_ENV}
-    try:
+    # The user's cache only while fetching and loading; the context puts the test's own back.
+    with pytest.MonkeyPatch.context() as env:
         for k in REAL_ENV:
-            os.environ.pop(k, None)
-        os.environ.update(real_mnist_env)
+            env.delenv(k, raising=False)
+        for k, v in real_mnist_env.items():
+            env.setenv(k, v)
         data.fetch_mnist()
         return {split: data.load_mnist(split) for split in ("train", "test")}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture
@@ -56,6 +51,22 @@ def real_data(mnist, real_mnist_env, monkeypatch):
     if "XDG_CACHE_HOME" not in real_mnist_env:
         monkeypatch.delenv("XDG_CACHE_HOME")
     return mnist
+
+
+# Fixtures that train a model: a test that uses one (or trains in test_train.py) is `slow`.
+TRAINING_FIXTURES = {"run_dir", "keras_tutorial"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Make the tier markers true from what a test uses, so `-m "not mnist and not slow"` can be
+    trusted without remembering a decorator: the MNIST fixtures mean `mnist`, training means
+    `slow` (the markers written on a test stay as they are)."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))  # with the fixtures those fixtures use
+        if uses & {"mnist", "real_data"}:
+            item.add_marker(pytest.mark.mnist)
+            if uses & TRAINING_FIXTURES or item.module.__name__ == "test_train":
+                item.add_marker(pytest.mark.slow)
 
 
 def run_main(args, capsys):
@@ -82,3 +93,23 @@ def tiny_mnist(n: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     images = (rng.random((n, 28, 28)) > 0.8).astype(np.uint8) * 255
     labels = (np.arange(n) % 10).astype(np.uint8)
     return images, labels
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    """The shipped model, loaded once per test module."""
+    from digitrec.runtime import Recognizer
+
+    return Recognizer()
+
+
+@pytest.fixture(scope="module")
+def client(recognizer):
+    """The web app around `recognizer`, through Starlette's TestClient (lifespan run)."""
+    from fastapi.testclient import TestClient
+
+    from digitrec.web import create_app
+    from web_helpers import LOCAL
+
+    with TestClient(create_app(recognizer), base_url=LOCAL) as c:
+        yield c

@@ -261,7 +261,8 @@ def test_report_renders_in_a_real_browser_with_nothing_fetched(real_data, models
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
         try:
-            for name, viewport in (("laptop", {"width": 1200, "height": 900}), ("phone", {"width": 390, "height": 844})):
+            viewports = (("laptop", {"width": 1200, "height": 900}), ("phone", {"width": 390, "height": 844}))
+            for name, viewport in viewports:
                 page = browser.new_page(viewport=viewport)
                 requests = []
                 page.on("request", lambda request: requests.append(request.url))
@@ -277,3 +278,27 @@ def test_report_renders_in_a_real_browser_with_nothing_fetched(real_data, models
                 page.close()
         finally:
             browser.close()
+
+
+def test_evaluating_another_model_never_overwrites_the_shipped_models_report(real_data, models, tmp_path,
+                                                                             monkeypatch, capsys):
+    from digitrec.runtime import default_model_path
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["evaluate", "--limit", "20", "--json"], capsys)
+    assert code == 0, err
+    shipped = json.loads((tmp_path / "out/evaluate/summary.json").read_text())
+    assert shipped["model"]["path"] == str(default_model_path())
+    # Another model, no --out: a folder of its own.
+    code, _, err = run_main(["evaluate", str(models["bare"]), "--limit", "20", "--json"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "out/evaluate-bare/report.html").is_file()
+    assert json.loads((tmp_path / "out/evaluate/summary.json").read_text()) == shipped
+    # Into the shipped model's folder on purpose: refused, then replaced with --force.
+    code, _, err = run_main(["evaluate", str(models["bare"]), "--out", "out/evaluate", "--limit", "20"], capsys)
+    assert code == 1 and "holds the report of another model" in err and "--force" in err
+    assert json.loads((tmp_path / "out/evaluate/summary.json").read_text()) == shipped
+    code, _, err = run_main(["evaluate", str(models["bare"]), "--out", "out/evaluate", "--limit", "20",
+                             "--force"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "out/evaluate/summary.json").read_text())["model"]["path"] == str(models["bare"])

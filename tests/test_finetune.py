@@ -204,3 +204,13 @@ def test_a_file_listed_many_times_is_held_out_whole_or_refused(digit_files, mnis
     same = _csv(tmp_path, [(digit_files / "folder" / "1" / "0.png", 1)] * 12)
     with pytest.raises(DataError, match="only 1 different files: nothing is left to learn from"):
         finetune([same], tmp_path / "m.onnx", mnist=mnist["train"])
+
+
+@pytest.mark.parametrize("args", [["finetune", "mine.csv", "--out", "m.onnx"], ["export", "m.onnx", "--calibrate"]])
+def test_without_torch_finetune_and_calibrate_name_the_train_extra(args, monkeypatch, capsys):
+    from conftest import run_main
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    code, out, err = run_main(args, capsys)
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("Error: ") and "pip install 'digitrec[train]'" in err

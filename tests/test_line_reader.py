@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from digitrec import synth
+from digitrec.errors import DigitrecError
 from digitrec.line_reader import BLANK, HEIGHT, STRIDE, LineReader, greedy_decode, line_image, string_log_prob
 from digitrec.preprocess.segment import segment
 
@@ -96,7 +97,7 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     log_probs = reader.log_probs(np.zeros((HEIGHT, 64), np.uint8))
     assert log_probs.shape == (64 // STRIDE, 11) and np.allclose(np.exp(log_probs).sum(1), 1, atol=1e-5)
     assert (tmp_path / "run" / "lines.npz").is_file() and (tmp_path / "run" / "checkpoint.pt").is_file()
-    with pytest.raises(SystemExit, match="--resume"):
+    with pytest.raises(DigitrecError, match="--resume"):
         main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "1"])
     # --resume continues from the checkpoint: one more epoch.
     main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "2", "--workers", "1", "--threads", "1",
@@ -113,5 +114,5 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     line = (np.random.default_rng(0).random((HEIGHT, 96)) * 255).astype(np.uint8)
     assert np.allclose(average.log_probs(line), single.log_probs(line), atol=1e-5)
     assert [m["run"] for m in average.card["members"]] == ["run", "run"]
-    with pytest.raises(SystemExit, match="not a finished line-reader run"):
+    with pytest.raises(DigitrecError, match="not a finished line-reader run"):
         main(["--average", str(tmp_path / "nothing"), "--export", str(tmp_path / "x.onnx")])

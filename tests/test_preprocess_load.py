@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -126,11 +125,11 @@ def truncated_png() -> bytes:
 def test_bad_files_each_get_their_message(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
-    start = time.perf_counter()
+    # 'too large' for a header-only PNG proves the size is refused before decoding (which would
+    # call it truncated); how long that takes is for benchmarks/, not a unit test on a shared machine.
     for source in (path, str(path), content):
         with pytest.raises(ImageError, match=message):
             load_grey(source)
-    assert time.perf_counter() - start < 2  # the 400-megapixel image is refused, never decoded
 
 
 def test_missing_file_and_folder(tmp_path):

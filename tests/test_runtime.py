@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,18 +96,33 @@ def test_preprocess_errors_are_image_errors(linear_model):
         rec.predict(np.full((64, 64), 200, np.uint8))
 
 
-def test_the_predict_path_imports_neither_torch_nor_matplotlib(linear_model, tmp_path):
-    import cv2
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# What the slim install leaves out (pyproject.toml's extras): the runtime must never need it.
+TRAINING = ("torch", "onnx", "keras")
+REPORT = ("matplotlib", "seaborn")
+SERVER = ("fastapi", "uvicorn", "fastapi_offline")
 
-    image = tmp_path / "one.png"
-    cv2.imwrite(str(image), page())
+
+@pytest.mark.parametrize("command, heavy", [
+    (["predict", str(EXAMPLES / "photo_7.jpg"), "--json"], TRAINING + REPORT + SERVER),
+    (["read", str(EXAMPLES / "grid_6.jpg"), "--json"], TRAINING + REPORT + SERVER),
+    # serve's modules import FastAPI, of course, but neither training nor plotting.
+    (None, TRAINING + REPORT),
+])
+def test_the_runtime_commands_import_nothing_of_training_plots_or_server(command, heavy):
+    if command is None:
+        run = "import digitrec.cli.serve, digitrec.web.app, digitrec.web.server\n"
+    else:
+        run = f"from digitrec.cli import main\nmain({command!r})\n"
     code = (
         "import sys, atexit\n"
-        "atexit.register(lambda: print('HEAVY', sorted(m for m in ('torch', 'matplotlib') if m in sys.modules)))\n"
-        "from digitrec.cli import main\n"
-        f"main(['predict', {str(image)!r}, '--model', {str(linear_model[0])!r}, '--json'])\n"
+        f"atexit.register(lambda: print('HEAVY', sorted(m for m in {heavy!r} if m in sys.modules)))\n"
+        + run
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
-    assert json.loads(done.stdout.split("HEAVY")[0])[0]["error"] is None
+    if command is not None:
+        answer = json.loads(done.stdout.split("HEAVY")[0])[0]
+        assert answer["error"] is None
+        assert str(answer.get("digit", answer.get("text"))) == {"predict": "7", "read": "6"}[command[0]]

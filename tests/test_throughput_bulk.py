@@ -24,7 +24,8 @@ def write_linear_model(path):
 
     rng = np.random.default_rng(1)
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["image"], ["flat"], axis=1), helper.make_node("Gemm", ["flat", "W", "b"], ["logits"])],
+        [helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+         helper.make_node("Gemm", ["flat", "W", "b"], ["logits"])],
         "linear", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 28, 28])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
         [numpy_helper.from_array(rng.normal(0, 0.1, (784, 10)).astype(np.float32), "W"),
@@ -42,7 +43,8 @@ def photo(seed: int, size=(864, 1152)) -> bytes:
     page = np.full((h, w), rng.uniform(190, 240), np.float32)
     page *= np.linspace(1.0, rng.uniform(0.75, 1.0), w, dtype=np.float32)[None, :]
     points = (rng.random((6, 2)) * [0.3 * w, 0.4 * h] + [rng.uniform(0.1, 0.6) * w, rng.uniform(0.1, 0.5) * h])
-    cv2.polylines(page, [points.astype(np.int32)], False, float(rng.uniform(20, 80)), int(rng.integers(8, 20)), cv2.LINE_AA)
+    cv2.polylines(page, [points.astype(np.int32)], False, float(rng.uniform(20, 80)), int(rng.integers(8, 20)),
+                  cv2.LINE_AA)
     page += rng.normal(0, 2, page.shape).astype(np.float32)
     return cv2.imencode(".jpg", np.clip(page, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 
@@ -87,7 +89,8 @@ def test_bulk_answers_equal_one_by_one_on_the_reduced_image_in_order(folder, mod
         np.testing.assert_allclose(answers[i].probabilities, alone.probabilities, atol=1e-6)
 
 
-def test_predict_cli_takes_the_bulk_path_for_many_files(folder, model, capsys, monkeypatch):
+@pytest.mark.parametrize("fast", [False, True])
+def test_predict_cli_takes_the_bulk_path_for_many_files(folder, model, capsys, monkeypatch, fast):
     calls = []
     original = bulk.predict_stream
 
@@ -97,7 +100,7 @@ def test_predict_cli_takes_the_bulk_path_for_many_files(folder, model, capsys, m
 
     monkeypatch.setattr(bulk, "predict_stream", spy)
     with pytest.raises(SystemExit) as info:
-        main(["predict", str(folder), "--model", str(model), "--json"])
+        main(["predict", str(folder), "--model", str(model), "--json", *(["--fast"] if fast else [])])
     out = json.loads(capsys.readouterr().out)
     assert info.value.code == 1  # one bad file
     assert calls == [21]
@@ -107,4 +110,7 @@ def test_predict_cli_takes_the_bulk_path_for_many_files(folder, model, capsys, m
         if r["path"].endswith("p10b.jpg"):
             assert r["digit"] is None and "not an image" in r["error"]
         else:
-            assert r["error"] is None and r["digit"] == recognizer.predict(bulk.decode_reduced(r["path"])).digit
+            # --fast: the reduced decode; without it, exactly what the library's predict(path) says.
+            alone = recognizer.predict(bulk.decode_reduced(r["path"]) if fast else r["path"])
+            assert r["error"] is None and r["digit"] == alone.digit
+            assert r["confidence"] == round(alone.confidence, 6)

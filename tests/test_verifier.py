@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from digitrec import synth
+from digitrec.errors import DigitrecError
 from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.segment import segment
 from digitrec.reading import candidate_groups
@@ -94,9 +95,9 @@ def test_training_the_verifier_end_to_end(mnist, real_data, tmp_path, capsys):
     assert probs.shape == (50, 11) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert (tmp_path / "run" / "candidates.npz").is_file()
     # A second run into the same folder needs --resume or --force, and says so.
-    with pytest.raises(SystemExit, match="--force"):
+    with pytest.raises(DigitrecError, match="--force"):
         main(["--out", str(tmp_path / "run"), "--numbers", "30", "--epochs", "1", "--limit", "2000"])
-    with pytest.raises(SystemExit, match="--numbers"):
+    with pytest.raises(DigitrecError, match="--numbers"):
         main(["--out", str(tmp_path / "run"), "--numbers", "31", "--epochs", "1", "--limit", "2000", "--force"])
 
 

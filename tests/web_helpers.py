@@ -55,13 +55,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, log_path: Path, *options: str) -> subprocess.Popen:
-    """`digitrec serve` as a real process: the installed console script, else `python -m digitrec`."""
+def start_server(port: int, log_path: Path, *options: str, **popen) -> subprocess.Popen:
+    """`digitrec serve` as a real process: the installed console script, else `python -m digitrec`
+    (`popen`: more arguments for subprocess.Popen)."""
     script = Path(sys.executable).parent / "digitrec"
     digitrec = [str(script)] if script.exists() else [sys.executable, "-m", "digitrec"]
     command = [*digitrec, "serve", "--port", str(port), "--log-level", "warning", *options]
     log = open(log_path, "ab")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, **popen)
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -83,3 +84,6 @@ def stop_server(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+LOCAL = "http://localhost"  # TestClient says Host: testserver, which the app does not answer to

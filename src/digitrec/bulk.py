@@ -45,29 +45,37 @@ def decode_reduced(source, side: int = BULK_SIDE) -> np.ndarray:
     return grey
 
 
-def prepare(source, side: int = BULK_SIDE) -> np.ndarray | DigitrecError:
-    """One input -> uint8 (V, 28, 28) views for the model, or the error that stops it (runs in a worker)."""
+def prepare(source, side: int = BULK_SIDE, stages: dict | None = None) -> np.ndarray | DigitrecError:
+    """One input -> uint8 (V, 28, 28) views for the model, or the error that stops it (runs in a
+    worker). `stages` (a dict) collects the preprocessing steps, for --debug."""
     if isinstance(source, DigitrecError):
         return source
     from digitrec.preprocess.digit import digit_views
 
     try:
-        return digit_views(decode_reduced(source, side))
+        return digit_views(decode_reduced(source, side), stages)
     except DigitrecError as exc:
+        if stages:  # what was seen before it failed ('no ink found': why?)
+            exc.stages = stages
         return exc
     except Exception as exc:  # noqa: BLE001 - one odd file must not stop a folder of thousands
         return ImageError(f"cannot process this image ({type(exc).__name__}: {exc})")
 
 
 def predict_stream(recognizer, inputs: Iterable, *, top: int = 3, side: int = BULK_SIDE,
-                   workers: int | None = None, chunk: int = CHUNK) -> Iterator:
+                   workers: int | None = None, chunk: int = CHUNK, debug: bool = False) -> Iterator:
     """Paths or bytes (or a DigitrecError standing for an input that already failed) -> one
     Prediction or DigitrecError per input, in order, lazily. `workers` processes (default: one per
-    core); 1 prepares in this process."""
+    core); 1 prepares in this process, as `debug` (keep each input's preprocessing stages) does."""
     inputs = list(inputs)
     workers = min(workers or os.cpu_count() or 1, max(1, len(inputs) // 4))
-    if workers <= 1:
-        yield from _answer_chunks(recognizer, (prepare(i, side) for i in inputs), top, chunk)
+    if workers <= 1 or debug:
+        def prepared_here():
+            for source in inputs:
+                stages: dict | None = {} if debug else None
+                yield prepare(source, side, stages), stages or {}
+
+        yield from _answer_chunks(recognizer, prepared_here(), top, chunk)
         return
     import multiprocessing
 
@@ -79,7 +87,7 @@ def predict_stream(recognizer, inputs: Iterable, *, top: int = 3, side: int = BU
         per_task = max(1, min(16, len(inputs) // (workers * 8)))  # fewer round trips, still balanced
         with _main_script_hidden():  # the workers start during map()
             prepared = pool.map(prepare, inputs, [side] * len(inputs), chunksize=per_task)
-        yield from _answer_chunks(recognizer, prepared, top, chunk)
+        yield from _answer_chunks(recognizer, ((views, {}) for views in prepared), top, chunk)
     except BrokenProcessPool:
         raise DigitrecError("a worker process preparing the images died (out of memory?); "
                             "try fewer files at a time") from None
@@ -114,10 +122,13 @@ def _init_worker() -> None:
 
 
 def _answer_chunks(recognizer, prepared: Iterator, top: int, chunk: int) -> Iterator:
+    """(views or error, stages) pairs -> answers, one model call per `chunk` inputs."""
     batch: list = []
-    for views in prepared:
+    stages: list = []
+    for views, seen in prepared:
         batch.append(views)
+        stages.append(seen)
         if len(batch) == chunk:
-            yield from recognizer.answer_views(batch, top)
-            batch = []
-    yield from recognizer.answer_views(batch, top)
+            yield from recognizer.answer_views(batch, top, stages=stages)
+            batch, stages = [], []
+    yield from recognizer.answer_views(batch, top, stages=stages)

@@ -23,11 +23,9 @@ import torch
 from digitrec.errors import ModelError
 from digitrec.files import atomic_path
 from digitrec.models import build_model
+from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME  # noqa: F401 - used as ckpt.*_NAME
 
 FORMAT = "digitrec-checkpoint/1"
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
-CONFIG_NAME = "config.json"
 
 
 def save_checkpoint(path: Path | str, state: dict) -> None:
@@ -63,6 +61,10 @@ def load_model(path: Path | str) -> tuple[torch.nn.Module, dict]:
     meta["run_dir"] is the folder holding the checkpoint, metrics.jsonl and config.json."""
     path = resolve_checkpoint(path)
     state = read_checkpoint(path)
+    if not isinstance(state.get("meta"), dict):
+        # The reader's line model checkpoints with the same writer but is no `digitrec train` run.
+        raise ModelError(f"{path} holds no `digitrec train` model (no metadata): a line-reader run is exported "
+                         f"by its trainer (python -m digitrec.train.line_reader --out RUN --resume --export PATH)")
     meta = dict(state["meta"])
     try:
         model = build_model(meta["architecture"], **meta["config"].get("model", {}))

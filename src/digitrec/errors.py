@@ -17,3 +17,18 @@ class ImageError(DigitrecError):
 
 class ModelError(DigitrecError):
     """A model file is missing, malformed or of the wrong shape."""
+
+
+class TooMuchToRead(ImageError):
+    """Reading an image would take more work than its budget (`digitrec.reading.ReadBudget`)
+    allows: far more lines, pieces of ink or candidate digits than any written number has (a
+    hostile or absurd image), or more time. The message starts "too much to read: "; the server
+    answers it as 422."""
+
+    @classmethod
+    def over(cls, count: int, what: str, limit: int) -> "TooMuchToRead":
+        return cls(f"too much to read: {count} {what} (limit {limit})")
+
+    @classmethod
+    def too_slow(cls, seconds: float, limit: float) -> "TooMuchToRead":
+        return cls(f"too much to read: still reading after {seconds:.2f} s (limit {limit:g} s)")

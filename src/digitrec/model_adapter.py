@@ -23,12 +23,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from digitrec.errors import ModelError
 from digitrec.modelfile.card import ModelCard, scale_pixels
 from digitrec.modelfile.read import softmax
+
+if TYPE_CHECKING:  # for annotations only: this module stays numpy only
+    from onnxruntime import InferenceSession
+
+# An ONNX input's or output's declared shape: a size, or a name (or None) for a dynamic axis.
+Shape: TypeAlias = list[int | str | None]
 
 SIDE = 28
 # layout -> the shape of one image as the model takes it
@@ -67,7 +74,8 @@ class ModelAdapter:
     temperature: float = 1.0  # the card's calibration: probabilities = softmax(logits / T)
 
     @classmethod
-    def from_session(cls, session, card: ModelCard | dict | None = None, path: Path | None = None) -> "ModelAdapter":
+    def from_session(cls, session: InferenceSession, card: ModelCard | dict[str, object] | None = None,
+                     path: Path | None = None) -> ModelAdapter:
         """An onnxruntime InferenceSession (+ its model card, + the file for graph inspection)."""
         if not isinstance(card, ModelCard):
             card = ModelCard.from_dict(card or {}, str(path or "the model"))
@@ -128,7 +136,7 @@ class ModelAdapter:
         # softmax(log p / T): the same scaling as for logits, since log p = logits + a constant per row
         return softmax(np.log(np.maximum(probs, 1e-30)) / t).astype(np.float32)
 
-    def probabilities(self, session, digits28: np.ndarray) -> np.ndarray:
+    def probabilities(self, session: InferenceSession, digits28: np.ndarray) -> np.ndarray:
         """uint8 (N, 28, 28) -> float32 (N, 10), through the model."""
         x = self.to_input(digits28)
         step = self.fixed_batch or len(x)
@@ -136,13 +144,13 @@ class ModelAdapter:
                    for i in range(0, len(x), max(step, 1))]
         return self.to_probabilities(np.concatenate(outputs) if len(outputs) != 1 else outputs[0])
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, object]:
         """For model cards and --json: what the model is fed and how its output is read."""
         return {"layout": self.layout, "shape": list(LAYOUTS[self.layout]), "range": list(self.range),
                 "mean": self.mean, "std": self.std, "output_kind": self.output_kind}
 
 
-def _layout(shape: list, declared: str | None) -> str:
+def _layout(shape: Shape, declared: str | None) -> str:
     """The input's declared shape (ints, or names/None for dynamic axes) -> a key of LAYOUTS."""
     if declared:
         if declared not in LAYOUTS:
@@ -150,7 +158,7 @@ def _layout(shape: list, declared: str | None) -> str:
         return declared
     dims = shape[1:]
 
-    def fits(want: tuple) -> bool:
+    def fits(want: tuple[int, ...]) -> bool:
         return len(dims) == len(want) and all(not isinstance(d, int) or d == w for d, w in zip(dims, want))
 
     matches = [name for name, want in LAYOUTS.items() if fits(want)]
@@ -161,7 +169,7 @@ def _layout(shape: list, declared: str | None) -> str:
     return matches[0]
 
 
-def _output_index(session) -> int:
+def _output_index(session: InferenceSession) -> int:
     """The output to read: the first one with 10 values per image (a model may also answer features)."""
     outputs = session.get_outputs()
     for i, o in enumerate(outputs):
@@ -170,7 +178,7 @@ def _output_index(session) -> int:
     return 0
 
 
-def _kind_from_card(kind) -> str | None:
+def _kind_from_card(kind: str | None) -> str | None:
     """'logits (apply softmax for probabilities)' -> 'logits'. Unknown words -> None (look further)."""
     if not isinstance(kind, str) or not kind.strip():
         return None
@@ -203,5 +211,5 @@ def _kind_from_graph(path: Path, output_name: str) -> str | None:
     return "logits"
 
 
-def _show(shape: list) -> str:
+def _show(shape: Shape) -> str:
     return "(" + ", ".join(str(d) if isinstance(d, int) else "N" if i == 0 else "?" for i, d in enumerate(shape)) + ")"

@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# A run folder (`digitrec train --out runs/NAME`) holds these. Named here, not in the torch-only
+# checkpoint module, so that finding a run's files (evaluate, export, the trainers) imports no torch.
+CHECKPOINT_NAME = "checkpoint.pt"  # the weights and their metadata, written atomically every epoch
+METRICS_NAME = "metrics.jsonl"  # one JSON row per epoch
+CONFIG_NAME = "config.json"  # the resolved training config
+
 
 def cache_root() -> Path:
     """`$XDG_CACHE_HOME/digitrec`, default `~/.cache/digitrec`."""

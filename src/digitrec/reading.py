@@ -9,21 +9,37 @@ the line), or - for a small atom - punctuation to skip. The best-scoring path is
 unless the line reader (`digitrec.line_reader`, which reads the whole line without cutting it)
 reads the line otherwise and the best path that reads as it does scores more once each string's
 line-reader log-probability is added (`_second_opinion`).
+
+Reading costs network calls per candidate run, so a page of hundreds of short strokes would cost
+many seconds: each image is read within a `ReadBudget` (lines, pieces of ink, candidate runs and
+seconds), counted before the networks run; past it `TooMuchToRead` is raised.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 import numpy as np
 
-from digitrec.errors import ImageError
+from digitrec.errors import ImageError, TooMuchToRead
 from digitrec.line_reader import greedy_decode, line_image, string_log_prob
 from digitrec.preprocess import load_grey
+from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.segment import Atom, Segmentation, TextLine, render_group, segment
 from digitrec.verifier import NOT_ONE_DIGIT
+
+if TYPE_CHECKING:  # for annotations only: runtime imports this module (in Recognizer.read)
+    from digitrec.runtime import Recognizer
+
+Run: TypeAlias = tuple[int, int]  # a run of atoms line.atoms[i:j], as (i, j)
+Plan: TypeAlias = list[list[Run]]  # the candidate runs of each line
+ReadPath: TypeAlias = list[tuple[int, int, int]]  # a line read: (first atom, end atom, digit), left to right
 
 MAX_ATOMS_PER_DIGIT = 6
 # Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
@@ -80,6 +96,77 @@ MIN_LINE_CONFIDENCE = 0.5
 LONE_DIGIT_CONFIDENCE = 0.95  # a second line of one digit must be read at least this surely
 
 
+@dataclass(frozen=True)
+class ReadBudget:
+    """The most work reading one image may take; past any limit `read_number` raises
+    `TooMuchToRead` ("too much to read: ..."). The counts are checked after segmentation, before
+    anything is rendered or goes through a network; the time between lines (and before the
+    networks run). Pass `ReadBudget(max_lines=...)` etc. to `Recognizer.read(image, budget=...)`;
+    a limit of None is no limit (`UNLIMITED`: none at all).
+
+    The defaults sit well above what real writing needs (below, and docs/read.md, "Work budget"):
+    every image of `benchmarks/read.py` reads exactly as without them. A hostile image (a page of
+    thousands of short strokes: tens of thousands of candidates, tens of seconds of CPU) is
+    refused for about what finding its ink costs."""
+
+    # Limits 3-6x the most any real or generated number needs. `benchmarks/read.py` (2026-12-06:
+    # 1,000 generated strings of 1-8 digits and the 219 real multi-digit rows of ../shared) needed at
+    # most 5 lines, 62 pieces in one line, 24 components and 68 pieces in an image, 361 candidates
+    # and 1.9-3.2 s per image (0.6 s on an idle machine; 3.2 s with its 2 cores shared 4-5 ways).
+    max_lines: int | None = 20  # text lines found
+    max_pieces_per_line: int | None = 300  # atoms (components and their slices) in one line
+    max_pieces: int | None = 400  # components before lines are formed, and atoms once cut
+    max_candidates: int | None = 1500  # runs of atoms rendered and classified (verifier + classifier)
+    max_seconds: float | None = 10.0  # wall clock from the start of the read (decoding included)
+
+    def check_counts(self, seg: Segmentation, plan: Plan) -> None:
+        """Raise TooMuchToRead if the segmentation `seg`, with candidate runs `plan` per line,
+        holds more than the budget allows (`segment` checks `max_pieces` itself, as it goes)."""
+        _refuse_over(len(seg.lines), self.max_lines, "lines of writing")
+        _refuse_over(max((len(line.atoms) for line in seg.lines), default=0), self.max_pieces_per_line,
+                     "pieces of ink in one line")
+        _refuse_over(sum(map(len, plan)), self.max_candidates, "candidate digits")
+
+    def deadline(self) -> Callable[[], None]:
+        """Start the clock -> a function that raises TooMuchToRead once `max_seconds` have passed."""
+        if self.max_seconds is None:
+            return _no_deadline
+        start, limit = time.monotonic(), self.max_seconds
+
+        def check() -> None:
+            spent = time.monotonic() - start
+            if spent > limit:
+                raise TooMuchToRead.too_slow(spent, limit)
+        return check
+
+
+def _refuse_over(count: int, limit: int | None, what: str) -> None:
+    if limit is not None and count > limit:
+        raise TooMuchToRead.over(count, what, limit)
+
+
+def _no_deadline() -> None:
+    pass
+
+
+DEFAULT_BUDGET = ReadBudget()
+UNLIMITED = ReadBudget(None, None, None, None, None)
+
+
+# The JSON `to_dict` gives (--json, the server's answers).
+class DigitJSON(TypedDict):
+    digit: int
+    confidence: float
+    box: list[int]  # x, y, w, h
+
+
+class ReadingJSON(TypedDict):
+    text: str
+    confidence: float
+    digits: list[DigitJSON]
+    lines: list[str]
+
+
 @dataclass
 class ReadDigit:
     digit: int
@@ -87,7 +174,7 @@ class ReadDigit:
     box: tuple[int, int, int, int]  # x, y, w, h in the input image's pixels
     image28: np.ndarray = field(repr=False)  # what the model saw
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> DigitJSON:
         return {"digit": self.digit, "confidence": round(float(self.confidence), 6),
                 "box": [int(v) for v in self.box]}
 
@@ -97,7 +184,7 @@ class Reading:
     """Digits read from one image, line by line (top to bottom)."""
 
     lines: list[list[ReadDigit]]
-    stages: dict = field(default_factory=dict, repr=False)  # for --debug
+    stages: Stages = field(default_factory=dict, repr=False)  # for --debug
 
     @property
     def digits(self) -> list[ReadDigit]:
@@ -117,7 +204,7 @@ class Reading:
         """Probability that the whole string is right, if the digits' errors are independent."""
         return float(np.prod([d.confidence for d in self.digits])) if self.digits else 0.0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> ReadingJSON:
         return {"text": self.text, "confidence": round(self.confidence, 6),
                 "digits": [d.to_dict() for d in self.digits], "lines": self.line_texts}
 
@@ -128,7 +215,7 @@ def shape_log_prior(width: float, height: float, line_height: float) -> np.ndarr
     about 0.9); runs far wider than their digit's are several digits, far narrower are slivers;
     runs much shorter than the line are fragments."""
     z = (np.log(max(width, 1.0) / max(height, 1.0)) - ASPECT_MU) / (ASPECT_SLACK * ASPECT_SD)
-    score = -ASPECT_WEIGHT * 0.5 * np.maximum(np.abs(z) - 1.0, 0.0) ** 2
+    score: np.ndarray = -ASPECT_WEIGHT * 0.5 * np.maximum(np.abs(z) - 1.0, 0.0) ** 2
     w, h = width / line_height, height / line_height
     if w > WIDE:
         score = score - WIDE_COST * (w - WIDE)
@@ -141,7 +228,7 @@ def shape_log_prior(width: float, height: float, line_height: float) -> np.ndarr
     return score
 
 
-def candidate_groups(line: TextLine) -> list[tuple[int, int]]:
+def candidate_groups(line: TextLine) -> list[Run]:
     atoms, n = line.atoms, len(line.atoms)
     groups = []
     for i in range(n):
@@ -174,7 +261,7 @@ def _white_gaps(run: list[Atom]) -> float:
     return gaps
 
 
-def run_scores(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+def run_scores(line: TextLine, groups: list[Run], probs: np.ndarray, one: np.ndarray) -> dict[Run, np.ndarray]:
     """Score of reading each run of atoms (i, j) as each digit -> {(i, j): float (10,)}: the digit
     model's log-probability `probs` (runs, 10), the shape prior, the verifier's log-probability
     `one` (runs,) that the run is one digit, and the costs of gaps and cuts; -inf for runs that
@@ -211,7 +298,7 @@ def run_scores(line: TextLine, groups, probs: np.ndarray, one: np.ndarray) -> di
     return score
 
 
-def sure_digits(line: TextLine, groups, probs: np.ndarray, verifier: np.ndarray) -> dict[tuple[int, int], int]:
+def sure_digits(line: TextLine, groups: list[Run], probs: np.ndarray, verifier: np.ndarray) -> dict[Run, int]:
     """Runs that are one whole connected component, uncut, that the digit model and the verifier
     (`verifier`: its (runs, 11) probabilities) both read as the same digit, the verifier with at
     least SURE_CONFIDENCE -> that digit. The line reader may not re-read or split these."""
@@ -224,8 +311,8 @@ def sure_digits(line: TextLine, groups, probs: np.ndarray, verifier: np.ndarray)
     return sure
 
 
-def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: str | None = None,
-              sure: dict[tuple[int, int], int] | None = None) -> tuple[float, list[tuple[int, int, int]]]:
+def best_path(line: TextLine, scores: dict[Run, np.ndarray], text: str | None = None,
+              sure: dict[Run, int] | None = None) -> tuple[float, ReadPath]:
     """Viterbi over atom boundaries: each step is one digit (a run of atoms) or skipped
     punctuation (`_skips`). With `text`, only paths that read exactly those digits count (each run
     scored as the digit it must be; a run in `sure` only as its sure digit, never split or merged
@@ -241,7 +328,7 @@ def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: s
     best = np.full((depth, n + 1), -np.inf)
     best[0, 0] = 0.0
     back: dict[tuple[int, int], tuple[int, int, int | None]] = {}
-    by_start: dict[int, list[tuple[int, int]]] = {}
+    by_start: dict[int, list[Run]] = {}
     for g in scores:
         by_start.setdefault(g[0], []).append(g)
     skips = _skips(line)
@@ -269,9 +356,9 @@ def best_path(line: TextLine, scores: dict[tuple[int, int], np.ndarray], text: s
         return total, []
     path = []
     while k > 0:
-        m_prev, a, d = back[(m, k)]
-        if d is not None:
-            path.append((a, k, d))
+        m_prev, a, digit = back[(m, k)]
+        if digit is not None:
+            path.append((a, k, digit))
         m, k = m_prev, a
     return total, path[::-1]
 
@@ -294,24 +381,38 @@ def _skips(line: TextLine) -> dict[int, list[int]]:
     return skips
 
 
-def render_candidates(seg: Segmentation) -> tuple[list[list[tuple[int, int]]], np.ndarray]:
-    """Every candidate run of atoms of every line, rendered MNIST-style -> (runs per line, uint8
-    (N, 28, 28) images, line by line). The verifier is trained on exactly these renderings."""
-    plan, images = [], []
-    for line in seg.lines:
-        groups = candidate_groups(line)
-        plan.append(groups)
+def candidate_plan(seg: Segmentation) -> Plan:
+    """The candidate runs of atoms of every line (`candidate_groups`): cheap, no rendering."""
+    return [candidate_groups(line) for line in seg.lines]
+
+
+def render_candidates(seg: Segmentation, plan: Plan | None = None,
+                      deadline: Callable[[], None] = _no_deadline) -> tuple[Plan, np.ndarray]:
+    """Every candidate run of atoms of every line (`plan`, default `candidate_plan(seg)`), rendered
+    MNIST-style -> (runs per line, uint8 (N, 28, 28) images, line by line). The verifier is
+    trained on exactly these renderings. `deadline` is called before each line."""
+    plan = candidate_plan(seg) if plan is None else plan
+    images = []
+    for line, groups in zip(seg.lines, plan):
+        deadline()
         images += [fit_and_centre(render_group(line.atoms[i:j], seg.ink, seg.stroke)) for i, j in groups]
     return plan, np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
 
 
-def classify_candidates(recognizer, seg: Segmentation):
+def classify_candidates(recognizer: Recognizer, seg: Segmentation, plan: Plan | None = None,
+                        deadline: Callable[[], None] = _no_deadline,
+                        ) -> tuple[Plan, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """The candidates of `render_candidates`, classified in one batch -> (runs per line, images,
     float32 (N, 10) digit probabilities, float32 (N, 11) the verifier's (the digits, then "not one
-    digit"), and per line the line reader's (columns, 11) log-probabilities)."""
-    plan, images = render_candidates(seg)
-    line_log_probs = [recognizer.line_reader.log_probs(line_image(line.atoms, seg.ink, seg.stroke, line.height))
-                      for line in seg.lines]
+    digit"), and per line the line reader's (columns, 11) log-probabilities). `deadline` is called
+    before each line and before the batch."""
+    plan, images = render_candidates(seg, plan, deadline)
+    line_log_probs = []
+    for line in seg.lines:
+        deadline()
+        line_log_probs.append(recognizer.line_reader.log_probs(line_image(line.atoms, seg.ink, seg.stroke,
+                                                                          line.height)))
+    deadline()
     if not len(images):
         return plan, images, np.zeros((0, 10), np.float32), np.zeros((0, 11), np.float32), line_log_probs
     # Uncalibrated (T = 1): the path scores and thresholds below were tuned on these probabilities.
@@ -319,12 +420,15 @@ def classify_candidates(recognizer, seg: Segmentation):
             recognizer.verifier.probabilities(images), line_log_probs)
 
 
-def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray, verifier: np.ndarray,
-                  line_log_probs: list[np.ndarray] | None = None) -> list[list[ReadDigit]]:
+def choose_digits(seg: Segmentation, plan: Plan, images: np.ndarray, probs: np.ndarray, verifier: np.ndarray,
+                  line_log_probs: list[np.ndarray] | None = None,
+                  deadline: Callable[[], None] = _no_deadline) -> list[list[ReadDigit]]:
     """The best path through each line's candidates, checked against the line reader's reading
-    when one is given -> the digits of the lines that read as numbers."""
+    when one is given -> the digits of the lines that read as numbers. `deadline` is called
+    before each line."""
     lines, offset = [], 0
     for n, (line, groups) in enumerate(zip(seg.lines, plan)):
+        deadline()
         index = {g: offset + k for k, g in enumerate(groups)}
         part = slice(offset, offset + len(groups))
         offset += len(groups)
@@ -343,7 +447,8 @@ def choose_digits(seg: Segmentation, plan, images: np.ndarray, probs: np.ndarray
     return _keep_number_lines(lines)
 
 
-def _second_opinion(line: TextLine, scores, sure, score: float, path, log_probs: np.ndarray):
+def _second_opinion(line: TextLine, scores: dict[Run, np.ndarray], sure: dict[Run, int], score: float,
+                    path: ReadPath, log_probs: np.ndarray) -> tuple[ReadPath, float]:
     """The segmentation's best path, or - when the line reader reads the line otherwise - the
     best path that reads as the line reader does, whichever scores more with the line reader's
     log-probability of its string (times LINE_WEIGHT) added. The boxes always come from a path.
@@ -364,8 +469,15 @@ def _second_opinion(line: TextLine, scores, sure, score: float, path, log_probs:
     return other_path, math.exp(theirs_line / len(other))
 
 
-def read_segmentation(recognizer, seg: Segmentation) -> list[list[ReadDigit]]:
-    return choose_digits(seg, *classify_candidates(recognizer, seg))
+def read_segmentation(recognizer: Recognizer, seg: Segmentation, budget: ReadBudget | None = None,
+                      deadline: Callable[[], None] | None = None) -> list[list[ReadDigit]]:
+    """The lines of digits in `seg`, read within `budget` (default `DEFAULT_BUDGET`). `deadline`:
+    a clock already started (`ReadBudget.deadline`), else one starts here."""
+    budget = DEFAULT_BUDGET if budget is None else budget
+    deadline = deadline or budget.deadline()
+    plan = candidate_plan(seg)
+    budget.check_counts(seg, plan)
+    return choose_digits(seg, *classify_candidates(recognizer, seg, plan, deadline), deadline=deadline)
 
 
 def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[list[ReadDigit]]:
@@ -383,7 +495,7 @@ def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[li
         return float(np.median([x.box[3] for x in d]))
 
     def weight(td: tuple[TextLine, list[ReadDigit]]) -> float:
-        return float(np.mean([x.confidence for x in td[1]])) * size(td[1]) ** 2 * len(td[1]) ** 0.5
+        return float(np.mean([x.confidence for x in td[1]])) * size(td[1]) ** 2 * float(len(td[1]) ** 0.5)
 
     main_line, main_digits = max(lines, key=weight)
     kept = []
@@ -403,13 +515,18 @@ def _box(run: list[Atom], scale: float) -> tuple[int, int, int, int]:
     return (int(x0 / scale), int(y0 / scale), max(1, round((x1 - x0) / scale)), max(1, round((y1 - y0) / scale)))
 
 
-def read_number(recognizer, image, *, debug: bool = False) -> Reading:
+def read_number(recognizer: Recognizer, image: str | Path | bytes | bytearray | np.ndarray, *,
+                debug: bool = False, budget: ReadBudget | None = None) -> Reading:
     """Path, bytes or array -> Reading. Raises ImageError('no digits found') when nothing in the
-    image reads as a digit."""
+    image reads as a digit, and TooMuchToRead (an ImageError) when reading it would take more
+    work than `budget` (default `DEFAULT_BUDGET`; `UNLIMITED` for no limit)."""
+    budget = DEFAULT_BUDGET if budget is None else budget
+    deadline = budget.deadline()
     grey = load_grey(image)
-    stages: dict | None = {} if debug else None
-    seg = segment(grey, stages)
-    lines = read_segmentation(recognizer, seg)
+    stages: Stages | None = {} if debug else None
+    seg = segment(grey, stages, max_pieces=budget.max_pieces, deadline=deadline)
+    deadline()
+    lines = read_segmentation(recognizer, seg, budget, deadline)
     if not lines:
         raise ImageError("no digits found")
     reading = Reading(lines)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -25,6 +25,15 @@ from digitrec.preprocess import load_grey, normalize_digit
 from digitrec.preprocess.digit import WORK_SIDE, digit_views
 
 DEFAULT_MODEL = "model.onnx"
+
+
+def without_frames(error: DigitrecError) -> DigitrecError:
+    """`error`, to be kept as an answer while the rest of a batch is worked on, without its
+    traceback and the exceptions behind it: their frames hold what the failed input was decoded
+    to (a 40 MP picture is 40-160 MB), which would otherwise live until the batch is answered."""
+    error.__traceback__ = None
+    error.__context__ = error.__cause__ = None
+    return error
 
 
 def default_model_path() -> Path:
@@ -61,6 +70,18 @@ class Recognizer:
 
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None,
                  min_confidence: float = 0.0):
+        """
+        model: an ONNX file (.onnx) or a Keras model (.keras, converted to ONNX once and cached);
+            None loads the model shipped with digitrec. Raises ModelError when it is missing, not a
+            model, or not a digit model (see `model_adapter` for the inputs and outputs accepted).
+        threads: onnxruntime's intra-op threads for this model and the reader's networks; None lets
+            onnxruntime choose (all cores). One suits a server answering requests side by side.
+        min_confidence: a probability in [0, 1]; an answer below it has `digit=None` and
+            `uncertain=True` (its `confidence` and `top` are still given). 0 always answers.
+
+        After loading, `card` is the model card (a dict: name, accuracy, how it was trained...;
+        just {"name": file stem} for a model without one) and `path` the ONNX file in use.
+        """
         path = resolve_model(model) if model else default_model_path()  # a .keras file -> its cached ONNX
         self.session, self.model_card = open_model(path, threads=threads)  # the card checked (ModelError if malformed)
         self.path = path
@@ -129,8 +150,13 @@ class Recognizer:
         (see `preprocess.digit.digit_views`); `predict` averages the model over them."""
         return digit_views(load_grey(image, max_side=WORK_SIDE), stages)
 
-    def predict(self, image, top: int = 3, debug: bool = False) -> Prediction:
-        """One image -> Prediction. `debug=True` keeps the preprocessing stages in `.stages`."""
+    def predict(self, image, top: int = 3, debug: bool = False):
+        """One image -> Prediction. `debug=True` keeps the preprocessing stages in `.stages`.
+        A uint8 (N, 28, 28) array is N digits already in MNIST form (ink = 255 on black): it gets a
+        list of N answers, as `predict_many` gives them (a Prediction, or the DigitrecError of an item
+        that failed). Any other array is one image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA."""
+        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[1:] == (28, 28):
+            return self.predict_many(list(image), top, debug=debug)
         stages: dict | None = {} if debug else None
         views = self.views(image, stages)
         probs = self.predict_probabilities(views).mean(axis=0)
@@ -149,7 +175,7 @@ class Recognizer:
             except DigitrecError as exc:
                 if stages:  # with debug, what was seen before it failed ('no ink found': why?)
                     exc.stages = stages
-                return exc, stages or {}
+                return without_frames(exc), stages or {}
 
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -160,6 +186,26 @@ class Recognizer:
             prepared = [prepare(image) for image in images]
         return self.answer_views([views for views, _ in prepared], top,
                                  stages=[stages for _, stages in prepared])
+
+    def predict_paths(self, sources: Iterable, top: int = 3, *, side: int = WORK_SIDE,
+                      workers: int | None = None, debug: bool = False) -> Iterator[Prediction | DigitrecError]:
+        """Image files (paths, or bytes; a DigitrecError stands for an input that already failed)
+        -> one Prediction or DigitrecError per input, in order, lazily: a folder of thousands of
+        photos at full speed (`digitrec.bulk`: worker processes, batched model calls).
+
+        `side` is the long side (px) big images are decoded at. The default, WORK_SIDE (640), is
+        what `predict` sees: the same answers as `predict(path)`. `bulk.BULK_SIDE` (320) decodes
+        big JPEGs at a reduced DCT scale, about twice as fast per photo and a little less accurate
+        (docs/throughput.md). Either way a file's answer depends on the file and `side` only, never
+        on how many files came with it: the number of files decides only how the work is spread
+        (worker processes from `bulk.MIN_FILES` files on, `workers` of them, default one per core).
+        `debug=True` keeps each input's preprocessing stages (in this process, one at a time)."""
+        from digitrec import bulk
+
+        sources = list(sources)
+        if debug or len(sources) < bulk.MIN_FILES:
+            workers = 1  # starting worker processes would cost more than they save
+        return bulk.predict_stream(self, sources, top=top, side=side, workers=workers, debug=debug)
 
     def answer_views(self, batch: list, top: int = 3, *, stages: list | None = None) -> list:
         """Views of many inputs (each uint8 (V, 28, 28), or the DigitrecError preparing it raised)
@@ -180,9 +226,12 @@ class Recognizer:
 
     # --- whole numbers ---
 
-    def read(self, image, *, debug: bool = False):
+    def read(self, image, *, debug: bool = False, budget=None):
         """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
-        per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page."""
+        per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
+        and `TooMuchToRead` (an ImageError) when reading would take more work than `budget`, a
+        `digitrec.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
+        writing needs; `reading.UNLIMITED` for none)."""
         from digitrec.reading import read_number
 
-        return read_number(self, image, debug=debug)
+        return read_number(self, image, debug=debug, budget=budget)

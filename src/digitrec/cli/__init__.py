@@ -20,6 +20,7 @@ COMMANDS = {
     "finetune": ("finetune", "finetune", "Teach a model your handwriting from your labelled digit images."),
     "predict": ("predict", "predict", "Predict the digit in your own images (photos, scans, drawings)."),
     "read": ("read", "read", "Read whole handwritten numbers from images."),
+    "batch": ("batch", "batch", "Answer whole archives of images into Parquet (local processes or Ray)."),
     "serve": ("serve", "serve", "Serve the HTTP API and the drawing page."),
 }
 

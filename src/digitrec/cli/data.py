@@ -94,6 +94,9 @@ def explore(data_dir, out, per_class, seed):
     """Write PNGs to look at: samples per class, class balance, mean images, pixel statistics."""
     from digitrec.data import load_mnist
     from digitrec.explore import write_exploration
+    from digitrec.extras import require
+
+    require("report", "matplotlib")
 
     train = load_mnist("train", data_dir)
     test = load_mnist("test", data_dir)

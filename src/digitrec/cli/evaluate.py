@@ -10,13 +10,15 @@ import click
 
 @click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/evaluate"),
-              show_default=True, help="Folder for report.html, the CSVs and the PNGs.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for report.html, the CSVs and the PNGs.  [default: out/evaluate for the shipped "
+                   "model, out/evaluate-NAME for MODEL (NAME: its run folder or file name)]")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="DIGITREC_DATA_DIR",
               help="A folder holding the MNIST files (raw or .gz). Tried before the cache and the network.")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images (a quick look).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (the last line of output).")
-def evaluate(model, out, data_dir, limit, as_json):
+@click.option("--force", is_flag=True, help="Replace the report of another model already in --out.")
+def evaluate(model, out, data_dir, limit, as_json, force):
     """Evaluate MODEL on the 10,000 MNIST test images and write a report.
 
     MODEL is an ONNX model (.onnx), a Keras model (.keras), a PyTorch checkpoint (.pt) or a run folder from
@@ -26,14 +28,17 @@ def evaluate(model, out, data_dir, limit, as_json):
 
     \b
     Examples:
-      digitrec evaluate                           # the shipped model
-      digitrec evaluate runs/cnn --out out/cnn      # a run folder (checkpoint.pt)
+      digitrec evaluate                           # the shipped model, into out/evaluate
+      digitrec evaluate runs/cnn                  # a run folder (checkpoint.pt), into out/evaluate-cnn
       digitrec evaluate model.onnx --json --limit 1000
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from digitrec.evaluate import evaluate_model
+    from digitrec.extras import require
+
+    require("report", "matplotlib", "seaborn")
 
     console = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -44,11 +49,25 @@ def evaluate(model, out, data_dir, limit, as_json):
         def progress(done, total):
             bar.update(task, completed=done, total=total)
 
-        summary = evaluate_model(model, out, data_dir=data_dir, limit=limit, progress=progress)
+        summary = evaluate_model(model, out or default_out(model), data_dir=data_dir, limit=limit,
+                                 progress=progress, replace=force)
     if as_json:
         click.echo(json.dumps(summary))
         return
     _print_summary(summary)
+
+
+def default_out(model: Path | None) -> Path:
+    """out/evaluate for the shipped model; out/evaluate-NAME for another, so that evaluating it never
+    overwrites the shipped model's report. NAME is a run folder's name (runs/cnn, runs/cnn/checkpoint.pt
+    -> cnn) or the file's stem (tutorial.keras -> tutorial)."""
+    if model is None:
+        return Path("out/evaluate")
+    from digitrec.paths import CHECKPOINT_NAME
+
+    in_run = model.name in (CHECKPOINT_NAME, "model.onnx") and model.resolve().parent.name
+    name = model.resolve().name if model.is_dir() else model.resolve().parent.name if in_run else model.stem
+    return Path("out") / f"evaluate-{name}"
 
 
 def _print_summary(summary: dict) -> None:

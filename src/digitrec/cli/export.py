@@ -49,6 +49,9 @@ def export(checkpoint, out, name, card_path, as_json, calibrate):
     if checkpoint.is_file() and suffix not in (".pt", ".pth"):
         raise DigitrecError(f"cannot export {checkpoint.name}: pass a digitrec run folder or its checkpoint.pt")
 
+    from digitrec.extras import require
+
+    require("train", "torch", "onnx")
     from rich.console import Console
 
     from digitrec.export import export_onnx
@@ -83,6 +86,9 @@ def _calibrate(model: Path, as_json: bool) -> None:
 
     if model.suffix.lower() != ".onnx":
         raise DigitrecError(f"--calibrate rewrites a digitrec .onnx model in place; got {model.name}")
+    from digitrec.extras import require
+
+    require("train", "torch", "onnx")  # the run's validation split comes from the training code
     card = calibrate_onnx(model, log=Console(stderr=True).print)
     if as_json:
         click.echo(json.dumps(card["calibration"]))

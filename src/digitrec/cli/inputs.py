@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from digitrec.errors import ImageError
+
 # Compared lower-cased: scans often come as `.Jpg` or `.PNG`.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp",
                             ".gif", ".pgm", ".ppm", ".pbm", ".pnm"})
@@ -30,9 +32,24 @@ def expand_paths(paths: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def read_input(path: str) -> bytes | str:
-    """'-' -> the bytes on standard input; anything else unchanged (the loader reads files)."""
+    """'-' -> the bytes on standard input, refused past the loader's file limit while reading
+    (`cat /dev/zero | digitrec predict -` stops at 50 MiB); anything else unchanged (the loader
+    reads files and refuses what is not a regular file). Raises ImageError."""
     if path == STDIN:
         import sys
 
-        return sys.stdin.buffer.read()
+        from digitrec.preprocess.load import read_capped
+
+        return read_capped(sys.stdin.buffer, "standard input")
     return path
+
+
+def input_or_error(path: str) -> bytes | str | ImageError:
+    """What to hand the recognizer for one command-line input, or the ImageError that answers it
+    at once (a folder with no images, standard input too large), so the other inputs go on."""
+    if path != STDIN and Path(path).is_dir():
+        return ImageError("folder holds no images")
+    try:
+        return read_input(path)
+    except ImageError as exc:
+        return exc

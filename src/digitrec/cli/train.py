@@ -44,17 +44,19 @@ def parse_settings(settings: tuple[str, ...]) -> dict:
 @click.option("--seed", type=int, help="Override the recipe's seed.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the peak learning rate.")
-@click.option("--threads", type=click.IntRange(min=0), help="torch threads (0 = all cores).")
+@click.option("--threads", type=click.IntRange(min=0), help="torch threads (default 0 = the cores no other process is busy on, looked at each epoch).")
 @click.option("--limit", type=click.IntRange(min=0),
               help="Use only N training images and N test images: the real command, cheap (CI, smoke tests).")
 @click.option("--no-augment", is_flag=True, help="Switch augmentation off.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Override any setting, e.g. --set augment.rotate=5 --set optimizer=sgd (repeatable).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+              help="Where to train: auto = a CUDA GPU when PyTorch sees one, else the CPU.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with its own config.")
 @click.option("--force", is_flag=True, help="Start over, replacing the checkpoint and metrics already in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line of stdout.")
 def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit, no_augment, settings,
-          resume, force, as_json):
+          device, resume, force, as_json):
     """Train a model from a recipe (mlp, fast, cnn, best) and save it to a run folder.
 
     \b
@@ -70,13 +72,24 @@ def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit
       digitrec train --recipe fast --out runs/fast --json
       digitrec train --recipe cnn --epochs 3 --set augment.enabled=false
       digitrec train --out runs/cnn --resume
+
+    \b
+    Several GPUs (or CPU processes): DDP through torchrun; rank 0 writes the run folder.
+      torchrun --nproc-per-node 4 -m digitrec train --recipe best --device cuda
     """
+    import os
+
     from rich.console import Console
 
-    from digitrec.checkpoint import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
+    from digitrec.extras import require
+
+    require("train", "torch")
+    from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
     from digitrec.train.config import TrainConfig, load_recipe, read_toml, validate
 
-    console = Console(stderr=True)
+    # In a torchrun run only rank 0 reports; the others train quietly.
+    quiet = os.environ.get("RANK", "0") != "0"
+    console = Console(stderr=True, quiet=quiet)
     ctx = click.get_current_context()
     out = out or Path("runs") / recipe
 
@@ -108,11 +121,13 @@ def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit
         if config_file is not None:
             read_toml(config_file)  # a clear error for a missing or broken file, before anything else
         config = load_recipe(recipe, config_file, overrides)
-        if force:
+        if force and not quiet:
             for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
                 (out / name).unlink(missing_ok=True)
 
-    summary = _run(config, out, resume, console)
+    summary = _run(config, out, resume, console, device)
+    if quiet:
+        return
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -121,7 +136,7 @@ def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit
                    f"{summary['train_seconds']:.1f} s of training; checkpoint {summary['checkpoint']}")
 
 
-def _run(config, out: Path, resume: bool, console) -> dict:
+def _run(config, out: Path, resume: bool, console, device: str) -> dict:
     """Run the training with a rich progress bar on stderr and one printed line per epoch."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -169,7 +184,7 @@ def _run(config, out: Path, resume: bool, console) -> dict:
         state["epoch"] = row["epoch"] + 1
 
     try:
-        summary = train(config, out, resume=resume, callbacks=Callbacks(on_start, on_batch, on_epoch))
+        summary = train(config, out, resume=resume, callbacks=Callbacks(on_start, on_batch, on_epoch), device=device)
     except KeyboardInterrupt:
         progress.stop()
         console.print(f"Interrupted; continue with: digitrec train --out {out} --resume")

@@ -27,10 +27,12 @@ def evaluate_model(
     data_dir: str | Path | None = None,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    replace: bool = False,
 ) -> dict:
     """Evaluate MODEL (.onnx, .pt, run folder; None = the shipped model) on the MNIST test set, write every
     artefact to OUT and return the summary (also written as summary.json). `limit` keeps the first N images;
-    `progress(done, total)` is called after each chunk of inference."""
+    `progress(done, total)` is called after each chunk of inference. A report of another model already in
+    OUT is replaced only with `replace=True` (the same model's report is refreshed)."""
     from digitrec import __version__
     from digitrec.data import load_mnist
     from digitrec.errors import DigitrecError
@@ -42,6 +44,10 @@ def evaluate_model(
         raise DigitrecError(f"--limit must be at least 1, got {limit}")
     source = open_model(model)
     out = Path(out)
+    previous = _reported_model(out)
+    if previous and previous != str(source.path) and not replace:
+        raise DigitrecError(f"{out} holds the report of another model ({previous}): pass --force to replace "
+                            f"it, or choose another --out")
     try:  # before the work, so a bad --out fails at once
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -84,3 +90,13 @@ def evaluate_model(
     summary["report_seconds"] = round(time.perf_counter() - start - seconds, 4)  # CSVs, figures, page
     atomic_write(files["summary"], json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _reported_model(out: Path) -> str | None:
+    """The model path in OUT's summary.json, or None when OUT holds no readable report."""
+    from digitrec.evaluate.report import FILES
+
+    try:
+        return str(json.loads((out / FILES["summary"]).read_text(encoding="utf-8"))["model"]["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -15,13 +15,12 @@ from typing import Callable
 import numpy as np
 
 from digitrec.errors import DigitrecError, ModelError
+from digitrec.paths import CHECKPOINT_NAME, METRICS_NAME
 
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-HISTORY_FILE = "metrics.jsonl"  # one JSON row per epoch, written by `digitrec train` in the run folder
-# In a folder given as MODEL, the first of these that exists is evaluated (`digitrec train` writes
-# checkpoint.pt; the names are spelled out here so that resolving a path never imports torch).
-RUN_FOLDER_MODELS = ("checkpoint.pt", "model.onnx")
+# In a folder given as MODEL, the first of these that exists is evaluated.
+RUN_FOLDER_MODELS = (CHECKPOINT_NAME, "model.onnx")
 
 
 @dataclass
@@ -66,8 +65,8 @@ def open_model(model: str | Path | None = None) -> ModelSource:
     if source.history:
         source.history_source = "model card" if source.kind == "onnx" else "checkpoint metadata"
     else:
-        source.history = read_history(path.parent / HISTORY_FILE)
-        source.history_source = str(path.parent / HISTORY_FILE) if source.history else None
+        source.history = read_history(path.parent / METRICS_NAME)
+        source.history_source = str(path.parent / METRICS_NAME) if source.history else None
     return source
 
 
@@ -92,13 +91,13 @@ def _open_onnx(path: Path) -> ModelSource:
 
 
 def _open_checkpoint(path: Path) -> ModelSource:
-    try:
-        import torch
+    from digitrec.extras import require
 
-        from digitrec.checkpoint import load_model
-    except ImportError as exc:
-        raise ModelError(f"evaluating a PyTorch checkpoint needs the training extra "
-                         f"(pip install 'digitrec[train]'): {exc}") from None
+    require("train", "torch")
+    import torch
+
+    from digitrec.checkpoint import load_model
+
     try:
         module, meta = load_model(path)
     except DigitrecError:

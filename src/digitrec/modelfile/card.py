@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,10 +85,10 @@ class ModelCard:
     output_kind: str | None = None
     labels: tuple[str, ...] | None = None
     temperature: float = 1.0  # card["calibration"]["temperature"]; 1.0 when the card has none
-    data: dict = field(default_factory=dict, compare=False)
+    data: dict[str, object] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes, where: str = "the model", *, require_input: bool = False) -> "ModelCard":
+    def from_json(cls, text: str | bytes, where: str = "the model", *, require_input: bool = False) -> ModelCard:
         try:
             data = json.loads(text)
         except (ValueError, TypeError) as exc:
@@ -95,7 +96,7 @@ class ModelCard:
         return cls.from_dict(data, where, require_input=require_input)
 
     @classmethod
-    def from_dict(cls, data, where: str = "the model", *, require_input: bool = False) -> "ModelCard":
+    def from_dict(cls, data: object, where: str = "the model", *, require_input: bool = False) -> ModelCard:
         def bad(what: str) -> ModelError:
             return ModelError(f"{where}: its model card is malformed: {what}")
 
@@ -136,7 +137,7 @@ class ModelCard:
         return json.dumps(self.data, indent=indent)
 
 
-def _version(value, bad) -> int:
+def _version(value: object, bad: Callable[[str], ModelError]) -> int:
     if value is None:
         return VERSION  # cards from before the format key (the shipped models) are version 1
     prefix = FORMAT.rsplit("/", 1)[0] + "/"
@@ -149,7 +150,7 @@ def _version(value, bad) -> int:
     return version
 
 
-def _temperature(calibration, bad) -> float:
+def _temperature(calibration: object, bad: Callable[[str], ModelError]) -> float:
     if calibration is None:
         return 1.0
     if not isinstance(calibration, dict):
@@ -160,21 +161,21 @@ def _temperature(calibration, bad) -> float:
     return float(value)
 
 
-def _string(spec: dict, key: str, bad, prefix: str = "") -> str | None:
+def _string(spec: dict[str, object], key: str, bad: Callable[[str], ModelError], prefix: str = "") -> str | None:
     value = spec.get(key)
     if value is not None and not isinstance(value, str):
         raise bad(f"{prefix}{key} should be a string, got {value!r}")
     return value
 
 
-def _number(spec: dict, key: str, default: float, bad) -> float:
+def _number(spec: dict[str, object], key: str, default: float, bad: Callable[[str], ModelError]) -> float:
     value = spec.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise bad(f"input.{key} should be a finite number, got {value!r}")
     return float(value)
 
 
-def _range(value, bad) -> tuple[float, float]:
+def _range(value: object, bad: Callable[[str], ModelError]) -> tuple[float, float]:
     if value is None:
         return (0.0, 1.0)
     if not isinstance(value, list) or len(value) != 2 or not all(

@@ -8,26 +8,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from digitrec.errors import ModelError
 from digitrec.modelfile.card import CARD_KEY, ModelCard
 
+if TYPE_CHECKING:  # imported where a model is opened: `import digitrec` stays light
+    from onnxruntime import InferenceSession
+
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """Logits -> probabilities along the last axis (the classes)."""
     e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    probabilities: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
     """Logits -> log-probabilities along the last axis, without overflow."""
     shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    log_probabilities: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return log_probabilities
 
 
-def open_session(path: Path | str, threads: int | None = None):
+def open_session(path: Path | str, threads: int | None = None) -> InferenceSession:
     """An onnxruntime CPU session for `path` (at most 4 threads by default). Raises ModelError with
     a message for the user when the file is not a model onnxruntime can load."""
     import onnxruntime as ort
@@ -41,7 +47,7 @@ def open_session(path: Path | str, threads: int | None = None):
         raise ModelError(f"cannot load {path} as an ONNX model: {exc}") from None
 
 
-def read_card(session, where: str = "the model", *, require_input: bool = False) -> ModelCard | None:
+def read_card(session: InferenceSession, where: str = "the model", *, require_input: bool = False) -> ModelCard | None:
     """The checked card in a session's metadata; None when the model has none (a model from elsewhere)."""
     meta = session.get_modelmeta().custom_metadata_map
     if CARD_KEY not in meta:
@@ -52,7 +58,7 @@ def read_card(session, where: str = "the model", *, require_input: bool = False)
 
 
 def open_model(path: Path | str, what: str = "model file", threads: int | None = None, *,
-               require_input: bool = False):
+               require_input: bool = False) -> tuple[InferenceSession, ModelCard | None]:
     """-> (session, card or None). A missing file is a ModelError that names it as `what`;
     `require_input` for the reader's own networks, whose cards must say how they are fed."""
     path = Path(path)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -27,11 +28,16 @@ from digitrec.files import atomic_path, atomic_write
 from digitrec.modelfile.card import CARD_KEY, FORMAT, ModelCard, card_path_for
 from digitrec.modelfile.read import softmax
 
+if TYPE_CHECKING:  # for annotations only: torch stays imported by torch_to_onnx alone
+    import torch
+    from onnxruntime import InferenceSession
+
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max abs difference of probabilities (or of raw outputs, scaled), ONNX vs the source
 
 
-def torch_to_onnx(model, path: Path, example: np.ndarray, dynamic_axes: dict) -> None:
+def torch_to_onnx(model: torch.nn.Module, path: Path, example: np.ndarray,
+                  dynamic_axes: dict[str, dict[int, str]]) -> None:
     """A PyTorch module -> ONNX at `path`: input `image`, output `logits`, the given dynamic axes."""
     import torch
 
@@ -42,22 +48,24 @@ def torch_to_onnx(model, path: Path, example: np.ndarray, dynamic_axes: dict) ->
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
 
 
-def torch_reference(model) -> Callable[[np.ndarray], np.ndarray]:
+def torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     """What the PyTorch model answers for a float32 batch (the parity check's reference)."""
     import torch
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model.eval()(torch.from_numpy(x)).numpy()
+            out: np.ndarray = model.eval()(torch.from_numpy(x)).numpy()
+        return out
 
     return run
 
 
 def write_model(out: Path | str, *, export: Callable[[Path], None], probes: Sequence[np.ndarray],
-                reference: Callable[[np.ndarray], np.ndarray], card: dict | Callable[..., dict],
+                reference: Callable[[np.ndarray], np.ndarray],
+                card: dict[str, object] | Callable[[InferenceSession, list[np.ndarray]], dict[str, object]],
                 compare: Callable[[np.ndarray], np.ndarray] = softmax, relative: bool = False,
-                output_index: int = 0, card_path: Path | str | None | bool = None,
-                source: str = "PyTorch", log: Callable[[str], None] = lambda m: None) -> dict:
+                output_index: int = 0, card_path: Path | str | Literal[False] | None = None,
+                source: str = "PyTorch", log: Callable[[str], None] = lambda m: None) -> dict[str, object]:
     """Write the ONNX model `out` and its card; return the card (with path, card_path, bytes).
 
     export(tmp)      writes the graph to the temporary path
@@ -117,7 +125,8 @@ def write_model(out: Path | str, *, export: Callable[[Path], None], probes: Sequ
     return result
 
 
-def rewrite_card(path: Path | str, card: dict, card_path: Path | str | None | bool = None) -> dict:
+def rewrite_card(path: Path | str, card: dict[str, object],
+                 card_path: Path | str | Literal[False] | None = None) -> dict[str, object]:
     """Replace only the card of the ONNX model at `path` (e.g. a refitted temperature); the graph,
     weights and every other metadata entry stay byte for byte (checked before the rename)."""
     import onnx

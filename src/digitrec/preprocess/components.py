@@ -8,6 +8,7 @@ crop's edge, trailing dots and specks do not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -29,7 +30,7 @@ class Blob:
     h: int
     area: int
     strength: float  # area x mean contrast
-    edges: frozenset  # which image borders it touches: "left", "right", "top", "bottom"
+    edges: frozenset[str]  # which image borders it touches: "left", "right", "top", "bottom"
     elongation: float = 1.0  # length / width along its principal axes (a slanted line is long too)
     angle: float = 0.0  # direction of its long axis, degrees in [0, 180)
     on_line: float = 0.0  # fraction of its pixels along an erased ruled line
@@ -98,7 +99,7 @@ def _principal_axes(pixels: np.ndarray) -> tuple[float, float]:
 
 
 def select_digit(mask: np.ndarray, contrast: np.ndarray, lines: np.ndarray | None = None,
-                 line_angles: list[float] | tuple = (), *,
+                 line_angles: Sequence[float] = (), *,
                  slivers: bool = True, labelled: Labels | None = None,
                  ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """-> (uint8 mask of the digit's blobs, bounding box x, y, w, h), or None when there is no digit.
@@ -151,7 +152,7 @@ def _fraction_on(labels: np.ndarray, n: int, lines: np.ndarray) -> np.ndarray:
     return inside / np.maximum(total, 1)
 
 
-def _parallel_rule(blob: Blob, shape: tuple[int, int], line_angles) -> bool:
+def _parallel_rule(blob: Blob, shape: tuple[int, int], line_angles: Sequence[float]) -> bool:
     """A long thin blob parallel to the ruled lines found on the page: a piece of another rule
     (cut short by the frame's corner, say) that was too short to be found. Long: a fifth of the
     image's short side, more than a loose bar of a digit."""

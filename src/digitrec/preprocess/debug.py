@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeAlias
 
 import cv2
 import numpy as np
+
+# The preprocessing steps collected for --debug: {stage name: uint8 (H, W) image}, in order.
+Stages: TypeAlias = dict[str, np.ndarray]
 
 TILE = 160  # px: the height of every stage in the strip
 LABEL = 18  # px: the caption band under each stage
 
 
-def stage_strip(stages: dict, caption: str | None = None) -> np.ndarray:
+def stage_strip(stages: Stages, caption: str | None = None) -> np.ndarray:
     """{name: uint8 (H, W) image} -> uint8 (H, W, 3) BGR strip: each stage scaled to TILE px high
     (small ones without smoothing, so 28x28 pixels stay visible), its name under it."""
     tiles = []
@@ -42,7 +46,7 @@ def stage_strip(stages: dict, caption: str | None = None) -> np.ndarray:
     return strip
 
 
-def write_strip(path: str | Path, stages: dict, caption: str | None = None) -> Path:
+def write_strip(path: str | Path, stages: Stages, caption: str | None = None) -> Path:
     return write_png(path, stage_strip(stages, caption))
 
 

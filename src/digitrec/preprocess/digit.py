@@ -10,6 +10,7 @@ import numpy as np
 
 from digitrec.errors import ImageError
 from digitrec.preprocess.components import select_digit
+from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.ink import find_ink, stroke_width
 
 # Analyse at most this long side: on the shared photo set 640 reads as well as 1600, at a quarter
@@ -33,12 +34,13 @@ def is_mnist_like(grey: np.ndarray) -> bool:
     return grey.shape == (SIZE, SIZE) and np.median(grey) < 40
 
 
-def normalize_digit(grey: np.ndarray, stages: dict | None = None) -> np.ndarray:
+def normalize_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> uint8 (28, 28), ink = 255. `stages` collects images for --debug."""
-    return digit_views(grey, stages, squeezes=(1.0,))[0]
+    mnist: np.ndarray = digit_views(grey, stages, squeezes=(1.0,))[0]
+    return mnist
 
 
-def digit_views(grey: np.ndarray, stages: dict | None = None,
+def digit_views(grey: np.ndarray, stages: Stages | None = None,
                 squeezes: tuple[float, ...] = VIEW_SQUEEZES) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> uint8 (V, 28, 28): the MNIST form of the digit, one view per
     horizontal squeeze factor (1.0 = as written). Averaging the model over narrowed views makes it
@@ -49,12 +51,13 @@ def digit_views(grey: np.ndarray, stages: dict | None = None,
     if is_mnist_like(grey):  # already in MNIST form: the model sees exactly it, as in `evaluate`
         if stages is not None:
             stages["mnist"] = grey
-        return grey.copy()[None]
+        one_view: np.ndarray = grey.copy()[None]
+        return one_view
     crop = find_digit(grey, stages)
     return np.stack([fit_and_centre(crop, stages if i == 0 else None, squeeze=s) for i, s in enumerate(squeezes)])
 
 
-def find_digit(grey: np.ndarray, stages: dict | None = None) -> np.ndarray:
+def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> float32 crop of the digit, ink 1 on 0, anti-aliased.
     Raises ImageError when there is no ink."""
     work = working_copy(grey)
@@ -89,11 +92,11 @@ def working_copy(grey: np.ndarray) -> np.ndarray:
     return grey
 
 
-def fit_and_centre(crop: np.ndarray, stages: dict | None = None, *, squeeze: float = 1.0) -> np.ndarray:
+def fit_and_centre(crop: np.ndarray, stages: Stages | None = None, *, squeeze: float = 1.0) -> np.ndarray:
     """Ink crop (ink bright; uint8 0-255 or float 0-1) -> uint8 (28, 28): the longer side scaled to
     20 px, strokes brought into MNIST's width range, then shifted so the centre of mass sits at the
     centre, as in LeCun et al.'s MNIST preparation. `squeeze` < 1 narrows the digit first."""
-    ink = crop.astype(np.float32) / (255.0 if crop.dtype == np.uint8 else 1.0)
+    ink: np.ndarray = crop.astype(np.float32) / (255.0 if crop.dtype == np.uint8 else 1.0)
     h, w = ink.shape
     if squeeze != 1.0:
         w = max(1, round(w * squeeze))
@@ -106,15 +109,15 @@ def fit_and_centre(crop: np.ndarray, stages: dict | None = None, *, squeeze: flo
     hi = normalize_stroke(hi, RENDER)
     small = cv2.resize(hi, (max(1, round(nw / RENDER)), max(1, round(nh / RENDER))), interpolation=cv2.INTER_AREA)
     sh, sw = small.shape
-    canvas = np.zeros((SIZE, SIZE), np.float32)
+    canvas: np.ndarray = np.zeros((SIZE, SIZE), np.float32)
     top, left = (SIZE - sh) // 2, (SIZE - sw) // 2
     canvas[top : top + sh, left : left + sw] = small
     m = cv2.moments(canvas)
     if m["m00"] > 0:
         dx, dy = SIZE / 2 - m["m10"] / m["m00"], SIZE / 2 - m["m01"] / m["m00"]
-        shift = np.float32([[1, 0, dx], [0, 1, dy]])
+        shift = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
         canvas = cv2.warpAffine(canvas, shift, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderValue=0)
-    out = np.clip(canvas * 255 + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(canvas * 255 + 0.5, 0, 255).astype(np.uint8)
     if stages is not None:
         stages["mnist"] = out
     return out

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from digitrec.preprocess.components import Labels, label_blobs
+from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.lines import remove_lines
 from digitrec.preprocess.noise import median_u8, paper_noise, percentile_whole, robust_sigma
 
@@ -45,12 +46,12 @@ class InkMap:
     bright_ink: bool  # the input had light ink on a dark background
     noise: float  # standard deviation of the paper's contrast
     lines: np.ndarray | None = None  # uint8 (H, W): bands where ruled lines were erased
-    line_angles: list = field(default_factory=list)  # their directions, degrees in [0, 180)
+    line_angles: list[float] = field(default_factory=list)  # their directions, degrees in [0, 180)
     flat: bool = False  # a digital drawing or a normalised scan (one exact grey covers much of it)
     labelled: Labels | None = None  # the mask's blobs, when labelled here (`select_digit` reuses them)
 
 
-def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
+def find_ink(grey: np.ndarray, stages: Stages | None = None) -> InkMap:
     """uint8 (H, W) grey, either polarity -> InkMap. Raises nothing: an empty mask means no ink."""
     if int(grey.max()) - int(grey.min()) < MIN_RANGE:  # one flat grey: nothing written
         empty = np.zeros(grey.shape, np.uint8)
@@ -62,6 +63,7 @@ def find_ink(grey: np.ndarray, stages: dict | None = None) -> InkMap:
     rough = _rough_ink(paper, even)
     # Measured where the rough mask is darkest: the pen, not the printed grid it touches.
     width = stroke_width(rough, paper) if rough.any() else 2.0
+    line_angles: list[float]
     for attempt in range(3):
         last = attempt == 2
         background = paper_brightness(paper, width)
@@ -109,7 +111,7 @@ def is_flat(grey: np.ndarray) -> bool:
     """One exact grey level covers much of the image: a digital drawing or a normalised scan."""
     # OpenCV's histogram of the pixels as one row: 5x quicker than np.bincount (exact below 2**24 pixels)
     counts = cv2.calcHist([grey.reshape(1, -1)], [0], None, [256], [0, 256])
-    return counts.max() >= FLAT_FRACTION * grey.size
+    return bool(counts.max() >= FLAT_FRACTION * grey.size)
 
 
 def ink_is_bright(grey: np.ndarray, evenly_lit: bool | None = None) -> bool:
@@ -164,7 +166,7 @@ def _rough_ink(paper: np.ndarray, evenly_lit: bool) -> np.ndarray:
     if evenly_lit:
         _, dark = cv2.threshold(paper, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
         return dark
-    deviation = paper.astype(np.float32) - _median_background(paper, 1 / 8)
+    deviation: np.ndarray = paper.astype(np.float32) - _median_background(paper, 1 / 8)
     noise = robust_sigma(deviation) + 1.0
     # Ink is the darkest thing on the page: faint rules, grid lines and grain fall below half of it.
     darkest = -percentile_whole(deviation, 0.05)

@@ -6,10 +6,14 @@ none of that is the digit, and a rule crossing a stroke would change its shape.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import cv2
 import numpy as np
 
 from digitrec.preprocess.noise import paper_noise
+
+Segment: TypeAlias = tuple[float, float, float, float]  # a straight line's ends: x0, y0, x1, y1
 
 MIN_SIDE = 128  # px: a smaller image is a cropped digit, with no rules to find
 FAINTEST = 0.015  # contrast: a printed rule can be this faint on a reduced copy
@@ -45,7 +49,8 @@ def remove_lines(contrast: np.ndarray, noise: float, *,
     visible = ((small > max(FAINTEST, 4 * small_noise)) * 255).astype(np.uint8)
     # Only thin things can be rules: drop the inside of fat strokes (fewer points to vote, and
     # the Hough transform's cost grows with them).
-    visible &= ~cv2.erode(visible, np.ones((5, 5), np.uint8))
+    inside: np.ndarray = cv2.erode(visible, np.ones((5, 5), np.uint8))
+    visible &= ~inside
     length = int((UNDERLINE_SPAN * small.shape[1]) if underline_only else LINE_SPAN * min(small.shape))
     gap = max(3, min(small.shape) // 100)
     if not _may_hold_segment(visible, length, gap):
@@ -114,13 +119,13 @@ def _may_hold_segment(visible: np.ndarray, length: int, gap: int) -> bool:
     return False
 
 
-def _is_underline(segment, height: int) -> bool:
+def _is_underline(segment: Segment, height: int) -> bool:
     x0, y0, x1, y1 = segment
     level = abs(np.degrees(np.arctan2(y1 - y0, x1 - x0))) % 180
-    return min(level, 180 - level) <= 8 and (y0 + y1) / 2 >= 0.6 * height
+    return bool(min(level, 180 - level) <= 8 and (y0 + y1) / 2 >= 0.6 * height)
 
 
-def _refine(contrast: np.ndarray, segment, thickness: int, threshold: float):
+def _refine(contrast: np.ndarray, segment: Segment, thickness: int, threshold: float) -> Segment:
     """The Hough segment, found on a reduced copy, is a pixel or two off: along it, find the inked
     pixel within two thicknesses across, and fit a line to those points at full resolution."""
     x0, y0, x1, y1 = (float(v) for v in segment)
@@ -139,10 +144,10 @@ def _refine(contrast: np.ndarray, segment, thickness: int, threshold: float):
     columns = np.arange(len(t))[inked]
     points = np.column_stack([xs[best[inked], columns], ys[best[inked], columns]]).astype(np.float32)
     vx, vy, cx, cy = cv2.fitLine(points, cv2.DIST_L2, 0, 0.01, 0.01).ravel()
-    return (cx - 100 * vx, cy - 100 * vy, cx + 100 * vx, cy + 100 * vy)
+    return (float(cx - 100 * vx), float(cy - 100 * vy), float(cx + 100 * vx), float(cy + 100 * vy))
 
 
-def _across_image(segment, w: int, h: int) -> tuple[int, int, int, int] | None:
+def _across_image(segment: Segment, w: int, h: int) -> tuple[int, int, int, int] | None:
     """The segment's line extended to the image's borders: (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = (float(v) for v in segment)
     dx, dy = x1 - x0, y1 - y0
@@ -161,7 +166,7 @@ def _across_image(segment, w: int, h: int) -> tuple[int, int, int, int] | None:
     return (round(x0 + a * dx), round(y0 + a * dy), round(x0 + b * dx), round(y0 + b * dy))
 
 
-def _support(contrast: np.ndarray, line, thickness: int, threshold: float) -> float:
+def _support(contrast: np.ndarray, line: Segment, thickness: int, threshold: float) -> float:
     """Fraction of the line's length along which it is inked (within half a thickness of it)."""
     x0, y0, x1, y1 = (float(v) for v in line)
     length = max(1.0, np.hypot(x1 - x0, y1 - y0))
@@ -175,7 +180,7 @@ def _support(contrast: np.ndarray, line, thickness: int, threshold: float) -> fl
     return float((contrast[py, px].max(axis=0) > threshold).mean())
 
 
-def _line_profile(contrast: np.ndarray, segment, thickness: int) -> tuple[float, float]:
+def _line_profile(contrast: np.ndarray, segment: Segment, thickness: int) -> tuple[float, float]:
     """-> (the line's contrast, the contrast beside it at two thicknesses on either side): medians
     along the segment, which ignore the few places where a digit crosses it."""
     x0, y0, x1, y1 = (float(v) for v in segment)

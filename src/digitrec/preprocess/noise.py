@@ -80,7 +80,8 @@ def paper_noise(contrast: np.ndarray) -> float:
     if rows.shape[1] < 2:
         return 0.0
     differences = np.abs(np.diff(rows, axis=1))
-    return 1.4826 * median(differences) / np.sqrt(2)
+    sigma: float = 1.4826 * median(differences) / np.sqrt(2)  # np.float64: float32 maps compare to it in float64
+    return sigma
 
 
 def median(values: np.ndarray) -> float:

@@ -20,10 +20,14 @@ depends on the resolution of the input.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from digitrec.errors import TooMuchToRead
+from digitrec.preprocess.debug import Stages
 
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
@@ -164,7 +168,8 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     seeded = np.zeros(n, bool)
     seeded[np.unique(labels[ink >= high])] = True
     seeded[0] = False
-    return seeded[labels]
+    kept: np.ndarray = seeded[labels]
+    return kept
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -192,13 +197,13 @@ def rule_angles(mask: np.ndarray, length: float) -> tuple[list[float], list[floa
         found[family][key] = found[family].get(key, 0.0) + float(np.hypot(x2 - x1, y2 - y1))
     out = []
     for family in ("h", "v"):
-        tilts = sorted(found[family], key=found[family].get, reverse=True)[:3]
+        tilts = sorted(found[family], key=lambda tilt: found[family][tilt], reverse=True)[:3]
         out.append(sorted(set([0.0] + tilts)))
     return out[0], out[1]
 
 
-def erase_rules(ink: np.ndarray, length: float, horizontal: list[float] = (0.0,),
-                vertical: list[float] = (0.0,)) -> np.ndarray:
+def erase_rules(ink: np.ndarray, length: float, horizontal: Sequence[float] = (0.0,),
+                vertical: Sequence[float] = (0.0,)) -> np.ndarray:
     """Subtract straight lines longer than `length` px, at the given tilts (degrees) from
     horizontal and from vertical, from the ink map (ruled lines, grids, underlines, frame edges).
     A grey opening along the line keeps, at each pixel, the weakest ink of the run through it,
@@ -251,20 +256,27 @@ def group_lines(atoms: list[Atom], height: float) -> list[TextLine]:
     big = sorted((a for a in atoms if a.h >= SMALL_ATOM * height), key=lambda a: a.x)
     small = [a for a in atoms if a.h < SMALL_ATOM * height]
     lines: list[list[Atom]] = []
+    # Each line is compared by its last few atoms, so a drifting baseline is followed: their median
+    # top and bottom, kept per line and updated when it grows (not recomputed for every atom and
+    # line: a page of thousands of specks in dozens of rows made that seconds).
+    spans: list[tuple[float, float]] = []
+
+    def span(line: list[Atom]) -> tuple[float, float]:
+        recent = line[-3:]
+        return np.median([b.y for b in recent]), np.median([b.y + b.h for b in recent])
+
     for a in big:
         best, best_overlap = None, 0.0
-        for line in lines:
-            # Compare with the line's last few atoms, so a drifting baseline is followed.
-            recent = line[-3:]
-            top = np.median([b.y for b in recent])
-            bottom = np.median([b.y + b.h for b in recent])
+        for n, (top, bottom) in enumerate(spans):
             overlap = (min(bottom, a.y + a.h) - max(top, a.y)) / min(a.h, bottom - top)
             if overlap > best_overlap:
-                best, best_overlap = line, overlap
+                best, best_overlap = n, overlap
         if best is not None and best_overlap >= 0.4:
-            best.append(a)
+            lines[best].append(a)
+            spans[best] = span(lines[best])
         else:
             lines.append([a])
+            spans.append(span(lines[-1]))
     result = []
     for line in lines:
         line_height = float(np.median([a.h for a in line]))
@@ -310,7 +322,7 @@ def _cut_cost(on_ink: np.ndarray, stroke: float) -> float:
     """How much a cut destroys, in strokes: each stroke it crosses counts one; a cut that runs
     a long way through ink (along the contact of two digits pressed together) counts extra."""
     runs = int(np.count_nonzero(np.diff(on_ink.astype(np.int8)) == 1) + on_ink[0])
-    length = on_ink.sum() / max(stroke, 1.0)
+    length: float = on_ink.sum() / max(stroke, 1.0)
     return runs + 0.3 * max(0.0, length - 1.5 * runs)
 
 
@@ -319,8 +331,8 @@ def _contour_valleys(mask: np.ndarray, height: float, margin: int) -> list[tuple
     the lower contour (or running straight down from either when it has no partner)."""
     h, w = mask.shape
     inked = mask.any(axis=0)
-    top = np.where(inked, mask.argmax(axis=0), h).astype(np.float32)
-    bottom = np.where(inked, h - 1 - mask[::-1].argmax(axis=0), -1).astype(np.float32)
+    top: np.ndarray = np.where(inked, mask.argmax(axis=0), h).astype(np.float32)
+    bottom: np.ndarray = np.where(inked, h - 1 - mask[::-1].argmax(axis=0), -1).astype(np.float32)
     sigma = max(1.0, 0.03 * height)
     top = cv2.GaussianBlur(top[None], (0, 0), sigmaX=sigma).ravel()
     bottom = cv2.GaussianBlur(bottom[None], (0, 0), sigmaX=sigma).ravel()
@@ -430,9 +442,13 @@ def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:
     return Atom(int(x + x0), int(y + y0), int(x1 - x0), int(y1 - y0), mask[y0:y1, x0:x1].copy())
 
 
-def segment(grey: np.ndarray, stages: dict | None = None, *, cut: bool = True) -> Segmentation:
+def segment(grey: np.ndarray, stages: Stages | None = None, *, cut: bool = True, max_pieces: int | None = None,
+            deadline: Callable[[], None] | None = None) -> Segmentation:
     """uint8 grey image -> lines of over-segmented atoms at working scale. `cut=False` leaves the
-    components whole (the line reader's training data needs only the lines: 4x faster)."""
+    components whole (the line reader's training data needs only the lines: 4x faster).
+    `max_pieces`: raise TooMuchToRead as soon as there are more components, or more atoms once
+    cut, than this (grouping and cutting thousands of specks is itself seconds of work);
+    `deadline` is called before each line is cut (`digitrec.reading.ReadBudget`)."""
     # The ink is found at the input's resolution (at most WORK_MAX_SIDE), where its stroke
     # widths are the ones the lighting model expects; small inputs are enlarged afterwards.
     scale = working_scale(grey.shape)
@@ -461,11 +477,20 @@ def segment(grey: np.ndarray, stages: dict | None = None, *, cut: bool = True) -
     atoms = [a for a in atoms if a.area >= max(6, 0.5 * stroke * stroke) and a.area >= 0.002 * height * height]
     # Not characters: taller than three digits (frame edges), or long thin lines.
     atoms = [a for a in atoms if a.h <= 3 * height and not (a.w > 2 * height and a.h < 3 * stroke)]
+    if max_pieces is not None and len(atoms) > max_pieces:
+        raise TooMuchToRead.over(len(atoms), "pieces of ink", max_pieces)
     lines = group_lines(atoms, height) if height > 0 else []
+    count = sum(len(line.atoms) for line in lines)  # atoms, growing as components are cut
     for line in lines if cut else []:
+        if deadline is not None:
+            deadline()
         pieces = []
         for number, a in enumerate(line.atoms):
-            for p in split_touching(a, line.height, stroke):
+            cut_up = split_touching(a, line.height, stroke)
+            count += len(cut_up) - 1
+            if max_pieces is not None and count > max_pieces:
+                raise TooMuchToRead.over(count, "pieces of ink", max_pieces)
+            for p in cut_up:
                 p.component = number
                 pieces.append(p)
         line.atoms = pieces
@@ -493,4 +518,5 @@ def render_group(atoms: list[Atom], ink: np.ndarray, stroke: float) -> np.ndarra
     part = ink[ys0 : y1 + pad, xs0 : x1 + pad].astype(np.float32)
     window[ys0 - (y0 - pad) : ys0 - (y0 - pad) + part.shape[0], xs0 - (x0 - pad) : xs0 - (x0 - pad) + part.shape[1]] = part
     level = float(np.percentile(window[mask > 0], 90)) if mask.any() else 1.0
-    return np.clip(window / max(level, 1.0), 0, 1) * (keep > 0)
+    crop: np.ndarray = np.clip(window / max(level, 1.0), 0, 1) * (keep > 0)
+    return crop

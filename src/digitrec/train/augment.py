@@ -60,7 +60,7 @@ def fill_box_affine(x: torch.Tensor, chosen: torch.Tensor, max_stretch: float = 
     n = x.shape[0]
     ink = x[:, 0] > INK_THRESHOLD  # (N, 28, 28)
     cols, rows = ink.any(1), ink.any(2)  # (N, 28) each
-    idx = torch.arange(SIZE)
+    idx = torch.arange(SIZE, device=x.device)
 
     def extent(mask):  # first and one-past-last ink index, in pixel-edge units
         first = torch.where(mask, idx, SIZE).amin(1).float()
@@ -75,7 +75,7 @@ def fill_box_affine(x: torch.Tensor, chosen: torch.Tensor, max_stretch: float = 
     fy = (BOX / (y1 - y0).clamp(min=1)).clamp(max=max_stretch)
     # Pixel-edge coordinate u in [0, 28] is u / 14 - 1 normalised; the box centre goes to 0.
     cx, cy = (x0 + x1) / SIZE - 1, (y0 + y1) / SIZE - 1
-    one, zero = torch.ones(n), torch.zeros(n)
+    one, zero = torch.ones(n, device=x.device), torch.zeros(n, device=x.device)
     fx, fy = torch.where(chosen, fx, one), torch.where(chosen, fy, one)
     cx, cy = torch.where(chosen, cx, zero), torch.where(chosen, cy, zero)
     return torch.stack([torch.stack([fx, zero, -fx * cx], 1), torch.stack([zero, fy, -fy * cy], 1)], 1)
@@ -97,7 +97,7 @@ def invert(forward: torch.Tensor) -> torch.Tensor:
 def elastic_offsets(n: int, pixels: float, chosen: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """(N, 28, 28, 2) smooth random displacements (normalised units): a coarse 4x4 random field
     upsampled bicubically, the cheap equivalent of Simard's Gaussian-smoothed noise."""
-    coarse = torch.rand(n, 2, 4, 4, generator=gen) * 2 - 1
+    coarse = (torch.rand(n, 2, 4, 4, generator=gen) * 2 - 1).to(chosen.device)
     field = F.interpolate(coarse, size=(SIZE, SIZE), mode="bicubic", align_corners=True)
     field = field * (pixels * 2 / SIZE) * chosen.float()[:, None, None, None]
     return field.permute(0, 2, 3, 1)
@@ -107,7 +107,8 @@ def draw_segments(x: torch.Tensor, start: torch.Tensor, end: torch.Tensor, width
                   chosen: torch.Tensor) -> torch.Tensor:
     """Draw one anti-aliased line per chosen image: start/end (N, 2) as (x, y) pixel centres,
     width (N,) in pixels. Ink is the max of the old ink and the stroke."""
-    ys, xs = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32),
+    ys, xs = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32, device=x.device),
+                            torch.arange(SIZE, dtype=torch.float32, device=x.device),
                             indexing="ij")
     p = torch.stack([xs, ys], -1)[None]  # (1, 28, 28, 2)
     a, d = start[:, None, None, :], (end - start)[:, None, None, :]
@@ -121,19 +122,19 @@ def add_glyph_variants(x: torch.Tensor, labels: torch.Tensor, p: float, gen: tor
     """With probability p per image: a '1' gets a long flag from its top down to the left (or a foot
     along its bottom), a '7' a crossbar through its stem. Positions come from the ink itself."""
     n = x.shape[0]
-    chosen = _chance(n, p, gen)
-    foot = _chance(n, 0.3, gen)  # of the chosen 1s, these get a foot instead of a flag
-    u = torch.rand(n, 4, generator=gen)
+    chosen = _chance(n, p, gen).to(x.device)
+    foot = _chance(n, 0.3, gen).to(x.device)  # of the chosen 1s, these get a foot instead of a flag
+    u = torch.rand(n, 4, generator=gen).to(x.device)
     width = 1.6 + u[:, 3]  # MNIST strokes are ~2-3 px wide
     ink = x[:, 0] > 0.5
     rows = ink.any(2)
-    idx = torch.arange(SIZE)
+    idx = torch.arange(SIZE, device=x.device)
     y0 = torch.where(rows, idx, SIZE).amin(1)
     y1 = torch.where(rows, idx, -1).amax(1)
     height = (y1 - y0 + 1).clamp(min=1).float()
 
     def ink_x_at(row: torch.Tensor) -> torch.Tensor:  # mean x of the ink in that row
-        mask = ink[torch.arange(n), row.clamp(0, SIZE - 1)].float()
+        mask = ink[torch.arange(n, device=x.device), row.clamp(0, SIZE - 1)].float()
         return (mask * idx).sum(1) / mask.sum(1).clamp(min=1)
 
     top_x, bottom_x = ink_x_at(y0), ink_x_at(y1)
@@ -190,13 +191,15 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
         return x
     n = x.shape[0]
     # Draw every random number whatever the settings, so switching one part off leaves the others'
-    # streams unchanged.
-    thicken = _chance(n, 0.5, gen)
-    stroke = _chance(n, cfg.stroke_p, gen)
-    amount = torch.randint(1, max(1, round(cfg.stroke_px)) + 1, (n,), generator=gen)
-    fill = _chance(n, cfg.fill_p, gen)
-    elastic = _chance(n, cfg.elastic_p, gen)
-    affine = random_affine(n, cfg, gen)
+    # streams unchanged. They come from the CPU generator `gen` on every device (the same numbers
+    # on CPU and GPU), then move to the batch's device.
+    device = x.device
+    thicken = _chance(n, 0.5, gen).to(device)
+    stroke = _chance(n, cfg.stroke_p, gen).to(device)
+    amount = torch.randint(1, max(1, round(cfg.stroke_px)) + 1, (n,), generator=gen).to(device)
+    fill = _chance(n, cfg.fill_p, gen).to(device)
+    elastic = _chance(n, cfg.elastic_p, gen).to(device)
+    affine = random_affine(n, cfg, gen).to(device)
     offsets = elastic_offsets(n, cfg.elastic_px, elastic, gen)
 
     if cfg.glyph_p > 0 and labels is not None:

@@ -60,7 +60,7 @@ class TrainConfig:
     ema: float = 0.998  # decay of the exponential moving average of the weights; 0 = off
     val_size: int = 5000  # images held out from the 60,000 for validation; 0 = train on all
     seed: int = 0
-    threads: int = 0  # torch.set_num_threads; 0 = all cores
+    threads: int = 0  # torch.set_num_threads; 0 = the cores not busy elsewhere (train.threads)
     limit: int = 0  # use only this many training images (and as many test images); 0 = all
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

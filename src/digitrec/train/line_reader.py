@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from digitrec.errors import DataError, DigitrecError, ModelError
 from digitrec.line_reader import BLANK, HEIGHT, STRIDE, greedy_decode
 from digitrec.modelfile import ModelCard
 from digitrec.models import Normalize, conv_bn
@@ -126,7 +127,7 @@ def cached_data(out: Path, numbers: int, seed: int, workers: int) -> dict:
         with np.load(cache) as f:
             made = (int(f["numbers"]), int(f["seed"]))
             if made != (numbers, seed):
-                raise SystemExit(f"{cache} was made with --numbers {made[0]} --seed {made[1]}: use another --out")
+                raise DataError(f"{cache} was made with --numbers {made[0]} --seed {made[1]}: use another --out")
             return {name: (_unpack(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
                     for name in ("train", "test")}
     data = build_data(numbers, seed, workers)
@@ -218,9 +219,10 @@ def _card(model: nn.Module, accuracy: float, test_texts: list[str], argv: list[s
             "torch": str(torch.__version__), "commit": source_commit(), "command": command}
 
 
-def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) -> None:
+def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) -> tuple[float, int]:
     """The finished runs in `runs` (each a --out folder) -> one ONNX line reader that averages
-    their probabilities, measured on the first run's held-out lines."""
+    their probabilities, measured on the first run's held-out lines. -> (its held-out string
+    accuracy, how many lines that was measured on)."""
     members, about = [], []
     for run in runs:
         state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
@@ -236,10 +238,8 @@ def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) ->
                       "test_string_accuracy": history[-1]["test_string_accuracy"] if history else None})
     ensemble = Ensemble(members).eval()
     accuracy = evaluate(ensemble, test_images, test_texts)
-    print(f"average of {len(members)} line readers: held-out string accuracy {accuracy:.2%} "
-          f"on {len(test_texts):,} lines of {runs[0].name}")
     export(ensemble, path, _card(ensemble, accuracy, test_texts, argv, members=about), test_images[:200])
-    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return accuracy, len(test_texts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -259,11 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.average:
         if not args.export:
-            raise SystemExit("--average needs --export PATH")
+            parser.error("--average needs --export PATH")
         missing = [str(run) for run in args.average if not (run / CHECKPOINT).is_file() or not (run / CACHE).is_file()]
         if missing:
-            raise SystemExit(f"not a finished line-reader run (no {CHECKPOINT} or {CACHE}): {', '.join(missing)}")
-        average_runs(args.average, args.export, argv)
+            raise ModelError(f"not a finished line-reader run (no {CHECKPOINT} or {CACHE}): {', '.join(missing)}")
+        accuracy, lines = average_runs(args.average, args.export, argv)
+        print(f"average of {len(args.average)} line readers: held-out string accuracy {accuracy:.2%} "
+              f"on {lines:,} lines of {args.average[0].name}")
+        print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
         return
 
     from rich.progress import track
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     checkpoint = args.out / CHECKPOINT
     if checkpoint.exists() and not args.resume:
-        raise SystemExit(f"{checkpoint} already exists: pass --resume to continue that run, or choose another --out")
+        raise DigitrecError(f"{checkpoint} already exists: pass --resume to continue that run, or choose another --out")
     data = cached_data(args.out, args.numbers, args.seed, args.workers)
     train_images, train_texts = data["train"]
     test_images, test_texts = data["test"]
@@ -324,4 +327,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()  # the script's own output is main's; the functions above only return and raise
+    except DigitrecError as exc:
+        sys.exit(f"Error: {exc}")

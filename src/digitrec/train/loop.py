@@ -8,6 +8,11 @@ Reproducibility and resume: every epoch draws its shuffling, augmentation and dr
 generators seeded by (seed, epoch), and the learning rate is a pure function of the step. So a run
 killed after epoch k and resumed from its checkpoint (weights, optimizer, EMA) repeats exactly what
 the uninterrupted run would have done, and ends with the same weights.
+
+Devices and processes (digitrec.train.device): the data sit on the device as one uint8 tensor; on
+CUDA the forward pass runs under bfloat16 autocast. Under `torchrun --nproc-per-node N` each process
+takes 1/N of every batch (the same global batch and learning rate as one process) and DDP averages
+the gradients; rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +37,8 @@ from digitrec.files import atomic_write
 from digitrec.models import build_model, count_flops, count_parameters
 from digitrec.train.augment import augment_batch
 from digitrec.train.config import TrainConfig
+from digitrec.train.device import Placement, finish, start
+from digitrec.train.threads import default_threads
 
 SPLIT_SEED = 20240601  # fixes which training images form the validation set, for every run
 EVAL_BATCH = 1000
@@ -146,7 +152,7 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor
     model.eval()
     out = [model(as_float(images[i : i + EVAL_BATCH])) for i in range(0, len(images), EVAL_BATCH)]
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, 10)
+    return torch.cat(out).float() if out else torch.zeros(0, 10, device=images.device)
 
 
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float | None, float | None]:
@@ -169,16 +175,28 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
-          callbacks: Callbacks | None = None, data: dict | None = None) -> dict:
+          callbacks: Callbacks | None = None, data: dict | None = None, device: str = "auto") -> dict:
     """Train `config` into `out_dir` (checkpoint.pt, metrics.jsonl, config.json) and return a summary:
     recipe, epochs, seed, train_seconds, test_accuracy, test_loss, val_accuracy, checkpoint, ...
 
-    `data` ({'train': (x, y), 'test': (x, y)} of uint8 arrays) defaults to the real MNIST."""
-    callbacks = callbacks or Callbacks()
-    out_dir = Path(out_dir)
+    `data` ({'train': (x, y), 'test': (x, y)} of uint8 arrays) defaults to the real MNIST.
+    `device`: auto (CUDA when present), cpu, cuda or mps. Started by torchrun, this process is one
+    of a DDP run (see digitrec.train.device)."""
+    placement = start(device)
+    try:
+        return _train(config, Path(out_dir), resume, callbacks or Callbacks(), data, placement)
+    finally:
+        finish(placement)
+
+
+def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callbacks, data: dict | None,
+           placement: Placement) -> dict:
+    dev, main = placement.device, placement.is_main
+    if not main:
+        callbacks = Callbacks()  # one process reports
     checkpoint_path = out_dir / ckpt.CHECKPOINT_NAME
     metrics_path = out_dir / ckpt.METRICS_NAME
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(config.threads or default_threads(placement.world))
 
     state = None
     if resume:
@@ -189,21 +207,26 @@ def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
         if saved != config.to_dict():
             raise DigitrecError(f"{out_dir} was trained with a different config; resume it with its own "
                                 f"config ({out_dir / ckpt.CONFIG_NAME}) or start a new run folder")
-    elif checkpoint_path.exists():
+    elif checkpoint_path.exists() and placement.is_main:  # the others may start before rank 0 clears --force
         raise DigitrecError(f"{checkpoint_path} already exists: pass --resume to continue that run, "
                             "--force to start it over, or choose another --out")
 
     if data is None:
         data = {"train": load_mnist("train"), "test": load_mnist("test")}
-    sets = split_data(config, data["train"], data["test"])
+    # All of MNIST as uint8 on the device (~55 MB): batches are indexed there, never copied over.
+    sets = {name: (x.to(dev), y.to(dev)) for name, (x, y) in split_data(config, data["train"], data["test"]).items()}
     x_train, y_train = sets["train"]
     steps_per_epoch = len(x_train) // config.batch_size  # the last partial batch is dropped
     if steps_per_epoch == 0:
         raise DigitrecError(f"only {len(x_train)} training images: fewer than one batch of {config.batch_size}")
+    if config.batch_size % placement.world:
+        raise DigitrecError(f"batch size {config.batch_size} does not split over {placement.world} processes; "
+                            f"pass a --batch-size divisible by {placement.world}")
+    share = config.batch_size // placement.world  # this process's part of every batch
 
     torch.manual_seed(config.seed)
     # channels-last runs oneDNN's fast convolution kernels (2-3x faster here); same weights either way.
-    model = build_model(config.architecture, **config.model).to(memory_format=torch.channels_last)
+    model = build_model(config.architecture, **config.model).to(dev, memory_format=torch.channels_last)
     meta = {
         "recipe": config.recipe,
         "architecture": config.architecture,
@@ -225,6 +248,8 @@ def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
         "data_sha256": data_hashes(),
         "torch": str(torch.__version__),
         "threads": torch.get_num_threads(),
+        "device": dev.type,
+        "processes": placement.world,
     }
     optimizer = make_optimizer(config, model)
     average = WeightAverage(model, config.ema) if config.ema else None
@@ -235,33 +260,46 @@ def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
             average.model.load_state_dict(state["train_state"]["ema"])
         meta.update({k: state["meta"][k] for k in ("epoch", "train_seconds", "history", "created", "commit",
                                                     "val_accuracy", "test_accuracy", "test_loss")})
-    else:
+    elif main:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(out_dir / ckpt.CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
-    # metrics.jsonl always mirrors the checkpoint's history (a kill may have come between the two).
-    atomic_write(metrics_path, "".join(json.dumps(row) + "\n" for row in meta["history"]))
+    if main:  # metrics.jsonl always mirrors the checkpoint's history (a kill may have come between the two)
+        atomic_write(metrics_path, "".join(json.dumps(row) + "\n" for row in meta["history"]))
+    stepped = model
+    if placement.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Starts every process from rank 0's weights; averages the gradients in backward().
+        stepped = DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
 
     final = average.model if average else model
     callbacks.on_start({**meta, "steps_per_epoch": steps_per_epoch, "start_epoch": meta["epoch"] + 1})
 
     for epoch in range(meta["epoch"] + 1, config.epochs + 1):
+        if not config.threads:  # auto: a neighbour may have come or gone since the last epoch
+            torch.set_num_threads(default_threads(placement.world))
         started = time.perf_counter()
-        gen = _epoch_generator(config.seed, epoch)
-        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout
+        gen = _epoch_generator(config.seed, epoch)  # the order: the same in every process
+        # Augmentation: one process draws from `gen` itself (as it always has); in a DDP run each
+        # process gets its own stream, so the processes' images are not distorted alike.
+        aug_gen = gen if placement.world == 1 else _epoch_generator(config.seed + 7919 * (placement.rank + 1), epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch + 7919 * placement.rank)  # dropout
         model.train()
-        order = torch.randperm(len(x_train), generator=gen)
+        order = torch.randperm(len(x_train), generator=gen).to(dev)
         loss_sum = correct = seen = 0.0
         outside = 0.0  # seconds spent in callbacks, left out of the training time
         for b in range(steps_per_epoch):
             step = (epoch - 1) * steps_per_epoch + b
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            start_at = b * config.batch_size + placement.rank * share
+            idx = order[start_at : start_at + share]
             y = y_train[idx]
-            x = augment_batch(as_float(x_train[idx]), config.augment, gen, y)
+            x = augment_batch(as_float(x_train[idx]), config.augment, aug_gen, y)
             x = x.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, steps_per_epoch)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            with placement.autocast():
+                logits = stepped(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -274,6 +312,12 @@ def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
             callbacks.on_batch(b + 1, steps_per_epoch, loss_sum / seen, correct / seen)
             callbacks.on_step(step + 1, final)
             outside += time.perf_counter() - paused
+        if placement.world > 1:  # the epoch's loss and accuracy over all processes' images
+            import torch.distributed as dist
+
+            totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=dev)
+            dist.all_reduce(totals)
+            loss_sum, correct, seen = totals.tolist()
         val_loss, val_acc = evaluate(final, *sets["val"])
         meta["train_seconds"] += time.perf_counter() - started - outside
         row = {
@@ -288,14 +332,16 @@ def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
         meta["history"].append(row)
         meta["epoch"] = epoch
         meta["val_accuracy"] = val_acc
-        _save(checkpoint_path, final, model, optimizer, average, meta)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if main:
+            _save(checkpoint_path, final, model, optimizer, average, meta)
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
         callbacks.on_epoch(row)
 
     if meta["test_accuracy"] is None:  # measured once, when the last epoch is done
         meta["test_loss"], meta["test_accuracy"] = evaluate(final, *sets["test"])
-        _save(checkpoint_path, final, model, optimizer, average, meta)
+        if main:
+            _save(checkpoint_path, final, model, optimizer, average, meta)
     return {
         "recipe": config.recipe,
         "epochs": config.epochs,

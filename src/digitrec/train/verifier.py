@@ -14,10 +14,13 @@ same as every recipe's (`digitrec.train.loop`).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from digitrec.errors import DataError, DigitrecError
 
 HELD_OUT = 55_000  # training digits from here on make the verifier's test numbers
 PLAIN_DIGITS = 20_000
@@ -52,8 +55,8 @@ def _cached_data(out: Path, numbers: int, seed: int) -> dict:
         with np.load(cache) as f:
             made = (int(f["numbers"]), int(f["seed"]))
             if made != (numbers, seed):
-                raise SystemExit(f"{cache} was made with --numbers {made[0]} --seed {made[1]}, not --numbers "
-                                 f"{numbers} --seed {seed}: use another --out, or delete it")
+                raise DataError(f"{cache} was made with --numbers {made[0]} --seed {made[1]}, not --numbers "
+                                f"{numbers} --seed {seed}: use another --out, or delete it")
             return {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])}
     data = build_data(numbers, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,9 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
     args = parser.parse_args(argv)
 
-    from digitrec.checkpoint import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
-    from digitrec.errors import DigitrecError
     from digitrec.export import export_onnx
+    from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
     from digitrec.train import load_recipe, train
 
     overrides = {"seed": args.seed, "threads": args.threads, "limit": args.limit}
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides["epochs"] = args.epochs
     config = load_recipe("verifier", overrides=overrides)
     if (args.out / CHECKPOINT_NAME).exists() and not (args.resume or args.force):
-        raise SystemExit(f"{args.out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
+        raise DigitrecError(f"{args.out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
                          "--force to train again, or choose another --out")
     data = _cached_data(args.out, args.numbers, args.seed)
     if args.force:
@@ -97,10 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             (args.out / name).unlink(missing_ok=True)
     counts = np.bincount(data["train"][1], minlength=11)
     print(f"training set: {len(data['train'][1]):,} ({counts[10]:,} not one digit); test {len(data['test'][1]):,}")
-    try:
-        summary = train(config, args.out, data=data, resume=args.resume)
-    except DigitrecError as exc:
-        raise SystemExit(str(exc)) from None
+    summary = train(config, args.out, data=data, resume=args.resume)
     print(f"verifier: test accuracy {summary['test_accuracy']:.4f} on held-out candidates, "
           f"{summary['train_seconds']:.0f} s of training")
     if args.export:
@@ -109,4 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()  # the script's own output is main's; the functions above only return and raise
+    except DigitrecError as exc:
+        sys.exit(f"Error: {exc}")

@@ -10,10 +10,9 @@ Only `run` and `weights` import torch; importing this package does not.
 
 def finetune(data, out, **options) -> dict:
     """See `digitrec.tune.run.finetune`. Needs PyTorch (the training extra)."""
-    try:
-        from digitrec.tune.run import finetune as run
-    except ImportError as exc:
-        from digitrec.errors import DigitrecError
+    from digitrec.extras import require
 
-        raise DigitrecError(f"finetune trains a network and needs PyTorch: pip install 'digitrec[train]' ({exc})") from None
+    require("train", "torch", "onnx")
+    from digitrec.tune.run import finetune as run
+
     return run(data, out, **options)

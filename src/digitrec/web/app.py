@@ -1,21 +1,23 @@
 """`create_app(recognizer)`: the HTTP API and the drawing page around one loaded Recognizer.
 
 The model loads once, in the lifespan, and lives on `app.state.recognizer`. Request bodies are read
-on the event loop (they are I/O); decoding and inference run in the thread pool (onnxruntime
-releases the GIL), so a slow photo never blocks the other requests, and requests with many pixels
-take turns (see `Limits`). Bad input always gets a 4xx with a message: 413 too large, 415
-unsupported body type, 422 not a usable image.
+on the event loop (they are I/O); everything that parses or decodes them (JSON, base64, image
+headers, pixels) and inference run in the thread pool (onnxruntime releases the GIL), so a slow or
+hostile image never blocks the other requests or `/healthz`, and requests with many pixels take
+turns (see `Limits`). Each request has a deadline for that work. Bad input always gets a 4xx with a
+message: 413 too large, 415 unsupported body type, 422 not a usable image; 503 busy or too slow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
+import os
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import cv2
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -27,8 +29,10 @@ from starlette.concurrency import run_in_threadpool
 
 from digitrec import __version__
 from digitrec.errors import DigitrecError, ImageError
-from digitrec.runtime import Recognizer
+from digitrec.runtime import Recognizer, without_frames
+from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
 from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
+from digitrec.web.workers import SlowWorkers, lower_priority
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
 from digitrec.web.uploads import Upload, images_from_request
 
@@ -45,18 +49,28 @@ IMAGES_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": ImagesIn.model_json_schema()},
 }}}
 ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in {
-    400: "Malformed multipart body.",
     413: "Request body over the size limit.",
     415: "Body neither multipart/form-data nor JSON.",
+    400: "Malformed multipart body, or a Host header this server does not answer to.",
+    403: "A browser POST from another site's page.",
     422: "No usable image (not an image, undecodable, too many pixels, no ink or no digits: every "
-         "image failed), or a malformed JSON body or query.",
+         "image failed), too much work for the deadline, or a malformed JSON body or query.",
+    503: "Busy: too many requests in progress, or no turn for large images before the deadline.",
 }.items()}
+
+# What /v1/model shows: what a client needs to use the model, not how or where it was made (the
+# git commit, library versions and training config help an attacker more than a client).
+PUBLIC_CARD = ("name", "version", "architecture", "parameters", "input", "output", "labels",
+               "accuracy", "test_accuracy", "test_images")
 
 
 def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None = None,
-               limits: Limits = Limits()) -> FastAPI:
+               limits: Limits = Limits(), allowed_hosts: Iterable[str] | None = LOCAL_HOSTS,
+               slow_processes: bool = False) -> FastAPI:
     """The app for `recognizer`, or for the model at `model` (the shipped one by default), loaded
-    at start-up."""
+    at start-up. It answers to the Host names in `allowed_hosts` (None: any). `slow_processes`:
+    reading and heavy requests run in `limits.slow_threads` worker processes of their own, each
+    with its own copy of the model (what `digitrec serve` does); otherwise in threads."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -64,22 +78,77 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         # The reader's models, loaded now: a missing file fails the start, not a request.
         app.state.recognizer.verifier, app.state.recognizer.line_reader
         app.state.heavy_lane = asyncio.Semaphore(limits.heavy_at_once)  # made on the serving loop
+        # Slow work runs in the slow pool's threads, each of which hands it to a worker process
+        # (`web.workers`) where there are some, or does it itself at a lower OS priority.
+        app.state.slow_workers = None
+        if slow_processes:
+            rec = app.state.recognizer
+            # Started from the event loop's thread, which outlives the workers (a few seconds, once).
+            app.state.slow_workers = SlowWorkers(rec.path, rec.min_confidence, limits.slow_threads)
+        app.state.slow_pool = ThreadPoolExecutor(limits.slow_threads, "digitrec-slow",
+                                                 None if slow_processes else lower_priority)
         yield
+        app.state.slow_pool.shutdown(wait=False, cancel_futures=True)
+        if app.state.slow_workers is not None:
+            app.state.slow_workers.close()
 
-    async def in_threads(request: Request, uploads: list[Upload], work, *args):
-        """Run `work` in the thread pool; a heavy request first waits for its turn in the heavy lane
-        (waiting here, on the event loop, holds no thread from the pool)."""
-        pixels = sum(image_pixels(data) for _, data in uploads if isinstance(data, bytes))
-        lane = request.app.state.heavy_lane if pixels > limits.heavy_pixels else contextlib.nullcontext()
-        async with lane:
-            return await run_in_threadpool(work, *args)
+    async def in_threads(request: Request, uploads: list[Upload], task: str, image28: bool = False) -> list[dict]:
+        """Answer `task` ("predict" or "read") for the uploads in a thread, within the request's
+        deadline. Slow work (reading, or more than `heavy_pixels` in all) goes through the slow pool
+        to the worker processes (`web.workers`; in-process, threads the OS schedules after the
+        others), so drawings and small images keep their latency beside it; heavy requests also take
+        turns in the heavy lane (waiting on the event loop, holding no thread).
+
+        Past the deadline the client is answered at once: 503 when the time went in waiting for a
+        turn (the server is busy), 422 when it went in this request's own work (its images cost too
+        much). A thread cannot be killed: a started one runs on, keeping its turn in the lane, until
+        the budgets in decoding and reading stop it; one not started yet never starts. The deadline
+        bounds the wait; those budgets bound the work."""
+        state = request.app.state
+        started: list[bool] = []  # set by the thread as the work starts
+
+        def probe_then_answer() -> tuple[int, list[dict] | None]:
+            # One trip to a thread for the usual request (a drawing, a photo): its headers are
+            # probed and, when it is neither reading nor heavy, it is answered in the same trip.
+            pixels = _header_pixels(uploads)
+            if task == "read" or pixels > limits.heavy_pixels:
+                return pixels, None
+            started.append(True)
+            return pixels, answer_task(state.recognizer, task, uploads, image28)
+
+        def answer_slowly() -> list[dict]:
+            started.append(True)
+            if state.slow_workers is not None:
+                return state.slow_workers.answer(task, uploads, image28)
+            return answer_task(state.recognizer, task, uploads, image28)
+
+        probing = True
+        try:
+            async with asyncio.timeout(limits.request_seconds):
+                pixels, answers = await in_thread(probe_then_answer)
+                probing = False
+                if answers is not None:
+                    return answers
+                if pixels <= limits.heavy_pixels:
+                    return await in_thread(answer_slowly, pool=state.slow_pool)
+                await state.heavy_lane.acquire()
+                return await in_thread(answer_slowly, pool=state.slow_pool, done=state.heavy_lane.release)
+        except TimeoutError:
+            if not (probing or started):
+                raise HTTPException(503, f"the server is busy with large images or reading: no turn came "
+                                         f"within the {limits.request_seconds:g} s limit; retry later") from None
+            raise HTTPException(422, f"too much work: these images took longer than the "
+                                     f"{limits.request_seconds:g} s limit to process") from None
 
     # FastAPIOffline: FastAPI whose /docs and /redoc pages load their JS and CSS from this server.
     app = FastAPIOffline(
         title="digitrec", version=__version__, lifespan=lifespan,
         description="Recognise handwritten digits. Draw one at `/`, or POST images to `/v1/predict`.",
     )
+    # The last added runs first: the guard, then the cap on POSTs in progress, then the body size.
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight)
+    app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(RequestValidationError)
@@ -97,32 +166,65 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
     def healthz(request: Request):
         return {"status": "ok", "model": request.app.state.recognizer.card.get("name", "unnamed")}
 
-    @app.get("/v1/model", response_model=dict, summary="The model card: name, accuracy, input, ...")
+    @app.get("/v1/model", response_model=dict, summary="The model card: name, accuracy, input, labels")
     def model_card(request: Request):
-        return request.app.state.recognizer.card
+        card = request.app.state.recognizer.card
+        return {key: card[key] for key in PUBLIC_CARD if key in card}
 
     @app.post("/v1/predict", response_model=PredictOut, response_model_exclude_unset=True,
               responses=ERRORS, openapi_extra=IMAGES_BODY, summary="The digit in each image")
     async def predict(request: Request, image28: bool = Query(
             False, description="Also answer the 28x28 image the model saw, as base64 PNG.")):
         uploads = await images_from_request(request, limits)
-        recognizer = request.app.state.recognizer
-        answers = await in_threads(
-            request, uploads, answer_each, uploads, lambda images: _predict_batch(recognizer, images),
-            lambda prediction: _prediction_json(prediction, image28))
-        return {"predictions": answers}
+        return {"predictions": await in_threads(request, uploads, "predict", image28)}
 
     @app.post("/v1/read", response_model=ReadOut, response_model_exclude_unset=True, responses=ERRORS,
               openapi_extra=IMAGES_BODY, summary="The whole number written in each image")
     async def read(request: Request):
         uploads = await images_from_request(request, limits)
-        recognizer = request.app.state.recognizer
-        answers = await in_threads(
-            request, uploads, answer_each, uploads, lambda images: _read_each(recognizer, images),
-            lambda reading: reading.to_dict())
-        return {"readings": answers}
+        return {"readings": await in_threads(request, uploads, "read")}
 
     return app
+
+
+async def in_thread(function, *args, pool: Executor | None = None, done: Callable[[], None] | None = None):
+    """`function(*args)` in `pool`, or in the shared thread pool. Unlike `run_in_threadpool` alone,
+    cancelling the wait (the request's deadline) returns at once: a thread already running runs on,
+    one not started in `pool` never starts; `done` is called when it has ended either way."""
+    if pool is None:
+        task = asyncio.ensure_future(run_in_threadpool(function, *args))
+    else:
+        future = pool.submit(function, *args)
+        task = asyncio.wrap_future(future)
+
+    def finished(task: asyncio.Future) -> None:
+        if done is not None:
+            done()
+        if not task.cancelled():
+            task.exception()  # retrieved, so an abandoned task's error is not logged as lost
+
+    task.add_done_callback(finished)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if pool is not None:
+            future.cancel()  # only takes when it has not started
+        raise
+
+
+def answer_task(recognizer: Recognizer, task: str, uploads: list[Upload], image28: bool = False) -> list[dict]:
+    """The JSON answers to `task` ("predict" or "read") for the uploads (see `answer_each`): in a
+    thread of the server, or in a slow-work process (`web.workers`)."""
+    if task == "read":
+        return answer_each(uploads, lambda images: _read_each(recognizer, images),
+                           lambda reading: reading.to_dict())
+    return answer_each(uploads, lambda images: _predict_batch(recognizer, images),
+                       lambda prediction: _prediction_json(prediction, image28))
+
+
+def _header_pixels(uploads: list[Upload]) -> int:
+    """All the pixels the uploads' headers declare (a header probe is decoding: never on the loop)."""
+    return sum(image_pixels(data) for _, data in uploads if isinstance(data, bytes))
 
 
 def answer_each(uploads: list[Upload], run: Callable[[list[bytes]], list],
@@ -157,7 +259,7 @@ def _guarded(compute: Callable[[], object]):
     try:
         return compute()
     except DigitrecError as exc:
-        return exc
+        return without_frames(exc)  # kept until the whole request is answered
     except Exception:
         log.exception("processing one image failed")
         return ImageError("this image could not be processed")
@@ -186,6 +288,9 @@ def _describe_failures(uploads: list[Upload], errors: list) -> str:
 def create_app_from_env() -> FastAPI:
     """App factory for `digitrec serve --workers N`: each worker process loads its own copy of the
     model named in DIGITREC_SERVE_MODEL (set by the command), one onnxruntime thread per request."""
-    import os
+    import json
 
-    return create_app(Recognizer(os.environ.get("DIGITREC_SERVE_MODEL") or None, threads=1))
+    settings = json.loads(os.environ.get("DIGITREC_SERVE_SETTINGS") or "{}")
+    return create_app(Recognizer(os.environ.get("DIGITREC_SERVE_MODEL") or None, threads=1),
+                      limits=Limits(**settings.get("limits", {})),
+                      allowed_hosts=settings.get("allowed_hosts", LOCAL_HOSTS), slow_processes=True)

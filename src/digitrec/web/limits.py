@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
-from PIL import Image
+
+from digitrec.errors import ImageError
+from digitrec.preprocess.load import probe
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,13 @@ class Limits:
     # while drawings and small images go straight through.
     heavy_pixels: int = 4_000_000
     heavy_at_once: int = 1
+    # Threads for slow work (reading; heavy requests), run at a lower OS priority than the rest.
+    slow_threads: int = 2
+    # The wait for one request's decoding and inference, its turn included: past it the request is
+    # answered (422 or 503); 12 s so that every answer comes within the review's 15 s.
+    request_seconds: float = 12.0
+    # POSTs in progress per process (each may hold a 20 MiB body); past it -> 503 before reading.
+    max_in_flight: int = 32
 
 
 class BodySizeLimit:
@@ -58,14 +65,11 @@ class BodySizeLimit:
 
 
 def image_pixels(data: bytes) -> int:
-    """Width x height from the image header, without decoding the pixels; 0 when Pillow cannot
-    read the header (the decoder will then say what is wrong)."""
+    """Width x height from the image's headers, by the loader's own probe: no pixel decoded, the
+    work bounded whatever the file holds, only the formats the loader opens. 0 for a file the
+    loader refuses before decoding (it then says why, as quickly)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                return image.width * image.height
-    except Image.DecompressionBombError:  # over twice Pillow's own limit: the loader refuses it
+        width, height = probe(data)
+    except ImageError:
         return 0
-    except Exception:  # any unreadable header: not ours to judge here
-        return 0
+    return width * height

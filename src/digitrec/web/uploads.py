@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from digitrec.errors import ImageError
 from digitrec.web.limits import Limits
@@ -22,14 +23,18 @@ Upload = tuple[str, "bytes | ImageError"]
 
 async def images_from_request(request: Request, limits: Limits) -> list[Upload]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        items = await _from_multipart(request, limits)
-    elif content_type == "application/json" or content_type.endswith("+json"):
-        items = await _from_json(request)
-    else:
-        raise HTTPException(415, "send the images as multipart/form-data (field 'file') or as "
-                                 "application/json {\"images\": [base64, ...]}, "
-                                 f"not {content_type or 'a body without a Content-Type'}")
+    try:
+        if content_type == "multipart/form-data":
+            items = await _from_multipart(request, limits)
+        elif content_type == "application/json" or content_type.endswith("+json"):
+            # Parsing and base64 cost CPU in proportion to the body: in the thread pool, off the loop.
+            items = await run_in_threadpool(_from_json, await request.body())
+        else:
+            raise HTTPException(415, "send the images as multipart/form-data (field 'file') or as "
+                                     "application/json {\"images\": [base64, ...]}, "
+                                     f"not {content_type or 'a body without a Content-Type'}")
+    except ClientDisconnect:  # the client left, or was cut off for sending its body too slowly
+        raise HTTPException(400, "the request body did not arrive") from None
     if not items:
         raise HTTPException(422, "no images in the request: send at least one")
     if len(items) > limits.max_images:
@@ -50,15 +55,18 @@ async def _from_multipart(request: Request, limits: Limits) -> list[Upload]:
     return items
 
 
-async def _from_json(request: Request) -> list[Upload]:
+def _from_json(body: bytes) -> list[Upload]:
+    # pydantic's own parser, not json.loads: it stops at 200 levels of nesting with a clear error,
+    # where json.loads raised RecursionError (a 500) on 2 KB of brackets.
     try:
-        payload = ImagesIn.model_validate(json.loads(await request.body()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, ValidationError):
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise HTTPException(422, f"{where}: {first['msg']}") from None
-        raise HTTPException(422, "the body is not valid JSON") from None
+        payload = ImagesIn.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            reason = first["msg"].removeprefix("Invalid JSON: ")
+            raise HTTPException(422, f"the body is not valid JSON ({reason})") from None
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise HTTPException(422, f"{where}: {first['msg']}") from None
     return [(f"image {i}", _decode_base64(text)) for i, text in enumerate(payload.images, 1)]
 
 

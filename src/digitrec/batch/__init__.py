@@ -1,0 +1,76 @@
+"""Archives of images -> one Parquet dataset of answers: what `digitrec batch` runs.
+
+    sources (folders, globs, lists, URIs) -> paths not yet done -> engine (local processes or Ray
+    actors, the model loaded once in each) -> rows -> Parquet parts, written as they fill
+
+Resumable: the paths already in the output are skipped, so a run stopped for any reason (Ctrl+C,
+`kill -9`, a lost node) goes on where it stopped when started again with the same command.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from digitrec.batch.answer import TASKS
+from digitrec.batch.sink import PART_SIZE, ResultSink
+from digitrec.batch.sources import expand_sources
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class BatchSummary:
+    found: int  # paths the sources named
+    skipped: int  # already in the output from an earlier run
+    answered: int  # answered in this run
+    errors: int  # of those, files that failed (each a row with its error)
+    seconds: float
+
+
+def run_batch(sources: Iterable[str], out: str, *, task: str = "predict", engine: str = "local",
+              model: str | None = None, min_confidence: float = 0.0, workers: int | None = None,
+              address: str | None = None, part_size: int = PART_SIZE,
+              on_start: Callable[[int, int], None] | None = None,
+              on_progress: Callable[[int], None] | None = None) -> BatchSummary:
+    """Answer every image the sources name, writing rows to the Parquet dataset `out` as it goes.
+    `on_start(todo, skipped)` and `on_progress(n_rows)` let a caller draw progress."""
+    from digitrec.model_io import file_sha256
+    from digitrec.runtime import Recognizer
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}")
+    start = time.perf_counter()
+    model_path = str(Recognizer(model).path)  # checks the model here, before any worker starts
+    paths = expand_sources(sources)
+    sink = ResultSink(out, task, file_sha256(model_path), part_size)
+    todo = [p for p in dict.fromkeys(paths) if p not in sink.done]  # a path named twice is answered once
+    skipped = len(paths) - len(todo)
+    if on_start:
+        on_start(len(todo), skipped)
+    answered = errors = 0
+    if todo:
+        if engine == "local":
+            from digitrec.batch.local import answer_local
+
+            chunks = answer_local(todo, model=model_path, task=task, min_confidence=min_confidence,
+                                  workers=workers)
+        else:
+            from digitrec.batch.ray_engine import answer_ray
+
+            chunks = answer_ray(todo, model=model_path, task=task, min_confidence=min_confidence,
+                                workers=workers, address=address)
+        try:
+            for rows in chunks:
+                sink.add(rows)
+                answered += len(rows)
+                errors += sum(1 for r in rows if r["error"])
+                if on_progress:
+                    on_progress(len(rows))
+        finally:
+            chunks.close()  # stops the workers at once on Ctrl+C
+            sink.close()  # the rows answered so far are kept, whatever stopped the run
+    return BatchSummary(len(paths), skipped, answered, errors, time.perf_counter() - start)

@@ -1,0 +1,114 @@
+"""`--engine ray`: Ray Data over an actor pool, on this machine or a cluster (`--address`, RAY_ADDRESS).
+
+Each actor loads the model once and answers chunks of paths with the same `Answerer` as the local
+engine, so both give the same answers. The model file travels to the actors as bytes (every node
+gets the very model the driver hashed); the images are read by the actors, so on a cluster the paths
+must be reachable from every node: a shared file system or URIs of an object store.
+
+Resources come from the cluster itself: each actor asks for 1 CPU (it runs onnxruntime and OpenCV
+on one thread), or less when the smallest node has less, and there are as many actors as fit on the
+nodes Ray reports. An actor that asks for more CPUs than any node has waits forever, so nothing here
+asks for more than the smallest node has.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+from digitrec.errors import DigitrecError
+
+CHUNK = 64  # paths per actor call, as the local engine
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the [data] extra, not only the core
+    except ImportError:
+        raise DigitrecError("--engine ray needs Ray Data: pip install 'digitrec[ray]'") from None
+    return ray
+
+
+class _RayAnswerer:
+    """The actor: model bytes -> a local file -> an Answerer; pyarrow batches of paths -> rows."""
+
+    def __init__(self, model_ref: list, model_suffix: str, task: str, min_confidence: float):
+        import tempfile
+
+        import cv2
+        import ray
+
+        from digitrec.batch.answer import Answerer
+
+        cv2.setNumThreads(1)  # each actor is one CPU's worth of work (see the module's docstring)
+
+        self._dir = tempfile.TemporaryDirectory(prefix="digitrec-actor-")
+        model = Path(self._dir.name) / f"model{model_suffix}"
+        model.write_bytes(ray.get(model_ref[0]))
+        self.answerer = Answerer(str(model), task, min_confidence)
+        self.task = task
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from digitrec.batch.sink import schema
+
+        rows = self.answerer(batch.column("path").to_pylist())
+        table_schema = schema(self.task)
+        return pa.Table.from_pylist(rows, schema=table_schema.remove(table_schema.get_field_index("model")))
+
+
+def actor_resources(node_cpus: list[float], workers: int | None) -> tuple[float, int]:
+    """CPUs the alive nodes report -> (CPUs per actor, actors). One CPU each, or less where the
+    smallest node has less (a Kubernetes pod limited to 500m): an actor asking for more than any
+    node has would wait forever. A head started with num-cpus 0 takes no actor."""
+    cpus = [c for c in node_cpus if c > 0]
+    if not cpus:
+        raise DigitrecError("the Ray cluster reports no CPUs for the actors; add worker nodes with num-cpus >= 1")
+    per_actor = min(1.0, min(cpus))
+    fits = sum(int(c / per_actor + 1e-9) for c in cpus)  # actors that can run at once
+    return per_actor, max(1, min(workers or fits, fits))
+
+
+def answer_ray(paths: list[str], *, model: str, task: str, min_confidence: float = 0.0,
+               workers: int | None = None, address: str | None = None,
+               chunk: int = CHUNK) -> Iterator[list[dict]]:
+    """Paths -> lists of result rows (in no particular order). `address`: a running cluster
+    ('auto', 'ray://head:10001', or RAY_ADDRESS); none starts Ray here with `workers` CPUs."""
+    ray = require_ray()
+    address = address or os.environ.get("RAY_ADDRESS")
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                from digitrec.batch.local import default_workers
+
+                ray.init(num_cpus=workers or default_workers(), **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise DigitrecError(f"cannot start or reach Ray{' at ' + address if address else ''}: {exc}") from None
+    try:
+        per_actor, actors = actor_resources(
+            [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")], workers)
+        actors = min(actors, -(-len(paths) // chunk))  # no actor without a chunk to answer
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the CLI draws its own bar
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        model_path = Path(model)
+        dataset = ray.data.from_items([{"path": p} for p in paths]).map_batches(
+            _RayAnswerer, batch_size=chunk, batch_format="pyarrow", num_cpus=per_actor,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            # The model goes into the object store once; each actor fetches it from there.
+            fn_constructor_kwargs={"model_ref": [ray.put(model_path.read_bytes())], "model_suffix": model_path.suffix,
+                                   "task": task, "min_confidence": min_confidence},
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield batch.to_pylist()
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,126 @@
+"""Where `digitrec batch` writes: a Parquet dataset (a folder of part files), one row per image.
+
+    results.parquet/part-000000.parquet, part-000001.parquet, ...
+
+pyarrow, pandas, DuckDB, Polars and Spark all read the folder as one table. Each part is written to a
+temporary name and renamed once complete, so a run killed at any moment (even `kill -9`) leaves only
+whole parts; the rows it was collecting are the only ones lost, and the next run does them again:
+it reads the paths already in the parts and skips them. Memory stays flat: at most one part of rows
+is held, however many millions of files go through.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from digitrec.errors import DataError
+
+PART_SIZE = 1000  # rows per part file: ~1,000 files of results per million images
+COLUMNS = ("path", "digit", "text", "confidence", "uncertain", "error", "model")
+_PART = re.compile(r"^part-(\d{6,})\.parquet$")
+
+
+def require_pyarrow():
+    """pyarrow.parquet, or a DataError saying which extra brings it."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("Parquet needs pyarrow: pip install 'digitrec[batch]'") from None
+    return pq
+
+
+def schema(task: str):
+    import pyarrow as pa
+
+    return pa.schema([
+        ("path", pa.string()),
+        ("digit", pa.int8()),  # predict: the digit (null when uncertain or failed)
+        ("text", pa.string()),  # read: the digits read, lines joined by '\n'
+        ("confidence", pa.float64()),
+        ("uncertain", pa.bool_()),
+        ("error", pa.string()),  # null when the file was answered
+        ("model", pa.string()),  # SHA-256 of the model file that answered
+    ], metadata={"digitrec.task": task})
+
+
+class ResultSink:
+    """Rows in, part files out. `done` holds the paths earlier runs already answered."""
+
+    def __init__(self, out: str | Path, task: str, model_hash: str, part_size: int = PART_SIZE):
+        self.pq = require_pyarrow()
+        self.out = Path(out)
+        self.task, self.model_hash, self.part_size = task, model_hash, part_size
+        self.schema = schema(task)
+        if self.out.exists() and not self.out.is_dir():
+            raise DataError(f"{self.out} is a file; --out names a folder of Parquet parts (a dataset)")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create {self.out}: {exc.strerror or exc}") from None
+        self.done: set[str] = set()
+        self.next_part = 0
+        self._rows: list[dict] = []
+        self._resume()
+
+    def _resume(self) -> None:
+        for stray in self.out.glob(".part-*.tmp"):  # a part a killed run was writing
+            stray.unlink(missing_ok=True)
+        for part in sorted(self.out.iterdir()):
+            match = _PART.match(part.name)
+            if not match:
+                continue
+            self.next_part = max(self.next_part, int(match.group(1)) + 1)
+            try:
+                table = self.pq.read_table(part, columns=["path", "model"])
+                task = (self.pq.read_schema(part).metadata or {}).get(b"digitrec.task", b"").decode()
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+                raise DataError(f"{part}: not a readable results part ({exc}); move it away to go on") from None
+            if task != self.task:
+                raise DataError(f"{self.out} holds results of --task {task or '?'}, not {self.task}; "
+                                f"use another --out")
+            models = set(table.column("model").to_pylist())
+            if models - {self.model_hash}:
+                raise DataError(f"{self.out} holds answers from another model ({', '.join(sorted(models))[:16]}...); "
+                                f"use another --out, or the same --model to resume")
+            self.done.update(table.column("path").to_pylist())
+
+    def add(self, rows: list[dict]) -> None:
+        self._rows += rows
+        while len(self._rows) >= self.part_size:
+            self._write(self._rows[: self.part_size])
+            self._rows = self._rows[self.part_size :]
+
+    def close(self) -> None:
+        """Write the rows still held (the last, short part)."""
+        if self._rows:
+            self._write(self._rows)
+            self._rows = []
+
+    def _write(self, rows: list[dict]) -> None:
+        import pyarrow as pa
+
+        for row in rows:
+            row["model"] = self.model_hash
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        name = f"part-{self.next_part:06d}.parquet"
+        tmp = self.out / f".{name}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                self.pq.write_table(table, f)
+                f.flush()
+                os.fsync(f.fileno())  # the rename below must never expose a half-written file
+            os.replace(tmp, self.out / name)
+        except OSError as exc:
+            raise DataError(f"cannot write {self.out / name}: {exc.strerror or exc}") from None
+        self.next_part += 1
+
+
+def read_results(out: str | Path):
+    """The whole dataset as a pyarrow Table (for tests and small results)."""
+    pq = require_pyarrow()
+    parts = sorted(p for p in Path(out).iterdir() if _PART.match(p.name))
+    import pyarrow as pa
+
+    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else schema("").empty_table()

@@ -1,0 +1,117 @@
+"""Slow work (reading, and requests with many pixels) in worker processes of its own.
+
+Threads were not enough: reading is mostly Python, so a thread reading a hostile page holds the
+interpreter lock, and at a lower OS priority it holds it longer (the scheduler runs it seldom, and
+the lock is only handed over when it runs). Every 28x28 drawing then waits for it. A process has
+its own interpreter: the drawings keep the server's, and the OS priority (nice 10) of the workers
+leaves the cores to them too. Each worker loads its own copy of the model, once, at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+
+from digitrec.lifetime import die_with_parent
+
+log = logging.getLogger("digitrec.web")
+
+# Under Linux's scheduler a task at nice 10 gets ~1/10 of the CPU of one at nice 0 when both want
+# it, so reading hostile or heavy images leaves the cores to the drawings.
+SLOW_NICENESS = 10
+
+# The model the worker process answers with (set by `_start_worker`, once per process).
+_recognizer: Any = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An HTTPException raised in a worker, sent back as data (exceptions with keyword-only
+    state do not survive pickling) and raised again in the server."""
+
+    status_code: int
+    detail: str
+
+
+def lower_priority() -> None:
+    """Run the calling thread (or, in a worker process, the process) after the others."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SLOW_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or refused: the same priority as the rest
+        pass
+
+
+def _start_worker(model_path: str, min_confidence: float) -> None:
+    global _recognizer
+    from digitrec.runtime import Recognizer
+
+    die_with_parent()
+    lower_priority()
+    _recognizer = Recognizer(model_path, threads=1, min_confidence=min_confidence)
+    _recognizer.verifier, _recognizer.line_reader  # the reader's networks, loaded now
+
+
+def _answer_in_worker(task: str, uploads: list, image28: bool) -> list[dict] | Refusal:
+    from digitrec.web.app import answer_task
+
+    try:
+        return answer_task(_recognizer, task, uploads, image28)
+    except HTTPException as exc:
+        return Refusal(exc.status_code, str(exc.detail))
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+class SlowWorkers:
+    """`count` worker processes for slow work. `answer` blocks the calling thread until a worker
+    has answered; a pool whose worker died (killed, out of memory) is started again, and the
+    request that met it gets a 503."""
+
+    def __init__(self, model_path: Path, min_confidence: float, count: int):
+        self._args = (str(model_path), min_confidence)
+        self._count = count
+        self._lock = threading.Lock()
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # spawn, not fork: forking a server that runs threads copies locks held by them; and not
+        # forkserver, whose server process outlives a killed parent. Called from a thread that
+        # lives as long as the server (the event loop's, or a slow-pool thread), as `die_with_parent`
+        # needs.
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(self._count, mp_context=context, initializer=_start_worker,
+                                   initargs=self._args)
+        # Start every worker now (each loads the model), not on the first slow request.
+        futures: list[Future[int]] = [pool.submit(_ready) for _ in range(self._count)]
+        for future in futures:
+            future.result(timeout=120)
+        return pool
+
+    def answer(self, task: str, uploads: list, image28: bool) -> list[dict]:
+        pool = self._pool
+        try:
+            result = pool.submit(_answer_in_worker, task, uploads, image28).result()
+        except BrokenProcessPool:
+            log.error("a slow-work process died; starting the pool again")
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = self._start()
+            raise HTTPException(503, "the server lost a worker for large images or reading; retry") from None
+        if isinstance(result, Refusal):
+            raise HTTPException(result.status_code, result.detail)
+        return result
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+

@@ -1,0 +1,259 @@
+"""`digitrec batch`: archives of real image files -> Parquet, resumable, same answers as predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_main
+from digitrec.errors import DigitrecError
+
+pytest.importorskip("pyarrow")
+
+N = 240  # MNIST test digits written as PNG files
+
+
+@pytest.fixture
+def archive(tmp_path, mnist):
+    """A folder of N digit PNGs (dark ink on white, like scans) plus a corrupt one -> (folder, labels)."""
+    images, labels = mnist["test"]
+    folder = tmp_path / "scans"
+    (folder / "b").mkdir(parents=True)
+    for i in range(N):
+        cv2.imwrite(str(folder / ("b" if i % 2 else "") / f"{i:04d}.png"), 255 - images[i])
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not the rest of a PNG")
+    return folder, {str(folder / ("b" if i % 2 else "") / f"{i:04d}.png"): int(labels[i]) for i in range(N)}
+
+
+def rows_by_path(out) -> dict:
+    from digitrec.batch.sink import read_results
+
+    rows = read_results(out).to_pylist()
+    by_path = {r["path"]: r for r in rows}
+    assert len(by_path) == len(rows), "a path answered twice"
+    return by_path
+
+
+def test_answers_equal_predict(archive, tmp_path, capsys):
+    folder, labels = archive
+    out = tmp_path / "results.parquet"
+    code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "2", "--part-size", "100"], capsys)
+    assert code == 1, err  # the corrupt file failed; the others were answered
+    assert f"{N + 1} images answered" in err and "1 failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["part-000000.parquet", "part-000001.parquet",
+                                                     "part-000002.parquet"]
+    rows = rows_by_path(out)
+
+    code, predicted, _ = run_main(["predict", str(folder), "--json"], capsys)
+    predicted = {r["path"]: r for r in json.loads(predicted)}
+    assert set(rows) == set(predicted) == set(labels) | {str(folder / "corrupt.png")}
+    for path, r in rows.items():
+        p = predicted[path]
+        assert r["digit"] == p["digit"] and r["uncertain"] == p["uncertain"], path
+        assert (r["error"] is None) == (p["error"] is None), path
+        if r["confidence"] is not None:
+            assert r["confidence"] == pytest.approx(p["confidence"], abs=2e-6)
+    assert rows[str(folder / "corrupt.png")]["error"] and rows[str(folder / "corrupt.png")]["digit"] is None
+    assert len({r["model"] for r in rows.values()}) == 1 and len(next(iter(rows.values()))["model"]) == 64
+    accuracy = np.mean([rows[p]["digit"] == d for p, d in labels.items()])
+    assert accuracy >= 0.97
+
+
+def test_resume_skips_done_and_answers_new(archive, tmp_path):
+    from digitrec.batch import run_batch
+
+    folder, labels = archive
+    out = tmp_path / "r.parquet"
+    first = run_batch([str(folder)], str(out), workers=1, part_size=64)
+    assert (first.found, first.skipped, first.answered, first.errors) == (N + 1, 0, N + 1, 1)
+    again = run_batch([str(folder)], str(out), workers=1, part_size=64)
+    assert (again.skipped, again.answered) == (N + 1, 0)
+    images = sorted(folder.rglob("*.png"))
+    cv2.imwrite(str(folder / "new.png"), cv2.imread(str(images[0]), cv2.IMREAD_GRAYSCALE))
+    third = run_batch([str(folder)], str(out), workers=1, part_size=64)
+    assert (third.skipped, third.answered) == (N + 1, 1)
+    rows = rows_by_path(out)
+    assert len(rows) == N + 2 and rows[str(folder / "new.png")]["digit"] == rows[str(images[0])]["digit"]
+
+
+def test_lists_of_paths_and_bad_rows(archive, tmp_path):
+    """A .txt, .csv and .parquet list (relative to the list's folder); a text file and a missing
+    file are rows with their errors, never the end of the batch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from digitrec.batch import run_batch
+    from digitrec.batch.sources import expand_sources
+
+    folder, labels = archive
+    (folder / "notes.txt").write_text("not an image at all\n")
+    some = sorted(labels)[:5]
+    names = [os.path.relpath(p, folder) for p in some]
+    (folder / "list.txt").write_text("# scans to do\n" + "\n".join(names + ["notes.txt", "missing.png"]) + "\n")
+    (folder / "list.csv").write_text("id,path\n" + "\n".join(f"{i},{n}" for i, n in enumerate(names)) + "\n")
+    pq.write_table(pa.table({"path": some}), folder / "list.parquet")
+    wanted = some + [str(folder / "notes.txt"), str(folder / "missing.png")]
+    assert expand_sources([str(folder / "list.txt")]) == [os.path.join(folder, n) for n in names] + wanted[5:]
+    assert expand_sources([str(folder / "list.csv")]) == [os.path.join(folder, n) for n in names]
+    assert expand_sources([str(folder / "list.parquet")]) == some
+    assert expand_sources([str(folder / "b" / "000?.png")]) == [str(folder / "b" / f"000{i}.png") for i in (1, 3, 5, 7, 9)]
+    assert len(expand_sources([str(folder / "**" / "*.png")])) == N + 1
+
+    out = tmp_path / "l.parquet"
+    summary = run_batch([str(folder / "list.txt")], str(out), workers=1)
+    assert (summary.answered, summary.errors) == (7, 2)
+    rows = rows_by_path(out)
+    assert [rows[os.path.join(folder, n)]["digit"] for n in names] == [labels[p] for p in some]
+    assert "not an image" in rows[str(folder / "notes.txt")]["error"]
+    assert rows[str(folder / "missing.png")]["error"]
+
+
+def test_uris_through_fsspec(archive, tmp_path):
+    """An object store as fsspec sees it (its in-memory filesystem stands in for s3:// here):
+    a folder, a glob and a list of URIs; a missing object is a row with its error."""
+    fsspec = pytest.importorskip("fsspec")
+    from digitrec.batch import run_batch
+    from digitrec.batch.sources import expand_sources
+
+    folder, labels = archive
+    some = sorted(labels)[:4]
+    store = fsspec.filesystem("memory")
+    for i, path in enumerate(some):
+        store.pipe(f"/bucket/scans/{i}.png", Path(path).read_bytes())
+    store.pipe("/bucket/list.txt", b"scans/0.png\nscans/gone.png\n")
+    try:
+        found = expand_sources(["memory://bucket/scans"])
+        assert len(found) == 4 and expand_sources(["memory://bucket/scans/*.png"]) == found
+        gone = found[0].replace("0.png", "gone.png")
+        assert expand_sources(["memory://bucket/list.txt"]) == [found[0], gone]  # spelt as the folder's
+        out = tmp_path / "uri.parquet"
+        summary = run_batch(["memory://bucket/scans", "memory://bucket/list.txt"], str(out), workers=1)
+        assert (summary.found, summary.answered, summary.errors) == (6, 5, 1)  # scans/0.png once
+        rows = rows_by_path(out)
+        assert [rows[uri]["digit"] for uri in found] == [labels[p] for p in some]
+        assert "cannot fetch" in rows[gone]["error"]
+    finally:
+        store.rm("/bucket", recursive=True)
+
+
+def test_read_task_equals_recognizer_read(mnist, tmp_path):
+    from digitrec import Recognizer
+    from digitrec.batch import run_batch
+
+    images, _ = mnist["test"]
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    for i in range(3):  # three-digit numbers, the digits side by side with a gap
+        strip = np.hstack([np.pad(images[3 * i + k], ((4, 4), (6, 6))) for k in range(3)])
+        cv2.imwrite(str(folder / f"n{i}.png"), 255 - strip)
+    out = tmp_path / "read.parquet"
+    summary = run_batch([str(folder)], str(out), task="read", workers=1)
+    assert (summary.answered, summary.errors) == (3, 0)
+    rows = rows_by_path(out)
+    recognizer = Recognizer()
+    for path, r in rows.items():
+        reading = recognizer.read(path)
+        assert r["text"] == reading.text and r["digit"] is None and len(r["text"]) == 3
+        assert r["confidence"] == pytest.approx(reading.confidence)
+
+
+def test_other_task_or_model_refused(archive, tmp_path, capsys):
+    folder, _ = archive
+    out = tmp_path / "o.parquet"
+    run_main(["batch", str(folder / "b"), "--out", str(out), "--workers", "1"], capsys)
+    code, _, err = run_main(["batch", str(folder / "b"), "--out", str(out), "--task", "read"], capsys)
+    assert code == 1 and "--task predict" in err and "Traceback" not in err
+    (tmp_path / "file.parquet").write_text("x")
+    code, _, err = run_main(["batch", str(folder), "--out", str(tmp_path / "file.parquet")], capsys)
+    assert code == 1 and "is a file" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_main(["batch", str(tmp_path / "empty"), "--out", str(out)], capsys)
+    assert code == 1 and "empty: no images found" in err
+    code, _, err = run_main(["batch", str(tmp_path / "typo"), "--out", str(tmp_path / "t.parquet")], capsys)
+    assert code == 1 and "typo: no such file or folder" in err and not (tmp_path / "t.parquet").exists()
+
+
+def test_kill_9_then_resume_loses_nothing(archive, tmp_path):
+    """SIGKILL the command (not its workers) once the first part is on disk: its workers go with it,
+    no half-written part is left, and a second run answers exactly what is missing."""
+    folder, labels = archive
+    out = tmp_path / "k.parquet"
+    command = [sys.executable, "-m", "digitrec", "batch", str(folder), "--out", str(out),
+               "--workers", "2", "--part-size", "10"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / "part-000000.parquet").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.005)
+    children = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sorted(p.name for p in out.iterdir() if p.name.startswith("part-"))
+    assert 1 <= len(written) < (N + 1) / 10, "the run should be killed midway"
+    killed_rows = rows_by_path(out)
+    assert len(killed_rows) == 10 * len(written)
+    for _ in range(100):  # the workers follow their parent (PR_SET_PDEATHSIG)
+        if not any(_alive(pid) for pid in children):
+            break
+        time.sleep(0.05)
+    assert children and not any(_alive(pid) for pid in children)
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and f"{len(killed_rows)} images already in the output" in done.stderr
+    rows = rows_by_path(out)  # asserts no path twice
+    assert set(rows) == set(labels) | {str(folder / "corrupt.png")}
+    assert all(rows[p] == r for p, r in killed_rows.items())
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ray_actors_never_ask_more_than_a_node_has():
+    from digitrec.batch.ray_engine import actor_resources
+
+    assert actor_resources([0.0, 4.0, 4.0], None) == (1.0, 8)  # a head with num-cpus 0 takes none
+    assert actor_resources([2.0], 5) == (1.0, 2)  # --workers beyond the CPUs would queue
+    assert actor_resources([0.5, 2.0], None) == (0.5, 5)  # a 500m pod: half a CPU each, never 1
+    with pytest.raises(DigitrecError, match="no CPUs"):
+        actor_resources([0.0], None)
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_identical_answers(archive, tmp_path):
+    pytest.importorskip("ray.data")
+    from digitrec.batch import run_batch
+
+    folder, _ = archive
+    local = run_batch([str(folder)], str(tmp_path / "local.parquet"), workers=2, part_size=100)
+    ray = run_batch([str(folder)], str(tmp_path / "ray.parquet"), engine="ray", workers=2, part_size=100)
+    assert (ray.answered, ray.errors) == (local.answered, local.errors) == (N + 1, 1)
+    assert rows_by_path(tmp_path / "ray.parquet") == rows_by_path(tmp_path / "local.parquet")
+
+
+def test_batch_never_loads_torch():
+    code = ("import sys, digitrec.cli.batch, digitrec.batch.local, digitrec.batch.answer, digitrec.batch.sink, "
+            "digitrec.batch.sources, digitrec.batch.ray_engine; assert 'torch' not in sys.modules")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0

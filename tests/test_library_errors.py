@@ -1,0 +1,44 @@
+"""Library code raises DigitrecErrors and leaves printing and exiting to the commands: the trainers'
+functions too, and a run folder that `digitrec export` cannot use is a message, not a traceback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_main
+
+from digitrec.errors import DataError, DigitrecError
+
+
+def test_trainers_data_of_other_settings_is_a_data_error(tmp_path):
+    from digitrec.train import line_reader, verifier
+
+    np.savez(tmp_path / line_reader.CACHE, numbers=np.int64(10), seed=np.int64(3))
+    with pytest.raises(DataError, match="made with --numbers 10 --seed 3"):
+        line_reader.cached_data(tmp_path, numbers=20, seed=0, workers=1)
+    np.savez(tmp_path / "candidates.npz", numbers=np.int64(10), seed=np.int64(3))
+    with pytest.raises(DataError, match="made with --numbers 10 --seed 3"):
+        verifier._cached_data(tmp_path, numbers=20, seed=0)
+
+
+@pytest.mark.parametrize("trainer", ["verifier", "line_reader"])
+def test_trainers_refuse_an_existing_run_with_a_digitrec_error(trainer, tmp_path):
+    import importlib
+
+    module = importlib.import_module(f"digitrec.train.{trainer}")
+    (tmp_path / "checkpoint.pt").write_bytes(b"a run already here")
+    with pytest.raises(DigitrecError, match="already exists"):  # not SystemExit: callers decide
+        module.main(["--out", str(tmp_path)])
+
+
+def test_export_of_a_line_reader_run_says_what_to_do(tmp_path, capsys):
+    from digitrec.checkpoint import save_checkpoint
+
+    run = tmp_path / "line-reader"
+    # What python -m digitrec.train.line_reader saves: weights and history, no `digitrec train` meta.
+    save_checkpoint(run / "checkpoint.pt", {"model": {}, "optimizer": {}, "epoch": 1, "history": "[]"})
+    code, out, err = run_main(["export", str(run), "--out", str(tmp_path / "x.onnx")], capsys)
+    assert code == 1
+    assert "Traceback" not in err and "KeyError" not in err
+    assert "no `digitrec train` model" in err and "python -m digitrec.train.line_reader" in err
+    assert not (tmp_path / "x.onnx").exists()
