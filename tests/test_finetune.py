@@ -88,7 +88,8 @@ def test_unreadable_images_are_skipped_with_a_warning_or_an_error_when_too_many(
     bad = list_examples([_csv(tmp_path, [("notes.png", 1), ("blank.png", 2), ("gone.png", 3)])])
     warnings = []
     prepared = prepare(good[:20] + bad, rec.views, warnings.append)
-    assert len(prepared.examples) == 20 and [p.name for p, _ in prepared.skipped] == ["notes.png", "blank.png", "gone.png"]
+    assert len(prepared.examples) == 20
+    assert [p.name for p, _ in prepared.skipped] == ["notes.png", "blank.png", "gone.png"]
     assert len(warnings) == 1 and "skipped 3 of 23 images" in warnings[0] and "no ink found" in warnings[0]
     with pytest.raises(DataError, match=r"3 of 13 images cannot be used: .*notes.png: not an image"):
         prepare(good[:10] + bad, rec.views)
@@ -141,7 +142,8 @@ def test_cli_errors_are_messages_not_tracebacks(digit_files, tmp_path, capsys):
     few = _csv(tmp_path, [(p, d) for d in range(5) for p in [digit_files / "folder" / str(d) / "0.png"]])
     for args, message in (([str(few)], "only 5 usable image(s); finetune needs at least 10"),
                           ([str(tmp_path / "nope")], "no such file or folder"),
-                          ([str(digit_files / "digits.csv"), "--out", str(tmp_path / "m.txt")], "--out must end in .onnx")):
+                          ([str(digit_files / "digits.csv"), "--out", str(tmp_path / "m.txt")],
+                           "--out must end in .onnx")):
         out = ["--out", str(tmp_path / "m.onnx")] if "--out" not in args else []
         with pytest.raises(SystemExit) as info:
             main(["finetune", *args, *out])
@@ -194,7 +196,8 @@ def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_pa
     summary = finetune([digit_files / "folder"], tmp_path / "m.onnx", model=tmp_path / "run", mnist=mnist["train"],
                        config=FinetuneConfig(max_steps=2, min_steps=2, threads=1, calibration_images=200))
     card = Recognizer(tmp_path / "m.onnx").card
-    assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image" and card["labels"] == list("0123456789")
+    assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image"
+    assert card["labels"] == list("0123456789")
     assert card["finetune"]["base_file"] == "checkpoint.pt" and summary["steps"] <= 2 and summary["images"] == 40
 
 

@@ -13,7 +13,8 @@ import click
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the fine-tuned ONNX model (its card goes beside it).")
 @click.option("--model", type=click.Path(path_type=Path),
-              help="Start from this model: a run folder, its checkpoint.pt or a digitrec .onnx.  [default: the shipped model]")
+              help="Start from this model: a run folder, its checkpoint.pt or a digitrec .onnx.  "
+                   "[default: the shipped model]")
 @click.option("--val-share", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
               help="Share of your images held out to check the model and stop training.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=300, show_default=True,

@@ -19,10 +19,10 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -188,8 +188,8 @@ def finetune(data, out: Path | str, *, model: Path | str | None = None, config: 
     cal_x = np.concatenate([cal_images, *val_views])
     cal_y = np.concatenate([labels[mnist_val_idx[: config.calibration_images]],
                             *[np.full(len(v), label) for v, label in zip(val_views, val_y)]])
-    calibration = calibration_card(_logits(module, cal_x), cal_y,
-                                   f"{len(cal_images)} MNIST validation images and the {len(val_y)} held-out images' views")
+    fitted_on = f"{len(cal_images)} MNIST validation images and the {len(val_y)} held-out images' views"
+    calibration = calibration_card(_logits(module, cal_x), cal_y, fitted_on)
     val_probs = _file_probabilities(module, val_views, calibration["temperature"])
     val_accuracy = float((val_probs.argmax(1) == val_y).mean())
     log(f"held-out accuracy {before:.1%} -> {val_accuracy:.1%}; temperature {calibration['temperature']:.3f}")
