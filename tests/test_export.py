@@ -13,7 +13,7 @@ from digitrec.checkpoint import load_model, read_checkpoint, save_checkpoint
 from digitrec.cli import main
 from digitrec.data import FILES
 from digitrec.errors import ModelError
-from digitrec.export import card_path_for, export_onnx
+from digitrec.export import card_path_for, export_onnx, validation_split
 from digitrec.runtime import Recognizer, softmax
 from digitrec.train import load_recipe, train
 
@@ -29,7 +29,8 @@ def run_dir(mnist, tmp_path_factory):
 
 def test_export_matches_pytorch_and_carries_its_card(run_dir, mnist, tmp_path):
     out = tmp_path / "model.onnx"
-    card = export_onnx(run_dir, out, test_data=mnist["test"])
+    card = export_onnx(run_dir, out, test_data=mnist["test"],
+                       validation_data=validation_split({"limit": 2000}, mnist["train"]))
     assert out.is_file() and card_path_for(out) == tmp_path / "model_card.json"
     assert json.loads((tmp_path / "model_card.json").read_text())["parameters"] == card["parameters"]
 
@@ -49,8 +50,11 @@ def test_export_matches_pytorch_and_carries_its_card(run_dir, mnist, tmp_path):
     images, labels = mnist["test"]
     batch = images[-300:]
     model, _ = load_model(run_dir)
+    temperature = card["calibration"]["temperature"]  # fitted on the run's own validation images
+    assert embedded["calibration"]["images"] == 200 and embedded["calibration"]["nll_after"] <= \
+        embedded["calibration"]["nll_before"] and 0.05 < temperature < 20
     with torch.no_grad():
-        expected_probs = softmax(model(torch.tensor(batch).float().div(255).unsqueeze(1)).numpy())
+        expected_probs = softmax(model(torch.tensor(batch).float().div(255).unsqueeze(1)).numpy() / temperature)
     got = Recognizer(out).predict_probabilities(batch)
     assert np.abs(got - expected_probs).max() < 1e-4
     accuracy = float((Recognizer(out).predict_probabilities(images).argmax(1) == labels).mean())
@@ -70,7 +74,7 @@ def test_a_disagreeing_export_is_refused(run_dir, mnist, tmp_path, monkeypatch):
 
     monkeypatch.setattr(export_module, "_to_onnx", broken)
     with pytest.raises(ModelError, match="disagrees with PyTorch"):
-        export_onnx(run_dir, tmp_path / "bad.onnx", test_data=mnist["test"])
+        export_onnx(run_dir, tmp_path / "bad.onnx", test_data=mnist["test"], validation_data=mnist["test"])
     assert not (tmp_path / "bad.onnx").exists() and not list(tmp_path.glob(".bad.onnx*"))
 
 
@@ -137,7 +141,7 @@ def test_export_out_under_a_file_is_a_clear_error(untrained_checkpoint, tmp_path
     blocker = tmp_path / "taken"
     blocker.write_text("a file, not a folder")
     with pytest.raises(DigitrecError, match="taken is a file, not a folder"):
-        export_onnx(path, blocker / "sub" / "m.onnx", test_data=test_data)
+        export_onnx(path, blocker / "sub" / "m.onnx", test_data=test_data, validation_data=test_data)
     with pytest.raises(SystemExit) as info:
         main(["export", str(path), "--out", str(blocker / "m.onnx")])
     err = capsys.readouterr().err
@@ -153,7 +157,7 @@ def test_export_writes_a_valid_card_and_its_sidecar_atomically(untrained_checkpo
 
     path, test_data = untrained_checkpoint
     out = tmp_path / "m.onnx"
-    card = export_onnx(path, out, test_data=test_data)
+    card = export_onnx(path, out, test_data=test_data, validation_data=test_data)
     assert ModelCard.from_json((tmp_path / "m_card.json").read_text(), require_input=True).data == {
         k: v for k, v in card.items() if k not in ("path", "card_path", "bytes")}
     assert card["format"] == "digitrec-card/1"
@@ -164,5 +168,5 @@ def test_export_writes_a_valid_card_and_its_sidecar_atomically(untrained_checkpo
     monkeypatch.setattr(files.os, "fsync", full)
     (tmp_path / "m_card.json").unlink()
     with pytest.raises(DigitrecError, match="No space left on device"):
-        export_onnx(path, out, test_data=test_data)
+        export_onnx(path, out, test_data=test_data, validation_data=test_data)
     assert not (tmp_path / "m_card.json").exists() and not list(tmp_path.glob(".*part"))

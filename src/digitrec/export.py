@@ -3,7 +3,8 @@
 The ONNX file follows the runtime's contract: input `image` float32 (N, 1, 28, 28) in [0, 1],
 ink = 1 on black; output `logits` (N, 10), or (N, 11) for the reader's verifier; the MNIST
 normalisation is inside the graph; metadata_props["digitrec"] is the model card as JSON. The card
-is also written beside the model (`model.onnx` -> `model_card.json`). `digitrec.modelfile.write`
+is also written beside the model (`model.onnx` -> `model_card.json`). Its `calibration` holds the
+temperature fitted on the run's own validation images (`digitrec.calibration`). `digitrec.modelfile.write`
 writes the file (parity check, onnx.checker, atomic rename); this module builds the card.
 """
 
@@ -19,7 +20,7 @@ import torch
 from digitrec.checkpoint import load_model, read_metrics, source_commit
 from digitrec.data import FILES, load_mnist
 from digitrec.modelfile import card_path_for  # noqa: F401 - part of this module's API
-from digitrec.modelfile.write import torch_reference, torch_to_onnx, write_model
+from digitrec.modelfile.write import rewrite_card, torch_reference, torch_to_onnx, write_model
 
 PARITY_IMAGES = 1000
 
@@ -63,11 +64,27 @@ def _to_onnx(model: torch.nn.Module, path: Path) -> None:
                   {"image": {0: "batch"}, "logits": {0: "batch"}})
 
 
+def validation_split(config: dict, train: tuple[np.ndarray, np.ndarray] | None = None):
+    """The held-out MNIST training images a run was validated on (uint8 (N, 28, 28), labels):
+    the same split `digitrec train` made, from its resolved config."""
+    from digitrec.train.config import TrainConfig
+    from digitrec.train.loop import split_indices
+
+    images, labels = train if train is not None else load_mnist("train")
+    settings = TrainConfig(val_size=int(config.get("val_size", 5000)), limit=int(config.get("limit", 0)))
+    val_idx, _ = split_indices(settings, len(images))
+    return images[val_idx], labels[val_idx]
+
+
 def export_onnx(checkpoint: Path | str, out: Path | str, *, name: str | None = None,
                 card_path: Path | str | None = None, log: Callable[[str], None] = lambda m: None,
-                test_data: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                test_data: tuple[np.ndarray, np.ndarray] | None = None,
+                validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Write `out` (ONNX) and its card; return the card. Raises ModelError if ONNX and PyTorch
-    disagree by more than the writer's tolerance on the first 1,000 test images."""
+    disagree by more than the writer's tolerance on the first 1,000 test images. The temperature is
+    fitted on `validation_data` (default: the run's own validation split of MNIST)."""
+    from digitrec.calibration import calibration_card
+
     model, meta = load_model(checkpoint)
     model = model.to(memory_format=torch.contiguous_format).eval()
     images, labels = test_data if test_data is not None else load_mnist("test")
@@ -78,7 +95,44 @@ def export_onnx(checkpoint: Path | str, out: Path | str, *, name: str | None = N
                                                for i in range(PARITY_IMAGES, len(x), 1000))])
         test_accuracy = float((logits.argmax(1) == labels).mean())
         log(f"ONNX test accuracy on {len(labels):,} images: {test_accuracy:.2%}")
-        return build_card(model, meta, name or f"digitrec-{meta['recipe']}", test_accuracy, len(labels))
+        card = build_card(model, meta, name or f"digitrec-{meta['recipe']}", test_accuracy, len(labels))
+        val_images, val_labels = validation_data or validation_split(meta["config"])
+        if not len(val_labels):  # a run trained on all 60,000 (val_size 0): nothing held out to fit on
+            log("no validation images: the card keeps temperature 1 (uncalibrated)")
+            return card
+        v = val_images.astype(np.float32)[:, None] / 255.0
+        val_logits = np.concatenate([session.run(None, {"image": v[i : i + 1000]})[0] for i in range(0, len(v), 1000)])
+        card["calibration"] = calibration_card(val_logits, val_labels, "the run's validation images"
+                                               if validation_data is None else "the given validation images")
+        log(f"temperature {card['calibration']['temperature']:.3f} (validation NLL "
+            f"{card['calibration']['nll_before']:.4f} -> {card['calibration']['nll_after']:.4f})")
+        return card
 
     return write_model(out, export=lambda tmp: _to_onnx(model, tmp), probes=[x[:PARITY_IMAGES]],
                        reference=torch_reference(model), card=card, card_path=card_path, log=log)
+
+
+def calibrate_onnx(path: Path | str, *, log: Callable[[str], None] = lambda m: None,
+                   validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Fit the temperature of a digitrec ONNX model on its run's validation images (from the card's
+    config) and rewrite only its card; the graph is unchanged, so the logits are too. -> the card."""
+    from digitrec.calibration import calibration_card
+    from digitrec.errors import ModelError
+    from digitrec.modelfile import open_model
+
+    session, card = open_model(path, require_input=True)
+    if card is None or not isinstance(card.data.get("config"), dict):
+        raise ModelError(f"{path}: its card has no training config, so its validation images are unknown")
+    images, labels = validation_data or validation_split(card.data["config"])
+    if not len(labels):
+        raise ModelError(f"{path} was trained without held-out validation images: nothing to fit on")
+    x = card.input.scale(images)[:, None]
+    logits = np.concatenate([session.run(None, {card.input.name: x[i : i + 1000]})[0]
+                             for i in range(0, len(x), 1000)])
+    data = {k: v for k, v in card.data.items() if k != "format"}
+    data["calibration"] = calibration_card(logits, labels, "the run's validation images"
+                                           if validation_data is None else "the given validation images")
+    log(f"temperature {data['calibration']['temperature']:.3f} on {len(labels):,} images (NLL "
+        f"{data['calibration']['nll_before']:.4f} -> {data['calibration']['nll_after']:.4f}, ECE "
+        f"{data['calibration']['ece_before']:.4f} -> {data['calibration']['ece_after']:.4f})")
+    return rewrite_card(path, data)

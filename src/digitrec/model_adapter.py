@@ -8,6 +8,8 @@ sigmoid scores or softmax probabilities. The adapter reads that from the model i
   input layout  from the input's declared shape (the card's input.layout settles ambiguous cases);
   scaling       from the card (`input.range` [lo, hi]: pixel 0 -> lo, 255 -> hi; optional
                 `input.mean` / `input.std` applied after), else [0, 1];
+  temperature   from the card (`calibration.temperature`, default 1): probabilities =
+                softmax(logits / T), see `digitrec.calibration`;
   output kind   from the card (`output.kind`: logits, scores, probabilities, log_probabilities,
                 sigmoid_logits),
                 else from the graph's last operator (Softmax, LogSoftmax, Sigmoid; needs the
@@ -69,6 +71,7 @@ class ModelAdapter:
     output_kind: str = "logits"  # one of OUTPUT_KINDS, or "auto": decided per batch from the values
     output_index: int = 0
     fixed_batch: int | None = None  # the model declares a fixed batch size (often 1): fed in pieces
+    temperature: float = 1.0  # the card's calibration: probabilities = softmax(logits / T)
 
     @classmethod
     def from_session(cls, session: InferenceSession, card: ModelCard | dict[str, object] | None = None,
@@ -93,7 +96,7 @@ class ModelAdapter:
         return cls(
             input_name=given.name, layout=layout, dtype=dtype, range=spec.range, mean=spec.mean, std=spec.std,
             output_kind=kind or "auto", output_index=output_index,
-            fixed_batch=batch if isinstance(batch, int) and batch > 0 else None,
+            fixed_batch=batch if isinstance(batch, int) and batch > 0 else None, temperature=card.temperature,
         )
 
     # --- feeding ---
@@ -122,11 +125,16 @@ class ModelAdapter:
         if not np.isfinite(out).all():  # a broken model: NaN would read as the digit 9, infinity as anything
             raise ModelError("the model answered NaN or infinity; it cannot be used "
                              "(was it exported from a diverged training run?)")
+        t = self.temperature
         if kind in ("logits", "log_probabilities"):
-            return softmax(out)
+            return softmax(out / t if t != 1.0 else out)
         if kind == "sigmoid_logits":  # softmax(log sigmoid(z)) = sigmoid(z) / sum, exact even when every sigmoid is ~0
-            return softmax(-np.logaddexp(0.0, -out.astype(np.float64))).astype(np.float32)
-        return normalise_scores(out)
+            return softmax(-np.logaddexp(0.0, -out.astype(np.float64)) / t).astype(np.float32)
+        probs = normalise_scores(out)
+        if t == 1.0:
+            return probs
+        # softmax(log p / T): the same scaling as for logits, since log p = logits + a constant per row
+        return softmax(np.log(np.maximum(probs, 1e-30)) / t).astype(np.float32)
 
     def probabilities(self, session: InferenceSession, digits28: np.ndarray) -> np.ndarray:
         """uint8 (N, 28, 28) -> float32 (N, 10), through the model."""

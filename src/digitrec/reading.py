@@ -415,8 +415,9 @@ def classify_candidates(recognizer: Recognizer, seg: Segmentation, plan: Plan | 
     deadline()
     if not len(images):
         return plan, images, np.zeros((0, 10), np.float32), np.zeros((0, 11), np.float32), line_log_probs
-    return (plan, images, recognizer.predict_probabilities(images), recognizer.verifier.probabilities(images),
-            line_log_probs)
+    # Uncalibrated (T = 1): the path scores and thresholds below were tuned on these probabilities.
+    return (plan, images, recognizer.predict_probabilities(images, calibrated=False),
+            recognizer.verifier.probabilities(images), line_log_probs)
 
 
 def choose_digits(seg: Segmentation, plan: Plan, images: np.ndarray, probs: np.ndarray, verifier: np.ndarray,

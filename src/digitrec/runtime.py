@@ -10,7 +10,7 @@ pixel ranges, sigmoid scores or probabilities; a `.keras` file is converted once
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -114,14 +114,18 @@ class Recognizer:
 
     # --- arrays already in MNIST form ---
 
-    def predict_probabilities(self, digits28: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 10) probabilities."""
+    def predict_probabilities(self, digits28: np.ndarray, batch_size: int = 1024, *,
+                              calibrated: bool = True) -> np.ndarray:
+        """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 10) probabilities, with the card's
+        temperature applied; `calibrated=False`: the plain softmax (T = 1), which the reader's
+        segmentation scores were tuned on."""
         digits28 = np.asarray(digits28)
         if digits28.ndim == 2:
             digits28 = digits28[None]
+        adapter = self.adapter if calibrated else replace(self.adapter, temperature=1.0)
         out = []
         for start in range(0, len(digits28), batch_size):
-            out.append(self.adapter.probabilities(self.session, digits28[start : start + batch_size]))
+            out.append(adapter.probabilities(self.session, digits28[start : start + batch_size]))
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
     def _answer(self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: dict) -> Prediction:

@@ -17,6 +17,7 @@ COMMANDS = {
     "train": ("train", "train", "Train a model from a recipe (mlp, fast, cnn, best)."),
     "evaluate": ("evaluate", "evaluate", "Evaluate a model on the MNIST test set and write a report."),
     "export": ("export", "export", "Export a checkpoint (or a .keras file) to ONNX with a model card."),
+    "finetune": ("finetune", "finetune", "Teach a model your handwriting from your labelled digit images."),
     "predict": ("predict", "predict", "Predict the digit in your own images (photos, scans, drawings)."),
     "read": ("read", "read", "Read whole handwritten numbers from images."),
     "batch": ("batch", "batch", "Answer whole archives of images into Parquet (local processes or Ray)."),

@@ -181,6 +181,15 @@ images of this digit, the share it found. F1 is their harmonic mean. The weakest
 </section>"""
 
 
+def _temperature_note(card: dict) -> str:
+    """Which probabilities were scored: the card's calibration temperature, when it has one."""
+    calibration = card.get("calibration")
+    if not isinstance(calibration, dict) or "temperature" not in calibration:
+        return "The probabilities are the plain softmax of the model's logits (no calibration in its card)."
+    return (f"The probabilities are softmax(logits / T) with the card's temperature T = "
+            f"{float(calibration['temperature']):.3f}, fitted on {_e(str(calibration.get('fitted_on', 'held-out images')))}.")
+
+
 def render_html(summary: dict, figures: dict[str, Path], card: dict, files: dict[str, Path]) -> str:
     model = summary["model"]
     name = model["name"]
@@ -227,7 +236,7 @@ what the model said and its confidence. Some are honest errors, some are digits 
 <section id="calibration"><h2>Calibration</h2>
 <p class="lead">When the model says 90%, is it right 90% of the time? Bars show the accuracy of the images whose
 top probability falls in each bin; the dashed line is perfect calibration. Expected calibration error (ECE) is the
-gap averaged over bins, weighted by how many images each holds: <b>{summary["ece"]:.4f}</b>.</p>
+gap averaged over bins, weighted by how many images each holds: <b>{summary["ece"]:.4f}</b>. {_temperature_note(card)}</p>
 {_img(figures["reliability"], "reliability diagram")}</section>
 <section id="training"><h2>Training curves</h2>{curves}</section>
 <section id="files"><h2>Files</h2><p class="lead">Everything in this folder, for further analysis.</p>

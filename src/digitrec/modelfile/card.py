@@ -13,6 +13,8 @@ is description, kept as written:
   output          kind: logits, scores, probabilities, log_probabilities, sigmoid_logits (the first
                   word counts: "logits (apply softmax for probabilities)")
   labels          one string per output
+  calibration     optional: {"temperature": T, ...}; probabilities = softmax(logits / T) (see
+                  digitrec.calibration). Absent in older cards: T = 1, the plain softmax
 
 A card that breaks the contract (not JSON, not an object, a mean that is not a number, a std of 0
 that would turn every pixel into NaN ...) is a ModelError when the model is opened, never a stack
@@ -82,6 +84,7 @@ class ModelCard:
     has_input: bool = False  # whether the card states its input contract
     output_kind: str | None = None
     labels: tuple[str, ...] | None = None
+    temperature: float = 1.0  # card["calibration"]["temperature"]; 1.0 when the card has none
     data: dict[str, object] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -127,7 +130,8 @@ class ModelCard:
         if output_kind is not None and not isinstance(output_kind, str):
             raise bad("output.kind should be a string")
         return cls(version=version, name=name, kind=kind, input=contract, has_input=bool(spec),
-                   output_kind=output_kind, labels=tuple(labels) if labels is not None else None, data=data)
+                   output_kind=output_kind, labels=tuple(labels) if labels is not None else None,
+                   temperature=_temperature(data.get("calibration"), bad), data=data)
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.data, indent=indent)
@@ -144,6 +148,17 @@ def _version(value: object, bad: Callable[[str], ModelError]) -> int:
         raise ModelError(f"the model card is format {value}, newer than this digitrec reads ({FORMAT}): "
                          "upgrade digitrec")
     return version
+
+
+def _temperature(calibration: object, bad: Callable[[str], ModelError]) -> float:
+    if calibration is None:
+        return 1.0
+    if not isinstance(calibration, dict):
+        raise bad(f"'calibration' should be an object, got {type(calibration).__name__}")
+    value = calibration.get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise bad(f"calibration.temperature should be a number above 0, got {value!r}")
+    return float(value)
 
 
 def _string(spec: dict[str, object], key: str, bad: Callable[[str], ModelError], prefix: str = "") -> str | None:

@@ -123,3 +123,28 @@ def write_model(out: Path | str, *, export: Callable[[Path], None], probes: Sequ
         result["card_path"] = str(card_file)
     result["path"], result["bytes"] = str(out), out.stat().st_size
     return result
+
+
+def rewrite_card(path: Path | str, card: dict[str, object],
+                 card_path: Path | str | Literal[False] | None = None) -> dict[str, object]:
+    """Replace only the card of the ONNX model at `path` (e.g. a refitted temperature); the graph,
+    weights and every other metadata entry stay byte for byte (checked before the rename)."""
+    import onnx
+
+    path = Path(path)
+    proto = onnx.load(str(path))
+    graph_bytes = proto.graph.SerializeToString()
+    data = {"format": FORMAT, **card}
+    ModelCard.from_dict(data, str(path), require_input=True)
+    entries = [(p.key, p.value) for p in proto.metadata_props if p.key != CARD_KEY]
+    del proto.metadata_props[:]
+    for key, value in [*entries, (CARD_KEY, json.dumps(data))]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+        if onnx.load(str(tmp)).graph.SerializeToString() != graph_bytes:
+            raise ModelError(f"rewriting the card of {path} changed its graph; not written")
+    if card_path is not False:
+        atomic_write(Path(card_path) if card_path else card_path_for(path), json.dumps(data, indent=2) + "\n")
+    return data

@@ -69,14 +69,20 @@ def as_float(batch: torch.Tensor) -> torch.Tensor:
     return batch.float().div_(255)
 
 
-def split_data(config: TrainConfig, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]):
-    """-> dict of (images uint8 (N, 1, 28, 28), labels int64) for train / val / test."""
-    images, labels = train
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
+def split_indices(config: TrainConfig, n_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (validation, training) indices into the MNIST training images: the fixed split every run,
+    export's calibration and finetune's replay use."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(n_images)
     if config.limit:
         order = order[: config.limit]
     n_val = min(config.val_size, len(order) // 10) if config.limit else config.val_size
-    val_idx, train_idx = order[:n_val], np.sort(order[n_val:])
+    return order[:n_val], np.sort(order[n_val:])
+
+
+def split_data(config: TrainConfig, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]):
+    """-> dict of (images uint8 (N, 1, 28, 28), labels int64) for train / val / test."""
+    images, labels = train
+    val_idx, train_idx = split_indices(config, len(images))
     test_images, test_labels = test
     if config.limit:
         test_images, test_labels = test_images[: config.limit], test_labels[: config.limit]

@@ -1,0 +1,141 @@
+"""The user's labelled digits for `digitrec finetune`: listed from CSV files or digit folders, then
+prepared exactly as `predict` prepares an image (`Recognizer.views`: the same code). No torch here.
+
+DATA is any mix of
+  a CSV file     with a header row naming `path` and `label` (other columns are ignored); a relative
+                 path is relative to the CSV's folder;
+  a folder       with subfolders 0 .. 9 holding the images of that digit (every file in them is
+                 tried), or, without such subfolders, a `manifest.csv` as above.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from digitrec.errors import DataError, DigitrecError
+from digitrec.files import file_sha256
+
+MIN_IMAGES = 10  # fewer usable images than this cannot be split into training and validation
+MAX_UNREADABLE_SHARE = 0.2  # more unreadable images than this: the data is wrong, not a stray file
+MANIFEST = "manifest.csv"
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path
+    label: int
+
+
+@dataclass
+class Prepared:
+    """The usable examples and what the model sees of each (uint8 (V, 28, 28), as in predict)."""
+
+    examples: list[Example]
+    views: list[np.ndarray] = field(repr=False)
+    skipped: list[tuple[Path, str]]  # (file, why) of the images that could not be used
+    sha256: str  # of the labels and file contents, in a fixed order: which data made the model
+
+
+def list_examples(sources: list[str | Path] | tuple) -> list[Example]:
+    """DATA arguments -> examples, in order. Raises DataError for a missing source, a CSV without
+    the path,label header, a label that is not one digit, or a folder with nothing to use."""
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    if not sources:
+        raise DataError("no DATA given: pass a CSV file (path,label) or a folder with subfolders 0-9")
+    examples: list[Example] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            examples += _from_folder(source)
+        elif source.is_file():
+            examples += _from_csv(source)
+        else:
+            raise DataError(f"{source}: no such file or folder")
+    return examples
+
+
+def _from_csv(path: Path) -> list[Example]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip().lower() for c in reader.fieldnames or []]
+            if "path" not in columns or "label" not in columns:
+                raise DataError(f"{path}: the first row must name the columns path and label (got "
+                                f"{','.join(reader.fieldnames or []) or 'an empty file'})")
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a CSV text file (path,label)") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    bad = [(line, row["label"]) for line, row in enumerate(rows, start=2) if not _is_digit(row["label"])]
+    if bad:
+        shown = ", ".join(f"line {line}: {label!r}" for line, label in bad[:5])
+        raise DataError(f"{path}: {len(bad)} label(s) are not one digit 0-9 ({shown}"
+                        f"{', ...' if len(bad) > 5 else ''})")
+    missing = [line for line, row in enumerate(rows, start=2) if not row["path"]]
+    if missing:
+        raise DataError(f"{path}: line {missing[0]} has no path")
+    return [Example(_resolve(path.parent, row["path"]), int(row["label"])) for row in rows]
+
+
+def _from_folder(folder: Path) -> list[Example]:
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    digits = [p for p in subfolders if _is_digit(p.name)]
+    if not digits:
+        if (folder / MANIFEST).is_file():
+            return _from_csv(folder / MANIFEST)
+        raise DataError(f"{folder}: expected subfolders 0 .. 9 holding the images of each digit "
+                        f"(or a {MANIFEST} with path,label)")
+    others = [p.name for p in subfolders if not _is_digit(p.name)]
+    if others:
+        raise DataError(f"{folder}: subfolder(s) {', '.join(others[:5])} are not a digit 0-9: "
+                        "name each subfolder after the digit its images show")
+    return [Example(f, int(sub.name)) for sub in digits
+            for f in sorted(sub.iterdir()) if f.is_file() and not f.name.startswith(".")]
+
+
+def _is_digit(text: str) -> bool:
+    return len(text) == 1 and text in "0123456789"
+
+
+def _resolve(base: Path, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def prepare(examples: list[Example], views: Callable[[Path], np.ndarray],
+            warn: Callable[[str], None] = lambda m: None) -> Prepared:
+    """Every example through `views` (the Recognizer's: what predict would see). An image that
+    cannot be read or holds no digit is skipped and reported through `warn`; more than
+    MAX_UNREADABLE_SHARE of them, or fewer than MIN_IMAGES usable, is a DataError."""
+    kept, seen, skipped = [], [], []
+    digest = hashlib.sha256()
+    for example in examples:
+        try:
+            prepared = views(example.path)
+            content = file_sha256(example.path)
+        except DigitrecError as exc:
+            skipped.append((example.path, str(exc)))
+            continue
+        except OSError as exc:
+            skipped.append((example.path, "cannot read: " + (exc.strerror or str(exc))))
+            continue
+        kept.append(example)
+        seen.append(prepared)
+        digest.update(f"{example.label}:{content}\n".encode())
+    if skipped:
+        listed = "; ".join(f"{path}: {why}" for path, why in skipped[:10])
+        more = f" (and {len(skipped) - 10} more)" if len(skipped) > 10 else ""
+        if len(skipped) > MAX_UNREADABLE_SHARE * len(examples):
+            raise DataError(f"{len(skipped)} of {len(examples)} images cannot be used: {listed}{more}")
+        warn(f"skipped {len(skipped)} of {len(examples)} images: {listed}{more}")
+    if len(kept) < MIN_IMAGES:
+        raise DataError(f"only {len(kept)} usable image(s); finetune needs at least {MIN_IMAGES} "
+                        "(some to learn from, some held out to check it)")
+    return Prepared(kept, seen, skipped, digest.hexdigest())

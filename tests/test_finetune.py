@@ -1,0 +1,219 @@
+"""`digitrec finetune` (digitrec.tune): the user's data read and prepared as predict does, the
+shipped model rebuilt in PyTorch from its ONNX weights, a real tiny run, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from digitrec.errors import DataError
+
+
+def paper(digit28: np.ndarray) -> np.ndarray:
+    """An MNIST digit as a user's scan: dark ink on light paper, with a margin."""
+    return np.pad(255 - digit28, 10, constant_values=255)
+
+
+@pytest.fixture(scope="module")
+def digit_files(mnist, tmp_path_factory):
+    """40 MNIST test digits (4 per class) written as PNG files, as a folder 0..9 and as a CSV."""
+    images, labels = mnist["test"]
+    root = tmp_path_factory.mktemp("mine")
+    rows = ["path,label"]
+    for digit in range(10):
+        (root / "folder" / str(digit)).mkdir(parents=True)
+        for k, i in enumerate(np.flatnonzero(labels == digit)[:4]):
+            cv2.imwrite(str(root / "folder" / str(digit) / f"{k}.png"), paper(images[i]))
+            # half the CSV's paths relative to its folder, half absolute
+            path = root / "folder" / str(digit) / f"{k}.png"
+            rows.append(f"{path if k % 2 else path.relative_to(root)},{digit}")
+    (root / "digits.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_csv_and_folder_forms_list_the_same_examples(digit_files):
+    from digitrec.tune.data import list_examples
+
+    from_csv = list_examples([digit_files / "digits.csv"])
+    from_folder = list_examples(digit_files / "folder")
+    assert len(from_csv) == len(from_folder) == 40
+    assert sorted((e.path.resolve(), e.label) for e in from_csv) == sorted((e.path, e.label) for e in from_folder)
+    assert all(e.path.is_file() for e in from_csv)
+
+
+def test_images_are_prepared_by_predicts_own_code(digit_files):
+    from digitrec.runtime import Recognizer
+    from digitrec.tune.data import list_examples, prepare
+
+    rec = Recognizer(threads=1)
+    examples = list_examples(digit_files / "folder")
+    prepared = prepare(examples, rec.views)
+    assert len(prepared.views) == 40 and not prepared.skipped and len(prepared.sha256) == 64
+    np.testing.assert_array_equal(prepared.views[7], rec.views(examples[7].path))
+    assert prepared.views[7].shape == (3, 28, 28)  # as written, and squeezed: predict's views
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda d: (d / "x.csv").write_text("path,label\na.png,7\nb.png,12\nc.png,x\n"),
+     "2 label(s) are not one digit 0-9 (line 3: '12', line 4: 'x')"),
+    (lambda d: (d / "x.csv").write_text("file,digit\na.png,7\n"), "the first row must name the columns path and label"),
+    (lambda d: (d / "x.csv").write_bytes(b"\xff\xfe\x00\x01garbage"), "not a CSV text file"),
+    (lambda d: (d / "x").mkdir(), "expected subfolders 0 .. 9"),
+    (lambda d: [(d / "x" / n).mkdir(parents=True) for n in ("3", "seven")], "subfolder(s) seven are not a digit"),
+    (lambda d: None, "no such file or folder"),
+])
+def test_bad_data_is_a_clear_error(write, message, tmp_path):
+    from digitrec.tune.data import list_examples
+
+    write(tmp_path)
+    target = next(iter(sorted(tmp_path.iterdir())), tmp_path / "missing.csv")
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        list_examples([target])
+
+
+def test_unreadable_images_are_skipped_with_a_warning_or_an_error_when_too_many(digit_files, tmp_path):
+    from digitrec.runtime import Recognizer
+    from digitrec.tune.data import list_examples, prepare
+
+    rec = Recognizer(threads=1)
+    good = list_examples(digit_files / "folder")
+    (tmp_path / "notes.png").write_text("not an image")
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((40, 40), 255, np.uint8))
+    bad = list_examples([_csv(tmp_path, [("notes.png", 1), ("blank.png", 2), ("gone.png", 3)])])
+    warnings = []
+    prepared = prepare(good[:20] + bad, rec.views, warnings.append)
+    assert len(prepared.examples) == 20
+    assert [p.name for p, _ in prepared.skipped] == ["notes.png", "blank.png", "gone.png"]
+    assert len(warnings) == 1 and "skipped 3 of 23 images" in warnings[0] and "no ink found" in warnings[0]
+    with pytest.raises(DataError, match=r"3 of 13 images cannot be used: .*notes.png: not an image"):
+        prepare(good[:10] + bad, rec.views)
+    with pytest.raises(DataError, match="only 9 usable image"):
+        prepare(good[:9], rec.views)
+
+
+def _csv(folder: Path, rows) -> Path:
+    path = folder / "list.csv"
+    path.write_text("path,label\n" + "".join(f"{p},{label}\n" for p, label in rows))
+    return path
+
+
+def test_the_shipped_model_rebuilt_from_its_onnx_weights_gives_its_logits(mnist):
+    import torch
+
+    from digitrec.modelfile import open_session
+    from digitrec.runtime import default_model_path
+    from digitrec.tune.weights import module_from_onnx
+
+    module, card = module_from_onnx(default_model_path())
+    assert card["architecture"] == "cnn"
+    x = mnist["test"][0][:300].astype(np.float32)[:, None] / 255.0
+    expected = open_session(default_model_path(), 1).run(None, {"image": x})[0]
+    with torch.no_grad():
+        got = module(torch.from_numpy(x)).numpy()
+    assert np.abs(got - expected).max() < 1e-4
+    assert (got.argmax(1) == mnist["test"][1][:300]).mean() > 0.99
+
+
+def test_a_model_from_elsewhere_cannot_be_the_base(tmp_path):
+    from predict_helpers import write_linear_onnx
+
+    from digitrec.errors import ModelError
+    from digitrec.tune.weights import module_from_onnx
+
+    path = write_linear_onnx(tmp_path / "keras.onnx", np.zeros((784, 10)), np.zeros(10), {"name": "keras"})
+    with pytest.raises(ModelError, match="does not say which digitrec network it is"):
+        module_from_onnx(path)
+
+
+def test_importing_digitrec_and_naming_finetune_imports_no_torch():
+    code = "import sys, digitrec; f = digitrec.finetune; assert callable(f); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_errors_are_messages_not_tracebacks(digit_files, tmp_path, capsys):
+    from digitrec.cli import main
+
+    few = _csv(tmp_path, [(p, d) for d in range(5) for p in [digit_files / "folder" / str(d) / "0.png"]])
+    for args, message in (([str(few)], "only 5 usable image(s); finetune needs at least 10"),
+                          ([str(tmp_path / "nope")], "no such file or folder"),
+                          ([str(digit_files / "digits.csv"), "--out", str(tmp_path / "m.txt")],
+                           "--out must end in .onnx")):
+        out = ["--out", str(tmp_path / "m.onnx")] if "--out" not in args else []
+        with pytest.raises(SystemExit) as info:
+            main(["finetune", *args, *out])
+        err = capsys.readouterr().err
+        assert info.value.code == 1 and message in err and "Traceback" not in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_tiny_finetune_writes_a_calibrated_model_with_its_card(digit_files, real_data, tmp_path, capsys):
+    """The real command on 40 PNG digits, a few steps: JSON summary, a model predict can use, its card."""
+    from digitrec.cli import main
+    from digitrec.runtime import Recognizer
+
+    out = tmp_path / "mine.onnx"
+    with pytest.raises(SystemExit) as info:
+        main(["finetune", str(digit_files / "digits.csv"), "--out", str(out), "--max-steps", "4",
+              "--threads", "1", "--json"])
+    captured = capsys.readouterr()
+    assert info.value.code == 0, captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["model"] == str(out) and summary["images"] == 40
+    assert summary["val_images"] == 8 and summary["train_images"] == 32 and summary["steps"] <= 4
+    assert summary["train_seconds"] > 0 and summary["val_accuracy"] >= 0.875  # MNIST digits: the base knows them
+    rec = Recognizer(out)
+    card = rec.card
+    assert card["finetune"]["base_model"] == "digitrec-cnn" and card["finetune"]["images"] == 40
+    assert card["finetune"]["data_sha256"] == summary["data_sha256"] and card["val_accuracy"] == summary["val_accuracy"]
+    assert rec.model_card.temperature == summary["temperature"] and 0.2 < summary["temperature"] < 2
+    assert json.loads((tmp_path / "mine_card.json").read_text())["finetune"]["images"] == 40
+    images, labels = real_data["test"]
+    assert (rec.predict_probabilities(images[-500:]).argmax(1) == labels[-500:]).mean() > 0.98  # nothing forgotten
+    assert rec.predict(digit_files / "folder" / "3" / "0.png").digit == 3
+
+
+def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_path):
+    """--model run folder: the PyTorch checkpoint is the base; the card says which network it is."""
+    import torch
+
+    from digitrec.checkpoint import save_checkpoint
+    from digitrec.models import build_model
+    from digitrec.runtime import Recognizer
+    from digitrec.tune import finetune
+    from digitrec.tune.run import FinetuneConfig
+
+    torch.manual_seed(0)
+    model = build_model("fastcnn", channels=[8, 16])
+    meta = {"recipe": "fast", "architecture": "fastcnn", "config": {"model": {"channels": [8, 16]}, "val_size": 5000},
+            "seed": 0, "epoch": 0}
+    save_checkpoint(tmp_path / "run" / "checkpoint.pt", {"model": model.state_dict(), "meta": meta})
+    summary = finetune([digit_files / "folder"], tmp_path / "m.onnx", model=tmp_path / "run", mnist=mnist["train"],
+                       config=FinetuneConfig(max_steps=2, min_steps=2, threads=1, calibration_images=200))
+    card = Recognizer(tmp_path / "m.onnx").card
+    assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image"
+    assert card["labels"] == list("0123456789")
+    assert card["finetune"]["base_file"] == "checkpoint.pt" and summary["steps"] <= 2 and summary["images"] == 40
+
+
+def test_a_file_listed_many_times_is_held_out_whole_or_refused(digit_files, mnist, tmp_path):
+    from digitrec.tune import finetune
+
+    same = _csv(tmp_path, [(digit_files / "folder" / "1" / "0.png", 1)] * 12)
+    with pytest.raises(DataError, match="only 1 different files: nothing is left to learn from"):
+        finetune([same], tmp_path / "m.onnx", mnist=mnist["train"])
+
+
+@pytest.mark.parametrize("args", [["finetune", "mine.csv", "--out", "m.onnx"], ["export", "m.onnx", "--calibrate"]])
+def test_without_torch_finetune_and_calibrate_name_the_train_extra(args, monkeypatch, capsys):
+    from conftest import run_main
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    code, out, err = run_main(args, capsys)
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith("Error: ") and "pip install 'digitrec[train]'" in err
