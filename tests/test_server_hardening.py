@@ -51,6 +51,35 @@ def timed_get(c, path: str = "/healthz") -> tuple[int, float]:
 
 # ---------- finding 6: JSON nested 1,000 deep ----------
 
+def test_multipart_bodies_are_parsed_off_the_event_loop(client, monkeypatch):
+    # Starlette's form parser ran on the event loop: a 17 MB upload stalled every other request.
+    import asyncio
+
+    from digitrec.web import uploads
+
+    seen = []
+    parse = uploads._from_multipart
+
+    def recording(*args):
+        try:
+            asyncio.get_running_loop()
+            seen.append("event loop")
+        except RuntimeError:
+            seen.append("thread")
+        return parse(*args)
+
+    monkeypatch.setattr(uploads, "_from_multipart", recording)
+    answer = client.post("/v1/predict", files=[("file", ("7.png", SEVEN)), ("note", (None, "hi"))])
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["digit"] == 7
+    assert seen == ["thread"]
+
+
+def test_a_flood_of_multipart_parts_is_a_400(client):
+    body = b"".join(b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n' for _ in range(1000)) + b"--b--\r\n"
+    answer = client.post("/v1/predict", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert answer.status_code == 400 and "too many parts" in answer.json()["detail"]
+
+
 @pytest.mark.parametrize("body", [b"[" * 1000 + b"]" * 1000, b'{"images": ' + b"[" * 1000 + b"]" * 1000 + b"}"])
 def test_deeply_nested_json_is_a_422_without_a_stack_trace(client, caplog, body):
     with caplog.at_level(logging.DEBUG):
