@@ -70,8 +70,7 @@ def descendants(pid: int) -> list[int]:
     while todo:
         p = todo.pop()
         try:
-            kids = [int(c) for t in Path(f"/proc/{p}/task").iterdir()
-                    for c in (t / "children").read_text().split()]
+            kids = [int(c) for t in Path(f"/proc/{p}/task").iterdir() for c in (t / "children").read_text().split()]
         except OSError:
             kids = []
         out += kids
@@ -83,8 +82,9 @@ def run_cli_measured(args: list[str]) -> dict:
     """The real command in a fresh process; peak RSS of it and of it plus its workers."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "digitrec", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digitrec", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     main_peak = total_peak = 0.0
     while proc.poll() is None:
         main = rss_mb(proc.pid)
@@ -108,8 +108,13 @@ def photos_run(engine: str, workers: int, folder: Path, out: Path) -> tuple[dict
     # CPU of this process and of the workers it reaped (the local pool's); Ray's actors are not ours.
     cpu = sum(cpu_end[:4]) - sum(cpu_start[:4]) if engine == "local" else float("nan")
     rows = {r["path"]: r for r in read_results(out).to_pylist()}
-    return {"engine": engine, "workers": workers, "images": summary.answered, "wall_s": wall,
-            "cpu_ms_per_image": cpu / max(1, summary.answered) * 1e3}, rows
+    return {
+        "engine": engine,
+        "workers": workers,
+        "images": summary.answered,
+        "wall_s": wall,
+        "cpu_ms_per_image": cpu / max(1, summary.answered) * 1e3,
+    }, rows
 
 
 def main() -> None:
@@ -128,11 +133,15 @@ def main() -> None:
     recognizer = Recognizer()
     flops = recognizer.card.get("flops_per_image") or onnx_flops(recognizer.path)
     print(f"# digitrec batch, {datetime.datetime.now():%Y-%m-%d %H:%M}")
-    print(f"machine: {cpu_name()}, {cores} cores, Python {platform.python_version()}; "
-          f"load average at start {os.getloadavg()[0]:.2f} (1 min)")
+    print(
+        f"machine: {cpu_name()}, {cores} cores, Python {platform.python_version()}; "
+        f"load average at start {os.getloadavg()[0]:.2f} (1 min)"
+    )
     peaks = matmul_peaks(cores, args.seconds)
-    print("float32 peak: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " GFLOP/s "
-          f"(best {max(peaks.values()):.0f}); model {flops / 1e6:.1f} MFLOP per view")
+    print(
+        "float32 peak: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " GFLOP/s "
+        f"(best {max(peaks.values()):.0f}); model {flops / 1e6:.1f} MFLOP per view"
+    )
 
     print("\n## small files (28x28 PNG): `digitrec batch FOLDER --out OUT`, a fresh process")
     print(f"{'files':>9} {'wall s':>8} {'images/s':>9} {'RSS main MB':>12} {'RSS all MB':>11} {'load':>5}")
@@ -142,21 +151,28 @@ def main() -> None:
             folder = small_folder(args.data_dir, n)
             r = run_cli_measured(["batch", str(folder), "--out", str(Path(tmp) / f"small-{n}.parquet")])
             small.append((n, r))
-            print(f"{n:>9,} {r['wall_s']:>8.1f} {n / r['wall_s']:>9.0f} {r['main_rss_mb']:>12.0f} "
-                  f"{r['all_rss_mb']:>11.0f} {os.getloadavg()[0]:>5.2f}")
+            print(
+                f"{n:>9,} {r['wall_s']:>8.1f} {n / r['wall_s']:>9.0f} {r['main_rss_mb']:>12.0f} "
+                f"{r['all_rss_mb']:>11.0f} {os.getloadavg()[0]:>5.2f}"
+            )
     if len(small) > 1:
         (n0, a), (n1, b) = small[0], small[-1]
         growth = b["all_rss_mb"] - a["all_rss_mb"]
-        print(f"RSS growth {n0:,} -> {n1:,} files: main {b['main_rss_mb'] - a['main_rss_mb']:+.0f} MB, "
-              f"all processes {growth:+.0f} MB (target < 100 MB: {'met' if growth < 100 else 'NOT met'})")
+        print(
+            f"RSS growth {n0:,} -> {n1:,} files: main {b['main_rss_mb'] - a['main_rss_mb']:+.0f} MB, "
+            f"all processes {growth:+.0f} MB (target < 100 MB: {'met' if growth < 100 else 'NOT met'})"
+        )
 
     folder, paths, labels = photo_folder(args.photo_dir, args.photos)
     truth = {str(p): int(d) for p, d in zip(paths, labels)}
     print(f"\n## {args.photos:,} one-megapixel JPEG photos: run_batch, wall time includes the engine's start-up")
-    print(f"{'engine':>7} {'workers':>7} {'wall s':>8} {'images/s':>9} {'CPU ms/img':>10} {'GFLOP/s':>8} "
-          f"{'accuracy':>9} {'load':>5}")
+    print(
+        f"{'engine':>7} {'workers':>7} {'wall s':>8} {'images/s':>9} {'CPU ms/img':>10} {'GFLOP/s':>8} "
+        f"{'accuracy':>9} {'load':>5}"
+    )
     try:
         import ray.data  # noqa: F401
+
         engines = ["local", "ray"]
     except ImportError:
         engines = ["local"]
@@ -170,21 +186,29 @@ def main() -> None:
                 rate = r["images"] / r["wall_s"]
                 rates[engine, w], answers[engine, w] = rate, rows
                 accuracy = np.mean([rows[p]["digit"] == d for p, d in truth.items()])
-                print(f"{engine:>7} {w:>7} {r['wall_s']:>8.1f} {rate:>9.0f} {r['cpu_ms_per_image']:>10.1f} "
-                      f"{rate * views * flops / 1e9:>8.2f} "
-                      f"{accuracy:>9.1%} {os.getloadavg()[0]:>5.2f}")
+                print(
+                    f"{engine:>7} {w:>7} {r['wall_s']:>8.1f} {rate:>9.0f} {r['cpu_ms_per_image']:>10.1f} "
+                    f"{rate * views * flops / 1e9:>8.2f} "
+                    f"{accuracy:>9.1%} {os.getloadavg()[0]:>5.2f}"
+                )
     workers = [int(x) for x in args.workers.split(",")]
     for w in workers:
         if ("ray", w) in rates:
             same = answers["ray", w] == answers["local", w]
-            print(f"ray / local with {w}: {rates['ray', w] / rates['local', w]:.2f}x "
-                  f"(target >= 0.7x), answers identical: {same}")
+            print(
+                f"ray / local with {w}: {rates['ray', w] / rates['local', w]:.2f}x "
+                f"(target >= 0.7x), answers identical: {same}"
+            )
     if len(workers) > 1:
         for engine in engines:
-            print(f"{engine}: {workers[-1]} workers / {workers[0]}: "
-                  f"{rates[engine, workers[-1]] / rates[engine, workers[0]]:.2f}x")
-    print(f"\nload average at end: {os.getloadavg()[0]:.2f} (1 min); other processes share these {cores} cores "
-          f"({views} views per photo in the GFLOP/s)")
+            print(
+                f"{engine}: {workers[-1]} workers / {workers[0]}: "
+                f"{rates[engine, workers[-1]] / rates[engine, workers[0]]:.2f}x"
+            )
+    print(
+        f"\nload average at end: {os.getloadavg()[0]:.2f} (1 min); other processes share these {cores} cores "
+        f"({views} views per photo in the GFLOP/s)"
+    )
 
 
 if __name__ == "__main__":

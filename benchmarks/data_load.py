@@ -54,8 +54,10 @@ def main() -> None:
         raise SystemExit("the 400-megapixel image was not refused")
 
     data.fetch_mnist()  # the cache filled first: what is timed is loading, not downloading
-    for what, fn in (("load_mnist('train') from the cache", lambda: data.load_mnist("train")),
-                     ("refuse a 400-megapixel PNG", refuse)):
+    for what, fn in (
+        ("load_mnist('train') from the cache", lambda: data.load_mnist("train")),
+        ("refuse a 400-megapixel PNG", refuse),
+    ):
         times = timed(fn, args.repeat)
         print(f"{what:40s} best {min(times) * 1e3:8.1f} ms   median {statistics.median(times) * 1e3:8.1f} ms")
 

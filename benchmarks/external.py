@@ -102,8 +102,9 @@ def write_mistakes(folder: Path, rec, source: str, names, items, labels, predict
         except DigitrecError as exc:
             stages["error: " + str(exc)[:30]] = np.zeros((28, 28), np.uint8)
         stem = name.replace(".npz#", "_") if "#" in name else Path(name).stem  # usps_train.npz#5 -> usps_train_5
-        write_strip(folder / source / f"{stem}_true{label}_got{guess}.png", stages,
-                    f"{source}/{name}: {label} read as {guess}")
+        write_strip(
+            folder / source / f"{stem}_true{label}_got{guess}.png", stages, f"{source}/{name}: {label} read as {guess}"
+        )
 
 
 def _views(rec, item):
@@ -116,8 +117,9 @@ def _views(rec, item):
 def main(argv: list[str] | None = None) -> int:
     from digitrec.runtime import Recognizer, default_model_path
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DIGITREC_EXTERNAL", DEFAULT_DATA)))
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated source names")
@@ -133,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# command: python benchmarks/external.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, matmul {matmul_gflops():.0f} GFLOP/s")
     print(f"# model: {model} ({rec.card.get('name', '?')})\n")
-    header = (f"{'source':18s} {'images':>6s} {'naive':>7s} {'digitrec':>8s} {'target':>7s}  {'ECE T=1':>7s} "
-              f"{'ECE':>6s} {'ms/img':>6s}  "
-              "top confusions (true->read)")
+    header = (
+        f"{'source':18s} {'images':>6s} {'naive':>7s} {'digitrec':>8s} {'target':>7s}  {'ECE T=1':>7s} "
+        f"{'ECE':>6s} {'ms/img':>6s}  "
+        "top confusions (true->read)"
+    )
     print(header)
     print("-" * len(header))
     all_ok = True
@@ -155,21 +159,30 @@ def main(argv: list[str] | None = None) -> int:
         target = SOURCES.get(source)
         ok = (our_acc > naive_acc or our_acc == 1.0) and (target is None or our_acc >= target)
         all_ok &= ok
-        ece, ece_raw = (expected_calibration_error(labels[~failed], np.array([a.probabilities for a, f in zip(got, failed)
-                                                                             if not f]))
-                        if (~failed).any() else 0.0 for got in (answers, raw_answers))
+        ece, ece_raw = (
+            expected_calibration_error(
+                labels[~failed], np.array([a.probabilities for a, f in zip(got, failed) if not f])
+            )
+            if (~failed).any()
+            else 0.0
+            for got in (answers, raw_answers)
+        )
         confusions = Counter(f"{t}->{p}" for t, p in zip(labels, our_pred) if t != p).most_common(4)
-        print(f"{source:18s} {len(labels):6d} {naive_acc:7.1%} {our_acc:8.1%} "
-              f"{'' if target is None else format(target, '.1%'):>7s}{'' if ok else '!':1s} {ece_raw:7.3f} {ece:6.3f} "
-              f"{seconds * 1000:6.1f}  "
-              f"{' '.join(f'{k}:{v}' for k, v in confusions)}{f'  ({failed.sum()} failed)' if failed.any() else ''}",
-              flush=True)
+        print(
+            f"{source:18s} {len(labels):6d} {naive_acc:7.1%} {our_acc:8.1%} "
+            f"{'' if target is None else format(target, '.1%'):>7s}{'' if ok else '!':1s} {ece_raw:7.3f} {ece:6.3f} "
+            f"{seconds * 1000:6.1f}  "
+            f"{' '.join(f'{k}:{v}' for k, v in confusions)}{f'  ({failed.sum()} failed)' if failed.any() else ''}",
+            flush=True,
+        )
         if args.mistakes:
             write_mistakes(args.mistakes, rec, source, names, items, labels, our_pred)
-    print("\n'!' marks a source below its target or not ahead of naive. ECE (expected calibration error): the "
-          "gap between how sure the answers say they are and how often they are right, averaged over 15 "
-          f"confidence bins; 'ECE' with the card's temperature (T = {rec.adapter.temperature:.3f} here), "
-          "'ECE T=1' with the plain softmax. Images that fail preprocessing are left out of both.")
+    print(
+        "\n'!' marks a source below its target or not ahead of naive. ECE (expected calibration error): the "
+        "gap between how sure the answers say they are and how often they are right, averaged over 15 "
+        f"confidence bins; 'ECE' with the card's temperature (T = {rec.adapter.temperature:.3f} here), "
+        "'ECE T=1' with the plain softmax. Images that fail preprocessing are left out of both."
+    )
     return 0 if all_ok else 1
 
 

@@ -80,8 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10,30,100,third,300")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
-    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                        help="a FinetuneConfig setting, e.g. --set lr=1e-3 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a FinetuneConfig setting, e.g. --set lr=1e-3 (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     settings = FinetuneConfig(threads=args.threads)
@@ -93,12 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     mnist_train = load_mnist("train")
     print(f"# finetune benchmark, {datetime.date.today()}")
     print(f"# command: python benchmarks/finetune.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, matmul {matmul_gflops():.0f} GFLOP/s "
-          "(shared with other jobs: seconds are noisy)")
-    print(f"# data: {SOURCE}, {len(labels)} digits of {len({cheque_of(n) for n in names})} cheques; "
-          f"base: {default_model_path().name}; settings: {settings}\n")
-    header = (f"{'tuning':>6s} {'seed':>4s} {'cheques':>7s} {'test':>5s} {'before':>7s} {'after':>7s} "
-              f"{'held-out':>8s} {'MNIST':>7s} {'ECE':>6s} {'seconds':>7s} {'steps':>5s}")
+    print(
+        f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, matmul {matmul_gflops():.0f} GFLOP/s "
+        "(shared with other jobs: seconds are noisy)"
+    )
+    print(
+        f"# data: {SOURCE}, {len(labels)} digits of {len({cheque_of(n) for n in names})} cheques; "
+        f"base: {default_model_path().name}; settings: {settings}\n"
+    )
+    header = (
+        f"{'tuning':>6s} {'seed':>4s} {'cheques':>7s} {'test':>5s} {'before':>7s} {'after':>7s} "
+        f"{'held-out':>8s} {'MNIST':>7s} {'ECE':>6s} {'seconds':>7s} {'steps':>5s}"
+    )
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,19 +122,22 @@ def main(argv: list[str] | None = None) -> int:
                 before = accuracy_on(default_model_path(), [items[i] for i in test], labels[test])
                 out = Path(tmp) / f"m-{size}-{seed}.onnx"
                 start = time.perf_counter()
-                summary = digitrec.finetune([csv], out, config=replace(settings, seed=seed),
-                                            mnist=mnist_train)
+                summary = digitrec.finetune([csv], out, config=replace(settings, seed=seed), mnist=mnist_train)
                 seconds = time.perf_counter() - start
                 after = accuracy_on(out, [items[i] for i in test], labels[test])
                 probs = Recognizer(out).predict_probabilities(mnist_test[0])
                 n_cheques = len({cheque_of(names[i]) for i in tune})
-                print(f"{len(tune):6d} {seed:4d} {n_cheques:7d} {len(test):5d} {before:7.1%} {after:7.1%} "
-                      f"{summary['val_accuracy']:8.1%} {accuracy(mnist_test[1], probs):7.2%} "
-                      f"{expected_calibration_error(mnist_test[1], probs):6.3f} {seconds:7.1f} {summary['steps']:5d}",
-                      flush=True)
-    print("\nbefore/after: accuracy on the digits of the cheques not tuned on (the shipped model / the "
-          "fine-tuned one); held-out: the share of the tuning files finetune kept for early stopping; MNIST and "
-          "ECE: the fine-tuned model on the 10,000 MNIST test digits.")
+                print(
+                    f"{len(tune):6d} {seed:4d} {n_cheques:7d} {len(test):5d} {before:7.1%} {after:7.1%} "
+                    f"{summary['val_accuracy']:8.1%} {accuracy(mnist_test[1], probs):7.2%} "
+                    f"{expected_calibration_error(mnist_test[1], probs):6.3f} {seconds:7.1f} {summary['steps']:5d}",
+                    flush=True,
+                )
+    print(
+        "\nbefore/after: accuracy on the digits of the cheques not tuned on (the shipped model / the "
+        "fine-tuned one); held-out: the share of the tuning files finetune kept for early stopping; MNIST and "
+        "ECE: the fine-tuned model on the 10,000 MNIST test digits."
+    )
     return 0
 
 

@@ -60,10 +60,12 @@ def read_amplifier() -> bytes:
 
 # ---------- watching the server ----------
 
+
 @dataclass
 class Watch:
     """Polls /healthz every 50 ms (a new connection each time) and the server's RSS; each attack
     reads the longest stall and the peak RSS of its own window."""
+
     port: int
     pid: int
     polls: list = field(default_factory=list)  # (start, seconds, ok)
@@ -102,22 +104,31 @@ class Watch:
 
 # ---------- the attacks ----------
 
+
 def post_files(port: int, path: str, files: list[tuple[str, bytes]], headers=None) -> str:
-    answer = httpx.post(f"http://127.0.0.1:{port}{path}", files=[("file", f) for f in files],
-                        headers=headers, timeout=60)
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}{path}", files=[("file", f) for f in files], headers=headers, timeout=60
+    )
     return f"{answer.status_code} {answer.json().get('detail', '')[:60]}".strip()
 
 
 def deep_json(port: int) -> str:
-    answer = httpx.post(f"http://127.0.0.1:{port}/v1/predict", content=b"[" * 1000 + b"]" * 1000,
-                        headers={"content-type": "application/json"}, timeout=30)
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/v1/predict",
+        content=b"[" * 1000 + b"]" * 1000,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     return f"{answer.status_code} {answer.json().get('detail', '')[:60]}"
 
 
 def cross_site_post(port: int, png: bytes) -> str:
-    answer = httpx.post(f"http://127.0.0.1:{port}/v1/read", timeout=30,
-                        json={"images": [base64.b64encode(png).decode()]},
-                        headers={"origin": "http://evil.example", "sec-fetch-site": "cross-site"})
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/v1/read",
+        timeout=30,
+        json={"images": [base64.b64encode(png).decode()]},
+        headers={"origin": "http://evil.example", "sec-fetch-site": "cross-site"},
+    )
     return f"{answer.status_code} {answer.json().get('detail', '')[:60]}"
 
 
@@ -160,8 +171,11 @@ def sockets_flood(port: int, count: int, send: bytes, hold: float) -> str:
 
 
 def attacks(port: int, small: bool) -> list[tuple[str, callable]]:
-    scale = dict(ico=3000, chunks=100_000, scans=5_000, big=2000) if small else \
-        dict(ico=13300, chunks=1_500_000, scans=100_000, big=6300)
+    scale = (
+        dict(ico=3000, chunks=100_000, scans=5_000, big=2000)
+        if small
+        else dict(ico=13300, chunks=1_500_000, scans=100_000, big=6300)
+    )
     print("making the hostile files ...", flush=True)
     ico = ico_bomb(scale["ico"])
     flood = png_chunk_flood(scale["chunks"])
@@ -170,23 +184,32 @@ def attacks(port: int, small: bool) -> list[tuple[str, callable]]:
     bars = read_amplifier()
     seven = mnist_pngs(1)[0][0]
     return [
-        (f"ICO bomb ({len(ico) // 1024} KB, {scale['ico']}^2)", lambda: post_files(port, "/v1/predict", [("a.ico", ico)])),
+        (
+            f"ICO bomb ({len(ico) // 1024} KB, {scale['ico']}^2)",
+            lambda: post_files(port, "/v1/predict", [("a.ico", ico)]),
+        ),
         ("ICO bomb x10, one request", lambda: post_files(port, "/v1/predict", [(f"{i}.ico", ico) for i in range(10)])),
         (f"PNG chunk flood ({len(flood) / 2**20:.1f} MB)", lambda: post_files(port, "/v1/predict", [("f.png", flood)])),
         (f"JPEG scan bomb ({scale['scans']:,} scans)", lambda: post_files(port, "/v1/predict", [("s.jpg", scans)])),
-        (f"read amplifier x3 ({len(bars) // 1024} KB)", lambda: post_files(port, "/v1/read", [(f"{i}.png", bars) for i in range(3)])),
+        (
+            f"read amplifier x3 ({len(bars) // 1024} KB)",
+            lambda: post_files(port, "/v1/read", [(f"{i}.png", bars) for i in range(3)]),
+        ),
         (f"RGBA PNG {scale['big']}^2", lambda: post_files(port, "/v1/predict", [("rgba.png", rgba)])),
         (f"16-bit PNG {scale['big']}^2", lambda: post_files(port, "/v1/predict", [("g16.png", grey16)])),
         ("JSON nested 1,000 deep", lambda: deep_json(port)),
         ("cross-site POST", lambda: cross_site_post(port, seven)),
         ("Host: evil.example (rebinding)", lambda: rebinding(port)),
-        ("slow loris: 200 half heads", lambda: sockets_flood(
-            port, 200, b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ", hold=15)),
+        (
+            "slow loris: 200 half heads",
+            lambda: sockets_flood(port, 200, b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ", hold=15),
+        ),
         ("1,100 idle connections", lambda: sockets_flood(port, 1100, b"", hold=3)),
     ]
 
 
 # ---------- the run ----------
+
 
 def start_server(port: int, log, hard_limit: bool) -> subprocess.Popen:
     def review_file_limit():
@@ -194,8 +217,9 @@ def start_server(port: int, log, hard_limit: bool) -> subprocess.Popen:
         resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT if hard_limit else hard))
 
     command = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen(command, preexec_fn=review_file_limit, start_new_session=True,
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        command, preexec_fn=review_file_limit, start_new_session=True, stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -214,8 +238,9 @@ def measured(port: int, requests: list[bytes], seconds: float, rate: float = 0.0
     the memory watcher would share their interpreter lock and lengthen the tail they measure."""
     fork = multiprocessing.get_context("fork")
     results = fork.Queue()
-    client = fork.Process(target=lambda: results.put(asyncio.run(load("127.0.0.1", port, requests, 16, seconds,
-                                                                      rate=rate))), daemon=True)
+    client = fork.Process(
+        target=lambda: results.put(asyncio.run(load("127.0.0.1", port, requests, 16, seconds, rate=rate))), daemon=True
+    )
     client.start()
     try:
         return results.get(timeout=seconds + 120)
@@ -236,10 +261,17 @@ def timed(attack) -> tuple[str, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="scaled-down files and load phase")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="length of each load phase, alone and under attack (default 20, small 5)")
-    parser.add_argument("--hard-limit", action="store_true",
-                        help="make 1,024 files the hard limit too: the server cannot raise it, and caps connections lower")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="length of each load phase, alone and under attack (default 20, small 5)",
+    )
+    parser.add_argument(
+        "--hard-limit",
+        action="store_true",
+        help="make 1,024 files the hard limit too: the server cannot raise it, and caps connections lower",
+    )
     parser.add_argument("--limit", type=float, default=900, help="watchdog: end everything after this many s")
     args = parser.parse_args()
     seconds = args.seconds or (5.0 if args.small else 20.0)
@@ -266,14 +298,18 @@ def main():
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
         text = Path(log.name).read_text(errors="replace")
-        print(f"server log ({log.name}): {text.count('Traceback')} tracebacks, "
-              f"{text.count('Too many open files')} 'Too many open files'")
+        print(
+            f"server log ({log.name}): {text.count('Traceback')} tracebacks, "
+            f"{text.count('Too many open files')} 'Too many open files'"
+        )
 
 
 def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_limit: bool):
-    print(f"digitrec serve on 127.0.0.1:{port}, pid {server.pid}, open-file limit {FILE_LIMIT} "
-          f"({'hard' if hard_limit else 'soft; the server raises it'}); "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"digitrec serve on 127.0.0.1:{port}, pid {server.pid}, open-file limit {FILE_LIMIT} "
+        f"({'hard' if hard_limit else 'soft; the server raises it'}); "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
     named = attacks(port, small)
     watch = Watch(port, server.pid).start()
     time.sleep(0.5)
@@ -297,11 +333,14 @@ def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_l
 
     # Load: 16 clients of 28x28 PNGs alone (the machine's own baseline, now), then while two
     # clients loop the request attacks.
-    requests = [multipart_request("127.0.0.1", port, "/v1/predict", p, f"{i}.png")
-                for i, p in enumerate(mnist_pngs(500)[0])]
+    requests = [
+        multipart_request("127.0.0.1", port, "/v1/predict", p, f"{i}.png") for i, p in enumerate(mnist_pngs(500)[0])
+    ]
     alone = measured(port, requests, seconds)
-    print(f"\nload alone, {seconds:.0f} s: 28x28 PNG at 16 clients, {alone['n']} requests, {alone['rps']:.0f} req/s, "
-          f"p50 {alone['p50']:.1f} ms, p99 {alone['p99']:.1f} ms, failed {alone['failed']}")
+    print(
+        f"\nload alone, {seconds:.0f} s: 28x28 PNG at 16 clients, {alone['n']} requests, {alone['rps']:.0f} req/s, "
+        f"p50 {alone['p50']:.1f} ms, p99 {alone['p99']:.1f} ms, failed {alone['failed']}"
+    )
     looped = [attack for name, attack in named if not name.startswith(("slow", "1,100"))]
     # The attackers are processes of their own, as real attackers are: threads here would share
     # this process's interpreter lock with the 16 clients whose latency is being measured.
@@ -341,21 +380,27 @@ def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_l
     stall, failed, peak = watch.window(start, time.monotonic())
     watch.stop.set()
     errors = sum(o.startswith(("5", "DROPPED")) for o in outcomes)
-    print(f"load under attack, {seconds:.0f} s: 28x28 PNG at 16 clients, {result['n']} requests, {result['rps']:.0f} req/s, "
-          f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, failed {result['failed']}; beside 2 "
-          f"attack loops ({len(outcomes)} attacks, {errors} answered 5xx or dropped); longest /healthz "
-          f"{stall:.2f} s ({failed} failed); peak RSS {peak:.0f} MB")
-    print(f"load under attack, paced at 300 req/s, {seconds:.0f} s: {paced['n']} requests, p50 {paced['p50']:.1f} ms, "
-          f"p99 {paced['p99']:.1f} ms, failed {paced['failed']}")
+    print(
+        f"load under attack, {seconds:.0f} s: 28x28 PNG at 16 clients, {result['n']} requests, {result['rps']:.0f} req/s, "
+        f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, failed {result['failed']}; beside 2 "
+        f"attack loops ({len(outcomes)} attacks, {errors} answered 5xx or dropped); longest /healthz "
+        f"{stall:.2f} s ({failed} failed); peak RSS {peak:.0f} MB"
+    )
+    print(
+        f"load under attack, paced at 300 req/s, {seconds:.0f} s: {paced['n']} requests, p50 {paced['p50']:.1f} ms, "
+        f"p99 {paced['p99']:.1f} ms, failed {paced['failed']}"
+    )
     worst["rss"] = max(worst["rss"], peak)
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
-    print(f"\ntargets: no 5xx / drops {met(not worst['bad'] and not errors and not result['failed'] and not paced['failed'])}"
-          f"{' (' + ', '.join(worst['bad']) + ')' if worst['bad'] else ''}; each answered within 15 s "
-          f"{met(worst['time'] <= 15)} ({worst['time']:.1f} s); /healthz stall <= 1 s "
-          f"{met(max(worst['stall'], stall) <= 1)} ({max(worst['stall'], stall):.2f} s); peak RSS <= 1.5 GB "
-          f"{met(worst['rss'] <= 1536)} ({worst['rss']:.0f} MB); p99 < 50 ms under attack: flat out "
-          f"{met(result['p99'] < 50)} ({result['p99']:.1f} ms), paced at 300 req/s {met(paced['p99'] < 50)} "
-          f"({paced['p99']:.1f} ms)")
+    print(
+        f"\ntargets: no 5xx / drops {met(not worst['bad'] and not errors and not result['failed'] and not paced['failed'])}"
+        f"{' (' + ', '.join(worst['bad']) + ')' if worst['bad'] else ''}; each answered within 15 s "
+        f"{met(worst['time'] <= 15)} ({worst['time']:.1f} s); /healthz stall <= 1 s "
+        f"{met(max(worst['stall'], stall) <= 1)} ({max(worst['stall'], stall):.2f} s); peak RSS <= 1.5 GB "
+        f"{met(worst['rss'] <= 1536)} ({worst['rss']:.0f} MB); p99 < 50 ms under attack: flat out "
+        f"{met(result['p99'] < 50)} ({result['p99']:.1f} ms), paced at 300 req/s {met(paced['p99'] < 50)} "
+        f"({paced['p99']:.1f} ms)"
+    )
 
 
 if __name__ == "__main__":

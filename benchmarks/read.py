@@ -38,6 +38,7 @@ REAL_SOURCES = ("orand-car-strings", "dk-parish-rowid", "photo-strings")
 
 # --- generated numbers ---------------------------------------------------------------------------
 
+
 def generated_cases(per_length: int, seed: int = 0):
     from digitrec.data import load_mnist
 
@@ -57,6 +58,7 @@ def generated_cases(per_length: int, seed: int = 0):
 
 # --- real numbers ---------------------------------------------------------------------------------
 
+
 def real_cases(source: str):
     manifest = EXTERNAL / source / "manifest.csv"
     if not manifest.is_file():
@@ -68,6 +70,7 @@ def real_cases(source: str):
 
 
 # --- scoring --------------------------------------------------------------------------------------
+
 
 def read_text(recognizer, image) -> str:
     from digitrec.errors import DigitrecError
@@ -99,8 +102,10 @@ def main() -> None:
 
     rec = Recognizer(args.model)
     print(f"# {datetime.date.today()}  model {rec.card.get('name', rec.path.name)} ({rec.path})")
-    print(f"# machine: {platform.machine()}, {os.cpu_count()} cores, matmul {gflops():.1f} GFLOP/s; "
-          f"command: {' '.join(sys.argv)}")
+    print(
+        f"# machine: {platform.machine()}, {os.cpu_count()} cores, matmul {gflops():.1f} GFLOP/s; "
+        f"command: {' '.join(sys.argv)}"
+    )
 
     def failure(name: str, image, label: str, text: str) -> None:
         if args.failures is None:
@@ -140,8 +145,10 @@ def main() -> None:
         for g in shown:
             cells = [f"{100 * stats[(g, k)][0] / stats[(g, k)][1]:.0f}" for k in range(1, 9)]
             s46, sall = stats[(g, "4-6")], stats[(g, "all")]
-            print(f"| {g} | " + " | ".join(cells) + f" | **{100 * s46[0] / s46[1]:.1f}** | "
-                  f"{100 * sall[0] / sall[1]:.1f} ({100 * sall[2] / sall[3]:.1f}) |")
+            print(
+                f"| {g} | " + " | ".join(cells) + f" | **{100 * s46[0] / s46[1]:.1f}** | "
+                f"{100 * sall[0] / sall[1]:.1f} ({100 * sall[2] / sall[3]:.1f}) |"
+            )
         print("(string accuracy %, per length; last column: string accuracy over all lengths, and digit accuracy)")
 
     if args.only != "generated":
@@ -160,8 +167,10 @@ def main() -> None:
                 if text != label:
                     failure(f"{source}_{Path(name).stem}", path, label, text)
             if n:
-                print(f"| {source} | {n} | {100 * right / n:.1f} | {100 * digits_right / digits:.1f} | "
-                      f"{(time.perf_counter() - t0) / n * 1000:.0f} |")
+                print(
+                    f"| {source} | {n} | {100 * right / n:.1f} | {100 * digits_right / digits:.1f} | "
+                    f"{(time.perf_counter() - t0) / n * 1000:.0f} |"
+                )
             else:
                 print(f"| {source} | not found under {EXTERNAL} | | | |")
 

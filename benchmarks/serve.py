@@ -35,12 +35,17 @@ BOUNDARY = "digitrecbenchmark"
 
 # ---------- what we send ----------
 
+
 def multipart_request(host: str, port: int, path: str, image: bytes, name: str) -> bytes:
-    part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    part = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     body = part + image + f"\r\n--{BOUNDARY}--\r\n".encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
-            f"boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
+        f"boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     return head + body
 
 
@@ -73,6 +78,7 @@ def photos(n: int) -> tuple[list[bytes], str]:
 
 # ---------- a lean HTTP/1.1 client ----------
 
+
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -83,8 +89,17 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def client_loop(host: str, port: int, requests: list[bytes], deadline: float, budget: list[int],
-                      latencies: list[float], failures: list[int], offset: int, interval: float):
+async def client_loop(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    deadline: float,
+    budget: list[int],
+    latencies: list[float],
+    failures: list[int],
+    offset: int,
+    interval: float,
+):
     """Send requests one after another on one keep-alive connection: as fast as answers come
     (interval 0), or paced, one every `interval` s, timed from when each was due (so a slow answer
     also counts against the requests queued behind it)."""
@@ -109,23 +124,41 @@ async def client_loop(host: str, port: int, requests: list[bytes], deadline: flo
         writer.close()
 
 
-async def load(host: str, port: int, requests: list[bytes], clients: int, seconds: float,
-               max_requests: int = 10**9, rate: float = 0.0) -> dict:
+async def load(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    clients: int,
+    seconds: float,
+    max_requests: int = 10**9,
+    rate: float = 0.0,
+) -> dict:
     """`clients` connections for `seconds`; `rate` > 0 paces them to that many requests/s in all."""
     latencies: list[float] = []
     failures: list[int] = []
     budget = [max_requests]
     start = time.perf_counter()
     interval = clients / rate if rate else 0.0
-    await asyncio.gather(*(client_loop(host, port, requests, start + seconds, budget, latencies, failures,
-                                       k * 7, interval) for k in range(clients)))
+    await asyncio.gather(
+        *(
+            client_loop(host, port, requests, start + seconds, budget, latencies, failures, k * 7, interval)
+            for k in range(clients)
+        )
+    )
     elapsed = time.perf_counter() - start
     ms = np.array(latencies or [np.nan]) * 1000
-    return {"n": len(ms), "rps": len(ms) / elapsed, "p50": float(np.percentile(ms, 50)),
-            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "failed": len(failures)}
+    return {
+        "n": len(ms),
+        "rps": len(ms) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+        "failed": len(failures),
+    }
 
 
 # ---------- the server and the machine ----------
+
 
 def process_tree(pid: int) -> list[int]:
     """A process and its children (uvicorn workers)."""
@@ -181,8 +214,19 @@ def start_server(workers: int, model: str | None) -> tuple[subprocess.Popen, int
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "digitrec", "serve", "--port", str(port), "--workers", str(workers),
-               "--log-level", "warning", *(["--model", model] if model else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "digitrec",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        *(["--model", model] if model else []),
+    ]
     server = subprocess.Popen(command)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -226,59 +270,76 @@ def main():
 
 
 def run(host: str, port: int, pid: int | None, args):
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
-          f"matmul {matmul_gflops():.0f} GFLOP/s (float32, 1024^2)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
+        f"matmul {matmul_gflops():.0f} GFLOP/s (float32, 1024^2)"
+    )
     pngs, labels = mnist_pngs(1000)
     digit_requests = [multipart_request(host, port, "/v1/predict", p, f"{i}.png") for i, p in enumerate(pngs)]
     photo_bytes, photo_note = photos(8)
     photo_requests = [multipart_request(host, port, "/v1/predict", p, "photo.jpg") for p in photo_bytes]
-    print(f"server: http://{host}:{port}  workers: {args.workers if not args.url else '?'}  "
-          f"28x28: MNIST test PNGs ({np.mean([len(p) for p in pngs]):.0f} B)  photo: {photo_note} "
-          f"({np.mean([len(p) for p in photo_bytes]) / 1024:.0f} KB)")
+    print(
+        f"server: http://{host}:{port}  workers: {args.workers if not args.url else '?'}  "
+        f"28x28: MNIST test PNGs ({np.mean([len(p) for p in pngs]):.0f} B)  photo: {photo_note} "
+        f"({np.mean([len(p) for p in photo_bytes]) / 1024:.0f} KB)"
+    )
     check_answers(host, port, pngs[:200], labels[:200])
 
     asyncio.run(load(host, port, digit_requests, 16, 1.0))  # warm up
+
     def scenario(requests, clients, rate=0.0) -> dict:
         cpu = cpu_seconds(pid)
         result = asyncio.run(load(host, port, requests, clients, args.seconds, rate=rate))
         result["cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / max(1, result["n"])
         return result
 
-    rows = [("28x28 PNG", 1, scenario(digit_requests, 1)),
-            ("28x28 PNG", 16, scenario(digit_requests, 16)),
-            # The target rate, paced: the latency clients see when the server is not saturated.
-            ("28x28 PNG, paced at 300 req/s", 16, scenario(digit_requests, 16, rate=300)),
-            ("1 MP photo", 1, scenario(photo_requests, 1)),
-            ("1 MP photo", 16, scenario(photo_requests, 16))]
+    rows = [
+        ("28x28 PNG", 1, scenario(digit_requests, 1)),
+        ("28x28 PNG", 16, scenario(digit_requests, 16)),
+        # The target rate, paced: the latency clients see when the server is not saturated.
+        ("28x28 PNG, paced at 300 req/s", 16, scenario(digit_requests, 16, rate=300)),
+        ("1 MP photo", 1, scenario(photo_requests, 1)),
+        ("1 MP photo", 16, scenario(photo_requests, 16)),
+    ]
+
     # Mixed: do photos being worked on slow down the digits? 16 digit clients beside 2 photo clients.
     async def mixed():
-        return await asyncio.gather(load(host, port, digit_requests, 16, args.seconds),
-                                    load(host, port, photo_requests, 2, args.seconds))
+        return await asyncio.gather(
+            load(host, port, digit_requests, 16, args.seconds), load(host, port, photo_requests, 2, args.seconds)
+        )
+
     digits_beside, photos_beside = asyncio.run(mixed())
-    rows += [("28x28 PNG, beside 2 photo clients", 16, digits_beside),
-             ("1 MP photo, beside 16 digit clients", 2, photos_beside)]
+    rows += [
+        ("28x28 PNG, beside 2 photo clients", 16, digits_beside),
+        ("1 MP photo, beside 16 digit clients", 2, photos_beside),
+    ]
     print("\n| request | clients | requests | req/s | p50 ms | p99 ms | max ms | server CPU ms/req | failed |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for what, clients, r in rows:
         cpu = f"{r['cpu_ms']:.2f}" if "cpu_ms" in r else "(both)"
-        print(f"| {what} | {clients} | {r['n']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
-              f"{r['max']:.1f} | {cpu} | {r['failed']} |")
+        print(
+            f"| {what} | {clients} | {r['n']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+            f"{r['max']:.1f} | {cpu} | {r['failed']} |"
+        )
     flat_out, paced = rows[1][2], rows[2][2]
-    print(f"\ntarget (28x28 PNG, 16 clients: p99 < 50 ms, >= 300 req/s): "
-          f"{'met' if flat_out['rps'] >= 300 and paced['p99'] < 50 else 'NOT met'} at 300 req/s; "
-          f"{'met' if flat_out['p99'] < 50 else 'NOT met'} flat out ({flat_out['rps']:.0f} req/s)")
+    print(
+        f"\ntarget (28x28 PNG, 16 clients: p99 < 50 ms, >= 300 req/s): "
+        f"{'met' if flat_out['rps'] >= 300 and paced['p99'] < 50 else 'NOT met'} at 300 req/s; "
+        f"{'met' if flat_out['p99'] < 50 else 'NOT met'} flat out ({flat_out['rps']:.0f} req/s)"
+    )
 
     if pid:
         before = rss_mb(pid)
         warm = asyncio.run(load(host, port, digit_requests, 16, 600, max_requests=1000))
         after_warm = rss_mb(pid)
-        rest = asyncio.run(load(host, port, digit_requests, 16, 600,
-                                max_requests=max(1, args.memory_requests - 1000)))
+        rest = asyncio.run(load(host, port, digit_requests, 16, 600, max_requests=max(1, args.memory_requests - 1000)))
         after = rss_mb(pid)
-        print(f"\nserver RSS over {warm['n'] + rest['n']:,} requests (16 clients): before {before:.0f} MB, "
-              f"after 1,000 {after_warm:.0f} MB, after {warm['n'] + rest['n']:,} {after:.0f} MB "
-              f"(growth after warm-up {after - after_warm:+.1f} MB); failed: {warm['failed'] + rest['failed']}")
+        print(
+            f"\nserver RSS over {warm['n'] + rest['n']:,} requests (16 clients): before {before:.0f} MB, "
+            f"after 1,000 {after_warm:.0f} MB, after {warm['n'] + rest['n']:,} {after:.0f} MB "
+            f"(growth after warm-up {after - after_warm:+.1f} MB); failed: {warm['failed'] + rest['failed']}"
+        )
 
 
 def check_answers(host: str, port: int, pngs: list[bytes], labels: np.ndarray):
@@ -287,7 +348,7 @@ def check_answers(host: str, port: int, pngs: list[bytes], labels: np.ndarray):
 
     answers = []
     for start in range(0, len(pngs), 50):  # the server takes at most 64 images a request
-        files = [("file", (f"{i}.png", p)) for i, p in enumerate(pngs[start:start + 50])]
+        files = [("file", (f"{i}.png", p)) for i, p in enumerate(pngs[start : start + 50])]
         answers += httpx.post(f"http://{host}:{port}/v1/predict", files=files, timeout=60).json()["predictions"]
     accuracy = np.mean([a.get("digit") == int(y) for a, y in zip(answers, labels)])
     print(f"sanity: {accuracy:.1%} of {len(pngs)} MNIST test digits right through the API")

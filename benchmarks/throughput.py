@@ -41,6 +41,7 @@ PHOTO_VERSION = 1  # bump when make_photo changes, so cached folders are rebuilt
 
 # ---------- the machine ----------
 
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -90,15 +91,19 @@ def matmul_peaks(threads: int, seconds: float, n: int = 2048) -> dict[str, float
 def matmul_model(n: int) -> bytes:
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "a"], ["c"])], "matmul",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "a"], ["c"])],
+        "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
 
 
 # ---------- the model alone ----------
+
 
 def ort_session(model, threads: int):
     import onnxruntime as ort
@@ -107,8 +112,9 @@ def ort_session(model, threads: int):
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # incl. NCHWc layouts
     options.log_severity_level = 3
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"]
+    )
 
 
 def onnx_flops(path: Path) -> int:
@@ -121,8 +127,10 @@ def onnx_flops(path: Path) -> int:
         given.type.tensor_type.shape.dim[0].dim_value = 1  # batch of one
     model = shape_inference.infer_shapes(model)
     graph = model.graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*graph.value_info, *graph.output, *graph.input]}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*graph.value_info, *graph.output, *graph.input]
+    }
     weights = {t.name: numpy_helper.to_array(t).shape for t in graph.initializer}
     flops = 0
     for node in graph.node:
@@ -159,9 +167,10 @@ def model_alone(model_path: Path, card: dict, checkpoint: str | None, threads: i
     recognizer = Recognizer(model_path)  # the session `digitrec predict` uses
     name = recognizer.adapter.input_name
     x = x.reshape(len(x), *recognizer.adapter.to_input(np.zeros((1, 28, 28), np.uint8)).shape[1:])
-    sessions = {f"onnxruntime, Recognizer ({recognizer.session.get_session_options().intra_op_num_threads} threads)":
-                recognizer.session,
-                "onnxruntime, 1 thread": ort_session(recognizer.path, 1)}
+    sessions = {
+        f"onnxruntime, Recognizer ({recognizer.session.get_session_options().intra_op_num_threads} threads)": recognizer.session,
+        "onnxruntime, 1 thread": ort_session(recognizer.path, 1),
+    }
     rows: dict[str, dict[int, float]] = {}
     for label, session in sessions.items():
         rows[label] = {b: best_rate(lambda b=b: session.run(None, {name: x[:b]}), b, seconds) for b in BATCHES}
@@ -174,12 +183,14 @@ def model_alone(model_path: Path, card: dict, checkpoint: str | None, threads: i
             torch.set_num_threads(n)
             with torch.inference_mode():
                 rows[f"PyTorch eager ({n} thread{'s' if n > 1 else ''})"] = {
-                    b: best_rate(lambda b=b: module(tx[:b]), b, seconds) for b in BATCHES}
+                    b: best_rate(lambda b=b: module(tx[:b]), b, seconds) for b in BATCHES
+                }
         torch.set_num_threads(threads)
     return {"rows": rows, "torch_note": torch_note}
 
 
 # ---------- end to end ----------
+
 
 def make_photo(digit28: np.ndarray, rng: np.random.Generator) -> bytes:
     """An MNIST digit written on paper and photographed, 1152x864 JPEG: paper tint, a lighting
@@ -188,7 +199,7 @@ def make_photo(digit28: np.ndarray, rng: np.random.Generator) -> bytes:
 
     h, w = PHOTO_SIZE
     # light: a smooth field made at 1/16 size and enlarged (cheap), 175..245 grey levels
-    gy, gx = np.mgrid[0:h // 16, 0:w // 16].astype(np.float32)
+    gy, gx = np.mgrid[0 : h // 16, 0 : w // 16].astype(np.float32)
     theta = rng.uniform(0, 2 * np.pi)
     ramp = np.cos(theta) * gx / gx.max() + np.sin(theta) * gy / gy.max()
     light = rng.uniform(215, 245) * (1 - rng.uniform(0, 0.3) * (ramp - ramp.min()) / np.ptp(ramp))
@@ -241,9 +252,15 @@ def end_to_end(model_path: Path, folder: Path, paths: list[Path], labels: np.nda
     answers = json.loads(done.stdout)
     digits = np.array([-1 if a["digit"] is None else a["digit"] for a in answers])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = {"command": " ".join(["digitrec", *command[3:]]), "images": len(answers), "wall_s": wall,
-              "images_per_s": len(answers) / wall, "cpu_s": cpu, "cores_used": cpu / wall,
-              "accuracy": float((digits == labels).mean())}
+    result = {
+        "command": " ".join(["digitrec", *command[3:]]),
+        "images": len(answers),
+        "wall_s": wall,
+        "images_per_s": len(answers) / wall,
+        "cpu_s": cpu,
+        "cores_used": cpu / wall,
+        "accuracy": float((digits == labels).mean()),
+    }
 
     # The one-by-one path on the first files: its speed, its answers, and the bulk path's promise
     # (the same answers as one by one on the reduced image).
@@ -285,8 +302,10 @@ def end_to_end(model_path: Path, folder: Path, paths: list[Path], labels: np.nda
 
 # ---------- report ----------
 
-def report_model_alone(model_path: Path, card: dict, checkpoint: str | None, threads: int, seconds: float,
-                       flops: float) -> dict:
+
+def report_model_alone(
+    model_path: Path, card: dict, checkpoint: str | None, threads: int, seconds: float, flops: float
+) -> dict:
     """Prints the machine's peak and the model alone against it; -> what --json keeps of them."""
     # The peak is measured before and after the model (the best of both): other processes depress
     # it for a while, and a depressed peak would flatter the model's fraction of it.
@@ -296,23 +315,33 @@ def report_model_alone(model_path: Path, card: dict, checkpoint: str | None, thr
     peaks = {k: max(before[k], after[k]) for k in before}
     peak = max(peaks.values())
     one_core = matmul_peaks(1, seconds)["onnxruntime"]
-    print(f"float32 2048x2048 matmul, {threads} threads, GFLOP/s (best of before and after the model): "
-          + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + f"  -> peak {peak:.0f}"
-          + f"  (onnxruntime on 1 thread: {one_core:.0f})")
+    print(
+        f"float32 2048x2048 matmul, {threads} threads, GFLOP/s (best of before and after the model): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
+        + f"  -> peak {peak:.0f}"
+        + f"  (onnxruntime on 1 thread: {one_core:.0f})"
+    )
     print(f"\n## the model alone (images/s; GFLOP/s; % of the {peak:.0f} GFLOP/s peak)")
     print("| runtime | " + " | ".join(f"batch {b}" for b in BATCHES) + " |")
     print("|---|" + "---|" * len(BATCHES))
     for label, rates in alone["rows"].items():
-        cells = [f"{r:,.0f} img/s; {r * flops / 1e9:.0f} GFLOP/s; {100 * r * flops / 1e9 / peak:.0f}%"
-                 for r in rates.values()]
+        cells = [
+            f"{r:,.0f} img/s; {r * flops / 1e9:.0f} GFLOP/s; {100 * r * flops / 1e9 / peak:.0f}%"
+            for r in rates.values()
+        ]
         print(f"| {label} | " + " | ".join(cells) + " |")
     print(f"PyTorch: {alone['torch_note']}")
     best_1024 = max(r[1024] for k, r in alone["rows"].items() if k.startswith("onnxruntime"))
     target_ok = best_1024 * flops / 1e9 >= 0.5 * peak
-    print(f"batch 1024 on onnxruntime: {100 * best_1024 * flops / 1e9 / peak:.0f}% of peak "
-          f"(target >= 50%: {'met' if target_ok else 'NOT met'})")
-    return {"peaks": peaks, "one_core_peak": one_core,
-            "model_alone": {k: {str(b): r for b, r in v.items()} for k, v in alone["rows"].items()}}
+    print(
+        f"batch 1024 on onnxruntime: {100 * best_1024 * flops / 1e9 / peak:.0f}% of peak "
+        f"(target >= 50%: {'met' if target_ok else 'NOT met'})"
+    )
+    return {
+        "peaks": peaks,
+        "one_core_peak": one_core,
+        "model_alone": {k: {str(b): r for b, r in v.items()} for k, v in alone["rows"].items()},
+    }
 
 
 def main() -> None:
@@ -324,8 +353,11 @@ def main() -> None:
     parser.add_argument("--one-by-one", type=int, default=100, help="photos also predicted one by one")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--end-to-end-only", action="store_true",
-                        help="skip the peak and the model alone (a quicker look at the photos' path)")
+    parser.add_argument(
+        "--end-to-end-only",
+        action="store_true",
+        help="skip the peak and the model alone (a quicker look at the photos' path)",
+    )
     args = parser.parse_args()
 
     from digitrec.runtime import Recognizer, default_model_path
@@ -337,38 +369,62 @@ def main() -> None:
     flops = card.get("flops_per_image") or onnx_flops(recognizer.path)
     print(f"# digitrec throughput, {datetime.datetime.now():%Y-%m-%d %H:%M}")
     print(f"machine: {cpu_name()}, {threads} cores, Python {platform.python_version()}")
-    print(f"model: {model_path} ({card.get('name', '?')}, {flops / 1e6:.1f} MFLOP per image"
-          f"{' from the card' if card.get('flops_per_image') else ' counted from the graph'})")
+    print(
+        f"model: {model_path} ({card.get('name', '?')}, {flops / 1e6:.1f} MFLOP per image"
+        f"{' from the card' if card.get('flops_per_image') else ' counted from the graph'})"
+    )
 
     load_start = os.getloadavg()
     print(f"load average at start: {load_start[0]:.2f} (1 min)")
-    measured = {} if args.end_to_end_only else report_model_alone(
-        model_path, card, args.checkpoint, threads, args.seconds, flops)
+    measured = (
+        {}
+        if args.end_to_end_only
+        else report_model_alone(model_path, card, args.checkpoint, threads, args.seconds, flops)
+    )
 
     folder, paths, labels = photo_folder(args.photo_dir, args.photos)
     e2e = end_to_end(model_path, folder, paths, labels, min(args.one_by_one, len(paths)))
     print(f"\n## end to end: {e2e['command']}")
-    print(f"{e2e['images']} JPEG photos {PHOTO_SIZE[1]}x{PHOTO_SIZE[0]}: {e2e['wall_s']:.1f} s, "
-          f"{e2e['images_per_s']:.0f} images/s (target >= 200: {'met' if e2e['images_per_s'] >= 200 else 'NOT met'}), "
-          f"{e2e['cores_used']:.2f} cores busy ({e2e['cpu_s'] / e2e['images'] * 1e3:.1f} ms CPU per photo), "
-          f"accuracy {e2e['accuracy']:.1%}")
-    print(f"one by one (Recognizer.predict, first {e2e['one_by_one_n']}): "
-          f"{e2e['one_by_one_images_per_s']:.1f} images/s, "
-          f"accuracy {e2e['one_by_one_accuracy']:.1%} (bulk on the same: {e2e['bulk_accuracy_same_subset']:.1%}); "
-          f"same digit as bulk {e2e['same_digit_as_one_by_one']:.1%}")
-    print(f"CPU per photo in a worker ({BULK_SIDE} px long side): decode {e2e['decode_ms']:.1f} ms, "
-          f"preprocess {e2e['preprocess_ms']:.1f} ms, model {e2e['model_ms']:.1f} ms "
-          f"({e2e['views_per_photo']:g} views, batched)")
-    print(f"bulk = one by one on the reduced image: same digit {e2e['bulk_vs_reduced_same_digit']:.1%}, "
-          f"max confidence difference {e2e['bulk_vs_reduced_max_diff']:.1e}")
+    print(
+        f"{e2e['images']} JPEG photos {PHOTO_SIZE[1]}x{PHOTO_SIZE[0]}: {e2e['wall_s']:.1f} s, "
+        f"{e2e['images_per_s']:.0f} images/s (target >= 200: {'met' if e2e['images_per_s'] >= 200 else 'NOT met'}), "
+        f"{e2e['cores_used']:.2f} cores busy ({e2e['cpu_s'] / e2e['images'] * 1e3:.1f} ms CPU per photo), "
+        f"accuracy {e2e['accuracy']:.1%}"
+    )
+    print(
+        f"one by one (Recognizer.predict, first {e2e['one_by_one_n']}): "
+        f"{e2e['one_by_one_images_per_s']:.1f} images/s, "
+        f"accuracy {e2e['one_by_one_accuracy']:.1%} (bulk on the same: {e2e['bulk_accuracy_same_subset']:.1%}); "
+        f"same digit as bulk {e2e['same_digit_as_one_by_one']:.1%}"
+    )
+    print(
+        f"CPU per photo in a worker ({BULK_SIDE} px long side): decode {e2e['decode_ms']:.1f} ms, "
+        f"preprocess {e2e['preprocess_ms']:.1f} ms, model {e2e['model_ms']:.1f} ms "
+        f"({e2e['views_per_photo']:g} views, batched)"
+    )
+    print(
+        f"bulk = one by one on the reduced image: same digit {e2e['bulk_vs_reduced_same_digit']:.1%}, "
+        f"max confidence difference {e2e['bulk_vs_reduced_max_diff']:.1e}"
+    )
     load_end = os.getloadavg()
     print(f"\nload average at end: {load_end[0]:.2f} (1 min); other processes share these {threads} cores")
 
     if args.json:
-        args.json.write_text(json.dumps({
-            "date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_name(), "cores": threads,
-            "model": str(model_path), "flops_per_image": flops, "load": [load_start[0], load_end[0]],
-            **measured, "end_to_end": e2e}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                    "cpu": cpu_name(),
+                    "cores": threads,
+                    "model": str(model_path),
+                    "flops_per_image": flops,
+                    "load": [load_start[0], load_end[0]],
+                    **measured,
+                    "end_to_end": e2e,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

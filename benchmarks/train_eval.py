@@ -46,9 +46,21 @@ def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
 
 def reference_config(epochs: int, threads: int) -> TrainConfig:
     return TrainConfig(
-        recipe="reference", architecture="reference", model={}, epochs=epochs, batch_size=64,
-        optimizer="adadelta", lr=1.0, weight_decay=0.0, schedule="step", step_gamma=0.7,
-        label_smoothing=0.0, ema=0.0, val_size=0, threads=threads, augment=AugmentConfig(enabled=False),
+        recipe="reference",
+        architecture="reference",
+        model={},
+        epochs=epochs,
+        batch_size=64,
+        optimizer="adadelta",
+        lr=1.0,
+        weight_decay=0.0,
+        schedule="step",
+        step_gamma=0.7,
+        label_smoothing=0.0,
+        ema=0.0,
+        val_size=0,
+        threads=threads,
+        augment=AugmentConfig(enabled=False),
     )
 
 
@@ -79,13 +91,18 @@ def run_one(name: str, config: TrainConfig, data: dict, check_every: int | None)
     def on_epoch(row):
         clock["done"] = row["seconds"]
         accuracy = check(clock["model"], row["seconds"], f"epoch {row['epoch']}")
-        print(f"  {name} epoch {row['epoch']}: {row['seconds']:.1f} s, test {accuracy:.2%}",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {name} epoch {row['epoch']}: {row['seconds']:.1f} s, test {accuracy:.2%}", file=sys.stderr, flush=True
+        )
         restart_clock()
 
     with tempfile.TemporaryDirectory(prefix=f"digitrec-bench-{name}-") as folder:
-        summary = train(config, Path(folder) / "run", data=data,
-                        callbacks=Callbacks(on_start=restart_clock, on_step=on_step, on_epoch=on_epoch))
+        summary = train(
+            config,
+            Path(folder) / "run",
+            data=data,
+            callbacks=Callbacks(on_start=restart_clock, on_step=on_step, on_epoch=on_epoch),
+        )
     n_train = 60000 - config.val_size  # images per epoch
     return {
         "model": name,
@@ -123,25 +140,33 @@ def main(argv=None) -> int:
 
     print(f"# train_eval benchmark, {datetime.date.today()}")
     print(f"# command: python benchmarks/{Path(__file__).name} {' '.join(argv if argv is not None else sys.argv[1:])}")
-    print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; matmul {gflops_before:.0f} GFLOP/s before, {gflops_after:.0f} after")
+    print(
+        f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; matmul {gflops_before:.0f} GFLOP/s before, {gflops_after:.0f} after"
+    )
     print()
-    header = (f"{'model':<10} {'params':>9} {'MFLOP/img':>9} {'epochs':>6} {'train s':>8} {'test acc':>8} "
-              f"{'s to 99.0%':>11}  {'reached at':<11} {'img/s':>6}")
+    header = (
+        f"{'model':<10} {'params':>9} {'MFLOP/img':>9} {'epochs':>6} {'train s':>8} {'test acc':>8} "
+        f"{'s to 99.0%':>11}  {'reached at':<11} {'img/s':>6}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         to99 = f"{r['seconds_to_99']:.1f}" if r["seconds_to_99"] is not None else "-"
-        print(f"{r['model']:<10} {r['parameters']:>9,} {r['mflops']:>9.2f} {r['epochs']:>6} {r['train_seconds']:>8.1f} "
-              f"{r['test_accuracy']:>8.2%} {to99:>11}  {r['reached_at']:<11} {r['images_per_second']:>6.0f}")
+        print(
+            f"{r['model']:<10} {r['parameters']:>9,} {r['mflops']:>9.2f} {r['epochs']:>6} {r['train_seconds']:>8.1f} "
+            f"{r['test_accuracy']:>8.2%} {to99:>11}  {r['reached_at']:<11} {r['images_per_second']:>6.0f}"
+        )
     by_name = {r["model"]: r for r in rows}
     if "fast" in by_name and "reference" in by_name:
         fast, ref = by_name["fast"]["seconds_to_99"], by_name["reference"]["seconds_to_99"]
         if fast and ref:
             print(f"\nfast reaches 99.0% {ref / fast:.1f}x sooner than the reference (target: at least 3x)")
         elif fast:
-            print(f"\nthe reference did not reach 99.0% within {args.reference_epochs} epochs "
-                  f"({by_name['reference']['train_seconds']:.0f} s); fast did in {fast:.1f} s")
+            print(
+                f"\nthe reference did not reach 99.0% within {args.reference_epochs} epochs "
+                f"({by_name['reference']['train_seconds']:.0f} s); fast did in {fast:.1f} s"
+            )
     if args.json:
         args.json.write_text(json.dumps({"gflops": [gflops_before, gflops_after], "rows": rows}, indent=2))
     return 0

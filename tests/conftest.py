@@ -107,9 +107,9 @@ def recognizer():
 def client(recognizer):
     """The web app around `recognizer`, through Starlette's TestClient (lifespan run)."""
     from fastapi.testclient import TestClient
+    from web_helpers import LOCAL
 
     from digitrec.web import create_app
-    from web_helpers import LOCAL
 
     with TestClient(create_app(recognizer), base_url=LOCAL) as c:
         yield c

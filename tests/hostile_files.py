@@ -21,8 +21,15 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def _png(width: int, height: int, bit_depth: int, colour_type: int, bytes_per_pixel: int,
-         extra_chunks: bytes = b"", ink: bool = False) -> bytes:
+def _png(
+    width: int,
+    height: int,
+    bit_depth: int,
+    colour_type: int,
+    bytes_per_pixel: int,
+    extra_chunks: bytes = b"",
+    ink: bool = False,
+) -> bytes:
     """A valid PNG of the given size, filter 0 rows of zero bytes (transparent / black), and with
     `ink` a thick opaque bar down the middle third (a '1': every byte 0xFF there, i.e. white
     opaque for RGBA; grey files are inverted so the bar is black on white).
@@ -36,17 +43,23 @@ def _png(width: int, height: int, bit_depth: int, colour_type: int, bytes_per_pi
         blank = b"\x00" + b"\xff" * (width * bytes_per_pixel)
     third = width // 3
     bar_byte = b"\x00" if colour_type == 0 else b"\xff"
-    bar_row = (blank[: 1 + third * bytes_per_pixel] + bar_byte * ((width - 2 * third) * bytes_per_pixel)
-               + blank[1 + (width - third) * bytes_per_pixel :])
+    bar_row = (
+        blank[: 1 + third * bytes_per_pixel]
+        + bar_byte * ((width - 2 * third) * bytes_per_pixel)
+        + blank[1 + (width - third) * bytes_per_pixel :]
+    )
     if colour_type == 6 and ink:  # RGBA: a black opaque bar (RGB 0, alpha 255) on transparent
         pixel = b"\x00\x00\x00\xff"
         bar_row = blank[: 1 + third * 4] + pixel * (width - 2 * third) + blank[1 + (width - third) * 4 :]
     compressor = zlib.compressobj(9)
-    parts = [compressor.compress(bar_row if ink and height // 6 <= y < height - height // 6 else blank)
-             for y in range(height)]
+    parts = [
+        compressor.compress(bar_row if ink and height // 6 <= y < height - height // 6 else blank)
+        for y in range(height)
+    ]
     parts.append(compressor.flush())
-    return (_PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + extra_chunks + _chunk(b"IDAT", b"".join(parts))
-            + _chunk(b"IEND", b""))
+    return (
+        _PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + extra_chunks + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b"")
+    )
 
 
 def big_rgba_png(side: int = 6300, *, ink: bool = False) -> bytes:

@@ -17,8 +17,14 @@ def ink_box(digit28: np.ndarray) -> np.ndarray:
     return digit28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
-def paper_photo(digit28: np.ndarray, rng: np.random.Generator, *, size: tuple[int, int] | None = None,
-                lines: bool | None = None, jpeg: bool = True) -> np.ndarray | bytes:
+def paper_photo(
+    digit28: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    size: tuple[int, int] | None = None,
+    lines: bool | None = None,
+    jpeg: bool = True,
+) -> np.ndarray | bytes:
     """uint8 MNIST digit (ink = 255 on 0) -> a photo of it written on paper: grey uint8 (H, W), or
     JPEG bytes when `jpeg`. Every random choice comes from `rng`."""
     h, w = size or (int(rng.integers(240, 520)), int(rng.integers(240, 520)))
@@ -55,7 +61,7 @@ def paper_photo(digit28: np.ndarray, rng: np.random.Generator, *, size: tuple[in
     # Light: a gradient in a random direction (up to 40% darker) and a soft vignette.
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     theta = float(rng.uniform(0, 2 * np.pi))
-    ramp = (np.cos(theta) * xx / w + np.sin(theta) * yy / h)
+    ramp = np.cos(theta) * xx / w + np.sin(theta) * yy / h
     ramp = (ramp - ramp.min()) / max(1e-6, float(np.ptp(ramp)))
     page *= 1.0 - float(rng.uniform(0.0, 0.4)) * ramp
     r2 = ((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2
@@ -77,14 +83,18 @@ def write_linear_onnx(path, weight: np.ndarray, bias: np.ndarray, card: dict | N
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["image"], ["flat"], axis=1),
-         helper.make_node("MatMul", ["flat", "weight"], ["scores"]),
-         helper.make_node("Add", ["scores", "bias"], ["logits"])],
+        [
+            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "weight"], ["scores"]),
+            helper.make_node("Add", ["scores", "bias"], ["logits"]),
+        ],
         "linear",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 28, 28])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", weight.shape[1]])],
-        [numpy_helper.from_array(weight.astype(np.float32), "weight"),
-         numpy_helper.from_array(bias.astype(np.float32), "bias")],
+        [
+            numpy_helper.from_array(weight.astype(np.float32), "weight"),
+            numpy_helper.from_array(bias.astype(np.float32), "bias"),
+        ],
     )
     return save_graph(graph, path, card)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import run_main
+
 from digitrec.errors import DigitrecError
 
 pytest.importorskip("pyarrow")
@@ -49,8 +49,11 @@ def test_answers_equal_predict(archive, tmp_path, capsys):
     code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "2", "--part-size", "100"], capsys)
     assert code == 1, err  # the corrupt file failed; the others were answered
     assert f"{N + 1} images answered" in err and "1 failed" in err
-    assert sorted(p.name for p in out.iterdir()) == ["part-000000.parquet", "part-000001.parquet",
-                                                     "part-000002.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "part-000000.parquet",
+        "part-000001.parquet",
+        "part-000002.parquet",
+    ]
     rows = rows_by_path(out)
 
     code, predicted, _ = run_main(["predict", str(folder), "--json"], capsys)
@@ -105,7 +108,9 @@ def test_lists_of_paths_and_bad_rows(archive, tmp_path):
     assert expand_sources([str(folder / "list.txt")]) == [os.path.join(folder, n) for n in names] + wanted[5:]
     assert expand_sources([str(folder / "list.csv")]) == [os.path.join(folder, n) for n in names]
     assert expand_sources([str(folder / "list.parquet")]) == some
-    assert expand_sources([str(folder / "b" / "000?.png")]) == [str(folder / "b" / f"000{i}.png") for i in (1, 3, 5, 7, 9)]
+    assert expand_sources([str(folder / "b" / "000?.png")]) == [
+        str(folder / "b" / f"000{i}.png") for i in (1, 3, 5, 7, 9)
+    ]
     assert len(expand_sources([str(folder / "**" / "*.png")])) == N + 1
 
     out = tmp_path / "l.parquet"
@@ -187,8 +192,19 @@ def test_kill_9_then_resume_loses_nothing(archive, tmp_path):
     no half-written part is left, and a second run answers exactly what is missing."""
     folder, labels = archive
     out = tmp_path / "k.parquet"
-    command = [sys.executable, "-m", "digitrec", "batch", str(folder), "--out", str(out),
-               "--workers", "2", "--part-size", "10"]
+    command = [
+        sys.executable,
+        "-m",
+        "digitrec",
+        "batch",
+        str(folder),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--part-size",
+        "10",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -253,7 +269,9 @@ def test_ray_engine_gives_identical_answers(archive, tmp_path):
 
 
 def test_batch_never_loads_torch():
-    code = ("import sys, digitrec.cli.batch, digitrec.batch.local, digitrec.batch.answer, digitrec.batch.sink, "
-            "digitrec.batch.sources, digitrec.batch.ray_engine; assert 'torch' not in sys.modules")
+    code = (
+        "import sys, digitrec.cli.batch, digitrec.batch.local, digitrec.batch.answer, digitrec.batch.sink, "
+        "digitrec.batch.sources, digitrec.batch.ray_engine; assert 'torch' not in sys.modules"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0

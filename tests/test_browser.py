@@ -8,14 +8,19 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
-
 from web_helpers import STROKES, free_port, photo_of_digit, start_server, stop_server, wait_until_up
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PHONE = dict(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
 
 
@@ -77,8 +82,7 @@ def stroke_points(page: Page, digit: int, slot: int = 0) -> list[tuple[float, fl
     height, in the `slot`-th square from the left (a number's pad is two squares wide)."""
     box = page.locator("#pad").bounding_box()
     side = box["height"]
-    return [(box["x"] + (slot + (x + 0.5) / 28) * side, box["y"] + (y + 0.5) * side / 28)
-            for x, y in STROKES[digit]]
+    return [(box["x"] + (slot + (x + 0.5) / 28) * side, box["y"] + (y + 0.5) * side / 28) for x, y in STROKES[digit]]
 
 
 def draw_with_mouse(page: Page, digit: int, slot: int = 0):

@@ -12,12 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from predict_helpers import save_graph
 
 from digitrec.cli import main
 from digitrec.errors import ModelError
 from digitrec.model_adapter import ModelAdapter, normalise_scores, softmax
 from digitrec.runtime import Recognizer
-from predict_helpers import save_graph
 
 RNG = np.random.default_rng(0)
 W = RNG.normal(0, 0.05, (784, 10)).astype(np.float32)
@@ -25,23 +25,36 @@ B = RNG.normal(0, 0.1, 10).astype(np.float32)
 DIGITS = RNG.integers(0, 256, (5, 28, 28), dtype=np.uint8)  # any pixels do: the models are linear maps
 
 
-def write_model(path: Path, item_shape: tuple, *, final: str | None = None, card: dict | None = None,
-                batch: int | str = "n", scale: float = 1.0) -> Path:
+def write_model(
+    path: Path,
+    item_shape: tuple,
+    *,
+    final: str | None = None,
+    card: dict | None = None,
+    batch: int | str = "n",
+    scale: float = 1.0,
+) -> Path:
     """A tiny ONNX classifier: x (batch, *item_shape) -> Reshape (batch, 784) -> x @ (W * scale) + B
     -> optional final operator (Sigmoid, Softmax, LogSoftmax)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("Reshape", ["x", "flat_shape"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "W", "B"], ["z"])]
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat_shape"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "W", "B"], ["z"]),
+    ]
     if final:
         nodes.append(helper.make_node(final, ["z"], ["out"], **({"axis": 1} if "Softmax" in final else {})))
     nodes.append(helper.make_node("Identity", [nodes[-1].output[0]], ["scores"]))  # looked through
     graph = helper.make_graph(
-        nodes, "byo",
+        nodes,
+        "byo",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, *item_shape])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 10])],
-        [numpy_helper.from_array(np.array([-1, 784], np.int64), "flat_shape"),
-         numpy_helper.from_array(W * np.float32(scale), "W"), numpy_helper.from_array(B, "B")],
+        [
+            numpy_helper.from_array(np.array([-1, 784], np.int64), "flat_shape"),
+            numpy_helper.from_array(W * np.float32(scale), "W"),
+            numpy_helper.from_array(B, "B"),
+        ],
     )
     return save_graph(graph, path, card)
 
@@ -53,9 +66,15 @@ def reference(digits: np.ndarray, final: str | None, pixel_scale: float = 1 / 25
     return normalise_scores(1 / (1 + np.exp(-z)))
 
 
-@pytest.mark.parametrize("item_shape, layout", [
-    ((1, 28, 28), "NCHW"), ((28, 28, 1), "NHWC"), ((28, 28), "NHW"), ((784,), "NF"),
-])
+@pytest.mark.parametrize(
+    "item_shape, layout",
+    [
+        ((1, 28, 28), "NCHW"),
+        ((28, 28, 1), "NHWC"),
+        ((28, 28), "NHW"),
+        ((784,), "NF"),
+    ],
+)
 def test_every_input_layout_is_fed_its_shape(item_shape, layout, tmp_path):
     recognizer = Recognizer(write_model(tmp_path / "m.onnx", item_shape))
     assert recognizer.adapter.layout == layout
@@ -64,9 +83,15 @@ def test_every_input_layout_is_fed_its_shape(item_shape, layout, tmp_path):
     assert np.allclose(probs.sum(axis=1), 1)
 
 
-@pytest.mark.parametrize("final, kind", [
-    (None, "logits"), ("Sigmoid", "scores"), ("Softmax", "probabilities"), ("LogSoftmax", "log_probabilities"),
-])
+@pytest.mark.parametrize(
+    "final, kind",
+    [
+        (None, "logits"),
+        ("Sigmoid", "scores"),
+        ("Softmax", "probabilities"),
+        ("LogSoftmax", "log_probabilities"),
+    ],
+)
 def test_output_kind_is_read_from_the_graph_without_a_card(final, kind, tmp_path):
     recognizer = Recognizer(write_model(tmp_path / "m.onnx", (28, 28), final=final))
     assert recognizer.adapter.output_kind == kind
@@ -82,7 +107,9 @@ def test_the_card_overrides_the_graph_and_sets_the_pixel_range(tmp_path):
     # mean/std normalisation declared in the card happens before the model sees the pixels
     card = {"input": {"range": [0, 1], "mean": 0.5, "std": 0.25}}
     adapter = ModelAdapter.from_session(Recognizer(write_model(tmp_path / "n.onnx", (784,), card=card)).session, card)
-    np.testing.assert_allclose(adapter.to_input(np.array([[[0] * 28] * 28, [[255] * 28] * 28], np.uint8))[:, 0], [-2, 2])
+    np.testing.assert_allclose(
+        adapter.to_input(np.array([[[0] * 28] * 28, [[255] * 28] * 28], np.uint8))[:, 0], [-2, 2]
+    )
 
 
 def test_a_fixed_batch_of_one_is_fed_one_image_at_a_time(tmp_path):
@@ -109,19 +136,25 @@ def test_sigmoid_logits_keep_their_digits_when_every_score_is_tiny():
     assert got.argmax() == 3
 
 
-@pytest.mark.parametrize("item_shape, card, message", [
-    ((32, 32), None, "takes input of shape (N, 32, 32)"),
-    ((28, 28), {"input": {"layout": "CHW"}}, "input.layout 'CHW'"),
-    ((28, 28), {"input": {"range": "0-1"}}, "input.range should be two numbers"),
-])
+@pytest.mark.parametrize(
+    "item_shape, card, message",
+    [
+        ((32, 32), None, "takes input of shape (N, 32, 32)"),
+        ((28, 28), {"input": {"layout": "CHW"}}, "input.layout 'CHW'"),
+        ((28, 28), {"input": {"range": "0-1"}}, "input.range should be two numbers"),
+    ],
+)
 def test_models_digitrec_cannot_feed_get_a_clear_message(item_shape, card, message, tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
     if item_shape == (32, 32):  # a LeNet-style 32x32 input
-        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 32, 32])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32, 32])])
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 32, 32])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32, 32])],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         onnx.save(model, str(tmp_path / "m.onnx"))
@@ -135,18 +168,22 @@ def test_models_digitrec_cannot_feed_get_a_clear_message(item_shape, card, messa
 def test_a_carded_model_loads_without_torch_or_onnx(tmp_path):
     """The predict path stays light: the card says everything, so neither torch nor onnx is imported."""
     path = write_model(tmp_path / "m.onnx", (28, 28), final="Sigmoid", card={"output": {"kind": "scores"}})
-    code = ("import sys; from digitrec.runtime import Recognizer\n"
-            f"r = Recognizer({str(path)!r}); r.predict_probabilities(__import__('numpy').zeros((2, 28, 28), 'uint8'))\n"
-            "bad = [m for m in ('torch', 'onnx', 'keras', 'matplotlib') if m in sys.modules]\n"
-            "assert not bad, bad\n")
+    code = (
+        "import sys; from digitrec.runtime import Recognizer\n"
+        f"r = Recognizer({str(path)!r}); r.predict_probabilities(__import__('numpy').zeros((2, 28, 28), 'uint8'))\n"
+        "bad = [m for m in ('torch', 'onnx', 'keras', 'matplotlib') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
 def test_legacy_h5_and_missing_keras_files_get_messages(tmp_path, capsys):
-    for args, message in [(["predict", "--model", str(tmp_path / "m.h5"), "x.png"], "legacy HDF5"),
-                          (["predict", "--model", str(tmp_path / "gone.keras"), "x.png"], "model file not found"),
-                          (["evaluate", str(tmp_path / "gone.keras")], "model file not found")]:
+    for args, message in [
+        (["predict", "--model", str(tmp_path / "m.h5"), "x.png"], "legacy HDF5"),
+        (["predict", "--model", str(tmp_path / "gone.keras"), "x.png"], "model file not found"),
+        (["evaluate", str(tmp_path / "gone.keras")], "model file not found"),
+    ]:
         with pytest.raises(SystemExit) as info:
             main(args)
         err = capsys.readouterr().err
@@ -161,7 +198,10 @@ def test_without_keras_export_says_what_to_install(tmp_path, capsys, monkeypatch
         z.writestr("config.json", "{}")
     monkeypatch.setitem(sys.modules, "keras", None)  # what `import keras` does when it is not installed
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
-    for args in (["export", str(model), "--out", str(tmp_path / "t.onnx")], ["predict", "--model", str(model), "x.png"]):
+    for args in (
+        ["export", str(model), "--out", str(tmp_path / "t.onnx")],
+        ["predict", "--model", str(model), "x.png"],
+    ):
         with pytest.raises(SystemExit) as info:
             main(args)
         err = capsys.readouterr().err
@@ -169,6 +209,7 @@ def test_without_keras_export_says_what_to_install(tmp_path, capsys, monkeypatch
 
 
 # ---------- the Keras tutorial network, end to end ----------
+
 
 @pytest.fixture(scope="module")
 def keras_tutorial(mnist, tmp_path_factory):
@@ -185,11 +226,15 @@ def keras_tutorial(mnist, tmp_path_factory):
         pytest.skip(f"Keras already runs on {keras.backend.backend()}")
     keras.utils.set_random_seed(0)
     images, labels = mnist["train"]
-    model = keras.Sequential([
-        keras.Input((28, 28)), keras.layers.Flatten(),
-        keras.layers.Dense(50, activation="relu"), keras.layers.Dense(50, activation="relu"),
-        keras.layers.Dense(10, activation="sigmoid"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(50, activation="relu"),
+            keras.layers.Dense(50, activation="relu"),
+            keras.layers.Dense(10, activation="sigmoid"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(images[:4000] / 255.0, labels[:4000], epochs=1, batch_size=32, verbose=0)
     path = tmp_path_factory.mktemp("keras") / "tutorial.keras"
@@ -222,7 +267,9 @@ def assert_same_answers(got: np.ndarray, want: np.ndarray) -> None:
 
 @pytest.mark.mnist
 @pytest.mark.slow
-def test_keras_tutorial_export_evaluate_predict(keras_tutorial, mnist, real_mnist_env, isolated_cache, tmp_path, capsys):
+def test_keras_tutorial_export_evaluate_predict(
+    keras_tutorial, mnist, real_mnist_env, isolated_cache, tmp_path, capsys
+):
     path, model = keras_tutorial
     # export: an ONNX model whose card says how to feed it and that it answers sigmoid scores
     onnx_path = tmp_path / "tutorial.onnx"
@@ -239,12 +286,26 @@ def test_keras_tutorial_export_evaluate_predict(keras_tutorial, mnist, real_mnis
     n = 1000
     expected = keras_probabilities(model, test_images[:n])
     # MNIST from the user's cache (--data-dir); the .keras conversion goes to this test's own cache
-    data_dir = real_mnist_env.get("DIGITREC_DATA_DIR") or Path(
-        real_mnist_env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digitrec" / "mnist"
+    data_dir = (
+        real_mnist_env.get("DIGITREC_DATA_DIR")
+        or Path(real_mnist_env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "digitrec" / "mnist"
+    )
     for model_arg in (onnx_path, path):
         out_dir = tmp_path / f"eval-{model_arg.suffix[1:]}"
-        code, out, err = run_cli(["evaluate", str(model_arg), "--out", str(out_dir), "--limit", str(n), "--json",
-                                  "--data-dir", str(data_dir)], capsys)
+        code, out, err = run_cli(
+            [
+                "evaluate",
+                str(model_arg),
+                "--out",
+                str(out_dir),
+                "--limit",
+                str(n),
+                "--json",
+                "--data-dir",
+                str(data_dir),
+            ],
+            capsys,
+        )
         assert code == 0, err
         with open(out_dir / "predictions.csv") as f:
             rows = list(csv.DictReader(f))
@@ -277,6 +338,7 @@ def test_keras_tutorial_export_evaluate_predict(keras_tutorial, mnist, real_mnis
 
 # ---------- the converted-.keras cache is verified, rebuilt, keyed by versions (issue 14 #14) ----------
 
+
 @pytest.fixture(scope="module")
 def small_keras(tmp_path_factory):
     """An untrained Dense softmax network saved as .keras (no MNIST needed)."""
@@ -290,7 +352,9 @@ def small_keras(tmp_path_factory):
     if keras.backend.backend() != "torch":
         pytest.skip(f"Keras already runs on {keras.backend.backend()}")
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    )
     path = tmp_path_factory.mktemp("keras-cache") / "small.keras"
     model.save(path)
     return path

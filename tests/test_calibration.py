@@ -60,12 +60,15 @@ def test_the_runtime_applies_the_cards_temperature_and_an_old_card_means_1(tmp_p
     assert not np.allclose(softmax(logits), softmax(logits / 2.0), atol=1e-3)
 
 
-@pytest.mark.parametrize("calibration, message", [
-    ({"temperature": 0}, "calibration.temperature should be a number above 0"),
-    ({"temperature": -1.5}, "above 0"),
-    ({"temperature": "2"}, "above 0"),
-    ("hot", "'calibration' should be an object"),
-])
+@pytest.mark.parametrize(
+    "calibration, message",
+    [
+        ({"temperature": 0}, "calibration.temperature should be a number above 0"),
+        ({"temperature": -1.5}, "above 0"),
+        ({"temperature": "2"}, "above 0"),
+        ("hot", "'calibration' should be an object"),
+    ],
+)
 def test_a_bad_temperature_is_a_model_error(calibration, message):
     from digitrec.errors import ModelError
 
@@ -102,8 +105,9 @@ def test_calibrating_a_file_rewrites_only_its_card(mnist, tmp_path):
     assert json.loads((tmp_path / "model_card.json").read_text())["calibration"] == written["calibration"]
     rec = Recognizer(path)
     assert rec.model_card.temperature == written["calibration"]["temperature"]
-    np.testing.assert_allclose(rec.predict_probabilities(images[:400]),
-                               softmax(before / written["calibration"]["temperature"]), atol=1e-5)
+    np.testing.assert_allclose(
+        rec.predict_probabilities(images[:400]), softmax(before / written["calibration"]["temperature"]), atol=1e-5
+    )
 
 
 def test_the_shipped_model_is_calibrated_on_mnist_test(mnist):

@@ -25,8 +25,11 @@ def test_every_command_has_help():
 def test_help_examples_stay_one_command_per_line(name):
     """click rewraps a paragraph unless it starts with a \\b line: examples run together otherwise."""
     command = cli.get_command(None, name)
-    examples = [line.strip() for line in (command.help or "").splitlines()
-                if line.strip().startswith(("digitrec ", "curl ", "cat "))]
+    examples = [
+        line.strip()
+        for line in (command.help or "").splitlines()
+        if line.strip().startswith(("digitrec ", "curl ", "cat "))
+    ]
     shown = [line.strip() for line in CliRunner().invoke(cli, [name, "--help"], terminal_width=80).output.splitlines()]
     for example in examples:
         assert example in shown, f"{name} --help mangles: {example}"
@@ -41,10 +44,12 @@ def test_unknown_command_fails_cleanly():
 def test_fetch_with_no_source_fails_cleanly(tmp_path):
     import os
 
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), DIGITREC_MNIST_MIRRORS="http://127.0.0.1:9/",
-               PATH="/usr/bin/none")
-    result = subprocess.run([sys.executable, "-m", "digitrec", "data", "fetch"], capture_output=True, text=True,
-                            env=env)
+    env = dict(
+        os.environ, XDG_CACHE_HOME=str(tmp_path), DIGITREC_MNIST_MIRRORS="http://127.0.0.1:9/", PATH="/usr/bin/none"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "digitrec", "data", "fetch"], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 1
     assert "Error: could not get a verified copy" in result.stderr
     assert "Traceback" not in result.stderr

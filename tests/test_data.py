@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import tiny_mnist
+
 from digitrec import data, files, paths
 from digitrec.errors import DataError
 
@@ -55,8 +55,10 @@ class Fixture:
     def __init__(self, root: Path):
         train, test = tiny_mnist(30, seed=1), tiny_mnist(10, seed=2)
         arrays = {
-            "train-images": train[0], "train-labels": train[1],
-            "test-images": test[0], "test-labels": test[1],
+            "train-images": train[0],
+            "train-labels": train[1],
+            "test-images": test[0],
+            "test-labels": test[1],
         }
         self.root = root
         self.raw = {k: data.encode_idx(a) for k, a in arrays.items()}

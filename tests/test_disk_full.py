@@ -29,10 +29,15 @@ main(sys.argv[2:])
 
 
 def run_limited(args: list[str], limit: int, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-c", LIMITED, str(limit), *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    env = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-c", LIMITED, str(limit), *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def assert_clean_failure(result, target: Path) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import run_main
 from predict_helpers import write_linear_onnx
+
 from digitrec.cli import cli
 
 pytestmark = pytest.mark.mnist
@@ -51,14 +51,17 @@ def models(linear, tmp_path_factory):
     """Two copies of the same linear model: one with a card holding a history, one bare."""
     folder = tmp_path_factory.mktemp("models")
     weight, bias = linear
-    card = {"name": "linear-test", "architecture": "ridge regression", "params": int(weight.size + bias.size),
-            "test_accuracy": 0.85, "history": HISTORY}
+    card = {
+        "name": "linear-test",
+        "architecture": "ridge regression",
+        "params": int(weight.size + bias.size),
+        "test_accuracy": 0.85,
+        "history": HISTORY,
+    }
     return {
         "carded": write_onnx(folder / "carded.onnx", weight, bias, card),
         "bare": write_onnx(folder / "bare.onnx", weight, bias, None),
     }
-
-
 
 
 def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, linear, tmp_path, artifacts_dir):
@@ -115,8 +118,16 @@ def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, 
     assert all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
     assert not re.search(r'(src|href)="(https?:)?//', page), "report.html must not load anything from outside"
     assert "<link" not in page and "<script" not in page
-    for text in ("linear-test", "ridge regression", f"{summary['accuracy']:.2%}", "Worst mistakes",
-                 "Confusion matrix", "Calibration", "Training curves", "model card"):
+    for text in (
+        "linear-test",
+        "ridge regression",
+        f"{summary['accuracy']:.2%}",
+        "Worst mistakes",
+        "Confusion matrix",
+        "Calibration",
+        "Training curves",
+        "model card",
+    ):
         assert text in page, text
     assert json.loads((out / "summary.json").read_text())["accuracy"] == summary["accuracy"]
     (artifacts_dir / "evaluate_report.html").write_text(page)
@@ -157,13 +168,16 @@ def test_evaluating_an_onnx_model_never_imports_torch(real_data, models, tmp_pat
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "model file not found"),
-    ("suffix", "unknown model type '.txt'"),
-    ("corrupt_onnx", "cannot load"),
-    ("empty_folder", "without a model in it"),
-    ("wrong_classes", "answers with shape (5,)"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "model file not found"),
+        ("suffix", "unknown model type '.txt'"),
+        ("corrupt_onnx", "cannot load"),
+        ("empty_folder", "without a model in it"),
+        ("wrong_classes", "answers with shape (5,)"),
+    ],
+)
 def test_bad_models_fail_with_a_clear_message(case, message, tmp_path, capsys):
     if case == "missing":
         model = tmp_path / "nope.onnx"
@@ -184,12 +198,14 @@ def test_bad_models_fail_with_a_clear_message(case, message, tmp_path, capsys):
 
 
 def test_bad_limit_and_a_bad_model_in_a_real_process(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "digitrec", "evaluate", str(tmp_path / "x.pt")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "digitrec", "evaluate", str(tmp_path / "x.pt")], capture_output=True, text=True
+    )
     assert result.returncode == 1
     assert "Error: model file not found" in result.stderr and "Traceback" not in result.stderr
-    result = subprocess.run([sys.executable, "-m", "digitrec", "evaluate", "--limit", "0"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "digitrec", "evaluate", "--limit", "0"], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "--limit" in result.stderr
 
 
@@ -203,8 +219,14 @@ def test_a_pytorch_checkpoint_run_folder(real_data, tmp_path, capsys):
     torch.manual_seed(0)
     model = build_model("mlp", hidden=16).eval()
     run = tmp_path / "run"
-    meta = {"recipe": "mlp", "architecture": "mlp", "config": {"model": {"hidden": 16}}, "seed": 0,
-            "parameters": sum(p.numel() for p in model.parameters()), "history": HISTORY}
+    meta = {
+        "recipe": "mlp",
+        "architecture": "mlp",
+        "config": {"model": {"hidden": 16}},
+        "seed": 0,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "history": HISTORY,
+    }
     save_checkpoint(run / "checkpoint.pt", {"model": model.state_dict(), "meta": meta, "train_state": {}})
     (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in HISTORY))
 
@@ -280,8 +302,9 @@ def test_report_renders_in_a_real_browser_with_nothing_fetched(real_data, models
             browser.close()
 
 
-def test_evaluating_another_model_never_overwrites_the_shipped_models_report(real_data, models, tmp_path,
-                                                                             monkeypatch, capsys):
+def test_evaluating_another_model_never_overwrites_the_shipped_models_report(
+    real_data, models, tmp_path, monkeypatch, capsys
+):
     from digitrec.runtime import default_model_path
 
     monkeypatch.chdir(tmp_path)
@@ -298,7 +321,8 @@ def test_evaluating_another_model_never_overwrites_the_shipped_models_report(rea
     code, _, err = run_main(["evaluate", str(models["bare"]), "--out", "out/evaluate", "--limit", "20"], capsys)
     assert code == 1 and "holds the report of another model" in err and "--force" in err
     assert json.loads((tmp_path / "out/evaluate/summary.json").read_text()) == shipped
-    code, _, err = run_main(["evaluate", str(models["bare"]), "--out", "out/evaluate", "--limit", "20",
-                             "--force"], capsys)
+    code, _, err = run_main(
+        ["evaluate", str(models["bare"]), "--out", "out/evaluate", "--limit", "20", "--force"], capsys
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "out/evaluate/summary.json").read_text())["model"]["path"] == str(models["bare"])

@@ -29,8 +29,9 @@ def run_dir(mnist, tmp_path_factory):
 
 def test_export_matches_pytorch_and_carries_its_card(run_dir, mnist, tmp_path):
     out = tmp_path / "model.onnx"
-    card = export_onnx(run_dir, out, test_data=mnist["test"],
-                       validation_data=validation_split({"limit": 2000}, mnist["train"]))
+    card = export_onnx(
+        run_dir, out, test_data=mnist["test"], validation_data=validation_split({"limit": 2000}, mnist["train"])
+    )
     assert out.is_file() and card_path_for(out) == tmp_path / "model_card.json"
     assert json.loads((tmp_path / "model_card.json").read_text())["parameters"] == card["parameters"]
 
@@ -38,8 +39,23 @@ def test_export_matches_pytorch_and_carries_its_card(run_dir, mnist, tmp_path):
     proto = onnx.load(str(out))
     assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logits"]
     embedded = json.loads({p.key: p.value for p in proto.metadata_props}["digitrec"])
-    expected = {"name", "recipe", "architecture", "parameters", "flops_per_image", "input", "labels",
-                "test_accuracy", "train_seconds", "seed", "config", "data_sha256", "commit", "created", "history"}
+    expected = {
+        "name",
+        "recipe",
+        "architecture",
+        "parameters",
+        "flops_per_image",
+        "input",
+        "labels",
+        "test_accuracy",
+        "train_seconds",
+        "seed",
+        "config",
+        "data_sha256",
+        "commit",
+        "created",
+        "history",
+    }
     assert expected <= set(embedded)
     assert embedded["data_sha256"] == {s.name: s.sha256 for s in FILES.values()}
     assert embedded["labels"] == list("0123456789") and embedded["input"]["range"] == [0.0, 1.0]
@@ -51,8 +67,11 @@ def test_export_matches_pytorch_and_carries_its_card(run_dir, mnist, tmp_path):
     batch = images[-300:]
     model, _ = load_model(run_dir)
     temperature = card["calibration"]["temperature"]  # fitted on the run's own validation images
-    assert embedded["calibration"]["images"] == 200 and embedded["calibration"]["nll_after"] <= \
-        embedded["calibration"]["nll_before"] and 0.05 < temperature < 20
+    assert (
+        embedded["calibration"]["images"] == 200
+        and embedded["calibration"]["nll_after"] <= embedded["calibration"]["nll_before"]
+        and 0.05 < temperature < 20
+    )
     with torch.no_grad():
         expected_probs = softmax(model(torch.tensor(batch).float().div(255).unsqueeze(1)).numpy() / temperature)
     got = Recognizer(out).predict_probabilities(batch)
@@ -159,7 +178,8 @@ def test_export_writes_a_valid_card_and_its_sidecar_atomically(untrained_checkpo
     out = tmp_path / "m.onnx"
     card = export_onnx(path, out, test_data=test_data, validation_data=test_data)
     assert ModelCard.from_json((tmp_path / "m_card.json").read_text(), require_input=True).data == {
-        k: v for k, v in card.items() if k not in ("path", "card_path", "bytes")}
+        k: v for k, v in card.items() if k not in ("path", "card_path", "bytes")
+    }
     assert card["format"] == "digitrec-card/1"
 
     def full(fd):

@@ -23,8 +23,9 @@ def test_require_names_the_extra_and_the_pip_command(monkeypatch):
     with pytest.raises(MissingExtra) as info:
         require("serve", "fastapi", "uvicorn")
     assert isinstance(info.value, DigitrecError)
-    assert str(info.value) == ("digitrec serve needs the 'serve' extra (fastapi is not installed): "
-                               "pip install 'digitrec[serve]'")
+    assert str(info.value) == (
+        "digitrec serve needs the 'serve' extra (fastapi is not installed): pip install 'digitrec[serve]'"
+    )
 
 
 def test_a_module_that_does_not_exist_counts_as_missing():
@@ -32,13 +33,16 @@ def test_a_module_that_does_not_exist_counts_as_missing():
         require("ray", "no_such_module_for_digitrec.sub")
 
 
-@pytest.mark.parametrize("args, blocked, extra", [
-    (["serve", "--port", "0"], ["fastapi"], "serve"),
-    (["evaluate", "--limit", "5"], ["matplotlib"], "report"),
-    (["data", "explore"], ["matplotlib"], "report"),
-    (["train", "--limit", "5"], ["torch"], "train"),
-    (["export", "runs/cnn"], ["torch"], "train"),
-])
+@pytest.mark.parametrize(
+    "args, blocked, extra",
+    [
+        (["serve", "--port", "0"], ["fastapi"], "serve"),
+        (["evaluate", "--limit", "5"], ["matplotlib"], "report"),
+        (["data", "explore"], ["matplotlib"], "report"),
+        (["train", "--limit", "5"], ["torch"], "train"),
+        (["export", "runs/cnn"], ["torch"], "train"),
+    ],
+)
 def test_commands_refuse_in_one_line_without_their_extra(args, blocked, extra, monkeypatch, capsys):
     block(monkeypatch, *blocked)
     code, out, err = run_main(args, capsys)

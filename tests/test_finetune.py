@@ -59,15 +59,23 @@ def test_images_are_prepared_by_predicts_own_code(digit_files):
     assert prepared.views[7].shape == (3, 28, 28)  # as written, and squeezed: predict's views
 
 
-@pytest.mark.parametrize("write, message", [
-    (lambda d: (d / "x.csv").write_text("path,label\na.png,7\nb.png,12\nc.png,x\n"),
-     "2 label(s) are not one digit 0-9 (line 3: '12', line 4: 'x')"),
-    (lambda d: (d / "x.csv").write_text("file,digit\na.png,7\n"), "the first row must name the columns path and label"),
-    (lambda d: (d / "x.csv").write_bytes(b"\xff\xfe\x00\x01garbage"), "not a CSV text file"),
-    (lambda d: (d / "x").mkdir(), "expected subfolders 0 .. 9"),
-    (lambda d: [(d / "x" / n).mkdir(parents=True) for n in ("3", "seven")], "subfolder(s) seven are not a digit"),
-    (lambda d: None, "no such file or folder"),
-])
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (
+            lambda d: (d / "x.csv").write_text("path,label\na.png,7\nb.png,12\nc.png,x\n"),
+            "2 label(s) are not one digit 0-9 (line 3: '12', line 4: 'x')",
+        ),
+        (
+            lambda d: (d / "x.csv").write_text("file,digit\na.png,7\n"),
+            "the first row must name the columns path and label",
+        ),
+        (lambda d: (d / "x.csv").write_bytes(b"\xff\xfe\x00\x01garbage"), "not a CSV text file"),
+        (lambda d: (d / "x").mkdir(), "expected subfolders 0 .. 9"),
+        (lambda d: [(d / "x" / n).mkdir(parents=True) for n in ("3", "seven")], "subfolder(s) seven are not a digit"),
+        (lambda d: None, "no such file or folder"),
+    ],
+)
 def test_bad_data_is_a_clear_error(write, message, tmp_path):
     from digitrec.tune.data import list_examples
 
@@ -140,10 +148,11 @@ def test_cli_errors_are_messages_not_tracebacks(digit_files, tmp_path, capsys):
     from digitrec.cli import main
 
     few = _csv(tmp_path, [(p, d) for d in range(5) for p in [digit_files / "folder" / str(d) / "0.png"]])
-    for args, message in (([str(few)], "only 5 usable image(s); finetune needs at least 10"),
-                          ([str(tmp_path / "nope")], "no such file or folder"),
-                          ([str(digit_files / "digits.csv"), "--out", str(tmp_path / "m.txt")],
-                           "--out must end in .onnx")):
+    for args, message in (
+        ([str(few)], "only 5 usable image(s); finetune needs at least 10"),
+        ([str(tmp_path / "nope")], "no such file or folder"),
+        ([str(digit_files / "digits.csv"), "--out", str(tmp_path / "m.txt")], "--out must end in .onnx"),
+    ):
         out = ["--out", str(tmp_path / "m.onnx")] if "--out" not in args else []
         with pytest.raises(SystemExit) as info:
             main(["finetune", *args, *out])
@@ -159,8 +168,19 @@ def test_a_tiny_finetune_writes_a_calibrated_model_with_its_card(digit_files, re
 
     out = tmp_path / "mine.onnx"
     with pytest.raises(SystemExit) as info:
-        main(["finetune", str(digit_files / "digits.csv"), "--out", str(out), "--max-steps", "4",
-              "--threads", "1", "--json"])
+        main(
+            [
+                "finetune",
+                str(digit_files / "digits.csv"),
+                "--out",
+                str(out),
+                "--max-steps",
+                "4",
+                "--threads",
+                "1",
+                "--json",
+            ]
+        )
     captured = capsys.readouterr()
     assert info.value.code == 0, captured.err
     summary = json.loads(captured.out.strip().splitlines()[-1])
@@ -190,11 +210,21 @@ def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_pa
 
     torch.manual_seed(0)
     model = build_model("fastcnn", channels=[8, 16])
-    meta = {"recipe": "fast", "architecture": "fastcnn", "config": {"model": {"channels": [8, 16]}, "val_size": 5000},
-            "seed": 0, "epoch": 0}
+    meta = {
+        "recipe": "fast",
+        "architecture": "fastcnn",
+        "config": {"model": {"channels": [8, 16]}, "val_size": 5000},
+        "seed": 0,
+        "epoch": 0,
+    }
     save_checkpoint(tmp_path / "run" / "checkpoint.pt", {"model": model.state_dict(), "meta": meta})
-    summary = finetune([digit_files / "folder"], tmp_path / "m.onnx", model=tmp_path / "run", mnist=mnist["train"],
-                       config=FinetuneConfig(max_steps=2, min_steps=2, threads=1, calibration_images=200))
+    summary = finetune(
+        [digit_files / "folder"],
+        tmp_path / "m.onnx",
+        model=tmp_path / "run",
+        mnist=mnist["train"],
+        config=FinetuneConfig(max_steps=2, min_steps=2, threads=1, calibration_images=200),
+    )
     card = Recognizer(tmp_path / "m.onnx").card
     assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image"
     assert card["labels"] == list("0123456789")

@@ -57,6 +57,7 @@ def digit_page(size=(300, 200)) -> Image.Image:
 
 # --- finding 1: ICO, and every format we do not read ---
 
+
 def test_an_icon_is_refused_without_decoding_its_picture():
     """Pillow decodes the PNG inside an .ico while opening it, before anyone can check its size:
     a 700 KB icon held 177 MP (785 MB). Icons are not read at all; this one is 49 MP."""
@@ -85,6 +86,7 @@ def test_pillow_pixel_limit_is_ours_only_while_decoding():
 
 # --- finding 2: PNG chunk flood ---
 
+
 def test_a_png_chunk_flood_is_refused_before_pillow_walks_it():
     """1.5 M empty private chunks before the pixels (18 MB): Pillow walked them for 3-11 s."""
     refused_quickly(png_chunk_flood(), f"over {MAX_PNG_CHUNKS} chunks", within=0.5)
@@ -102,6 +104,7 @@ def test_a_png_with_many_ordinary_chunks_still_reads():
 
 # --- finding 3: progressive JPEG scan bomb ---
 
+
 def test_a_jpeg_scan_bomb_is_refused_before_libjpeg_decodes_it():
     """Each empty scan costs libjpeg a pass over every block: 100,000 of them took 28-40 s."""
     refused_quickly(jpeg_scan_bomb(), f"over {MAX_JPEG_SCANS} scans", within=0.2)
@@ -110,11 +113,18 @@ def test_a_jpeg_scan_bomb_is_refused_before_libjpeg_decodes_it():
 
 def test_real_progressive_and_multi_picture_jpegs_still_read():
     page = digit_page()
-    for data in (encode(page.convert("RGB"), "JPEG", progressive=True),
-                 encode(page, "JPEG", progressive=True),
-                 jpeg_scan_bomb(scans=MAX_JPEG_SCANS - 10, size=(300, 200)),  # 6 + 54 scans: allowed
-                 encode(page.convert("RGB"), "MPO", save_all=True,  # a phone's two pictures in one file
-                        append_images=[page.convert("RGB")] * 8, progressive=True)):
+    for data in (
+        encode(page.convert("RGB"), "JPEG", progressive=True),
+        encode(page, "JPEG", progressive=True),
+        jpeg_scan_bomb(scans=MAX_JPEG_SCANS - 10, size=(300, 200)),  # 6 + 54 scans: allowed
+        encode(
+            page.convert("RGB"),
+            "MPO",
+            save_all=True,  # a phone's two pictures in one file
+            append_images=[page.convert("RGB")] * 8,
+            progressive=True,
+        ),
+    ):
         assert load_grey(data).shape == (200, 300)
 
 
@@ -128,6 +138,7 @@ def test_a_jpeg_segment_flood_is_refused():
 
 
 # --- finding 8: big but allowed pictures, in bounded memory and the same grey ---
+
 
 def test_big_pictures_give_the_same_grey_a_strip_at_a_time():
     """The float work is done a million pixels at a time: the values must be exactly those of
@@ -170,12 +181,13 @@ print(answer, peak_mb)
 @pytest.mark.parametrize("how", ["load", "predict"])
 def test_a_40_megapixel_picture_is_read_in_bounded_memory(kind, how, tmp_path):
     """6300x6300 (39.7 MP, allowed): RGBA took 1.6 GB (a float32 copy at full size), 16-bit 0.7 GB."""
-    model = write_linear_onnx(tmp_path / "m.onnx", np.zeros((784, 10), np.float32),
-                              np.zeros(10, np.float32), {"name": "linear"})
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]),
-               OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", PEAK, kind, how, str(model)], capture_output=True,
-                          text=True, timeout=120, env=env)
+    model = write_linear_onnx(
+        tmp_path / "m.onnx", np.zeros((784, 10), np.float32), np.zeros(10, np.float32), {"name": "linear"}
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]), OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, kind, how, str(model)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert done.returncode == 0, done.stderr
     answer, peak_mb = done.stdout.split()[:-1], int(done.stdout.split()[-1])
     assert peak_mb <= 400, f"peak RSS {peak_mb} MB"
@@ -185,11 +197,13 @@ def test_a_40_megapixel_picture_is_read_in_bounded_memory(kind, how, tmp_path):
 
 # --- finding 5: a failed image lets go of its pixels ---
 
+
 def test_a_failed_image_does_not_keep_its_pixels_until_the_batch_ends(tmp_path):
     from digitrec.runtime import Recognizer
 
-    model = write_linear_onnx(tmp_path / "m.onnx", np.zeros((784, 10), np.float32),
-                              np.zeros(10, np.float32), {"name": "linear"})
+    model = write_linear_onnx(
+        tmp_path / "m.onnx", np.zeros((784, 10), np.float32), np.zeros(10, np.float32), {"name": "linear"}
+    )
     recognizer = Recognizer(model)
     blank = encode(Image.new("RGB", (2500, 2500), "white"), "PNG")  # "no ink found", after decoding
     tracemalloc.start()
@@ -220,10 +234,16 @@ def test_the_server_keeps_no_frames_of_a_failed_image():
 
 # --- finding 12: standard input, devices and pipes ---
 
+
 def predict(*args: str, **options) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "digitrec", "predict", *args, "--json"], capture_output=True,
-                          timeout=60, env=env, **options)
+    done = subprocess.run(
+        [sys.executable, "-m", "digitrec", "predict", *args, "--json"],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        **options,
+    )
     assert b"Traceback" not in done.stderr, done.stderr.decode()
     return done
 
@@ -231,8 +251,11 @@ def predict(*args: str, **options) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> str:
     weight = np.random.default_rng(0).normal(0, 1, (784, 10)).astype(np.float32)
-    return str(write_linear_onnx(tmp_path_factory.mktemp("model") / "linear.onnx", weight,
-                                 np.zeros(10, np.float32), {"name": "linear"}))
+    return str(
+        write_linear_onnx(
+            tmp_path_factory.mktemp("model") / "linear.onnx", weight, np.zeros(10, np.float32), {"name": "linear"}
+        )
+    )
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -273,6 +296,7 @@ def test_standard_input_just_over_the_limit_is_refused_and_under_it_read(model):
 
 # --- the same kind of flood in the other formats Pillow walks in Python while opening ---
 
+
 def test_a_gif_extension_flood_is_refused():
     """Empty extension blocks before the picture: Pillow read 7 million of them (21 MB) in 1.5 s."""
     data = encode(digit_page(), "GIF")
@@ -291,16 +315,23 @@ def test_a_tiff_field_of_millions_of_values_is_refused():
     def field(tag, kind, n, value):
         return struct.pack("<HHII", tag, kind, n, value)
 
-    fields = [field(256, 4, 1, 64), field(257, 4, 1, 64), field(258, 3, 1, 8), field(259, 3, 1, 1),
-              field(262, 3, 1, 1), field(273, 4, count, 8 + 2 + 12 * 8 + 4), field(278, 4, 1, 64),
-              field(279, 4, 1, 4096)]
-    data = (b"II*\x00" + struct.pack("<IH", 8, len(fields)) + b"".join(fields) + bytes(4)
-            + struct.pack("<I", 8) * count)
+    fields = [
+        field(256, 4, 1, 64),
+        field(257, 4, 1, 64),
+        field(258, 3, 1, 8),
+        field(259, 3, 1, 1),
+        field(262, 3, 1, 1),
+        field(273, 4, count, 8 + 2 + 12 * 8 + 4),
+        field(278, 4, 1, 64),
+        field(279, 4, 1, 4096),
+    ]
+    data = b"II*\x00" + struct.pack("<IH", 8, len(fields)) + b"".join(fields) + bytes(4) + struct.pack("<I", 8) * count
     refused_quickly(data, "TIFF", within=0.1)
     assert load_grey(encode(digit_page(), "TIFF", compression="tiff_lzw")).shape == (200, 300)
 
 
 # --- the same files sent to a real server, beside a good image ---
+
 
 @pytest.mark.slow
 def test_a_real_server_refuses_each_hostile_upload_at_once_and_answers_the_good_one(tmp_path):
@@ -325,8 +356,11 @@ def test_a_real_server_refuses_each_hostile_upload_at_once_and_answers_the_good_
         assert "chunks" in predictions[1]["error"] and "scans" in predictions[2]["error"]
         assert predictions[3]["digit"] == 7
         assert took < 3  # mostly the 20 MB upload itself
-        peak_kb = int(next(line for line in Path(f"/proc/{server.pid}/status").read_text().splitlines()
-                           if line.startswith("VmHWM")).split()[1])
+        peak_kb = int(
+            next(
+                line for line in Path(f"/proc/{server.pid}/status").read_text().splitlines() if line.startswith("VmHWM")
+            ).split()[1]
+        )
         assert peak_kb < 600_000  # the server with its model, no decoded bomb
     finally:
         stop_server(server)
@@ -335,25 +369,36 @@ def test_a_real_server_refuses_each_hostile_upload_at_once_and_answers_the_good_
 def test_a_pnm_header_of_megabytes_is_refused():
     """Pillow reads a PBM/PGM/PPM header a byte at a time in Python: 2 MB of comment took 0.9 s."""
     pixels = bytes(64 * 64)
-    for header in (b"P5\n#" + b"x" * 2_000_000 + b"\n64 64\n255\n", b"P5" + b" " * 2_000_000 + b"64 64\n255\n",
-                   b"P5" + b"#\n" * 1_000_000 + b"64 64\n255\n"):
+    for header in (
+        b"P5\n#" + b"x" * 2_000_000 + b"\n64 64\n255\n",
+        b"P5" + b" " * 2_000_000 + b"64 64\n255\n",
+        b"P5" + b"#\n" * 1_000_000 + b"64 64\n255\n",
+    ):
         refused_quickly(header + pixels, "PNM", within=0.1)
     comments = b"".join(b"# written by a scanner, line %d\n" % i for i in range(20))
     for header in (b"P5\n# CREATOR: GIMP PNM Filter Version 1.1\n64 64\n255\n", b"P5\n" + comments + b"64 64 255\n"):
         assert load_grey(header + pixels * 3).shape == (64, 64)  # over 4 KB in all: the limit is on the header
 
 
-@pytest.mark.parametrize("header, body, message", [
-    (b"P5\n1001 1001\n254\n", bytes(1001 * 1001), "P5 file of maxval 254"),  # 0.7 s before
-    (b"P2\n1001 1001\n255\n", b"0 " * 1001 * 1001, "plain-text P2"),  # 0.35 s before
-], ids=["P5-maxval-254", "P2-plain"])
+@pytest.mark.parametrize(
+    "header, body, message",
+    [
+        (b"P5\n1001 1001\n254\n", bytes(1001 * 1001), "P5 file of maxval 254"),  # 0.7 s before
+        (b"P2\n1001 1001\n255\n", b"0 " * 1001 * 1001, "plain-text P2"),  # 0.35 s before
+    ],
+    ids=["P5-maxval-254", "P2-plain"],
+)
 def test_pnm_files_pillow_decodes_in_python_are_refused_over_a_megapixel(header, body, message):
     refused_quickly(header + body, message, within=0.05)
 
 
 def test_pnm_files_pillow_decodes_quickly_are_read_at_any_size():
-    for data in (b"P5\n1001 1001\n255\n" + bytes(1001 * 1001), b"P5\n1001 1001\n65535\n" + bytes(2 * 1001 * 1001),
-                 b"P1\n1001 1001\n" + b"0" * 1001 * 1001, b"P2\n100 100\n15\n" + b"7 " * 10_000):
+    for data in (
+        b"P5\n1001 1001\n255\n" + bytes(1001 * 1001),
+        b"P5\n1001 1001\n65535\n" + bytes(2 * 1001 * 1001),
+        b"P1\n1001 1001\n" + b"0" * 1001 * 1001,
+        b"P2\n100 100\n15\n" + b"7 " * 10_000,
+    ):
         assert load_grey(data).shape in ((1001, 1001), (100, 100))
 
 

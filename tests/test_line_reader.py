@@ -31,8 +31,13 @@ def test_string_log_prob_is_the_ctc_loss(text):
     rng = np.random.default_rng(len(text))
     log_probs = _log_softmax(rng.normal(0, 2, (24, 11)).astype(np.float32)).astype(np.float64)
     expected = -torch.nn.functional.ctc_loss(
-        torch.from_numpy(log_probs)[:, None], torch.tensor([[int(c) for c in text]] if text else [[0]])[:, : len(text)],
-        torch.tensor([24]), torch.tensor([len(text)]), blank=BLANK, reduction="sum").item()
+        torch.from_numpy(log_probs)[:, None],
+        torch.tensor([[int(c) for c in text]] if text else [[0]])[:, : len(text)],
+        torch.tensor([24]),
+        torch.tensor([len(text)]),
+        blank=BLANK,
+        reduction="sum",
+    ).item()
     assert string_log_prob(log_probs, text) == pytest.approx(expected, rel=1e-6)
 
 
@@ -90,8 +95,22 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     """The real training command, cheap: a few numbers, one epoch, exported and loaded by LineReader."""
     from digitrec.train.line_reader import main
 
-    main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "1", "--workers", "1",
-          "--threads", "1", "--export", str(tmp_path / "lines.onnx")])
+    main(
+        [
+            "--out",
+            str(tmp_path / "run"),
+            "--numbers",
+            "60",
+            "--epochs",
+            "1",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+            "--export",
+            str(tmp_path / "lines.onnx"),
+        ]
+    )
     assert "held-out string accuracy" in capsys.readouterr().out
     reader = LineReader(tmp_path / "lines.onnx")
     log_probs = reader.log_probs(np.zeros((HEIGHT, 64), np.uint8))
@@ -100,14 +119,40 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     with pytest.raises(DigitrecError, match="--resume"):
         main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "1"])
     # --resume continues from the checkpoint: one more epoch.
-    main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "2", "--workers", "1", "--threads", "1",
-          "--resume"])
+    main(
+        [
+            "--out",
+            str(tmp_path / "run"),
+            "--numbers",
+            "60",
+            "--epochs",
+            "2",
+            "--workers",
+            "1",
+            "--threads",
+            "1",
+            "--resume",
+        ]
+    )
     assert "epoch 2:" in capsys.readouterr().out
     # --average: finished runs exported as one model that averages their probabilities; a run
     # averaged with itself reads exactly as it does alone.
     run = tmp_path / "run"
-    main(["--out", str(run), "--numbers", "60", "--epochs", "2", "--threads", "1", "--resume",
-          "--export", str(tmp_path / "single.onnx")])
+    main(
+        [
+            "--out",
+            str(run),
+            "--numbers",
+            "60",
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            "--resume",
+            "--export",
+            str(tmp_path / "single.onnx"),
+        ]
+    )
     main(["--average", str(run), str(run), "--export", str(tmp_path / "average.onnx")])
     assert "average of 2 line readers" in capsys.readouterr().out
     average, single = LineReader(tmp_path / "average.onnx"), LineReader(tmp_path / "single.onnx")

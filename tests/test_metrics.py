@@ -9,13 +9,15 @@ from digitrec.evaluate import metrics
 
 # Five images, three classes. Row i: the probabilities; the comment says what the argmax makes of it.
 LABELS = np.array([0, 0, 1, 1, 2])
-PROBS = np.array([
-    [0.70, 0.20, 0.10],  # says 0, right,  confidence 0.70
-    [0.30, 0.62, 0.08],  # says 1, wrong,  confidence 0.62
-    [0.10, 0.85, 0.05],  # says 1, right,  confidence 0.85
-    [0.25, 0.20, 0.55],  # says 2, wrong,  confidence 0.55
-    [0.10, 0.05, 0.85],  # says 2, right,  confidence 0.85
-])
+PROBS = np.array(
+    [
+        [0.70, 0.20, 0.10],  # says 0, right,  confidence 0.70
+        [0.30, 0.62, 0.08],  # says 1, wrong,  confidence 0.62
+        [0.10, 0.85, 0.05],  # says 1, right,  confidence 0.85
+        [0.25, 0.20, 0.55],  # says 2, wrong,  confidence 0.55
+        [0.10, 0.05, 0.85],  # says 2, right,  confidence 0.85
+    ]
+)
 
 
 def test_accuracy_counts_argmax_hits():
@@ -35,9 +37,7 @@ def test_loss_of_a_zero_probability_is_finite():
 
 def test_confusion_rows_are_true_columns_predicted():
     confusion = metrics.confusion_matrix(LABELS, PROBS.argmax(axis=1), n_classes=3)
-    assert confusion.tolist() == [[1, 1, 0],
-                                  [0, 1, 1],
-                                  [0, 0, 1]]
+    assert confusion.tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 1]]
 
 
 def test_per_class_precision_recall_f1_support():

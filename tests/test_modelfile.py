@@ -55,6 +55,7 @@ def test_shipped_line_reader_gives_its_golden_log_probabilities(golden):
 
 # ---------- the card: one schema, checked when a model is opened ----------
 
+
 def test_the_shipped_cards_are_valid_and_match_their_sidecars():
     import json
 
@@ -85,18 +86,21 @@ def linear_model(path: Path, card_text: str | None = None, bias: float = 0.0) ->
     return path
 
 
-@pytest.mark.parametrize("card_text, message", [
-    ("{not json", "is not JSON"),
-    ('["a", "list"]', "expected a JSON object, got list"),
-    ('{"input": {"mean": "zero"}}', "input.mean should be a finite number"),
-    ('{"input": {"std": 0}}', "input.std is 0"),
-    ('{"input": {"std": "1"}}', "input.std should be a finite number"),
-    ('{"input": {"range": [1, 1]}}', "maps every pixel to the same value"),
-    ('{"input": "image"}', "'input' should be an object"),
-    ('{"labels": [0, 1]}', "'labels' should be a list of strings"),
-    ('{"format": "digitrec-card/9"}', "newer than this digitrec reads"),
-    ('{"input": {"name": "pixels"}}', "names the input 'pixels'"),
-])
+@pytest.mark.parametrize(
+    "card_text, message",
+    [
+        ("{not json", "is not JSON"),
+        ('["a", "list"]', "expected a JSON object, got list"),
+        ('{"input": {"mean": "zero"}}', "input.mean should be a finite number"),
+        ('{"input": {"std": 0}}', "input.std is 0"),
+        ('{"input": {"std": "1"}}', "input.std should be a finite number"),
+        ('{"input": {"range": [1, 1]}}', "maps every pixel to the same value"),
+        ('{"input": "image"}', "'input' should be an object"),
+        ('{"labels": [0, 1]}', "'labels' should be a list of strings"),
+        ('{"format": "digitrec-card/9"}', "newer than this digitrec reads"),
+        ('{"input": {"name": "pixels"}}', "names the input 'pixels'"),
+    ],
+)
 def test_a_malformed_card_is_a_model_error_in_the_library_and_the_cli(card_text, message, tmp_path, capsys):
     from digitrec.cli import main
     from digitrec.errors import ModelError
@@ -161,21 +165,28 @@ def test_the_verifier_and_line_reader_feed_what_their_card_says(tmp_path):
 
 # ---------- outputs a digit model must not give ----------
 
+
 def scalar_output_model(path: Path) -> Path:
     from onnx import TensorProto, helper
     from predict_helpers import save_graph
 
-    graph = helper.make_graph([helper.make_node("ReduceMax", ["image"], ["logits"], keepdims=0)], "scalar",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 28, 28])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [])])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["image"], ["logits"], keepdims=0)],
+        "scalar",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [])],
+    )
     return save_graph(graph, path)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: linear_model(p, bias=float("nan")), "answered NaN or infinity; it cannot be used"),
-    (lambda p: linear_model(p, bias=float("inf")), "answered NaN or infinity"),
-    (scalar_output_model, "a digit model gives (N, 10)"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: linear_model(p, bias=float("nan")), "answered NaN or infinity; it cannot be used"),
+        (lambda p: linear_model(p, bias=float("inf")), "answered NaN or infinity"),
+        (scalar_output_model, "a digit model gives (N, 10)"),
+    ],
+)
 def test_a_model_answering_nan_or_a_scalar_is_an_error_never_nan_in_json(make, message, tmp_path, capsys):
     import cv2
 
@@ -193,6 +204,7 @@ def test_a_model_answering_nan_or_a_scalar_is_an_error_never_nan_in_json(make, m
 
 
 # ---------- the one writer ----------
+
 
 class Scaled:
     """A stand-in for a trained network: (N, 1, H, W) -> (N, W, 11) logits; `drift` makes the
@@ -217,9 +229,12 @@ class Scaled:
 
 
 def line_card():
-    return {"name": "test-line-reader", "kind": "line-reader",
-            "input": {"name": "image", "shape": [1, 32, "width"], "range": [0.0, 1.0]},
-            "output": {"name": "logits", "shape": ["width / 4", 11]}}
+    return {
+        "name": "test-line-reader",
+        "kind": "line-reader",
+        "input": {"name": "image", "shape": [1, 32, "width"], "range": [0.0, 1.0]},
+        "output": {"name": "logits", "shape": ["width / 4", 11]},
+    }
 
 
 def test_the_line_reader_export_is_checked_and_leaves_nothing_when_it_fails(tmp_path, monkeypatch):

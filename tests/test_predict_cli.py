@@ -19,8 +19,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "digitrec", "predict", *args], input=stdin,
-                          capture_output=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "digitrec", "predict", *args], input=stdin, capture_output=True, timeout=120
+    )
     done.stdout, done.stderr = done.stdout.decode(), done.stderr.decode()
     assert "Traceback" not in done.stderr, done.stderr
     return done
@@ -51,12 +52,27 @@ def images(tmp_path) -> dict[str, Path]:
 def test_one_bad_file_among_good_ones(model, images, tmp_path):
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((80, 80), 250, np.uint8))
-    done = run(str(images["good"]), str(images["bad"]), str(tmp_path / "missing.png"), str(blank),
-               str(images["upper"]), "--model", model, "--json", "--top", "2")
+    done = run(
+        str(images["good"]),
+        str(images["bad"]),
+        str(tmp_path / "missing.png"),
+        str(blank),
+        str(images["upper"]),
+        "--model",
+        model,
+        "--json",
+        "--top",
+        "2",
+    )
     assert done.returncode == 1
     answers = json.loads(done.stdout)
-    assert [a["path"] for a in answers] == [str(images["good"]), str(images["bad"]), str(tmp_path / "missing.png"),
-                                            str(blank), str(images["upper"])]
+    assert [a["path"] for a in answers] == [
+        str(images["good"]),
+        str(images["bad"]),
+        str(tmp_path / "missing.png"),
+        str(blank),
+        str(images["upper"]),
+    ]
     for answer in answers:
         assert set(answer) == {"path", "digit", "confidence", "top", "uncertain", "error"}
     good, bad, missing, empty, upper = answers
@@ -87,8 +103,17 @@ def test_stdin_table_csv_and_debug(model, images, tmp_path):
     table_csv, debug, blank = tmp_path / "out.csv", tmp_path / "debug", tmp_path / "blank.png"
     light = 235 - np.mgrid[0:90, 0:90][1] / 4 + np.random.default_rng(0).normal(0, 2, (90, 90))  # bare paper
     cv2.imwrite(str(blank), light.clip(0, 255).astype(np.uint8))
-    done = run(str(images["good"]), str(images["bad"]), str(blank), "--model", model, "--csv", str(table_csv),
-               "--debug", str(debug))
+    done = run(
+        str(images["good"]),
+        str(images["bad"]),
+        str(blank),
+        "--model",
+        model,
+        "--csv",
+        str(table_csv),
+        "--debug",
+        str(debug),
+    )
     assert done.returncode == 1
     assert "one.png" in done.stdout and "error: not an image" in done.stdout
     rows = list(csv.DictReader(table_csv.open()))

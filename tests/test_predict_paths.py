@@ -60,8 +60,7 @@ def test_the_cli_answers_a_file_the_same_alone_and_in_a_crowd(photos, capsys):
 def test_predict_paths_keeps_order_errors_and_debug_stages(photos, recognizer, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    answers = list(recognizer.predict_paths([photos[1], str(bad), ImageError("given up"), photos[2]],
-                                            debug=True))
+    answers = list(recognizer.predict_paths([photos[1], str(bad), ImageError("given up"), photos[2]], debug=True))
     assert isinstance(answers[1], DigitrecError) and "not an image" in str(answers[1])
     assert str(answers[2]) == "given up"
     assert answers[0].probabilities.shape == (10,) and "input" in answers[0].stages

@@ -10,18 +10,24 @@ from predict_helpers import good_model_path, ink_box, paper_photo
 
 from digitrec.errors import ImageError
 from digitrec.preprocess import fit_and_centre, load_grey, normalize_digit
-from digitrec.preprocess.debug import stage_strip, write_strip
-from digitrec.preprocess.digit import STROKE_RANGE, RENDER, digit_views
-from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
 from digitrec.preprocess.components import label_blobs
+from digitrec.preprocess.debug import stage_strip, write_strip
+from digitrec.preprocess.digit import RENDER, STROKE_RANGE, digit_views
+from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
 from digitrec.preprocess.lines import _may_hold_segment
 from digitrec.preprocess.noise import median, median_whole, percentile_whole
 
 GENERATED_CASES = 200
 
 
-def page_with(digit28: np.ndarray, height: int = 120, size: tuple[int, int] = (220, 200),
-              at: tuple[int, int] | None = None, ink: float = 30, paper: float = 225) -> np.ndarray:
+def page_with(
+    digit28: np.ndarray,
+    height: int = 120,
+    size: tuple[int, int] = (220, 200),
+    at: tuple[int, int] | None = None,
+    ink: float = 30,
+    paper: float = 225,
+) -> np.ndarray:
     """A clean page: the digit `height` px high, dark on light, centred (or at `at` = top, left)."""
     crop = ink_box(digit28).astype(np.float32) / 255
     scale = height / crop.shape[0]
@@ -143,8 +149,9 @@ def test_fit_and_centre_matches_mnist_geometry():
     m = cv2.moments(digit.astype(np.float32))
     assert abs(m["m10"] / m["m00"] - 14) < 0.6 and abs(m["m01"] / m["m00"] - 14) < 0.6
     assert len(np.unique(digit)) > 3  # anti-aliased edges, not binary
-    squeezed = digit_views(np.pad(255 - np.kron(np.eye(8, dtype=np.uint8) * 255, np.ones((10, 10), np.uint8)), 20,
-                                  constant_values=255))
+    squeezed = digit_views(
+        np.pad(255 - np.kron(np.eye(8, dtype=np.uint8) * 255, np.ones((10, 10), np.uint8)), 20, constant_values=255)
+    )
     assert squeezed.shape == (3, 28, 28)
     assert digit_views(digit).shape == (1, 28, 28)  # MNIST form: the one view, unchanged
 
@@ -244,8 +251,9 @@ def test_the_line_search_is_skipped_only_where_it_would_find_nothing():
         length, gap = int(rng.integers(60, 140)), int(rng.integers(3, 6))
         if not _may_hold_segment(visible, length, gap):
             skipped += 1
-            found = cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length,
-                                    maxLineGap=gap)
+            found = cv2.HoughLinesP(
+                visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length, maxLineGap=gap
+            )
             assert found is None or len(found) == 0  # OpenCV 4 says None, OpenCV 5 an empty array
     assert skipped > 30  # and it does skip
     digit_only = np.zeros((240, 320), np.uint8)

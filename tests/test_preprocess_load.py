@@ -29,10 +29,17 @@ def encode(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("fmt, options, tolerance", [
-    ("PNG", {}, 0), ("BMP", {}, 0), ("TIFF", {}, 0), ("GIF", {}, 0),
-    ("WEBP", {"lossless": True}, 0), ("JPEG", {"quality": 95}, 12),
-])
+@pytest.mark.parametrize(
+    "fmt, options, tolerance",
+    [
+        ("PNG", {}, 0),
+        ("BMP", {}, 0),
+        ("TIFF", {}, 0),
+        ("GIF", {}, 0),
+        ("WEBP", {"lossless": True}, 0),
+        ("JPEG", {"quality": 95}, 12),
+    ],
+)
 def test_every_format_gives_the_same_grey(fmt, options, tolerance):
     page = upright_page()
     loaded = load_grey(encode(Image.fromarray(page), fmt, **options))
@@ -40,9 +47,14 @@ def test_every_format_gives_the_same_grey(fmt, options, tolerance):
     assert np.abs(loaded.astype(int) - page).max() <= tolerance
 
 
-@pytest.mark.parametrize("orientation, stored_as", [
-    (3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270),
-])
+@pytest.mark.parametrize(
+    "orientation, stored_as",
+    [
+        (3, Image.Transpose.ROTATE_180),
+        (6, Image.Transpose.ROTATE_90),
+        (8, Image.Transpose.ROTATE_270),
+    ],
+)
 def test_exif_orientation_is_applied(orientation, stored_as):
     """Phones store the sensor's pixels and an Orientation tag; the loader must show them upright."""
     page = upright_page()
@@ -114,14 +126,17 @@ def truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("empty.png", b"", "empty file"),
-    ("notes.txt", b"this is not an image\n", "not an image"),
-    ("half.png", truncated_png(), "truncated or corrupt"),
-    ("dot.png", encode(Image.new("L", (1, 1), 0), "PNG"), "too small"),
-    ("huge.png", png_header_only(20000, 20000), r"too large \(400 megapixels"),
-    ("big.png", png_header_only(8000, 6000), r"too large \(8000x6000"),  # under Pillow's own bomb limit
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.png", b"", "empty file"),
+        ("notes.txt", b"this is not an image\n", "not an image"),
+        ("half.png", truncated_png(), "truncated or corrupt"),
+        ("dot.png", encode(Image.new("L", (1, 1), 0), "PNG"), "too small"),
+        ("huge.png", png_header_only(20000, 20000), r"too large \(400 megapixels"),
+        ("big.png", png_header_only(8000, 6000), r"too large \(8000x6000"),  # under Pillow's own bomb limit
+    ],
+)
 def test_bad_files_each_get_their_message(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)

@@ -87,8 +87,12 @@ def test_two_lines_read_top_to_bottom(recognizer, easy_digits):
     bottom, bottom_label = synth.make_number(rng, *easy_digits, 4, "separated")
     width = max(top.shape[1], bottom.shape[1])
     paper = int(np.median(top))
-    page = np.vstack([np.pad(top, ((0, 0), (0, width - top.shape[1])), constant_values=paper),
-                      np.pad(bottom, ((0, 0), (0, width - bottom.shape[1])), constant_values=paper)])
+    page = np.vstack(
+        [
+            np.pad(top, ((0, 0), (0, width - top.shape[1])), constant_values=paper),
+            np.pad(bottom, ((0, 0), (0, width - bottom.shape[1])), constant_values=paper),
+        ]
+    )
     reading = recognizer.read(page)
     assert reading.line_texts == [top_label, bottom_label]
     assert reading.text == f"{top_label}\n{bottom_label}"
@@ -126,8 +130,12 @@ def _amount_with_small_zeros(rng, images, labels, lead: int, zeros: int, touchin
 
 def test_trailing_zeros_written_smaller_are_read(recognizer, easy_digits):
     rng = np.random.default_rng(8)
-    cases = [_amount_with_small_zeros(rng, *easy_digits, lead=int(rng.integers(1, 3)), zeros=int(rng.integers(2, 4)),
-                                      touching=k % 2 == 1) for k in range(8)]
+    cases = [
+        _amount_with_small_zeros(
+            rng, *easy_digits, lead=int(rng.integers(1, 3)), zeros=int(rng.integers(2, 4)), touching=k % 2 == 1
+        )
+        for k in range(8)
+    ]
     texts = [recognizer.read(image).text for image, _ in cases]
     right = sum(t == label for t, (_, label) in zip(texts, cases))
     # (6 of 8 before compact small digits were read and chains of small digits cut)
@@ -165,6 +173,7 @@ def test_no_digits_is_an_error(recognizer, page):
 
 
 # --- the CLI ---
+
 
 @pytest.fixture()
 def files(tmp_path, easy_digits):
@@ -297,6 +306,6 @@ def test_the_line_reader_overrules_the_cuts_unless_a_digit_is_sure():
     score, path = best_path(line, scores)
     says_417 = _line_says([4, 10, 1, 10, 7, 10])
     new_path, certainty = _second_opinion(line, scores, {}, score, path, says_417)
-    assert new_path == [(0, 1, 4), (1, 2, 1), (2, 3, 7)] and certainty == pytest.approx(0.9 ** 2, abs=0.05)
+    assert new_path == [(0, 1, 4), (1, 2, 1), (2, 3, 7)] and certainty == pytest.approx(0.9**2, abs=0.05)
     assert _second_opinion(line, scores, {}, score, path, _line_says([1, 10, 7, 10])) == (path, 0.0)
     assert _second_opinion(line, scores, {(0, 2): 1}, score, path, says_417) == (path, 0.0)

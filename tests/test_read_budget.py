@@ -156,8 +156,10 @@ def test_the_server_answers_422_too_much_to_read(recognizer, number):
         assert response.json()["detail"].startswith("too much to read: ")
         assert seconds < 0.5  # main: 1.8 s
         # Beside a real number, only the bars image fails.
-        files = [("file", ("bars.png", bars_png(6, side=400))),
-                 ("file", ("number.png", cv2.imencode(".png", image)[1].tobytes()))]
+        files = [
+            ("file", ("bars.png", bars_png(6, side=400))),
+            ("file", ("number.png", cv2.imencode(".png", image)[1].tobytes())),
+        ]
         response = client.post("/v1/read", files=files)
         assert response.status_code == 200
         refused, read = response.json()["readings"]

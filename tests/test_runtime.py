@@ -21,8 +21,9 @@ def linear_model(tmp_path):
     """Logits that favour a digit by where the ink is: enough to check plumbing, fast to build."""
     rng = np.random.default_rng(0)
     weight = rng.normal(0, 1, (784, 10)).astype(np.float32)
-    return write_linear_onnx(tmp_path / "linear.onnx", weight, np.zeros(10, np.float32),
-                             {"name": "linear-test", "test_accuracy": 0.1}), weight
+    return write_linear_onnx(
+        tmp_path / "linear.onnx", weight, np.zeros(10, np.float32), {"name": "linear-test", "test_accuracy": 0.1}
+    ), weight
 
 
 def page(digit_box: tuple[int, int, int, int] = (60, 40, 20, 80)) -> np.ndarray:
@@ -67,8 +68,14 @@ def test_predict_many_keeps_order_and_isolates_bad_inputs(linear_model, tmp_path
     inputs = [good, b"", b"not an image", str(tmp_path / "missing.png"), np.full((50, 50), 255, np.uint8), good]
     for workers in (1, 3):
         answers = rec.predict_many(inputs, workers=workers)
-        assert [type(a).__name__ for a in answers] == ["Prediction", "ImageError", "ImageError", "ImageError",
-                                                      "ImageError", "Prediction"]
+        assert [type(a).__name__ for a in answers] == [
+            "Prediction",
+            "ImageError",
+            "ImageError",
+            "ImageError",
+            "ImageError",
+            "Prediction",
+        ]
         assert "no ink" in str(answers[4])
         assert answers[0].digit == answers[5].digit == rec.predict(good).digit
     assert rec.predict_many([]) == []
@@ -103,12 +110,15 @@ REPORT = ("matplotlib", "seaborn")
 SERVER = ("fastapi", "uvicorn", "fastapi_offline")
 
 
-@pytest.mark.parametrize("command, heavy", [
-    (["predict", str(EXAMPLES / "photo_7.jpg"), "--json"], TRAINING + REPORT + SERVER),
-    (["read", str(EXAMPLES / "grid_6.jpg"), "--json"], TRAINING + REPORT + SERVER),
-    # serve's modules import FastAPI, of course, but neither training nor plotting.
-    (None, TRAINING + REPORT),
-])
+@pytest.mark.parametrize(
+    "command, heavy",
+    [
+        (["predict", str(EXAMPLES / "photo_7.jpg"), "--json"], TRAINING + REPORT + SERVER),
+        (["read", str(EXAMPLES / "grid_6.jpg"), "--json"], TRAINING + REPORT + SERVER),
+        # serve's modules import FastAPI, of course, but neither training nor plotting.
+        (None, TRAINING + REPORT),
+    ],
+)
 def test_the_runtime_commands_import_nothing_of_training_plots_or_server(command, heavy):
     if command is None:
         run = "import digitrec.cli.serve, digitrec.web.app, digitrec.web.server\n"
@@ -116,8 +126,7 @@ def test_the_runtime_commands_import_nothing_of_training_plots_or_server(command
         run = f"from digitrec.cli import main\nmain({command!r})\n"
     code = (
         "import sys, atexit\n"
-        f"atexit.register(lambda: print('HEAVY', sorted(m for m in {heavy!r} if m in sys.modules)))\n"
-        + run
+        f"atexit.register(lambda: print('HEAVY', sorted(m for m in {heavy!r} if m in sys.modules)))\n" + run
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from web_helpers import LOCAL, draw_digit, free_port, png, start_server, stop_server, wait_until_up
 
 import digitrec.web.app as web_app
 from digitrec.runtime import Recognizer
@@ -26,7 +27,6 @@ from digitrec.web import create_app
 from digitrec.web.guard import allowed_hosts_for, host_name
 from digitrec.web.limits import Limits
 from digitrec.web.workers import SLOW_NICENESS
-from web_helpers import LOCAL, draw_digit, free_port, png, start_server, stop_server, wait_until_up
 
 SEVEN = png(draw_digit(7))
 
@@ -50,6 +50,7 @@ def timed_get(c, path: str = "/healthz") -> tuple[int, float]:
 
 
 # ---------- finding 6: JSON nested 1,000 deep ----------
+
 
 def test_multipart_bodies_are_parsed_off_the_event_loop(client, monkeypatch):
     # Starlette's form parser ran on the event loop: a 17 MB upload stalled every other request.
@@ -91,6 +92,7 @@ def test_deeply_nested_json_is_a_422_without_a_stack_trace(client, caplog, body)
 
 # ---------- never decode on the event loop; a deadline per request ----------
 
+
 def test_a_slow_header_probe_does_not_block_the_event_loop(recognizer, monkeypatch):
     # A decoder that takes 1.5 s on a hostile header (the PNG chunk flood took 11 s): it must run in
     # the thread pool, so /healthz answers meanwhile.
@@ -114,8 +116,7 @@ def test_a_request_past_its_deadline_is_answered_at_once_and_the_server_goes_on(
         response = c.post("/v1/predict", files={"file": ("7.png", SEVEN)})
         assert time.perf_counter() - start < 1.5
         assert response.status_code == 422
-        assert response.json() == {"detail": "too much work: these images took longer than the 0.5 s "
-                                             "limit to process"}
+        assert response.json() == {"detail": "too much work: these images took longer than the 0.5 s limit to process"}
         assert timed_get(c)[0] == 200
 
 
@@ -196,10 +197,20 @@ def test_posts_past_the_in_flight_cap_are_a_503_at_once():
 
 # ---------- finding 15: Host header, cross-site POSTs, /v1/model ----------
 
-@pytest.mark.parametrize("host, status", [
-    ("localhost:8000", 200), ("127.0.0.1:8000", 200), ("[::1]:8000", 200), ("LOCALHOST", 200),
-    ("evil.example", 400), ("evil.example:8000", 400), ("127.0.0.1.evil.example", 400), ("", 400),
-])
+
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("localhost:8000", 200),
+        ("127.0.0.1:8000", 200),
+        ("[::1]:8000", 200),
+        ("LOCALHOST", 200),
+        ("evil.example", 400),
+        ("evil.example:8000", 400),
+        ("127.0.0.1.evil.example", 400),
+        ("", 400),
+    ],
+)
 def test_the_host_header_must_name_this_server(client, host, status):
     response = client.get("/v1/model", headers={"host": host})
     assert response.status_code == status
@@ -207,18 +218,21 @@ def test_the_host_header_must_name_this_server(client, host, status):
         assert "does not answer to the host name" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("headers, status", [
-    ({}, 200),  # curl and scripts send neither header
-    ({"origin": "http://localhost"}, 200),  # the drawing page, same origin
-    ({"origin": "http://localhost", "sec-fetch-site": "same-origin"}, 200),
-    ({"sec-fetch-site": "none"}, 200),  # typed by the user
-    ({"origin": "http://evil.example"}, 403),
-    ({"origin": "http://localhost:3000"}, 403),  # same site, another origin
-    ({"origin": "null"}, 403),  # a sandboxed frame or a data: page
-    ({"sec-fetch-site": "cross-site"}, 403),
-    ({"sec-fetch-site": "same-site", "origin": "http://localhost:3000"}, 403),
-    ({"sec-fetch-site": "cross-site", "origin": "http://localhost"}, 403),
-])
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({}, 200),  # curl and scripts send neither header
+        ({"origin": "http://localhost"}, 200),  # the drawing page, same origin
+        ({"origin": "http://localhost", "sec-fetch-site": "same-origin"}, 200),
+        ({"sec-fetch-site": "none"}, 200),  # typed by the user
+        ({"origin": "http://evil.example"}, 403),
+        ({"origin": "http://localhost:3000"}, 403),  # same site, another origin
+        ({"origin": "null"}, 403),  # a sandboxed frame or a data: page
+        ({"sec-fetch-site": "cross-site"}, 403),
+        ({"sec-fetch-site": "same-site", "origin": "http://localhost:3000"}, 403),
+        ({"sec-fetch-site": "cross-site", "origin": "http://localhost"}, 403),
+    ],
+)
 def test_cross_site_posts_are_refused(client, headers, status):
     body = {"images": [base64.b64encode(SEVEN).decode()]}
     response = client.post("/v1/predict", json=body, headers=headers)
@@ -241,8 +255,9 @@ def test_serve_options_reach_every_worker(tmp_path):
     # --workers 2 hands the settings to each process through the environment.
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(port, tmp_path / "serve.log", "--workers", "2", "--allowed-host", "digits.lan",
-                          "--request-timeout", "0.001")
+    server = start_server(
+        port, tmp_path / "serve.log", "--workers", "2", "--allowed-host", "digits.lan", "--request-timeout", "0.001"
+    )
     try:
         wait_until_up(url, server)
         for _ in range(4):  # the connections land on either worker
@@ -298,6 +313,7 @@ def test_slow_work_processes_end_with_the_server(tmp_path, stop):
 
 
 # ---------- finding 7: slow and idle clients against a real server ----------
+
 
 def open_sockets(port: int, count: int, send: bytes) -> list[socket.socket]:
     sockets = []
@@ -373,8 +389,12 @@ def test_slow_loris_clients_are_dropped_and_healthz_answers_meanwhile(tmp_path):
         with HealthPoller(url) as health:
             start = time.monotonic()
             heads = open_sockets(port, 300, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-            bodies = open_sockets(port, 20, b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                            b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"im")
+            bodies = open_sockets(
+                port,
+                20,
+                b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"im',
+            )
             answers = [closed_by_server(s, wait=max(0.1, start + 4 - time.monotonic())) for s in heads + bodies]
             took = time.monotonic() - start
         assert None not in answers  # every one was closed by the server
@@ -402,8 +422,7 @@ def test_more_idle_connections_than_file_descriptors_do_not_lock_clients_out(tmp
     # fail with EMFILE and /healthz time out, until they closed.
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(port, tmp_path / "serve.log", "--header-timeout", "60",
-                          preexec_fn=_small_file_limit)
+    server = start_server(port, tmp_path / "serve.log", "--header-timeout", "60", preexec_fn=_small_file_limit)
     try:
         wait_until_up(url, server)
         idle = open_sockets(port, 400, b"")

@@ -27,8 +27,7 @@ def test_each_mark_is_ink_that_no_digit_owns_and_not_in_the_label(mark):
     rng = np.random.default_rng(0)
     owners: list = []
     plain, plain_label = synth.make_number(np.random.default_rng(0), images, labels, 3, "separated")
-    grey, label = synth.make_number(rng, images, labels, 3, "separated", punctuation=True, owner_out=owners,
-                                    marks=mark)
+    grey, label = synth.make_number(rng, images, labels, 3, "separated", punctuation=True, owner_out=owners, marks=mark)
     assert label == plain_label and set(label) <= set("01")
     ink = grey < grey.max() - 40
     unowned = ink & (owners[0] < 0)
@@ -40,8 +39,9 @@ def test_ticks_and_slashes_are_shorter_than_the_digits():
     images, labels = _digits()
     for seed in range(20):
         owners: list = []
-        grey, _ = synth.make_number(np.random.default_rng(seed), images, labels, 2, "separated",
-                                    punctuation=True, owner_out=owners, marks="/'")
+        grey, _ = synth.make_number(
+            np.random.default_rng(seed), images, labels, 2, "separated", punctuation=True, owner_out=owners, marks="/'"
+        )
         owner = owners[0]
         shortest_digit = min(np.ptp(np.nonzero((owner == k).any(axis=1))[0]) for k in range(2))
         marks = ((grey < grey.max() - 40) & (owner < 0)).astype(np.uint8)
@@ -52,8 +52,9 @@ def test_ticks_and_slashes_are_shorter_than_the_digits():
 def test_the_cheque_marks_are_the_default():
     images, labels = _digits()
     a = synth.make_number(np.random.default_rng(4), images, labels, 4, "touching", punctuation=True)
-    b = synth.make_number(np.random.default_rng(4), images, labels, 4, "touching", punctuation=True,
-                          marks=synth.CHEQUE_MARKS)
+    b = synth.make_number(
+        np.random.default_rng(4), images, labels, 4, "touching", punctuation=True, marks=synth.CHEQUE_MARKS
+    )
     assert a[1] == b[1] and np.array_equal(a[0], b[0])
 
 

@@ -24,12 +24,18 @@ def write_linear_model(path):
 
     rng = np.random.default_rng(1)
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["image"], ["flat"], axis=1),
-         helper.make_node("Gemm", ["flat", "W", "b"], ["logits"])],
-        "linear", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 28, 28])],
+        [
+            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["logits"]),
+        ],
+        "linear",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 28, 28])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])],
-        [numpy_helper.from_array(rng.normal(0, 0.1, (784, 10)).astype(np.float32), "W"),
-         numpy_helper.from_array(np.zeros(10, np.float32), "b")])
+        [
+            numpy_helper.from_array(rng.normal(0, 0.1, (784, 10)).astype(np.float32), "W"),
+            numpy_helper.from_array(np.zeros(10, np.float32), "b"),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -42,9 +48,10 @@ def photo(seed: int, size=(864, 1152)) -> bytes:
     h, w = size
     page = np.full((h, w), rng.uniform(190, 240), np.float32)
     page *= np.linspace(1.0, rng.uniform(0.75, 1.0), w, dtype=np.float32)[None, :]
-    points = (rng.random((6, 2)) * [0.3 * w, 0.4 * h] + [rng.uniform(0.1, 0.6) * w, rng.uniform(0.1, 0.5) * h])
-    cv2.polylines(page, [points.astype(np.int32)], False, float(rng.uniform(20, 80)), int(rng.integers(8, 20)),
-                  cv2.LINE_AA)
+    points = rng.random((6, 2)) * [0.3 * w, 0.4 * h] + [rng.uniform(0.1, 0.6) * w, rng.uniform(0.1, 0.5) * h]
+    cv2.polylines(
+        page, [points.astype(np.int32)], False, float(rng.uniform(20, 80)), int(rng.integers(8, 20)), cv2.LINE_AA
+    )
     page += rng.normal(0, 2, page.shape).astype(np.float32)
     return cv2.imencode(".jpg", np.clip(page, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+from conftest import run_main
 
 from digitrec.checkpoint import load_model, read_metrics
-from conftest import run_main
 from digitrec.errors import DigitrecError
 from digitrec.train import Callbacks, TrainConfig, load_recipe, train
 from digitrec.train.augment import add_glyph_variants, augment_batch, change_stroke_width, fill_box_affine
@@ -32,13 +32,16 @@ def test_file_overrides_recipe_and_flags_override_file(tmp_path):
     assert config.augment.rotate == 3.0 and config.augment.enabled is True
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"epoch": 3}, "unknown setting 'epoch'"),
-    ({"augment.spin": 3}, "unknown setting 'augment.spin'"),
-    ({"epochs": "many"}, "epochs must be a int"),
-    ({"epochs": 0}, "epochs must be at least 1"),
-    ({"optimizer": "lbfgs"}, "optimizer must be"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epoch": 3}, "unknown setting 'epoch'"),
+        ({"augment.spin": 3}, "unknown setting 'augment.spin'"),
+        ({"epochs": "many"}, "epochs must be a int"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"optimizer": "lbfgs"}, "optimizer must be"),
+    ],
+)
 def test_bad_settings_are_clear_errors(overrides, message):
     with pytest.raises(DigitrecError, match=message):
         load_recipe("cnn", overrides=overrides)
@@ -79,7 +82,9 @@ def test_fill_box_stretches_a_thin_one_to_the_20x20_box():
     forward = fill_box_affine(bar, torch.tensor([True]), max_stretch=10)
     grid = torch.nn.functional.affine_grid(
         torch.cat([torch.linalg.inv(forward[:, :, :2]), -torch.linalg.inv(forward[:, :, :2]) @ forward[:, :, 2:]], 2),
-        [1, 1, 28, 28], align_corners=False)
+        [1, 1, 28, 28],
+        align_corners=False,
+    )
     out = torch.nn.functional.grid_sample(bar, grid, align_corners=False)[0, 0] > 0.5
     rows, cols = out.any(1).nonzero(), out.any(0).nonzero()
     assert rows.max() - rows.min() + 1 == pytest.approx(20, abs=1)
@@ -140,13 +145,18 @@ class Killed(Exception):
 
 def test_resume_after_a_kill_ends_with_the_same_weights(mnist, tmp_path):
     # Augmentation, EMA and a one-cycle schedule on: everything that could drift on resume.
-    config = small(limit=1200, epochs=3, ema=0.9, **{"augment.enabled": True, "augment.stroke_p": 0.3,
-                                                    "augment.fill_p": 0.2, "augment.elastic_p": 0.3})
+    config = small(
+        limit=1200,
+        epochs=3,
+        ema=0.9,
+        **{"augment.enabled": True, "augment.stroke_p": 0.3, "augment.fill_p": 0.2, "augment.elastic_p": 0.3},
+    )
     whole = train(config, tmp_path / "whole", data=mnist)
 
     def kill_after_epoch_2(row):
         if row["epoch"] == 2:
             raise Killed
+
     with pytest.raises(Killed):
         train(config, tmp_path / "split", data=mnist, callbacks=Callbacks(on_epoch=kill_after_epoch_2))
     assert [r["epoch"] for r in read_metrics(tmp_path / "split")] == [1, 2]
@@ -166,12 +176,24 @@ def test_resume_after_a_kill_ends_with_the_same_weights(mnist, tmp_path):
 # --- the command -----------------------------------------------------------------------------
 
 
-
-
 def test_cli_train_prints_a_json_summary_last(real_data, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--recipe", "fast", "--out", str(out), "--limit", "1000", "--epochs", "1",
-            "--set", "batch_size=64", "--threads", "2", "--json"]
+    args = [
+        "train",
+        "--recipe",
+        "fast",
+        "--out",
+        str(out),
+        "--limit",
+        "1000",
+        "--epochs",
+        "1",
+        "--set",
+        "batch_size=64",
+        "--threads",
+        "2",
+        "--json",
+    ]
     code, stdout, err = run_main(args, capsys)
     assert code == 0, err
     summary = json.loads(stdout.strip().splitlines()[-1])
@@ -191,13 +213,16 @@ def test_cli_train_prints_a_json_summary_last(real_data, tmp_path, capsys):
     assert json.loads(stdout.strip().splitlines()[-1])["test_accuracy"] == summary["test_accuracy"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--recipe", "huge"], "Invalid value for '--recipe'"),
-    (["--config", "missing.toml"], "config file not found"),
-    (["--set", "epochs"], "--set expects KEY=VALUE"),
-    (["--set", "augment.spin=2"], "unknown setting 'augment.spin'"),
-    (["--resume"], "nothing to resume"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--recipe", "huge"], "Invalid value for '--recipe'"),
+        (["--config", "missing.toml"], "config file not found"),
+        (["--set", "epochs"], "--set expects KEY=VALUE"),
+        (["--set", "augment.spin=2"], "unknown setting 'augment.spin'"),
+        (["--resume"], "nothing to resume"),
+    ],
+)
 def test_cli_train_bad_input_is_a_clear_error(args, message, tmp_path, capsys):
     code, _, err = run_main(["train", "--out", str(tmp_path / "run"), *args], capsys)
     assert code in (1, 2) and message in err and "Traceback" not in err

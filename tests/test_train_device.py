@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import run_main
 
 
@@ -19,8 +18,9 @@ def test_auto_is_the_cpu_without_a_gpu_and_a_missing_device_is_a_clear_error(tmp
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     assert resolve_device("auto") == torch.device("cpu")
-    code, _, err = run_main(["train", "--recipe", "fast", "--limit", "200", "--device", "cuda",
-                             "--out", str(tmp_path / "run")], capsys)
+    code, _, err = run_main(
+        ["train", "--recipe", "fast", "--limit", "200", "--device", "cuda", "--out", str(tmp_path / "run")], capsys
+    )
     assert code == 1 and "--device cuda: no CUDA GPU" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
@@ -38,8 +38,23 @@ def test_the_checkpoint_records_where_it_trained_and_loads_on_the_cpu(mnist, tmp
 
 
 def _train_command(out, *extra) -> list[str]:
-    return ["train", "--recipe", "fast", "--limit", "4000", "--epochs", "2", "--threads", "1",
-            "--device", "cpu", "--out", str(out), "--json", *extra]
+    return [
+        "train",
+        "--recipe",
+        "fast",
+        "--limit",
+        "4000",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -64,7 +79,12 @@ def test_ddp_two_gloo_processes_write_one_run_and_match_one_process(real_data, t
     assert abs(one["test_accuracy"] - summaries[0]["test_accuracy"]) < 0.02
 
     # Resume under torchrun: the finished run is read back by both processes, nothing retrained.
-    again = subprocess.run(torchrun + ["train", "--out", str(out), "--resume", "--device", "cpu", "--json"],
-                           env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        torchrun + ["train", "--out", str(out), "--resume", "--device", "cpu", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.strip().splitlines()[-1])["test_accuracy"] == summaries[0]["test_accuracy"]

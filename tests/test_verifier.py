@@ -86,8 +86,22 @@ def test_training_the_verifier_end_to_end(mnist, real_data, tmp_path, capsys):
 
     from digitrec.train.verifier import main
 
-    main(["--out", str(tmp_path / "run"), "--numbers", "30", "--epochs", "1", "--limit", "2000",
-          "--threads", "1", "--export", str(tmp_path / "verifier.onnx")])
+    main(
+        [
+            "--out",
+            str(tmp_path / "run"),
+            "--numbers",
+            "30",
+            "--epochs",
+            "1",
+            "--limit",
+            "2000",
+            "--threads",
+            "1",
+            "--export",
+            str(tmp_path / "verifier.onnx"),
+        ]
+    )
     assert "test accuracy" in capsys.readouterr().out
     card = json.loads((tmp_path / "verifier_card.json").read_text())
     assert card["labels"][-1] == "not one digit" and card["output"]["shape"] == [11]

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from web_helpers import LOCAL, draw_digit, free_port, photo_of_digit, png, start_server, stop_server, wait_until_up
 
 from digitrec.runtime import Recognizer
 from digitrec.web import create_app
 from digitrec.web.limits import Limits
-from web_helpers import LOCAL, draw_digit, free_port, photo_of_digit, png, start_server, stop_server, wait_until_up
 
 ONE, SEVEN = png(draw_digit(1)), png(draw_digit(7))
 
@@ -45,6 +45,7 @@ def b64(data: bytes) -> str:
 
 
 # ---------- what works ----------
+
 
 def test_healthz_names_the_model(client, recognizer):
     assert client.get("/healthz").json() == {"status": "ok", "model": recognizer.card.get("name", "unnamed")}
@@ -67,8 +68,11 @@ def test_the_app_loads_the_model_itself_at_start_up():
 
 
 def test_multipart_files_are_answered_in_order(client):
-    files = [("file", ("a.png", ONE, "image/png")), ("file", ("b.png", SEVEN, "image/png")),
-             ("file", ("c.png", ONE, "application/octet-stream"))]
+    files = [
+        ("file", ("a.png", ONE, "image/png")),
+        ("file", ("b.png", SEVEN, "image/png")),
+        ("file", ("c.png", ONE, "application/octet-stream")),
+    ]
     response = client.post("/v1/predict", files=files)
     assert response.status_code == 200
     answers = response.json()["predictions"]
@@ -128,6 +132,7 @@ def test_openapi_schema_and_docs_without_a_cdn(client):
 
 # ---------- every error status ----------
 
+
 def blank_png(width: int, height: int) -> bytes:
     return png(np.full((height, width), 255, np.uint8))
 
@@ -142,31 +147,37 @@ def png_claiming_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("kwargs, status, message", [
-    # 413: over the body limit, announced by Content-Length or found while reading a chunked body
-    (dict(files={"file": ("big.png", b"\0" * 60_000)}), 413, "too large"),
-    (dict(content=iter([b"{" + b" " * 30_000] * 3), headers={"content-type": "application/json"}),
-     413, "too large"),
-    # 415: a body type the endpoint does not take
-    (dict(content=b"hello", headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
-    (dict(content=b"hello"), 415, "not a body without a Content-Type"),
-    # 422: no usable image
-    (dict(files={"file": ("x.png", b"this is not an image")}), 422, "not an image"),
-    (dict(files={"file": ("empty.png", b"")}), 422, "empty"),
-    (dict(files={"file": ("huge.png", png_claiming_size(10_000, 5_000))}), 422, "image too large (10000x5000"),
-    (dict(files={"file": ("blank.png", blank_png(50, 50))}), 422, "ink"),
-    (dict(json={"images": ["@@"]}), 422, "not valid base64"),
-    (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "not valid JSON"),
-    (dict(json={"pictures": []}), 422, "images: Field required"),
-    (dict(json={"images": []}), 422, "at least 1 item"),
-    (dict(json={"images": [b64(ONE)] * 3}), 422, "too many images (3; at most 2"),
-    (dict(files={"file": (None, "text, not a file")}), 422, "must be a file upload"),
-    (dict(data={"file": "text"}), 415, "not application/x-www-form-urlencoded"),
-    (dict(files={"picture": ("7.png", SEVEN)}), 422, "field named 'file'"),
-    (dict(params={"image28": "perhaps"}, json={"images": [b64(ONE)]}), 422, "query.image28"),
-    # 400: a multipart body that does not parse
-    (dict(content=b"--x\r\ngarbage", headers={"content-type": "multipart/form-data"}), 400, ""),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, message",
+    [
+        # 413: over the body limit, announced by Content-Length or found while reading a chunked body
+        (dict(files={"file": ("big.png", b"\0" * 60_000)}), 413, "too large"),
+        (
+            dict(content=iter([b"{" + b" " * 30_000] * 3), headers={"content-type": "application/json"}),
+            413,
+            "too large",
+        ),
+        # 415: a body type the endpoint does not take
+        (dict(content=b"hello", headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
+        (dict(content=b"hello"), 415, "not a body without a Content-Type"),
+        # 422: no usable image
+        (dict(files={"file": ("x.png", b"this is not an image")}), 422, "not an image"),
+        (dict(files={"file": ("empty.png", b"")}), 422, "empty"),
+        (dict(files={"file": ("huge.png", png_claiming_size(10_000, 5_000))}), 422, "image too large (10000x5000"),
+        (dict(files={"file": ("blank.png", blank_png(50, 50))}), 422, "ink"),
+        (dict(json={"images": ["@@"]}), 422, "not valid base64"),
+        (dict(content=b"{not json", headers={"content-type": "application/json"}), 422, "not valid JSON"),
+        (dict(json={"pictures": []}), 422, "images: Field required"),
+        (dict(json={"images": []}), 422, "at least 1 item"),
+        (dict(json={"images": [b64(ONE)] * 3}), 422, "too many images (3; at most 2"),
+        (dict(files={"file": (None, "text, not a file")}), 422, "must be a file upload"),
+        (dict(data={"file": "text"}), 415, "not application/x-www-form-urlencoded"),
+        (dict(files={"picture": ("7.png", SEVEN)}), 422, "field named 'file'"),
+        (dict(params={"image28": "perhaps"}, json={"images": [b64(ONE)]}), 422, "query.image28"),
+        # 400: a multipart body that does not parse
+        (dict(content=b"--x\r\ngarbage", headers={"content-type": "multipart/form-data"}), 400, ""),
+    ],
+)
 def test_bad_requests_get_a_clear_4xx(strict, kwargs, status, message):
     response = strict.post("/v1/predict", **kwargs)
     assert response.status_code == status, response.text
@@ -237,6 +248,7 @@ def test_heavy_requests_take_turns_while_light_ones_run_side_by_side(side, heavy
 
 # ---------- a real server ----------
 
+
 def test_real_server_answers_concurrent_clients(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -244,6 +256,7 @@ def test_real_server_answers_concurrent_clients(tmp_path):
     try:
         wait_until_up(url, server)
         with httpx.Client(base_url=url, timeout=30) as http:
+
             def ask(i: int) -> int | None:
                 digit, image = (1, ONE) if i % 2 else (7, SEVEN)
                 answer = http.post("/v1/predict", files={"file": (f"{i}.png", image)}).json()
@@ -252,8 +265,9 @@ def test_real_server_answers_concurrent_clients(tmp_path):
             with ThreadPoolExecutor(16) as pool:
                 assert all(pool.map(ask, range(64)))
             # A chunked upload over the limit (20 MB) is cut off with a 413, and the server goes on.
-            too_big = http.post("/v1/predict", content=iter([b"\0" * 1_048_576] * 21),
-                                headers={"content-type": "application/json"})
+            too_big = http.post(
+                "/v1/predict", content=iter([b"\0" * 1_048_576] * 21), headers={"content-type": "application/json"}
+            )
             assert too_big.status_code == 413
         assert httpx.get(f"{url}/healthz").status_code == 200
     finally:
@@ -284,24 +298,32 @@ def test_serve_on_a_busy_port_is_a_clear_error():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "digitrec", "serve", "--port", str(port)],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "digitrec", "serve", "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
     assert result.returncode == 1
     assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_serve_with_a_missing_model_is_a_clear_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "digitrec", "serve", "--model", str(tmp_path / "no.onnx")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "digitrec", "serve", "--model", str(tmp_path / "no.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "Error: model file not found" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---------- broken images: whatever the decoder meets, never a 500 ----------
 
-@given(cut=st.integers(0, len(SEVEN)),
-       flips=st.lists(st.tuples(st.integers(0, len(SEVEN) - 1), st.integers(0, 255)), max_size=8))
+
+@given(
+    cut=st.integers(0, len(SEVEN)),
+    flips=st.lists(st.tuples(st.integers(0, len(SEVEN) - 1), st.integers(0, 255)), max_size=8),
+)
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_corrupted_and_truncated_images_are_a_4xx_or_an_answer(client, cut, flips):
     data = bytearray(SEVEN)

@@ -43,8 +43,8 @@ def photo_of_digit(digit: int, width: int = 1280, height: int = 800, seed: int =
     light = np.linspace(228, 200, width, dtype=np.float32)[None, :] + np.linspace(0, -12, height)[:, None]
     grey = light + rng.normal(0, 4, (height, width))
     top, left = (height - side) // 2, (width - side) // 2
-    region = grey[top:top + side, left:left + side]
-    grey[top:top + side, left:left + side] = np.where(ink < 128, 50 + ink * 0.3, region)
+    region = grey[top : top + side, left : left + side]
+    grey[top : top + side, left : left + side] = np.where(ink < 128, 50 + ink * 0.3, region)
     bgr = np.stack([grey * 1.0, grey * 0.97, grey * 0.94], axis=-1).clip(0, 255).astype(np.uint8)
     return cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -62,14 +62,23 @@ def prepare(source, side: int = BULK_SIDE, stages: dict | None = None) -> np.nda
         return ImageError(f"cannot process this image ({type(exc).__name__}: {exc})")
 
 
-def predict_stream(recognizer, inputs: Iterable, *, top: int = 3, side: int = BULK_SIDE,
-                   workers: int | None = None, chunk: int = CHUNK, debug: bool = False) -> Iterator:
+def predict_stream(
+    recognizer,
+    inputs: Iterable,
+    *,
+    top: int = 3,
+    side: int = BULK_SIDE,
+    workers: int | None = None,
+    chunk: int = CHUNK,
+    debug: bool = False,
+) -> Iterator:
     """Paths or bytes (or a DigitrecError standing for an input that already failed) -> one
     Prediction or DigitrecError per input, in order, lazily. `workers` processes (default: one per
     core); 1 prepares in this process, as `debug` (keep each input's preprocessing stages) does."""
     inputs = list(inputs)
     workers = min(workers or os.cpu_count() or 1, max(1, len(inputs) // 4))
     if workers <= 1 or debug:
+
         def prepared_here():
             for source in inputs:
                 stages: dict | None = {} if debug else None
@@ -78,7 +87,6 @@ def predict_stream(recognizer, inputs: Iterable, *, top: int = 3, side: int = BU
         yield from _answer_chunks(recognizer, prepared_here(), top, chunk)
         return
     import multiprocessing
-
     from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: this process has onnxruntime and OpenCV thread pools that a fork would copy mid-flight.
@@ -89,8 +97,9 @@ def predict_stream(recognizer, inputs: Iterable, *, top: int = 3, side: int = BU
             prepared = pool.map(prepare, inputs, [side] * len(inputs), chunksize=per_task)
         yield from _answer_chunks(recognizer, ((views, {}) for views in prepared), top, chunk)
     except BrokenProcessPool:
-        raise DigitrecError("a worker process preparing the images died (out of memory?); "
-                            "try fewer files at a time") from None
+        raise DigitrecError(
+            "a worker process preparing the images died (out of memory?); try fewer files at a time"
+        ) from None
     finally:
         # Ctrl+C or a caller that stops reading: drop the queued files instead of finishing them.
         pool.shutdown(wait=True, cancel_futures=True)

@@ -63,8 +63,10 @@ def load_model(path: Path | str) -> tuple[torch.nn.Module, dict]:
     state = read_checkpoint(path)
     if not isinstance(state.get("meta"), dict):
         # The reader's line model checkpoints with the same writer but is no `digitrec train` run.
-        raise ModelError(f"{path} holds no `digitrec train` model (no metadata): a line-reader run is exported "
-                         f"by its trainer (python -m digitrec.train.line_reader --out RUN --resume --export PATH)")
+        raise ModelError(
+            f"{path} holds no `digitrec train` model (no metadata): a line-reader run is exported "
+            f"by its trainer (python -m digitrec.train.line_reader --out RUN --resume --export PATH)"
+        )
     meta = dict(state["meta"])
     try:
         model = build_model(meta["architecture"], **meta["config"].get("model", {}))
@@ -88,8 +90,9 @@ def read_metrics(run_dir: Path | str) -> list[dict]:
 def source_commit() -> str | None:
     """The git commit of the digitrec source tree (None when it is not a git checkout)."""
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                                capture_output=True, text=True, timeout=5)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None

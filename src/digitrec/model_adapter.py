@@ -74,8 +74,9 @@ class ModelAdapter:
     temperature: float = 1.0  # the card's calibration: probabilities = softmax(logits / T)
 
     @classmethod
-    def from_session(cls, session: InferenceSession, card: ModelCard | dict[str, object] | None = None,
-                     path: Path | None = None) -> ModelAdapter:
+    def from_session(
+        cls, session: InferenceSession, card: ModelCard | dict[str, object] | None = None, path: Path | None = None
+    ) -> ModelAdapter:
         """An onnxruntime InferenceSession (+ its model card, + the file for graph inspection)."""
         if not isinstance(card, ModelCard):
             card = ModelCard.from_dict(card or {}, str(path or "the model"))
@@ -94,9 +95,16 @@ class ModelAdapter:
         if kind is None:
             kind = _kind_from_graph(path, session.get_outputs()[output_index].name) if path else None
         return cls(
-            input_name=given.name, layout=layout, dtype=dtype, range=spec.range, mean=spec.mean, std=spec.std,
-            output_kind=kind or "auto", output_index=output_index,
-            fixed_batch=batch if isinstance(batch, int) and batch > 0 else None, temperature=card.temperature,
+            input_name=given.name,
+            layout=layout,
+            dtype=dtype,
+            range=spec.range,
+            mean=spec.mean,
+            std=spec.std,
+            output_kind=kind or "auto",
+            output_index=output_index,
+            fixed_batch=batch if isinstance(batch, int) and batch > 0 else None,
+            temperature=card.temperature,
         )
 
     # --- feeding ---
@@ -113,18 +121,23 @@ class ModelAdapter:
         """The model's (N, 10) answer -> float32 (N, 10) probabilities that sum to 1."""
         output = np.asarray(output)
         if output.ndim < 2:
-            raise ModelError(f"the model answers with shape {output.shape}; a digit model gives (N, 10): "
-                             "10 values (logits, scores or probabilities) per image")
+            raise ModelError(
+                f"the model answers with shape {output.shape}; a digit model gives (N, 10): "
+                "10 values (logits, scores or probabilities) per image"
+            )
         out = output.astype(np.float32, copy=False).reshape(len(output), -1)
         if out.shape[1] != 10:
-            raise ModelError(f"the model answers with shape {tuple(output.shape[1:])} per image; "
-                             f"a digit model gives 10 values (logits, scores or probabilities)")
+            raise ModelError(
+                f"the model answers with shape {tuple(output.shape[1:])} per image; "
+                f"a digit model gives 10 values (logits, scores or probabilities)"
+            )
         kind = self.output_kind
         if kind == "auto":  # no card, no graph to read: scores in [0, 1] are normalised, anything else is logits
             kind = "scores" if out.size and out.min() >= 0.0 and out.max() <= 1.0 else "logits"
         if not np.isfinite(out).all():  # a broken model: NaN would read as the digit 9, infinity as anything
-            raise ModelError("the model answered NaN or infinity; it cannot be used "
-                             "(was it exported from a diverged training run?)")
+            raise ModelError(
+                "the model answered NaN or infinity; it cannot be used (was it exported from a diverged training run?)"
+            )
         t = self.temperature
         if kind in ("logits", "log_probabilities"):
             return softmax(out / t if t != 1.0 else out)
@@ -140,14 +153,22 @@ class ModelAdapter:
         """uint8 (N, 28, 28) -> float32 (N, 10), through the model."""
         x = self.to_input(digits28)
         step = self.fixed_batch or len(x)
-        outputs = [session.run(None, {self.input_name: x[i : i + step]})[self.output_index]
-                   for i in range(0, len(x), max(step, 1))]
+        outputs = [
+            session.run(None, {self.input_name: x[i : i + step]})[self.output_index]
+            for i in range(0, len(x), max(step, 1))
+        ]
         return self.to_probabilities(np.concatenate(outputs) if len(outputs) != 1 else outputs[0])
 
     def describe(self) -> dict[str, object]:
         """For model cards and --json: what the model is fed and how its output is read."""
-        return {"layout": self.layout, "shape": list(LAYOUTS[self.layout]), "range": list(self.range),
-                "mean": self.mean, "std": self.std, "output_kind": self.output_kind}
+        return {
+            "layout": self.layout,
+            "shape": list(LAYOUTS[self.layout]),
+            "range": list(self.range),
+            "mean": self.mean,
+            "std": self.std,
+            "output_kind": self.output_kind,
+        }
 
 
 def _layout(shape: Shape, declared: str | None) -> str:
@@ -163,8 +184,10 @@ def _layout(shape: Shape, declared: str | None) -> str:
 
     matches = [name for name, want in LAYOUTS.items() if fits(want)]
     if not matches:
-        raise ModelError(f"the model takes input of shape {_show(shape)}; digitrec feeds 28x28 digits as "
-                         f"(N, 1, 28, 28), (N, 28, 28, 1), (N, 28, 28) or (N, 784)")
+        raise ModelError(
+            f"the model takes input of shape {_show(shape)}; digitrec feeds 28x28 digits as "
+            f"(N, 1, 28, 28), (N, 28, 28, 1), (N, 28, 28) or (N, 784)"
+        )
     # With dynamic sizes, (N, ?, ?, ?) fits both 4-D layouts: channels first, as PyTorch and ONNX use.
     return matches[0]
 

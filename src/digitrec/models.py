@@ -7,7 +7,7 @@ buffers), so it travels into the ONNX file and no runtime ever hard-codes it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -32,9 +32,12 @@ class MLP(nn.Module):
     def __init__(self, hidden: int = 50):
         super().__init__()
         self.net = nn.Sequential(
-            Normalize(), nn.Flatten(),
-            nn.Linear(784, hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.ReLU(),
+            Normalize(),
+            nn.Flatten(),
+            nn.Linear(784, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
             nn.Linear(hidden, 10),
         )
 
@@ -57,7 +60,8 @@ class FastCNN(nn.Module):
             Normalize(),
             *conv_bn(1, c1, 5, stride=2),  # (N, c1, 14, 14)
             *conv_bn(c1, c2, 3, stride=2),  # (N, c2, 7, 7)
-            nn.Flatten(), nn.Linear(c2 * 49, 10),
+            nn.Flatten(),
+            nn.Linear(c2 * 49, 10),
         )
 
     def forward(self, x):
@@ -72,8 +76,13 @@ class CNN(nn.Module):
     is 10, or 11 for the reader's segmentation verifier (the digits and "not one digit").
     """
 
-    def __init__(self, channels: tuple[int, ...] = (32, 64, 128), depth: tuple[int, ...] = (1, 2, 2),
-                 dropout: float = 0.0, classes: int = 10):
+    def __init__(
+        self,
+        channels: tuple[int, ...] = (32, 64, 128),
+        depth: tuple[int, ...] = (1, 2, 2),
+        dropout: float = 0.0,
+        classes: int = 10,
+    ):
         super().__init__()
         if len(channels) != len(depth):
             raise ValueError("channels and depth need one entry per stage")
@@ -103,10 +112,16 @@ class ReferenceCNN(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             Normalize(),
-            nn.Conv2d(1, 32, 3), nn.ReLU(),  # (N, 32, 26, 26)
-            nn.Conv2d(32, 64, 3), nn.ReLU(),  # (N, 64, 24, 24)
-            nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),  # (N, 9216)
-            nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Conv2d(1, 32, 3),
+            nn.ReLU(),  # (N, 32, 26, 26)
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),  # (N, 64, 24, 24)
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),  # (N, 9216)
+            nn.Linear(9216, 128),
+            nn.ReLU(),
+            nn.Dropout(0.5),
             nn.Linear(128, 10),
         )
 

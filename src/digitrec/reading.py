@@ -123,8 +123,11 @@ class ReadBudget:
         """Raise TooMuchToRead if the segmentation `seg`, with candidate runs `plan` per line,
         holds more than the budget allows (`segment` checks `max_pieces` itself, as it goes)."""
         _refuse_over(len(seg.lines), self.max_lines, "lines of writing")
-        _refuse_over(max((len(line.atoms) for line in seg.lines), default=0), self.max_pieces_per_line,
-                     "pieces of ink in one line")
+        _refuse_over(
+            max((len(line.atoms) for line in seg.lines), default=0),
+            self.max_pieces_per_line,
+            "pieces of ink in one line",
+        )
         _refuse_over(sum(map(len, plan)), self.max_candidates, "candidate digits")
 
     def deadline(self) -> Callable[[], None]:
@@ -137,6 +140,7 @@ class ReadBudget:
             spent = time.monotonic() - start
             if spent > limit:
                 raise TooMuchToRead.too_slow(spent, limit)
+
         return check
 
 
@@ -175,8 +179,7 @@ class ReadDigit:
     image28: np.ndarray = field(repr=False)  # what the model saw
 
     def to_dict(self) -> DigitJSON:
-        return {"digit": self.digit, "confidence": round(float(self.confidence), 6),
-                "box": [int(v) for v in self.box]}
+        return {"digit": self.digit, "confidence": round(float(self.confidence), 6), "box": [int(v) for v in self.box]}
 
 
 @dataclass
@@ -205,8 +208,12 @@ class Reading:
         return float(np.prod([d.confidence for d in self.digits])) if self.digits else 0.0
 
     def to_dict(self) -> ReadingJSON:
-        return {"text": self.text, "confidence": round(self.confidence, 6),
-                "digits": [d.to_dict() for d in self.digits], "lines": self.line_texts}
+        return {
+            "text": self.text,
+            "confidence": round(self.confidence, 6),
+            "digits": [d.to_dict() for d in self.digits],
+            "lines": self.line_texts,
+        }
 
 
 def shape_log_prior(width: float, height: float, line_height: float) -> np.ndarray:
@@ -244,8 +251,12 @@ def candidate_groups(line: TextLine) -> list[Run]:
 def _is_whole_component(atoms: list[Atom], i: int, j: int) -> bool:
     """Is the run atoms[i:j] exactly one connected component, uncut and alone?"""
     comp = atoms[i].component
-    return comp >= 0 and all(a.component == comp for a in atoms[i:j]) \
-        and (i == 0 or atoms[i - 1].component != comp) and (j == len(atoms) or atoms[j].component != comp)
+    return (
+        comp >= 0
+        and all(a.component == comp for a in atoms[i:j])
+        and (i == 0 or atoms[i - 1].component != comp)
+        and (j == len(atoms) or atoms[j].component != comp)
+    )
 
 
 def _white_gaps(run: list[Atom]) -> float:
@@ -311,8 +322,9 @@ def sure_digits(line: TextLine, groups: list[Run], probs: np.ndarray, verifier: 
     return sure
 
 
-def best_path(line: TextLine, scores: dict[Run, np.ndarray], text: str | None = None,
-              sure: dict[Run, int] | None = None) -> tuple[float, ReadPath]:
+def best_path(
+    line: TextLine, scores: dict[Run, np.ndarray], text: str | None = None, sure: dict[Run, int] | None = None
+) -> tuple[float, ReadPath]:
     """Viterbi over atom boundaries: each step is one digit (a run of atoms) or skipped
     punctuation (`_skips`). With `text`, only paths that read exactly those digits count (each run
     scored as the digit it must be; a run in `sure` only as its sure digit, never split or merged
@@ -340,7 +352,7 @@ def best_path(line: TextLine, scores: dict[Run, np.ndarray], text: str | None = 
             for j in skips.get(i, []):
                 if here + SKIP_SMALL > best[m, j]:
                     best[m, j], back[(m, j)] = here + SKIP_SMALL, (m, i, None)
-            for (a, b) in by_start.get(i, []):
+            for a, b in by_start.get(i, []):
                 if wanted is None:
                     d, to = int(scores[(a, b)].argmax()), m
                 elif m < len(wanted) and sure.get((a, b), wanted[m]) == wanted[m] and (a, b) not in broken:
@@ -386,8 +398,9 @@ def candidate_plan(seg: Segmentation) -> Plan:
     return [candidate_groups(line) for line in seg.lines]
 
 
-def render_candidates(seg: Segmentation, plan: Plan | None = None,
-                      deadline: Callable[[], None] = _no_deadline) -> tuple[Plan, np.ndarray]:
+def render_candidates(
+    seg: Segmentation, plan: Plan | None = None, deadline: Callable[[], None] = _no_deadline
+) -> tuple[Plan, np.ndarray]:
     """Every candidate run of atoms of every line (`plan`, default `candidate_plan(seg)`), rendered
     MNIST-style -> (runs per line, uint8 (N, 28, 28) images, line by line). The verifier is
     trained on exactly these renderings. `deadline` is called before each line."""
@@ -399,9 +412,12 @@ def render_candidates(seg: Segmentation, plan: Plan | None = None,
     return plan, np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
 
 
-def classify_candidates(recognizer: Recognizer, seg: Segmentation, plan: Plan | None = None,
-                        deadline: Callable[[], None] = _no_deadline,
-                        ) -> tuple[Plan, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+def classify_candidates(
+    recognizer: Recognizer,
+    seg: Segmentation,
+    plan: Plan | None = None,
+    deadline: Callable[[], None] = _no_deadline,
+) -> tuple[Plan, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """The candidates of `render_candidates`, classified in one batch -> (runs per line, images,
     float32 (N, 10) digit probabilities, float32 (N, 11) the verifier's (the digits, then "not one
     digit"), and per line the line reader's (columns, 11) log-probabilities). `deadline` is called
@@ -410,19 +426,31 @@ def classify_candidates(recognizer: Recognizer, seg: Segmentation, plan: Plan | 
     line_log_probs = []
     for line in seg.lines:
         deadline()
-        line_log_probs.append(recognizer.line_reader.log_probs(line_image(line.atoms, seg.ink, seg.stroke,
-                                                                          line.height)))
+        line_log_probs.append(
+            recognizer.line_reader.log_probs(line_image(line.atoms, seg.ink, seg.stroke, line.height))
+        )
     deadline()
     if not len(images):
         return plan, images, np.zeros((0, 10), np.float32), np.zeros((0, 11), np.float32), line_log_probs
     # Uncalibrated (T = 1): the path scores and thresholds below were tuned on these probabilities.
-    return (plan, images, recognizer.predict_probabilities(images, calibrated=False),
-            recognizer.verifier.probabilities(images), line_log_probs)
+    return (
+        plan,
+        images,
+        recognizer.predict_probabilities(images, calibrated=False),
+        recognizer.verifier.probabilities(images),
+        line_log_probs,
+    )
 
 
-def choose_digits(seg: Segmentation, plan: Plan, images: np.ndarray, probs: np.ndarray, verifier: np.ndarray,
-                  line_log_probs: list[np.ndarray] | None = None,
-                  deadline: Callable[[], None] = _no_deadline) -> list[list[ReadDigit]]:
+def choose_digits(
+    seg: Segmentation,
+    plan: Plan,
+    images: np.ndarray,
+    probs: np.ndarray,
+    verifier: np.ndarray,
+    line_log_probs: list[np.ndarray] | None = None,
+    deadline: Callable[[], None] = _no_deadline,
+) -> list[list[ReadDigit]]:
     """The best path through each line's candidates, checked against the line reader's reading
     when one is given -> the digits of the lines that read as numbers. `deadline` is called
     before each line."""
@@ -447,8 +475,14 @@ def choose_digits(seg: Segmentation, plan: Plan, images: np.ndarray, probs: np.n
     return _keep_number_lines(lines)
 
 
-def _second_opinion(line: TextLine, scores: dict[Run, np.ndarray], sure: dict[Run, int], score: float,
-                    path: ReadPath, log_probs: np.ndarray) -> tuple[ReadPath, float]:
+def _second_opinion(
+    line: TextLine,
+    scores: dict[Run, np.ndarray],
+    sure: dict[Run, int],
+    score: float,
+    path: ReadPath,
+    log_probs: np.ndarray,
+) -> tuple[ReadPath, float]:
     """The segmentation's best path, or - when the line reader reads the line otherwise - the
     best path that reads as the line reader does, whichever scores more with the line reader's
     log-probability of its string (times LINE_WEIGHT) added. The boxes always come from a path.
@@ -469,8 +503,12 @@ def _second_opinion(line: TextLine, scores: dict[Run, np.ndarray], sure: dict[Ru
     return other_path, math.exp(theirs_line / len(other))
 
 
-def read_segmentation(recognizer: Recognizer, seg: Segmentation, budget: ReadBudget | None = None,
-                      deadline: Callable[[], None] | None = None) -> list[list[ReadDigit]]:
+def read_segmentation(
+    recognizer: Recognizer,
+    seg: Segmentation,
+    budget: ReadBudget | None = None,
+    deadline: Callable[[], None] | None = None,
+) -> list[list[ReadDigit]]:
     """The lines of digits in `seg`, read within `budget` (default `DEFAULT_BUDGET`). `deadline`:
     a clock already started (`ReadBudget.deadline`), else one starts here."""
     budget = DEFAULT_BUDGET if budget is None else budget
@@ -487,6 +525,7 @@ def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[li
     lines = [(t, d) for t, d in lines if d and np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE]
     if not lines:
         return []
+
     # The number is the biggest writing: the main line is the one with the biggest confident
     # digits (mean confidence times digit area, times the square root of the number of digits:
     # a long row of hatching or border texture read as small 1s does not outweigh two large
@@ -515,8 +554,13 @@ def _box(run: list[Atom], scale: float) -> tuple[int, int, int, int]:
     return (int(x0 / scale), int(y0 / scale), max(1, round((x1 - x0) / scale)), max(1, round((y1 - y0) / scale)))
 
 
-def read_number(recognizer: Recognizer, image: str | Path | bytes | bytearray | np.ndarray, *,
-                debug: bool = False, budget: ReadBudget | None = None) -> Reading:
+def read_number(
+    recognizer: Recognizer,
+    image: str | Path | bytes | bytearray | np.ndarray,
+    *,
+    debug: bool = False,
+    budget: ReadBudget | None = None,
+) -> Reading:
     """Path, bytes or array -> Reading. Raises ImageError('no digits found') when nothing in the
     image reads as a digit, and TooMuchToRead (an ImageError) when reading it would take more
     work than `budget` (default `DEFAULT_BUDGET`; `UNLIMITED` for no limit)."""
@@ -546,6 +590,14 @@ def draw_reading(grey: np.ndarray, reading: Reading) -> np.ndarray:
         colour = (0, 170, 0) if d.confidence >= 0.9 else (0, 140, 255) if d.confidence >= 0.5 else (0, 0, 230)
         cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), colour, thickness)
         font = max(0.4, h / 60)
-        cv2.putText(canvas, f"{d.digit} {d.confidence:.0%}", (x, max(12, y - 3)), cv2.FONT_HERSHEY_SIMPLEX,
-                    font * 0.6, colour, thickness, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            f"{d.digit} {d.confidence:.0%}",
+            (x, max(12, y - 3)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font * 0.6,
+            colour,
+            thickness,
+            cv2.LINE_AA,
+        )
     return canvas

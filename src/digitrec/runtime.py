@@ -10,9 +10,9 @@ pixel ranges, sigmoid scores or probabilities; a `.keras` file is converted once
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -68,8 +68,7 @@ class Recognizer:
     >>> rec.predict("photo.jpg").digit
     """
 
-    def __init__(self, model: str | Path | None = None, *, threads: int | None = None,
-                 min_confidence: float = 0.0):
+    def __init__(self, model: str | Path | None = None, *, threads: int | None = None, min_confidence: float = 0.0):
         """
         model: an ONNX file (.onnx) or a Keras model (.keras, converted to ONNX once and cached);
             None loads the model shipped with digitrec. Raises ModelError when it is missing, not a
@@ -114,8 +113,9 @@ class Recognizer:
 
     # --- arrays already in MNIST form ---
 
-    def predict_probabilities(self, digits28: np.ndarray, batch_size: int = 1024, *,
-                              calibrated: bool = True) -> np.ndarray:
+    def predict_probabilities(
+        self, digits28: np.ndarray, batch_size: int = 1024, *, calibrated: bool = True
+    ) -> np.ndarray:
         """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 10) probabilities, with the card's
         temperature applied; `calibrated=False`: the plain softmax (T = 1), which the reader's
         segmentation scores were tuned on."""
@@ -133,9 +133,13 @@ class Recognizer:
         digit, confidence = int(order[0]), float(probs[order[0]])
         uncertain = confidence < self.min_confidence
         return Prediction(
-            digit=None if uncertain else digit, confidence=confidence,
-            top=[(int(d), float(probs[d])) for d in order], probabilities=probs,
-            image28=image28, uncertain=uncertain, stages=stages,
+            digit=None if uncertain else digit,
+            confidence=confidence,
+            top=[(int(d), float(probs[d])) for d in order],
+            probabilities=probs,
+            image28=image28,
+            uncertain=uncertain,
+            stages=stages,
         )
 
     # --- any image ---
@@ -162,8 +166,9 @@ class Recognizer:
         probs = self.predict_probabilities(views).mean(axis=0)
         return self._answer(probs, views[0], top, stages or {})
 
-    def predict_many(self, images: Iterable, top: int = 3, *, debug: bool = False,
-                     workers: int = 1) -> list[Prediction | DigitrecError]:
+    def predict_many(
+        self, images: Iterable, top: int = 3, *, debug: bool = False, workers: int = 1
+    ) -> list[Prediction | DigitrecError]:
         """One answer per input, in order; a bad input yields its DigitrecError, the others go on.
         All digits go through the model in one batch. `workers` > 1 decodes and preprocesses in
         that many threads (Pillow and OpenCV release the GIL)."""
@@ -184,11 +189,11 @@ class Recognizer:
                 prepared = list(pool.map(prepare, images))
         else:
             prepared = [prepare(image) for image in images]
-        return self.answer_views([views for views, _ in prepared], top,
-                                 stages=[stages for _, stages in prepared])
+        return self.answer_views([views for views, _ in prepared], top, stages=[stages for _, stages in prepared])
 
-    def predict_paths(self, sources: Iterable, top: int = 3, *, side: int = WORK_SIDE,
-                      workers: int | None = None, debug: bool = False) -> Iterator[Prediction | DigitrecError]:
+    def predict_paths(
+        self, sources: Iterable, top: int = 3, *, side: int = WORK_SIDE, workers: int | None = None, debug: bool = False
+    ) -> Iterator[Prediction | DigitrecError]:
         """Image files (paths, or bytes; a DigitrecError stands for an input that already failed)
         -> one Prediction or DigitrecError per input, in order, lazily: a folder of thousands of
         photos at full speed (`digitrec.bulk`: worker processes, batched model calls).

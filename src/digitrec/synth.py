@@ -31,10 +31,18 @@ def _ink_crop(digit28: np.ndarray) -> np.ndarray:
     return digit28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
-def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, length: int,
-                group: str = "separated", spans: list | None = None, punctuation: bool = False,
-                owner_out: list | None = None, small_tail: float = 0.0,
-                marks: str = CHEQUE_MARKS) -> tuple[np.ndarray, str]:
+def make_number(
+    rng: np.random.Generator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    length: int,
+    group: str = "separated",
+    spans: list | None = None,
+    punctuation: bool = False,
+    owner_out: list | None = None,
+    small_tail: float = 0.0,
+    marks: str = CHEQUE_MARKS,
+) -> tuple[np.ndarray, str]:
     """-> (uint8 grey image, dark ink on light paper; the label string). `spans`, when given,
     receives each digit's (left, right) x in the image; `punctuation` adds marks drawn from `marks`
     (CHEQUE_MARKS: dots, commas and dashes) between and after the digits (not part of the label); `owner_out`,
@@ -53,8 +61,13 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     for i, size in zip(idx, sizes):
         crop = _ink_crop(images[i]).astype(np.float32)
         f = height * size * rng.uniform(0.85, 1.15) / crop.shape[0]
-        pieces.append(cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
-                                 interpolation=cv2.INTER_LINEAR))
+        pieces.append(
+            cv2.resize(
+                crop,
+                (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
+                interpolation=cv2.INTER_LINEAR,
+            )
+        )
     margin = int(height * rng.uniform(0.4, 1.0))
     width = sum(p.shape[1] for p in pieces) + int(length * 0.6 * height) + 2 * margin
     canvas = np.zeros((int(height * 1.6) + 2 * margin, width), np.float32)
@@ -62,7 +75,11 @@ def make_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     x = left = margin  # left: where the digit before this one starts
     for k, p in enumerate(pieces):
         canvas, owner = _room(canvas, owner, x + p.shape[1])
-        y = margin + int(height * 0.3 + rng.uniform(-0.1, 0.1) * height) + int((height - p.shape[0]) * rng.uniform(0, 1))
+        y = (
+            margin
+            + int(height * 0.3 + rng.uniform(-0.1, 0.1) * height)
+            + int((height - p.shape[0]) * rng.uniform(0, 1))
+        )
         if k > 0 and layout != "separated":
             x = _slide_until_touching(canvas, p, x, y, floor=left)
             if layout == "overlapping":
@@ -97,8 +114,9 @@ def _room(canvas: np.ndarray, owner: np.ndarray, right: int) -> tuple[np.ndarray
     return np.pad(canvas, ((0, 0), (0, more))), np.pad(owner, ((0, 0), (0, more)), constant_values=-1)
 
 
-def _punctuate(rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: int, height: float,
-               marks: str = CHEQUE_MARKS) -> int:
+def _punctuate(
+    rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: int, height: float, marks: str = CHEQUE_MARKS
+) -> int:
     """Draw one of `marks` ('.', ',', '-', '=', '/', "'") at x on the baseline -> the x after it."""
     pen = max(2, int(height * rng.uniform(0.08, 0.14)))
     kind = rng.choice(list(marks))
@@ -152,8 +170,9 @@ def _photo(rng: np.random.Generator, grey: np.ndarray) -> np.ndarray:
     grey = grey * (1 - rng.uniform(0.15, 0.45) * ramp)
     grey = cv2.GaussianBlur(grey, (0, 0), rng.uniform(0.4, 1.2))
     grey = grey + rng.normal(0, rng.uniform(3, 10), grey.shape)
-    ok, data = cv2.imencode(".jpg", np.clip(grey, 0, 255).astype(np.uint8),
-                            [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 85))])
+    ok, data = cv2.imencode(
+        ".jpg", np.clip(grey, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 85))]
+    )
     return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE).astype(np.float32)
 
 

@@ -10,8 +10,8 @@ Resumable: the paths already in the output are skipped, so a run stopped for any
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from digitrec.batch.answer import TASKS
 from digitrec.batch.sink import PART_SIZE, ResultSink
@@ -29,11 +29,20 @@ class BatchSummary:
     seconds: float
 
 
-def run_batch(sources: Iterable[str], out: str, *, task: str = "predict", engine: str = "local",
-              model: str | None = None, min_confidence: float = 0.0, workers: int | None = None,
-              address: str | None = None, part_size: int = PART_SIZE,
-              on_start: Callable[[int, int], None] | None = None,
-              on_progress: Callable[[int], None] | None = None) -> BatchSummary:
+def run_batch(
+    sources: Iterable[str],
+    out: str,
+    *,
+    task: str = "predict",
+    engine: str = "local",
+    model: str | None = None,
+    min_confidence: float = 0.0,
+    workers: int | None = None,
+    address: str | None = None,
+    part_size: int = PART_SIZE,
+    on_start: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> BatchSummary:
     """Answer every image the sources name, writing rows to the Parquet dataset `out` as it goes.
     `on_start(todo, skipped)` and `on_progress(n_rows)` let a caller draw progress."""
     from digitrec.model_io import file_sha256
@@ -56,13 +65,13 @@ def run_batch(sources: Iterable[str], out: str, *, task: str = "predict", engine
         if engine == "local":
             from digitrec.batch.local import answer_local
 
-            chunks = answer_local(todo, model=model_path, task=task, min_confidence=min_confidence,
-                                  workers=workers)
+            chunks = answer_local(todo, model=model_path, task=task, min_confidence=min_confidence, workers=workers)
         else:
             from digitrec.batch.ray_engine import answer_ray
 
-            chunks = answer_ray(todo, model=model_path, task=task, min_confidence=min_confidence,
-                                workers=workers, address=address)
+            chunks = answer_ray(
+                todo, model=model_path, task=task, min_confidence=min_confidence, workers=workers, address=address
+            )
         try:
             for rows in chunks:
                 sink.add(rows)

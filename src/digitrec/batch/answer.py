@@ -52,8 +52,7 @@ class Answerer:
             if isinstance(answer, DigitrecError):
                 rows.append(_row(path, error=str(answer)))
             else:
-                rows.append(_row(path, digit=answer.digit, confidence=answer.confidence,
-                                 uncertain=answer.uncertain))
+                rows.append(_row(path, digit=answer.digit, confidence=answer.confidence, uncertain=answer.uncertain))
         return rows
 
     def _read(self, path: str) -> dict:
@@ -67,11 +66,17 @@ class Answerer:
         except Exception as exc:  # noqa: BLE001 - one odd file must not stop an archive
             return _row(path, error=f"cannot read this image ({type(exc).__name__}: {exc})")
         confidence = reading.confidence
-        return _row(path, text=reading.text, confidence=confidence,
-                    uncertain=confidence < self.recognizer.min_confidence)
+        return _row(
+            path, text=reading.text, confidence=confidence, uncertain=confidence < self.recognizer.min_confidence
+        )
 
 
 def _row(path: str, *, digit=None, text=None, confidence=None, uncertain=False, error=None) -> dict:
-    return {"path": path, "digit": digit, "text": text,
-            "confidence": None if confidence is None else float(confidence),
-            "uncertain": bool(uncertain), "error": error}
+    return {
+        "path": path,
+        "digit": digit,
+        "text": text,
+        "confidence": None if confidence is None else float(confidence),
+        "uncertain": bool(uncertain),
+        "error": error,
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
 
 from digitrec.batch.answer import Answerer
 from digitrec.errors import DigitrecError
@@ -30,8 +30,15 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def answer_local(paths: list[str], *, model: str, task: str, min_confidence: float = 0.0,
-                 workers: int | None = None, chunk: int = CHUNK) -> Iterator[list[dict]]:
+def answer_local(
+    paths: list[str],
+    *,
+    model: str,
+    task: str,
+    min_confidence: float = 0.0,
+    workers: int | None = None,
+    chunk: int = CHUNK,
+) -> Iterator[list[dict]]:
     """Paths -> lists of result rows, chunk by chunk, in input order. `workers` = 1 answers in this
     process (no start-up cost: the right choice for a few files)."""
     workers = max(1, min(workers or default_workers(), -(-len(paths) // chunk)))
@@ -49,8 +56,12 @@ def answer_local(paths: list[str], *, model: str, task: str, min_confidence: flo
     from digitrec.bulk import _main_script_hidden
 
     # spawn, not fork: this process may hold onnxruntime and OpenCV thread pools a fork would copy.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(model, task, min_confidence))
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(model, task, min_confidence),
+    )
     pending: deque = deque()
     try:
         with _main_script_hidden():  # the workers start on the first submissions
@@ -64,8 +75,10 @@ def answer_local(paths: list[str], *, model: str, task: str, min_confidence: flo
         while pending:
             yield pending.popleft().result()
     except BrokenProcessPool:
-        raise DigitrecError("a worker process died (out of memory?); the parts written so far are kept: "
-                            "run the same command again to go on") from None
+        raise DigitrecError(
+            "a worker process died (out of memory?); the parts written so far are kept: "
+            "run the same command again to go on"
+        ) from None
     finally:
         # Ctrl+C or a caller that stops reading: drop the queued chunks instead of finishing them.
         pool.shutdown(wait=True, cancel_futures=True)
@@ -82,5 +95,3 @@ def _init_worker(model: str, task: str, min_confidence: float) -> None:
 
 def _answer(paths: list[str]) -> list[dict]:
     return _answerer(paths)
-
-

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from digitrec.errors import DigitrecError
 
@@ -73,9 +73,16 @@ def actor_resources(node_cpus: list[float], workers: int | None) -> tuple[float,
     return per_actor, max(1, min(workers or fits, fits))
 
 
-def answer_ray(paths: list[str], *, model: str, task: str, min_confidence: float = 0.0,
-               workers: int | None = None, address: str | None = None,
-               chunk: int = CHUNK) -> Iterator[list[dict]]:
+def answer_ray(
+    paths: list[str],
+    *,
+    model: str,
+    task: str,
+    min_confidence: float = 0.0,
+    workers: int | None = None,
+    address: str | None = None,
+    chunk: int = CHUNK,
+) -> Iterator[list[dict]]:
     """Paths -> lists of result rows (in no particular order). `address`: a running cluster
     ('auto', 'ray://head:10001', or RAY_ADDRESS); none starts Ray here with `workers` CPUs."""
     ray = require_ray()
@@ -94,18 +101,26 @@ def answer_ray(paths: list[str], *, model: str, task: str, min_confidence: float
             raise DigitrecError(f"cannot start or reach Ray{' at ' + address if address else ''}: {exc}") from None
     try:
         per_actor, actors = actor_resources(
-            [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")], workers)
+            [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")], workers
+        )
         actors = min(actors, -(-len(paths) // chunk))  # no actor without a chunk to answer
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the CLI draws its own bar
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         model_path = Path(model)
         dataset = ray.data.from_items([{"path": p} for p in paths]).map_batches(
-            _RayAnswerer, batch_size=chunk, batch_format="pyarrow", num_cpus=per_actor,
+            _RayAnswerer,
+            batch_size=chunk,
+            batch_format="pyarrow",
+            num_cpus=per_actor,
             compute=ray.data.ActorPoolStrategy(size=actors),
             # The model goes into the object store once; each actor fetches it from there.
-            fn_constructor_kwargs={"model_ref": [ray.put(model_path.read_bytes())], "model_suffix": model_path.suffix,
-                                   "task": task, "min_confidence": min_confidence},
+            fn_constructor_kwargs={
+                "model_ref": [ray.put(model_path.read_bytes())],
+                "model_suffix": model_path.suffix,
+                "task": task,
+                "min_confidence": min_confidence,
+            },
         )
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             yield batch.to_pylist()

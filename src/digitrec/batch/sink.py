@@ -34,15 +34,18 @@ def require_pyarrow():
 def schema(task: str):
     import pyarrow as pa
 
-    return pa.schema([
-        ("path", pa.string()),
-        ("digit", pa.int8()),  # predict: the digit (null when uncertain or failed)
-        ("text", pa.string()),  # read: the digits read, lines joined by '\n'
-        ("confidence", pa.float64()),
-        ("uncertain", pa.bool_()),
-        ("error", pa.string()),  # null when the file was answered
-        ("model", pa.string()),  # SHA-256 of the model file that answered
-    ], metadata={"digitrec.task": task})
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("digit", pa.int8()),  # predict: the digit (null when uncertain or failed)
+            ("text", pa.string()),  # read: the digits read, lines joined by '\n'
+            ("confidence", pa.float64()),
+            ("uncertain", pa.bool_()),
+            ("error", pa.string()),  # null when the file was answered
+            ("model", pa.string()),  # SHA-256 of the model file that answered
+        ],
+        metadata={"digitrec.task": task},
+    )
 
 
 class ResultSink:
@@ -78,12 +81,13 @@ class ResultSink:
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
                 raise DataError(f"{part}: not a readable results part ({exc}); move it away to go on") from None
             if task != self.task:
-                raise DataError(f"{self.out} holds results of --task {task or '?'}, not {self.task}; "
-                                f"use another --out")
+                raise DataError(f"{self.out} holds results of --task {task or '?'}, not {self.task}; use another --out")
             models = set(table.column("model").to_pylist())
             if models - {self.model_hash}:
-                raise DataError(f"{self.out} holds answers from another model ({', '.join(sorted(models))[:16]}...); "
-                                f"use another --out, or the same --model to resume")
+                raise DataError(
+                    f"{self.out} holds answers from another model ({', '.join(sorted(models))[:16]}...); "
+                    f"use another --out, or the same --model to resume"
+                )
             self.done.update(table.column("path").to_pylist())
 
     def add(self, rows: list[dict]) -> None:

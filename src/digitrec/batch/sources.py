@@ -16,8 +16,8 @@ from __future__ import annotations
 import csv
 import glob
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from digitrec.errors import DataError
 
@@ -32,7 +32,7 @@ def is_remote(path: str) -> bool:
 
 
 def local_path(path: str) -> str:
-    return path[len("file://"):] if path.lower().startswith("file://") else path
+    return path[len("file://") :] if path.lower().startswith("file://") else path
 
 
 def expand_sources(sources: Iterable[str]) -> list[str]:
@@ -63,8 +63,10 @@ def _expand_local(source: str) -> list[str]:
         if not path.is_file():
             raise DataError(f"{source}: no such list of paths")
         base = str(path.parent)
-        return [p if is_remote(p) or os.path.isabs(p) else os.path.join(base, p)
-                for p in _read_list(source, open_file=lambda: open(path, "rb"))]
+        return [
+            p if is_remote(p) or os.path.isabs(p) else os.path.join(base, p)
+            for p in _read_list(source, open_file=lambda: open(path, "rb"))
+        ]
     if not path.exists():  # a typo in an argument: say so now, not as a row of the results
         raise DataError(f"{source}: no such file or folder")
     return [source]  # one file: the decoder, not this function, says whether it is an image
@@ -82,8 +84,10 @@ def _expand_remote(source: str) -> list[str]:
         return sorted(uri(p) for p in fs.find(root) if _is_image_name(p))
     if Path(root).suffix.lower() in LIST_SUFFIXES:
         base = root.rsplit("/", 1)[0]
-        return [p if is_remote(p) else uri(fs._strip_protocol(f"{base}/{p}"))
-                for p in _read_list(source, open_file=lambda: fs.open(root, "rb"))]
+        return [
+            p if is_remote(p) else uri(fs._strip_protocol(f"{base}/{p}"))
+            for p in _read_list(source, open_file=lambda: fs.open(root, "rb"))
+        ]
     return [source]
 
 
@@ -91,8 +95,9 @@ def _filesystem(uri: str):
     try:
         import fsspec
     except ImportError:
-        raise DataError(f"{uri}: reading URIs needs fsspec (pip install fsspec, plus s3fs/gcsfs/... "
-                        f"for the store)") from None
+        raise DataError(
+            f"{uri}: reading URIs needs fsspec (pip install fsspec, plus s3fs/gcsfs/... for the store)"
+        ) from None
     try:
         return fsspec.core.url_to_fs(uri)
     except (ImportError, ValueError) as exc:

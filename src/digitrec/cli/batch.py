@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import click
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from digitrec.batch.local import default_workers
@@ -13,24 +21,59 @@ from digitrec.batch.local import default_workers
 
 @click.command()
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--out", required=True, type=click.Path(),
-              help="Folder of Parquet parts to write (one table: path, digit, text, confidence, uncertain, "
-                   "error, model). Run again to go on where a stopped run ended.")
-@click.option("--task", type=click.Choice(["predict", "read"]), default="predict", show_default=True,
-              help="predict: one digit per image; read: a whole written number per image.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: worker processes on this machine; ray: Ray Data actors (pip install 'digitrec[ray]').")
-@click.option("--address", default=None,
-              help="Ray cluster to use (e.g. auto, ray://head:10001; default: RAY_ADDRESS, else Ray started here).")
-@click.option("--workers", type=click.IntRange(1), default=None,
-              help=f"Worker processes or actors (default: the cores available, {default_workers()} here; "
-                   f"with Ray, the cluster's CPUs).")
-@click.option("--model", type=click.Path(dir_okay=False), default=None,
-              help="ONNX or Keras model (default: the model shipped with digitrec).")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Below this probability the answer is marked uncertain (and the digit left empty).")
-@click.option("--part-size", type=click.IntRange(1), default=1000, show_default=True,
-              help="Rows per Parquet part; a killed run redoes at most the part it was filling.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(),
+    help="Folder of Parquet parts to write (one table: path, digit, text, confidence, uncertain, "
+    "error, model). Run again to go on where a stopped run ended.",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["predict", "read"]),
+    default="predict",
+    show_default=True,
+    help="predict: one digit per image; read: a whole written number per image.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes on this machine; ray: Ray Data actors (pip install 'digitrec[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to use (e.g. auto, ray://head:10001; default: RAY_ADDRESS, else Ray started here).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    help=f"Worker processes or actors (default: the cores available, {default_workers()} here; "
+    f"with Ray, the cluster's CPUs).",
+)
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="ONNX or Keras model (default: the model shipped with digitrec).",
+)
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Below this probability the answer is marked uncertain (and the digit left empty).",
+)
+@click.option(
+    "--part-size",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Rows per Parquet part; a killed run redoes at most the part it was filling.",
+)
 @click.pass_context
 def batch(ctx, sources, out, task, engine, address, workers, model, min_confidence, part_size):
     """Answer every image in an archive; write the answers to Parquet as it goes.
@@ -50,16 +93,28 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
 
     bar = _Bar()
     try:
-        summary = run_batch(sources, out, task=task, engine=engine, model=model, min_confidence=min_confidence,
-                            workers=workers, address=address, part_size=part_size,
-                            on_start=bar.start, on_progress=bar.advance)
+        summary = run_batch(
+            sources,
+            out,
+            task=task,
+            engine=engine,
+            model=model,
+            min_confidence=min_confidence,
+            workers=workers,
+            address=address,
+            part_size=part_size,
+            on_start=bar.start,
+            on_progress=bar.advance,
+        )
     finally:
         bar.stop()
     rate = summary.answered / summary.seconds if summary.seconds else 0.0
     failed = f", [red]{summary.errors:,} failed[/]" if summary.errors else ""
     skipped = f", {summary.skipped:,} already done" if summary.skipped else ""
-    bar.console.print(f"{summary.answered:,} images answered in {summary.seconds:.1f} s ({rate:,.0f}/s)"
-                      f"{failed}{skipped} -> {out}", highlight=False)
+    bar.console.print(
+        f"{summary.answered:,} images answered in {summary.seconds:.1f} s ({rate:,.0f}/s){failed}{skipped} -> {out}",
+        highlight=False,
+    )
     ctx.exit(1 if summary.errors else 0)
 
 
@@ -73,9 +128,18 @@ class _Bar:
     def start(self, todo: int, skipped: int) -> None:
         if skipped:
             self.console.print(f"{skipped:,} images already in the output: skipped", highlight=False)
-        self.progress = Progress(TextColumn("answering"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                                 _Rate(), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                                 console=self.console, transient=True)
+        self.progress = Progress(
+            TextColumn("answering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            _Rate(),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
         self.progress.start()
         self.task = self.progress.add_task("answering", total=todo)
 

@@ -36,8 +36,12 @@ def fetch(data_dir, no_npm):
 
     console = Console(stderr=True)
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), console=console, transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
     ) as bar:
         tasks: dict[str, int] = {}
 
@@ -86,8 +90,13 @@ def info(data_dir, as_json):
 
 @data.command()
 @data_dir_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/explore"),
-              show_default=True, help="Folder for the PNGs.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out/explore"),
+    show_default=True,
+    help="Folder for the PNGs.",
+)
 @click.option("--per-class", default=10, show_default=True, help="Samples per class in the grid.")
 @click.option("--seed", default=0, show_default=True, help="Which samples the grid shows.")
 def explore(data_dir, out, per_class, seed):

@@ -10,11 +10,19 @@ import click
 
 @click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for report.html, the CSVs and the PNGs.  [default: out/evaluate for the shipped "
-                   "model, out/evaluate-NAME for MODEL (NAME: its run folder or file name)]")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="DIGITREC_DATA_DIR",
-              help="A folder holding the MNIST files (raw or .gz). Tried before the cache and the network.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for report.html, the CSVs and the PNGs.  [default: out/evaluate for the shipped "
+    "model, out/evaluate-NAME for MODEL (NAME: its run folder or file name)]",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DIGITREC_DATA_DIR",
+    help="A folder holding the MNIST files (raw or .gz). Tried before the cache and the network.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images (a quick look).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (the last line of output).")
 @click.option("--force", is_flag=True, help="Replace the report of another model already in --out.")
@@ -41,16 +49,23 @@ def evaluate(model, out, data_dir, limit, as_json, force):
     require("report", "matplotlib", "seaborn")
 
     console = Console(stderr=True)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as bar:  # no bar residue in pipes and logs
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:  # no bar residue in pipes and logs
         task = bar.add_task("Evaluating", total=None)
 
         def progress(done, total):
             bar.update(task, completed=done, total=total)
 
-        summary = evaluate_model(model, out or default_out(model), data_dir=data_dir, limit=limit,
-                                 progress=progress, replace=force)
+        summary = evaluate_model(
+            model, out or default_out(model), data_dir=data_dir, limit=limit, progress=progress, replace=force
+        )
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -77,12 +92,13 @@ def _print_summary(summary: dict) -> None:
     console = Console()
     n, errors = summary["n"], summary["errors"]
     console.print(f"[bold]{summary['model']['name']}[/bold]  ({summary['model']['path']})")
-    console.print(f"accuracy [bold]{summary['accuracy']:.2%}[/bold]   errors {errors:,} of {n:,}   "
-                  f"loss {summary['loss']:.4f}   ECE {summary['ece']:.4f}")
+    console.print(
+        f"accuracy [bold]{summary['accuracy']:.2%}[/bold]   errors {errors:,} of {n:,}   "
+        f"loss {summary['loss']:.4f}   ECE {summary['ece']:.4f}"
+    )
     console.print(f"inference {summary['seconds']:.2f} s ({summary['images_per_second']:,.0f} images/s)")
     table = Table("digit", "precision", "recall", "F1", "support", box=None, pad_edge=False)
     for digit, m in enumerate(summary["per_class"]):
-        table.add_row(str(digit), f"{m['precision']:.2%}", f"{m['recall']:.2%}", f"{m['f1']:.2%}",
-                      f"{m['support']:,}")
+        table.add_row(str(digit), f"{m['precision']:.2%}", f"{m['recall']:.2%}", f"{m['f1']:.2%}", f"{m['support']:,}")
     console.print(table)
     console.print(f"Report: {summary['files']['report']}")

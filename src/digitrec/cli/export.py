@@ -12,15 +12,27 @@ from digitrec.errors import DigitrecError
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("model.onnx"),
-              show_default=True, help="Where to write the ONNX model.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("model.onnx"),
+    show_default=True,
+    help="Where to write the ONNX model.",
+)
 @click.option("--name", help="Model name for the card.  [default: digitrec-RECIPE]")
-@click.option("--card", "card_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the model card JSON.  [default: beside --out, model.onnx -> model_card.json]")
+@click.option(
+    "--card",
+    "card_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the model card JSON.  [default: beside --out, model.onnx -> model_card.json]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the model card (without history) as one JSON line.")
-@click.option("--calibrate", is_flag=True,
-              help="CHECKPOINT is a digitrec .onnx model: refit its temperature on its run's validation "
-                   "images and rewrite only its card, in place (the graph is unchanged).")
+@click.option(
+    "--calibrate",
+    is_flag=True,
+    help="CHECKPOINT is a digitrec .onnx model: refit its temperature on its run's validation "
+    "images and rewrite only its card, in place (the graph is unchanged).",
+)
 def export(checkpoint, out, name, card_path, as_json, calibrate):
     """Export a trained checkpoint to ONNX, with a model card.
 
@@ -61,8 +73,10 @@ def export(checkpoint, out, name, card_path, as_json, calibrate):
     if as_json:
         click.echo(json.dumps({k: v for k, v in card.items() if k not in ("history", "layers")}))
     else:
-        click.echo(f"wrote {card['path']} ({card['bytes'] / 1e6:.2f} MB, {card['parameters']:,} parameters, "
-                   f"test accuracy {card['test_accuracy']:.2%}) and {card['card_path']}")
+        click.echo(
+            f"wrote {card['path']} ({card['bytes'] / 1e6:.2f} MB, {card['parameters']:,} parameters, "
+            f"test accuracy {card['test_accuracy']:.2%}) and {card['card_path']}"
+        )
 
 
 def _export_keras(source: Path, out: Path, name, card_path, as_json: bool) -> None:
@@ -75,20 +89,21 @@ def _export_keras(source: Path, out: Path, name, card_path, as_json: bool) -> No
     if as_json:
         click.echo(json.dumps({k: v for k, v in card.items() if k != "layers"}))
     else:
-        click.echo(f"wrote {card['path']} ({card['bytes'] / 1e6:.2f} MB, {card['parameters']:,} parameters, "
-                   f"output: {card['output']['kind'].split()[0]}) and {card['card_path']}")
+        click.echo(
+            f"wrote {card['path']} ({card['bytes'] / 1e6:.2f} MB, {card['parameters']:,} parameters, "
+            f"output: {card['output']['kind'].split()[0]}) and {card['card_path']}"
+        )
 
 
 def _calibrate(model: Path, as_json: bool) -> None:
     from rich.console import Console
-
-    from digitrec.export import calibrate_onnx
 
     if model.suffix.lower() != ".onnx":
         raise DigitrecError(f"--calibrate rewrites a digitrec .onnx model in place; got {model.name}")
     from digitrec.extras import require
 
     require("train", "torch", "onnx")  # the run's validation split comes from the training code
+    from digitrec.export import calibrate_onnx
     card = calibrate_onnx(model, log=Console(stderr=True).print)
     if as_json:
         click.echo(json.dumps(card["calibration"]))

@@ -10,15 +10,31 @@ import click
 
 @click.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the fine-tuned ONNX model (its card goes beside it).")
-@click.option("--model", type=click.Path(path_type=Path),
-              help="Start from this model: a run folder, its checkpoint.pt or a digitrec .onnx.  "
-                   "[default: the shipped model]")
-@click.option("--val-share", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
-              help="Share of your images held out to check the model and stop training.")
-@click.option("--max-steps", type=click.IntRange(min=1), default=300, show_default=True,
-              help="At most this many training steps (48 views of your digits + 16 MNIST digits each).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the fine-tuned ONNX model (its card goes beside it).",
+)
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    help="Start from this model: a run folder, its checkpoint.pt or a digitrec .onnx.  [default: the shipped model]",
+)
+@click.option(
+    "--val-share",
+    type=click.FloatRange(0.05, 0.5),
+    default=0.2,
+    show_default=True,
+    help="Share of your images held out to check the model and stop training.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="At most this many training steps (48 views of your digits + 16 MNIST digits each).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch threads (0 = all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line of stdout.")
@@ -44,17 +60,33 @@ def finetune(data, out, model, val_share, max_steps, seed, threads, as_json):
     """
     from rich.console import Console
 
+    from digitrec.extras import require
+
+    require("train", "torch", "onnx")  # before anything imports torch: a one-line error without it
     from digitrec.tune import finetune as run
     from digitrec.tune.run import FinetuneConfig
 
     console = Console(stderr=True)
-    config = FinetuneConfig(val_share=val_share, max_steps=max_steps, seed=seed, threads=threads,
-                            min_steps=min(FinetuneConfig.min_steps, max_steps))
-    summary = run(list(data), out, model=model, config=config, log=console.print,
-                  warn=lambda m: console.print(f"[yellow]Warning:[/yellow] {m}", highlight=False))
+    config = FinetuneConfig(
+        val_share=val_share,
+        max_steps=max_steps,
+        seed=seed,
+        threads=threads,
+        min_steps=min(FinetuneConfig.min_steps, max_steps),
+    )
+    summary = run(
+        list(data),
+        out,
+        model=model,
+        config=config,
+        log=console.print,
+        warn=lambda m: console.print(f"[yellow]Warning:[/yellow] {m}", highlight=False),
+    )
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(f"wrote {summary['model']}: {summary['images']} images ({summary['val_images']} held out), "
-                   f"held-out accuracy {summary['val_accuracy_before']:.1%} -> {summary['val_accuracy']:.1%}, "
-                   f"{summary['train_seconds']:.0f} s of training")
+        click.echo(
+            f"wrote {summary['model']}: {summary['images']} images ({summary['val_images']} held out), "
+            f"held-out accuracy {summary['val_accuracy_before']:.1%} -> {summary['val_accuracy']:.1%}, "
+            f"{summary['train_seconds']:.0f} s of training"
+        )

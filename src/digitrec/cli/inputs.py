@@ -7,8 +7,9 @@ from pathlib import Path
 from digitrec.errors import ImageError
 
 # Compared lower-cased: scans often come as `.Jpg` or `.PNG`.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-                            ".gif", ".pgm", ".ppm", ".pbm", ".pnm"})
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm"}
+)
 STDIN = "-"
 
 

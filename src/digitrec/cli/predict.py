@@ -15,21 +15,52 @@ from digitrec.errors import DigitrecError
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--model", type=click.Path(dir_okay=False), default=None,
-              help="ONNX (.onnx) or Keras (.keras) model to use (default: the model shipped with digitrec).")
-@click.option("--top", type=click.IntRange(1, 10), default=3, show_default=True,
-              help="How many candidate digits to list per image.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON array: {path, digit, confidence, top, uncertain, error} per image.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Also write the answers to this CSV file.")
-@click.option("--debug", "debug_dir", type=click.Path(file_okay=False), default=None,
-              help="Write a PNG strip of the preprocessing stages per image to this folder.")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Below this probability answer '?' (digit null) instead of guessing.")
-@click.option("--fast", is_flag=True,
-              help="Decode big photos at a reduced size (long side 320 px instead of 640): about twice as "
-                   "fast on big folders of phone photos, a little less accurate.")
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="ONNX (.onnx) or Keras (.keras) model to use (default: the model shipped with digitrec).",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="How many candidate digits to list per image.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON array: {path, digit, confidence, top, uncertain, error} per image.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the answers to this CSV file.",
+)
+@click.option(
+    "--debug",
+    "debug_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write a PNG strip of the preprocessing stages per image to this folder.",
+)
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Below this probability answer '?' (digit null) instead of guessing.",
+)
+@click.option(
+    "--fast",
+    is_flag=True,
+    help="Decode big photos at a reduced size (long side 320 px instead of 640): about twice as "
+    "fast on big folders of phone photos, a little less accurate.",
+)
 @click.pass_context
 def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence, fast):
     """Predict the handwritten digit in each image.
@@ -62,8 +93,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     debug_names: set[str] = set()
     progress = _progress(len(files)) if not as_json and len(files) > 50 and sys.stderr.isatty() else None
     inputs = [input_or_error(p) for p in files]
-    answers = recognizer.predict_paths(inputs, top, side=BULK_SIDE if fast else WORK_SIDE,
-                                       debug=debug_dir is not None)
+    answers = recognizer.predict_paths(inputs, top, side=BULK_SIDE if fast else WORK_SIDE, debug=debug_dir is not None)
     for path, answer in zip(files, answers):
         results.append(_entry(path, answer))
         if debug_dir and getattr(answer, "stages", None):

@@ -7,13 +7,24 @@ from pathlib import Path
 
 import click
 
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--model", "model", type=click.Path(dir_okay=False), default=None,
-              help="ONNX (.onnx) or Keras (.keras) model to use (default: the model shipped with digitrec).")
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="ONNX (.onnx) or Keras (.keras) model to use (default: the model shipped with digitrec).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array with an object per file.")
-@click.option("--debug", "debug_dir", type=click.Path(file_okay=False), default=None,
-              help="Write each image with the digits' boxes and predictions drawn on it to this folder.")
+@click.option(
+    "--debug",
+    "debug_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write each image with the digits' boxes and predictions drawn on it to this folder.",
+)
 @click.pass_context
 def read(ctx, paths, model, as_json, debug_dir):
     """Read whole handwritten numbers (meter readings, amounts, postcodes) from images.

@@ -8,37 +8,93 @@ import click
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on; 0.0.0.0 makes the page reachable from a phone on your network.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
-              help="TCP port.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="ONNX (.onnx) or Keras (.keras) model to serve [default: the model shipped with digitrec].")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes, each with its own copy of the model.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-              help="How much uvicorn logs; 'warning' drops the line per request.")
-@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
-              help="Also answer requests whose Host header names NAME (repeatable). By default the server "
-                   "answers to 127.0.0.1, localhost and ::1 (and the --host address); with --host 0.0.0.0 "
-                   "to any name, unless names are given here.")
-@click.option("--request-timeout", default=12.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Seconds one request's decoding and inference may take (waiting its turn included); "
-                   "past it the client is answered at once: 422 when its own work took the time, 503 "
-                   "when waiting for a turn did.")
-@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Seconds a connection has to send its request line and headers; then it is closed.")
-@click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Seconds a client has to send the request body once its headers are in.")
-@click.option("--max-connections", default=1000, show_default=True, type=click.IntRange(16),
-              help="Open connections per process (lowered to fit the open-file limit); past it a new "
-                   "connection closes the one that has waited longest without a request running.")
-@click.option("--max-in-flight", default=32, show_default=True, type=click.IntRange(1),
-              help="POST requests in progress per process; past it a POST is answered 503 at once.")
-def serve(host: str, port: int, model_path: Path | None, workers: int, log_level: str,
-          allowed_hosts: tuple[str, ...], request_timeout: float, header_timeout: float,
-          body_timeout: float, max_connections: int, max_in_flight: int):
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; 0.0.0.0 makes the page reachable from a phone on your network.",
+)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="ONNX (.onnx) or Keras (.keras) model to serve [default: the model shipped with digitrec].",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes, each with its own copy of the model.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    help="How much uvicorn logs; 'warning' drops the line per request.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests whose Host header names NAME (repeatable). By default the server "
+    "answers to 127.0.0.1, localhost and ::1 (and the --host address); with --host 0.0.0.0 "
+    "to any name, unless names are given here.",
+)
+@click.option(
+    "--request-timeout",
+    default=12.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds one request's decoding and inference may take (waiting its turn included); "
+    "past it the client is answered at once: 422 when its own work took the time, 503 "
+    "when waiting for a turn did.",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a connection has to send its request line and headers; then it is closed.",
+)
+@click.option(
+    "--body-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a client has to send the request body once its headers are in.",
+)
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(16),
+    help="Open connections per process (lowered to fit the open-file limit); past it a new "
+    "connection closes the one that has waited longest without a request running.",
+)
+@click.option(
+    "--max-in-flight",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1),
+    help="POST requests in progress per process; past it a POST is answered 503 at once.",
+)
+def serve(
+    host: str,
+    port: int,
+    model_path: Path | None,
+    workers: int,
+    log_level: str,
+    allowed_hosts: tuple[str, ...],
+    request_timeout: float,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    max_in_flight: int,
+):
     """Serve the HTTP API and the drawing page.
 
     Open http://HOST:PORT/ to draw a digit and watch it being read; the API is described at
@@ -64,10 +120,19 @@ def serve(host: str, port: int, model_path: Path | None, workers: int, log_level
     recognizer = Recognizer(model_path, threads=1)
     sock = listen(host, port)
     shown_host = f"[{host}]" if ":" in host else host
-    click.echo(f"digitrec: serving {recognizer.card.get('name', recognizer.path.name)} on "
-               f"http://{shown_host}:{sock.getsockname()[1]}/  (API docs at /docs; Ctrl+C stops)", err=True)
-    run_server(recognizer, sock, workers=workers, log_level=log_level,
-               limits=Limits(request_seconds=request_timeout, max_in_flight=max_in_flight),
-               connections=ConnectionLimits(header_seconds=header_timeout, body_seconds=body_timeout,
-                                            max_connections=max_connections),
-               allowed_hosts=allowed_hosts_for(host, allowed_hosts))
+    click.echo(
+        f"digitrec: serving {recognizer.card.get('name', recognizer.path.name)} on "
+        f"http://{shown_host}:{sock.getsockname()[1]}/  (API docs at /docs; Ctrl+C stops)",
+        err=True,
+    )
+    run_server(
+        recognizer,
+        sock,
+        workers=workers,
+        log_level=log_level,
+        limits=Limits(request_seconds=request_timeout, max_in_flight=max_in_flight),
+        connections=ConnectionLimits(
+            header_seconds=header_timeout, body_seconds=body_timeout, max_connections=max_connections
+        ),
+        allowed_hosts=allowed_hosts_for(host, allowed_hosts),
+    )

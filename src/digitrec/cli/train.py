@@ -11,8 +11,18 @@ from digitrec.errors import DigitrecError
 
 RECIPES = ("mlp", "fast", "cnn", "best")  # the TOML files in src/digitrec/configs (checked at load)
 # Flags that change the recipe; they make no sense with --resume, which reuses the run's own config.
-RECIPE_FLAGS = ("recipe", "config_file", "epochs", "seed", "batch_size", "lr", "threads", "limit",
-                "no_augment", "settings")
+RECIPE_FLAGS = (
+    "recipe",
+    "config_file",
+    "epochs",
+    "seed",
+    "batch_size",
+    "lr",
+    "threads",
+    "limit",
+    "no_augment",
+    "settings",
+)
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict:
@@ -34,29 +44,73 @@ def parse_settings(settings: tuple[str, ...]) -> dict:
 
 
 @click.command()
-@click.option("--recipe", type=click.Choice(RECIPES), default="cnn", show_default=True,
-              help="Which recipe (configs/NAME.toml) to start from.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder for checkpoint.pt, metrics.jsonl, config.json.  [default: runs/RECIPE]")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="A TOML file whose settings override the recipe's.")
+@click.option(
+    "--recipe",
+    type=click.Choice(RECIPES),
+    default="cnn",
+    show_default=True,
+    help="Which recipe (configs/NAME.toml) to start from.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder for checkpoint.pt, metrics.jsonl, config.json.  [default: runs/RECIPE]",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A TOML file whose settings override the recipe's.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
 @click.option("--seed", type=int, help="Override the recipe's seed.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the peak learning rate.")
-@click.option("--threads", type=click.IntRange(min=0), help="torch threads (default 0 = the cores no other process is busy on, looked at each epoch).")
-@click.option("--limit", type=click.IntRange(min=0),
-              help="Use only N training images and N test images: the real command, cheap (CI, smoke tests).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    help="torch threads (default 0 = the cores no other process is busy on, looked at each epoch).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    help="Use only N training images and N test images: the real command, cheap (CI, smoke tests).",
+)
 @click.option("--no-augment", is_flag=True, help="Switch augmentation off.")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Override any setting, e.g. --set augment.rotate=5 --set optimizer=sgd (repeatable).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
-              help="Where to train: auto = a CUDA GPU when PyTorch sees one, else the CPU.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any setting, e.g. --set augment.rotate=5 --set optimizer=sgd (repeatable).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+    default="auto",
+    show_default=True,
+    help="Where to train: auto = a CUDA GPU when PyTorch sees one, else the CPU.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, with its own config.")
 @click.option("--force", is_flag=True, help="Start over, replacing the checkpoint and metrics already in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line of stdout.")
-def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit, no_augment, settings,
-          device, resume, force, as_json):
+def train(
+    recipe,
+    out,
+    config_file,
+    epochs,
+    seed,
+    batch_size,
+    lr,
+    threads,
+    limit,
+    no_augment,
+    settings,
+    device,
+    resume,
+    force,
+    as_json,
+):
     """Train a model from a recipe (mlp, fast, cnn, best) and save it to a run folder.
 
     \b
@@ -94,8 +148,9 @@ def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit
     out = out or Path("runs") / recipe
 
     if resume:
-        given = [name for name in RECIPE_FLAGS
-                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        given = [
+            name for name in RECIPE_FLAGS if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
         if given:
             flags = ", ".join("--" + n.replace("_file", "").replace("_", "-").replace("settings", "set") for n in given)
             raise DigitrecError(f"--resume continues with the run's own config; drop {flags}")
@@ -111,8 +166,14 @@ def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit
         validate(config)
     else:
         overrides = {}
-        for key, value in (("epochs", epochs), ("seed", seed), ("batch_size", batch_size), ("lr", lr),
-                           ("threads", threads), ("limit", limit)):
+        for key, value in (
+            ("epochs", epochs),
+            ("seed", seed),
+            ("batch_size", batch_size),
+            ("lr", lr),
+            ("threads", threads),
+            ("limit", limit),
+        ):
             if value is not None:
                 overrides[key] = value
         if no_augment:
@@ -132,8 +193,10 @@ def train(recipe, out, config_file, epochs, seed, batch_size, lr, threads, limit
         click.echo(json.dumps(summary))
     else:
         acc = summary["test_accuracy"]
-        click.echo(f"{summary['recipe']}: test accuracy {acc:.2%} after {summary['epochs']} epochs, "
-                   f"{summary['train_seconds']:.1f} s of training; checkpoint {summary['checkpoint']}")
+        click.echo(
+            f"{summary['recipe']}: test accuracy {acc:.2%} after {summary['epochs']} epochs, "
+            f"{summary['train_seconds']:.1f} s of training; checkpoint {summary['checkpoint']}"
+        )
 
 
 def _run(config, out: Path, resume: bool, console, device: str) -> dict:
@@ -144,9 +207,13 @@ def _run(config, out: Path, resume: bool, console, device: str) -> dict:
     from digitrec.train.augment import describe
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}  {task.fields[speed]:5.0f} img/s"),
-        TimeRemainingColumn(), console=console, transient=True,
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     )
     state = {"task": None, "epoch": 0, "started": 0.0}
 
@@ -155,7 +222,8 @@ def _run(config, out: Path, resume: bool, console, device: str) -> dict:
             f"[bold]{config.recipe}[/]: {info['architecture']} with {info['parameters']:,} parameters, "
             f"{info['flops_per_image'] / 1e6:.1f} MFLOP/image; {info['train_images']:,} training and "
             f"{info['val_images']:,} validation images; {config.epochs} epochs of {info['steps_per_epoch']} "
-            f"steps; {info['threads']} threads; augmentation: {describe(config.augment)}")
+            f"steps; {info['threads']} threads; augmentation: {describe(config.augment)}"
+        )
         if info["start_epoch"] > 1:
             console.print(f"resuming after epoch {info['start_epoch'] - 1}")
         state["epoch"] = info["start_epoch"]
@@ -166,21 +234,26 @@ def _run(config, out: Path, resume: bool, console, device: str) -> dict:
 
         if state["task"] is None:
             state["started"] = time.perf_counter()
-            state["task"] = progress.add_task(f"epoch {state['epoch']}/{config.epochs}", total=total,
-                                              loss=loss, acc=acc, speed=0.0)
+            state["task"] = progress.add_task(
+                f"epoch {state['epoch']}/{config.epochs}", total=total, loss=loss, acc=acc, speed=0.0
+            )
         if done % 5 == 0 or done == total:
             elapsed = max(time.perf_counter() - state["started"], 1e-9)
-            progress.update(state["task"], completed=done, loss=loss, acc=acc,
-                            speed=done * config.batch_size / elapsed)
+            progress.update(state["task"], completed=done, loss=loss, acc=acc, speed=done * config.batch_size / elapsed)
 
     def on_epoch(row):
         if state["task"] is not None:
             progress.remove_task(state["task"])
             state["task"] = None
-        val = (f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}"
-               if row["val_accuracy"] is not None else "no validation split")
-        console.print(f"epoch {row['epoch']:>3}/{config.epochs}  train loss {row['train_loss']:.4f} "
-                      f"acc {row['train_accuracy']:.2%}  {val}  lr {row['lr']:.2e}  {row['seconds']:.1f} s")
+        val = (
+            f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.2%}"
+            if row["val_accuracy"] is not None
+            else "no validation split"
+        )
+        console.print(
+            f"epoch {row['epoch']:>3}/{config.epochs}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_accuracy']:.2%}  {val}  lr {row['lr']:.2e}  {row['seconds']:.1f} s"
+        )
         state["epoch"] = row["epoch"] + 1
 
     try:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -46,8 +46,9 @@ def evaluate_model(
     out = Path(out)
     previous = _reported_model(out)
     if previous and previous != str(source.path) and not replace:
-        raise DigitrecError(f"{out} holds the report of another model ({previous}): pass --force to replace "
-                            f"it, or choose another --out")
+        raise DigitrecError(
+            f"{out} holds the report of another model ({previous}): pass --force to replace it, or choose another --out"
+        )
     try:  # before the work, so a bad --out fails at once
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -78,7 +79,9 @@ def evaluate_model(
     }
     files = {
         "predictions": report.write_predictions_csv(labels, probs, out / report.FILES["predictions"]),
-        "confusion_csv": report.write_confusion_csv(np.array(summary["confusion"]), out / report.FILES["confusion_csv"]),
+        "confusion_csv": report.write_confusion_csv(
+            np.array(summary["confusion"]), out / report.FILES["confusion_csv"]
+        ),
     }
     figures = report.write_figures(out, images, labels, probs, summary, source.history)
     files.update(figures)

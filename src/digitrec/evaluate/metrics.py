@@ -76,13 +76,15 @@ def calibration_bins(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BI
     for m in range(n_bins):
         inside = index == m
         count = int(inside.sum())
-        bins.append({
-            "lower": m / n_bins,
-            "upper": (m + 1) / n_bins,
-            "count": count,
-            "confidence": float(confidence[inside].mean()) if count else None,
-            "accuracy": float(correct[inside].mean()) if count else None,
-        })
+        bins.append(
+            {
+                "lower": m / n_bins,
+                "upper": (m + 1) / n_bins,
+                "count": count,
+                "confidence": float(confidence[inside].mean()) if count else None,
+                "accuracy": float(correct[inside].mean()) if count else None,
+            }
+        )
     return bins
 
 

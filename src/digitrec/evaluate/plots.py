@@ -42,9 +42,17 @@ def plot_confusion(confusion: np.ndarray, path: Path) -> Path:
     labels = np.where(confusion > 0, confusion.astype(str), "")
     fig, ax = plt.subplots(figsize=(7.2, 6))
     sns.heatmap(
-        np.ma.masked_equal(confusion, 0), annot=labels, fmt="", cmap="Blues",
-        norm=LogNorm(vmin=1, vmax=max(int(confusion.max()), 2)), linewidths=0.5, linecolor="#e5e7eb",
-        square=True, cbar_kws={"label": "images (log scale)"}, annot_kws={"fontsize": 9}, ax=ax,
+        np.ma.masked_equal(confusion, 0),
+        annot=labels,
+        fmt="",
+        cmap="Blues",
+        norm=LogNorm(vmin=1, vmax=max(int(confusion.max()), 2)),
+        linewidths=0.5,
+        linecolor="#e5e7eb",
+        square=True,
+        cbar_kws={"label": "images (log scale)"},
+        annot_kws={"fontsize": 9},
+        ax=ax,
     )
     ax.set_xlabel("predicted digit")
     ax.set_ylabel("true digit")
@@ -53,8 +61,9 @@ def plot_confusion(confusion: np.ndarray, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, indices: np.ndarray,
-                  path: Path, columns: int = 8) -> Path:
+def plot_mistakes(
+    images: np.ndarray, labels: np.ndarray, probs: np.ndarray, indices: np.ndarray, path: Path, columns: int = 8
+) -> Path:
     """A grid of wrongly answered digits, in the order given (most confident first). One mosaic on one
     axes with text above each tile: four times faster to draw than an axes per digit."""
     plt = _pyplot()
@@ -68,8 +77,9 @@ def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, ind
         top, left = (k // columns) * cell_h + header, (k % columns) * cell_w + gap // 2
         mosaic[top : top + tile, left : left + tile] = images[i]
         predicted = int(probs[i].argmax())
-        captions.append((left + tile / 2, top - 1.5,
-                         f"true {int(labels[i])}, said {predicted}\n{probs[i, predicted]:.1%} · #{i}"))
+        captions.append(
+            (left + tile / 2, top - 1.5, f"true {int(labels[i])}, said {predicted}\n{probs[i, predicted]:.1%} · #{i}")
+        )
     scale = 1.35 / cell_w  # inches per image pixel
     fig, ax = plt.subplots(figsize=(columns * cell_w * scale, rows * cell_h * scale + 0.4))
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -78,8 +88,9 @@ def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, ind
     if n == 0:
         ax.text(0.5, 0.5, "No mistakes.", fontsize=14, ha="center", transform=ax.transAxes)
     ax.axis("off")
-    ax.set_title(f"{n} most confident mistakes (true label, answer, confidence, test index)" if n else "Mistakes",
-                 fontsize=11)
+    ax.set_title(
+        f"{n} most confident mistakes (true label, answer, confidence, test index)" if n else "Mistakes", fontsize=11
+    )
     return _save(fig, path)
 
 
@@ -93,14 +104,29 @@ def plot_reliability(bins: list[dict], ece: float, path: Path) -> Path:
     filled = counts > 0
     accuracy = np.array([b["accuracy"] if b["count"] else 0.0 for b in bins])
     confidence = np.array([b["confidence"] if b["count"] else 0.0 for b in bins])
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1.2]})
-    top.bar(lower[filled], accuracy[filled], width=width, align="edge", color="#3b82f6",
-            edgecolor="white", label="accuracy in bin")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    top.bar(
+        lower[filled],
+        accuracy[filled],
+        width=width,
+        align="edge",
+        color="#3b82f6",
+        edgecolor="white",
+        label="accuracy in bin",
+    )
     gap_bottom = np.minimum(accuracy, confidence)[filled]
-    top.bar(lower[filled], np.abs(confidence - accuracy)[filled], bottom=gap_bottom, width=width,
-            align="edge", facecolor="none", edgecolor="#b91c1c", hatch="///", linewidth=1.2,
-            label="gap to mean confidence")  # unfilled: where the model is under-confident the blue shows through
+    top.bar(
+        lower[filled],
+        np.abs(confidence - accuracy)[filled],
+        bottom=gap_bottom,
+        width=width,
+        align="edge",
+        facecolor="none",
+        edgecolor="#b91c1c",
+        hatch="///",
+        linewidth=1.2,
+        label="gap to mean confidence",
+    )  # unfilled: where the model is under-confident the blue shows through
     top.plot([0, 1], [0, 1], "--", color="#6b7280", label="perfect calibration")
     top.set_ylabel("accuracy")
     top.set_ylim(0, 1)

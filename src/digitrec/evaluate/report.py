@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.files import atomic_path, atomic_write
-
 from digitrec.evaluate import plots
+from digitrec.files import atomic_path, atomic_write
 
 # File names inside the output folder.
 FILES = {
@@ -27,9 +26,28 @@ FILES = {
 }
 GALLERY_SIZE = 48  # worst mistakes shown: 6 rows of 8
 # Model card fields shown first, in this order; the rest follow alphabetically.
-CARD_ORDER = ("name", "architecture", "recipe", "params", "parameters", "flops", "flops_per_image",
-              "test_accuracy", "accuracy", "val_accuracy", "test_loss", "epochs", "seed", "train_seconds",
-              "train_images", "val_images", "trained", "created", "commit", "source_commit")
+CARD_ORDER = (
+    "name",
+    "architecture",
+    "recipe",
+    "params",
+    "parameters",
+    "flops",
+    "flops_per_image",
+    "test_accuracy",
+    "accuracy",
+    "val_accuracy",
+    "test_loss",
+    "epochs",
+    "seed",
+    "train_seconds",
+    "train_images",
+    "val_images",
+    "trained",
+    "created",
+    "commit",
+    "source_commit",
+)
 
 
 def write_predictions_csv(labels: np.ndarray, probs: np.ndarray, path: Path) -> Path:
@@ -39,8 +57,9 @@ def write_predictions_csv(labels: np.ndarray, probs: np.ndarray, path: Path) -> 
     table = np.column_stack([np.arange(n), labels, predicted, probs.max(axis=1), probs])
     header = ",".join(["index", "label", "predicted", "confidence"] + [f"p{c}" for c in range(classes)])
     with atomic_path(path) as tmp:
-        np.savetxt(tmp, table, fmt=["%d", "%d", "%d"] + ["%.6f"] * (1 + classes), delimiter=",",
-                   header=header, comments="")
+        np.savetxt(
+            tmp, table, fmt=["%d", "%d", "%d"] + ["%.6f"] * (1 + classes), delimiter=",", header=header, comments=""
+        )
     return path
 
 
@@ -57,8 +76,9 @@ def write_figures(out: Path, images, labels, probs, summary: dict, history: list
 
     written = {
         "confusion_png": plots.plot_confusion(np.array(summary["confusion"]), out / FILES["confusion_png"]),
-        "mistakes": plots.plot_mistakes(images, labels, probs, worst_mistakes(labels, probs, GALLERY_SIZE),
-                                        out / FILES["mistakes"]),
+        "mistakes": plots.plot_mistakes(
+            images, labels, probs, worst_mistakes(labels, probs, GALLERY_SIZE), out / FILES["mistakes"]
+        ),
         "reliability": plots.plot_reliability(summary["calibration"], summary["ece"], out / FILES["reliability"]),
     }
     if history:
@@ -145,8 +165,10 @@ def _model_card_section(card: dict, model: dict) -> str:
     rows = [f'<tr><td class="key">file</td><td><code>{_e(model["path"])}</code> ({_e(model["kind"])})</td></tr>']
     rows += [f'<tr><td class="key">{_e(k)}</td><td>{_card_value(k, card[k])}</td></tr>' for k in keys]
     lead = "What the model file says about itself." if len(card) > 1 else "This model carries no model card."
-    return (f'<section id="model"><h2>Model</h2><p class="lead">{lead}</p>'
-            f'<div class="scroll"><table>{"".join(rows)}</table></div></section>')
+    return (
+        f'<section id="model"><h2>Model</h2><p class="lead">{lead}</p>'
+        f'<div class="scroll"><table>{"".join(rows)}</table></div></section>'
+    )
 
 
 def _per_class_section(summary: dict) -> str:
@@ -159,17 +181,26 @@ def _per_class_section(summary: dict) -> str:
             f'<tr class="{"worst" if digit == worst else ""}"><td><b>{digit}</b></td>'
             f'<td class="num">{m["precision"]:.2%}</td><td class="num">{m["recall"]:.2%}</td>'
             f'<td class="num">{m["f1"]:.2%}</td><td class="num">{m["support"]:,}</td>'
-            f'<td class="num">{missed:,}</td></tr>')
+            f'<td class="num">{missed:,}</td></tr>'
+        )
     confusion = np.array(summary["confusion"])
-    off = [(int(confusion[t, p]), t, p) for t in range(len(confusion)) for p in range(len(confusion))
-           if t != p and confusion[t, p] > 0]
+    off = [
+        (int(confusion[t, p]), t, p)
+        for t in range(len(confusion))
+        for p in range(len(confusion))
+        if t != p and confusion[t, p] > 0
+    ]
     off.sort(key=lambda c: (-c[0], c[1], c[2]))
     top = off[:8]
     widest = top[0][0] if top else 1
-    pairs = "".join(
-        f'<tr><td>{t} read as {p}</td><td class="num">{n}</td>'
-        f'<td><span class="bar" style="width:{max(4, round(120 * n / widest))}px"></span></td></tr>'
-        for n, t, p in top) or '<tr><td class="note">No mistakes at all.</td></tr>'
+    pairs = (
+        "".join(
+            f'<tr><td>{t} read as {p}</td><td class="num">{n}</td>'
+            f'<td><span class="bar" style="width:{max(4, round(120 * n / widest))}px"></span></td></tr>'
+            for n, t, p in top
+        )
+        or '<tr><td class="note">No mistakes at all.</td></tr>'
+    )
     return f"""<section id="per-class"><h2>Per digit</h2>
 <p class="lead">Precision: of the images the model called this digit, the share that were. Recall: of the
 images of this digit, the share it found. F1 is their harmonic mean. The weakest digit (lowest F1) is shaded.</p>
@@ -186,8 +217,10 @@ def _temperature_note(card: dict) -> str:
     calibration = card.get("calibration")
     if not isinstance(calibration, dict) or "temperature" not in calibration:
         return "The probabilities are the plain softmax of the model's logits (no calibration in its card)."
-    return (f"The probabilities are softmax(logits / T) with the card's temperature T = "
-            f"{float(calibration['temperature']):.3f}, fitted on {_e(str(calibration.get('fitted_on', 'held-out images')))}.")
+    return (
+        f"The probabilities are softmax(logits / T) with the card's temperature T = "
+        f"{float(calibration['temperature']):.3f}, fitted on {_e(str(calibration.get('fitted_on', 'held-out images')))}."
+    )
 
 
 def render_html(summary: dict, figures: dict[str, Path], card: dict, files: dict[str, Path]) -> str:
@@ -203,16 +236,24 @@ def render_html(summary: dict, figures: dict[str, Path], card: dict, files: dict
     ]
     if isinstance(params, int):
         cards.append(("parameters", f"{params:,}", "weights in the model"))
-    cards.append(("speed", f"{_rate(summary['images_per_second'])}/s",
-                  f"images per second ({summary['seconds']:.3g} s in all)"))
-    cards_html = "".join(f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}'
-                         f'</div><div class="hint">{_e(hint)}</div></div>' for label, value, hint in cards)
+    cards.append(
+        ("speed", f"{_rate(summary['images_per_second'])}/s", f"images per second ({summary['seconds']:.3g} s in all)")
+    )
+    cards_html = "".join(
+        f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}'
+        f'</div><div class="hint">{_e(hint)}</div></div>'
+        for label, value, hint in cards
+    )
     if "history" in figures:
-        curves = (f'<p class="lead">Loss and accuracy per epoch from the training run '
-                  f'({_e(summary["history_source"])}).</p>{_img(figures["history"], "training curves")}')
+        curves = (
+            f'<p class="lead">Loss and accuracy per epoch from the training run '
+            f"({_e(summary['history_source'])}).</p>{_img(figures['history'], 'training curves')}"
+        )
     else:
-        curves = ('<p class="note">No training history: the model has no run folder (metrics.jsonl beside '
-                  'the checkpoint) and its model card has no history.</p>')
+        curves = (
+            '<p class="note">No training history: the model has no run folder (metrics.jsonl beside '
+            "the checkpoint) and its model card has no history.</p>"
+        )
     file_items = "".join(f'<li><a href="{_e(p.name)}">{_e(p.name)}</a></li>' for p in files.values())
     limited = f" (the first {n:,} images only)" if summary.get("limit") else ""
     return f"""<!DOCTYPE html>

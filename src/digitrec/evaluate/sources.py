@@ -8,9 +8,9 @@ is loaded through `digitrec.checkpoint`, importing torch only then. Either way t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -59,8 +59,10 @@ def open_model(model: str | Path | None = None) -> ModelSource:
     elif suffix in CHECKPOINT_SUFFIXES:
         source = _open_checkpoint(path)
     else:
-        raise ModelError(f"{path}: unknown model type {suffix or '(no suffix)'!r}; "
-                         f"use an ONNX model (.onnx), a Keras model (.keras) or a PyTorch checkpoint (.pt)")
+        raise ModelError(
+            f"{path}: unknown model type {suffix or '(no suffix)'!r}; "
+            f"use an ONNX model (.onnx), a Keras model (.keras) or a PyTorch checkpoint (.pt)"
+        )
     _check_contract(source)
     if source.history:
         source.history_source = "model card" if source.kind == "onnx" else "checkpoint metadata"
@@ -130,11 +132,13 @@ def _check_contract(source: ModelSource) -> None:
     except DigitrecError:
         raise
     except Exception as exc:
-        raise ModelError(f"{source.path} does not take MNIST digits as digitrec models do "
-                         f"(float32 (N, 1, 28, 28) in [0, 1]): {exc}") from None
+        raise ModelError(
+            f"{source.path} does not take MNIST digits as digitrec models do (float32 (N, 1, 28, 28) in [0, 1]): {exc}"
+        ) from None
     if probs.shape != (2, 10):
-        raise ModelError(f"{source.path} answers with shape {tuple(probs.shape[1:])} per image; "
-                         f"a digit model gives 10 logits")
+        raise ModelError(
+            f"{source.path} answers with shape {tuple(probs.shape[1:])} per image; a digit model gives 10 logits"
+        )
 
 
 def read_history(path: Path) -> list[dict]:

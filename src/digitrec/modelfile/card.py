@@ -118,9 +118,13 @@ class ModelCard:
         std = _number(spec, "std", 1.0, bad)
         if std <= 0:
             raise bad(f"input.std is {std:g}; it divides the pixels, so it must be above 0")
-        contract = InputContract(name=_string(spec, "name", bad, "input."), range=range_,
-                                 mean=_number(spec, "mean", 0.0, bad), std=std,
-                                 layout=_string(spec, "layout", bad, "input."))
+        contract = InputContract(
+            name=_string(spec, "name", bad, "input."),
+            range=range_,
+            mean=_number(spec, "mean", 0.0, bad),
+            std=std,
+            layout=_string(spec, "layout", bad, "input."),
+        )
         if require_input and contract.name is None:
             raise bad("input.name is missing (the ONNX input the pixels go to)")
         labels = data.get("labels")
@@ -129,9 +133,17 @@ class ModelCard:
         output_kind = out.get("kind")
         if output_kind is not None and not isinstance(output_kind, str):
             raise bad("output.kind should be a string")
-        return cls(version=version, name=name, kind=kind, input=contract, has_input=bool(spec),
-                   output_kind=output_kind, labels=tuple(labels) if labels is not None else None,
-                   temperature=_temperature(data.get("calibration"), bad), data=data)
+        return cls(
+            version=version,
+            name=name,
+            kind=kind,
+            input=contract,
+            has_input=bool(spec),
+            output_kind=output_kind,
+            labels=tuple(labels) if labels is not None else None,
+            temperature=_temperature(data.get("calibration"), bad),
+            data=data,
+        )
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.data, indent=indent)
@@ -141,12 +153,13 @@ def _version(value: object, bad: Callable[[str], ModelError]) -> int:
     if value is None:
         return VERSION  # cards from before the format key (the shipped models) are version 1
     prefix = FORMAT.rsplit("/", 1)[0] + "/"
-    if not isinstance(value, str) or not value.startswith(prefix) or not value[len(prefix):].isdigit():
+    if not isinstance(value, str) or not value.startswith(prefix) or not value[len(prefix) :].isdigit():
         raise bad(f"unknown format {value!r} (expected {FORMAT})")
-    version = int(value[len(prefix):])
+    version = int(value[len(prefix) :])
     if version > VERSION:
-        raise ModelError(f"the model card is format {value}, newer than this digitrec reads ({FORMAT}): "
-                         "upgrade digitrec")
+        raise ModelError(
+            f"the model card is format {value}, newer than this digitrec reads ({FORMAT}): upgrade digitrec"
+        )
     return version
 
 
@@ -178,8 +191,11 @@ def _number(spec: dict[str, object], key: str, default: float, bad: Callable[[st
 def _range(value: object, bad: Callable[[str], ModelError]) -> tuple[float, float]:
     if value is None:
         return (0.0, 1.0)
-    if not isinstance(value, list) or len(value) != 2 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
         raise bad(f"input.range should be two numbers, like [0, 1]; got {value!r}")
     lo, hi = float(value[0]), float(value[1])
     if lo == hi:

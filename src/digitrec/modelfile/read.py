@@ -57,8 +57,9 @@ def read_card(session: InferenceSession, where: str = "the model", *, require_in
     return ModelCard.from_json(meta[CARD_KEY], where, require_input=require_input)
 
 
-def open_model(path: Path | str, what: str = "model file", threads: int | None = None, *,
-               require_input: bool = False) -> tuple[InferenceSession, ModelCard | None]:
+def open_model(
+    path: Path | str, what: str = "model file", threads: int | None = None, *, require_input: bool = False
+) -> tuple[InferenceSession, ModelCard | None]:
     """-> (session, card or None). A missing file is a ModelError that names it as `what`;
     `require_input` for the reader's own networks, whose cards must say how they are fed."""
     path = Path(path)

@@ -36,16 +36,25 @@ OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max abs difference of probabilities (or of raw outputs, scaled), ONNX vs the source
 
 
-def torch_to_onnx(model: torch.nn.Module, path: Path, example: np.ndarray,
-                  dynamic_axes: dict[str, dict[int, str]]) -> None:
+def torch_to_onnx(
+    model: torch.nn.Module, path: Path, example: np.ndarray, dynamic_axes: dict[str, dict[int, str]]
+) -> None:
     """A PyTorch module -> ONNX at `path`: input `image`, output `logits`, the given dynamic axes."""
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-        torch.onnx.export(model.eval(), (torch.from_numpy(example),), str(path),
-                          input_names=["image"], output_names=["logits"], dynamic_axes=dynamic_axes,
-                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            model.eval(),
+            (torch.from_numpy(example),),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
 
 
 def torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
@@ -60,12 +69,20 @@ def torch_reference(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray
     return run
 
 
-def write_model(out: Path | str, *, export: Callable[[Path], None], probes: Sequence[np.ndarray],
-                reference: Callable[[np.ndarray], np.ndarray],
-                card: dict[str, object] | Callable[[InferenceSession, list[np.ndarray]], dict[str, object]],
-                compare: Callable[[np.ndarray], np.ndarray] = softmax, relative: bool = False,
-                output_index: int = 0, card_path: Path | str | Literal[False] | None = None,
-                source: str = "PyTorch", log: Callable[[str], None] = lambda m: None) -> dict[str, object]:
+def write_model(
+    out: Path | str,
+    *,
+    export: Callable[[Path], None],
+    probes: Sequence[np.ndarray],
+    reference: Callable[[np.ndarray], np.ndarray],
+    card: dict[str, object] | Callable[[InferenceSession, list[np.ndarray]], dict[str, object]],
+    compare: Callable[[np.ndarray], np.ndarray] = softmax,
+    relative: bool = False,
+    output_index: int = 0,
+    card_path: Path | str | Literal[False] | None = None,
+    source: str = "PyTorch",
+    log: Callable[[str], None] = lambda m: None,
+) -> dict[str, object]:
     """Write the ONNX model `out` and its card; return the card (with path, card_path, bytes).
 
     export(tmp)      writes the graph to the temporary path
@@ -99,8 +116,10 @@ def write_model(out: Path | str, *, export: Callable[[Path], None], probes: Sequ
         what = "probability" if compare is softmax else "output"
         log(f"ONNX vs {source} on {sum(len(x) for x in probes):,} probe inputs: max abs {what} difference {diff:.2e}")
         if not diff <= allowed:
-            raise ModelError(f"the ONNX model disagrees with {source}: max abs {what} difference {diff:.2e} "
-                             f"(allowed {allowed:.0e}); not written")
+            raise ModelError(
+                f"the ONNX model disagrees with {source}: max abs {what} difference {diff:.2e} "
+                f"(allowed {allowed:.0e}); not written"
+            )
         data = dict(card(session, outputs) if callable(card) else card)
         data = {"format": FORMAT, **data, "onnx_parity_max_abs_diff": diff}
         ModelCard.from_dict(data, str(out), require_input=True)  # what we write, we can read
@@ -125,8 +144,9 @@ def write_model(out: Path | str, *, export: Callable[[Path], None], probes: Sequ
     return result
 
 
-def rewrite_card(path: Path | str, card: dict[str, object],
-                 card_path: Path | str | Literal[False] | None = None) -> dict[str, object]:
+def rewrite_card(
+    path: Path | str, card: dict[str, object], card_path: Path | str | Literal[False] | None = None
+) -> dict[str, object]:
     """Replace only the card of the ONNX model at `path` (e.g. a refitted temperature); the graph,
     weights and every other metadata entry stay byte for byte (checked before the rename)."""
     import onnx

@@ -43,6 +43,7 @@ class Blob:
 @dataclass
 class Labels:
     """8-connected components of a mask, as cv2.connectedComponentsWithStats numbers them."""
+
     n: int  # labels 1..n-1 are blobs, 0 is the background
     image: np.ndarray  # int32 (H, W)
     stats: np.ndarray  # (n, 5): x, y, w, h, area per label (row 0: the background within `box`)
@@ -78,8 +79,16 @@ def blobs_of(mask: np.ndarray, contrast: np.ndarray, labelled: Labels | None = N
     blobs = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        edges = frozenset(name for name, touch in (("left", x == 0), ("top", y == 0),
-                                                   ("right", x + w == width), ("bottom", y + h == height)) if touch)
+        edges = frozenset(
+            name
+            for name, touch in (
+                ("left", x == 0),
+                ("top", y == 0),
+                ("right", x + w == width),
+                ("bottom", y + h == height),
+            )
+            if touch
+        )
         blob = Blob(i, x, y, w, h, area, float(sums[i]), edges)
         if area >= 10:  # specks need no shape
             blob.elongation, blob.angle = _principal_axes(labels[y : y + h, x : x + w] == i)
@@ -98,10 +107,15 @@ def _principal_axes(pixels: np.ndarray) -> tuple[float, float]:
     return float(np.sqrt(major / minor)), angle
 
 
-def select_digit(mask: np.ndarray, contrast: np.ndarray, lines: np.ndarray | None = None,
-                 line_angles: Sequence[float] = (), *,
-                 slivers: bool = True, labelled: Labels | None = None,
-                 ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+def select_digit(
+    mask: np.ndarray,
+    contrast: np.ndarray,
+    lines: np.ndarray | None = None,
+    line_angles: Sequence[float] = (),
+    *,
+    slivers: bool = True,
+    labelled: Labels | None = None,
+) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
     """-> (uint8 mask of the digit's blobs, bounding box x, y, w, h), or None when there is no digit.
     `lines`, `line_angles`: where ruled lines were erased and their directions; what is left of them
     (or of rules too short to be found, parallel to them) is not the digit. `slivers`: the image
@@ -180,8 +194,7 @@ def _digit_score(blob: Blob) -> float:
     return score * (0.2 if blob.elongation > 10 else 1.0)
 
 
-def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float = 0.0,
-           slivers: bool = True) -> bool:
+def _joins(blob: Blob, main: Blob, box: tuple[int, int, int, int], bridge: float = 0.0, slivers: bool = True) -> bool:
     x0, y0, x1, y1 = box
     size = max(main.w, main.h)  # the first blob's: a growing group must not reach ever further
     gap_x = max(0, x0 - (blob.x + blob.w), blob.x - x1)

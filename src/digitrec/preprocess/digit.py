@@ -40,8 +40,9 @@ def normalize_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarra
     return mnist
 
 
-def digit_views(grey: np.ndarray, stages: Stages | None = None,
-                squeezes: tuple[float, ...] = VIEW_SQUEEZES) -> np.ndarray:
+def digit_views(
+    grey: np.ndarray, stages: Stages | None = None, squeezes: tuple[float, ...] = VIEW_SQUEEZES
+) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> uint8 (V, 28, 28): the MNIST form of the digit, one view per
     horizontal squeeze factor (1.0 = as written). Averaging the model over narrowed views makes it
     robust to digits wider than MNIST's narrow hands: boxes that stretch digits to fill them
@@ -64,8 +65,9 @@ def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     ink = find_ink(work, stages)
     chosen = None
     if ink.mask.any():
-        chosen = select_digit(ink.mask, ink.contrast, ink.lines, ink.line_angles, slivers=not ink.flat,
-                              labelled=ink.labelled)
+        chosen = select_digit(
+            ink.mask, ink.contrast, ink.lines, ink.line_angles, slivers=not ink.flat, labelled=ink.labelled
+        )
     if chosen is None:
         raise ImageError("no ink found: the image looks blank (no digit darker or lighter than its background)")
     mask, (x, y, w, h) = chosen

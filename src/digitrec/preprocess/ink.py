@@ -206,8 +206,11 @@ def paper_brightness(paper: np.ndarray, width: float) -> np.ndarray:
     k = int(3 * width + 3)
     # Morphology on a reduced copy when the window is large: same result, a fraction of the work.
     scale = min(1.0, 9.0 / k) if k > 9 else 1.0
-    small = paper if scale == 1.0 else cv2.resize(paper, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                  interpolation=cv2.INTER_AREA)
+    small = (
+        paper
+        if scale == 1.0
+        else cv2.resize(paper, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    )
     ks = max(3, int(k * scale) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (ks, ks))
     closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)

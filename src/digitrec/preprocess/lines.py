@@ -25,8 +25,9 @@ UNDERLINE_SUPPORT = 0.9  # ... and is inked along this much of it
 LINE_KEEP = 1.6  # on a ruled line, keep ink this much darker than the line (a stroke crossing it)
 
 
-def remove_lines(contrast: np.ndarray, noise: float, *,
-                 underline_only: bool = False) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def remove_lines(
+    contrast: np.ndarray, noise: float, *, underline_only: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Erase ruled lines, grid lines and page edges. Candidates are straight runs at least
     LINE_SPAN of the image's short side long (a probabilistic Hough transform); one is a rule when
     it is thin (paper on both sides) and its extension across the whole image is inked along most
@@ -66,8 +67,10 @@ def remove_lines(contrast: np.ndarray, noise: float, *,
         if underline_only and not _is_underline((x0, y0, x1, y1), h):
             continue
         t = np.linspace(0, 1, 9)
-        if seen[np.clip(np.round(y0 + t * (y1 - y0)).astype(int), 0, h - 1),
-                np.clip(np.round(x0 + t * (x1 - x0)).astype(int), 0, w - 1)].all():
+        if seen[
+            np.clip(np.round(y0 + t * (y1 - y0)).astype(int), 0, h - 1),
+            np.clip(np.round(x0 + t * (x1 - x0)).astype(int), 0, w - 1),
+        ].all():
             continue  # the same line found again (all along it, not just where it crosses another)
         on, beside = _line_profile(contrast, (x0, y0, x1, y1), thickness)
         if beside >= 0.5 * on:

@@ -98,8 +98,9 @@ def read_file(path: Path) -> bytes:
             if not stat.S_ISREG(info.st_mode):
                 raise ImageError("not a regular file (a device, pipe or socket): give an image file")
             if info.st_size > MAX_BYTES:
-                raise ImageError(f"file too large ({info.st_size / 2**20:.0f} MiB; "
-                                 f"the limit is {MAX_BYTES // 2**20} MiB)")
+                raise ImageError(
+                    f"file too large ({info.st_size / 2**20:.0f} MiB; the limit is {MAX_BYTES // 2**20} MiB)"
+                )
             return read_capped(file, "file")  # capped again: the file may grow while we read
     except FileNotFoundError:
         raise ImageError("no such file") from None
@@ -152,8 +153,10 @@ def _opened(data: bytes) -> Iterator[PILImage]:
         try:
             image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
         except UnidentifiedImageError:
-            raise ImageError("not an image (unknown or unsupported format; digitrec reads PNG, JPEG, "
-                             "GIF, BMP, TIFF, WebP and PBM/PGM/PPM)") from None
+            raise ImageError(
+                "not an image (unknown or unsupported format; digitrec reads PNG, JPEG, "
+                "GIF, BMP, TIFF, WebP and PBM/PGM/PPM)"
+            ) from None
         except Image.DecompressionBombError as exc:  # twice our limit: Pillow says how big
             found = re.search(r"\((\d+) pixels\)", str(exc))
             size = f"{int(found.group(1)) / 1e6:.0f} megapixels; " if found else ""
@@ -163,11 +166,14 @@ def _opened(data: bytes) -> Iterator[PILImage]:
         with image:
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ImageError(f"image too large ({width}x{height} = {width * height / 1e6:.0f} megapixels; "
-                                 f"the limit is {MAX_PIXELS // 1_000_000})")
+                raise ImageError(
+                    f"image too large ({width}x{height} = {width * height / 1e6:.0f} megapixels; "
+                    f"the limit is {MAX_PIXELS // 1_000_000})"
+                )
             if min(width, height) < MIN_SIDE:
-                raise ImageError(f"image too small ({width}x{height}; a digit needs at least "
-                                 f"{MIN_SIDE}x{MIN_SIDE} pixels)")
+                raise ImageError(
+                    f"image too small ({width}x{height}; a digit needs at least {MIN_SIDE}x{MIN_SIDE} pixels)"
+                )
             yield image  # decoded by the caller inside the same pixel limit and warning filter
 
 
@@ -273,8 +279,10 @@ def _check_pnm_header(data: bytes) -> None:
     else:
         return
     if width * height > MAX_SLOW_PIXELS:
-        raise ImageError(f"{kind} over {MAX_SLOW_PIXELS // 1_000_000} MP is too slow to decode "
-                         "(Pillow reads it pixel by pixel): save it as PNG")
+        raise ImageError(
+            f"{kind} over {MAX_SLOW_PIXELS // 1_000_000} MP is too slow to decode "
+            "(Pillow reads it pixel by pixel): save it as PNG"
+        )
 
 
 def _check_bmp(data: bytes, header: int) -> None:
@@ -286,8 +294,10 @@ def _check_bmp(data: bytes, header: int) -> None:
         return
     rle = struct.unpack_from("<I", data, header)[0] >= 40 and compression in (1, 2)  # RLE8, RLE4
     if rle and abs(width * height) > MAX_SLOW_PIXELS:
-        raise ImageError(f"run-length compressed BMP over {MAX_SLOW_PIXELS // 1_000_000} MP is too slow "
-                         "to decode (Pillow reads it in Python): save it as PNG")
+        raise ImageError(
+            f"run-length compressed BMP over {MAX_SLOW_PIXELS // 1_000_000} MP is too slow "
+            "to decode (Pillow reads it in Python): save it as PNG"
+        )
 
 
 # TIFF field types whose values Pillow turns into Python numbers, one object each.
@@ -398,16 +408,18 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
         raise ImageError(f"unsupported array shape {a.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
     if min(a.shape[:2]) < MIN_SIDE:
-        raise ImageError(f"image too small ({a.shape[1]}x{a.shape[0]}; a digit needs at least "
-                         f"{MIN_SIDE}x{MIN_SIDE} pixels)")
+        raise ImageError(
+            f"image too small ({a.shape[1]}x{a.shape[0]}; a digit needs at least {MIN_SIDE}x{MIN_SIDE} pixels)"
+        )
     if a.ndim == 2 and a.dtype == np.uint8:  # already grey uint8 (every decoded JPEG): the float round
         copy: np.ndarray = a.copy()  # trip below would give the same values, at 0.4 ms per photo
         return copy  # (a copy: arrays may be read-only)
     return _grey_in_strips(lambda y0, y1: a[y0:y1], a.shape[0], a.shape[1], a.dtype)
 
 
-def _grey_in_strips(rows: Callable[[int, int], np.ndarray], height: int, width: int,
-                    dtype: np.dtype | type) -> np.ndarray:
+def _grey_in_strips(
+    rows: Callable[[int, int], np.ndarray], height: int, width: int, dtype: np.dtype | type
+) -> np.ndarray:
     """rows(y0, y1) -> those rows of the picture; -> uint8 (H, W) grey. uint8, uint16 and bool
     scale each pixel on its own, so they go through float32 a strip of rows at a time (the
     same values, a bounded amount of memory); other dtypes scale by the whole picture's range."""

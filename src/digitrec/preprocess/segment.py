@@ -29,7 +29,6 @@ import numpy as np
 from digitrec.errors import TooMuchToRead
 from digitrec.preprocess.debug import Stages
 
-
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
 WORK_MIN_SIDE, WORK_MAX_SIDE = 400, 1000
@@ -187,9 +186,15 @@ def rule_angles(mask: np.ndarray, length: float) -> tuple[list[float], list[floa
     at an angle are not horizontal. -> (near-horizontal tilts, near-vertical tilts), each
     including 0, at most three per family."""
     found: dict[str, dict[float, float]] = {"h": {}, "v": {}}
-    segments = cv2.HoughLinesP(mask.astype(np.uint8) * 255, 1, np.pi / 360, threshold=max(20, int(length / 2)),
-                               minLineLength=max(10, int(length)), maxLineGap=3)
-    for x1, y1, x2, y2 in ([] if segments is None else segments.reshape(-1, 4).tolist()):
+    segments = cv2.HoughLinesP(
+        mask.astype(np.uint8) * 255,
+        1,
+        np.pi / 360,
+        threshold=max(20, int(length / 2)),
+        minLineLength=max(10, int(length)),
+        maxLineGap=3,
+    )
+    for x1, y1, x2, y2 in [] if segments is None else segments.reshape(-1, 4).tolist():
         angle = float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
         angle = (angle + 90) % 180 - 90  # (-90, 90]
         family, tilt = ("h", angle) if abs(angle) <= 45 else ("v", angle - 90 if angle > 0 else angle + 90)
@@ -202,8 +207,9 @@ def rule_angles(mask: np.ndarray, length: float) -> tuple[list[float], list[floa
     return out[0], out[1]
 
 
-def erase_rules(ink: np.ndarray, length: float, horizontal: Sequence[float] = (0.0,),
-                vertical: Sequence[float] = (0.0,)) -> np.ndarray:
+def erase_rules(
+    ink: np.ndarray, length: float, horizontal: Sequence[float] = (0.0,), vertical: Sequence[float] = (0.0,)
+) -> np.ndarray:
     """Subtract straight lines longer than `length` px, at the given tilts (degrees) from
     horizontal and from vertical, from the ink map (ruled lines, grids, underlines, frame edges).
     A grey opening along the line keeps, at each pixel, the weakest ink of the run through it,
@@ -338,9 +344,18 @@ def _contour_valleys(mask: np.ndarray, height: float, margin: int) -> list[tuple
     bottom = cv2.GaussianBlur(bottom[None], (0, 0), sigmaX=sigma).ravel()
     depth = 0.12 * height
     xs = range(margin, w - margin)
-    dips = [x for x in xs if top[x] >= top[x - 1] and top[x] > top[x + 1] and top[x] > top[margin:w - margin].min() + depth]
-    rises = [x for x in xs if bottom[x] <= bottom[x - 1] and bottom[x] < bottom[x + 1]
-             and bottom[x] < bottom[margin:w - margin].max() - depth]
+    dips = [
+        x
+        for x in xs
+        if top[x] >= top[x - 1] and top[x] > top[x + 1] and top[x] > top[margin : w - margin].min() + depth
+    ]
+    rises = [
+        x
+        for x in xs
+        if bottom[x] <= bottom[x - 1]
+        and bottom[x] < bottom[x + 1]
+        and bottom[x] < bottom[margin : w - margin].max() - depth
+    ]
     cuts = []
     for xt in dips:
         near = [xb for xb in rises if abs(xb - xt) <= 0.35 * height]
@@ -371,8 +386,7 @@ def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
     for cost, path in seams:
         if cost > 4.0 or len(kept) >= max_cuts:
             break
-        if all(np.abs(path - p).mean() > 0.12 * height and (np.all(path >= p) or np.all(path <= p))
-               for _, p in kept):
+        if all(np.abs(path - p).mean() > 0.12 * height and (np.all(path >= p) or np.all(path <= p)) for _, p in kept):
             kept.append((cost, path))
     if not kept:
         return [atom]
@@ -442,8 +456,14 @@ def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:
     return Atom(int(x + x0), int(y + y0), int(x1 - x0), int(y1 - y0), mask[y0:y1, x0:x1].copy())
 
 
-def segment(grey: np.ndarray, stages: Stages | None = None, *, cut: bool = True, max_pieces: int | None = None,
-            deadline: Callable[[], None] | None = None) -> Segmentation:
+def segment(
+    grey: np.ndarray,
+    stages: Stages | None = None,
+    *,
+    cut: bool = True,
+    max_pieces: int | None = None,
+    deadline: Callable[[], None] | None = None,
+) -> Segmentation:
     """uint8 grey image -> lines of over-segmented atoms at working scale. `cut=False` leaves the
     components whole (the line reader's training data needs only the lines: 4x faster).
     `max_pieces`: raise TooMuchToRead as soon as there are more components, or more atoms once
@@ -516,7 +536,9 @@ def render_group(atoms: list[Atom], ink: np.ndarray, stroke: float) -> np.ndarra
     window = np.zeros(mask.shape, np.float32)
     ys0, xs0 = max(0, y0 - pad), max(0, x0 - pad)
     part = ink[ys0 : y1 + pad, xs0 : x1 + pad].astype(np.float32)
-    window[ys0 - (y0 - pad) : ys0 - (y0 - pad) + part.shape[0], xs0 - (x0 - pad) : xs0 - (x0 - pad) + part.shape[1]] = part
+    window[ys0 - (y0 - pad) : ys0 - (y0 - pad) + part.shape[0], xs0 - (x0 - pad) : xs0 - (x0 - pad) + part.shape[1]] = (
+        part
+    )
     level = float(np.percentile(window[mask > 0], 90)) if mask.any() else 1.0
     crop: np.ndarray = np.clip(window / max(level, 1.0), 0, 1) * (keep > 0)
     return crop

@@ -103,13 +103,16 @@ def elastic_offsets(n: int, pixels: float, chosen: torch.Tensor, gen: torch.Gene
     return field.permute(0, 2, 3, 1)
 
 
-def draw_segments(x: torch.Tensor, start: torch.Tensor, end: torch.Tensor, width: torch.Tensor,
-                  chosen: torch.Tensor) -> torch.Tensor:
+def draw_segments(
+    x: torch.Tensor, start: torch.Tensor, end: torch.Tensor, width: torch.Tensor, chosen: torch.Tensor
+) -> torch.Tensor:
     """Draw one anti-aliased line per chosen image: start/end (N, 2) as (x, y) pixel centres,
     width (N,) in pixels. Ink is the max of the old ink and the stroke."""
-    ys, xs = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32, device=x.device),
-                            torch.arange(SIZE, dtype=torch.float32, device=x.device),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(SIZE, dtype=torch.float32, device=x.device),
+        torch.arange(SIZE, dtype=torch.float32, device=x.device),
+        indexing="ij",
+    )
     p = torch.stack([xs, ys], -1)[None]  # (1, 28, 28, 2)
     a, d = start[:, None, None, :], (end - start)[:, None, None, :]
     t = (((p - a) * d).sum(-1) / (d * d).sum(-1).clamp(min=1e-6)).clamp(0, 1)
@@ -183,8 +186,9 @@ def change_stroke_width(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     return torch.where(changed, F.avg_pool2d(big, 2).clamp(0, 1), x)
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
-                  labels: torch.Tensor | None = None) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """float32 (N, 1, 28, 28) -> the same shape, randomly distorted per image. `labels` (N,) are
     needed only for the glyph variants."""
     if not cfg.enabled:
@@ -223,8 +227,13 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator,
 def describe(cfg: AugmentConfig) -> str:
     if not cfg.enabled:
         return "off"
-    parts = [f"rotate ±{cfg.rotate:g}°", f"scale ±{cfg.scale:g}", f"shear ±{cfg.shear:g}",
-             f"shift ±{cfg.translate:g}px", f"aspect ×e^±{cfg.stretch:g}"]
+    parts = [
+        f"rotate ±{cfg.rotate:g}°",
+        f"scale ±{cfg.scale:g}",
+        f"shear ±{cfg.shear:g}",
+        f"shift ±{cfg.translate:g}px",
+        f"aspect ×e^±{cfg.stretch:g}",
+    ]
     if cfg.fill_p:
         parts.append(f"fill-box p={cfg.fill_p:g}")
     if cfg.stroke_p:
@@ -234,4 +243,3 @@ def describe(cfg: AugmentConfig) -> str:
     if cfg.elastic_p:
         parts.append(f"elastic {cfg.elastic_px:g}px p={cfg.elastic_p:g}")
     return ", ".join(parts)
-

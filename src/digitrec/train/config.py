@@ -69,7 +69,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         return apply_overrides(cls(), values, source="config")
 
 
@@ -87,8 +87,7 @@ def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
 def apply_overrides(config: TrainConfig, values: dict, source: str) -> TrainConfig:
     """A copy of `config` with `values` applied; keys may be nested dicts or dotted ('augment.p').
     Unknown keys and values of the wrong type raise a DigitrecError that names `source`."""
-    config = dataclasses.replace(config, augment=dataclasses.replace(config.augment),
-                                 model=dict(config.model))
+    config = dataclasses.replace(config, augment=dataclasses.replace(config.augment), model=dict(config.model))
     for key, value in _flatten(values).items():
         target, name = (config.augment, key.split(".", 1)[1]) if key.startswith("augment.") else (config, key)
         fields = {f.name: f for f in dataclasses.fields(target)}
@@ -154,8 +153,9 @@ def read_toml(path: Path | str) -> dict:
         raise DigitrecError(f"{path}: not valid TOML ({exc})") from None
 
 
-def load_recipe(name: str = DEFAULT_RECIPE, config_file: Path | str | None = None,
-                overrides: dict | None = None) -> TrainConfig:
+def load_recipe(
+    name: str = DEFAULT_RECIPE, config_file: Path | str | None = None, overrides: dict | None = None
+) -> TrainConfig:
     """Defaults <- recipes/NAME.toml <- config_file (if any) <- overrides (flags)."""
     path = recipe_path(name)
     if not path.is_file():

@@ -44,8 +44,10 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise DigitrecError("--device cuda: no CUDA GPU is visible to PyTorch here "
-                                "(a CPU-only PyTorch build, or no driver); use --device cpu or auto")
+            raise DigitrecError(
+                "--device cuda: no CUDA GPU is visible to PyTorch here "
+                "(a CPU-only PyTorch build, or no driver); use --device cpu or auto"
+            )
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -77,4 +79,3 @@ def finish(placement: Placement) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
-

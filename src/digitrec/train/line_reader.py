@@ -47,14 +47,24 @@ class LineCNN(nn.Module):
         c1, c2, c3 = channels
         self.features = nn.Sequential(
             Normalize(),
-            *conv_bn(1, c1), nn.MaxPool2d(2),  # 16 x W/2
-            *conv_bn(c1, c2), nn.MaxPool2d(2),  # 8 x W/4
-            *conv_bn(c2, c3), *conv_bn(c3, c3), nn.MaxPool2d((2, 1)),  # 4 x W/4
-            nn.Conv2d(c3, 2 * c3, (HEIGHT // 8, 1), bias=False), nn.BatchNorm2d(2 * c3), nn.ReLU(),  # 1 x W/4
+            *conv_bn(1, c1),
+            nn.MaxPool2d(2),  # 16 x W/2
+            *conv_bn(c1, c2),
+            nn.MaxPool2d(2),  # 8 x W/4
+            *conv_bn(c2, c3),
+            *conv_bn(c3, c3),
+            nn.MaxPool2d((2, 1)),  # 4 x W/4
+            nn.Conv2d(c3, 2 * c3, (HEIGHT // 8, 1), bias=False),
+            nn.BatchNorm2d(2 * c3),
+            nn.ReLU(),  # 1 x W/4
         )
         self.along = nn.Sequential(
-            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False), nn.BatchNorm1d(2 * c3), nn.ReLU(),
-            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False), nn.BatchNorm1d(2 * c3), nn.ReLU(),
+            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False),
+            nn.BatchNorm1d(2 * c3),
+            nn.ReLU(),
+            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False),
+            nn.BatchNorm1d(2 * c3),
+            nn.ReLU(),
             nn.Conv1d(2 * c3, classes, 1),
         )
 
@@ -96,6 +106,7 @@ def build_data(numbers: int, seed: int, workers: int, log=print) -> dict:
     """`numbers` training numbers and a twentieth as many held-out ones (at least 20), made in
     chunks on `workers` processes; each chunk has its own seed, so the result does not depend on
     the number of workers."""
+
     def chunks(total: int, first_seed: int, held_out: bool) -> list[tuple[int, int, bool]]:
         return [(first_seed + k, min(CHUNK, total - k * CHUNK), held_out) for k in range(-(-total // CHUNK))]
 
@@ -107,8 +118,10 @@ def build_data(numbers: int, seed: int, workers: int, log=print) -> dict:
     data = {}
     for name, part in (("train", results[: len(train_tasks)]), ("test", results[len(train_tasks) :])):
         data[name] = ([x for xs, _ in part for x in xs], [t for _, ts in part for t in ts])
-    log(f"{len(data['train'][1]):,} training lines, {len(data['test'][1]):,} held-out "
-        f"({time.perf_counter() - t0:.0f} s)")
+    log(
+        f"{len(data['train'][1]):,} training lines, {len(data['test'][1]):,} held-out "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
     return data
 
 
@@ -128,8 +141,10 @@ def cached_data(out: Path, numbers: int, seed: int, workers: int) -> dict:
             made = (int(f["numbers"]), int(f["seed"]))
             if made != (numbers, seed):
                 raise DataError(f"{cache} was made with --numbers {made[0]} --seed {made[1]}: use another --out")
-            return {name: (_unpack(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
-                    for name in ("train", "test")}
+            return {
+                name: (_unpack(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
+                for name in ("train", "test")
+            }
     data = build_data(numbers, seed, workers)
     out.mkdir(parents=True, exist_ok=True)
     arrays = {}
@@ -199,24 +214,39 @@ def export(model: nn.Module, path: Path, card: dict, check: list[np.ndarray]) ->
 
     model = model.eval()
     scale = ModelCard.from_dict(card, str(path)).input.scale  # the pixels as the runtime will feed them
-    return write_model(path, export=lambda tmp: torch_to_onnx(model, tmp, np.zeros((1, 1, HEIGHT, 64), np.float32),
-                                                              {"image": {3: "width"}, "logits": {1: "columns"}}),
-                       probes=[scale(image)[None, None] for image in check], reference=torch_reference(model),
-                       card=card)
+    return write_model(
+        path,
+        export=lambda tmp: torch_to_onnx(
+            model, tmp, np.zeros((1, 1, HEIGHT, 64), np.float32), {"image": {3: "width"}, "logits": {1: "columns"}}
+        ),
+        probes=[scale(image)[None, None] for image in check],
+        reference=torch_reference(model),
+        card=card,
+    )
 
 
 def _card(model: nn.Module, accuracy: float, test_texts: list[str], argv: list[str] | None, **extra) -> dict:
     from digitrec.checkpoint import source_commit
 
     command = "python -m digitrec.train.line_reader " + " ".join(sys.argv[1:] if argv is None else argv)
-    return {"name": "digitrec-line-reader", "kind": "line-reader",
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "input": {"name": "image", "shape": [1, HEIGHT, "width (multiple of 4)"], "range": [0.0, 1.0],
-                      "polarity": "white ink on black"},
-            "output": {"name": "logits", "shape": ["width / 4", BLANK + 1],
-                       "labels": "digits 0-9, then the CTC blank"},
-            "test_string_accuracy": accuracy, "test_lines": len(test_texts), **extra,
-            "torch": str(torch.__version__), "commit": source_commit(), "command": command}
+    return {
+        "name": "digitrec-line-reader",
+        "kind": "line-reader",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "input": {
+            "name": "image",
+            "shape": [1, HEIGHT, "width (multiple of 4)"],
+            "range": [0.0, 1.0],
+            "polarity": "white ink on black",
+        },
+        "output": {"name": "logits", "shape": ["width / 4", BLANK + 1], "labels": "digits 0-9, then the CTC blank"},
+        "test_string_accuracy": accuracy,
+        "test_lines": len(test_texts),
+        **extra,
+        "torch": str(torch.__version__),
+        "commit": source_commit(),
+        "command": command,
+    }
 
 
 def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) -> tuple[float, int]:
@@ -234,8 +264,15 @@ def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) ->
             if run == runs[0]:
                 test_images, test_texts = _unpack(f["test_images"], f["test_widths"]), list(f["test_texts"])
         history = json.loads(state["history"])
-        about.append({"run": run.name, **made, "epochs": int(state["epoch"]), "history": history,
-                      "test_string_accuracy": history[-1]["test_string_accuracy"] if history else None})
+        about.append(
+            {
+                "run": run.name,
+                **made,
+                "epochs": int(state["epoch"]),
+                "history": history,
+                "test_string_accuracy": history[-1]["test_string_accuracy"] if history else None,
+            }
+        )
     ensemble = Ensemble(members).eval()
     accuracy = evaluate(ensemble, test_images, test_texts)
     export(ensemble, path, _card(ensemble, accuracy, test_texts, argv, members=about), test_images[:200])
@@ -254,8 +291,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating lines")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
-    parser.add_argument("--average", type=Path, nargs="+", default=None, metavar="RUN",
-                        help="train nothing: export the average of these finished runs to --export")
+    parser.add_argument(
+        "--average",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="train nothing: export the average of these finished runs to --export",
+    )
     args = parser.parse_args(argv)
     if args.average:
         if not args.export:
@@ -264,8 +307,10 @@ def main(argv: list[str] | None = None) -> None:
         if missing:
             raise ModelError(f"not a finished line-reader run (no {CHECKPOINT} or {CACHE}): {', '.join(missing)}")
         accuracy, lines = average_runs(args.average, args.export, argv)
-        print(f"average of {len(args.average)} line readers: held-out string accuracy {accuracy:.2%} "
-              f"on {lines:,} lines of {args.average[0].name}")
+        print(
+            f"average of {len(args.average)} line readers: held-out string accuracy {accuracy:.2%} "
+            f"on {lines:,} lines of {args.average[0].name}"
+        )
         print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
         return
 
@@ -292,16 +337,23 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), json.loads(state["history"])
-    print(f"{len(train_texts):,} training lines; {sum(p.numel() for p in model.parameters()):,} parameters; "
-          f"epochs {start + 1}-{args.epochs}")
+    print(
+        f"{len(train_texts):,} training lines; {sum(p.numel() for p in model.parameters()):,} parameters; "
+        f"epochs {start + 1}-{args.epochs}"
+    )
     t0 = time.perf_counter()
     for epoch in range(start, args.epochs):
         model.train()
         rng = np.random.default_rng(args.seed * 1000 + epoch)
         total, count = 0.0, 0
-        for step, (x, lengths, target, target_lengths, _) in enumerate(track(
-                batches(train_images, train_texts, args.batch_size, rng), f"epoch {epoch + 1}/{args.epochs}",
-                total=per_epoch, transient=True)):
+        for step, (x, lengths, target, target_lengths, _) in enumerate(
+            track(
+                batches(train_images, train_texts, args.batch_size, rng),
+                f"epoch {epoch + 1}/{args.epochs}",
+                total=per_epoch,
+                transient=True,
+            )
+        ):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(args.lr, epoch * per_epoch + step, args.epochs * per_epoch)
             log_probs = model(x).log_softmax(-1).permute(1, 0, 2)  # (T, N, C) for CTCLoss
@@ -312,16 +364,38 @@ def main(argv: list[str] | None = None) -> None:
             optimizer.step()
             total, count = total + loss.item() * len(lengths), count + len(lengths)
         accuracy = evaluate(model, test_images, test_texts)
-        history.append({"epoch": epoch + 1, "loss": total / count, "test_string_accuracy": accuracy,
-                        "seconds": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": total / count,
+                "test_string_accuracy": accuracy,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         print(f"epoch {epoch + 1}: loss {total / count:.4f}, held-out string accuracy {accuracy:.2%}")
-        save_checkpoint(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "epoch": epoch + 1, "history": json.dumps(history)})
+        save_checkpoint(
+            checkpoint,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "history": json.dumps(history),
+            },
+        )
     accuracy = evaluate(model, test_images, test_texts)
     print(f"line reader: held-out string accuracy {accuracy:.2%} on {len(test_texts):,} lines")
     if args.export:
-        card = _card(model, accuracy, test_texts, argv, train_lines=len(train_texts), numbers=args.numbers,
-                     seed=args.seed, epochs=args.epochs, history=history)
+        card = _card(
+            model,
+            accuracy,
+            test_texts,
+            argv,
+            train_lines=len(train_texts),
+            numbers=args.numbers,
+            seed=args.seed,
+            epochs=args.epochs,
+            history=history,
+        )
         export(model, args.export, card, test_images[:200])
         print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
 

@@ -58,15 +58,23 @@ def break_strokes(images: np.ndarray, rng: np.random.Generator, share: float = B
     return out
 
 
-def line_examples(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, n_numbers: int,
-                  groups: tuple[str, ...] = GROUPS) -> tuple[list[np.ndarray], list[str]]:
+def line_examples(
+    rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, n_numbers: int, groups: tuple[str, ...] = GROUPS
+) -> tuple[list[np.ndarray], list[str]]:
     """-> (uint8 (32, W) line images, their digit strings) from `n_numbers` generated numbers."""
     xs, ys = [], []
     for _ in range(n_numbers):
         group = groups[int(rng.integers(len(groups)))]
-        grey, text = make_number(rng, images, labels, int(rng.integers(1, MAX_DIGITS + 1)), group,
-                                 punctuation=bool(rng.random() < MARKS_SHARE), small_tail=SMALL_TAIL_SHARE,
-                                 marks=FORM_MARKS)
+        grey, text = make_number(
+            rng,
+            images,
+            labels,
+            int(rng.integers(1, MAX_DIGITS + 1)),
+            group,
+            punctuation=bool(rng.random() < MARKS_SHARE),
+            small_tail=SMALL_TAIL_SHARE,
+            marks=FORM_MARKS,
+        )
         seg = segment(grey, cut=False)
         if len(seg.lines) != 1:
             continue

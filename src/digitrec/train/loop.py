@@ -21,10 +21,10 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -107,8 +107,9 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        )
     return torch.optim.Adadelta(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -174,8 +175,15 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
-def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
-          callbacks: Callbacks | None = None, data: dict | None = None, device: str = "auto") -> dict:
+def train(
+    config: TrainConfig,
+    out_dir: Path | str,
+    *,
+    resume: bool = False,
+    callbacks: Callbacks | None = None,
+    data: dict | None = None,
+    device: str = "auto",
+) -> dict:
     """Train `config` into `out_dir` (checkpoint.pt, metrics.jsonl, config.json) and return a summary:
     recipe, epochs, seed, train_seconds, test_accuracy, test_loss, val_accuracy, checkpoint, ...
 
@@ -189,8 +197,9 @@ def train(config: TrainConfig, out_dir: Path | str, *, resume: bool = False,
         finish(placement)
 
 
-def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callbacks, data: dict | None,
-           placement: Placement) -> dict:
+def _train(
+    config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callbacks, data: dict | None, placement: Placement
+) -> dict:
     dev, main = placement.device, placement.is_main
     if not main:
         callbacks = Callbacks()  # one process reports
@@ -205,11 +214,15 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callback
         state = ckpt.read_checkpoint(checkpoint_path)
         saved = state["meta"]["config"]
         if saved != config.to_dict():
-            raise DigitrecError(f"{out_dir} was trained with a different config; resume it with its own "
-                                f"config ({out_dir / ckpt.CONFIG_NAME}) or start a new run folder")
+            raise DigitrecError(
+                f"{out_dir} was trained with a different config; resume it with its own "
+                f"config ({out_dir / ckpt.CONFIG_NAME}) or start a new run folder"
+            )
     elif checkpoint_path.exists() and placement.is_main:  # the others may start before rank 0 clears --force
-        raise DigitrecError(f"{checkpoint_path} already exists: pass --resume to continue that run, "
-                            "--force to start it over, or choose another --out")
+        raise DigitrecError(
+            f"{checkpoint_path} already exists: pass --resume to continue that run, "
+            "--force to start it over, or choose another --out"
+        )
 
     if data is None:
         data = {"train": load_mnist("train"), "test": load_mnist("test")}
@@ -220,8 +233,10 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callback
     if steps_per_epoch == 0:
         raise DigitrecError(f"only {len(x_train)} training images: fewer than one batch of {config.batch_size}")
     if config.batch_size % placement.world:
-        raise DigitrecError(f"batch size {config.batch_size} does not split over {placement.world} processes; "
-                            f"pass a --batch-size divisible by {placement.world}")
+        raise DigitrecError(
+            f"batch size {config.batch_size} does not split over {placement.world} processes; "
+            f"pass a --batch-size divisible by {placement.world}"
+        )
     share = config.batch_size // placement.world  # this process's part of every batch
 
     torch.manual_seed(config.seed)
@@ -258,8 +273,21 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, callbacks: Callback
         optimizer.load_state_dict(state["train_state"]["optimizer"])
         if average is not None:
             average.model.load_state_dict(state["train_state"]["ema"])
-        meta.update({k: state["meta"][k] for k in ("epoch", "train_seconds", "history", "created", "commit",
-                                                    "val_accuracy", "test_accuracy", "test_loss")})
+        meta.update(
+            {
+                k: state["meta"][k]
+                for k in (
+                    "epoch",
+                    "train_seconds",
+                    "history",
+                    "created",
+                    "commit",
+                    "val_accuracy",
+                    "test_accuracy",
+                    "test_loss",
+                )
+            }
+        )
     elif main:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(out_dir / ckpt.CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")

@@ -56,22 +56,34 @@ def label_candidates(line: TextLine, groups, owner: np.ndarray, mask: np.ndarray
     return out
 
 
-def candidate_examples(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, n_numbers: int,
-                       groups: tuple[str, ...] = GROUPS):
+def candidate_examples(
+    rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, n_numbers: int, groups: tuple[str, ...] = GROUPS
+):
     """-> (uint8 (N, 28, 28) candidates rendered as the reader renders them, int64 (N,) labels:
     a digit or NOT_ONE_DIGIT), from `n_numbers` generated numbers of 1-8 of the given digits."""
     xs, ys = [], []
     for _ in range(n_numbers):
         owner_out: list = []
         group = groups[int(rng.integers(len(groups)))]
-        grey, text = make_number(rng, images, labels, int(rng.integers(1, 9)), group,
-                                 punctuation=bool(rng.random() < MARKS_SHARE), owner_out=owner_out,
-                                 small_tail=SMALL_TAIL_SHARE, marks=FORM_MARKS)
+        grey, text = make_number(
+            rng,
+            images,
+            labels,
+            int(rng.integers(1, 9)),
+            group,
+            punctuation=bool(rng.random() < MARKS_SHARE),
+            owner_out=owner_out,
+            small_tail=SMALL_TAIL_SHARE,
+            marks=FORM_MARKS,
+        )
         seg = segment(grey)
         owner = cv2.resize(owner_out[0], (seg.mask.shape[1], seg.mask.shape[0]), interpolation=cv2.INTER_NEAREST)
         plan, rendered = render_candidates(seg)
-        found = [label for line, runs in zip(seg.lines, plan)
-                 for label in label_candidates(line, runs, owner, seg.mask, text)]
+        found = [
+            label
+            for line, runs in zip(seg.lines, plan)
+            for label in label_candidates(line, runs, owner, seg.mask, text)
+        ]
         keep = [k for k, label in enumerate(found) if label is not None]
         xs.append(rendered[keep])
         ys += [found[k] for k in keep]

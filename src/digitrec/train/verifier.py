@@ -43,7 +43,10 @@ def build_data(numbers: int, seed: int, log=print) -> dict:
     x_train, y_train = x_train[keep], y_train[keep]
     x_test, y_test = candidate_examples(rng, images[HELD_OUT:], labels[HELD_OUT:], max(100, numbers // 10))
     plain = rng.choice(HELD_OUT, PLAIN_DIGITS, replace=False)
-    x_train, y_train = np.concatenate([x_train, images[plain]]), np.concatenate([y_train, labels[plain].astype(np.int64)])
+    x_train, y_train = (
+        np.concatenate([x_train, images[plain]]),
+        np.concatenate([y_train, labels[plain].astype(np.int64)]),
+    )
     return {"train": (x_train, y_train), "test": (x_test, y_test)}
 
 
@@ -55,16 +58,25 @@ def _cached_data(out: Path, numbers: int, seed: int) -> dict:
         with np.load(cache) as f:
             made = (int(f["numbers"]), int(f["seed"]))
             if made != (numbers, seed):
-                raise DataError(f"{cache} was made with --numbers {made[0]} --seed {made[1]}, not --numbers "
-                                f"{numbers} --seed {seed}: use another --out, or delete it")
+                raise DataError(
+                    f"{cache} was made with --numbers {made[0]} --seed {made[1]}, not --numbers "
+                    f"{numbers} --seed {seed}: use another --out, or delete it"
+                )
             return {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])}
     data = build_data(numbers, seed)
     out.mkdir(parents=True, exist_ok=True)
     from digitrec.files import atomic_path
 
     with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would add .npz to a name
-        np.savez_compressed(f, x_train=data["train"][0], y_train=data["train"][1], x_test=data["test"][0],
-                            y_test=data["test"][1], numbers=numbers, seed=seed)
+        np.savez_compressed(
+            f,
+            x_train=data["train"][0],
+            y_train=data["train"][1],
+            x_test=data["test"][0],
+            y_test=data["test"][1],
+            numbers=numbers,
+            seed=seed,
+        )
     return data
 
 
@@ -77,8 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0, help="train on only N candidates (smoke tests)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--force", action="store_true", help="train again from scratch in --out (the "
-                        "candidates there are kept)")
+    parser.add_argument(
+        "--force", action="store_true", help="train again from scratch in --out (the candidates there are kept)"
+    )
     parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
     args = parser.parse_args(argv)
 
@@ -91,8 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         overrides["epochs"] = args.epochs
     config = load_recipe("verifier", overrides=overrides)
     if (args.out / CHECKPOINT_NAME).exists() and not (args.resume or args.force):
-        raise DigitrecError(f"{args.out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
-                         "--force to train again, or choose another --out")
+        raise DigitrecError(
+            f"{args.out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
+            "--force to train again, or choose another --out"
+        )
     data = _cached_data(args.out, args.numbers, args.seed)
     if args.force:
         for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
@@ -100,8 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     counts = np.bincount(data["train"][1], minlength=11)
     print(f"training set: {len(data['train'][1]):,} ({counts[10]:,} not one digit); test {len(data['test'][1]):,}")
     summary = train(config, args.out, data=data, resume=args.resume)
-    print(f"verifier: test accuracy {summary['test_accuracy']:.4f} on held-out candidates, "
-          f"{summary['train_seconds']:.0f} s of training")
+    print(
+        f"verifier: test accuracy {summary['test_accuracy']:.4f} on held-out candidates, "
+        f"{summary['train_seconds']:.0f} s of training"
+    )
     if args.export:
         card = export_onnx(args.out, args.export, name="digitrec-verifier", test_data=data["test"], log=print)
         print(f"wrote {card['path']} ({card['bytes']:,} bytes)")

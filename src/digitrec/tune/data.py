@@ -66,8 +66,10 @@ def _from_csv(path: Path) -> list[Example]:
             reader = csv.DictReader(f)
             columns = [c.strip().lower() for c in reader.fieldnames or []]
             if "path" not in columns or "label" not in columns:
-                raise DataError(f"{path}: the first row must name the columns path and label (got "
-                                f"{','.join(reader.fieldnames or []) or 'an empty file'})")
+                raise DataError(
+                    f"{path}: the first row must name the columns path and label (got "
+                    f"{','.join(reader.fieldnames or []) or 'an empty file'})"
+                )
             rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a CSV text file (path,label)") from None
@@ -76,8 +78,7 @@ def _from_csv(path: Path) -> list[Example]:
     bad = [(line, row["label"]) for line, row in enumerate(rows, start=2) if not _is_digit(row["label"])]
     if bad:
         shown = ", ".join(f"line {line}: {label!r}" for line, label in bad[:5])
-        raise DataError(f"{path}: {len(bad)} label(s) are not one digit 0-9 ({shown}"
-                        f"{', ...' if len(bad) > 5 else ''})")
+        raise DataError(f"{path}: {len(bad)} label(s) are not one digit 0-9 ({shown}{', ...' if len(bad) > 5 else ''})")
     missing = [line for line, row in enumerate(rows, start=2) if not row["path"]]
     if missing:
         raise DataError(f"{path}: line {missing[0]} has no path")
@@ -90,14 +91,21 @@ def _from_folder(folder: Path) -> list[Example]:
     if not digits:
         if (folder / MANIFEST).is_file():
             return _from_csv(folder / MANIFEST)
-        raise DataError(f"{folder}: expected subfolders 0 .. 9 holding the images of each digit "
-                        f"(or a {MANIFEST} with path,label)")
+        raise DataError(
+            f"{folder}: expected subfolders 0 .. 9 holding the images of each digit (or a {MANIFEST} with path,label)"
+        )
     others = [p.name for p in subfolders if not _is_digit(p.name)]
     if others:
-        raise DataError(f"{folder}: subfolder(s) {', '.join(others[:5])} are not a digit 0-9: "
-                        "name each subfolder after the digit its images show")
-    return [Example(f, int(sub.name)) for sub in digits
-            for f in sorted(sub.iterdir()) if f.is_file() and not f.name.startswith(".")]
+        raise DataError(
+            f"{folder}: subfolder(s) {', '.join(others[:5])} are not a digit 0-9: "
+            "name each subfolder after the digit its images show"
+        )
+    return [
+        Example(f, int(sub.name))
+        for sub in digits
+        for f in sorted(sub.iterdir())
+        if f.is_file() and not f.name.startswith(".")
+    ]
 
 
 def _is_digit(text: str) -> bool:
@@ -109,8 +117,9 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def prepare(examples: list[Example], views: Callable[[Path], np.ndarray],
-            warn: Callable[[str], None] = lambda m: None) -> Prepared:
+def prepare(
+    examples: list[Example], views: Callable[[Path], np.ndarray], warn: Callable[[str], None] = lambda m: None
+) -> Prepared:
     """Every example through `views` (the Recognizer's: what predict would see). An image that
     cannot be read or holds no digit is skipped and reported through `warn`; more than
     MAX_UNREADABLE_SHARE of them, or fewer than MIN_IMAGES usable, is a DataError."""
@@ -136,6 +145,8 @@ def prepare(examples: list[Example], views: Callable[[Path], np.ndarray],
             raise DataError(f"{len(skipped)} of {len(examples)} images cannot be used: {listed}{more}")
         warn(f"skipped {len(skipped)} of {len(examples)} images: {listed}{more}")
     if len(kept) < MIN_IMAGES:
-        raise DataError(f"only {len(kept)} usable image(s); finetune needs at least {MIN_IMAGES} "
-                        "(some to learn from, some held out to check it)")
+        raise DataError(
+            f"only {len(kept)} usable image(s); finetune needs at least {MIN_IMAGES} "
+            "(some to learn from, some held out to check it)"
+        )
     return Prepared(kept, seen, skipped, digest.hexdigest())

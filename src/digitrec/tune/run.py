@@ -1,16 +1,16 @@
 """`finetune(data, out)`: teach a digit model the user's handwriting, top to bottom.
 
-  1. the base model as a PyTorch module (`weights.load_base`: the shipped ONNX by default);
-  2. the user's images prepared exactly as `predict` prepares them (`Recognizer.views`, every view:
-     as written and squeezed), a share of the files held out for validation (by file, so no view
-     of a held-out image is trained on);
-  3. training: each batch is 3/4 the user's views and 1/4 MNIST replay (the base run's own
-     training split, never its validation images), both augmented as the base was
-     (`train.augment`), batch norms frozen; every few steps the held-out files are scored as
-     predict scores them (probabilities averaged over the views), beside 1,000 MNIST validation
-     digits, and the best weights are kept (early stopping; step 0, the base itself, is a candidate);
-  4. the temperature refitted on MNIST validation images plus the held-out views;
-  5. the ONNX model and its card written by `modelfile.write` (parity, checker, atomic).
+1. the base model as a PyTorch module (`weights.load_base`: the shipped ONNX by default);
+2. the user's images prepared exactly as `predict` prepares them (`Recognizer.views`, every view:
+   as written and squeezed), a share of the files held out for validation (by file, so no view
+   of a held-out image is trained on);
+3. training: each batch is 3/4 the user's views and 1/4 MNIST replay (the base run's own
+   training split, never its validation images), both augmented as the base was
+   (`train.augment`), batch norms frozen; every few steps the held-out files are scored as
+   predict scores them (probabilities averaged over the views), beside 1,000 MNIST validation
+   digits, and the best weights are kept (early stopping; step 0, the base itself, is a candidate);
+4. the temperature refitted on MNIST validation images plus the held-out views;
+5. the ONNX model and its card written by `modelfile.write` (parity, checker, atomic).
 """
 
 from __future__ import annotations
@@ -33,8 +33,18 @@ from digitrec.tune.data import list_examples, prepare
 from digitrec.tune.weights import freeze_batch_norm, load_base
 
 # The card keys that describe the network itself, carried over from the base model's card.
-NETWORK_KEYS = ("recipe", "architecture", "layers", "parameters", "flops_per_image", "input", "output",
-                "labels", "config", "seed")
+NETWORK_KEYS = (
+    "recipe",
+    "architecture",
+    "layers",
+    "parameters",
+    "flops_per_image",
+    "input",
+    "output",
+    "labels",
+    "config",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -62,9 +72,16 @@ class FinetuneConfig:
     threads: int = 0  # torch threads; 0 = all cores
 
 
-def finetune(data, out: Path | str, *, model: Path | str | None = None, config: FinetuneConfig | None = None,
-             log: Callable[[str], None] = lambda m: None, warn: Callable[[str], None] = lambda m: None,
-             mnist: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def finetune(
+    data,
+    out: Path | str,
+    *,
+    model: Path | str | None = None,
+    config: FinetuneConfig | None = None,
+    log: Callable[[str], None] = lambda m: None,
+    warn: Callable[[str], None] = lambda m: None,
+    mnist: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """Fine-tune MODEL (None: the shipped model; an .onnx digitrec made, a run folder or checkpoint.pt)
     on DATA (CSV files path,label and/or folders 0-9, see `digitrec.tune.data`) and write the ONNX
     model OUT with its card. `mnist` (images, labels) replaces the MNIST training set (tests).
@@ -89,8 +106,10 @@ def finetune(data, out: Path | str, *, model: Path | str | None = None, config: 
     # The views come from the product's own preprocessing, whatever the base (it does not depend on the model).
     recognizer = Recognizer(base_path if base_path.suffix.lower() == ".onnx" else None, threads=1)
     prepared = prepare(examples, recognizer.views, warn)
-    log(f"{len(prepared.examples)} images prepared as predict sees them"
-        f"{f' ({len(prepared.skipped)} skipped)' if prepared.skipped else ''}")
+    log(
+        f"{len(prepared.examples)} images prepared as predict sees them"
+        f"{f' ({len(prepared.skipped)} skipped)' if prepared.skipped else ''}"
+    )
 
     # Hold out files, not views (a file listed twice is held out whole), at least two of them.
     files = sorted({e.path.resolve() for e in prepared.examples})
@@ -99,8 +118,10 @@ def finetune(data, out: Path | str, *, model: Path | str | None = None, config: 
     val_files = [i for i, e in enumerate(prepared.examples) if e.path.resolve() in held]
     train_files = [i for i, e in enumerate(prepared.examples) if e.path.resolve() not in held]
     if not train_files:
-        raise DataError(f"the {len(prepared.examples)} images are only {len(files)} different files: "
-                        "nothing is left to learn from once some are held out")
+        raise DataError(
+            f"the {len(prepared.examples)} images are only {len(files)} different files: "
+            "nothing is left to learn from once some are held out"
+        )
     train_x = np.concatenate([prepared.views[i] for i in train_files])  # uint8 (V, 28, 28)
     train_y = np.concatenate([np.full(len(prepared.views[i]), prepared.examples[i].label) for i in train_files])
     val_views = [prepared.views[i] for i in val_files]
@@ -112,11 +133,13 @@ def finetune(data, out: Path | str, *, model: Path | str | None = None, config: 
     mnist_val_idx, mnist_train_idx = split_indices(split, len(images))
     if not len(mnist_val_idx):  # a base trained on all 60,000: calibrate on a slice of them instead
         mnist_val_idx = mnist_train_idx[: config.calibration_images]
-    augment = AugmentConfig(**{k: v for k, v in (base_config.get("augment") or {}).items()
-                               if k in AugmentConfig.__dataclass_fields__})
+    augment = AugmentConfig(
+        **{k: v for k, v in (base_config.get("augment") or {}).items() if k in AugmentConfig.__dataclass_fields__}
+    )
 
-    steps = int(min(config.max_steps, max(config.min_steps,
-                                          math.ceil(config.epochs * len(train_x) / config.user_batch))))
+    steps = int(
+        min(config.max_steps, max(config.min_steps, math.ceil(config.epochs * len(train_x) / config.user_batch)))
+    )
     every = max(1, steps // config.evaluations)
     module = module.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -138,16 +161,21 @@ def finetune(data, out: Path | str, *, model: Path | str | None = None, config: 
         guard = _file_probabilities(module, list(guard_x[:, None])) if len(guard_y) else np.ones((0, 10))
         user = np.log(probs[np.arange(len(val_y)), val_y] + 1e-12).sum()
         mnist_mean = np.log(guard[np.arange(len(guard_y)), guard_y] + 1e-12).mean() if len(guard_y) else 0.0
-        return (int((guard.argmax(1) == guard_y).sum()), float((probs.argmax(1) == val_y).mean()),
-                float((user + config.guard_weight * mnist_mean) / (len(val_y) + config.guard_weight)))
+        return (
+            int((guard.argmax(1) == guard_y).sum()),
+            float((probs.argmax(1) == val_y).mean()),
+            float((user + config.guard_weight * mnist_mean) / (len(val_y) + config.guard_weight)),
+        )
 
     def better(now, best, base) -> bool:
         """A step wins on the held-out files (accuracy, then log-likelihood) unless it forgets MNIST:
         more than `config.forget` of the validation digits the base got right."""
         return now[0] >= base[0] - config.forget and now[1:] > best[1:]
 
-    log(f"training on {len(train_files)} images ({len(train_x)} views) + MNIST replay, "
-        f"{len(val_files)} held out; up to {steps} steps")
+    log(
+        f"training on {len(train_files)} images ({len(train_x)} views) + MNIST replay, "
+        f"{len(val_files)} held out; up to {steps} steps"
+    )
     train_started = time.perf_counter()
     base = best = score()
     best_step, before = 0, base[1]
@@ -162,15 +190,18 @@ def finetune(data, out: Path | str, *, model: Path | str | None = None, config: 
         x = augment_batch(torch.cat([user_x[u], replay_x[r]]).float().div_(255), augment, gen, y)
         for group in optimizer.param_groups:  # cosine from lr to 0 over the planned steps
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
-        loss = F.cross_entropy(module(x.contiguous(memory_format=torch.channels_last)), y,
-                               label_smoothing=config.label_smoothing)
+        loss = F.cross_entropy(
+            module(x.contiguous(memory_format=torch.channels_last)), y, label_smoothing=config.label_smoothing
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % every == 0 or step == steps:
             now = score()
-            log(f"step {step}/{steps}: loss {loss.item():.3f}, held-out accuracy {now[1]:.1%}, "
-                f"MNIST validation {now[0]}/{len(guard_y)}")
+            log(
+                f"step {step}/{steps}: loss {loss.item():.3f}, held-out accuracy {now[1]:.1%}, "
+                f"MNIST validation {now[0]}/{len(guard_y)}"
+            )
             if better(now, best, base):
                 best, best_step, stale = now, step, 0
                 best_state = copy.deepcopy(module.state_dict())
@@ -186,8 +217,12 @@ def finetune(data, out: Path | str, *, model: Path | str | None = None, config: 
     # The temperature: MNIST validation images (never trained on, by the base or here) and the held-out views.
     cal_images = images[mnist_val_idx[: config.calibration_images]]
     cal_x = np.concatenate([cal_images, *val_views])
-    cal_y = np.concatenate([labels[mnist_val_idx[: config.calibration_images]],
-                            *[np.full(len(v), label) for v, label in zip(val_views, val_y)]])
+    cal_y = np.concatenate(
+        [
+            labels[mnist_val_idx[: config.calibration_images]],
+            *[np.full(len(v), label) for v, label in zip(val_views, val_y)],
+        ]
+    )
     fitted_on = f"{len(cal_images)} MNIST validation images and the {len(val_y)} held-out images' views"
     calibration = calibration_card(_logits(module, cal_x), cal_y, fitted_on)
     val_probs = _file_probabilities(module, val_views, calibration["temperature"])
@@ -200,29 +235,48 @@ def finetune(data, out: Path | str, *, model: Path | str | None = None, config: 
         from digitrec.export import build_card
 
         card = {k: v for k, v in build_card(module, base_card, base_name, None, 0).items() if k in NETWORK_KEYS}
-    card.update({
-        "name": f"{base_name}-finetuned",
-        "calibration": calibration,
-        "val_accuracy": val_accuracy,
-        "finetune": {
-            "base_model": base_name, "base_file": base_path.name, "base_sha256": file_sha256(base_path),
-            "data_sha256": prepared.sha256, "images": len(prepared.examples), "train_images": len(train_files),
-            "val_images": len(val_files), "skipped": len(prepared.skipped),
-            "val_accuracy_before": before, "val_accuracy": val_accuracy, "steps": step, "best_step": best_step,
-            "train_seconds": round(train_seconds, 2), "settings": asdict(config),
-        },
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "torch": str(torch.__version__),
-    })
+    card.update(
+        {
+            "name": f"{base_name}-finetuned",
+            "calibration": calibration,
+            "val_accuracy": val_accuracy,
+            "finetune": {
+                "base_model": base_name,
+                "base_file": base_path.name,
+                "base_sha256": file_sha256(base_path),
+                "data_sha256": prepared.sha256,
+                "images": len(prepared.examples),
+                "train_images": len(train_files),
+                "val_images": len(val_files),
+                "skipped": len(prepared.skipped),
+                "val_accuracy_before": before,
+                "val_accuracy": val_accuracy,
+                "steps": step,
+                "best_step": best_step,
+                "train_seconds": round(train_seconds, 2),
+                "settings": asdict(config),
+            },
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "torch": str(torch.__version__),
+        }
+    )
     written = _write(module, out, card, [cal_x[:500].astype(np.float32)[:, None] / 255.0], log)
     return {
-        "model": written["path"], "card_path": written.get("card_path"), "images": len(prepared.examples),
-        "train_images": len(train_files), "val_images": len(val_files),
+        "model": written["path"],
+        "card_path": written.get("card_path"),
+        "images": len(prepared.examples),
+        "train_images": len(train_files),
+        "val_images": len(val_files),
         "skipped": [[str(p), why] for p, why in prepared.skipped],
-        "train_seconds": round(train_seconds, 2), "seconds": round(time.perf_counter() - started, 2),
-        "val_accuracy": val_accuracy, "val_accuracy_before": before,
-        "temperature": calibration["temperature"], "steps": step, "best_step": best_step,
-        "base_model": base_name, "data_sha256": prepared.sha256,
+        "train_seconds": round(train_seconds, 2),
+        "seconds": round(time.perf_counter() - started, 2),
+        "val_accuracy": val_accuracy,
+        "val_accuracy_before": before,
+        "temperature": calibration["temperature"],
+        "steps": step,
+        "best_step": best_step,
+        "base_model": base_name,
+        "data_sha256": prepared.sha256,
     }
 
 
@@ -247,7 +301,8 @@ def _write(module, out: Path, card: dict, probes: list[np.ndarray], log) -> dict
     from digitrec.modelfile.write import torch_reference, torch_to_onnx, write_model
 
     def export(tmp: Path) -> None:
-        torch_to_onnx(module, tmp, np.zeros((1, 1, 28, 28), np.float32),
-                      {"image": {0: "batch"}, "logits": {0: "batch"}})
+        torch_to_onnx(
+            module, tmp, np.zeros((1, 1, 28, 28), np.float32), {"image": {0: "batch"}, "logits": {0: "batch"}}
+        )
 
     return write_model(out, export=export, probes=probes, reference=torch_reference(module), card=card, log=log)

@@ -47,8 +47,10 @@ def module_from_onnx(path: Path | str) -> tuple[nn.Module, dict]:
     session, card = open_model(path)
     data = card.data if card else {}
     if "architecture" not in data or not isinstance(data.get("config"), dict):
-        raise ModelError(f"{path}: its card does not say which digitrec network it is (architecture, config); "
-                         "finetune starts from a model digitrec trained: the shipped one, a run folder or its .onnx")
+        raise ModelError(
+            f"{path}: its card does not say which digitrec network it is (architecture, config); "
+            "finetune starts from a model digitrec trained: the shipped one, a run folder or its .onnx"
+        )
     try:
         module = build_model(data["architecture"], **data["config"].get("model", {}))
     except (KeyError, TypeError, ValueError) as exc:
@@ -101,8 +103,9 @@ def check_parity(module: nn.Module, session, path) -> float:
         got = module(torch.from_numpy(x)).numpy()
     diff = float(np.abs(got - expected).max())
     if not diff <= PARITY:
-        raise ModelError(f"{path}: the network rebuilt from its ONNX weights disagrees with it "
-                         f"(max abs logit difference {diff:.1e})")
+        raise ModelError(
+            f"{path}: the network rebuilt from its ONNX weights disagrees with it (max abs logit difference {diff:.1e})"
+        )
     return diff
 
 

@@ -14,10 +14,10 @@ import asyncio
 import base64
 import logging
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Callable, Iterable
 
 import cv2
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -32,41 +32,72 @@ from digitrec.errors import DigitrecError, ImageError
 from digitrec.runtime import Recognizer, without_frames
 from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
 from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
-from digitrec.web.workers import SlowWorkers, lower_priority
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
 from digitrec.web.uploads import Upload, images_from_request
+from digitrec.web.workers import SlowWorkers, lower_priority
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("digitrec.web")
 
 # One endpoint takes either body type, so the OpenAPI schema spells both out by hand.
-IMAGES_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                "description": "One image file per `file` field, repeated for several."}},
-    }},
-    "application/json": {"schema": ImagesIn.model_json_schema()},
-}}}
-ERRORS = {code: {"model": ErrorOut, "description": text} for code, text in {
-    413: "Request body over the size limit.",
-    415: "Body neither multipart/form-data nor JSON.",
-    400: "Malformed multipart body, or a Host header this server does not answer to.",
-    403: "A browser POST from another site's page.",
-    422: "No usable image (not an image, undecodable, too many pixels, no ink or no digits: every "
-         "image failed), too much work for the deadline, or a malformed JSON body or query.",
-    503: "Busy: too many requests in progress, or no turn for large images before the deadline.",
-}.items()}
+IMAGES_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One image file per `file` field, repeated for several.",
+                        }
+                    },
+                }
+            },
+            "application/json": {"schema": ImagesIn.model_json_schema()},
+        },
+    }
+}
+ERRORS = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in {
+        413: "Request body over the size limit.",
+        415: "Body neither multipart/form-data nor JSON.",
+        400: "Malformed multipart body, or a Host header this server does not answer to.",
+        403: "A browser POST from another site's page.",
+        422: "No usable image (not an image, undecodable, too many pixels, no ink or no digits: every "
+        "image failed), too much work for the deadline, or a malformed JSON body or query.",
+        503: "Busy: too many requests in progress, or no turn for large images before the deadline.",
+    }.items()
+}
 
 # What /v1/model shows: what a client needs to use the model, not how or where it was made (the
 # git commit, library versions and training config help an attacker more than a client).
-PUBLIC_CARD = ("name", "version", "architecture", "parameters", "input", "output", "labels",
-               "accuracy", "test_accuracy", "test_images")
+PUBLIC_CARD = (
+    "name",
+    "version",
+    "architecture",
+    "parameters",
+    "input",
+    "output",
+    "labels",
+    "accuracy",
+    "test_accuracy",
+    "test_images",
+)
 
 
-def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None = None,
-               limits: Limits = Limits(), allowed_hosts: Iterable[str] | None = LOCAL_HOSTS,
-               slow_processes: bool = False) -> FastAPI:
+def create_app(
+    recognizer: Recognizer | None = None,
+    *,
+    model: str | Path | None = None,
+    limits: Limits = Limits(),
+    allowed_hosts: Iterable[str] | None = LOCAL_HOSTS,
+    slow_processes: bool = False,
+) -> FastAPI:
     """The app for `recognizer`, or for the model at `model` (the shipped one by default), loaded
     at start-up. It answers to the Host names in `allowed_hosts` (None: any). `slow_processes`:
     reading and heavy requests run in `limits.slow_threads` worker processes of their own, each
@@ -76,7 +107,7 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
     async def lifespan(app: FastAPI):
         app.state.recognizer = recognizer if recognizer is not None else Recognizer(model)
         # The reader's models, loaded now: a missing file fails the start, not a request.
-        app.state.recognizer.verifier, app.state.recognizer.line_reader
+        _ = app.state.recognizer.verifier, app.state.recognizer.line_reader
         app.state.heavy_lane = asyncio.Semaphore(limits.heavy_at_once)  # made on the serving loop
         # Slow work runs in the slow pool's threads, each of which hands it to a worker process
         # (`web.workers`) where there are some, or does it itself at a lower OS priority.
@@ -85,8 +116,9 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
             rec = app.state.recognizer
             # Started from the event loop's thread, which outlives the workers (a few seconds, once).
             app.state.slow_workers = SlowWorkers(rec.path, rec.min_confidence, limits.slow_threads)
-        app.state.slow_pool = ThreadPoolExecutor(limits.slow_threads, "digitrec-slow",
-                                                 None if slow_processes else lower_priority)
+        app.state.slow_pool = ThreadPoolExecutor(
+            limits.slow_threads, "digitrec-slow", None if slow_processes else lower_priority
+        )
         yield
         app.state.slow_pool.shutdown(wait=False, cancel_futures=True)
         if app.state.slow_workers is not None:
@@ -135,14 +167,20 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
                 return await in_thread(answer_slowly, pool=state.slow_pool, done=state.heavy_lane.release)
         except TimeoutError:
             if not (probing or started):
-                raise HTTPException(503, f"the server is busy with large images or reading: no turn came "
-                                         f"within the {limits.request_seconds:g} s limit; retry later") from None
-            raise HTTPException(422, f"too much work: these images took longer than the "
-                                     f"{limits.request_seconds:g} s limit to process") from None
+                raise HTTPException(
+                    503,
+                    f"the server is busy with large images or reading: no turn came "
+                    f"within the {limits.request_seconds:g} s limit; retry later",
+                ) from None
+            raise HTTPException(
+                422, f"too much work: these images took longer than the {limits.request_seconds:g} s limit to process"
+            ) from None
 
     # FastAPIOffline: FastAPI whose /docs and /redoc pages load their JS and CSS from this server.
     app = FastAPIOffline(
-        title="digitrec", version=__version__, lifespan=lifespan,
+        title="digitrec",
+        version=__version__,
+        lifespan=lifespan,
         description="Recognise handwritten digits. Draw one at `/`, or POST images to `/v1/predict`.",
     )
     # The last added runs first: the guard, then the cap on POSTs in progress, then the body size.
@@ -171,15 +209,29 @@ def create_app(recognizer: Recognizer | None = None, *, model: str | Path | None
         card = request.app.state.recognizer.card
         return {key: card[key] for key in PUBLIC_CARD if key in card}
 
-    @app.post("/v1/predict", response_model=PredictOut, response_model_exclude_unset=True,
-              responses=ERRORS, openapi_extra=IMAGES_BODY, summary="The digit in each image")
-    async def predict(request: Request, image28: bool = Query(
-            False, description="Also answer the 28x28 image the model saw, as base64 PNG.")):
+    @app.post(
+        "/v1/predict",
+        response_model=PredictOut,
+        response_model_exclude_unset=True,
+        responses=ERRORS,
+        openapi_extra=IMAGES_BODY,
+        summary="The digit in each image",
+    )
+    async def predict(
+        request: Request,
+        image28: bool = Query(False, description="Also answer the 28x28 image the model saw, as base64 PNG."),
+    ):
         uploads = await images_from_request(request, limits)
         return {"predictions": await in_threads(request, uploads, "predict", image28)}
 
-    @app.post("/v1/read", response_model=ReadOut, response_model_exclude_unset=True, responses=ERRORS,
-              openapi_extra=IMAGES_BODY, summary="The whole number written in each image")
+    @app.post(
+        "/v1/read",
+        response_model=ReadOut,
+        response_model_exclude_unset=True,
+        responses=ERRORS,
+        openapi_extra=IMAGES_BODY,
+        summary="The whole number written in each image",
+    )
     async def read(request: Request):
         uploads = await images_from_request(request, limits)
         return {"readings": await in_threads(request, uploads, "read")}
@@ -216,10 +268,12 @@ def answer_task(recognizer: Recognizer, task: str, uploads: list[Upload], image2
     """The JSON answers to `task` ("predict" or "read") for the uploads (see `answer_each`): in a
     thread of the server, or in a slow-work process (`web.workers`)."""
     if task == "read":
-        return answer_each(uploads, lambda images: _read_each(recognizer, images),
-                           lambda reading: reading.to_dict())
-    return answer_each(uploads, lambda images: _predict_batch(recognizer, images),
-                       lambda prediction: _prediction_json(prediction, image28))
+        return answer_each(uploads, lambda images: _read_each(recognizer, images), lambda reading: reading.to_dict())
+    return answer_each(
+        uploads,
+        lambda images: _predict_batch(recognizer, images),
+        lambda prediction: _prediction_json(prediction, image28),
+    )
 
 
 def _header_pixels(uploads: list[Upload]) -> int:
@@ -227,8 +281,9 @@ def _header_pixels(uploads: list[Upload]) -> int:
     return sum(image_pixels(data) for _, data in uploads if isinstance(data, bytes))
 
 
-def answer_each(uploads: list[Upload], run: Callable[[list[bytes]], list],
-                to_json: Callable[[object], dict]) -> list[dict]:
+def answer_each(
+    uploads: list[Upload], run: Callable[[list[bytes]], list], to_json: Callable[[object], dict]
+) -> list[dict]:
     """Run `run` on the uploads -> one JSON-ready answer per upload, in order (an error answers
     for its image alone); 422 when no upload could be used."""
     answers: list = [data if isinstance(data, ImageError) else None for _, data in uploads]
@@ -291,6 +346,9 @@ def create_app_from_env() -> FastAPI:
     import json
 
     settings = json.loads(os.environ.get("DIGITREC_SERVE_SETTINGS") or "{}")
-    return create_app(Recognizer(os.environ.get("DIGITREC_SERVE_MODEL") or None, threads=1),
-                      limits=Limits(**settings.get("limits", {})),
-                      allowed_hosts=settings.get("allowed_hosts", LOCAL_HOSTS), slow_processes=True)
+    return create_app(
+        Recognizer(os.environ.get("DIGITREC_SERVE_MODEL") or None, threads=1),
+        limits=Limits(**settings.get("limits", {})),
+        allowed_hosts=settings.get("allowed_hosts", LOCAL_HOSTS),
+        slow_processes=True,
+    )

@@ -61,8 +61,11 @@ class RequestGuard:
         headers = {name: value.decode("latin-1") for name, value in scope["headers"]}
         host = headers.get(b"host", "")
         if self.allowed is not None and host_name(host) not in self.allowed:
-            return _refuse(400, f"this server does not answer to the host name {host_name(host)!r} "
-                                "(start it with --allowed-host NAME to add one)")
+            return _refuse(
+                400,
+                f"this server does not answer to the host name {host_name(host)!r} "
+                "(start it with --allowed-host NAME to add one)",
+            )
         if scope["method"] in SAFE_METHODS:
             return None
         site = headers.get(b"sec-fetch-site")
@@ -73,8 +76,11 @@ class RequestGuard:
             parts = urlsplit(origin)
             cross_site = origin == "null" or parts.netloc.lower() != host.lower()
         if cross_site:
-            return _refuse(403, "cross-site requests are refused: POST from this server's own page, "
-                                "or from a client that is not a browser")
+            return _refuse(
+                403,
+                "cross-site requests are refused: POST from this server's own page, "
+                "or from a client that is not a browser",
+            )
         return None
 
 
@@ -90,7 +96,9 @@ class InFlightLimit:
         if self.in_flight >= self.max_in_flight:
             response = JSONResponse(
                 {"detail": f"the server is busy ({self.max_in_flight} requests in progress); retry shortly"},
-                status_code=503, headers={"Retry-After": "1", "Connection": "close"})
+                status_code=503,
+                headers={"Retry-After": "1", "Connection": "close"},
+            )
             return await response(scope, receive, send)
         self.in_flight += 1
         try:

@@ -46,8 +46,9 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
-            response = JSONResponse({"detail": self._too_large().detail}, status_code=413,
-                                    headers={"Connection": "close"})
+            response = JSONResponse(
+                {"detail": self._too_large().detail}, status_code=413, headers={"Connection": "close"}
+            )
             return await response(scope, receive, send)
         received = 0
 

@@ -10,7 +10,8 @@ class ImagesIn(BaseModel):
     """The JSON form of a request: what the drawing page sends."""
 
     images: list[str] = Field(
-        ..., min_length=1,
+        ...,
+        min_length=1,
         description="Images as base64 (PNG, JPEG, ...); a `data:image/png;base64,` prefix is allowed.",
     )
 

@@ -74,22 +74,31 @@ def fit_connections(connections: ConnectionLimits) -> tuple[ConnectionLimits, in
     return dataclasses.replace(connections, max_connections=min(connections.max_connections, fits)), backlog
 
 
-def run_server(recognizer: Recognizer, sock: socket.socket, workers: int = 1, log_level: str = "info",
-               limits: Limits = Limits(), connections: ConnectionLimits = ConnectionLimits(),
-               allowed_hosts: tuple[str, ...] | None = LOCAL_HOSTS) -> None:
+def run_server(
+    recognizer: Recognizer,
+    sock: socket.socket,
+    workers: int = 1,
+    log_level: str = "info",
+    limits: Limits = Limits(),
+    connections: ConnectionLimits = ConnectionLimits(),
+    allowed_hosts: tuple[str, ...] | None = LOCAL_HOSTS,
+) -> None:
     connections, backlog = fit_connections(connections)
-    options = dict(log_level=log_level, access_log=log_level in ("info", "debug"), http=TimedH11Protocol,
-                   backlog=backlog)
+    options = dict(
+        log_level=log_level, access_log=log_level in ("info", "debug"), http=TimedH11Protocol, backlog=backlog
+    )
     if workers == 1:
-        config = uvicorn.Config(create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts,
-                                           slow_processes=True), **options)
+        config = uvicorn.Config(
+            create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts, slow_processes=True), **options
+        )
         config.connection_limits = connections  # read by TimedH11Protocol
         uvicorn.Server(config).run(sockets=[sock])
         return
     # Several processes need an importable factory; each loads its own copy of the model.
     os.environ["DIGITREC_SERVE_MODEL"] = str(recognizer.path)
     os.environ["DIGITREC_SERVE_SETTINGS"] = json.dumps(
-        {"limits": dataclasses.asdict(limits), "allowed_hosts": allowed_hosts})
+        {"limits": dataclasses.asdict(limits), "allowed_hosts": allowed_hosts}
+    )
     config = uvicorn.Config("digitrec.web.app:create_app_from_env", factory=True, workers=workers, **options)
     config.connection_limits = connections  # pickled with the Config into each worker
     Multiprocess(config, sockets=[sock]).run()

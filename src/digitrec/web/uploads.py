@@ -25,14 +25,18 @@ async def images_from_request(request: Request, limits: Limits) -> list[Upload]:
     try:
         # Parsing (and base64) cost CPU in proportion to the body: in the thread pool, off the loop.
         if content_type == "multipart/form-data":
-            items = await run_in_threadpool(_from_multipart, await request.body(),
-                                            request.headers["content-type"], limits)
+            items = await run_in_threadpool(
+                _from_multipart, await request.body(), request.headers["content-type"], limits
+            )
         elif content_type == "application/json" or content_type.endswith("+json"):
             items = await run_in_threadpool(_from_json, await request.body())
         else:
-            raise HTTPException(415, "send the images as multipart/form-data (field 'file') or as "
-                                     "application/json {\"images\": [base64, ...]}, "
-                                     f"not {content_type or 'a body without a Content-Type'}")
+            raise HTTPException(
+                415,
+                "send the images as multipart/form-data (field 'file') or as "
+                'application/json {"images": [base64, ...]}, '
+                f"not {content_type or 'a body without a Content-Type'}",
+            )
     except ClientDisconnect:  # the client left, or was cut off for sending its body too slowly
         raise HTTPException(400, "the request body did not arrive") from None
     if not items:
@@ -66,13 +70,16 @@ def _from_multipart(body: bytes, content_type: str, limits: Limits) -> list[Uplo
         field.clear()
         value.clear()
 
-    parser = MultipartParser(boundary, callbacks={
-        "on_part_begin": begin,
-        "on_header_field": lambda data, start, end: field.extend(data[start:end]),
-        "on_header_value": lambda data, start, end: value.extend(data[start:end]),
-        "on_header_end": header_end,
-        "on_part_data": lambda data, start, end: parts[-1][1].append(data[start:end]),
-    })
+    parser = MultipartParser(
+        boundary,
+        callbacks={
+            "on_part_begin": begin,
+            "on_header_field": lambda data, start, end: field.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: value.extend(data[start:end]),
+            "on_header_end": header_end,
+            "on_part_data": lambda data, start, end: parts[-1][1].append(data[start:end]),
+        },
+    )
     try:
         parser.write(body)
         parser.finalize()

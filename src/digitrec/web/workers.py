@@ -57,7 +57,7 @@ def _start_worker(model_path: str, min_confidence: float) -> None:
     die_with_parent()
     lower_priority()
     _recognizer = Recognizer(model_path, threads=1, min_confidence=min_confidence)
-    _recognizer.verifier, _recognizer.line_reader  # the reader's networks, loaded now
+    _ = _recognizer.verifier, _recognizer.line_reader  # the reader's networks, loaded now
 
 
 def _answer_in_worker(task: str, uploads: list, image28: bool) -> list[dict] | Refusal:
@@ -90,8 +90,7 @@ class SlowWorkers:
         # lives as long as the server (the event loop's, or a slow-pool thread), as `die_with_parent`
         # needs.
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(self._count, mp_context=context, initializer=_start_worker,
-                                   initargs=self._args)
+        pool = ProcessPoolExecutor(self._count, mp_context=context, initializer=_start_worker, initargs=self._args)
         # Start every worker now (each loads the model), not on the first slow request.
         futures: list[Future[int]] = [pool.submit(_ready) for _ in range(self._count)]
         for future in futures:
@@ -114,4 +113,3 @@ class SlowWorkers:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
