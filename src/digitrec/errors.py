@@ -1,10 +1,16 @@
 """Errors meant for users: the CLI prints the message and exits non-zero, the web answers 4xx."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class DigitrecError(Exception):
     """Something the user can act on; the message says what and how."""
 
     exit_code = 1
+    # With --debug, the preprocessing stages seen before an image failed ("no ink found": why?).
+    stages: dict[str, Any] | None = None
 
 
 class DataError(DigitrecError):
@@ -26,9 +32,9 @@ class TooMuchToRead(ImageError):
     answers it as 422."""
 
     @classmethod
-    def over(cls, count: int, what: str, limit: int) -> "TooMuchToRead":
+    def over(cls, count: int, what: str, limit: int) -> TooMuchToRead:
         return cls(f"too much to read: {count} {what} (limit {limit})")
 
     @classmethod
-    def too_slow(cls, seconds: float, limit: float) -> "TooMuchToRead":
+    def too_slow(cls, seconds: float, limit: float) -> TooMuchToRead:
         return cls(f"too much to read: still reading after {seconds:.2f} s (limit {limit:g} s)")

@@ -21,7 +21,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 import numpy as np
@@ -31,6 +30,7 @@ from digitrec.line_reader import greedy_decode, line_image, string_log_prob
 from digitrec.preprocess import load_grey
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.digit import fit_and_centre
+from digitrec.preprocess.load import ImageSource
 from digitrec.preprocess.segment import Atom, Segmentation, TextLine, render_group, segment
 from digitrec.verifier import NOT_ONE_DIGIT
 
@@ -556,7 +556,7 @@ def _box(run: list[Atom], scale: float) -> tuple[int, int, int, int]:
 
 def read_number(
     recognizer: Recognizer,
-    image: str | Path | bytes | bytearray | np.ndarray,
+    image: ImageSource,
     *,
     debug: bool = False,
     budget: ReadBudget | None = None,

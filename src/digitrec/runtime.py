@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,7 +23,14 @@ from digitrec.model_adapter import ModelAdapter
 from digitrec.model_io import resolve_model
 from digitrec.modelfile.read import open_model, softmax  # noqa: F401 - softmax is part of this module's API
 from digitrec.preprocess import load_grey, normalize_digit
+from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.digit import WORK_SIDE, digit_views
+from digitrec.preprocess.load import ImageSource
+
+if TYPE_CHECKING:
+    from digitrec.line_reader import LineReader
+    from digitrec.reading import ReadBudget, Reading
+    from digitrec.verifier import Verifier
 
 DEFAULT_MODEL = "model.onnx"
 
@@ -50,9 +58,9 @@ class Prediction:
     probabilities: np.ndarray = field(repr=False)  # float32 (10,)
     image28: np.ndarray | None = field(default=None, repr=False)  # uint8 (28, 28): what the model saw
     uncertain: bool = False
-    stages: dict = field(default_factory=dict, repr=False)  # preprocessing steps, for --debug
+    stages: Stages = field(default_factory=dict, repr=False)  # preprocessing steps, for --debug
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "digit": self.digit,
             "confidence": round(float(self.confidence), 6),
@@ -90,11 +98,11 @@ class Recognizer:
         self.adapter = ModelAdapter.from_session(self.session, self.model_card, path)
         self.min_confidence = min_confidence
         self.threads = threads
-        self._verifier = None
-        self._line_reader = None
+        self._verifier: Verifier | None = None
+        self._line_reader: LineReader | None = None
 
     @property
-    def verifier(self):
+    def verifier(self) -> Verifier:
         """The reader's segmentation verifier (`digitrec.verifier`), loaded on first use."""
         if self._verifier is None:
             from digitrec.verifier import Verifier
@@ -103,7 +111,7 @@ class Recognizer:
         return self._verifier
 
     @property
-    def line_reader(self):
+    def line_reader(self) -> LineReader:
         """The reader's line model (`digitrec.line_reader`), loaded on first use."""
         if self._line_reader is None:
             from digitrec.line_reader import LineReader
@@ -128,7 +136,7 @@ class Recognizer:
             out.append(adapter.probabilities(self.session, digits28[start : start + batch_size]))
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
-    def _answer(self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: dict) -> Prediction:
+    def _answer(self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: Stages) -> Prediction:
         order = np.argsort(probs)[::-1][:top]
         digit, confidence = int(order[0]), float(probs[order[0]])
         uncertain = confidence < self.min_confidence
@@ -144,37 +152,39 @@ class Recognizer:
 
     # --- any image ---
 
-    def preprocess(self, image, stages: dict | None = None) -> np.ndarray:
+    def preprocess(self, image: ImageSource, stages: Stages | None = None) -> np.ndarray:
         """Path, file bytes or array (grey, RGB or RGBA) -> uint8 (28, 28) MNIST form.
         Raises ImageError with a message for the user (not an image, too large, no ink found...)."""
         return normalize_digit(load_grey(image, max_side=WORK_SIDE), stages)
 
-    def views(self, image, stages: dict | None = None) -> np.ndarray:
+    def views(self, image: ImageSource, stages: Stages | None = None) -> np.ndarray:
         """Path, bytes or array -> uint8 (V, 28, 28): the MNIST form as written and squeezed
         (see `preprocess.digit.digit_views`); `predict` averages the model over them."""
         return digit_views(load_grey(image, max_side=WORK_SIDE), stages)
 
-    def predict(self, image, top: int = 3, debug: bool = False):
+    def predict(
+        self, image: ImageSource, top: int = 3, debug: bool = False
+    ) -> Prediction | list[Prediction | DigitrecError]:
         """One image -> Prediction. `debug=True` keeps the preprocessing stages in `.stages`.
         A uint8 (N, 28, 28) array is N digits already in MNIST form (ink = 255 on black): it gets a
         list of N answers, as `predict_many` gives them (a Prediction, or the DigitrecError of an item
         that failed). Any other array is one image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA."""
         if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[1:] == (28, 28):
             return self.predict_many(list(image), top, debug=debug)
-        stages: dict | None = {} if debug else None
+        stages: Stages | None = {} if debug else None
         views = self.views(image, stages)
         probs = self.predict_probabilities(views).mean(axis=0)
         return self._answer(probs, views[0], top, stages or {})
 
     def predict_many(
-        self, images: Iterable, top: int = 3, *, debug: bool = False, workers: int = 1
+        self, images: Iterable[ImageSource], top: int = 3, *, debug: bool = False, workers: int = 1
     ) -> list[Prediction | DigitrecError]:
         """One answer per input, in order; a bad input yields its DigitrecError, the others go on.
         All digits go through the model in one batch. `workers` > 1 decodes and preprocesses in
         that many threads (Pillow and OpenCV release the GIL)."""
 
-        def prepare(image):
-            stages: dict | None = {} if debug else None
+        def prepare(image: ImageSource) -> tuple[np.ndarray | DigitrecError, Stages]:
+            stages: Stages | None = {} if debug else None
             try:
                 return self.views(image, stages), stages or {}
             except DigitrecError as exc:
@@ -192,7 +202,13 @@ class Recognizer:
         return self.answer_views([views for views, _ in prepared], top, stages=[stages for _, stages in prepared])
 
     def predict_paths(
-        self, sources: Iterable, top: int = 3, *, side: int = WORK_SIDE, workers: int | None = None, debug: bool = False
+        self,
+        sources: Iterable[ImageSource | DigitrecError],
+        top: int = 3,
+        *,
+        side: int = WORK_SIDE,
+        workers: int | None = None,
+        debug: bool = False,
     ) -> Iterator[Prediction | DigitrecError]:
         """Image files (paths, or bytes; a DigitrecError stands for an input that already failed)
         -> one Prediction or DigitrecError per input, in order, lazily: a folder of thousands of
@@ -212,14 +228,17 @@ class Recognizer:
             workers = 1  # starting worker processes would cost more than they save
         return bulk.predict_stream(self, sources, top=top, side=side, workers=workers, debug=debug)
 
-    def answer_views(self, batch: list, top: int = 3, *, stages: list | None = None) -> list:
+    def answer_views(
+        self, batch: list[np.ndarray | DigitrecError], top: int = 3, *, stages: list[Stages] | None = None
+    ) -> list[Prediction | DigitrecError]:
         """Views of many inputs (each uint8 (V, 28, 28), or the DigitrecError preparing it raised)
         -> their answers in order, through one model call; an input's views are averaged."""
         good = [views for views in batch if not isinstance(views, DigitrecError)]
         if not good:
-            return list(batch)
+            return [views for views in batch if isinstance(views, DigitrecError)]
         probs = self.predict_probabilities(np.concatenate(good))  # (sum of V, 10)
-        answers, start = [], 0
+        answers: list[Prediction | DigitrecError] = []
+        start = 0
         for i, views in enumerate(batch):
             if isinstance(views, DigitrecError):
                 answers.append(views)
@@ -231,7 +250,7 @@ class Recognizer:
 
     # --- whole numbers ---
 
-    def read(self, image, *, debug: bool = False, budget=None):
+    def read(self, image: ImageSource, *, debug: bool = False, budget: ReadBudget | None = None) -> Reading:
         """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
         per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
         and `TooMuchToRead` (an ImageError) when reading would take more work than `budget`, a

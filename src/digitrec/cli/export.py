@@ -104,6 +104,7 @@ def _calibrate(model: Path, as_json: bool) -> None:
 
     require("train", "torch", "onnx")  # the run's validation split comes from the training code
     from digitrec.export import calibrate_onnx
+
     card = calibrate_onnx(model, log=Console(stderr=True).print)
     if as_json:
         click.echo(json.dumps(card["calibration"]))

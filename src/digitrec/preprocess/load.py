@@ -18,7 +18,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
 import numpy as np
 
@@ -67,7 +67,11 @@ _PER_PIXEL_SCALE = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(bool))
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def load_grey(source: str | Path | bytes | bytearray | np.ndarray, *, max_side: int | None = None) -> np.ndarray:
+# What digitrec takes as an image: a file's path, its bytes, or an array (grey, RGB or RGBA).
+ImageSource: TypeAlias = "str | Path | bytes | bytearray | np.ndarray"
+
+
+def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray:
     """Path, file bytes or array -> uint8 (H, W) grey, upright, alpha composited on white.
 
     Arrays may be (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, of any integer, float ([0, 1]) or
