@@ -95,22 +95,8 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     """The real training command, cheap: a few numbers, one epoch, exported and loaded by LineReader."""
     from digitrec.train.line_reader import main
 
-    main(
-        [
-            "--out",
-            str(tmp_path / "run"),
-            "--numbers",
-            "60",
-            "--epochs",
-            "1",
-            "--workers",
-            "1",
-            "--threads",
-            "1",
-            "--export",
-            str(tmp_path / "lines.onnx"),
-        ]
-    )
+    cheap = ["--out", str(tmp_path / "run"), "--numbers", "60", "--workers", "1", "--threads", "1"]
+    main([*cheap, "--epochs", "1", "--export", str(tmp_path / "lines.onnx")])
     assert "held-out string accuracy" in capsys.readouterr().out
     reader = LineReader(tmp_path / "lines.onnx")
     log_probs = reader.log_probs(np.zeros((HEIGHT, 64), np.uint8))
@@ -119,21 +105,7 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     with pytest.raises(DigitrecError, match="--resume"):
         main(["--out", str(tmp_path / "run"), "--numbers", "60", "--epochs", "1"])
     # --resume continues from the checkpoint: one more epoch.
-    main(
-        [
-            "--out",
-            str(tmp_path / "run"),
-            "--numbers",
-            "60",
-            "--epochs",
-            "2",
-            "--workers",
-            "1",
-            "--threads",
-            "1",
-            "--resume",
-        ]
-    )
+    main([*cheap, "--epochs", "2", "--resume"])
     assert "epoch 2:" in capsys.readouterr().out
     # --average: finished runs exported as one model that averages their probabilities; a run
     # averaged with itself reads exactly as it does alone.
