@@ -13,7 +13,8 @@ import logging
 import multiprocessing
 import os
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+import time
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ def _answer_in_worker(task: str, uploads: list, image28: bool) -> list[dict] | R
 
 
 def _ready() -> int:
+    time.sleep(0.05)  # long enough that a worker still loading gets a turn before the others loop
     return os.getpid()
 
 
@@ -91,10 +93,14 @@ class SlowWorkers:
         # needs.
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(self._count, mp_context=context, initializer=_start_worker, initargs=self._args)
-        # Start every worker now (each loads the model), not on the first slow request.
-        futures: list[Future[int]] = [pool.submit(_ready) for _ in range(self._count)]
-        for future in futures:
-            future.result(timeout=120)
+        # Start every worker now (each loads the model), not on the first slow request: until each
+        # has answered once, one that loads quickly may answer for one still loading.
+        ready: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(ready) < self._count:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the slow-work processes did not start within 120 s")
+            ready |= {future.result(timeout=120) for future in [pool.submit(_ready) for _ in range(self._count)]}
         return pool
 
     def answer(self, task: str, uploads: list, image28: bool) -> list[dict]:
