@@ -101,9 +101,11 @@ def run_cli_measured(args: list[str]) -> dict:
 def photos_run(engine: str, workers: int, folder: Path, out: Path) -> tuple[dict, dict]:
     from digitrec.batch import run_batch
     from digitrec.batch.sink import read_results
+    from digitrec.bulk import BULK_SIDE
 
     start, cpu_start = time.perf_counter(), os.times()
-    summary = run_batch([str(folder)], str(out), engine=engine, workers=workers)
+    # --fast's reduced decode, as benchmarks/throughput.py measures `predict --fast`.
+    summary = run_batch([str(folder)], str(out), engine=engine, workers=workers, side=BULK_SIDE)
     wall, cpu_end = time.perf_counter() - start, os.times()
     # CPU of this process and of the workers it reaped (the local pool's); Ray's actors are not ours.
     cpu = sum(cpu_end[:4]) - sum(cpu_start[:4]) if engine == "local" else float("nan")

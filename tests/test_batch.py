@@ -275,3 +275,20 @@ def test_batch_never_loads_torch():
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def test_a_big_photo_gets_the_answer_predict_gives_it(tmp_path):
+    # batch decodes as `predict` does (640 px); the 320 px decode is `--fast` in both.
+    from digitrec.batch import run_batch
+    from digitrec.batch.sink import read_results
+    from digitrec.runtime import Recognizer
+    from web_helpers import photo_of_digit
+
+    photo = tmp_path / "photos" / "seven.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(photo_of_digit(7))
+    run_batch([str(photo.parent)], str(tmp_path / "out.parquet"), workers=1)
+    row = read_results(str(tmp_path / "out.parquet")).to_pylist()[0]
+    expected = Recognizer(threads=1).predict(photo)
+    assert row["digit"] == expected.digit == 7
+    assert abs(row["confidence"] - expected.confidence) < 1e-6

@@ -37,6 +37,7 @@ def run_batch(
     engine: str = "local",
     model: str | None = None,
     min_confidence: float = 0.0,
+    side: int | None = None,
     workers: int | None = None,
     address: str | None = None,
     part_size: int = PART_SIZE,
@@ -44,8 +45,9 @@ def run_batch(
     on_progress: Callable[[int], None] | None = None,
 ) -> BatchSummary:
     """Answer every image the sources name, writing rows to the Parquet dataset `out` as it goes.
-    `on_start(todo, skipped)` and `on_progress(n_rows)` let a caller draw progress."""
-    from digitrec.model_io import file_sha256
+    `side`: the long side big images are decoded at (default `predict`'s; `bulk.BULK_SIDE` is
+    `--fast`). `on_start(todo, skipped)` and `on_progress(n_rows)` let a caller draw progress."""
+    from digitrec.files import file_sha256
     from digitrec.runtime import Recognizer
 
     if task not in TASKS:
@@ -65,12 +67,20 @@ def run_batch(
         if engine == "local":
             from digitrec.batch.local import answer_local
 
-            chunks = answer_local(todo, model=model_path, task=task, min_confidence=min_confidence, workers=workers)
+            chunks = answer_local(
+                todo, model=model_path, task=task, min_confidence=min_confidence, side=side, workers=workers
+            )
         else:
             from digitrec.batch.ray_engine import answer_ray
 
             chunks = answer_ray(
-                todo, model=model_path, task=task, min_confidence=min_confidence, workers=workers, address=address
+                todo,
+                model=model_path,
+                task=task,
+                min_confidence=min_confidence,
+                side=side,
+                workers=workers,
+                address=address,
             )
         try:
             for rows in chunks:

@@ -1,8 +1,8 @@
 """One worker's job in `digitrec batch`: a chunk of paths -> one result row per path.
 
 The same object runs in a local worker process and in a Ray actor, so both engines give the same
-answers. `predict` answers exactly as `digitrec predict` does on many files (digitrec.bulk: reduced
-decode, the same views, one model call per chunk); `read` as `digitrec read`. A file that fails is a
+answers. `predict` answers exactly as `digitrec predict` does (digitrec.bulk: big images decoded with their long
+side at `side` px, as `predict` and `predict --fast` do, the same views, one model call per chunk); `read` as `digitrec read`. A file that fails is a
 row with its error.
 """
 
@@ -32,12 +32,14 @@ class Answerer:
     """Loads the model once (per process or actor); answers chunks of paths. onnxruntime runs on
     one thread: the worker processes (or actors) are the parallelism."""
 
-    def __init__(self, model: str | None, task: str, min_confidence: float = 0.0):
+    def __init__(self, model: str | None, task: str, min_confidence: float = 0.0, side: int | None = None):
+        from digitrec.preprocess.digit import WORK_SIDE
         from digitrec.runtime import Recognizer
 
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}")
         self.task = task
+        self.side = side or WORK_SIDE  # what `predict` decodes at; bulk.BULK_SIDE for `--fast`
         self.recognizer = Recognizer(model, threads=1, min_confidence=min_confidence)
 
     def __call__(self, paths: list[str]) -> list[dict]:
@@ -46,7 +48,7 @@ class Answerer:
     def _predict(self, paths: list[str]) -> list[dict]:
         from digitrec import bulk
 
-        answers = self.recognizer.answer_views([bulk.prepare(fetch(p)) for p in paths], top=1)
+        answers = self.recognizer.answer_views([bulk.prepare(fetch(p), self.side) for p in paths], top=1)
         rows = []
         for path, answer in zip(paths, answers):
             if isinstance(answer, DigitrecError):

@@ -36,6 +36,7 @@ def answer_local(
     model: str,
     task: str,
     min_confidence: float = 0.0,
+    side: int | None = None,
     workers: int | None = None,
     chunk: int = CHUNK,
 ) -> Iterator[list[dict]]:
@@ -44,7 +45,7 @@ def answer_local(
     workers = max(1, min(workers or default_workers(), -(-len(paths) // chunk)))
     chunks = (paths[i : i + chunk] for i in range(0, len(paths), chunk))
     if workers == 1:
-        answerer = Answerer(model, task, min_confidence)
+        answerer = Answerer(model, task, min_confidence, side)
         for c in chunks:
             yield answerer(c)
         return
@@ -60,7 +61,7 @@ def answer_local(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(model, task, min_confidence),
+        initargs=(model, task, min_confidence, side),
     )
     pending: deque = deque()
     try:
@@ -84,13 +85,13 @@ def answer_local(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _init_worker(model: str, task: str, min_confidence: float) -> None:
+def _init_worker(model: str, task: str, min_confidence: float, side: int | None) -> None:
     global _answerer
     from digitrec.bulk import _init_worker as bulk_init
 
     bulk_init()  # single-threaded OpenCV, Ctrl+C left to the parent
     die_with_parent()
-    _answerer = Answerer(model, task, min_confidence)
+    _answerer = Answerer(model, task, min_confidence, side)
 
 
 def _answer(paths: list[str]) -> list[dict]:

@@ -35,7 +35,7 @@ def require_ray():
 class _RayAnswerer:
     """The actor: model bytes -> a local file -> an Answerer; pyarrow batches of paths -> rows."""
 
-    def __init__(self, model_ref: list, model_suffix: str, task: str, min_confidence: float):
+    def __init__(self, model_ref: list, model_suffix: str, task: str, min_confidence: float, side: int | None):
         import tempfile
 
         import cv2
@@ -48,7 +48,7 @@ class _RayAnswerer:
         self._dir = tempfile.TemporaryDirectory(prefix="digitrec-actor-")
         model = Path(self._dir.name) / f"model{model_suffix}"
         model.write_bytes(ray.get(model_ref[0]))
-        self.answerer = Answerer(str(model), task, min_confidence)
+        self.answerer = Answerer(str(model), task, min_confidence, side)
         self.task = task
 
     def __call__(self, batch):
@@ -79,6 +79,7 @@ def answer_ray(
     model: str,
     task: str,
     min_confidence: float = 0.0,
+    side: int | None = None,
     workers: int | None = None,
     address: str | None = None,
     chunk: int = CHUNK,
@@ -120,6 +121,7 @@ def answer_ray(
                 "model_suffix": model_path.suffix,
                 "task": task,
                 "min_confidence": min_confidence,
+                "side": side,
             },
         )
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):

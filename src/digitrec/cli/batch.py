@@ -68,6 +68,11 @@ from digitrec.batch.local import default_workers
     help="Below this probability the answer is marked uncertain (and the digit left empty).",
 )
 @click.option(
+    "--fast",
+    is_flag=True,
+    help="Decode big photos at 320 px instead of 640 (about twice as fast, a little less accurate; as predict --fast).",
+)
+@click.option(
     "--part-size",
     type=click.IntRange(1),
     default=1000,
@@ -75,7 +80,7 @@ from digitrec.batch.local import default_workers
     help="Rows per Parquet part; a killed run redoes at most the part it was filling.",
 )
 @click.pass_context
-def batch(ctx, sources, out, task, engine, address, workers, model, min_confidence, part_size):
+def batch(ctx, sources, out, task, engine, address, workers, model, min_confidence, fast, part_size):
     """Answer every image in an archive; write the answers to Parquet as it goes.
 
     SOURCES are folders (searched recursively), globs ('scans/**/*.jpg'), lists of paths
@@ -90,6 +95,7 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
       digitrec batch 's3://bucket/forms/*.png' --engine ray --address auto --out s3.parquet
     """
     from digitrec.batch import run_batch
+    from digitrec.bulk import BULK_SIDE
 
     bar = _Bar()
     try:
@@ -100,6 +106,7 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
             engine=engine,
             model=model,
             min_confidence=min_confidence,
+            side=BULK_SIDE if fast else None,
             workers=workers,
             address=address,
             part_size=part_size,
