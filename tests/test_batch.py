@@ -279,10 +279,11 @@ def test_batch_never_loads_torch():
 
 def test_a_big_photo_gets_the_answer_predict_gives_it(tmp_path):
     # batch decodes as `predict` does (640 px); the 320 px decode is `--fast` in both.
+    from web_helpers import photo_of_digit
+
     from digitrec.batch import run_batch
     from digitrec.batch.sink import read_results
     from digitrec.runtime import Recognizer
-    from web_helpers import photo_of_digit
 
     photo = tmp_path / "photos" / "seven.jpg"
     photo.parent.mkdir()

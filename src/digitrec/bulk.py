@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from digitrec.errors import DigitrecError, ImageError
+from digitrec.errors import DigitrecError, ImageError, without_frames
 
 # Long side (px) big photos are decoded at. The single-image path analyses up to
 # preprocess.digit.WORK_SIDE (640); see docs/throughput.md for speed and accuracy at both.
@@ -57,7 +57,7 @@ def prepare(source, side: int = BULK_SIDE, stages: dict | None = None) -> np.nda
     except DigitrecError as exc:
         if stages:  # what was seen before it failed ('no ink found': why?)
             exc.stages = stages
-        return exc
+        return without_frames(exc)  # its frames hold the decoded picture until the batch ends
     except Exception as exc:  # noqa: BLE001 - one odd file must not stop a folder of thousands
         return ImageError(f"cannot process this image ({type(exc).__name__}: {exc})")
 

@@ -38,3 +38,12 @@ class TooMuchToRead(ImageError):
     @classmethod
     def too_slow(cls, seconds: float, limit: float) -> TooMuchToRead:
         return cls(f"too much to read: still reading after {seconds:.2f} s (limit {limit:g} s)")
+
+
+def without_frames(error: DigitrecError) -> DigitrecError:
+    """`error`, to be kept as an answer while the rest of a batch is worked on, without its
+    traceback and the exceptions behind it: their frames hold what the failed input was decoded
+    to (a 40 MP picture is 40-160 MB), which would otherwise live until the batch is answered."""
+    error.__traceback__ = None
+    error.__context__ = error.__cause__ = None
+    return error

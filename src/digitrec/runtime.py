@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitrec import paths
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, without_frames
 from digitrec.model_adapter import ModelAdapter
 from digitrec.model_io import resolve_model
 from digitrec.modelfile.read import open_model, softmax  # noqa: F401 - softmax is part of this module's API
@@ -33,15 +33,6 @@ if TYPE_CHECKING:
     from digitrec.verifier import Verifier
 
 DEFAULT_MODEL = "model.onnx"
-
-
-def without_frames(error: DigitrecError) -> DigitrecError:
-    """`error`, to be kept as an answer while the rest of a batch is worked on, without its
-    traceback and the exceptions behind it: their frames hold what the failed input was decoded
-    to (a 40 MP picture is 40-160 MB), which would otherwise live until the batch is answered."""
-    error.__traceback__ = None
-    error.__context__ = error.__cause__ = None
-    return error
 
 
 def default_model_path() -> Path:

@@ -397,6 +397,9 @@ def _pil_to_grey(image: PILImage) -> np.ndarray:
         image = image.convert("RGB")
     elif mode == "1":
         image = image.convert("L")
+    if image.mode == "L":  # every decoded JPEG: already grey uint8, which the strips would give back
+        grey: np.ndarray = np.array(image)
+        return grey
     width, height = image.size
     dtype = np.asarray(image.crop((0, 0, width, 1))).dtype
     # Strip by strip straight from Pillow's buffer (a crop copies only its rows): a 40 MP RGBA

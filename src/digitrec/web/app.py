@@ -28,8 +28,8 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from digitrec import __version__
-from digitrec.errors import DigitrecError, ImageError
-from digitrec.runtime import Recognizer, without_frames
+from digitrec.errors import DigitrecError, ImageError, without_frames
+from digitrec.runtime import Recognizer
 from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
 from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
