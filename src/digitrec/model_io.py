@@ -19,7 +19,6 @@ from digitrec import paths
 from digitrec.errors import ModelError
 from digitrec.files import atomic_write, file_sha256
 from digitrec.keras_export import KERAS_SUFFIXES, refuse_legacy_keras
-from digitrec.modelfile.read import open_session  # noqa: F401 - where callers used to find it
 
 HASH_SUFFIX = ".sha256"  # beside a cached conversion: the SHA-256 of its bytes
 

@@ -11,11 +11,11 @@ is held, however many millions of files go through.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from digitrec.errors import DataError
+from digitrec.files import atomic_path
 
 PART_SIZE = 1000  # rows per part file: ~1,000 files of results per million images
 COLUMNS = ("path", "digit", "text", "confidence", "uncertain", "error", "model")
@@ -68,7 +68,7 @@ class ResultSink:
         self._resume()
 
     def _resume(self) -> None:
-        for stray in self.out.glob(".part-*.tmp"):  # a part a killed run was writing
+        for stray in self.out.glob(".part-*.part"):  # a part a killed run was writing (files.atomic_path)
             stray.unlink(missing_ok=True)
         for part in sorted(self.out.iterdir()):
             match = _PART.match(part.name)
@@ -77,7 +77,7 @@ class ResultSink:
             self.next_part = max(self.next_part, int(match.group(1)) + 1)
             try:
                 table = self.pq.read_table(part, columns=["path", "model"])
-                task = (self.pq.read_schema(part).metadata or {}).get(b"digitrec.task", b"").decode()
+                task = (table.schema.metadata or {}).get(b"digitrec.task", b"").decode()
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
                 raise DataError(f"{part}: not a readable results part ({exc}); move it away to go on") from None
             if task != self.task:
@@ -108,16 +108,8 @@ class ResultSink:
         for row in rows:
             row["model"] = self.model_hash
         table = pa.Table.from_pylist(rows, schema=self.schema)
-        name = f"part-{self.next_part:06d}.parquet"
-        tmp = self.out / f".{name}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                self.pq.write_table(table, f)
-                f.flush()
-                os.fsync(f.fileno())  # the rename below must never expose a half-written file
-            os.replace(tmp, self.out / name)
-        except OSError as exc:
-            raise DataError(f"cannot write {self.out / name}: {exc.strerror or exc}") from None
+        with atomic_path(self.out / f"part-{self.next_part:06d}.parquet") as tmp:
+            self.pq.write_table(table, tmp)
         self.next_part += 1
 
 

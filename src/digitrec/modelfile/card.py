@@ -81,7 +81,6 @@ class ModelCard:
     name: str | None = None
     kind: str | None = None
     input: InputContract = InputContract()
-    has_input: bool = False  # whether the card states its input contract
     output_kind: str | None = None
     labels: tuple[str, ...] | None = None
     temperature: float = 1.0  # card["calibration"]["temperature"]; 1.0 when the card has none
@@ -138,7 +137,6 @@ class ModelCard:
             name=name,
             kind=kind,
             input=contract,
-            has_input=bool(spec),
             output_kind=output_kind,
             labels=tuple(labels) if labels is not None else None,
             temperature=_temperature(data.get("calibration"), bad),
