@@ -12,7 +12,6 @@ the `keras` extra. Opening a model file is `digitrec.modelfile.read`.
 from __future__ import annotations
 
 import sys
-from importlib import metadata
 from pathlib import Path
 
 from digitrec import paths
@@ -69,7 +68,10 @@ def _hash_path(cached: Path) -> Path:
 
 
 def _keras_version() -> str:
-    """From the installed package's metadata: importing Keras here would cost seconds on every run."""
+    """From the installed package's metadata: importing Keras here would cost seconds on every run
+    (and importlib.metadata itself 16 ms, so it too is imported only when a .keras file is given)."""
+    from importlib import metadata
+
     try:
         return metadata.version("keras")
     except metadata.PackageNotFoundError:
