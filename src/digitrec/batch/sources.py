@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from digitrec.errors import DataError
+from digitrec.preprocess.load import is_image_name
 
 LIST_SUFFIXES = {".txt", ".lst", ".csv", ".parquet"}
 GLOB_CHARS = set("*?[")
@@ -46,19 +47,12 @@ def expand_sources(sources: Iterable[str]) -> list[str]:
     return out
 
 
-def _is_image_name(name: str) -> bool:
-    # The one list of image suffixes is the CLI's (digitrec predict finds the same files in a folder).
-    from digitrec.cli.inputs import is_image_name
-
-    return is_image_name(Path(name))
-
-
 def _expand_local(source: str) -> list[str]:
     path = Path(source)
     if any(c in source for c in GLOB_CHARS) and not path.exists():
         return sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
     if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.is_file() and _is_image_name(p.name))
+        return sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
     if path.suffix.lower() in LIST_SUFFIXES:
         if not path.is_file():
             raise DataError(f"{source}: no such list of paths")
@@ -79,9 +73,9 @@ def _expand_remote(source: str) -> list[str]:
         return p if "://" in p else fs.unstrip_protocol(p)
 
     if any(c in root for c in GLOB_CHARS):
-        return sorted(uri(p) for p in fs.glob(root) if _is_image_name(p))
+        return sorted(uri(p) for p in fs.glob(root) if is_image_name(p))
     if fs.isdir(root):
-        return sorted(uri(p) for p in fs.find(root) if _is_image_name(p))
+        return sorted(uri(p) for p in fs.find(root) if is_image_name(p))
     if Path(root).suffix.lower() in LIST_SUFFIXES:
         base = root.rsplit("/", 1)[0]
         return [

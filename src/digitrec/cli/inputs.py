@@ -5,16 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from digitrec.errors import ImageError
+from digitrec.preprocess.load import is_image_name
 
-# Compared lower-cased: scans often come as `.Jpg` or `.PNG`.
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm"}
-)
 STDIN = "-"
-
-
-def is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def expand_paths(paths: tuple[str, ...] | list[str]) -> list[str]:

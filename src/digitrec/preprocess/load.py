@@ -36,6 +36,16 @@ MIN_SIDE = 8  # smaller than this holds no readable digit (MNIST's 28x28 is the 
 # before its size can be checked (a 700 KB .ico held a 177 MP picture), and nobody writes digits
 # in icons. Every other Pillow plugin is refused too: less parser code facing uploads.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM")
+# Their file names, for finding images in a folder (compared lower-cased: scans come as `.Jpg`, `.PNG`).
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm"}
+)
+
+
+def is_image_name(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
 # Structure no real picture needs, refused before Pillow or libjpeg walks it (see the checks).
 # PNG: libpng writes 8 KB data chunks, so even a 50 MB file has ~6,400; 10,000 costs Pillow <0.1 s.
 MAX_PNG_CHUNKS = 10_000
