@@ -78,9 +78,9 @@ def default_out(model: Path | None) -> Path:
     -> cnn) or the file's stem (tutorial.keras -> tutorial)."""
     if model is None:
         return Path("out/evaluate")
-    from digitrec.paths import CHECKPOINT_NAME
+    from digitrec.paths import RUN_FOLDER_MODELS
 
-    in_run = model.name in (CHECKPOINT_NAME, "model.onnx") and model.resolve().parent.name
+    in_run = model.name in RUN_FOLDER_MODELS and model.resolve().parent.name
     name = model.resolve().name if model.is_dir() else model.resolve().parent.name if in_run else model.stem
     return Path("out") / f"evaluate-{name}"
 

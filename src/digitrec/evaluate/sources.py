@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from digitrec.errors import DigitrecError, ModelError
-from digitrec.paths import CHECKPOINT_NAME, METRICS_NAME
+from digitrec.paths import METRICS_NAME, RUN_FOLDER_MODELS
 
 ONNX_SUFFIXES = (".onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # In a folder given as MODEL, the first of these that exists is evaluated.
-RUN_FOLDER_MODELS = (CHECKPOINT_NAME, "model.onnx")
 
 
 @dataclass
