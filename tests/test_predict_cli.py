@@ -74,7 +74,7 @@ def test_one_bad_file_among_good_ones(model, images, tmp_path):
         str(images["upper"]),
     ]
     for answer in answers:
-        assert set(answer) == {"path", "digit", "confidence", "top", "uncertain", "error"}
+        assert set(answer) == {"path", "digit", "confidence", "top", "uncertain", "reason", "error"}
     good, bad, missing, empty, upper = answers
     assert good["error"] is None and isinstance(good["digit"], int) and 0 < good["confidence"] <= 1
     assert len(good["top"]) == 2 and good["top"][0][0] == good["digit"] and good["top"][0][1] == good["confidence"]

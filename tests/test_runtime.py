@@ -57,7 +57,7 @@ def test_predict_answers_with_top_k_and_what_the_model_saw(linear_model):
     assert abs(float(answer.probabilities.sum()) - 1) < 1e-5
     assert "mnist" in answer.stages and "mask" in answer.stages
     as_dict = answer.to_dict()
-    assert set(as_dict) == {"digit", "confidence", "top", "uncertain"}
+    assert set(as_dict) == {"digit", "confidence", "top", "uncertain", "reason"} and as_dict["reason"] is None
     json.dumps(as_dict)  # plain types only
     assert rec.predict(page()).stages == {}  # no debug, no stages kept
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digitrec import paths
+from digitrec import doubt, paths
 from digitrec.errors import DigitrecError, without_frames
 from digitrec.model_adapter import ModelAdapter
 from digitrec.model_io import resolve_model
@@ -41,7 +41,8 @@ def default_model_path() -> Path:
 
 @dataclass
 class Prediction:
-    """One image's answer. `digit` is None when the answer is uncertain (below min_confidence)."""
+    """One image's answer. `digit` is None when the answer is uncertain; `reason` then says why
+    (one of `digitrec.doubt.REASONS`: below min_confidence, not a digit, several digits...)."""
 
     digit: int | None
     confidence: float
@@ -50,6 +51,7 @@ class Prediction:
     image28: np.ndarray | None = field(default=None, repr=False)  # uint8 (28, 28): what the model saw
     uncertain: bool = False
     stages: Stages = field(default_factory=dict, repr=False)  # preprocessing steps, for --debug
+    reason: str | None = None  # why it is uncertain: one of digitrec.doubt.REASONS; None when answered
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -57,6 +59,7 @@ class Prediction:
             "confidence": round(float(self.confidence), 6),
             "top": [[int(d), round(float(p), 6)] for d, p in self.top],
             "uncertain": self.uncertain,
+            "reason": self.reason,
         }
 
 
@@ -132,6 +135,7 @@ class Recognizer:
         digit, confidence = int(order[0]), float(probs[order[0]])
         uncertain = confidence < self.min_confidence
         return Prediction(
+            reason=doubt.LOW_CONFIDENCE if uncertain else None,
             digit=None if uncertain else digit,
             confidence=confidence,
             top=[(int(d), float(probs[d])) for d in order],

@@ -117,7 +117,15 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
 
 def _entry(path: str, answer) -> dict:
     if isinstance(answer, DigitrecError):
-        return {"path": path, "digit": None, "confidence": None, "top": [], "uncertain": False, "error": str(answer)}
+        return {
+            "path": path,
+            "digit": None,
+            "confidence": None,
+            "top": [],
+            "uncertain": False,
+            "reason": None,
+            "error": str(answer),
+        }
     return {"path": path, **answer.to_dict(), "error": None}
 
 
