@@ -63,6 +63,8 @@ def test_one_bad_file_among_good_ones(model, images, tmp_path):
         "--json",
         "--top",
         "2",
+        "--min-confidence",
+        "0",  # always answer: this random model is unsure of everything
     )
     assert done.returncode == 1
     answers = json.loads(done.stdout)
@@ -81,7 +83,8 @@ def test_one_bad_file_among_good_ones(model, images, tmp_path):
     assert upper["error"] is None and upper["digit"] == good["digit"]
     assert bad["digit"] is None and bad["top"] == [] and "not an image" in bad["error"]
     assert "no such file" in missing["error"]
-    assert "no ink found" in empty["error"]
+    assert "no ink found" in empty["error"] and empty["reason"] == "no ink"
+    assert good["reason"] is bad["reason"] is missing["reason"] is None
 
 
 def test_folders_are_searched_recursively_and_case_insensitively(model, images):
@@ -95,7 +98,7 @@ def test_folders_are_searched_recursively_and_case_insensitively(model, images):
 
 
 def test_stdin_table_csv_and_debug(model, images, tmp_path):
-    done = run("-", "--model", model, stdin=images["good"].read_bytes())
+    done = run("-", "--model", model, "--min-confidence", "0", stdin=images["good"].read_bytes())
     assert done.returncode == 0
     row = next(line for line in done.stdout.splitlines() if line.strip().startswith("-"))
     assert re.search(r"\b\d\b.*%", row)
@@ -113,26 +116,47 @@ def test_stdin_table_csv_and_debug(model, images, tmp_path):
         str(table_csv),
         "--debug",
         str(debug),
+        "--min-confidence",
+        "0",
     )
     assert done.returncode == 1
     assert "one.png" in done.stdout and "error: not an image" in done.stdout
     rows = list(csv.DictReader(table_csv.open()))
     assert [r["path"] for r in rows] == [str(images["good"]), str(images["bad"]), str(blank)]
     assert rows[0]["digit"].isdigit() and rows[1]["error"].startswith("not an image")
-    assert rows[2]["error"].startswith("no ink found")
+    assert rows[2]["error"].startswith("no ink found") and rows[2]["reason"] == "no ink"
+    assert rows[0]["reason"] == rows[1]["reason"] == ""
     # A strip for each image that was decoded, also the one without ink (to see why); none for notes.txt.
     strips = sorted(p.name for p in debug.iterdir())
     assert strips == ["blank.png", "one.png"]
     assert cv2.imread(str(debug / "one.png")).shape[0] > 150
 
 
-def test_min_confidence_answers_question_marks(model, images):
+def test_min_confidence_answers_question_marks(model, images, tmp_path):
     done = run(str(images["good"]), "--model", model, "--min-confidence", "1", "--json")
     assert done.returncode == 0
     answer = json.loads(done.stdout)[0]
     assert answer["digit"] is None and answer["uncertain"] and answer["error"] is None
+    assert answer["reason"] == "low confidence"
     table = run(str(images["good"]), "--model", model, "--min-confidence", "1")
-    assert "?" in table.stdout and "uncertain" in table.stdout
+    assert "?" in table.stdout and "(low confidence)" in table.stdout
+
+
+def test_doubt_is_on_by_default(model, images, tmp_path):
+    """No option: the documented default (0.93) flags this model's 88.9% answer, in JSON, CSV and
+    the table; --min-confidence 0 answers it."""
+    table_csv = tmp_path / "out.csv"
+    done = run(str(images["good"]), "--model", model, "--json", "--csv", str(table_csv))
+    assert done.returncode == 0  # a flagged answer is an answer, not an error
+    answer = json.loads(done.stdout)[0]
+    assert abs(answer["confidence"] - 0.889) < 1e-3 and answer["top"][0][0] == 1
+    assert answer["digit"] is None and answer["uncertain"] is True and answer["reason"] == "low confidence"
+    row = next(csv.DictReader(table_csv.open()))
+    assert row["digit"] == "" and row["uncertain"] == "True" and row["reason"] == "low confidence"
+    table = run(str(images["good"]), "--model", model)
+    assert re.search(r"\?.*88\.9% \(low confidence\)", table.stdout)
+    answered = json.loads(run(str(images["good"]), "--model", model, "--json", "--min-confidence", "0").stdout)[0]
+    assert answered["digit"] == 1 and answered["uncertain"] is False and answered["reason"] is None
 
 
 def test_bad_options_and_models(images, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from predict_helpers import write_linear_onnx
 
+from digitrec import doubt
 from digitrec.errors import ImageError, ModelError
 from digitrec.runtime import Prediction, Recognizer, softmax
 
@@ -48,7 +49,7 @@ def test_probabilities_follow_the_model_contract(linear_model):
 
 
 def test_predict_answers_with_top_k_and_what_the_model_saw(linear_model):
-    rec = Recognizer(linear_model[0])
+    rec = Recognizer(linear_model[0], min_confidence=0)  # always answer: this random model is unsure
     answer = rec.predict(page(), top=4, debug=True)
     assert isinstance(answer, Prediction)
     assert answer.image28.shape == (28, 28) and answer.image28.dtype == np.uint8
@@ -63,7 +64,7 @@ def test_predict_answers_with_top_k_and_what_the_model_saw(linear_model):
 
 
 def test_predict_many_keeps_order_and_isolates_bad_inputs(linear_model, tmp_path):
-    rec = Recognizer(linear_model[0])
+    rec = Recognizer(linear_model[0], min_confidence=0)
     good = page()
     inputs = [good, b"", b"not an image", str(tmp_path / "missing.png"), np.full((50, 50), 255, np.uint8), good]
     for workers in (1, 3):
@@ -73,10 +74,12 @@ def test_predict_many_keeps_order_and_isolates_bad_inputs(linear_model, tmp_path
             "ImageError",
             "ImageError",
             "ImageError",
-            "ImageError",
+            "NoInk",
             "Prediction",
         ]
-        assert "no ink" in str(answers[4])
+        assert all(isinstance(a, ImageError) for a in answers[1:5])
+        assert "no ink" in str(answers[4]) and answers[4].reason == doubt.NO_INK
+        assert [a.reason for a in answers[1:4]] == [None, None, None]
         assert answers[0].digit == answers[5].digit == rec.predict(good).digit
     assert rec.predict_many([]) == []
 
@@ -85,7 +88,25 @@ def test_min_confidence_marks_uncertain_answers(linear_model):
     rec = Recognizer(linear_model[0], min_confidence=1.0)
     answer = rec.predict(page())
     assert answer.uncertain and answer.digit is None and answer.top  # the guesses stay visible
-    assert not Recognizer(linear_model[0]).predict(page()).uncertain
+    assert answer.reason == doubt.LOW_CONFIDENCE and answer.to_dict()["reason"] == "low confidence"
+    assert not Recognizer(linear_model[0], min_confidence=0).predict(page()).uncertain
+
+
+def test_doubt_is_on_by_default(linear_model):
+    """The default threshold flags this random model's 78.8% answer; 0 always answers."""
+    rec = Recognizer(linear_model[0])
+    assert rec.min_confidence == doubt.DEFAULT_MIN_CONFIDENCE == 0.93
+    answer = rec.predict(page())
+    assert abs(answer.confidence - 0.78828) < 1e-4 and answer.top[0][0] == 1
+    assert answer.to_dict() | {"confidence": None, "top": None} == {
+        "digit": None,
+        "confidence": None,
+        "top": None,
+        "uncertain": True,
+        "reason": "low confidence",
+    }
+    sure = Recognizer(linear_model[0], min_confidence=0.78).predict(page())
+    assert sure.digit == 1 and not sure.uncertain and sure.reason is None
 
 
 def test_bad_models_fail_with_a_clear_message(tmp_path):

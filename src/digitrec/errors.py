@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from digitrec import doubt
+
 
 class DigitrecError(Exception):
     """Something the user can act on; the message says what and how."""
@@ -11,6 +13,8 @@ class DigitrecError(Exception):
     exit_code = 1
     # With --debug, the preprocessing stages seen before an image failed ("no ink found": why?).
     stages: dict[str, Any] | None = None
+    # The doubt reason it stands for (one of digitrec.doubt.REASONS), shown beside the message.
+    reason: str | None = None
 
 
 class DataError(DigitrecError):
@@ -19,6 +23,13 @@ class DataError(DigitrecError):
 
 class ImageError(DigitrecError):
     """An input image could not be read or holds no digit."""
+
+
+class NoInk(ImageError):
+    """A blank or noise-only image: nothing written. Its `reason` is doubt.NO_INK, which the JSON
+    and CSV answers carry beside the error message."""
+
+    reason = doubt.NO_INK
 
 
 class ModelError(DigitrecError):

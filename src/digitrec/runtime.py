@@ -70,15 +70,23 @@ class Recognizer:
     >>> rec.predict("photo.jpg").digit
     """
 
-    def __init__(self, model: str | Path | None = None, *, threads: int | None = None, min_confidence: float = 0.0):
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        threads: int | None = None,
+        min_confidence: float = doubt.DEFAULT_MIN_CONFIDENCE,
+    ):
         """
         model: an ONNX file (.onnx) or a Keras model (.keras, converted to ONNX once and cached);
             None loads the model shipped with digitrec. Raises ModelError when it is missing, not a
             model, or not a digit model (see `model_adapter` for the inputs and outputs accepted).
         threads: onnxruntime's intra-op threads for this model and the reader's networks; None lets
             onnxruntime choose (all cores). One suits a server answering requests side by side.
-        min_confidence: a probability in [0, 1]; an answer below it has `digit=None` and
-            `uncertain=True` (its `confidence` and `top` are still given). 0 always answers.
+        min_confidence: a probability in [0, 1]; an answer below it has `digit=None`,
+            `uncertain=True` and reason "low confidence" (its `confidence` and `top` are still
+            given). The default, `doubt.DEFAULT_MIN_CONFIDENCE`, was chosen on MNIST validation
+            data (docs/trust.md); 0 always answers.
 
         After loading, `card` is the model card (a dict: name, accuracy, how it was trained...;
         just {"name": file stem} for a model without one) and `path` the ONNX file in use.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from digitrec.batch.answer import TASKS
 from digitrec.batch.sink import PART_SIZE, ResultSink
 from digitrec.batch.sources import expand_sources
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 
 ENGINES = ("local", "ray")
 
@@ -36,7 +37,7 @@ def run_batch(
     task: str = "predict",
     engine: str = "local",
     model: str | None = None,
-    min_confidence: float = 0.0,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     side: int | None = None,
     workers: int | None = None,
     address: str | None = None,

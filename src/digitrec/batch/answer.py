@@ -8,6 +8,8 @@ row with its error.
 
 from __future__ import annotations
 
+from digitrec import doubt
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 from digitrec.errors import DigitrecError, ImageError
 
 TASKS = ("predict", "read")
@@ -32,7 +34,9 @@ class Answerer:
     """Loads the model once (per process or actor); answers chunks of paths. onnxruntime runs on
     one thread: the worker processes (or actors) are the parallelism."""
 
-    def __init__(self, model: str | None, task: str, min_confidence: float = 0.0, side: int | None = None):
+    def __init__(
+        self, model: str | None, task: str, min_confidence: float = DEFAULT_MIN_CONFIDENCE, side: int | None = None
+    ):
         from digitrec.preprocess.digit import WORK_SIDE
         from digitrec.runtime import Recognizer
 
@@ -52,9 +56,17 @@ class Answerer:
         rows = []
         for path, answer in zip(paths, answers):
             if isinstance(answer, DigitrecError):
-                rows.append(_row(path, error=str(answer)))
+                rows.append(_row(path, error=str(answer), reason=answer.reason))
             else:
-                rows.append(_row(path, digit=answer.digit, confidence=answer.confidence, uncertain=answer.uncertain))
+                rows.append(
+                    _row(
+                        path,
+                        digit=answer.digit,
+                        confidence=answer.confidence,
+                        uncertain=answer.uncertain,
+                        reason=answer.reason,
+                    )
+                )
         return rows
 
     def _read(self, path: str) -> dict:
@@ -64,21 +76,26 @@ class Answerer:
                 raise source
             reading = self.recognizer.read(source)
         except DigitrecError as exc:
-            return _row(path, error=str(exc))
+            return _row(path, error=str(exc), reason=exc.reason)
         except Exception as exc:  # noqa: BLE001 - one odd file must not stop an archive
             return _row(path, error=f"cannot read this image ({type(exc).__name__}: {exc})")
-        confidence = reading.confidence
+        uncertain = reading.confidence < self.recognizer.min_confidence
         return _row(
-            path, text=reading.text, confidence=confidence, uncertain=confidence < self.recognizer.min_confidence
+            path,
+            text=reading.text,
+            confidence=reading.confidence,
+            uncertain=uncertain,
+            reason=doubt.LOW_CONFIDENCE if uncertain else None,
         )
 
 
-def _row(path: str, *, digit=None, text=None, confidence=None, uncertain=False, error=None) -> dict:
+def _row(path: str, *, digit=None, text=None, confidence=None, uncertain=False, reason=None, error=None) -> dict:
     return {
         "path": path,
         "digit": digit,
         "text": text,
         "confidence": None if confidence is None else float(confidence),
         "uncertain": bool(uncertain),
+        "reason": reason,
         "error": error,
     }

@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from digitrec.batch.answer import Answerer
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 from digitrec.errors import DigitrecError
 from digitrec.lifetime import die_with_parent
 
@@ -35,7 +36,7 @@ def answer_local(
     *,
     model: str,
     task: str,
-    min_confidence: float = 0.0,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     side: int | None = None,
     workers: int | None = None,
     chunk: int = CHUNK,

@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 from digitrec.errors import DigitrecError
 
 CHUNK = 64  # paths per actor call, as the local engine
@@ -78,7 +79,7 @@ def answer_ray(
     *,
     model: str,
     task: str,
-    min_confidence: float = 0.0,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     side: int | None = None,
     workers: int | None = None,
     address: str | None = None,

@@ -18,7 +18,7 @@ from digitrec.errors import DataError
 from digitrec.files import atomic_path
 
 PART_SIZE = 1000  # rows per part file: ~1,000 files of results per million images
-COLUMNS = ("path", "digit", "text", "confidence", "uncertain", "error", "model")
+COLUMNS = ("path", "digit", "text", "confidence", "uncertain", "reason", "error", "model")
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
 
 
@@ -41,6 +41,7 @@ def schema(task: str):
             ("text", pa.string()),  # read: the digits read, lines joined by '\n'
             ("confidence", pa.float64()),
             ("uncertain", pa.bool_()),
+            ("reason", pa.string()),  # why uncertain or failed (digitrec.doubt.REASONS); null when answered
             ("error", pa.string()),  # null when the file was answered
             ("model", pa.string()),  # SHA-256 of the model file that answered
         ],
@@ -119,4 +120,6 @@ def read_results(out: str | Path):
     parts = sorted(p for p in Path(out).iterdir() if _PART.match(p.name))
     import pyarrow as pa
 
-    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else schema("").empty_table()
+    # promote: parts written before the `reason` column existed read with it null.
+    tables = [pq.read_table(p) for p in parts]
+    return pa.concat_tables(tables, promote_options="default") if parts else schema("").empty_table()

@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.text import Text
 
 from digitrec.batch.local import default_workers
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 
 
 @click.command()
@@ -63,9 +64,10 @@ from digitrec.batch.local import default_workers
 @click.option(
     "--min-confidence",
     type=click.FloatRange(0, 1),
-    default=0.0,
+    default=DEFAULT_MIN_CONFIDENCE,
     show_default=True,
-    help="Below this probability the answer is marked uncertain (and the digit left empty).",
+    help="Below this calibrated probability the answer is marked uncertain, with reason 'low "
+    "confidence' (and the digit left empty), as predict does. 0 always answers.",
 )
 @click.option(
     "--fast",

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+
 
 @click.command()
 @click.option(
@@ -82,6 +84,15 @@ import click
     type=click.IntRange(1),
     help="POST requests in progress per process; past it a POST is answered 503 at once.",
 )
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_MIN_CONFIDENCE,
+    show_default=True,
+    help="Below this calibrated probability a digit is answered as uncertain (digit null, reason "
+    "'low confidence'; the page says 'Not sure: 4 or 9?'), and the page marks the digits of a "
+    "number to check. 0 always answers.",
+)
 def serve(
     host: str,
     port: int,
@@ -94,6 +105,7 @@ def serve(
     body_timeout: float,
     max_connections: int,
     max_in_flight: int,
+    min_confidence: float,
 ):
     """Serve the HTTP API and the drawing page.
 
@@ -117,7 +129,7 @@ def serve(
     # Load the model here first, so a missing or broken model is an error message, not a server
     # that fails to start. One onnxruntime thread per request: requests run side by side in the
     # thread pool, and for one small image a second thread costs more than it saves (2x measured).
-    recognizer = Recognizer(model_path, threads=1)
+    recognizer = Recognizer(model_path, threads=1, min_confidence=min_confidence)
     sock = listen(host, port)
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from digitrec.errors import ImageError
+from digitrec.errors import NoInk
 from digitrec.preprocess.components import select_digit
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.ink import find_ink, stroke_width
@@ -60,7 +60,7 @@ def digit_views(
 
 def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> float32 crop of the digit, ink 1 on 0, anti-aliased.
-    Raises ImageError when there is no ink."""
+    Raises NoInk (an ImageError, reason doubt.NO_INK) when there is no ink."""
     work = working_copy(grey)
     ink = find_ink(work, stages)
     chosen = None
@@ -69,7 +69,7 @@ def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
             ink.mask, ink.contrast, ink.lines, ink.line_angles, slivers=not ink.flat, labelled=ink.labelled
         )
     if chosen is None:
-        raise ImageError("no ink found: the image looks blank (no digit darker or lighter than its background)")
+        raise NoInk("no ink found: the image looks blank (no digit darker or lighter than its background)")
     mask, (x, y, w, h) = chosen
     # Keep the anti-aliased rim around the chosen strokes, nothing else of the page.
     rim = max(1, round(ink.stroke_width / 4))

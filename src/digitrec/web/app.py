@@ -28,6 +28,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from digitrec import __version__
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 from digitrec.errors import DigitrecError, ImageError, without_frames
 from digitrec.runtime import Recognizer
 from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
@@ -206,8 +207,9 @@ def create_app(
 
     @app.get("/v1/model", response_model=dict, summary="The model card: name, accuracy, input, labels")
     def model_card(request: Request):
-        card = request.app.state.recognizer.card
-        return {key: card[key] for key in PUBLIC_CARD if key in card}
+        rec = request.app.state.recognizer
+        # min_confidence: the server's threshold, which the page marks a number's digits against.
+        return {**{key: rec.card[key] for key in PUBLIC_CARD if key in rec.card}, "min_confidence": rec.min_confidence}
 
     @app.post(
         "/v1/predict",
@@ -293,7 +295,12 @@ def answer_each(
             answers[i] = answer
     if all(isinstance(a, DigitrecError) for a in answers):
         raise HTTPException(422, _describe_failures(uploads, answers))
-    return [{"error": str(a)} if isinstance(a, DigitrecError) else to_json(a) for a in answers]
+    return [_error_json(a) if isinstance(a, DigitrecError) else to_json(a) for a in answers]
+
+
+def _error_json(error: DigitrecError) -> dict:
+    """An image's error, with its doubt reason when it has one ("no ink" for a blank image)."""
+    return {"error": str(error)} if error.reason is None else {"error": str(error), "reason": error.reason}
 
 
 def _predict_batch(recognizer: Recognizer, images: list[bytes]) -> list:
@@ -347,7 +354,11 @@ def create_app_from_env() -> FastAPI:
 
     settings = json.loads(os.environ.get("DIGITREC_SERVE_SETTINGS") or "{}")
     return create_app(
-        Recognizer(os.environ.get("DIGITREC_SERVE_MODEL") or None, threads=1),
+        Recognizer(
+            os.environ.get("DIGITREC_SERVE_MODEL") or None,
+            threads=1,
+            min_confidence=settings.get("min_confidence", DEFAULT_MIN_CONFIDENCE),
+        ),
         limits=Limits(**settings.get("limits", {})),
         allowed_hosts=settings.get("allowed_hosts", LOCAL_HOSTS),
         slow_processes=True,

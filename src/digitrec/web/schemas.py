@@ -21,7 +21,12 @@ class PredictionOut(BaseModel):
     confidence: float = Field(0.0, description="Probability of the most likely digit, 0 to 1.")
     top: list[tuple[int, float]] = Field([], description="Most likely digits with their probabilities.")
     probabilities: list[float] = Field([], description="Probability of each digit 0-9.")
-    uncertain: bool = False
+    uncertain: bool = Field(False, description="True when the answer is flagged: see `reason`.")
+    reason: str | None = Field(
+        None,
+        description="Why it is uncertain or failed: 'low confidence' (under the server's --min-confidence), "
+        "'not a digit', 'several digits' or 'no ink' (a blank image, with an error); null when answered.",
+    )
     image28: str | None = Field(None, description="The 28x28 image the model saw, base64 PNG (if asked).")
     error: str | None = Field(None, description="Why this image could not be read; the others still are.")
 

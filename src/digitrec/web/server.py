@@ -97,7 +97,11 @@ def run_server(
     # Several processes need an importable factory; each loads its own copy of the model.
     os.environ["DIGITREC_SERVE_MODEL"] = str(recognizer.path)
     os.environ["DIGITREC_SERVE_SETTINGS"] = json.dumps(
-        {"limits": dataclasses.asdict(limits), "allowed_hosts": allowed_hosts}
+        {
+            "limits": dataclasses.asdict(limits),
+            "allowed_hosts": allowed_hosts,
+            "min_confidence": recognizer.min_confidence,
+        }
     )
     config = uvicorn.Config("digitrec.web.app:create_app_from_env", factory=True, workers=workers, **options)
     config.connection_limits = connections  # pickled with the Config into each worker
