@@ -293,3 +293,43 @@ def test_a_big_photo_gets_the_answer_predict_gives_it(tmp_path):
     expected = Recognizer(threads=1).predict(photo)
     assert row["digit"] == expected.digit == 7
     assert abs(row["confidence"] - expected.confidence) < 1e-6
+
+
+def test_the_table_says_why_an_answer_is_flagged(tmp_path, capsys):
+    """The `reason` column: 'no ink' for a blank scan (with its error), 'low confidence' under
+    --min-confidence, null when answered; the default threshold is predict's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from web_helpers import draw_digit
+
+    from digitrec.batch import run_batch
+    from digitrec.batch.sink import read_results
+    from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "seven.png"), draw_digit(7))
+    cv2.imwrite(str(folder / "blank.png"), np.full((80, 80), 240, np.uint8))
+    (folder / "notes.png").write_text("not an image")
+
+    out = tmp_path / "default.parquet"
+    code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "1"], capsys)
+    assert code == 1, err
+    rows = rows_by_path(out)
+    seven, blank, notes = (rows[str(folder / n)] for n in ("seven.png", "blank.png", "notes.png"))
+    assert seven["digit"] == 7 and seven["confidence"] >= DEFAULT_MIN_CONFIDENCE
+    assert seven["uncertain"] is False and seven["reason"] is None
+    assert blank["reason"] == "no ink" and blank["error"].startswith("no ink found") and blank["digit"] is None
+    assert notes["reason"] is None and "not an image" in notes["error"]
+    assert read_results(out).schema.field("reason").type == pa.string()
+
+    strict = tmp_path / "strict.parquet"
+    run_batch([str(folder / "seven.png")], str(strict), workers=1, min_confidence=1.0)
+    (row,) = read_results(strict).to_pylist()
+    assert row["digit"] is None and row["uncertain"] is True and row["reason"] == "low confidence"
+    assert row["confidence"] == pytest.approx(seven["confidence"], abs=1e-6)
+
+    # A part written before the column existed still reads, its reasons null.
+    old = pq.read_table(strict / "part-000000.parquet").drop_columns(["reason"])
+    pq.write_table(old, strict / "part-000001.parquet")
+    assert read_results(strict).column("reason").to_pylist() == ["low confidence", None]

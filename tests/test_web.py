@@ -110,6 +110,38 @@ def test_one_bad_image_does_not_stop_the_others(client):
     assert answers[2] == {"error": "not valid base64"}
 
 
+def test_answers_say_whether_they_are_sure_and_why_not(client):
+    """The default threshold (doubt.DEFAULT_MIN_CONFIDENCE) is on; a blank image's error has the
+    reason 'no ink'; /v1/model tells the page the threshold."""
+    blank = png(np.full((120, 120), 245, np.uint8))
+    files = [("file", ("7.png", SEVEN)), ("file", ("blank.png", blank))]
+    seven, empty = client.post("/v1/predict", files=files).json()["predictions"]
+    assert seven["digit"] == 7 and seven["confidence"] >= 0.93
+    assert seven["uncertain"] is False and seven["reason"] is None
+    assert empty == {"error": empty["error"], "reason": "no ink"} and empty["error"].startswith("no ink found")
+    assert client.get("/v1/model").json()["min_confidence"] == 0.93
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictionOut"]["properties"]
+    assert {"uncertain", "reason"} <= set(schema)
+
+
+def test_serve_min_confidence_reaches_every_worker_process(tmp_path):
+    """`serve --min-confidence 1 --workers 2`: every answer is flagged 'low confidence', whichever
+    process answers; the guesses stay in `top`."""
+    port = free_port()
+    server = start_server(port, tmp_path / "serve.log", "--workers", "2", "--min-confidence", "1")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, server)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for _ in range(4):  # new connections: both processes get some
+                answer = http.post("/v1/predict", files={"file": ("7.png", SEVEN)}, headers={"connection": "close"})
+                (p,) = answer.json()["predictions"]
+                assert (p["digit"], p["uncertain"], p["reason"], p["top"][0][0]) == (None, True, "low confidence", 7)
+            assert http.get("/v1/model").json()["min_confidence"] == 1.0
+    finally:
+        stop_server(server)
+
+
 def test_the_page_and_its_files_are_served_locally(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
