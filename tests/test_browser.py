@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
-from web_helpers import STROKES, free_port, photo_of_digit, start_server, stop_server, wait_until_up
+from web_helpers import (
+    AMBIGUOUS_4_9,
+    STROKES,
+    draw_strokes,
+    free_port,
+    photo_of_digit,
+    png,
+    start_server,
+    stop_server,
+    wait_until_up,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -191,5 +201,96 @@ def test_the_page_survives_a_server_restart(browser, server, artifacts_dir):
     wait_for_status(page, "online")
     wait_until_idle(page)
     assert shown_answer(page) == "1"
+    assert errors == []
+    page.context.close()
+
+
+# --- doubt: what the page says when the server is not sure, or says it is not a digit ---
+
+
+def test_an_unsure_digit_names_the_two_it_hesitates_between(browser, server, artifacts_dir, tmp_path):
+    """The default server (doubt on, min_confidence 0.93) and a 4 that looks like a 9."""
+    drawing = tmp_path / "four-or-nine.png"
+    drawing.write_bytes(png(draw_strokes(AMBIGUOUS_4_9)))
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    page.locator("#upload").set_input_files(str(drawing))
+    page.wait_for_function("document.body.dataset.doubt === 'low confidence'", timeout=15_000)
+    assert shown_answer(page) == "?" and page.locator("#digit").get_attribute("class") == "digit empty"
+    assert page.locator("#conf").inner_text() == "Not sure: 9 or 4?"
+    assert top_bar(page) == 9  # the bars still show what it hesitates between
+    screenshot(page, artifacts_dir / "page-not-sure.png")
+    page.locator("#clear").click()
+    assert page.evaluate("document.body.dataset.doubt") == ""
+    assert errors == []
+    page.context.close()
+
+
+def canned_prediction(reason: str) -> dict:
+    """A /v1/predict answer flagged for `reason`, as the server words it (digitrec.doubt)."""
+    probabilities = [0.02] * 10
+    probabilities[8], probabilities[3] = 0.6, 0.24
+    return {
+        "predictions": [
+            {
+                "digit": None,
+                "confidence": 0.6,
+                "top": [[8, 0.6], [3, 0.24], [0, 0.02]],
+                "probabilities": probabilities,
+                "uncertain": True,
+                "reason": reason,
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    "reason, said",
+    [
+        ("not a digit", "That doesn't look like a digit"),
+        ("several digits", "Several digits: switch to number mode"),
+        ("low confidence", "Not sure: 8 or 3?"),
+    ],
+)
+def test_each_reason_is_said_in_words(browser, server, artifacts_dir, reason, said):
+    """The page's words for each reason; the server's answer is canned (page.route), so this holds
+    whichever model decides the reason."""
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    page.route("**/v1/predict*", lambda route: route.fulfill(json=canned_prediction(reason)))
+    draw_with_mouse(page, 7)
+    page.wait_for_function(f"document.body.dataset.doubt === {reason!r}", timeout=15_000)
+    wait_until_idle(page)
+    assert page.locator("#conf").inner_text() == said and shown_answer(page) == "?"
+    screenshot(page, artifacts_dir / f"page-{reason.replace(' ', '-')}.png")
+    assert errors == []
+    page.context.close()
+
+
+def test_a_number_marks_the_digits_to_check(browser, server, artifacts_dir):
+    """Digits under the server's threshold (0.93, from /v1/model) are marked 'check'; the
+    reading is canned so that one digit sits just under it and one just over."""
+    reading = {
+        "text": "17",
+        "confidence": 0.86,
+        "lines": ["17"],
+        "digits": [
+            {"digit": 1, "confidence": 0.95, "box": [40, 60, 60, 180]},
+            {"digit": 7, "confidence": 0.91, "box": [320, 60, 140, 180]},
+        ],
+    }
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 900})
+    page.route("**/v1/read*", lambda route: route.fulfill(json={"readings": [reading]}))
+    page.locator("#mode-number").click()
+    draw_with_mouse(page, 1, slot=0)
+    page.wait_for_function("document.body.dataset.doubt === 'check'", timeout=15_000)
+    wait_until_idle(page)
+    assert shown_answer(page) == "17"
+    assert page.locator("#conf").inner_text() == "86.0% sure of all 2 digits · check 1 digit"
+    chips = page.locator("#chips li")
+    assert [chips.nth(i).get_attribute("class") for i in (0, 1)] == ["", "check"]
+    assert (
+        chips.nth(1).inner_text().split() == ["7", "check"] and chips.nth(1).get_attribute("title") == "check this one"
+    )
+    assert [page.locator("#boxes div").nth(i).get_attribute("class") for i in (0, 1)] == ["", "check"]
+    screenshot(page, artifacts_dir / "page-number-check.png")
     assert errors == []
     page.context.close()

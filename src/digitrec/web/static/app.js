@@ -135,6 +135,7 @@ let job = null;          // () => fetch options for the next request, or null
 let inFlight = false, lastSent = 0, timer = null;
 let epoch = 0;           // bumped by Clear, uploads and mode changes: late answers for old pads are dropped
 let online = false;
+let minConfidence = null;  // the server's threshold (/v1/model): a number's digits under it are marked
 
 function changed(now = false) {
   view = null;  // the pad itself is sent now, so boxes are in pad pixels
@@ -212,10 +213,18 @@ function showAnswer(text, conf) {
   document.body.dataset.answer = text === "?" ? "" : text;
 }
 
+// What the page says of a flagged answer, by its reason (the server's words: digitrec.doubt).
+function doubtText(p) {
+  if (p.reason === "not a digit") return "That doesn't look like a digit";
+  if (p.reason === "several digits") return "Several digits: switch to number mode";
+  const [first, second] = p.top;  // low confidence: the two digits it hesitates between
+  return second ? `Not sure: ${first[0]} or ${second[0]}?` : `Not sure; maybe ${first[0]}`;
+}
+
 function showPrediction(p) {
   const best = p.top[0][0];
-  showAnswer(p.digit ?? "?", p.uncertain ? `Not sure; maybe ${best} (${percent(p.confidence)})`
-                                         : `${percent(p.confidence)} sure`);
+  showAnswer(p.digit ?? "?", p.uncertain ? doubtText(p) : `${percent(p.confidence)} sure`);
+  document.body.dataset.doubt = p.uncertain ? (p.reason || "low confidence") : "";
   p.probabilities.forEach((q, d) => {
     bars[d].fill.style.width = `${(q * 100).toFixed(1)}%`;
     bars[d].p.textContent = percent(q);
@@ -224,12 +233,23 @@ function showPrediction(p) {
   if (p.image28) seenEl.src = `data:image/png;base64,${p.image28}`;
 }
 
+// A digit of a number to check: the server's own mark when it gives one, else its confidence
+// under the server's --min-confidence (from /v1/model).
+function toCheck(d) {
+  if (typeof d.uncertain === "boolean") return d.uncertain;
+  return minConfidence !== null && d.confidence < minConfidence;
+}
+
 function showReading(r, sentView) {
-  showAnswer(r.lines.join(" / "), `${percent(r.confidence)} sure of all ${r.digits.length} digits`);
+  const check = r.digits.filter(toCheck).length;
+  showAnswer(r.lines.join(" / "), `${percent(r.confidence)} sure of all ${r.digits.length} digits` +
+                                  (check ? ` · check ${check === 1 ? "1 digit" : `${check} digits`}` : ""));
+  document.body.dataset.doubt = check ? "check" : "";
   const chips = r.digits.map((d) => {
     const li = document.createElement("li");
-    li.className = d.confidence < 0.8 ? "low" : "";
-    li.innerHTML = `<b>${d.digit}</b><small>${percent(d.confidence)}</small>`;
+    li.className = toCheck(d) ? "check" : "";
+    li.title = toCheck(d) ? "check this one" : "";
+    li.innerHTML = `<b>${d.digit ?? "?"}</b><small>${toCheck(d) ? "check" : percent(d.confidence)}</small>`;
     return li;
   });
   $("chips").replaceChildren(...chips);
@@ -241,13 +261,15 @@ function showReading(r, sentView) {
     div.style.top = `${(100 * (v.y + y * v.k)) / pad.height}%`;
     div.style.width = `${(100 * w * v.k) / pad.width}%`;
     div.style.height = `${(100 * h * v.k) / pad.height}%`;
-    div.innerHTML = `<span>${d.digit}</span>`;
+    div.className = toCheck(d) ? "check" : "";
+    div.innerHTML = `<span>${d.digit ?? "?"}</span>`;
     return div;
   }));
 }
 
 function showEmpty() {
   showAnswer("?", MODES[mode].waiting);
+  document.body.dataset.doubt = "";
   seenEl.removeAttribute("src");
   for (const b of bars) { b.fill.style.width = "0"; b.p.textContent = "0%"; b.li.classList.remove("top"); }
   $("chips").replaceChildren();
@@ -294,6 +316,7 @@ async function checkHealth() {
 async function loadModelCard() {
   try {
     const card = await (await fetchWithTimeout("/v1/model")).json();
+    if (typeof card.min_confidence === "number") minConfidence = card.min_confidence;
     const acc = card.test_accuracy ?? card.accuracy;
     $("model").textContent = `model: ${card.name || "unnamed"}` +
       (typeof acc === "number" ? ` · ${(acc <= 1 ? acc * 100 : acc).toFixed(2)}% on MNIST test` : "");
