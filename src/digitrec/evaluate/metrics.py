@@ -106,6 +106,65 @@ def worst_mistakes(labels: np.ndarray, probs: np.ndarray, k: int | None = None) 
     return wrong[order][:k]
 
 
+# --- doubt: answering only the most confident (selective classification) ---------------------------
+
+# The shares answered the report's risk-coverage table shows.
+COVERAGES = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def risk_coverage(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Answer only the k most confident images, k = 1..N -> (coverage, accuracy), float (N,) each:
+    coverage[k-1] = k / N, the share answered; accuracy[k-1] = the share of those k that are right.
+    Ties in confidence keep the input order (a stable sort), so the curve is reproducible."""
+    labels, probs = _check(labels, probs)
+    order = np.argsort(-probs.max(axis=1), kind="stable")
+    right = (probs.argmax(axis=1) == labels)[order]
+    k = np.arange(1, len(labels) + 1)
+    return k / max(len(labels), 1), np.cumsum(right) / k
+
+
+def accuracy_at_coverage(labels: np.ndarray, probs: np.ndarray, coverages=COVERAGES) -> list[dict]:
+    """The accuracy of the most confident `coverage` share of the images (at least one image)."""
+    coverage, accuracy = risk_coverage(labels, probs)
+    n = len(coverage)
+    out = []
+    for c in coverages:
+        k = min(n, max(1, int(np.ceil(c * n)))) if n else 0
+        out.append({"coverage": float(c), "answered": k, "accuracy": float(accuracy[k - 1]) if k else 0.0})
+    return out
+
+
+def answered_at(labels: np.ndarray, probs: np.ndarray, min_confidence: float) -> dict:
+    """What a threshold does: the share answered (confidence >= min_confidence), their accuracy,
+    and how many flagged answers were right and wrong."""
+    labels, probs = _check(labels, probs)
+    answered = probs.max(axis=1) >= min_confidence
+    right = probs.argmax(axis=1) == labels
+    return {
+        "min_confidence": float(min_confidence),
+        "coverage": float(answered.mean()) if len(labels) else 0.0,
+        "answered": int(answered.sum()),
+        "accuracy": float(right[answered].mean()) if answered.any() else 0.0,
+        "flagged": int((~answered).sum()),
+        "flagged_right": int((~answered & right).sum()),
+        "flagged_wrong": int((~answered & ~right).sum()),
+    }
+
+
+def lowest_threshold_for_accuracy(labels: np.ndarray, probs: np.ndarray, target: float) -> float | None:
+    """The lowest min_confidence (one of the images' confidences) at which the answered images are at
+    least `target` right: it flags the fewest answers for that accuracy. None if no threshold
+    reaches it (e.g. the most confident image is wrong and the target is 1)."""
+    labels, probs = _check(labels, probs)
+    confidence = probs.max(axis=1)
+    coverage, accuracy = risk_coverage(labels, probs)
+    ranked = np.sort(confidence, kind="stable")[::-1]  # the k-th most confident, as risk_coverage ranks them
+    # A threshold answers whole groups of tied confidences: only the last image of a group is a cut.
+    cut = np.append(ranked[1:] < ranked[:-1], True)
+    good = np.flatnonzero(cut & (accuracy >= target))
+    return float(ranked[good[-1]]) if len(good) else None
+
+
 def summarize(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> dict:
     """Everything `digitrec evaluate` reports as numbers, JSON-ready."""
     labels, probs = _check(labels, probs)
