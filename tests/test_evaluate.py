@@ -107,14 +107,14 @@ def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, 
     # PNGs: real pictures with something drawn on them
     import cv2
 
-    for name in ("confusion.png", "mistakes.png", "reliability.png", "training_curves.png"):
+    for name in ("confusion.png", "mistakes.png", "reliability.png", "risk_coverage.png", "training_curves.png"):
         image = cv2.imread(str(out / name))
         assert image is not None and min(image.shape[:2]) > 200 and image.std() > 10, name
 
     # report.html: self-contained, every figure embedded, the card shown
     page = (out / "report.html").read_text()
     embedded = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(embedded) == 4
+    assert len(embedded) == 5
     assert all(base64.b64decode(e)[:8] == b"\x89PNG\r\n\x1a\n" for e in embedded)
     assert not re.search(r'(src|href)="(https?:)?//', page), "report.html must not load anything from outside"
     assert "<link" not in page and "<script" not in page
@@ -125,12 +125,42 @@ def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, 
         "Worst mistakes",
         "Confusion matrix",
         "Calibration",
+        "Doubt: answering only when sure",
+        "What was flagged, and why",
         "Training curves",
         "model card",
     ):
         assert text in page, text
     assert json.loads((out / "summary.json").read_text())["accuracy"] == summary["accuracy"]
     (artifacts_dir / "evaluate_report.html").write_text(page)
+
+    # Doubt: the default threshold's effect, the risk-coverage table and the flagged per reason.
+    confidence, right = table[:, 3], predicted == labels  # as predictions.csv wrote them
+    answered = confidence >= 0.93
+    doubt = summary["doubt"]
+    assert doubt["at_threshold"] == {
+        "min_confidence": 0.93,
+        "coverage": answered.mean(),
+        "answered": int(answered.sum()),
+        "accuracy": pytest.approx(right[answered].mean()),
+        "flagged": int((~answered).sum()),
+        "flagged_right": int((~answered & right).sum()),
+        "flagged_wrong": int((~answered & ~right).sum()),
+    }
+    assert 0.2 < doubt["at_threshold"]["coverage"] < 0.95 and doubt["at_threshold"]["accuracy"] > summary["accuracy"]
+    assert doubt["flagged"] == {
+        "not a digit": None,
+        "several digits": None,
+        "low confidence": doubt["at_threshold"]["flagged"],
+        "no ink": 0,
+    }
+    order = np.argsort(-confidence, kind="stable")
+    by_coverage = {r["coverage"]: r for r in doubt["risk_coverage"]}
+    assert list(by_coverage) == [0.5, 0.8, 0.9, 0.95, 0.99, 1.0]
+    assert by_coverage[0.5]["answered"] == 5000
+    assert by_coverage[0.5]["accuracy"] == pytest.approx(right[order[:5000]].mean())
+    assert by_coverage[1.0]["accuracy"] == pytest.approx(summary["accuracy"])
+    assert f"{doubt['at_threshold']['coverage']:.2%}</b> of the images are answered" in page
 
 
 def test_history_from_metrics_jsonl_beside_the_model(real_data, models, tmp_path, capsys):
@@ -154,7 +184,7 @@ def test_without_history_there_are_no_curves_and_the_report_says_so(real_data, m
     assert code == 0, err
     assert not (tmp_path / "training_curves.png").exists()
     page = (tmp_path / "report.html").read_text()
-    assert "No training history" in page and page.count("data:image/png;base64,") == 3
+    assert "No training history" in page and page.count("data:image/png;base64,") == 4
 
 
 def test_evaluating_an_onnx_model_never_imports_torch(real_data, models, tmp_path):

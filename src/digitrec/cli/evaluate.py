@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+
 
 @click.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
@@ -26,7 +28,15 @@ import click
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images (a quick look).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (the last line of output).")
 @click.option("--force", is_flag=True, help="Replace the report of another model already in --out.")
-def evaluate(model, out, data_dir, limit, as_json, force):
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_MIN_CONFIDENCE,
+    show_default=True,
+    help="The threshold whose effect the report's doubt section shows: the share answered, their "
+    "accuracy and what was flagged (predict's default).",
+)
+def evaluate(model, out, data_dir, limit, as_json, force, min_confidence):
     """Evaluate MODEL on the 10,000 MNIST test images and write a report.
 
     MODEL is an ONNX model (.onnx), a Keras model (.keras), a PyTorch checkpoint (.pt) or a run folder from
@@ -64,7 +74,13 @@ def evaluate(model, out, data_dir, limit, as_json, force):
             bar.update(task, completed=done, total=total)
 
         summary = evaluate_model(
-            model, out or default_out(model), data_dir=data_dir, limit=limit, progress=progress, replace=force
+            model,
+            out or default_out(model),
+            data_dir=data_dir,
+            limit=limit,
+            progress=progress,
+            replace=force,
+            min_confidence=min_confidence,
         )
     if as_json:
         click.echo(json.dumps(summary))
@@ -97,6 +113,11 @@ def _print_summary(summary: dict) -> None:
         f"loss {summary['loss']:.4f}   ECE {summary['ece']:.4f}"
     )
     console.print(f"inference {summary['seconds']:.2f} s ({summary['images_per_second']:,.0f} images/s)")
+    at = summary["doubt"]["at_threshold"]
+    console.print(
+        f"at min_confidence {at['min_confidence']:g}: {at['coverage']:.2%} answered, {at['accuracy']:.2%} of them "
+        f"right; {at['flagged']:,} flagged ({at['flagged_right']:,} right, {at['flagged_wrong']:,} wrong)"
+    )
     table = Table("digit", "precision", "recall", "F1", "support", box=None, pad_edge=False)
     for digit, m in enumerate(summary["per_class"]):
         table.add_row(str(digit), f"{m['precision']:.2%}", f"{m['recall']:.2%}", f"{m['f1']:.2%}", f"{m['support']:,}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+
 CHUNK = 1000  # images per inference call: small enough for a smooth progress bar, big enough to stay fast
 
 
@@ -28,11 +30,13 @@ def evaluate_model(
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     replace: bool = False,
+    min_confidence: float | None = None,
 ) -> dict:
     """Evaluate MODEL (.onnx, .pt, run folder; None = the shipped model) on the MNIST test set, write every
     artefact to OUT and return the summary (also written as summary.json). `limit` keeps the first N images;
     `progress(done, total)` is called after each chunk of inference. A report of another model already in
-    OUT is replaced only with `replace=True` (the same model's report is refreshed)."""
+    OUT is replaced only with `replace=True` (the same model's report is refreshed). `min_confidence`: the
+    threshold whose effect the report's doubt section shows (default: doubt.DEFAULT_MIN_CONFIDENCE)."""
     from digitrec import __version__
     from digitrec.data import load_mnist
     from digitrec.errors import DigitrecError
@@ -40,6 +44,8 @@ def evaluate_model(
     from digitrec.evaluate.sources import open_model
     from digitrec.files import atomic_write
 
+    if min_confidence is None:
+        min_confidence = DEFAULT_MIN_CONFIDENCE
     if limit is not None and limit < 1:
         raise DigitrecError(f"--limit must be at least 1, got {limit}")
     source = open_model(model)
@@ -69,6 +75,7 @@ def evaluate_model(
     summary = {
         "model": {"path": str(source.path), "kind": source.kind, "name": source.name, "card": source.card},
         **metrics.summarize(labels, probs),
+        "doubt": metrics.doubt_summary(images, labels, probs, min_confidence),
         "limit": limit,
         "seconds": round(seconds, 4),
         "images_per_second": len(labels) / max(seconds, 1e-9),

@@ -165,6 +165,33 @@ def lowest_threshold_for_accuracy(labels: np.ndarray, probs: np.ndarray, target:
     return float(ranked[good[-1]]) if len(good) else None
 
 
+def flagged_by_reason(images: np.ndarray | None, probs: np.ndarray, min_confidence: float) -> dict[str, int | None]:
+    """How many images each doubt reason (digitrec.doubt.REASONS) flags, in that order: "no ink" for
+    an image without one inked pixel (uint8 (N, 28, 28), ink > 0), "low confidence" for the others
+    whose top probability is under `min_confidence`. The rejector's reasons ("not a digit",
+    "several digits") are None: not checked on probabilities alone."""
+    from digitrec import doubt
+
+    probs = np.asarray(probs, dtype=np.float64)
+    blank = (
+        np.zeros(len(probs), bool) if images is None else np.asarray(images).reshape(len(probs), -1).max(axis=1) == 0
+    )
+    counts: dict[str, int | None] = {reason: None for reason in doubt.REASONS}
+    counts[doubt.NO_INK] = int(blank.sum())
+    counts[doubt.LOW_CONFIDENCE] = int(((probs.max(axis=1) < min_confidence) & ~blank).sum())
+    return counts
+
+
+def doubt_summary(images: np.ndarray | None, labels: np.ndarray, probs: np.ndarray, min_confidence: float) -> dict:
+    """What `digitrec evaluate` reports of doubt, JSON-ready: the threshold's effect, the
+    risk-coverage table and the flagged images per reason."""
+    return {
+        "at_threshold": answered_at(labels, probs, min_confidence),
+        "risk_coverage": accuracy_at_coverage(labels, probs),
+        "flagged": flagged_by_reason(images, probs, min_confidence),
+    }
+
+
 def summarize(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> dict:
     """Everything `digitrec evaluate` reports as numbers, JSON-ready."""
     labels, probs = _check(labels, probs)

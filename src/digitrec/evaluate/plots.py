@@ -166,3 +166,35 @@ def plot_history(rows: list[dict], path: Path) -> Path:
             ax.legend()
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_risk_coverage(coverage: np.ndarray, accuracy: np.ndarray, at: dict, path: Path) -> Path:
+    """Accuracy of the answered images against the share answered, the most confident first, with
+    the point the threshold `at` (metrics.answered_at) picks: the whole curve, and its last 10%
+    enlarged, where a good model's few mistakes are. The y axes start just under the lowest accuracy."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    for ax, start in zip(axes, (0.0, 0.9)):
+        shown = coverage >= start
+        ax.plot(coverage[shown] * 100, accuracy[shown] * 100, color="#2563eb", linewidth=1.8, label="answered")
+        if at["answered"]:
+            ax.plot(
+                [at["coverage"] * 100],
+                [at["accuracy"] * 100],
+                "o",
+                color="#d97706",
+                markersize=8,
+                label=f"min_confidence {at['min_confidence']:g}:\n{at['coverage']:.2%} answered, "
+                f"{at['accuracy']:.2%} right",
+            )
+        low = float(accuracy[shown].min()) * 100 if shown.any() else 0.0
+        ax.set_ylim(max(0.0, low - (100 - low) * 0.15 - 0.01), 100.0 + (100 - low) * 0.05 + 0.001)
+        ax.set_xlim(start * 100, 100)
+        ax.set_xlabel("share answered, most confident first (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy of the answered (%)")
+    axes[0].set_title("Risk-coverage: answer less, be right more often")
+    axes[1].set_title("The last 10%, enlarged")
+    axes[0].legend(loc="lower left", fontsize=9, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -22,6 +22,7 @@ FILES = {
     "confusion_png": "confusion.png",
     "mistakes": "mistakes.png",
     "reliability": "reliability.png",
+    "risk_coverage": "risk_coverage.png",
     "history": "training_curves.png",
 }
 GALLERY_SIZE = 48  # worst mistakes shown: 6 rows of 8
@@ -72,7 +73,7 @@ def write_confusion_csv(confusion: np.ndarray, path: Path) -> Path:
 
 
 def write_figures(out: Path, images, labels, probs, summary: dict, history: list[dict]) -> dict[str, Path]:
-    from digitrec.evaluate.metrics import worst_mistakes
+    from digitrec.evaluate.metrics import risk_coverage, worst_mistakes
 
     written = {
         "confusion_png": plots.plot_confusion(np.array(summary["confusion"]), out / FILES["confusion_png"]),
@@ -80,6 +81,9 @@ def write_figures(out: Path, images, labels, probs, summary: dict, history: list
             images, labels, probs, worst_mistakes(labels, probs, GALLERY_SIZE), out / FILES["mistakes"]
         ),
         "reliability": plots.plot_reliability(summary["calibration"], summary["ece"], out / FILES["reliability"]),
+        "risk_coverage": plots.plot_risk_coverage(
+            *risk_coverage(labels, probs), summary["doubt"]["at_threshold"], out / FILES["risk_coverage"]
+        ),
     }
     if history:
         written["history"] = plots.plot_history(history, out / FILES["history"])
@@ -223,6 +227,47 @@ def _temperature_note(card: dict) -> str:
     )
 
 
+# One sentence per doubt reason (digitrec.doubt.REASONS): what it means for an answer.
+REASON_SENTENCES = {
+    "not a digit": "The rejector judged the image a letter, symbol, scribble or texture rather than a digit.",
+    "several digits": "The rejector saw more than one digit in an image meant to hold one; the read command "
+    "reads whole numbers.",
+    "low confidence": "The calibrated probability of the top digit is under min_confidence: the model hesitates, "
+    "usually between two digits, so a person should check it.",
+    "no ink": "The image holds nothing darker or lighter than its background: a blank page has no digit to read.",
+}
+
+
+def _doubt_section(summary: dict, figures: dict[str, Path]) -> str:
+    doubt = summary["doubt"]
+    at = doubt["at_threshold"]
+    coverage_rows = "".join(
+        f'<tr><td class="num">{r["coverage"]:.0%}</td><td class="num">{r["answered"]:,}</td>'
+        f'<td class="num">{r["accuracy"]:.2%}</td></tr>'
+        for r in doubt["risk_coverage"]
+    )
+    reason_rows = "".join(
+        f'<tr><td><b>{_e(reason)}</b></td><td class="num">{"not checked" if n is None else f"{n:,}"}</td>'
+        f"<td>{_e(REASON_SENTENCES.get(reason, ''))}</td></tr>"
+        for reason, n in doubt["flagged"].items()
+    )
+    return f"""<section id="doubt"><h2>Doubt: answering only when sure</h2>
+<p class="lead">Answer only the images the model is most sure of, and those answers are right more often: the curve
+shows the accuracy of the answered images against the share answered, the most confident first. At the default
+threshold, min_confidence <b>{at["min_confidence"]:g}</b> on the calibrated probability (chosen on MNIST validation
+data, see docs/trust.md), <b>{at["coverage"]:.2%}</b> of the images are answered and <b>{at["accuracy"]:.2%}</b> of those
+are right; the {at["flagged"]:,} flagged would have been {at["flagged_right"]:,} right and {at["flagged_wrong"]:,}
+wrong answers.</p>
+{_img(figures["risk_coverage"], "risk-coverage curve")}
+<div class="two"><div><h3 style="margin:12px 0 6px;font-size:15px">What was flagged, and why</h3>
+<table><tr><th>reason</th><th class="num">images</th><th>what it means</th></tr>{reason_rows}</table>
+<p class="note">MNIST arrays go to the model as they are: the rejector's reasons are only given to image files
+(predict, serve, batch).</p></div>
+<div><h3 style="margin:12px 0 6px;font-size:15px">Accuracy of the most confident</h3>
+<table><tr><th class="num">answered</th><th class="num">images</th><th class="num">accuracy</th></tr>
+{coverage_rows}</table></div></div></section>"""
+
+
 def render_html(summary: dict, figures: dict[str, Path], card: dict, files: dict[str, Path]) -> str:
     model = summary["model"]
     name = model["name"]
@@ -279,6 +324,7 @@ what the model said and its confidence. Some are honest errors, some are digits 
 top probability falls in each bin; the dashed line is perfect calibration. Expected calibration error (ECE) is the
 gap averaged over bins, weighted by how many images each holds: <b>{summary["ece"]:.4f}</b>. {_temperature_note(card)}</p>
 {_img(figures["reliability"], "reliability diagram")}</section>
+{_doubt_section(summary, figures)}
 <section id="training"><h2>Training curves</h2>{curves}</section>
 <section id="files"><h2>Files</h2><p class="lead">Everything in this folder, for further analysis.</p>
 <ul class="files">{file_items}</ul></section>
