@@ -65,7 +65,7 @@ def test_predict_csv_on_a_full_disk_leaves_no_file(digits, tmp_path):
     assert_clean_failure(result, target)
     ok = run_limited(["predict", "--csv", str(target), *map(str, digits)], limit=1 << 20)
     assert ok.returncode == 0, ok.stderr
-    assert target.read_text().splitlines()[0] == "path,digit,confidence,top,uncertain,error"
+    assert target.read_text().splitlines()[0] == "path,digit,confidence,top,uncertain,reason,error"
 
 
 def test_read_debug_on_a_full_disk_is_the_images_error(tmp_path):

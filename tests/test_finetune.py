@@ -195,7 +195,7 @@ def test_a_tiny_finetune_writes_a_calibrated_model_with_its_card(digit_files, re
     assert json.loads((tmp_path / "mine_card.json").read_text())["finetune"]["images"] == 40
     images, labels = real_data["test"]
     assert (rec.predict_probabilities(images[-500:]).argmax(1) == labels[-500:]).mean() > 0.98  # nothing forgotten
-    assert rec.predict(digit_files / "folder" / "3" / "0.png").digit == 3
+    assert rec.predict(digit_files / "folder" / "3" / "0.png").top[0][0] == 3  # (it may be flagged: 8 images set T)
 
 
 def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_path):

@@ -272,7 +272,7 @@ def test_a_fifo_and_a_device_are_refused_and_the_other_files_answered(model, tmp
     assert done.returncode == 1
     answers = json.loads(done.stdout)
     assert [a["error"] is not None and "not a regular file" in a["error"] for a in answers] == [True, True, False]
-    assert answers[2]["digit"] is not None
+    assert answers[2]["error"] is None and answers[2]["top"]  # answered (this random model is unsure of it)
 
 
 def test_standard_input_is_capped_while_it_is_read(model):
