@@ -78,8 +78,8 @@ def test_predict_many_keeps_order_and_isolates_bad_inputs(linear_model, tmp_path
             "Prediction",
         ]
         assert all(isinstance(a, ImageError) for a in answers[1:5])
-        assert "no ink" in str(answers[4]) and answers[4].reason == doubt.NO_INK
-        assert [a.reason for a in answers[1:4]] == [None, None, None]
+        assert "no ink" in str(answers[4]) and answers[4].doubt_reason == doubt.NO_INK
+        assert [a.doubt_reason for a in answers[1:4]] == [None, None, None]
         assert answers[0].digit == answers[5].digit == rec.predict(good).digit
     assert rec.predict_many([]) == []
 

@@ -13,8 +13,9 @@ class DigitrecError(Exception):
     exit_code = 1
     # With --debug, the preprocessing stages seen before an image failed ("no ink found": why?).
     stages: dict[str, Any] | None = None
-    # The doubt reason it stands for (one of digitrec.doubt.REASONS), shown beside the message.
-    reason: str | None = None
+    # The doubt reason it stands for (one of digitrec.doubt.REASONS), shown beside the message. Not
+    # `reason`: urllib's errors have one (a message), and code that handles both reads it.
+    doubt_reason: str | None = None
 
 
 class DataError(DigitrecError):
@@ -26,10 +27,10 @@ class ImageError(DigitrecError):
 
 
 class NoInk(ImageError):
-    """A blank or noise-only image: nothing written. Its `reason` is doubt.NO_INK, which the JSON
-    and CSV answers carry beside the error message."""
+    """A blank or noise-only image: nothing written. Its `doubt_reason` is doubt.NO_INK, which the
+    JSON and CSV answers carry as `reason` beside the error message."""
 
-    reason = doubt.NO_INK
+    doubt_reason = doubt.NO_INK
 
 
 class ModelError(DigitrecError):

@@ -56,7 +56,7 @@ class Answerer:
         rows = []
         for path, answer in zip(paths, answers):
             if isinstance(answer, DigitrecError):
-                rows.append(_row(path, error=str(answer), reason=answer.reason))
+                rows.append(_row(path, error=str(answer), reason=answer.doubt_reason))
             else:
                 rows.append(
                     _row(
@@ -76,7 +76,7 @@ class Answerer:
                 raise source
             reading = self.recognizer.read(source)
         except DigitrecError as exc:
-            return _row(path, error=str(exc), reason=exc.reason)
+            return _row(path, error=str(exc), reason=exc.doubt_reason)
         except Exception as exc:  # noqa: BLE001 - one odd file must not stop an archive
             return _row(path, error=f"cannot read this image ({type(exc).__name__}: {exc})")
         uncertain = reading.confidence < self.recognizer.min_confidence

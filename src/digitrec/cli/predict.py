@@ -126,7 +126,7 @@ def _entry(path: str, answer) -> dict:
             "confidence": None,
             "top": [],
             "uncertain": False,
-            "reason": answer.reason,  # "no ink" for a blank image; None for other errors
+            "reason": answer.doubt_reason,  # "no ink" for a blank image; None for other errors
             "error": str(answer),
         }
     return {"path": path, **answer.to_dict(), "error": None}

@@ -60,7 +60,7 @@ def digit_views(
 
 def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> float32 crop of the digit, ink 1 on 0, anti-aliased.
-    Raises NoInk (an ImageError, reason doubt.NO_INK) when there is no ink."""
+    Raises NoInk (an ImageError whose doubt_reason is doubt.NO_INK) when there is no ink."""
     work = working_copy(grey)
     ink = find_ink(work, stages)
     chosen = None

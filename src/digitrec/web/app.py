@@ -300,7 +300,8 @@ def answer_each(
 
 def _error_json(error: DigitrecError) -> dict:
     """An image's error, with its doubt reason when it has one ("no ink" for a blank image)."""
-    return {"error": str(error)} if error.reason is None else {"error": str(error), "reason": error.reason}
+    reason = error.doubt_reason
+    return {"error": str(error)} if reason is None else {"error": str(error), "reason": reason}
 
 
 def _predict_batch(recognizer: Recognizer, images: list[bytes]) -> list:
