@@ -322,7 +322,7 @@ def test_report_renders_in_a_real_browser_with_nothing_fetched(real_data, models
                 page.wait_for_load_state("load")
                 assert all(r == url or r.startswith("data:") for r in requests), requests
                 sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
-                assert len(sizes) == 4 and all(done and width > 200 for done, width in sizes), sizes
+                assert len(sizes) == 5 and all(done and width > 200 for done, width in sizes), sizes
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
                 assert "Evaluation of linear-test" in page.inner_text("h1")
