@@ -97,11 +97,19 @@ def create_app(
     limits: Limits = Limits(),
     allowed_hosts: Iterable[str] | None = LOCAL_HOSTS,
     slow_processes: bool = False,
+    collect: str | Path | None = None,
+    processes: int = 1,
 ) -> FastAPI:
     """The app for `recognizer`, or for the model at `model` (the shipped one by default), loaded
     at start-up. It answers to the Host names in `allowed_hosts` (None: any). `slow_processes`:
     reading and heavy requests run in `limits.slow_threads` worker processes of their own, each
-    with its own copy of the model (what `digitrec serve` does); otherwise in threads."""
+    with its own copy of the model (what `digitrec serve` does); otherwise in threads. `collect`:
+    the folder where the page's corrections are saved (`web.collect`); None: no corrections.
+    `processes`: how many server processes share the port (a reload is refused when several)."""
+    from digitrec.web.collect import Collector
+    from digitrec.web.corrections import add_collect_routes, add_reload_route
+
+    collector = Collector(collect) if collect is not None else None  # a bad folder fails the start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -236,6 +244,9 @@ def create_app(
         uploads = await images_from_request(request, limits)
         return {"readings": await in_threads(request, uploads, "read")}
 
+    if collector is not None:
+        add_collect_routes(app, collector, limits)
+    add_reload_route(app, limits, processes=processes)
     return app
 
 
@@ -351,4 +362,6 @@ def create_app_from_env() -> FastAPI:
         limits=Limits(**settings.get("limits", {})),
         allowed_hosts=settings.get("allowed_hosts", LOCAL_HOSTS),
         slow_processes=True,
+        collect=settings.get("collect"),
+        processes=settings.get("processes", 2),
     )

@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import socket
+from pathlib import Path
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -82,6 +83,7 @@ def run_server(
     limits: Limits = Limits(),
     connections: ConnectionLimits = ConnectionLimits(),
     allowed_hosts: tuple[str, ...] | None = LOCAL_HOSTS,
+    collect: Path | None = None,
 ) -> None:
     connections, backlog = fit_connections(connections)
     options = dict(
@@ -89,7 +91,8 @@ def run_server(
     )
     if workers == 1:
         config = uvicorn.Config(
-            create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts, slow_processes=True), **options
+            create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts, slow_processes=True, collect=collect),
+            **options,
         )
         config.connection_limits = connections  # read by TimedH11Protocol
         uvicorn.Server(config).run(sockets=[sock])
@@ -97,7 +100,12 @@ def run_server(
     # Several processes need an importable factory; each loads its own copy of the model.
     os.environ["DIGITREC_SERVE_MODEL"] = str(recognizer.path)
     os.environ["DIGITREC_SERVE_SETTINGS"] = json.dumps(
-        {"limits": dataclasses.asdict(limits), "allowed_hosts": allowed_hosts}
+        {
+            "limits": dataclasses.asdict(limits),
+            "allowed_hosts": allowed_hosts,
+            "collect": None if collect is None else str(collect),
+            "processes": workers,
+        }
     )
     config = uvicorn.Config("digitrec.web.app:create_app_from_env", factory=True, workers=workers, **options)
     config.connection_limits = connections  # pickled with the Config into each worker
