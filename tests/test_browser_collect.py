@@ -11,7 +11,15 @@ import sys
 
 import httpx
 import pytest
-from test_browser import browser, open_page, screenshot, shown_answer, wait_until_idle  # noqa: F401 - fixture
+from test_browser import (  # noqa: F401 - browser is a fixture
+    browser,
+    draw_with_mouse,
+    open_page,
+    screenshot,
+    shown_answer,
+    wait_for_status,
+    wait_until_idle,
+)
 from web_helpers import free_port, start_server, stop_server, wait_until_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -38,17 +46,52 @@ def draw(page, points, dx=0.0, dy=0.0, scale=1.0):
     page.mouse.up()
 
 
-@pytest.fixture
-def collecting(tmp_path):
+@pytest.fixture(scope="module")
+def collecting(tmp_path_factory):
+    root = tmp_path_factory.mktemp("collecting")
     port = free_port()
-    folder = tmp_path / "mine"
-    process = start_server(port, tmp_path / "serve.log", "--collect", str(folder))
+    folder = root / "mine"
+    process = start_server(port, root / "serve.log", "--collect", str(folder))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, process)
         yield type("Served", (), {"url": url, "folder": folder})
     finally:
         stop_server(process)
+
+
+def test_a_number_is_corrected_in_its_own_box_and_nothing_shows_without_collect(browser, collecting):  # noqa: F811
+    page, errors = open_page(browser, collecting, viewport={"width": 1100, "height": 900})
+    page.locator("#mode-number").click()
+    draw_with_mouse(page, 1, slot=0)
+    draw_with_mouse(page, 7, slot=1)
+    wait_until_idle(page)
+    page.locator("#correct").wait_for(state="visible")
+    assert page.locator("#correct-ask").inner_text() == "Wrong? Correct this number:"
+    assert page.locator("#correct-number").input_value() == shown_answer(page) == "17"  # ready to fix one digit
+    assert not page.locator("#correct-digits").is_visible()
+    page.locator("#correct-number").fill("71")
+    page.locator("#correct-save").click()
+    page.wait_for_function("document.getElementById('correct').dataset.state === 'saved'", timeout=10_000)
+    with open(collecting.folder / "numbers.csv", newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert row["text"] == "71" and row["predicted"] == "17" and (collecting.folder / row["path"]).is_file()
+    page.locator("#correct-number").fill("7a")
+    page.locator("#correct-save").click()
+    page.wait_for_function("document.getElementById('correct').dataset.state === 'error'", timeout=10_000)
+    assert "the label must be the digits of the number" in page.locator("#correct-done").inner_text()
+    assert errors == []
+    page.context.close()
+
+    # A server without --collect answers 404 there: the page offers no corrections.
+    page = browser.new_context().new_page()
+    page.route("**/v1/corrections", lambda route: route.fulfill(status=404, json={"detail": "Not Found"}))
+    page.goto(collecting.url + "/")
+    wait_for_status(page, "online")
+    draw_with_mouse(page, 7)
+    wait_until_idle(page)
+    assert shown_answer(page) == "7" and page.locator("#correct").is_hidden()
+    page.context.close()
 
 
 def test_correct_finetune_reload_and_the_same_drawing_reads_right(
