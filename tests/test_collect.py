@@ -221,3 +221,18 @@ def test_a_reload_swaps_the_model_and_its_reading_workers(served, always_three, 
     assert back.json() == {"model": "digitrec-cnn", "previous": "always-three"}
     assert httpx.post(f"{url}/v1/predict", files={"file": ("7.png", SEVEN)}).json()["predictions"][0]["digit"] == 7
     assert httpx.post(f"{url}/v1/read", files=strip, timeout=30).json()["readings"][0]["text"] == "17"
+
+
+def test_a_request_that_meets_workers_closed_by_a_reload_is_told_to_retry():
+    """The slow-work processes a reload replaces are closed while a request may be on its way to
+    them: it gets a 503 to retry, not a 500."""
+    from fastapi import HTTPException
+
+    from digitrec.runtime import default_model_path
+    from digitrec.web.workers import SlowWorkers
+
+    workers = SlowWorkers(default_model_path(), 0.0, 1)
+    workers.close()
+    with pytest.raises(HTTPException) as refused:
+        workers.answer("predict", [("7.png", SEVEN)], False)
+    assert refused.value.status_code == 503 and "reloaded" in refused.value.detail

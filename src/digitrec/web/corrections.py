@@ -174,9 +174,14 @@ def add_reload_route(app: FastAPI, limits: Limits, *, processes: int = 1) -> Non
             if old_workers is not None:
                 # Started from a slow-pool thread, which lives as long as the server (as the first ones
                 # were from the event loop's): the workers die with the thread that started them.
-                workers = await in_thread(
-                    SlowWorkers, new.path, new.min_confidence, limits.slow_threads, pool=state.slow_pool
-                )
+                try:
+                    workers = await in_thread(
+                        SlowWorkers, new.path, new.min_confidence, limits.slow_threads, pool=state.slow_pool
+                    )
+                except (RuntimeError, OSError) as exc:  # no process could start: out of memory, a limit
+                    raise HTTPException(
+                        503, f"the reading processes could not start ({exc}); the model in use is unchanged"
+                    ) from None
             state.recognizer, state.slow_workers = new, workers
             if old_workers is not None:
                 old_workers.close()  # its work in progress finishes; new work goes to the new workers

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +84,7 @@ class SlowWorkers:
         self._args = (str(model_path), min_confidence)
         self._count = count
         self._lock = threading.Lock()
+        self._closed = False
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -107,6 +108,11 @@ class SlowWorkers:
         pool = self._pool
         try:
             result = pool.submit(_answer_in_worker, task, uploads, image28).result()
+        except (RuntimeError, CancelledError):
+            if not self._closed:
+                raise
+            # Closed under this request by a reload (`web.corrections`): the new workers are in place.
+            raise HTTPException(503, "the model was just reloaded; retry") from None
         except BrokenProcessPool:
             log.error("a slow-work process died; starting the pool again")
             with self._lock:
@@ -118,4 +124,5 @@ class SlowWorkers:
         return result
 
     def close(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
