@@ -285,7 +285,7 @@ def batch_shares(config: FinetuneConfig, classes: int) -> tuple[int, int]:
     The user's share is `user_batch` for all ten classes and shrinks in proportion below that (at
     least `min_user_batch`), the replay taking the rest: corrections from the page are often of one
     or two digits only, and twelve corrected zeros at 48 of every 64 taught the network that
-    everything is a zero (MNIST validation 991 -> 744 of 1,000 in six steps), where 8 of 64 learnt
+    everything is a zero (MNIST validation fell to 744 of 1,000 within six steps), where 8 of 64 learnt
     them and kept MNIST (998)."""
     total = config.user_batch + config.replay_batch
     user = max(config.min_user_batch, round(config.user_batch * min(classes, 10) / 10))
