@@ -108,17 +108,17 @@ class SlowWorkers:
         pool = self._pool
         try:
             result = pool.submit(_answer_in_worker, task, uploads, image28).result()
+        except BrokenProcessPool:  # (a RuntimeError: caught before the clause below)
+            log.error("a slow-work process died; starting the pool again")
+            with self._lock:
+                if self._pool is pool and not self._closed:
+                    self._pool = self._start()
+            raise HTTPException(503, "the server lost a worker for large images or reading; retry") from None
         except (RuntimeError, CancelledError):
             if not self._closed:
                 raise
             # Closed under this request by a reload (`web.corrections`): the new workers are in place.
             raise HTTPException(503, "the model was just reloaded; retry") from None
-        except BrokenProcessPool:
-            log.error("a slow-work process died; starting the pool again")
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = self._start()
-            raise HTTPException(503, "the server lost a worker for large images or reading; retry") from None
         if isinstance(result, Refusal):
             raise HTTPException(result.status_code, result.detail)
         return result
