@@ -236,3 +236,11 @@ def test_a_request_that_meets_workers_closed_by_a_reload_is_told_to_retry():
     with pytest.raises(HTTPException) as refused:
         workers.answer("predict", [("7.png", SEVEN)], False)
     assert refused.value.status_code == 503 and "reloaded" in refused.value.detail
+
+
+def test_finetune_on_a_collect_folder_with_only_numbers_says_how_to_use_them(tmp_path):
+    from digitrec.tune.data import list_examples
+
+    Collector(tmp_path).add(png(np.hstack([draw_digit(1), draw_digit(7)])), "17", kind="number")
+    with pytest.raises(DataError, match=f"its numbers go in with --numbers {tmp_path / 'numbers.csv'}"):
+        list_examples([tmp_path])
