@@ -116,6 +116,8 @@ def test_correct_finetune_reload_and_the_same_drawing_reads_right(
         page.locator('#correct-digits button[data-digit="0"]').click()
         page.wait_for_function("document.getElementById('correct').dataset.state === 'saved'", timeout=10_000)
     assert page.locator("#correct-done").inner_text().startswith("Saved as 0.")
+    page.locator('#correct-digits button[data-digit="6"]').dispatch_event("click")  # a second click ...
+    page.wait_for_timeout(300)  # ... saves nothing (no second label for the same drawing)
     with open(collecting.folder / "manifest.csv", newline="") as f:
         saved = list(csv.DictReader(f))
     assert len(saved) == len(PLACES) and {row["label"] for row in saved} == {"0"}

@@ -50,6 +50,9 @@
   }).observe(document.body, { attributes: true, attributeFilter: ["data-busy", "data-mode", "data-answer"] });
   new MutationObserver(update).observe(padWrap, { attributes: true, attributeFilter: ["class"] });
 
+  numberInput.addEventListener("input", () => {  // editing the number again: another save is meant
+    if (form.dataset.state !== "saving") { form.dataset.state = ""; done.textContent = ""; }
+  });
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     send(numberInput.value.trim());
@@ -65,6 +68,8 @@
   }
 
   async function send(label) {
+    // One correction per answer: a second click would save the same drawing under another label.
+    if (form.dataset.state === "saving" || form.dataset.state === "saved") return;
     const kind = document.body.dataset.mode === "number" ? "number" : "digit";
     form.dataset.state = "saving";
     done.textContent = "Saving…";
