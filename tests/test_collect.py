@@ -244,3 +244,21 @@ def test_finetune_on_a_collect_folder_with_only_numbers_says_how_to_use_them(tmp
     Collector(tmp_path).add(png(np.hstack([draw_digit(1), draw_digit(7)])), "17", kind="number")
     with pytest.raises(DataError, match=f"its numbers go in with --numbers {tmp_path / 'numbers.csv'}"):
         list_examples([tmp_path])
+
+
+def test_with_several_processes_corrections_are_kept_and_a_reload_is_refused(tmp_path):
+    """`serve --workers 2 --collect DIR`: each process saves into DIR (one manifest, whole rows); a
+    reload would reach one process of two, so it is refused and says what to do."""
+    port = free_port()
+    process = start_server(port, tmp_path / "serve.log", "--workers", "2", "--collect", str(tmp_path / "mine"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, timeout=60)
+        for label in "0123456789":
+            saved = httpx.post(f"{url}/v1/corrections", json={"image": data_url(SEVEN), "label": label}, timeout=30)
+            assert saved.status_code == 201, saved.text
+        refused = httpx.post(f"{url}/v1/reload", timeout=30)
+        assert refused.status_code == 409 and "runs 2 processes" in refused.json()["detail"]
+    finally:
+        stop_server(process)
+    assert [r["label"] for r in rows(tmp_path / "mine" / "manifest.csv")] == list("0123456789")
