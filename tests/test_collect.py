@@ -262,3 +262,21 @@ def test_with_several_processes_corrections_are_kept_and_a_reload_is_refused(tmp
     finally:
         stop_server(process)
     assert [r["label"] for r in rows(tmp_path / "mine" / "manifest.csv")] == list("0123456789")
+
+
+def test_corrections_stop_before_the_disk_fills(recognizer, tmp_path, monkeypatch):
+    import shutil as real_shutil
+
+    from digitrec.web import collect, create_app
+
+    usage = real_shutil.disk_usage(tmp_path)
+    nearly_full = type(usage)(usage.total, usage.total - 100 * 2**20, 100 * 2**20)
+    monkeypatch.setattr(collect.shutil, "disk_usage", lambda path: nearly_full)
+    with TestClient(create_app(recognizer, collect=tmp_path / "mine"), base_url=LOCAL) as c:
+        response = c.post("/v1/corrections", json={"image": data_url(SEVEN), "label": "1"})
+    assert response.status_code == 507
+    assert response.json()["detail"] == (
+        "the correction could not be saved: the disk holding the collect folder has 100 MiB free; "
+        "corrections stop below 512 MiB"
+    )
+    assert list((tmp_path / "mine").iterdir()) == []

@@ -17,6 +17,7 @@ import csv
 import io
 import os
 import secrets
+import shutil
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +36,9 @@ MANIFEST = "manifest.csv"  # the name `digitrec.tune.data` reads in a folder wit
 NUMBERS = "numbers.csv"
 # A drawing from the page is 10-40 KB; an uploaded phone photo a few MB. More is not a correction.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# Corrections stop while the disk holding DIR has less free space than this: a client flooding the
+# endpoint (a LAN page with --host 0.0.0.0) fills the folder, never the user's disk.
+MIN_FREE_BYTES = 512 * 1024 * 1024
 MAX_NUMBER_DIGITS = 32  # longer than any number the reader is meant for (an account number, a date)
 # The file's first bytes -> the suffix it is saved under (the loader has checked it is that format).
 SUFFIXES = {
@@ -51,6 +55,10 @@ SUFFIXES = {
 
 class TooLarge(ImageError):
     """The correction's image is over MAX_IMAGE_BYTES."""
+
+
+class DiskFull(DigitrecError):
+    """Less than MIN_FREE_BYTES free where the corrections go."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,15 @@ class Collector:
         if len(image) > MAX_IMAGE_BYTES:
             raise TooLarge(f"the image is too large to keep ({len(image)} bytes; the limit is {MAX_IMAGE_BYTES})")
         load_grey(image)  # decodes, within the loader's limits: only a file finetune can read is kept
+        try:
+            free = shutil.disk_usage(self.folder).free
+        except OSError as exc:
+            raise DigitrecError(f"cannot check the free space of the collect folder: {exc.strerror or exc}") from None
+        if free - len(image) < MIN_FREE_BYTES:
+            raise DiskFull(
+                f"the disk holding the collect folder has {free // 2**20} MiB free; corrections stop below "
+                f"{MIN_FREE_BYTES // 2**20} MiB"
+            )
         suffix = next((s for magic, s in SUFFIXES.items() if image.startswith(magic)), ".img")
         name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}{suffix}"
         relative = Path("digits", label, name) if kind == "digit" else Path("numbers", name)
