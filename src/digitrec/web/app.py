@@ -30,6 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from digitrec import __version__
 from digitrec.errors import DigitrecError, ImageError, without_frames
 from digitrec.runtime import Recognizer
+from digitrec.web.collect import Collector
+from digitrec.web.corrections import add_collect_routes, add_reload_route
 from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
 from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
@@ -106,9 +108,6 @@ def create_app(
     with its own copy of the model (what `digitrec serve` does); otherwise in threads. `collect`:
     the folder where the page's corrections are saved (`web.collect`); None: no corrections.
     `processes`: how many server processes share the port (a reload is refused when several)."""
-    from digitrec.web.collect import Collector
-    from digitrec.web.corrections import add_collect_routes, add_reload_route
-
     collector = Collector(collect) if collect is not None else None  # a bad folder fails the start
 
     @asynccontextmanager
