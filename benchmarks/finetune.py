@@ -9,16 +9,27 @@ the product's own path (`Recognizer.predict_many`: preprocessing, views, calibra
 test accuracy and ECE after; the finetune's wall-clock seconds (everything: preparing, training,
 calibrating, writing).
 
+`--source semeion` does the same on the Semeion digits (../shared: two writer groups, the bands 0
+and 3 of the original file, ~200 digits each): tune on n digits of one group (drawn in a seeded
+order; "all" = the whole group), test on every digit of the other, in both directions.
+
     .venv/bin/python benchmarks/finetune.py                              # 10,30,100,third,300; seed 0
     .venv/bin/python benchmarks/finetune.py --sizes 10,third --seeds 0,1 --threads 2
+    .venv/bin/python benchmarks/finetune.py --source semeion --sizes 10,30,100,all
+
+`--source dk-parish-rowid` (or orand-car-strings) measures `finetune --numbers`: the labelled
+numbers of half (`--sizes half`) or a third of the books (cheques) tune the digit model, and the
+other books' numbers are read before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -60,6 +71,123 @@ def split(names: list[str], size: str, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.array(tune), np.array(test)
 
 
+def writer_groups(root: Path, source: str) -> dict[str, str]:
+    """path -> its writer group, from the manifest's notes ("...; writer-group 3; ...")."""
+    with open(root / source / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {r["path"]: re.search(r"writer-group (\d+)", r["notes"]).group(1) for r in rows}
+
+
+def group_split(groups: list[str], size: str, seed: int, tune_group: str) -> tuple[np.ndarray, np.ndarray]:
+    """-> (tuning indices: n of `tune_group` in a seeded order, or all of it; test: every other group's)."""
+    pool = np.flatnonzero(np.array(groups) == tune_group)
+    order = pool[np.random.default_rng(seed).permutation(len(pool))]
+    tune = order if size == "all" else order[: int(size)]
+    return tune, np.flatnonzero(np.array(groups) != tune_group)
+
+
+def planned_runs(args, names: list[str]):
+    """-> (seed, tuning indices, test indices, what the tuning set spans) for each run."""
+    for size in args.sizes.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            if args.source == SOURCE:
+                tune, test = split(names, size, seed)
+                yield seed, tune, test, f"{len({cheque_of(names[i]) for i in tune})} cheques"
+            else:
+                by_path = writer_groups(args.data, args.source)
+                groups = [by_path[n] for n in names]
+                for tune_group in sorted(set(groups)):
+                    tune, test = group_split(groups, size, seed, tune_group)
+                    yield seed, tune, test, f"group {tune_group}"
+
+
+# Sources of labelled numbers (`finetune --numbers`) -> what groups a writer's strips in the manifest notes.
+NUMBER_SOURCES = {"dk-parish-rowid": r"book (K\d+)", "orand-car-strings": None}  # None: each image its own
+
+
+def number_rows(root: Path, source: str) -> tuple[list[str], list[str], list[str]]:
+    """-> (paths, texts, writer units) of a source of labelled numbers."""
+    with open(root / source / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    pattern = NUMBER_SOURCES[source]
+    units = [re.search(pattern, r["notes"]).group(1) if pattern else r["path"] for r in rows]
+    return [r["path"] for r in rows], [r["label"] for r in rows], units
+
+
+def unit_split(units: list[str], share: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whole units (books, cheques) in a seeded order until their numbers reach the share ("half",
+    "third") -> (tuning indices, test indices)."""
+    names = sorted(set(units))
+    want = len(units) * {"half": 1 / 2, "third": 1 / 3}[share]
+    drawn: set[str] = set()
+    for k in np.random.default_rng(seed).permutation(len(names)):
+        if sum(u in drawn for u in units) >= want:
+            break
+        drawn.add(names[k])
+    tune = np.array([i for i, u in enumerate(units) if u in drawn])
+    return tune, np.array([i for i, u in enumerate(units) if u not in drawn])
+
+
+def reading_accuracy(model, images: list[Path], texts: list[str]) -> float:
+    from digitrec.errors import DigitrecError
+    from digitrec.runtime import Recognizer
+
+    rec, right = Recognizer(model, threads=1), 0
+    for image, text in zip(images, texts):
+        try:
+            right += "".join(rec.read(image).line_texts) == text
+        except DigitrecError:
+            pass
+    return right / max(1, len(texts))
+
+
+def run_numbers(args, settings, mnist_train, mnist_test) -> None:
+    """The `--numbers` learning curve: tune on the strips of some books (cheques), read the others."""
+    import digitrec
+    from digitrec.evaluate.metrics import accuracy, expected_calibration_error
+    from digitrec.runtime import Recognizer, default_model_path
+
+    paths, texts, units = number_rows(args.data, args.source)
+    print(f"# data: {args.source}, {len(texts)} numbers of {len(set(units))} writers (books, cheques)\n")
+    header = (
+        f"{'share':>5s} {'seed':>4s} {'strips':>6s} {'digits':>6s} {'test':>4s} {'before':>7s} {'after':>7s} "
+        f"{'held-out':>8s} {'MNIST':>7s} {'ECE':>6s} {'seconds':>7s}"
+    )
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as tmp:
+        for share in args.sizes.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                tune, test = unit_split(units, share, seed)
+                table = Path(tmp) / f"numbers-{share}-{seed}.csv"
+                table.write_text(
+                    "path,text\n" + "".join(f"{args.data / args.source / paths[i]},{texts[i]}\n" for i in tune)
+                )
+                test_images = [args.data / args.source / paths[i] for i in test]
+                test_texts = [texts[i] for i in test]
+                before = reading_accuracy(default_model_path(), test_images, test_texts)
+                out = Path(tmp) / f"m-{share}-{seed}.onnx"
+                start = time.perf_counter()
+                summary = digitrec.finetune(
+                    [], out, numbers=table, config=replace(settings, seed=seed), mnist=mnist_train
+                )
+                seconds = time.perf_counter() - start
+                after = reading_accuracy(out, test_images, test_texts)
+                probs = Recognizer(out).predict_probabilities(mnist_test[0])
+                print(
+                    f"{share:>5s} {seed:4d} {len(tune):6d} {summary['numbers']['digits']:6d} {len(test):4d} "
+                    f"{before:7.1%} {after:7.1%} {summary['val_accuracy']:8.1%} "
+                    f"{accuracy(mnist_test[1], probs):7.2%} {expected_calibration_error(mnist_test[1], probs):6.3f} "
+                    f"{seconds:7.1f}",
+                    flush=True,
+                )
+    print(
+        "\nstrips: the labelled numbers of the drawn books (cheques); digits: those cut from them (where the "
+        "reader found as many digits as the label has); before/after: whole numbers read right on the other "
+        "books (`Recognizer.read`, the shipped model / the fine-tuned digit model)."
+    )
+
+
 def accuracy_on(model, items, labels) -> float:
     from digitrec.errors import DigitrecError
     from digitrec.runtime import Recognizer
@@ -77,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DIGITREC_EXTERNAL", DEFAULT_DATA)))
+    parser.add_argument("--source", default=SOURCE, choices=[SOURCE, "semeion", *NUMBER_SOURCES])
     parser.add_argument("--sizes", default="10,30,100,third,300")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
@@ -94,9 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.settings:
         key, _, value = item.partition("=")
         settings = replace(settings, **{key: type(getattr(settings, key))(value)})
-    names, items, labels = load_source(args.data, SOURCE, None)
     mnist_test = load_mnist("test")
     mnist_train = load_mnist("train")
+    if args.source in NUMBER_SOURCES:
+        print(f"# finetune --numbers benchmark, {datetime.date.today()}")
+        print(f"# command: python benchmarks/finetune.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+        print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, matmul {matmul_gflops():.0f} GFLOP/s")
+        run_numbers(args, settings, mnist_train, mnist_test)
+        return 0
+    names, items, labels = load_source(args.data, args.source, None)
     print(f"# finetune benchmark, {datetime.date.today()}")
     print(f"# command: python benchmarks/finetune.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(
@@ -104,37 +239,37 @@ def main(argv: list[str] | None = None) -> int:
         "(shared with other jobs: seconds are noisy)"
     )
     print(
-        f"# data: {SOURCE}, {len(labels)} digits of {len({cheque_of(n) for n in names})} cheques; "
+        f"# data: {args.source}, {len(labels)} digits"
+        f"{f' of {len({cheque_of(n) for n in names})} cheques' if args.source == SOURCE else ''}; "
         f"base: {default_model_path().name}; settings: {settings}\n"
     )
     header = (
-        f"{'tuning':>6s} {'seed':>4s} {'cheques':>7s} {'test':>5s} {'before':>7s} {'after':>7s} "
+        f"{'tuning':>6s} {'seed':>4s} {'from':>10s} {'test':>5s} {'before':>7s} {'after':>7s} "
         f"{'held-out':>8s} {'MNIST':>7s} {'ECE':>6s} {'seconds':>7s} {'steps':>5s}"
     )
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes.split(","):
-            for seed in map(int, args.seeds.split(",")):
-                tune, test = split(names, size, seed)
-                csv = Path(tmp) / f"tune-{size}-{seed}.csv"
-                csv.write_text("path,label\n" + "".join(f"{args.data / SOURCE / names[i]},{labels[i]}\n" for i in tune))
-                before = accuracy_on(default_model_path(), [items[i] for i in test], labels[test])
-                out = Path(tmp) / f"m-{size}-{seed}.onnx"
-                start = time.perf_counter()
-                summary = digitrec.finetune([csv], out, config=replace(settings, seed=seed), mnist=mnist_train)
-                seconds = time.perf_counter() - start
-                after = accuracy_on(out, [items[i] for i in test], labels[test])
-                probs = Recognizer(out).predict_probabilities(mnist_test[0])
-                n_cheques = len({cheque_of(names[i]) for i in tune})
-                print(
-                    f"{len(tune):6d} {seed:4d} {n_cheques:7d} {len(test):5d} {before:7.1%} {after:7.1%} "
-                    f"{summary['val_accuracy']:8.1%} {accuracy(mnist_test[1], probs):7.2%} "
-                    f"{expected_calibration_error(mnist_test[1], probs):6.3f} {seconds:7.1f} {summary['steps']:5d}",
-                    flush=True,
-                )
+        for k, (seed, tune, test, spans) in enumerate(planned_runs(args, names)):
+            table = Path(tmp) / f"tune-{k}.csv"
+            table.write_text(
+                "path,label\n" + "".join(f"{args.data / args.source / names[i]},{labels[i]}\n" for i in tune)
+            )
+            before = accuracy_on(default_model_path(), [items[i] for i in test], labels[test])
+            out = Path(tmp) / f"m-{k}.onnx"
+            start = time.perf_counter()
+            summary = digitrec.finetune([table], out, config=replace(settings, seed=seed), mnist=mnist_train)
+            seconds = time.perf_counter() - start
+            after = accuracy_on(out, [items[i] for i in test], labels[test])
+            probs = Recognizer(out).predict_probabilities(mnist_test[0])
+            print(
+                f"{len(tune):6d} {seed:4d} {spans:>10s} {len(test):5d} {before:7.1%} {after:7.1%} "
+                f"{summary['val_accuracy']:8.1%} {accuracy(mnist_test[1], probs):7.2%} "
+                f"{expected_calibration_error(mnist_test[1], probs):6.3f} {seconds:7.1f} {summary['steps']:5d}",
+                flush=True,
+            )
     print(
-        "\nbefore/after: accuracy on the digits of the cheques not tuned on (the shipped model / the "
+        "\nbefore/after: accuracy on the digits of the cheques (writer group) not tuned on (the shipped model / the "
         "fine-tuned one); held-out: the share of the tuning files finetune kept for early stopping; MNIST and "
         "ECE: the fine-tuned model on the 10,000 MNIST test digits."
     )

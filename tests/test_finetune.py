@@ -247,3 +247,111 @@ def test_without_torch_finetune_and_calibrate_name_the_train_extra(args, monkeyp
     code, out, err = run_main(args, capsys)
     assert code == 1 and out == "" and err.count("\n") == 1
     assert err.startswith("Error: ") and "pip install 'digitrec[train]'" in err
+
+
+def test_the_users_share_of_each_batch_shrinks_with_the_classes_they_gave():
+    from digitrec.tune.run import FinetuneConfig, batch_shares
+
+    config = FinetuneConfig()
+    assert batch_shares(config, 10) == batch_shares(config, 6) == (48, 16)  # the recipe the benchmarks measured
+    assert batch_shares(config, 3) == (24, 40)
+    assert batch_shares(config, 1) == (8, 56)  # corrections of one digit: mostly MNIST, so nothing is forgotten
+
+
+@pytest.mark.slow
+def test_corrections_of_one_digit_are_learnt_without_forgetting_the_others(mnist, tmp_path):
+    """Twelve drawings of one narrow zero, as the page's corrections give them (one class only): the
+    shipped model reads them as 1; after a short finetune the held-out ones read 0, and MNIST stays.
+    With 48 of every 64 training images the user's, the run forgot MNIST and gave the base back."""
+    from web_helpers import png
+
+    from digitrec.runtime import Recognizer
+    from digitrec.tune import finetune
+    from digitrec.tune.run import FinetuneConfig
+
+    zero = np.array([(14, 5), (12.25, 14), (14, 24), (15.75, 14), (14, 5)], np.float32)
+    rows = []
+    for k, scale in enumerate(np.linspace(0.8, 1.1, 12)):
+        image = np.full((280, 280), 255, np.uint8)
+        points = ((14 + (zero - 14) * scale + 0.5) * 10).astype(np.int32)
+        cv2.polylines(image, [points], False, 0, 22, lineType=cv2.LINE_AA)
+        (tmp_path / f"{k}.png").write_bytes(png(image))
+        rows.append((tmp_path / f"{k}.png", 0))
+    assert Recognizer().predict(rows[6][0]).digit == 1
+    summary = finetune(
+        [_csv(tmp_path, rows)],
+        tmp_path / "m.onnx",
+        mnist=mnist["train"],
+        config=FinetuneConfig(max_steps=40, threads=1),
+    )
+    assert summary["val_accuracy_before"] == 0.0 and summary["val_accuracy"] == 1.0
+    rec = Recognizer(tmp_path / "m.onnx")
+    assert all(rec.predict(path).digit == 0 for path, _ in rows)
+    images, labels = mnist["test"]
+    assert (rec.predict_probabilities(images[:2000]).argmax(1) == labels[:2000]).mean() >= 0.99
+
+
+# ---------- --numbers: labelled numbers -> their digits ----------
+
+
+def _strip(*digits: int) -> np.ndarray:
+    """A number written as the page writes it: the digits side by side, black on white."""
+    from web_helpers import draw_digit
+
+    return np.hstack([draw_digit(d, size=120, stroke=10) for d in digits])
+
+
+def test_the_digits_of_labelled_numbers_are_cut_where_the_reader_finds_each(tmp_path):
+    from digitrec.runtime import Recognizer
+    from digitrec.tune.data import list_examples
+    from digitrec.tune.numbers import digits_from_numbers, list_numbers
+
+    cv2.imwrite(str(tmp_path / "17.png"), _strip(1, 7))
+    cv2.imwrite(str(tmp_path / "717.png"), _strip(7, 1, 7))
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((60, 200), 255, np.uint8))
+    (tmp_path / "numbers.csv").write_text("path,text\n17.png,1 7\n717.png,71\nblank.png,5\n")
+    numbers = list_numbers(tmp_path / "numbers.csv")
+    assert numbers == [(tmp_path / "17.png", "17"), (tmp_path / "717.png", "71"), (tmp_path / "blank.png", "5")]
+    warnings = []
+    cut = digits_from_numbers(numbers, Recognizer().read, tmp_path / "cut", warnings.append)
+    assert (cut.numbers, cut.used, cut.digits) == (3, 1, 2)
+    assert [why for _, why in cut.skipped][0] == "read '717' (3 digits), labelled '71'"  # which ink is which?
+    assert "no" in cut.skipped[1][1] and "2 of 3 numbers not used" in warnings[0]
+    examples = list_examples([cut.csv])  # what finetune reads
+    assert [e.label for e in examples] == [1, 7]
+    rec = Recognizer()
+    assert [rec.predict(e.path).digit for e in examples] == [1, 7]  # each crop holds its digit
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("path,label\n", None), ("path,text\na.png,12a\n", "line 2: '12a'"), ("file,text\na.png,1\n", "path and text")],
+)
+def test_a_numbers_csv_without_digits_is_a_clear_error(text, message, tmp_path):
+    from digitrec.tune.numbers import list_numbers
+
+    (tmp_path / "n.csv").write_text(text)
+    if message is None:  # `label` is taken for `text`; no rows, no error here (finetune counts the images)
+        assert list_numbers(tmp_path / "n.csv") == []
+        return
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        list_numbers(tmp_path / "n.csv")
+
+
+def test_finetune_numbers_cli_learns_from_the_digits_of_numbers(real_data, tmp_path, capsys):
+    from conftest import run_main
+
+    rows = ["path,text"]
+    for k, digits in enumerate([(1, 7), (7, 1), (1, 1), (7, 7), (1, 7, 1), (7, 1, 7)]):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), _strip(*digits))
+        rows.append(f"{k}.png,{''.join(map(str, digits))}")
+    (tmp_path / "numbers.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "m.onnx"
+    args = ["finetune", "--numbers", str(tmp_path / "numbers.csv"), "--out", str(out), "--max-steps", "3"]
+    code, stdout, err = run_main([*args, "--threads", "1", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["numbers"] == {"given": 6, "used": 6, "digits": 14} and summary["images"] == 14
+    assert "from --numbers: 14 digits cut from 6 of 6 numbers" in err
+    code, _, err = run_main(["finetune", "--out", str(out)], capsys)
+    assert code == 2 and "give DATA" in err

@@ -9,7 +9,7 @@ import click
 
 
 @click.command()
-@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("data", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -35,16 +35,26 @@ import click
     show_default=True,
     help="At most this many training steps (48 views of your digits + 16 MNIST digits each).",
 )
+@click.option(
+    "--numbers",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="CSV",
+    help="Also learn from labelled numbers: a CSV path,text (a strip, a form field, an amount and its "
+    "digits). Where the reader finds as many digits as the text has, each is cut out and learnt.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch threads (0 = all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line of stdout.")
-def finetune(data, out, model, val_share, max_steps, seed, threads, as_json):
+def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_json):
     """Teach a digit model your handwriting, on your machine, from your labelled images.
 
     \b
     DATA is a CSV file whose first row names the columns path,label (paths relative to the CSV's
     folder or absolute; label one digit 0-9), or a folder with subfolders 0 .. 9 holding the images
     of each digit (or a manifest.csv); give several to combine them. At least 10 usable images.
+
+    --numbers CSV (path,text) adds the digits of labelled numbers (strips, form fields); DATA may
+    then be left out.
 
     Every image is prepared exactly as `digitrec predict` prepares it. Training starts from the
     shipped model (or --model), mixes MNIST digits into every batch so that nothing is forgotten,
@@ -56,9 +66,13 @@ def finetune(data, out, model, val_share, max_steps, seed, threads, as_json):
     Examples:
       digitrec finetune my_digits.csv --out mine.onnx
       digitrec finetune photos/ --out mine.onnx --json
+      digitrec finetune --numbers my_forms.csv --out mine.onnx
       digitrec predict --model mine.onnx digit.jpg
     """
     from rich.console import Console
+
+    if not data and numbers is None:
+        raise click.UsageError("give DATA (a CSV path,label or a folder 0-9) or --numbers CSV")
 
     from digitrec.extras import require
 
@@ -77,6 +91,7 @@ def finetune(data, out, model, val_share, max_steps, seed, threads, as_json):
     summary = run(
         list(data),
         out,
+        numbers=numbers,
         model=model,
         config=config,
         log=console.print,
@@ -90,3 +105,6 @@ def finetune(data, out, model, val_share, max_steps, seed, threads, as_json):
             f"held-out accuracy {summary['val_accuracy_before']:.1%} -> {summary['val_accuracy']:.1%}, "
             f"{summary['train_seconds']:.0f} s of training"
         )
+    if "numbers" in summary:
+        n = summary["numbers"]
+        click.echo(f"from --numbers: {n['digits']} digits cut from {n['used']} of {n['given']} numbers", err=True)

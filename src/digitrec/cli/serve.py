@@ -93,6 +93,14 @@ from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
     "'low confidence'; the page says 'Not sure: 4 or 9?'), and the page marks the digits of a "
     "number to check. 0 always answers.",
 )
+@click.option(
+    "--collect",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Let the page's users correct a wrong answer (\"Wrong? It's a _\"): each correction is "
+    "saved in DIR (the image and a row of DIR/manifest.csv), on this machine, for "
+    "`digitrec finetune DIR`.",
+)
 def serve(
     host: str,
     port: int,
@@ -106,16 +114,23 @@ def serve(
     max_connections: int,
     max_in_flight: int,
     min_confidence: float,
+    collect: Path | None,
 ):
     """Serve the HTTP API and the drawing page.
 
     Open http://HOST:PORT/ to draw a digit and watch it being read; the API is described at
     /docs.
 
+    A new model (say, after `digitrec finetune`) is loaded without a restart by
+    `POST /v1/reload`, accepted from this machine only.
+
     \b
     Example:
       digitrec serve --port 8000
       curl -F file=@seven.png http://127.0.0.1:8000/v1/predict
+      digitrec serve --collect mine/          # corrections from the page -> mine/manifest.csv
+      digitrec finetune mine/ --out mine.onnx
+      curl -d '{"model": "mine.onnx"}' -H 'Content-Type: application/json' http://127.0.0.1:8000/v1/reload
     """
     from digitrec.extras import require
 
@@ -130,6 +145,10 @@ def serve(
     # that fails to start. One onnxruntime thread per request: requests run side by side in the
     # thread pool, and for one small image a second thread costs more than it saves (2x measured).
     recognizer = Recognizer(model_path, threads=1, min_confidence=min_confidence)
+    if collect is not None:
+        from digitrec.web.collect import Collector
+
+        collect = Collector(collect).folder.resolve()  # made now: a bad folder is an error before listening
     sock = listen(host, port)
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(
@@ -137,6 +156,8 @@ def serve(
         f"http://{shown_host}:{sock.getsockname()[1]}/  (API docs at /docs; Ctrl+C stops)",
         err=True,
     )
+    if collect is not None:
+        click.echo(f"digitrec: corrections made on the page are saved in {collect}", err=True)
     run_server(
         recognizer,
         sock,
@@ -147,4 +168,5 @@ def serve(
             header_seconds=header_timeout, body_seconds=body_timeout, max_connections=max_connections
         ),
         allowed_hosts=allowed_hosts_for(host, allowed_hosts),
+        collect=collect,
     )

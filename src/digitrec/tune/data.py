@@ -91,8 +91,13 @@ def _from_folder(folder: Path) -> list[Example]:
     if not digits:
         if (folder / MANIFEST).is_file():
             return _from_csv(folder / MANIFEST)
+        # A `serve --collect` folder where only numbers were corrected so far.
+        numbers = (
+            f"; its numbers go in with --numbers {folder / 'numbers.csv'}" if (folder / "numbers.csv").is_file() else ""
+        )
         raise DataError(
-            f"{folder}: expected subfolders 0 .. 9 holding the images of each digit (or a {MANIFEST} with path,label)"
+            f"{folder}: expected subfolders 0 .. 9 holding the images of each digit (or a {MANIFEST} with "
+            f"path,label){numbers}"
         )
     others = [p.name for p in subfolders if not _is_digit(p.name)]
     if others:

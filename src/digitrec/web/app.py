@@ -31,6 +31,8 @@ from digitrec import __version__
 from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 from digitrec.errors import DigitrecError, ImageError, without_frames
 from digitrec.runtime import Recognizer
+from digitrec.web.collect import Collector
+from digitrec.web.corrections import add_collect_routes, add_reload_route
 from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
 from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
@@ -98,11 +100,16 @@ def create_app(
     limits: Limits = Limits(),
     allowed_hosts: Iterable[str] | None = LOCAL_HOSTS,
     slow_processes: bool = False,
+    collect: str | Path | None = None,
+    processes: int = 1,
 ) -> FastAPI:
     """The app for `recognizer`, or for the model at `model` (the shipped one by default), loaded
     at start-up. It answers to the Host names in `allowed_hosts` (None: any). `slow_processes`:
     reading and heavy requests run in `limits.slow_threads` worker processes of their own, each
-    with its own copy of the model (what `digitrec serve` does); otherwise in threads."""
+    with its own copy of the model (what `digitrec serve` does); otherwise in threads. `collect`:
+    the folder where the page's corrections are saved (`web.collect`); None: no corrections.
+    `processes`: how many server processes share the port (a reload is refused when several)."""
+    collector = Collector(collect) if collect is not None else None  # a bad folder fails the start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -238,6 +245,9 @@ def create_app(
         uploads = await images_from_request(request, limits)
         return {"readings": await in_threads(request, uploads, "read")}
 
+    if collector is not None:
+        add_collect_routes(app, collector, limits)
+    add_reload_route(app, limits, processes=processes)
     return app
 
 
@@ -363,4 +373,6 @@ def create_app_from_env() -> FastAPI:
         limits=Limits(**settings.get("limits", {})),
         allowed_hosts=settings.get("allowed_hosts", LOCAL_HOSTS),
         slow_processes=True,
+        collect=settings.get("collect"),
+        processes=settings.get("processes", 2),
     )

@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import socket
+from pathlib import Path
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -82,6 +83,7 @@ def run_server(
     limits: Limits = Limits(),
     connections: ConnectionLimits = ConnectionLimits(),
     allowed_hosts: tuple[str, ...] | None = LOCAL_HOSTS,
+    collect: Path | None = None,
 ) -> None:
     connections, backlog = fit_connections(connections)
     options = dict(
@@ -89,7 +91,8 @@ def run_server(
     )
     if workers == 1:
         config = uvicorn.Config(
-            create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts, slow_processes=True), **options
+            create_app(recognizer, limits=limits, allowed_hosts=allowed_hosts, slow_processes=True, collect=collect),
+            **options,
         )
         config.connection_limits = connections  # read by TimedH11Protocol
         uvicorn.Server(config).run(sockets=[sock])
@@ -101,6 +104,8 @@ def run_server(
             "limits": dataclasses.asdict(limits),
             "allowed_hosts": allowed_hosts,
             "min_confidence": recognizer.min_confidence,
+            "collect": None if collect is None else str(collect),
+            "processes": workers,
         }
     )
     config = uvicorn.Config("digitrec.web.app:create_app_from_env", factory=True, workers=workers, **options)

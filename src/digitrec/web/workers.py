@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +84,7 @@ class SlowWorkers:
         self._args = (str(model_path), min_confidence)
         self._count = count
         self._lock = threading.Lock()
+        self._closed = False
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -107,15 +108,21 @@ class SlowWorkers:
         pool = self._pool
         try:
             result = pool.submit(_answer_in_worker, task, uploads, image28).result()
-        except BrokenProcessPool:
+        except BrokenProcessPool:  # (a RuntimeError: caught before the clause below)
             log.error("a slow-work process died; starting the pool again")
             with self._lock:
-                if self._pool is pool:
+                if self._pool is pool and not self._closed:
                     self._pool = self._start()
             raise HTTPException(503, "the server lost a worker for large images or reading; retry") from None
+        except (RuntimeError, CancelledError):
+            if not self._closed:
+                raise
+            # Closed under this request by a reload (`web.corrections`): the new workers are in place.
+            raise HTTPException(503, "the model was just reloaded; retry") from None
         if isinstance(result, Refusal):
             raise HTTPException(result.status_code, result.detail)
         return result
 
     def close(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)

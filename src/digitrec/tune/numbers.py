@@ -1,0 +1,113 @@
+"""`digitrec finetune --numbers CSV`: the user's labelled numbers (strips, form fields, cheque
+amounts) -> labelled single digits for the digit classifier, where the digits' boxes can be found.
+
+Each image is read by the product's reader (`Recognizer.read`, the base model's); when it finds as
+many digits as the label has, in one line, each digit's box is cut out of the image (with a margin)
+and saved as a PNG labelled with the label's digit at that place; the digit classifier is then
+fine-tuned on them as on any digit images (`tune.run`). An image whose digit count differs (digits
+touching, or a stroke read as two) is skipped and counted: there, nothing says which ink is which
+digit. The reader's line model itself is not adapted here (see docs/finetune.md). No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from digitrec.errors import DataError, DigitrecError
+from digitrec.files import atomic_write
+from digitrec.preprocess.load import load_grey
+
+MARGIN = 0.15  # of the box's height, added on each side: the ink's edges, never the next digit's middle
+
+
+@dataclass
+class DigitsFromNumbers:
+    csv: Path  # path,label of the cut digits (what `finetune` reads)
+    numbers: int  # labelled numbers given
+    used: int  # whose digits were found and cut
+    digits: int
+    skipped: list[tuple[Path, str]]  # (image, why)
+
+
+def list_numbers(path: Path | str) -> list[tuple[Path, str]]:
+    """A CSV whose first row names `path` and `text` (or `label`) -> [(image, digits)]; relative paths
+    are relative to the CSV's folder. Raises DataError for a missing header or a text that is not
+    digits (spaces are dropped: "1 250" is 1250)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip().lower() for c in reader.fieldnames or []]
+            text_column = "text" if "text" in columns else "label" if "label" in columns else None
+            if "path" not in columns or text_column is None:
+                raise DataError(
+                    f"{path}: the first row must name the columns path and text (got "
+                    f"{','.join(reader.fieldnames or []) or 'an empty file'})"
+                )
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a CSV text file (path,text)") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    numbers, bad = [], []
+    for line, row in enumerate(rows, start=2):
+        text = "".join(row[text_column].split())
+        if not text or any(c not in "0123456789" for c in text) or not row["path"]:
+            bad.append((line, row[text_column]))
+            continue
+        image = Path(row["path"]).expanduser()
+        numbers.append((image if image.is_absolute() else path.parent / image, text))
+    if bad:
+        shown = ", ".join(f"line {line}: {text!r}" for line, text in bad[:5])
+        raise DataError(f"{path}: {len(bad)} row(s) without a path or a text of digits 0-9 ({shown})")
+    return numbers
+
+
+def digits_from_numbers(
+    numbers: list[tuple[Path, str]],
+    read: Callable[[np.ndarray], object],
+    out: Path,
+    warn: Callable[[str], None] = lambda m: None,
+) -> DigitsFromNumbers:
+    """Cut the digits of each (image, text) whose reading (`read`: a Recognizer's) finds exactly
+    len(text) digits in one line; write them under `out` with `out/digits.csv`."""
+    rows, skipped = ["path,label\n"], []
+    for image_path, text in numbers:
+        try:
+            grey = load_grey(image_path)
+            reading = read(grey)
+        except DigitrecError as exc:
+            skipped.append((image_path, str(exc)))
+            continue
+        except OSError as exc:
+            skipped.append((image_path, f"cannot read: {exc.strerror or exc}"))
+            continue
+        found = "".join(reading.line_texts)
+        if len(reading.lines) != 1 or len(found) != len(text):
+            skipped.append((image_path, f"read {found or 'nothing'!r} ({len(found)} digits), labelled {text!r}"))
+            continue
+        for k, (digit, label) in enumerate(zip(reading.lines[0], text)):
+            crop = cut(grey, digit.box)
+            name = f"{len(rows):06d}-{image_path.stem[:40]}-{k}.png"
+            atomic_write(out / name, cv2.imencode(".png", crop)[1].tobytes())
+            rows.append(f"{name},{label}\n")
+    if skipped:
+        shown = "; ".join(f"{path.name}: {why}" for path, why in skipped[:5])
+        warn(f"{len(skipped)} of {len(numbers)} numbers not used (their digits could not be told apart): {shown}")
+    table = atomic_write(out / "digits.csv", "".join(rows))
+    used = len(numbers) - len(skipped)
+    return DigitsFromNumbers(table, len(numbers), used, len(rows) - 1, skipped)
+
+
+def cut(grey: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The box (x, y, w, h) of `grey` widened by MARGIN of its height on each side, within the image."""
+    x, y, w, h = box
+    pad = int(round(MARGIN * h))
+    top, left = max(0, y - pad), max(0, x - pad)
+    return grey[top : y + h + pad, left : x + w + pad]

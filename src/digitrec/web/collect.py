@@ -1,0 +1,173 @@
+"""The corrections a user makes on the page (`digitrec serve --collect DIR`), kept as training data.
+
+    DIR/manifest.csv    path,label,predicted     one row per corrected digit: what `digitrec finetune DIR` reads
+    DIR/numbers.csv     path,text,predicted      one row per corrected number (`finetune --numbers`)
+    DIR/digits/<label>/<time>-<random>.<format>  the image exactly as the page sent it (the pad's PNG,
+    DIR/numbers/<time>-<random>.<format>         or the uploaded file)
+
+The image is written first (atomically), then its row is appended, so a row never names a missing
+file. A row is one `write` to a file opened for appending, under an exclusive lock (`flock`, which also
+covers the processes of `serve --workers N`): concurrent corrections never interleave their rows. No
+web framework here: the errors are digitrec's own, which the route turns into 4xx answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import secrets
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from digitrec.errors import DataError, DigitrecError, ImageError
+from digitrec.files import atomic_write
+from digitrec.preprocess.load import load_grey
+
+try:  # POSIX; elsewhere the in-process lock alone (one server process) keeps rows whole
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+MANIFEST = "manifest.csv"  # the name `digitrec.tune.data` reads in a folder without 0..9 subfolders
+NUMBERS = "numbers.csv"
+# A drawing from the page is 10-40 KB; an uploaded phone photo a few MB. More is not a correction.
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# Corrections stop while the disk holding DIR has less free space than this: a client flooding the
+# endpoint (a LAN page with --host 0.0.0.0) fills the folder, never the user's disk.
+MIN_FREE_BYTES = 512 * 1024 * 1024
+MAX_NUMBER_DIGITS = 32  # longer than any number the reader is meant for (an account number, a date)
+# The file's first bytes -> the suffix it is saved under (the loader has checked it is that format).
+SUFFIXES = {
+    b"\x89PNG": ".png",
+    b"\xff\xd8": ".jpg",
+    b"GIF8": ".gif",
+    b"BM": ".bmp",
+    b"RIFF": ".webp",
+    b"II": ".tif",
+    b"MM": ".tif",
+    b"P": ".pnm",
+}
+
+
+class TooLarge(ImageError):
+    """The correction's image is over MAX_IMAGE_BYTES."""
+
+
+class DiskFull(DigitrecError):
+    """Less than MIN_FREE_BYTES free where the corrections go."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    path: str  # relative to the collect folder, as written in the CSV
+    label: str
+    kind: str  # "digit" or "number"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "label": self.label, "kind": self.kind}
+
+
+class Collector:
+    """Saves corrections in `folder` (made if missing). Thread-safe; safe across processes."""
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder).expanduser()
+        if self.folder.exists() and not self.folder.is_dir():
+            raise DataError(f"--collect {self.folder}: is a file, not a folder")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"--collect {self.folder}: cannot create it: {exc.strerror or exc}") from None
+        self._lock = threading.Lock()
+
+    def add(self, image: bytes, label: str, kind: str = "digit", predicted: str | None = None) -> Saved:
+        """Save one correction: `image` (file bytes) shows `label` (one digit for kind "digit", the
+        digits of a number for kind "number"); `predicted` is what the model had said. Raises
+        DataError for a bad label or kind, ImageError for bytes that are not a readable image."""
+        label = check_label(label, kind)
+        if len(image) > MAX_IMAGE_BYTES:
+            raise TooLarge(f"the image is too large to keep ({len(image)} bytes; the limit is {MAX_IMAGE_BYTES})")
+        load_grey(image)  # decodes, within the loader's limits: only a file finetune can read is kept
+        try:
+            free = shutil.disk_usage(self.folder).free
+        except OSError as exc:
+            raise DigitrecError(f"cannot check the free space of the collect folder: {exc.strerror or exc}") from None
+        if free - len(image) < MIN_FREE_BYTES:
+            raise DiskFull(
+                f"the disk holding the collect folder has {free // 2**20} MiB free; corrections stop below "
+                f"{MIN_FREE_BYTES // 2**20} MiB"
+            )
+        suffix = next((s for magic, s in SUFFIXES.items() if image.startswith(magic)), ".img")
+        name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}{suffix}"
+        relative = Path("digits", label, name) if kind == "digit" else Path("numbers", name)
+        atomic_write(self.folder / relative, image)
+        predicted = "" if predicted is None else str(predicted)[:64]
+        if kind == "digit":
+            self._append(MANIFEST, ("path", "label", "predicted"), (relative.as_posix(), label, predicted))
+        else:
+            self._append(NUMBERS, ("path", "text", "predicted"), (relative.as_posix(), label, predicted))
+        return Saved(relative.as_posix(), label, kind)
+
+    def counts(self) -> dict[str, int]:
+        """Rows in each CSV: {"digits": n, "numbers": m}."""
+        return {"digits": _rows(self.folder / MANIFEST), "numbers": _rows(self.folder / NUMBERS)}
+
+    def _append(self, name: str, header: tuple[str, ...], row: tuple[str, ...]) -> None:
+        path = self.folder / name
+        line = _csv_line(row)
+        with self._lock:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)  # read: its last byte
+            except OSError as exc:
+                raise DigitrecError(f"cannot write {name}: {exc.strerror or exc}") from None
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+                if size == 0:
+                    line = _csv_line(header) + line
+                elif os.pread(fd, 1, size - 1) != b"\n":  # a file edited by hand without a last newline
+                    line = "\n" + line
+                _write_all(fd, line.encode("utf-8"))
+                os.fsync(fd)
+            except OSError as exc:
+                raise DigitrecError(f"cannot write {name}: {exc.strerror or exc}") from None
+            finally:
+                os.close(fd)  # releases the flock too
+
+
+def check_label(label: str, kind: str) -> str:
+    """The label, stripped, if it is one digit (kind "digit") or 1..MAX_NUMBER_DIGITS digits
+    (kind "number"); else DataError. Only ASCII digits: `str.isdigit` would take '²' or '٣'."""
+    if kind not in ("digit", "number"):
+        raise DataError(f"kind must be 'digit' or 'number', not {kind!r}")
+    label = str(label).strip()
+    longest = 1 if kind == "digit" else MAX_NUMBER_DIGITS
+    if not (1 <= len(label) <= longest and all(c in "0123456789" for c in label)):
+        wanted = "one digit 0-9" if kind == "digit" else f"the digits of the number (1 to {longest} of 0-9)"
+        raise DataError(f"the label must be {wanted}, not {label[:40]!r}")
+    return label
+
+
+def _csv_line(row: tuple[str, ...]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(row)
+    return out.getvalue()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _rows(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            lines = sum(1 for line in f if line.strip())
+    except FileNotFoundError:
+        return 0
+    return max(0, lines - 1)
