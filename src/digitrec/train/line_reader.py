@@ -65,11 +65,12 @@ class LineReaderConfig:
         from digitrec.train.config import read_toml
 
         values = read_toml(path) if path is not None else {}
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        unknown += sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise DataError(f"{path}: unknown line-reader settings {', '.join(unknown)}")
-        config = cls(**values)
-        return dataclasses.replace(config, **{k: v for k, v in (overrides or {}).items() if v is not None})
+            raise DataError(f"unknown line-reader settings: {', '.join(unknown)}")
+        return dataclasses.replace(cls(**values), **overrides)
 
 
 def default_recipe() -> Path:
