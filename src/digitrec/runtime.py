@@ -245,12 +245,21 @@ class Recognizer:
 
     # --- whole numbers ---
 
-    def read(self, image: ImageSource, *, debug: bool = False, budget: ReadBudget | None = None) -> Reading:
+    def read(
+        self,
+        image: ImageSource,
+        *,
+        debug: bool = False,
+        budget: ReadBudget | None = None,
+        keep_punctuation: bool = False,
+    ) -> Reading:
         """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
         per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
         and `TooMuchToRead` (an ImageError) when reading would take more work than `budget`, a
         `digitrec.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
-        writing needs; `reading.UNLIMITED` for none)."""
+        writing needs; `reading.UNLIMITED` for none). `keep_punctuation`: the text keeps decimal
+        points, thousands separators and minus signs ("7.50", "1,250.00", "-5"); digits only by
+        default."""
         from digitrec.reading import read_number
 
-        return read_number(self, image, debug=debug, budget=budget)
+        return read_number(self, image, debug=debug, budget=budget, keep_punctuation=keep_punctuation)

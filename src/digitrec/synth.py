@@ -146,6 +146,32 @@ def make_number(
     return np.clip(grey, 0, 255).astype(np.uint8), "".join(str(int(labels[i])) for i in idx)
 
 
+def write_text(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, text: str) -> np.ndarray:
+    """A number written as `text` says, marks included ("1,250.00", "-5"): each digit a random
+    image of it from `images`, separated like `make_number`'s, each mark (KEPT_MARKS) drawn by
+    `_punctuate` where it stands -> uint8 grey image, dark ink on light paper."""
+    height = float(rng.uniform(28, 56))
+    margin = int(height * 0.6)
+    baseline = margin + int(height * 1.3)
+    canvas = np.zeros((int(height * 1.6) + 2 * margin, 2 * margin + int(len(text) * 1.6 * height)), np.float32)
+    x = margin
+    for ch in text:
+        if ch not in "0123456789":
+            x = _punctuate(rng, canvas, x, baseline, height, ch)
+            continue
+        choices = np.nonzero(labels == int(ch))[0]
+        crop = _ink_crop(images[int(rng.choice(choices))]).astype(np.float32)
+        f = height * rng.uniform(0.9, 1.1) / crop.shape[0]
+        piece = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))))
+        y = baseline - piece.shape[0]
+        region = canvas[y : y + piece.shape[0], x : x + piece.shape[1]]
+        np.maximum(region, piece[: region.shape[0], : region.shape[1]], out=region)
+        x += piece.shape[1] + int(rng.uniform(0.15, 0.4) * height)
+    canvas = canvas[:, : x + margin]
+    paper = rng.uniform(200, 245)
+    return np.clip(paper - canvas / 255.0 * paper * rng.uniform(0.65, 0.9), 0, 255).astype(np.uint8)
+
+
 def _beside(
     rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, x: int, margin: int, height: float, pen: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
