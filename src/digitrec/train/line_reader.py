@@ -51,7 +51,7 @@ BLANK = len(ALPHABET)  # CTC's blank: the last output
 class LineReaderConfig:
     """The line reader's recipe (configs/line_reader.toml); a flag overrides its setting."""
 
-    numbers: int = 40_000  # generated numbers for the training lines
+    numbers: int = 20_000  # generated numbers for the training lines
     seed: int = 0
     epochs: int = 12
     batch_size: int = 32
