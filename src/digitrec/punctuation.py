@@ -67,13 +67,17 @@ def punctuate(digits: str, log_probs: np.ndarray, alphabet: str) -> str:
     score = np.full(n, -np.inf)
     for s in (0, 1, 3):  # a blank, the leading minus, or the first digit
         score[s] = emit[0, s]
+    # The moves as an (n, 5) table of predecessors, padded with n: a state that is never reached.
+    table = np.full((n, 5), n, np.int64)
+    for s, p in enumerate(preds):
+        table[s, : len(p)] = p
+    rows = np.arange(n)
     back = np.zeros((t_len, n), np.int64)
     for t in range(1, t_len):
-        new = np.full(n, -np.inf)
-        for s in range(n):
-            q = max(preds[s], key=lambda q: score[q])
-            new[s], back[t, s] = score[q] + emit[t, s], q
-        score = new
+        candidates = np.append(score, -np.inf)[table]  # (n, 5)
+        best = candidates.argmax(axis=1)
+        back[t] = table[rows, best]
+        score = candidates[rows, best] + emit[t]
     last_digit = n - 2
     end = max((n - 1, last_digit), key=lambda s: score[s])
     if not np.isfinite(score[end]):
