@@ -13,6 +13,12 @@ Real numbers: the multi-digit rows of ../shared/data/external/{orand-car-strings
 dk-parish-rowid,photo-strings}/manifest.csv (when that folder is there).
 
     .venv/bin/python benchmarks/read.py [--per-length 25] [--model M] [--failures DIR]
+        [--line-reader PATH] [--results FILE.csv] [--amounts N]
+
+--line-reader reads with another line reader (to compare one with the shipped one); --results
+writes every image's reading (source, name, group, label, text) for paired comparisons; the real
+sources are also scored per group (dk-parish-rowid per register book); --amounts N also reads N
+generated amounts with marks ("1,250.00", "-5", "7.50") with keep_punctuation.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digitrec.synth import FORM_MARKS, GROUPS, digit_matches, make_number
+from digitrec.synth import FORM_MARKS, GROUPS, digit_matches, make_number, write_text
 
 EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
 REAL_SOURCES = ("orand-car-strings", "dk-parish-rowid", "photo-strings")
@@ -69,6 +75,31 @@ def real_cases(source: str):
                 yield row["path"], EXTERNAL / source / row["path"], row["label"]
 
 
+def real_group(source: str, name: str) -> str:
+    """The group a real image belongs to, for leave-one-group-out numbers: a register's book
+    (the K-number in its name: about one writer per book); every cheque and photo its own."""
+    if source == "dk-parish-rowid":
+        return next((part for part in name.split("_") if part.startswith("K")), "?")
+    return name
+
+
+def amount_texts(rng: np.random.Generator, n: int) -> list[str]:
+    """n amounts as people write them: cents, thousands separators, minus signs."""
+    texts = []
+    for _ in range(n):
+        units = str(int(rng.integers(0, 10 ** int(rng.integers(1, 5)))))
+        kind = int(rng.integers(4))
+        if kind == 0:  # 7.50
+            texts.append(f"{units}.{int(rng.integers(0, 100)):02d}")
+        elif kind == 1:  # 1,250.00
+            texts.append(f"{int(rng.integers(1, 100))},{int(rng.integers(0, 1000)):03d}.{int(rng.integers(0, 100)):02d}")
+        elif kind == 2:  # -5
+            texts.append(f"-{units}")
+        else:  # 3,000
+            texts.append(f"{int(rng.integers(1, 1000))},{int(rng.integers(0, 1000)):03d}")
+    return texts
+
+
 # --- scoring --------------------------------------------------------------------------------------
 
 
@@ -95,13 +126,22 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--failures", type=Path, default=None, help="write debug images of misreadings here")
     parser.add_argument("--only", choices=("generated", "real"), default=None)
+    parser.add_argument("--line-reader", type=Path, default=None, help="another line reader (default: the shipped one)")
+    parser.add_argument("--results", type=Path, default=None, help="write every image's reading to this CSV")
+    parser.add_argument("--amounts", type=int, default=0, help="also read N generated amounts with their marks")
     args = parser.parse_args()
 
     from digitrec.reading import draw_reading
     from digitrec.runtime import Recognizer
 
     rec = Recognizer(args.model)
+    if args.line_reader:
+        from digitrec.line_reader import LineReader
+
+        rec._line_reader = LineReader(args.line_reader, threads=rec.threads)
+    rows = []  # (source, name, group, label, text) for --results
     print(f"# {datetime.date.today()}  model {rec.card.get('name', rec.path.name)} ({rec.path})")
+    print(f"# line reader {args.line_reader or 'shipped'}")
     print(
         f"# machine: {platform.machine()}, {os.cpu_count()} cores, matmul {gflops():.1f} GFLOP/s; "
         f"command: {' '.join(sys.argv)}"
@@ -126,6 +166,7 @@ def main() -> None:
         stats = defaultdict(lambda: [0, 0, 0, 0])  # strings right, strings, digits right, digits
         for n, (group, length, image, label) in enumerate(generated_cases(args.per_length)):
             text = read_text(rec, image)
+            rows.append(("generated", str(n), group, label, text))
             for key in ((group, length), (group, "4-6" if 4 <= length <= 6 else None), (group, "all")):
                 if key[1] is None:
                     continue
@@ -155,11 +196,17 @@ def main() -> None:
         print("\nReal numbers (multi-digit rows of ../shared/data/external)")
         print("| source | images | string acc | digit acc | ms/image |")
         print("|---|---|---|---|---|")
+        per_group = {}
         for source in REAL_SOURCES:
             right = digits_right = digits = n = 0
             t0 = time.perf_counter()
             for name, path, label in real_cases(source):
                 text = read_text(rec, path)
+                group = real_group(source, name)
+                rows.append((source, name, group, label, text))
+                if source == "dk-parish-rowid":
+                    g = per_group.setdefault(group, [0, 0])
+                    g[0], g[1] = g[0] + (text == label), g[1] + 1
                 n += 1
                 right += text == label
                 digits_right += digit_matches(text, label)
@@ -173,6 +220,34 @@ def main() -> None:
                 )
             else:
                 print(f"| {source} | not found under {EXTERNAL} | | | |")
+        if per_group:
+            print("\ndk-parish-rowid per register book: " + ", ".join(f"{b} {r}/{t}" for b, (r, t) in sorted(per_group.items())))
+
+    if args.amounts:
+        from digitrec.data import load_mnist
+
+        images, labels = load_mnist("test")
+        rng = np.random.default_rng(2)
+        right = digits_right = 0
+        for n, label in enumerate(amount_texts(rng, args.amounts)):
+            image = write_text(rng, images, labels, label)
+            try:
+                text = rec.read(image, keep_punctuation=True).text
+            except Exception as exc:  # a digits-only line reader, or nothing read
+                text = f"error: {exc}"
+            rows.append(("amounts", str(n), "amounts", label, text))
+            right += text == label
+            digits_right += "".join(c for c in text if c.isdigit()) == "".join(c for c in label if c.isdigit())
+        print(
+            f"\nGenerated amounts with marks, keep_punctuation: {100 * right / args.amounts:.1f}% exact "
+            f"({100 * digits_right / args.amounts:.1f}% with the digits right), {args.amounts} amounts"
+        )
+
+    if args.results:
+        with open(args.results, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["source", "name", "group", "label", "text"])
+            writer.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def test_trainers_data_of_other_settings_is_a_data_error(tmp_path):
 
     np.savez(tmp_path / line_reader.CACHE, numbers=np.int64(10), seed=np.int64(3))
     with pytest.raises(DataError, match="made with --numbers 10 --seed 3"):
-        line_reader.cached_data(tmp_path, numbers=20, seed=0, workers=1)
+        line_reader.cached_data(tmp_path, line_reader.LineReaderConfig(numbers=20, seed=0), workers=1)
     np.savez(tmp_path / "candidates.npz", numbers=np.int64(10), seed=np.int64(3))
     with pytest.raises(DataError, match="made with --numbers 10 --seed 3"):
         verifier._cached_data(tmp_path, numbers=20, seed=0)

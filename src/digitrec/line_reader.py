@@ -26,11 +26,22 @@ from digitrec.preprocess.segment import Atom, render_group
 HEIGHT = 32  # the line image's height, px; digits are BOX (20) px tall in it, as in MNIST
 STRIDE = 4  # the model gives one output column per STRIDE px of image width
 PAD = 8  # blank columns left and right, px
-BLANK = 10  # CTC's "no new digit" output (the digits are 0-9)
+DIGITS = "0123456789"
+# What a line reader can write, in its output order; CTC's blank follows. A reader trained before
+# the marks (its card has no "alphabet") writes digits only. The marks are those kept by
+# `keep_punctuation`: a decimal point, a thousands separator, a minus sign (`synth.KEPT_MARKS`).
+ALPHABET = DIGITS + ".,-"
+BLANK = 10  # the digits-only blank: `LineReader.log_probs` folds the marks into it
 
 
 def default_line_reader_path() -> Path:
     return paths.assets_dir() / "line_reader.onnx"
+
+
+def marks_reader_path() -> Path:
+    """The shipped line reader that also writes '.', ',' and '-' (for keep_punctuation), while the
+    default line reader is one of digits only."""
+    return paths.assets_dir() / "line_reader_marks.onnx"
 
 
 def line_image(atoms: list[Atom], ink: np.ndarray, stroke: float, digit_height: float) -> np.ndarray:
@@ -54,14 +65,15 @@ def line_image(atoms: list[Atom], ink: np.ndarray, stroke: float, digit_height: 
     return np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def greedy_decode(log_probs: np.ndarray) -> tuple[str, float]:
-    """(T, 11) per-column log-probabilities -> (the best path's digits, with repeats merged and
-    blanks dropped; the best path's log-probability)."""
+def greedy_decode(log_probs: np.ndarray, alphabet: str = DIGITS) -> tuple[str, float]:
+    """(T, len(alphabet) + 1) per-column log-probabilities, the blank last -> (the best path's
+    characters, with repeats merged and blanks dropped; the best path's log-probability)."""
+    blank = len(alphabet)
     best = log_probs.argmax(axis=1)
-    text, previous = [], BLANK
+    text, previous = [], blank
     for k in best:
-        if k != BLANK and k != previous:
-            text.append(str(int(k)))
+        if k != blank and k != previous:
+            text.append(alphabet[int(k)])
         previous = k
     return "".join(text), float(log_probs.max(axis=1).sum())
 
@@ -98,8 +110,21 @@ class LineReader:
         if card.kind != "line-reader":
             raise ModelError(f"{self.path} is not a line reader (its card says kind={card.kind!r})")
         self.card, self.input = card.data, card.input
+        self.alphabet = str(self.card.get("alphabet", DIGITS))
+        if not self.alphabet.startswith(DIGITS):
+            raise ModelError(f"{self.path}: its alphabet {self.alphabet!r} does not start with the digits 0-9")
 
-    def log_probs(self, image: np.ndarray) -> np.ndarray:
-        """uint8 (HEIGHT, W) from `line_image` -> float32 (W / STRIDE, 11) per-column log-probabilities."""
+    def log_probs_all(self, image: np.ndarray) -> np.ndarray:
+        """uint8 (HEIGHT, W) from `line_image` -> float32 (W / STRIDE, len(alphabet) + 1) per-column
+        log-probabilities of each character of `self.alphabet`, then of the blank."""
         x = self.input.scale(image)[None, None]  # (1, 1, HEIGHT, W)
         return log_softmax(self.session.run(None, {self.input.name: x})[0][0])
+
+    def log_probs(self, image: np.ndarray) -> np.ndarray:
+        """uint8 (HEIGHT, W) from `line_image` -> float32 (W / STRIDE, 11) per-column log-probabilities
+        of the digits and of "no new digit" (BLANK): a mark is no new digit, so the marks' columns
+        are folded into the blank's and the reader reads digits as with a digits-only model."""
+        full = self.log_probs_all(image)
+        if full.shape[1] == BLANK + 1:
+            return full
+        return np.concatenate([full[:, :BLANK], np.logaddexp.reduce(full[:, BLANK:], axis=1, keepdims=True)], axis=1)

@@ -188,6 +188,8 @@ class Reading:
 
     lines: list[list[ReadDigit]]
     stages: Stages = field(default_factory=dict, repr=False)  # for --debug
+    # keep_punctuation: each line's text with its marks ('7.50'); None: digits only
+    punctuated: list[str] | None = None
 
     @property
     def digits(self) -> list[ReadDigit]:
@@ -195,6 +197,8 @@ class Reading:
 
     @property
     def line_texts(self) -> list[str]:
+        if self.punctuated is not None:
+            return list(self.punctuated)
         return ["".join(str(d.digit) for d in line) for line in self.lines]
 
     @property
@@ -560,10 +564,12 @@ def read_number(
     *,
     debug: bool = False,
     budget: ReadBudget | None = None,
+    keep_punctuation: bool = False,
 ) -> Reading:
     """Path, bytes or array -> Reading. Raises ImageError('no digits found') when nothing in the
     image reads as a digit, and TooMuchToRead (an ImageError) when reading it would take more
-    work than `budget` (default `DEFAULT_BUDGET`; `UNLIMITED` for no limit)."""
+    work than `budget` (default `DEFAULT_BUDGET`; `UNLIMITED` for no limit). `keep_punctuation`:
+    the text keeps decimal points, separators and minus signs (`digitrec.punctuation`)."""
     budget = DEFAULT_BUDGET if budget is None else budget
     deadline = budget.deadline()
     grey = load_grey(image)
@@ -574,6 +580,10 @@ def read_number(
     if not lines:
         raise ImageError("no digits found")
     reading = Reading(lines)
+    if keep_punctuation:
+        from digitrec.punctuation import punctuate_lines
+
+        reading.punctuated = punctuate_lines(recognizer, seg, lines)
     if debug:
         reading.stages = dict(stages or {}, input=grey)
     return reading

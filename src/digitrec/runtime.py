@@ -102,6 +102,7 @@ class Recognizer:
         self.threads = threads
         self._verifier: Verifier | None = None
         self._line_reader: LineReader | None = None
+        self._punctuation_reader: LineReader | None = None
 
     @property
     def verifier(self) -> Verifier:
@@ -120,6 +121,19 @@ class Recognizer:
 
             self._line_reader = LineReader(threads=self.threads)
         return self._line_reader
+
+    @property
+    def punctuation_reader(self) -> LineReader:
+        """The line model that places marks for `read(..., keep_punctuation=True)`: the line reader
+        itself when it writes them, else the shipped `assets/line_reader_marks.onnx`; loaded on first use."""
+        if self._punctuation_reader is None:
+            from digitrec.line_reader import LineReader, marks_reader_path
+
+            if self.line_reader.alphabet != "0123456789":
+                self._punctuation_reader = self.line_reader
+            else:
+                self._punctuation_reader = LineReader(marks_reader_path(), threads=self.threads)
+        return self._punctuation_reader
 
     # --- arrays already in MNIST form ---
 
@@ -253,12 +267,21 @@ class Recognizer:
 
     # --- whole numbers ---
 
-    def read(self, image: ImageSource, *, debug: bool = False, budget: ReadBudget | None = None) -> Reading:
+    def read(
+        self,
+        image: ImageSource,
+        *,
+        debug: bool = False,
+        budget: ReadBudget | None = None,
+        keep_punctuation: bool = False,
+    ) -> Reading:
         """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
         per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
         and `TooMuchToRead` (an ImageError) when reading would take more work than `budget`, a
         `digitrec.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
-        writing needs; `reading.UNLIMITED` for none)."""
+        writing needs; `reading.UNLIMITED` for none). `keep_punctuation`: the text keeps decimal
+        points, thousands separators and minus signs ("7.50", "1,250.00", "-5"); digits only by
+        default."""
         from digitrec.reading import read_number
 
-        return read_number(self, image, debug=debug, budget=budget)
+        return read_number(self, image, debug=debug, budget=budget, keep_punctuation=keep_punctuation)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from digitrec import documents
+
 GROUPS = ("separated", "touching", "overlapping", "photo")
 # Marks that are not digits, drawn by `punctuation`: the decimal point, comma and dash of an amount;
 # FORM_MARKS adds what else people write beside a number on a cheque or a form: an equals sign
@@ -23,6 +25,11 @@ FORM_MARKS = ".,-=/'"
 # this share has FORM_MARKS beside it, and this share ends in smaller digits (the cents of an
 # amount), so that neither a mark nor a small digit is new to them.
 MARKS_SHARE, SMALL_TAIL_SHARE = 0.4, 0.25
+# The marks a reader keeps with `keep_punctuation` (a decimal point, a thousands separator, a
+# minus sign): the line reader learns them as characters; the other FORM_MARKS it learns to skip.
+KEPT_MARKS = ".,-"
+HOOKED_ONES = 0.3  # of the 1s in a dressed number, those written with a long lead-in stroke
+PHOTO_SHARE = 0.3  # of the dressed numbers, those photographed (light, blur, noise, JPEG)
 INK = 60  # a pasted pixel at least this bright (of 255) is ink: for touching and ownership
 
 
@@ -42,6 +49,10 @@ def make_number(
     owner_out: list | None = None,
     small_tail: float = 0.0,
     marks: str = CHEQUE_MARKS,
+    digits: np.ndarray | None = None,
+    document: float = 0.0,
+    text_out: list | None = None,
+    minus: float = 0.0,
 ) -> tuple[np.ndarray, str]:
     """-> (uint8 grey image, dark ink on light paper; the label string). `spans`, when given,
     receives each digit's (left, right) x in the image; `punctuation` adds marks drawn from `marks`
@@ -49,9 +60,17 @@ def make_number(
     when given, receives an int16 map of the image's shape: the index of the digit whose ink is
     strongest at each pixel, -1 where no digit has ink (punctuation included). With probability
     `small_tail` the last one to three digits are written at 50-75% of the height (the cents of an
-    amount)."""
+    amount). `digits`: the indices of the images to write (default: `length` at random; one
+    writer's, from `digitrec.writers`, make a number written by one hand). With probability
+    `document` the number is dressed (`_dress`: one hand's slant and pen, hooked 1s, a cross, tick
+    or underline beside it, ruled, squared, register or cheque paper, sometimes a photo of it).
+    `text_out`, when given, receives the label with the KEPT_MARKS drawn (".", ",", "-") where
+    they are written; with probability `minus` a minus sign is written before the number."""
     layout = group if group != "photo" else ("separated", "touching")[int(rng.integers(2))]
-    idx = rng.integers(0, len(images), length)
+    idx = rng.integers(0, len(images), length) if digits is None else np.asarray(digits)
+    length = len(idx)
+    dress = bool(document) and rng.random() < document
+    slant, pen = documents.hand(rng) if dress else (0.0, 0)
     height = float(rng.uniform(22, 64))  # px, the string's digit height
     sizes = np.ones(length)
     if small_tail and length > 1 and rng.random() < small_tail:
@@ -61,18 +80,25 @@ def make_number(
     for i, size in zip(idx, sizes):
         crop = _ink_crop(images[i]).astype(np.float32)
         f = height * size * rng.uniform(0.85, 1.15) / crop.shape[0]
-        pieces.append(
-            cv2.resize(
-                crop,
-                (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
-                interpolation=cv2.INTER_LINEAR,
-            )
+        piece = cv2.resize(
+            crop,
+            (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
+            interpolation=cv2.INTER_LINEAR,
         )
+        if dress:
+            piece = documents.styled(piece, slant, pen, height)
+            if labels[i] == 1 and rng.random() < HOOKED_ONES:
+                piece = documents.hooked_one(rng, piece)
+        pieces.append(piece)
     margin = int(height * rng.uniform(0.4, 1.0))
     width = sum(p.shape[1] for p in pieces) + int(length * 0.6 * height) + 2 * margin
     canvas = np.zeros((int(height * 1.6) + 2 * margin, width), np.float32)
     owner = np.full(canvas.shape, -1, np.int16)
     x = left = margin  # left: where the digit before this one starts
+    written = []  # (x, character) of every digit and kept mark, for text_out
+    if minus and rng.random() < minus:
+        x = _punctuate(rng, canvas, x, margin + int(height * 1.3), height, "-")
+        written.append((margin, "-"))
     for k, p in enumerate(pieces):
         canvas, owner = _room(canvas, owner, x + p.shape[1])
         y = (
@@ -90,19 +116,78 @@ def make_number(
         np.maximum(region, p, out=region)
         if spans is not None:
             spans.append((x, x + p.shape[1]))
+        written.append((x, str(int(labels[idx[k]]))))
         x += p.shape[1] + int(rng.uniform(0.1, 0.5) * height)
         if punctuation and (k == length - 1 or rng.random() < 0.2):
             canvas, owner = _room(canvas, owner, x + int(1.5 * height))
-            x = _punctuate(rng, canvas, x, margin + int(height * 1.3), height, marks)
+            at = x
+            x, kind = _punctuate(rng, canvas, x, margin + int(height * 1.3), height, marks, with_kind=True)
+            if kind in KEPT_MARKS:
+                written.append((at, kind))
+    if dress:
+        canvas, owner, x = _beside(rng, canvas, owner, x, margin, height, pen)
     right = x - int(0.1 * height) + margin
     canvas, owner = canvas[:, :right], owner[:, :right]
     paper = rng.uniform(200, 245)
     grey = paper - canvas / 255.0 * paper * rng.uniform(0.65, 0.9)
-    if group == "photo":
+    if dress:
+        kinds = list(documents.BACKGROUNDS)
+        weights = np.array(list(documents.BACKGROUNDS.values()))
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        grey = documents.background(rng, grey, height, kind)
+        if owner_out is not None and grey.shape != owner.shape:  # a border added on the left
+            owner = np.pad(owner, ((0, 0), (grey.shape[1] - owner.shape[1], 0)), constant_values=-1)
+    if group == "photo" or (dress and rng.random() < PHOTO_SHARE):
         grey = _photo(rng, grey)
+    if text_out is not None:
+        text_out.append("".join(ch for _, ch in written))
     if owner_out is not None:
         owner_out.append(owner)
     return np.clip(grey, 0, 255).astype(np.uint8), "".join(str(int(labels[i])) for i in idx)
+
+
+def write_text(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, text: str) -> np.ndarray:
+    """A number written as `text` says, marks included ("1,250.00", "-5"): each digit a random
+    image of it from `images`, separated like `make_number`'s, each mark (KEPT_MARKS) drawn by
+    `_punctuate` where it stands -> uint8 grey image, dark ink on light paper."""
+    height = float(rng.uniform(28, 56))
+    margin = int(height * 0.6)
+    baseline = margin + int(height * 1.3)
+    canvas = np.zeros((int(height * 1.6) + 2 * margin, 2 * margin + int(len(text) * 1.6 * height)), np.float32)
+    x = margin
+    for ch in text:
+        if ch not in "0123456789":
+            x = _punctuate(rng, canvas, x, baseline, height, ch)
+            continue
+        choices = np.nonzero(labels == int(ch))[0]
+        crop = _ink_crop(images[int(rng.choice(choices))]).astype(np.float32)
+        f = height * rng.uniform(0.9, 1.1) / crop.shape[0]
+        piece = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))))
+        y = baseline - piece.shape[0]
+        region = canvas[y : y + piece.shape[0], x : x + piece.shape[1]]
+        np.maximum(region, piece[: region.shape[0], : region.shape[1]], out=region)
+        x += piece.shape[1] + int(rng.uniform(0.15, 0.4) * height)
+    canvas = canvas[:, : x + margin]
+    paper = rng.uniform(200, 245)
+    return np.clip(paper - canvas / 255.0 * paper * rng.uniform(0.65, 0.9), 0, 255).astype(np.uint8)
+
+
+def _beside(
+    rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, x: int, margin: int, height: float, pen: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """What a clerk writes beside a number: a cross or tick after it, or a line under it (or
+    nothing) -> (canvas, owner, the x after it)."""
+    kind = rng.choice(list(documents.BESIDE) + [""])
+    width = max(2, int(height * rng.uniform(0.06, 0.12)) + pen)
+    if kind in ("x", "v"):
+        x += int(height * rng.uniform(0.2, 0.8))
+        canvas, owner = _room(canvas, owner, x + int(height))
+        top = margin + int(height * rng.uniform(0.3, 0.9))
+        x = documents.beside(rng, canvas, str(kind), x, top, height, width)
+    elif kind == "_":
+        y = min(canvas.shape[0] - 1, margin + int(height * rng.uniform(1.3, 1.5)))
+        documents.underline(rng, canvas, margin, x, y, width)
+    return canvas, owner, x
 
 
 def _room(canvas: np.ndarray, owner: np.ndarray, right: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,9 +200,16 @@ def _room(canvas: np.ndarray, owner: np.ndarray, right: int) -> tuple[np.ndarray
 
 
 def _punctuate(
-    rng: np.random.Generator, canvas: np.ndarray, x: int, baseline: int, height: float, marks: str = CHEQUE_MARKS
-) -> int:
-    """Draw one of `marks` ('.', ',', '-', '=', '/', "'") at x on the baseline -> the x after it."""
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    x: int,
+    baseline: int,
+    height: float,
+    marks: str = CHEQUE_MARKS,
+    with_kind: bool = False,
+):
+    """Draw one of `marks` ('.', ',', '-', '=', '/', "'") at x on the baseline -> the x after it
+    (and, `with_kind`, which mark it was)."""
     pen = max(2, int(height * rng.uniform(0.08, 0.14)))
     kind = rng.choice(list(marks))
     if kind in "-=":
@@ -145,7 +237,8 @@ def _punctuate(
         if kind == ",":
             cv2.line(canvas, (x + pen, baseline - pen), (x, baseline + int(0.25 * height)), 255, pen)
         x += 2 * pen
-    return x + int(rng.uniform(0.1, 0.4) * height)
+    x += int(rng.uniform(0.1, 0.4) * height)
+    return (x, str(kind)) if with_kind else x
 
 
 def _slide_until_touching(canvas: np.ndarray, piece: np.ndarray, x: int, y: int, floor: int = 1) -> int:

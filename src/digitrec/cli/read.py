@@ -25,8 +25,13 @@ import click
     default=None,
     help="Write each image with the digits' boxes and predictions drawn on it to this folder.",
 )
+@click.option(
+    "--keep-punctuation",
+    is_flag=True,
+    help="Keep decimal points, separators and minus signs in the text (7.50, 1,250.00, -5).",
+)
 @click.pass_context
-def read(ctx, paths, model, as_json, debug_dir):
+def read(ctx, paths, model, as_json, debug_dir, keep_punctuation):
     """Read whole handwritten numbers (meter readings, amounts, postcodes) from images.
 
     PATHS are image files, folders (searched recursively) or '-' for standard input. Each number
@@ -37,6 +42,7 @@ def read(ctx, paths, model, as_json, debug_dir):
       digitrec read meter.jpg
       digitrec read scans/ --json
       digitrec read cheque.png --debug out/
+      digitrec read amount.png --keep-punctuation
     """
     from digitrec.cli.inputs import expand_paths, read_input
     from digitrec.errors import DigitrecError
@@ -49,7 +55,9 @@ def read(ctx, paths, model, as_json, debug_dir):
     for path in expand_paths(paths):
         entry = {"path": path, "text": None, "confidence": None, "digits": [], "lines": [], "error": None}
         try:
-            reading = recognizer.read(read_input(path), debug=debug_dir is not None)
+            reading = recognizer.read(
+                read_input(path), debug=debug_dir is not None, keep_punctuation=keep_punctuation
+            )
             entry.update(reading.to_dict())
             if debug_dir:
                 name = "stdin" if path == "-" else Path(path).stem

@@ -10,6 +10,8 @@ import click
 from digitrec.errors import DigitrecError
 
 RECIPES = ("mlp", "fast", "cnn", "best")  # the TOML files in src/digitrec/configs (checked at load)
+# The reader's networks: their own trainers, same command (digitrec.cli.train_reader).
+READER_RECIPES = ("line-reader", "verifier")
 # Flags that change the recipe; they make no sense with --resume, which reuses the run's own config.
 RECIPE_FLAGS = (
     "recipe",
@@ -46,7 +48,7 @@ def parse_settings(settings: tuple[str, ...]) -> dict:
 @click.command()
 @click.option(
     "--recipe",
-    type=click.Choice(RECIPES),
+    type=click.Choice(RECIPES + READER_RECIPES),
     default="cnn",
     show_default=True,
     help="Which recipe (configs/NAME.toml) to start from.",
@@ -111,7 +113,8 @@ def train(
     force,
     as_json,
 ):
-    """Train a model from a recipe (mlp, fast, cnn, best) and save it to a run folder.
+    """Train a model from a recipe (mlp, fast, cnn, best) and save it to a run folder; or the
+    reader's networks (line-reader, verifier), which end with their ONNX model in the run folder.
 
     \b
     Recipes are TOML files anyone can read and re-run (configs/NAME.toml); flags override the
@@ -126,6 +129,7 @@ def train(
       digitrec train --recipe fast --out runs/fast --json
       digitrec train --recipe cnn --epochs 3 --set augment.enabled=false
       digitrec train --out runs/cnn --resume
+      digitrec train --recipe line-reader --set numbers=2000 --epochs 2
 
     \b
     Several GPUs (or CPU processes): DDP through torchrun; rank 0 writes the run folder.
@@ -146,6 +150,18 @@ def train(
     console = Console(stderr=True, quiet=quiet)
     ctx = click.get_current_context()
     out = out or Path("runs") / recipe
+    if recipe in READER_RECIPES:
+        from digitrec.cli.train_reader import train_reader_network
+
+        given = [n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if resume and force:
+            raise DigitrecError("choose one of --resume and --force")
+        line = train_reader_network(
+            recipe, out, config_file, epochs, seed, threads, limit, batch_size, lr, parse_settings(settings), resume,
+            force, given,
+        )
+        click.echo(line)
+        return
 
     if resume:
         given = [

@@ -1,11 +1,17 @@
 """Train the reader's line model (CTC) and export it as ONNX.
 
-    python -m digitrec.train.line_reader [--out runs/line-reader] [--numbers 40000] [--export PATH]
+    digitrec train --recipe line-reader [--out runs/line-reader] [--export PATH]
+    python -m digitrec.train.line_reader [--config configs/line_reader.toml] [--numbers N] ...
 
-Data (`digitrec.train.lines`): lines of 1-8 augmented MNIST *training* digits 0-54,999 as the
-reader renders them; 55,000-59,999 make the held-out lines, of plain digits (neither distorted
-nor broken; the MNIST test set is the reading benchmark's). They are generated on every core and
-cached in the run folder (`lines.npz`, with the --numbers and --seed that made them). Each epoch
+Recipe: `configs/line_reader.toml` (`LineReaderConfig`; flags override it). Data
+(`digitrec.train.lines`): lines of 1-8 augmented MNIST *training* digits as the reader renders
+them, each number written by one writer (`digitrec.writers`); the held-out lines are the digits of
+writers training never saw (`held_out_writers` of them), plain (neither distorted nor broken; the
+MNIST test set is the reading benchmark's). Without the writer files (../shared) numbers are
+composed at random and digits 55,000-59,999 are held out, with a warning in the log. Each line's
+text holds the digits and the marks kept by `keep_punctuation` (`line_reader.ALPHABET`). They are
+generated on `workers` processes and cached in the run folder (`lines.npz`, with the settings
+that made them). Each epoch
 the lines are shuffled, batched by similar width, and slanted, squeezed or stretched a little more (whole-line shear and scale).
 The network: four 3x3 convolutions (16-32-64-64 channels, height pooled 32 -> 1, width to a column
 per 4 px), then two width-5 1-D convolutions along the line (each column sees about two digits)
@@ -16,6 +22,7 @@ with `weights_only=True`); --resume continues.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -29,14 +36,47 @@ import torch
 from torch import nn
 
 from digitrec.errors import DataError, DigitrecError, ModelError
-from digitrec.line_reader import BLANK, HEIGHT, STRIDE, greedy_decode
+from digitrec.line_reader import ALPHABET, HEIGHT, STRIDE, greedy_decode
 from digitrec.modelfile import ModelCard
 from digitrec.models import Normalize, conv_bn
 
-HELD_OUT = 55_000
+HELD_OUT = 55_000  # without the writer files: training digits from here on are held out
 CHECKPOINT = "checkpoint.pt"
 CACHE = "lines.npz"
 CHUNK = 500  # numbers per generation task
+BLANK = len(ALPHABET)  # CTC's blank: the last output
+
+
+@dataclasses.dataclass
+class LineReaderConfig:
+    """The line reader's recipe (configs/line_reader.toml); a flag overrides its setting."""
+
+    numbers: int = 20_000  # generated numbers for the training lines
+    seed: int = 0
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    held_out_writers: float = 0.08  # share of MNIST's training writers kept for validation
+    document: float = 0.6  # share of numbers dressed as documents (digitrec.documents)
+
+    @classmethod
+    def load(cls, path: Path | None, overrides: dict | None = None) -> LineReaderConfig:
+        from digitrec.train.config import read_toml
+
+        values = read_toml(path) if path is not None else {}
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        unknown += sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise DataError(f"unknown line-reader settings: {', '.join(unknown)}")
+        return dataclasses.replace(cls(**values), **overrides)
+
+
+def default_recipe() -> Path:
+    from digitrec import paths
+
+    return paths.configs_dir() / "line_reader.toml"
 
 
 class LineCNN(nn.Module):
@@ -86,30 +126,57 @@ class Ensemble(nn.Module):
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
-def _generate(task: tuple[int, int, bool]) -> tuple[list[np.ndarray], list[str]]:
+def digit_sources(held_out: float) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """-> (training writers' index groups, held-out writers' groups) over MNIST train, or None
+    without the writer files."""
     from digitrec.data import load_mnist
-    from digitrec.train.lines import augmented_digits, break_strokes, line_examples
+    from digitrec.writers import mnist_writers, split_writers
 
-    seed, count, held_out = task
+    writer_of = mnist_writers("train", load_mnist("train")[1])
+    return None if writer_of is None else split_writers(writer_of, held_out)
+
+
+def _generate(task: tuple[int, int, bool, float, float]) -> tuple[list[np.ndarray], list[str]]:
+    from digitrec.data import load_mnist
+    from digitrec.train.lines import augmented_digits, break_strokes, line_examples, number_digits
+
+    seed, count, held_out, held_out_writers, document = task
     torch.set_num_threads(1)
     images, labels = load_mnist("train")
-    part = slice(HELD_OUT, None) if held_out else slice(0, HELD_OUT)
-    images, labels = images[part], labels[part]
+    sources = digit_sources(held_out_writers)
     rng = np.random.default_rng(seed)
-    if not held_out:  # a fresh random pool of distorted digits per chunk (each used about once)
-        pool = rng.choice(len(images), min(len(images), 5 * count), replace=False)
-        images, labels = break_strokes(augmented_digits(images[pool], labels[pool], seed), rng), labels[pool]
-    return line_examples(rng, images, labels, count)
+    if sources is None:  # no writers: random digits of one part of MNIST train
+        part = np.arange(HELD_OUT, len(images)) if held_out else np.arange(HELD_OUT)
+        numbers = [part[k] for k in number_digits(rng, count, len(part), None)]
+    else:
+        numbers = number_digits(rng, count, len(images), sources[1] if held_out else sources[0])
+    chosen = np.concatenate(numbers)
+    images, labels = images[chosen], labels[chosen]
+    if not held_out:  # each digit distorted afresh (and some broken) for this number
+        images = break_strokes(augmented_digits(images, labels, seed), rng)
+    ends = np.cumsum([len(n) for n in numbers])
+    return line_examples(rng, images, labels, [np.arange(end - len(n), end) for n, end in zip(numbers, ends)], document=document)
 
 
-def build_data(numbers: int, seed: int, workers: int, log=print) -> dict:
-    """`numbers` training numbers and a twentieth as many held-out ones (at least 20), made in
-    chunks on `workers` processes; each chunk has its own seed, so the result does not depend on
+def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
+    """`config.numbers` training numbers and a twentieth as many held-out ones (at least 20), made
+    in chunks on `workers` processes; each chunk has its own seed, so the result does not depend on
     the number of workers."""
+    numbers, seed = config.numbers, config.seed
 
-    def chunks(total: int, first_seed: int, held_out: bool) -> list[tuple[int, int, bool]]:
-        return [(first_seed + k, min(CHUNK, total - k * CHUNK), held_out) for k in range(-(-total // CHUNK))]
+    def chunks(total: int, first_seed: int, held_out: bool) -> list[tuple]:
+        return [
+            (first_seed + k, min(CHUNK, total - k * CHUNK), held_out, config.held_out_writers, config.document)
+            for k in range(-(-total // CHUNK))
+        ]
 
+    if digit_sources(config.held_out_writers) is None:
+        from digitrec.writers import writers_dir
+
+        log(
+            f"warning: no MNIST writer files in {writers_dir()}: numbers are composed of random digits "
+            f"and validated on MNIST train {HELD_OUT:,}+ (writers shared with training)"
+        )
     train_tasks = chunks(numbers, seed * 100_003, False)
     tasks = train_tasks + chunks(max(20, numbers // 20), seed * 100_003 + 50_000, True)
     t0 = time.perf_counter()
@@ -134,18 +201,26 @@ def _unpack(flat: np.ndarray, widths: np.ndarray) -> list[np.ndarray]:
     return np.split(flat, np.cumsum(widths)[:-1], axis=1)
 
 
-def cached_data(out: Path, numbers: int, seed: int, workers: int) -> dict:
+def _data_settings(config: LineReaderConfig) -> str:
+    return json.dumps({"numbers": config.numbers, "seed": config.seed, "held_out_writers": config.held_out_writers,
+                       "document": config.document, "alphabet": ALPHABET}, sort_keys=True)
+
+
+def cached_data(out: Path, config: LineReaderConfig, workers: int, log=print) -> dict:
     cache = out / CACHE
     if cache.is_file():
         with np.load(cache) as f:
             made = (int(f["numbers"]), int(f["seed"]))
-            if made != (numbers, seed):
+            if made != (config.numbers, config.seed):
                 raise DataError(f"{cache} was made with --numbers {made[0]} --seed {made[1]}: use another --out")
+            if "settings" in f and str(f["settings"]) != _data_settings(config):
+                raise DataError(f"{cache} was made with other data settings ({f['settings']}): use another --out")
             return {
                 name: (_unpack(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
                 for name in ("train", "test")
             }
-    data = build_data(numbers, seed, workers)
+    data = build_data(config, workers, log)
+    numbers, seed = config.numbers, config.seed
     out.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for name, (images, texts) in data.items():
@@ -154,7 +229,7 @@ def cached_data(out: Path, numbers: int, seed: int, workers: int) -> dict:
     from digitrec.files import atomic_path
 
     with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would add .npz to a name
-        np.savez_compressed(f, numbers=numbers, seed=seed, **arrays)
+        np.savez_compressed(f, numbers=numbers, seed=seed, settings=_data_settings(config), **arrays)
     return data
 
 
@@ -182,7 +257,7 @@ def batches(images: list[np.ndarray], texts: list[str], batch_size: int, rng: np
         for row, image in enumerate(chosen):
             x[row, 0, :, : image.shape[1]] = image / 255.0
         lengths = torch.tensor([x.shape[1] // STRIDE for x in chosen])
-        target = [int(c) for k in group for c in texts[k]]
+        target = [ALPHABET.index(c) for k in group for c in texts[k]]
         target_lengths = torch.tensor([len(texts[k]) for k in group])
         yield torch.from_numpy(x), lengths, torch.tensor(target, dtype=torch.long), target_lengths, group
 
@@ -195,7 +270,8 @@ def evaluate(model: nn.Module, images, texts, batch_size: int = 64) -> float:
         for x, lengths, _, _, group in batches(images, texts, batch_size, None):
             log_probs = model(x).log_softmax(-1).numpy()
             for row, k in enumerate(group):
-                right += greedy_decode(log_probs[row, : int(lengths[row])])[0] == texts[k]
+                alphabet = ALPHABET[: log_probs.shape[-1] - 1]  # a digits-only run: its first ten
+                right += greedy_decode(log_probs[row, : int(lengths[row])], alphabet)[0] == texts[k]
     return right / max(1, len(texts))
 
 
@@ -225,10 +301,11 @@ def export(model: nn.Module, path: Path, card: dict, check: list[np.ndarray]) ->
     )
 
 
-def _card(model: nn.Module, accuracy: float, test_texts: list[str], argv: list[str] | None, **extra) -> dict:
+def _card(
+    model: nn.Module, accuracy: float, test_texts: list[str], command: str, alphabet: str = ALPHABET, **extra
+) -> dict:
     from digitrec.checkpoint import source_commit
 
-    command = "python -m digitrec.train.line_reader " + " ".join(sys.argv[1:] if argv is None else argv)
     return {
         "name": "digitrec-line-reader",
         "kind": "line-reader",
@@ -239,7 +316,12 @@ def _card(model: nn.Module, accuracy: float, test_texts: list[str], argv: list[s
             "range": [0.0, 1.0],
             "polarity": "white ink on black",
         },
-        "output": {"name": "logits", "shape": ["width / 4", BLANK + 1], "labels": "digits 0-9, then the CTC blank"},
+        "output": {
+            "name": "logits",
+            "shape": ["width / 4", len(alphabet) + 1],
+            "labels": f"the characters of the alphabet ({alphabet}), then the CTC blank",
+        },
+        "alphabet": alphabet,
         "test_string_accuracy": accuracy,
         "test_lines": len(test_texts),
         **extra,
@@ -249,14 +331,14 @@ def _card(model: nn.Module, accuracy: float, test_texts: list[str], argv: list[s
     }
 
 
-def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) -> tuple[float, int]:
+def average_runs(runs: list[Path], path: Path, command: str = "") -> tuple[float, int]:
     """The finished runs in `runs` (each a --out folder) -> one ONNX line reader that averages
     their probabilities, measured on the first run's held-out lines. -> (its held-out string
     accuracy, how many lines that was measured on)."""
     members, about = [], []
     for run in runs:
         state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
-        model = LineCNN()
+        model = LineCNN(classes=state["model"]["along.6.weight"].shape[0])
         model.load_state_dict(state["model"])
         members.append(model.eval())
         with np.load(run / CACHE) as f:
@@ -273,89 +355,73 @@ def average_runs(runs: list[Path], path: Path, argv: list[str] | None = None) ->
                 "test_string_accuracy": history[-1]["test_string_accuracy"] if history else None,
             }
         )
+    classes = {m.along[-1].out_channels for m in members}
+    if len(classes) != 1:
+        raise ModelError("these line readers write different alphabets: only runs of one alphabet can be averaged")
+    alphabet = ALPHABET[: classes.pop() - 1]
     ensemble = Ensemble(members).eval()
     accuracy = evaluate(ensemble, test_images, test_texts)
-    export(ensemble, path, _card(ensemble, accuracy, test_texts, argv, members=about), test_images[:200])
+    card = _card(ensemble, accuracy, test_texts, command, alphabet, members=about)
+    export(ensemble, path, card, test_images[:200])
     return accuracy, len(test_texts)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("runs/line-reader"))
-    parser.add_argument("--numbers", type=int, default=40_000, help="generated numbers for the training lines")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=14)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating lines")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
-    parser.add_argument(
-        "--average",
-        type=Path,
-        nargs="+",
-        default=None,
-        metavar="RUN",
-        help="train nothing: export the average of these finished runs to --export",
-    )
-    args = parser.parse_args(argv)
-    if args.average:
-        if not args.export:
-            parser.error("--average needs --export PATH")
-        missing = [str(run) for run in args.average if not (run / CHECKPOINT).is_file() or not (run / CACHE).is_file()]
-        if missing:
-            raise ModelError(f"not a finished line-reader run (no {CHECKPOINT} or {CACHE}): {', '.join(missing)}")
-        accuracy, lines = average_runs(args.average, args.export, argv)
-        print(
-            f"average of {len(args.average)} line readers: held-out string accuracy {accuracy:.2%} "
-            f"on {lines:,} lines of {args.average[0].name}"
-        )
-        print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
-        return
-
-    from rich.progress import track
-
+def train_line_reader(
+    config: LineReaderConfig,
+    out: Path,
+    *,
+    workers: int = 1,
+    threads: int = 0,
+    resume: bool = False,
+    export_to: Path | None = None,
+    command: str = "",
+    log=print,
+    progress: bool = True,
+) -> dict:
+    """Train (or, `resume`, continue) a line reader in the run folder `out`; `export_to`: also write
+    the ONNX model there. -> the run's summary (held-out accuracy, lines, history). Raises
+    DigitrecError (a run already there, a cache made otherwise); prints only through `log`."""
     from digitrec.checkpoint import save_checkpoint
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    checkpoint = args.out / CHECKPOINT
-    if checkpoint.exists() and not args.resume:
+    if threads:
+        torch.set_num_threads(threads)
+    checkpoint = out / CHECKPOINT
+    if checkpoint.exists() and not resume:
         raise DigitrecError(f"{checkpoint} already exists: pass --resume to continue that run, or choose another --out")
-    data = cached_data(args.out, args.numbers, args.seed, args.workers)
+    if resume and not checkpoint.is_file():
+        raise DigitrecError(f"nothing to resume: {checkpoint} does not exist")
+    data = cached_data(out, config, workers, log)
     train_images, train_texts = data["train"]
     test_images, test_texts = data["test"]
-    torch.manual_seed(args.seed)
+    (out / "line_reader_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    torch.manual_seed(config.seed)
     model = LineCNN()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    per_epoch = -(-len(train_texts) // args.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = -(-len(train_texts) // config.batch_size)
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
     start, history = 0, []
-    if args.resume:
+    if resume:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), json.loads(state["history"])
-    print(
+    log(
         f"{len(train_texts):,} training lines; {sum(p.numel() for p in model.parameters()):,} parameters; "
-        f"epochs {start + 1}-{args.epochs}"
+        f"epochs {start + 1}-{config.epochs}"
     )
     t0 = time.perf_counter()
-    for epoch in range(start, args.epochs):
+    for epoch in range(start, config.epochs):
         model.train()
-        rng = np.random.default_rng(args.seed * 1000 + epoch)
+        rng = np.random.default_rng(config.seed * 1000 + epoch)
         total, count = 0.0, 0
-        for step, (x, lengths, target, target_lengths, _) in enumerate(
-            track(
-                batches(train_images, train_texts, args.batch_size, rng),
-                f"epoch {epoch + 1}/{args.epochs}",
-                total=per_epoch,
-                transient=True,
-            )
-        ):
+        steps = batches(train_images, train_texts, config.batch_size, rng)
+        if progress:
+            from rich.progress import track
+
+            steps = track(steps, f"epoch {epoch + 1}/{config.epochs}", total=per_epoch, transient=True)
+        for step, (x, lengths, target, target_lengths, _) in enumerate(steps):
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(args.lr, epoch * per_epoch + step, args.epochs * per_epoch)
+                group["lr"] = learning_rate(config.lr, epoch * per_epoch + step, config.epochs * per_epoch)
             log_probs = model(x).log_softmax(-1).permute(1, 0, 2)  # (T, N, C) for CTCLoss
             loss = ctc(log_probs, target, lengths, target_lengths)
             optimizer.zero_grad(set_to_none=True)
@@ -372,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
                 "seconds": time.perf_counter() - t0,
             }
         )
-        print(f"epoch {epoch + 1}: loss {total / count:.4f}, held-out string accuracy {accuracy:.2%}")
+        log(f"epoch {epoch + 1}: loss {total / count:.4f}, held-out string accuracy {accuracy:.2%}")
         save_checkpoint(
             checkpoint,
             {
@@ -383,21 +449,57 @@ def main(argv: list[str] | None = None) -> None:
             },
         )
     accuracy = evaluate(model, test_images, test_texts)
-    print(f"line reader: held-out string accuracy {accuracy:.2%} on {len(test_texts):,} lines")
-    if args.export:
-        card = _card(
-            model,
-            accuracy,
-            test_texts,
-            argv,
-            train_lines=len(train_texts),
-            numbers=args.numbers,
-            seed=args.seed,
-            epochs=args.epochs,
-            history=history,
+    log(f"line reader: held-out string accuracy {accuracy:.2%} on {len(test_texts):,} lines")
+    summary = {"test_string_accuracy": accuracy, "test_lines": len(test_texts), "train_lines": len(train_texts),
+               "history": history}
+    if export_to:
+        card = _card(model, accuracy, test_texts, command, config=dataclasses.asdict(config), **summary)
+        export(model, export_to, card, test_images[:200])
+        log(f"wrote {export_to} ({export_to.stat().st_size:,} bytes)")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=None, help="the recipe (default configs/line_reader.toml)")
+    parser.add_argument("--out", type=Path, default=Path("runs/line-reader"))
+    parser.add_argument("--numbers", type=int, default=None, help="generated numbers for the training lines")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating lines")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
+    parser.add_argument(
+        "--average",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="train nothing: export the average of these finished runs to --export",
+    )
+    args = parser.parse_args(argv)
+    command = "python -m digitrec.train.line_reader " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.average:
+        if not args.export:
+            parser.error("--average needs --export PATH")
+        missing = [str(run) for run in args.average if not (run / CHECKPOINT).is_file() or not (run / CACHE).is_file()]
+        if missing:
+            raise ModelError(f"not a finished line-reader run (no {CHECKPOINT} or {CACHE}): {', '.join(missing)}")
+        accuracy, lines = average_runs(args.average, args.export, command)
+        print(
+            f"average of {len(args.average)} line readers: held-out string accuracy {accuracy:.2%} "
+            f"on {lines:,} lines of {args.average[0].name}"
         )
-        export(model, args.export, card, test_images[:200])
         print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
+        return
+    overrides = {"numbers": args.numbers, "seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size,
+                 "lr": args.lr}
+    config = LineReaderConfig.load(args.config or default_recipe(), overrides)
+    train_line_reader(config, args.out, workers=args.workers, threads=args.threads, resume=args.resume,
+                      export_to=args.export, command=command)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Training data for the line reader (`digitrec.line_reader`): lines of digits as the reader sees them.
 
-Numbers of 1-8 MNIST *training* digits made by `digitrec.synth` (all four layouts: separated,
+Numbers of 1-8 MNIST *training* digits, each number of one writer's digits
+(`digitrec.writers`), made by `digitrec.synth` (all four layouts: separated,
 touching, overlapping, photo-like; some with marks that are not digits (points, commas, dashes,
 equals signs, slashes, ticks), a quarter ending in smaller digits like a cheque's cents), each
 digit first distorted by the classifier's augmentation (slant, size, stroke width, European 1s and
 7s), some broken in two (a pen that skipped, a 5 whose flag came loose: one digit in several
-pieces), then found and cleaned by the real segmenter and rendered by
+pieces), most of them dressed as documents (`digitrec.documents`), then found and cleaned by the real segmenter and rendered by
 `line_image`, exactly as the reader renders a line. Numbers the segmenter does not see as one line
 are left out (their label would not match). numpy, OpenCV and torch (for the augmentation).
 """
@@ -20,6 +21,24 @@ from digitrec.synth import FORM_MARKS, GROUPS, MARKS_SHARE, SMALL_TAIL_SHARE, ma
 
 BROKEN = 0.1  # the share of digits broken in two
 MAX_DIGITS = 8
+# Of the generated numbers, this share is dressed as a document (`digitrec.documents`: a hand's
+# slant and pen, crosses, ticks, underlines, register cells, cheques, ruled and squared paper,
+# photos); the rest are plain, as before, so the clean case is not forgotten.
+DOCUMENT_SHARE = 0.6
+MINUS_SHARE = 0.05  # numbers written with a minus sign before them
+
+
+def number_digits(
+    rng: np.random.Generator, n_numbers: int, n_images: int, writers: list[np.ndarray] | None
+) -> list[np.ndarray]:
+    """The image indices of each of `n_numbers` numbers of 1-MAX_DIGITS digits: each from one
+    writer of `writers` (index groups, `digitrec.writers`), or at random when there are none."""
+    from digitrec.writers import one_writer_digits
+
+    lengths = rng.integers(1, MAX_DIGITS + 1, n_numbers)
+    if writers is None:
+        return [rng.integers(0, n_images, n) for n in lengths]
+    return [one_writer_digits(rng, writers, int(n)) for n in lengths]
 
 
 def augmented_digits(images: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -59,26 +78,38 @@ def break_strokes(images: np.ndarray, rng: np.random.Generator, share: float = B
 
 
 def line_examples(
-    rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, n_numbers: int, groups: tuple[str, ...] = GROUPS
+    rng: np.random.Generator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    numbers: list[np.ndarray],
+    groups: tuple[str, ...] = GROUPS,
+    document: float = DOCUMENT_SHARE,
 ) -> tuple[list[np.ndarray], list[str]]:
-    """-> (uint8 (32, W) line images, their digit strings) from `n_numbers` generated numbers."""
+    """-> (uint8 (32, W) line images, their strings: the digits and the kept marks, '.', ',' and
+    '-', where they are written) from one generated number per entry of `numbers` (the indices
+    of its digits in `images`)."""
     xs, ys = [], []
-    for _ in range(n_numbers):
+    for digits in numbers:
         group = groups[int(rng.integers(len(groups)))]
-        grey, text = make_number(
+        text = []
+        grey, _ = make_number(
             rng,
             images,
             labels,
-            int(rng.integers(1, MAX_DIGITS + 1)),
+            len(digits),
             group,
             punctuation=bool(rng.random() < MARKS_SHARE),
             small_tail=SMALL_TAIL_SHARE,
             marks=FORM_MARKS,
+            digits=digits,
+            document=document,
+            text_out=text,
+            minus=MINUS_SHARE,
         )
         seg = segment(grey, cut=False)
         if len(seg.lines) != 1:
             continue
         line = seg.lines[0]
         xs.append(line_image(line.atoms, seg.ink, seg.stroke, line.height))
-        ys.append(text)
+        ys.append(text[0])
     return xs, ys

@@ -1,5 +1,6 @@
 """Train the reader's segmentation verifier and export it as ONNX.
 
+    digitrec train --recipe verifier [--out runs/verifier] [--set numbers=5000]
     python -m digitrec.train.verifier [--out runs/verifier] [--numbers 5000] [--export PATH]
 
 Data (`digitrec.train.segments`): the candidate digits the reader sees when it reads numbers made
@@ -80,6 +81,53 @@ def _cached_data(out: Path, numbers: int, seed: int) -> dict:
     return data
 
 
+def train_verifier(
+    out: Path,
+    *,
+    numbers: int = 5000,
+    seed: int = 0,
+    epochs: int | None = None,
+    threads: int = 0,
+    limit: int = 0,
+    resume: bool = False,
+    force: bool = False,
+    export_to: Path | None = None,
+    config_file: Path | None = None,
+    log=print,
+) -> dict:
+    """Train the verifier (configs/verifier.toml, `config_file` over it) in the run folder `out`;
+    `export_to`: also write the ONNX model there. -> the training summary. Raises DigitrecError
+    (a run already there, a cache made otherwise); prints only through `log`."""
+    from digitrec.export import export_onnx
+    from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
+    from digitrec.train import load_recipe, train
+
+    overrides = {"seed": seed, "threads": threads, "limit": limit}
+    if epochs:
+        overrides["epochs"] = epochs
+    config = load_recipe("verifier", config_file, overrides=overrides)
+    if (out / CHECKPOINT_NAME).exists() and not (resume or force):
+        raise DigitrecError(
+            f"{out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
+            "--force to train again, or choose another --out"
+        )
+    data = _cached_data(out, numbers, seed)
+    if force:
+        for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
+            (out / name).unlink(missing_ok=True)
+    counts = np.bincount(data["train"][1], minlength=11)
+    log(f"training set: {len(data['train'][1]):,} ({counts[10]:,} not one digit); test {len(data['test'][1]):,}")
+    summary = train(config, out, data=data, resume=resume)
+    log(
+        f"verifier: test accuracy {summary['test_accuracy']:.4f} on held-out candidates, "
+        f"{summary['train_seconds']:.0f} s of training"
+    )
+    if export_to:
+        card = export_onnx(out, export_to, name="digitrec-verifier", test_data=data["test"], log=log)
+        log(f"wrote {card['path']} ({card['bytes']:,} bytes)")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/verifier"))
@@ -94,34 +142,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--export", type=Path, default=None, help="also write the ONNX model here")
     args = parser.parse_args(argv)
-
-    from digitrec.export import export_onnx
-    from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
-    from digitrec.train import load_recipe, train
-
-    overrides = {"seed": args.seed, "threads": args.threads, "limit": args.limit}
-    if args.epochs:
-        overrides["epochs"] = args.epochs
-    config = load_recipe("verifier", overrides=overrides)
-    if (args.out / CHECKPOINT_NAME).exists() and not (args.resume or args.force):
-        raise DigitrecError(
-            f"{args.out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
-            "--force to train again, or choose another --out"
-        )
-    data = _cached_data(args.out, args.numbers, args.seed)
-    if args.force:
-        for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
-            (args.out / name).unlink(missing_ok=True)
-    counts = np.bincount(data["train"][1], minlength=11)
-    print(f"training set: {len(data['train'][1]):,} ({counts[10]:,} not one digit); test {len(data['test'][1]):,}")
-    summary = train(config, args.out, data=data, resume=args.resume)
-    print(
-        f"verifier: test accuracy {summary['test_accuracy']:.4f} on held-out candidates, "
-        f"{summary['train_seconds']:.0f} s of training"
+    train_verifier(
+        args.out,
+        numbers=args.numbers,
+        seed=args.seed,
+        epochs=args.epochs,
+        threads=args.threads,
+        limit=args.limit,
+        resume=args.resume,
+        force=args.force,
+        export_to=args.export,
     )
-    if args.export:
-        card = export_onnx(args.out, args.export, name="digitrec-verifier", test_data=data["test"], log=print)
-        print(f"wrote {card['path']} ({card['bytes']:,} bytes)")
 
 
 if __name__ == "__main__":

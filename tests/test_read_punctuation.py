@@ -1,0 +1,61 @@
+"""`digitrec read --keep-punctuation` and `Recognizer.read(..., keep_punctuation=True)` with the
+shipped line reader, on amounts written with MNIST test digits and marks (`synth.write_text`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def amounts(mnist):
+    """Amounts with marks written with MNIST test digits that the shipped model reads surely."""
+    from digitrec import synth
+
+    images, labels = mnist["test"]
+    rng = np.random.default_rng(5)
+    texts = ["7.50", "1,250.00", "-5", "3,000", "0.75", "-12", "48.10", "2,500"]
+    return [(synth.write_text(rng, images[:2000], labels[:2000], t), t) for t in texts]
+
+
+@pytest.mark.mnist
+def test_the_shipped_reader_keeps_points_separators_and_minus_signs(amounts):
+    from digitrec.runtime import Recognizer
+
+    rec = Recognizer()
+    kept = [rec.read(image, keep_punctuation=True).text for image, _ in amounts]
+    plain = [rec.read(image).text for image, _ in amounts]
+    right = sum(k == t for k, (_, t) in zip(kept, amounts))
+    assert right >= 7, list(zip(kept, [t for _, t in amounts]))
+    # By default the text is the digits only, and the marks never change the digits read.
+    for k, p, (_, t) in zip(kept, plain, amounts):
+        assert p.isdigit() and "".join(c for c in k if c.isdigit()) == p
+
+
+@pytest.mark.mnist
+def test_read_cli_keep_punctuation(amounts, tmp_path, capsys):
+    import json
+
+    import cv2
+    from conftest import run_main
+
+    for k, (image, text) in enumerate(amounts[:3]):
+        cv2.imwrite(str(tmp_path / f"a{k}.png"), image)
+    code, out, err = run_main(["read", str(tmp_path), "--json", "--keep-punctuation"], capsys)
+    assert code == 0, err
+    texts = {Path(r["path"]).name: r["text"] for r in json.loads(out)}
+    assert sum(texts[f"a{k}.png"] == t for k, (_, t) in enumerate(amounts[:3])) >= 2, texts
+    code, out, _ = run_main(["read", str(tmp_path), "--json"], capsys)
+    assert all(r["text"].isdigit() for r in json.loads(out))
+
+
+def test_the_shipped_marks_reader_writes_marks_and_is_not_the_digits_reader():
+    """Its card says what it writes and where it came from; the default line reader is unchanged."""
+    from digitrec.line_reader import ALPHABET, LineReader, default_line_reader_path, marks_reader_path
+
+    marks = LineReader(marks_reader_path())
+    assert marks.alphabet == ALPHABET and marks.card["config"]["held_out_writers"] > 0
+    assert "--numbers 20000 --epochs 12" in marks.card["command"]
+    assert LineReader(default_line_reader_path()).alphabet == "0123456789"
