@@ -92,7 +92,9 @@ def amount_texts(rng: np.random.Generator, n: int) -> list[str]:
         if kind == 0:  # 7.50
             texts.append(f"{units}.{int(rng.integers(0, 100)):02d}")
         elif kind == 1:  # 1,250.00
-            texts.append(f"{int(rng.integers(1, 100))},{int(rng.integers(0, 1000)):03d}.{int(rng.integers(0, 100)):02d}")
+            texts.append(
+                f"{int(rng.integers(1, 100))},{int(rng.integers(0, 1000)):03d}.{int(rng.integers(0, 100)):02d}"
+            )
         elif kind == 2:  # -5
             texts.append(f"-{units}")
         else:  # 3,000
@@ -221,7 +223,10 @@ def main() -> None:
             else:
                 print(f"| {source} | not found under {EXTERNAL} | | | |")
         if per_group:
-            print("\ndk-parish-rowid per register book: " + ", ".join(f"{b} {r}/{t}" for b, (r, t) in sorted(per_group.items())))
+            print(
+                "\ndk-parish-rowid per register book: "
+                + ", ".join(f"{b} {r}/{t}" for b, (r, t) in sorted(per_group.items()))
+            )
 
     if args.amounts:
         from digitrec.data import load_mnist

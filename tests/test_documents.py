@@ -38,8 +38,15 @@ def test_the_text_keeps_points_commas_and_minus_signs_where_they_are_written():
     for seed in range(40):
         text: list = []
         _, label = synth.make_number(
-            np.random.default_rng(seed), images, labels, 4, "separated", punctuation=True,
-            marks=synth.FORM_MARKS, text_out=text, minus=0.5,
+            np.random.default_rng(seed),
+            images,
+            labels,
+            4,
+            "separated",
+            punctuation=True,
+            marks=synth.FORM_MARKS,
+            text_out=text,
+            minus=0.5,
         )
         kept = text[0]
         assert "".join(c for c in kept if c.isdigit()) == label  # the digits, in order

@@ -62,7 +62,12 @@ def test_the_shipped_cards_are_valid_and_match_their_sidecars():
     from digitrec import paths
     from digitrec.modelfile import ModelCard, card_path_for, open_model
 
-    for name, kind in (("model", None), ("verifier", None), ("line_reader", "line-reader"), ("line_reader_marks", "line-reader")):
+    for name, kind in (
+        ("model", None),
+        ("verifier", None),
+        ("line_reader", "line-reader"),
+        ("line_reader_marks", "line-reader"),
+    ):
         path = paths.assets_dir() / f"{name}.onnx"
         _, card = open_model(path, require_input=True)
         assert card.version == 1 and card.kind == kind and card.input.name == "image"

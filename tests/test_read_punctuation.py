@@ -30,7 +30,7 @@ def test_the_shipped_reader_keeps_points_separators_and_minus_signs(amounts):
     right = sum(k == t for k, (_, t) in zip(kept, amounts))
     assert right >= 7, list(zip(kept, [t for _, t in amounts]))
     # By default the text is the digits only, and the marks never change the digits read.
-    for k, p, (_, t) in zip(kept, plain, amounts):
+    for k, p, (_, _t) in zip(kept, plain, amounts):
         assert p.isdigit() and "".join(c for c in k if c.isdigit()) == p
 
 
@@ -41,7 +41,7 @@ def test_read_cli_keep_punctuation(amounts, tmp_path, capsys):
     import cv2
     from conftest import run_main
 
-    for k, (image, text) in enumerate(amounts[:3]):
+    for k, (image, _text) in enumerate(amounts[:3]):
         cv2.imwrite(str(tmp_path / f"a{k}.png"), image)
     code, out, err = run_main(["read", str(tmp_path), "--json", "--keep-punctuation"], capsys)
     assert code == 0, err

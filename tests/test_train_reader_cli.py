@@ -16,8 +16,19 @@ from digitrec.line_reader import ALPHABET, HEIGHT, LineReader
 @pytest.mark.slow
 def test_train_recipe_line_reader_end_to_end(real_data, tmp_path, capsys):
     run = tmp_path / "lr"
-    args = ["train", "--recipe", "line-reader", "--out", str(run), "--set", "numbers=40", "--epochs", "1",
-            "--threads", "1"]
+    args = [
+        "train",
+        "--recipe",
+        "line-reader",
+        "--out",
+        str(run),
+        "--set",
+        "numbers=40",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+    ]
     code, out, err = run_main(args, capsys)
     assert code in (0, None), err
     assert "line-reader: held-out string accuracy" in out
@@ -59,8 +70,21 @@ def test_train_recipe_verifier_end_to_end(real_data, tmp_path, capsys):
     from digitrec.verifier import Verifier
 
     run = tmp_path / "v"
-    args = ["train", "--recipe", "verifier", "--out", str(run), "--set", "numbers=20", "--epochs", "1",
-            "--threads", "1", "--limit", "500"]
+    args = [
+        "train",
+        "--recipe",
+        "verifier",
+        "--out",
+        str(run),
+        "--set",
+        "numbers=20",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--limit",
+        "500",
+    ]
     code, out, err = run_main(args, capsys)
     assert code in (0, None), err
     assert "verifier: test accuracy" in out and (run / "verifier.onnx").is_file()

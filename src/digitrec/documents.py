@@ -155,7 +155,9 @@ def _cheque(rng: np.random.Generator, grey: np.ndarray, height: float) -> np.nda
     box = np.zeros((h, w), np.float32)
     if rng.random() < 0.6:
         top, bottom = int(rng.uniform(0.02, 0.15) * h), int(rng.uniform(0.85, 0.98) * h)
-        cv2.rectangle(box, (int(rng.uniform(0, 0.05) * w), top), (w - 1 - int(rng.uniform(0, 0.05) * w), bottom), 1.0, 1)
+        cv2.rectangle(
+            box, (int(rng.uniform(0, 0.05) * w), top), (w - 1 - int(rng.uniform(0, 0.05) * w), bottom), 1.0, 1
+        )
     else:
         y = int(rng.uniform(0.75, 0.95) * h)
         cv2.line(box, (0, y), (w - 1, y), 1.0, 1)

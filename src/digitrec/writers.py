@@ -51,9 +51,7 @@ def writer_groups(writer_of: np.ndarray) -> list[np.ndarray]:
     return np.split(order, starts[1:])
 
 
-def split_writers(
-    writer_of: np.ndarray, held_out: float, seed: int = 0
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def split_writers(writer_of: np.ndarray, held_out: float, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """-> (training writers' groups, held-out writers' groups): `held_out` of the writers, chosen
     by `seed`, are kept out whole, so validation reads hands training never saw."""
     groups = writer_groups(writer_of)

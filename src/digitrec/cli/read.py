@@ -55,9 +55,7 @@ def read(ctx, paths, model, as_json, debug_dir, keep_punctuation):
     for path in expand_paths(paths):
         entry = {"path": path, "text": None, "confidence": None, "digits": [], "lines": [], "error": None}
         try:
-            reading = recognizer.read(
-                read_input(path), debug=debug_dir is not None, keep_punctuation=keep_punctuation
-            )
+            reading = recognizer.read(read_input(path), debug=debug_dir is not None, keep_punctuation=keep_punctuation)
             entry.update(reading.to_dict())
             if debug_dir:
                 name = "stdin" if path == "-" else Path(path).stem

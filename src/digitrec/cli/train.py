@@ -157,8 +157,19 @@ def train(
         if resume and force:
             raise DigitrecError("choose one of --resume and --force")
         line = train_reader_network(
-            recipe, out, config_file, epochs, seed, threads, limit, batch_size, lr, parse_settings(settings), resume,
-            force, given,
+            recipe,
+            out,
+            config_file,
+            epochs,
+            seed,
+            threads,
+            limit,
+            batch_size,
+            lr,
+            parse_settings(settings),
+            resume,
+            force,
+            given,
         )
         click.echo(line)
         return

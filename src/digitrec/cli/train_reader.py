@@ -18,8 +18,21 @@ NOT_FOR_READER = {
 }
 
 
-def train_reader_network(recipe: str, out: Path, config_file, epochs, seed, threads, limit, batch_size, lr,
-                         settings: dict, resume: bool, force: bool, given: list[str]) -> str:
+def train_reader_network(
+    recipe: str,
+    out: Path,
+    config_file,
+    epochs,
+    seed,
+    threads,
+    limit,
+    batch_size,
+    lr,
+    settings: dict,
+    resume: bool,
+    force: bool,
+    given: list[str],
+) -> str:
     """Train `recipe` (a READER_RECIPES key) into `out` -> the line to print at the end. `settings`
     are --set KEY=VALUE overrides of the recipe (e.g. numbers=2000); `given` the flags on the command
     line, refused where they mean nothing here."""
@@ -35,15 +48,32 @@ def train_reader_network(recipe: str, out: Path, config_file, epochs, seed, thre
             (out / "checkpoint.pt").unlink(missing_ok=True)
         overrides = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr, **settings}
         config = LineReaderConfig.load(config_file or default_recipe(), overrides)
-        summary = train_line_reader(config, out, threads=threads or 0, resume=resume, export_to=model,
-                                    command=f"digitrec train --recipe line-reader --out {out}", log=log)
+        summary = train_line_reader(
+            config,
+            out,
+            threads=threads or 0,
+            resume=resume,
+            export_to=model,
+            command=f"digitrec train --recipe line-reader --out {out}",
+            log=log,
+        )
         return f"line-reader: held-out string accuracy {summary['test_string_accuracy']:.2%}; model {model}"
     from digitrec.train.verifier import train_verifier
 
     unknown = sorted(set(settings) - {"numbers"})
     if unknown:
         raise DigitrecError(f"--recipe verifier: --set takes numbers=N only (not {', '.join(unknown)})")
-    summary = train_verifier(out, numbers=int(settings.get("numbers", 5000)), seed=seed or 0, epochs=epochs,
-                             threads=threads or 0, limit=limit or 0, resume=resume, force=force, export_to=model,
-                             config_file=config_file, log=log)
+    summary = train_verifier(
+        out,
+        numbers=int(settings.get("numbers", 5000)),
+        seed=seed or 0,
+        epochs=epochs,
+        threads=threads or 0,
+        limit=limit or 0,
+        resume=resume,
+        force=force,
+        export_to=model,
+        config_file=config_file,
+        log=log,
+    )
     return f"verifier: test accuracy {summary['test_accuracy']:.2%} on held-out candidates; model {model}"

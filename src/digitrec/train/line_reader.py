@@ -155,7 +155,9 @@ def _generate(task: tuple[int, int, bool, float, float]) -> tuple[list[np.ndarra
     if not held_out:  # each digit distorted afresh (and some broken) for this number
         images = break_strokes(augmented_digits(images, labels, seed), rng)
     ends = np.cumsum([len(n) for n in numbers])
-    return line_examples(rng, images, labels, [np.arange(end - len(n), end) for n, end in zip(numbers, ends)], document=document)
+    return line_examples(
+        rng, images, labels, [np.arange(end - len(n), end) for n, end in zip(numbers, ends)], document=document
+    )
 
 
 def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
@@ -202,8 +204,16 @@ def _unpack(flat: np.ndarray, widths: np.ndarray) -> list[np.ndarray]:
 
 
 def _data_settings(config: LineReaderConfig) -> str:
-    return json.dumps({"numbers": config.numbers, "seed": config.seed, "held_out_writers": config.held_out_writers,
-                       "document": config.document, "alphabet": ALPHABET}, sort_keys=True)
+    return json.dumps(
+        {
+            "numbers": config.numbers,
+            "seed": config.seed,
+            "held_out_writers": config.held_out_writers,
+            "document": config.document,
+            "alphabet": ALPHABET,
+        },
+        sort_keys=True,
+    )
 
 
 def cached_data(out: Path, config: LineReaderConfig, workers: int, log=print) -> dict:
@@ -450,8 +460,12 @@ def train_line_reader(
         )
     accuracy = evaluate(model, test_images, test_texts)
     log(f"line reader: held-out string accuracy {accuracy:.2%} on {len(test_texts):,} lines")
-    summary = {"test_string_accuracy": accuracy, "test_lines": len(test_texts), "train_lines": len(train_texts),
-               "history": history}
+    summary = {
+        "test_string_accuracy": accuracy,
+        "test_lines": len(test_texts),
+        "train_lines": len(train_texts),
+        "history": history,
+    }
     if export_to:
         card = _card(model, accuracy, test_texts, command, config=dataclasses.asdict(config), **summary)
         export(model, export_to, card, test_images[:200])
@@ -495,11 +509,23 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"wrote {args.export} ({args.export.stat().st_size:,} bytes)")
         return
-    overrides = {"numbers": args.numbers, "seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size,
-                 "lr": args.lr}
+    overrides = {
+        "numbers": args.numbers,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+    }
     config = LineReaderConfig.load(args.config or default_recipe(), overrides)
-    train_line_reader(config, args.out, workers=args.workers, threads=args.threads, resume=args.resume,
-                      export_to=args.export, command=command)
+    train_line_reader(
+        config,
+        args.out,
+        workers=args.workers,
+        threads=args.threads,
+        resume=args.resume,
+        export_to=args.export,
+        command=command,
+    )
 
 
 if __name__ == "__main__":
