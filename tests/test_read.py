@@ -71,13 +71,13 @@ def test_reading_has_boxes_in_image_pixels_left_to_right(recognizer, easy_digits
     image = cv2.resize(image, None, fx=2, fy=2)  # boxes must come back in the input's own pixels
     reading = recognizer.read(image)
     assert reading.text == label
-    assert 0 < reading.confidence <= min(d.confidence for d in reading.digits)
+    assert 0 < reading.confidence <= 1
     for d, (left, right) in zip(reading.digits, spans):
         x, y, w, h = d.box
         assert abs(x - 2 * left) <= 8 and abs(x + w - 2 * right) <= 8
         assert 0 <= y and y + h <= image.shape[0]
     out = reading.to_dict()
-    assert set(out) == {"text", "confidence", "digits", "lines"}
+    assert set(out) == {"text", "confidence", "digits", "lines", "uncertain", "reason"}
     assert out["lines"] == [label] and [d["digit"] for d in out["digits"]] == [int(c) for c in label]
 
 
@@ -209,7 +209,7 @@ def test_cli_json_shape_and_exit_status(files, model_path):
     assert entry["path"] == str(good) and entry["error"] is None
     assert entry["text"] == label and entry["lines"] == [label]
     for d in entry["digits"]:
-        assert set(d) == {"digit", "confidence", "box"} and len(d["box"]) == 4
+        assert set(d) == {"digit", "confidence", "box", "uncertain"} and len(d["box"]) == 4
         assert all(isinstance(v, int) for v in d["box"])
 
 

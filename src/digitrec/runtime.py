@@ -245,12 +245,25 @@ class Recognizer:
 
     # --- whole numbers ---
 
-    def read(self, image: ImageSource, *, debug: bool = False, budget: ReadBudget | None = None) -> Reading:
+    def read(
+        self,
+        image: ImageSource,
+        *,
+        debug: bool = False,
+        budget: ReadBudget | None = None,
+        digits: int | None = None,
+        pattern: str | None = None,
+    ) -> Reading:
         """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
         per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
         and `TooMuchToRead` (an ImageError) when reading would take more work than `budget`, a
         `digitrec.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
-        writing needs; `reading.UNLIMITED` for none)."""
+        writing needs; `reading.UNLIMITED` for none).
+        `digits` (exactly that many) and `pattern` (a regular expression over the digits, matching
+        the whole line: `r"\\d{4}"`, `r"(19|20)\\d\\d"`) constrain what each line may read as; the
+        search itself keeps to them (`digitrec.digit_pattern`). A bad pattern raises PatternError."""
+        from digitrec.digit_pattern import constraint
         from digitrec.reading import read_number
 
-        return read_number(self, image, debug=debug, budget=budget)
+        wanted = constraint(digits, pattern)
+        return read_number(self, image, debug=debug, budget=budget, pattern=wanted)
