@@ -28,8 +28,10 @@ import numpy as np
 
 from digitrec.errors import TooMuchToRead
 from digitrec.preprocess.debug import Stages
+from digitrec.preprocess.ink import NOISE_SIGMAS
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
 from digitrec.preprocess.lines import UNDERLINE_SPAN
+from digitrec.preprocess.noise import paper_noise
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
@@ -164,6 +166,12 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     thresholds stay above the paper's own noise."""
     paper = ink[ink <= np.percentile(ink, 50) + 1]
     noise = float(np.median(paper)) + 4 * 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) + 8
+    # The lower half's spread understates grain: on a noisy blank page (grey 225, sigma 12-16) a
+    # tenth of the pixels passed, hundreds of specks that read as lines of digits. The grain
+    # measured from neighbouring pixels (as `predict` measures it, `preprocess.noise`) sets a
+    # floor as `preprocess.ink` does (NOISE_SIGMAS of it above the paper).
+    grain = paper_noise(ink.astype(np.float32))
+    noise = max(noise, float(np.median(paper)) + NOISE_SIGMAS * grain)
     inked = ink[ink > noise]
     if inked.size < 20:
         return np.zeros(ink.shape, bool)
