@@ -107,10 +107,14 @@ def _noise_pages():
     # Blotchy paper: slow stains under the grain (before: read as four lines of "digits").
     stains = cv2.resize(rng.normal(0, 20, (8, 10)), (400, 300), interpolation=cv2.INTER_CUBIC)
     blotchy = np.clip(_paper(2, 12).astype(float) + stains, 0, 255).astype(np.uint8)
-    return {"grain": grain, "specks": specks, "jpeg": jpeg, "blotchy": blotchy}
+    # A lighting gradient in coarse JPEG blocks: nothing as dark as a stroke (it once had no pixel
+    # above the strong-ink threshold, and an empty percentile was a traceback).
+    shaded = (_paper(3, 6).astype(float) * (0.6 + 0.4 * np.linspace(0, 1, 400)[None])).astype(np.uint8)
+    shaded = cv2.imdecode(cv2.imencode(".jpg", shaded, [cv2.IMWRITE_JPEG_QUALITY, 15])[1], cv2.IMREAD_GRAYSCALE)
+    return {"grain": grain, "specks": specks, "jpeg": jpeg, "blotchy": blotchy, "shaded": shaded}
 
 
-@pytest.mark.parametrize("name", ["grain", "specks", "jpeg", "blotchy"])
+@pytest.mark.parametrize("name", ["grain", "specks", "jpeg", "blotchy", "shaded"])
 def test_a_noise_only_page_has_no_digits(recognizer, name, tmp_path):
     path = tmp_path / f"{name}.png"
     cv2.imwrite(str(path), _noise_pages()[name])

@@ -177,6 +177,8 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
         return np.zeros(ink.shape, bool)
     otsu, _ = cv2.threshold(inked.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     high = max(float(otsu), noise, 40.0)
+    if not (ink >= high).any():  # faint texture only, nothing as dark as a stroke's core
+        return np.zeros(ink.shape, bool)
     level = float(np.percentile(ink[ink >= high], 90))
     low = max(noise, level / 3)
     weak = (ink >= low).astype(np.uint8)
