@@ -113,7 +113,13 @@ def correctness_ece(right: list[bool], confidence: list[float], bins: int = 10) 
     share-weighted gap between the bin's accuracy and its mean confidence."""
     ok, conf = np.asarray(right, np.float64), np.asarray(confidence, np.float64)
     which = np.minimum((conf * bins).astype(int), bins - 1)
-    return float(sum(abs(ok[which == b].mean() - conf[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any()))
+    return float(
+        sum(
+            abs(ok[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
+            for b in range(bins)
+            if (which == b).any()
+        )
+    )
 
 
 def print_trust(rows: list[tuple[str, list[bool], list[float]]]) -> None:
@@ -148,7 +154,12 @@ def fit_confidence(rec, per_length: int) -> None:
     after = [fitted.line_confidence(e) for e in _evidences(x)]
     before = [DEFAULT_PARAMS.line_confidence(e) for e in _evidences(x)]
     print(f"\nFitted on {len(y)} generated validation strings ({y.mean():.1%} right; {skipped} not one line, left out)")
-    print("confidence_weights = (" + ", ".join(f"{w:.4f}" for w in fitted.confidence_weights) + ")  # " + ", ".join(FEATURES))
+    print(
+        "confidence_weights = ("
+        + ", ".join(f"{w:.4f}" for w in fitted.confidence_weights)
+        + ")  # "
+        + ", ".join(FEATURES)
+    )
     print(
         f"ECE: product of the digits' probabilities {correctness_ece(list(y), product):.3f}, "
         f"the params in use {correctness_ece(list(y), before):.3f}, fitted {correctness_ece(list(y), after):.3f}"

@@ -102,7 +102,11 @@ def test_constrained_ctc_decoding_is_the_best_matching_path_and_plain_when_uncon
     for _ in range(20):
         log_probs = np.log(rng.dirichlet(np.full(11, 0.3), size=4))
         best = max(
-            ((sum(log_probs[t, k] for t, k in enumerate(p)), _collapse(p)) for p in paths if pattern.matches(_collapse(p))),
+            (
+                (sum(log_probs[t, k] for t, k in enumerate(p)), _collapse(p))
+                for p in paths
+                if pattern.matches(_collapse(p))
+            ),
         )
         text, score = constrained_decode(log_probs, pattern)
         assert text == best[1] and score == pytest.approx(best[0])

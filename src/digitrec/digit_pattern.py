@@ -290,7 +290,10 @@ class _Parser:
             first = self.peek()
             if not (first.isdigit() and first.isascii()):
                 raise self.fail(f"{first!r} in a class is not a digit")
-            if self.text[self.pos + 1 : self.pos + 2] == "-" and self.text[self.pos + 2 : self.pos + 3] not in ("]", ""):
+            if self.text[self.pos + 1 : self.pos + 2] == "-" and self.text[self.pos + 2 : self.pos + 3] not in (
+                "]",
+                "",
+            ):
                 last = self.text[self.pos + 2]
                 if not (last.isdigit() and last.isascii()) or last < first:
                     raise self.fail(f"bad range {first}-{last}")

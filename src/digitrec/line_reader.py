@@ -108,12 +108,13 @@ def constrained_decode(log_probs: np.ndarray, pattern: DigitPattern) -> tuple[st
     ends = np.where(pattern.accept[:, None], score, -np.inf)
     if ends.max() == -np.inf:
         return "", -np.inf
-    s, label = np.unravel_index(int(ends.argmax()), ends.shape)
-    total = float(ends[s, label])
+    state, label = (int(v) for v in np.unravel_index(int(ends.argmax()), ends.shape))
+    total = float(ends[state, label])
     columns = []
-    for t in range(t_len - 1, -1, -1):
-        columns.append(int(label))
-        s, label = back[t, s, label] if t else (s, label)
+    for t in range(t_len - 1, 0, -1):
+        columns.append(label)
+        state, label = (int(v) for v in back[t, state, label])
+    columns.append(label)
     text, previous = [], BLANK
     for k in columns[::-1]:
         if k != BLANK and k != previous:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from digitrec.line_reader import greedy_decode, string_log_prob
+
 FEATURES = ("bias", "digit log-prob", "one-digit log-prob", "line log-prob", "line agrees", "digits")
 
 
@@ -34,8 +36,6 @@ class Evidence:
     def of(cls, digit_probs: np.ndarray, one_digit: np.ndarray, line_log_probs: np.ndarray | None, text: str):
         """The chosen digits' probabilities (n,), their pieces' one-digit probabilities (n,), the
         line reader's (columns, 11) log-probabilities (None: not used) and the text read."""
-        from digitrec.line_reader import greedy_decode, string_log_prob
-
         line_lp, agrees = 0.0, False
         if line_log_probs is not None:
             line_lp = max(string_log_prob(line_log_probs, text), -50.0)
@@ -51,7 +51,14 @@ class Evidence:
     def features(self) -> np.ndarray:
         """float64 (len(FEATURES),), in the order of FEATURES."""
         return np.array(
-            [1.0, self.digit_log_prob, self.one_digit_log_prob, self.line_log_prob, float(self.line_agrees), self.digits]
+            [
+                1.0,
+                self.digit_log_prob,
+                self.one_digit_log_prob,
+                self.line_log_prob,
+                float(self.line_agrees),
+                self.digits,
+            ]
         )
 
 
@@ -66,14 +73,9 @@ class ReaderParams:
     right): ECE 0.024 there, where the product of the digits' probabilities had 0.327. The line
     reader agreeing and its probability of the string weigh most; the digit count adds nothing
     once those are known.
-    `noise_confidence`: a page whose every line is below this calibrated confidence, and whose
-    digits the verifier doubts (`noise_one_digit`: mean one-digit probability), holds no writing
-    the reader can vouch for: "no digits found" (a blank page's paper grain, specks, JPEG blocks).
     """
 
     confidence_weights: tuple[float, ...] = (2.0972, 0.2076, 0.1243, 0.5838, 1.8542, -0.0172)
-    noise_confidence: float = 0.05
-    noise_one_digit: float = 0.5
 
     def line_confidence(self, evidence: Evidence) -> float:
         z = float(np.dot(self.confidence_weights, evidence.features()))

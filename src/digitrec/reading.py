@@ -379,10 +379,10 @@ def best_path(
     [(first atom, end atom, digit)] left to right); (-inf, []) when no path reads `text` or
     matches `pattern`."""
     held = text is not None
-    automaton = exactly(text) if held else pattern
-    if held and pattern is not None:
-        automaton = automaton & pattern
-    step, accept = (ANY_DIGITS.step, ANY_DIGITS.accept) if automaton is None else (automaton.step, automaton.accept)
+    automaton = pattern or ANY_DIGITS
+    if text is not None:
+        automaton = exactly(text) if pattern is None else exactly(text) & pattern
+    step, accept = automaton.step, automaton.accept
     # Per state: each state it can go to, and the digits that go there (a digit's best run wins).
     moves = [[(int(t), np.nonzero(row == t)[0]) for t in np.unique(row[row >= 0])] for row in step]
     sure = (sure or {}) if held else {}
@@ -664,28 +664,14 @@ def read_number(
     seg = segment(grey, stages, max_pieces=budget.max_pieces, deadline=deadline)
     deadline()
     lines = read_segmentation(recognizer, seg, budget, deadline, pattern)
-    if lines and _only_noise(lines, params):
-        lines = []
     if not lines:
-        raise ImageError("no digits found" if pattern is None or not seg.lines else f"no reading matches {pattern.text}")
+        raise ImageError(
+            "no digits found" if pattern is None or not seg.lines else f"no reading matches {pattern.text}"
+        )
     reading = Reading(lines, min_confidence=recognizer.min_confidence, params=params)
     if debug:
         reading.stages = dict(stages or {}, input=grey)
     return reading
-
-
-def _only_noise(lines: list[list[ReadDigit]], params: ReaderParams) -> bool:
-    """Is every line read a reading nobody would vouch for: calibrated confidence under
-    `params.noise_confidence` and pieces the verifier doubts are digits at all (a blank page's
-    grain, specks or JPEG blocks blown up to digit size)?"""
-    for line in lines:
-        evidence = line[0].evidence
-        if evidence is None:
-            return False
-        one_digit = math.exp(evidence.one_digit_log_prob / evidence.digits)
-        if params.line_confidence(evidence) >= params.noise_confidence or one_digit >= params.noise_one_digit:
-            return False
-    return True
 
 
 def draw_reading(grey: np.ndarray, reading: Reading) -> np.ndarray:

@@ -311,6 +311,7 @@ def group_lines(atoms: list[Atom], height: float) -> list[TextLine]:
     tallest = max((t.height for t in result), default=0.0)
     small += [a for t in result if t.height < SMALL_ATOM * tallest for a in t.atoms]
     result = [t for t in result if t.height >= SMALL_ATOM * tallest]
+
     # Nearest pieces first: a line's span grows with the pieces that join it, so the flag of a 5
     # broken off above a loose piece of its stem joins once that piece has (in raster order it
     # came first, and was left out: the 5 read as a 3).
