@@ -76,6 +76,9 @@ class ReaderParams:
     """
 
     confidence_weights: tuple[float, ...] = (2.0972, 0.2076, 0.1243, 0.5838, 1.8542, -0.0172)
+    # The page read as one digit (`reading._one_digit_page`) must be at least this probable, and
+    # more than the reading it replaces.
+    one_digit_page: float = 0.5
 
     def line_confidence(self, evidence: Evidence) -> float:
         z = float(np.dot(self.confidence_weights, evidence.features()))

@@ -664,6 +664,7 @@ def read_number(
     seg = segment(grey, stages, max_pieces=budget.max_pieces, deadline=deadline)
     deadline()
     lines = read_segmentation(recognizer, seg, budget, deadline, pattern)
+    lines = _one_digit_page(recognizer, grey, seg, lines, pattern, params) or lines
     if not lines:
         raise ImageError(
             "no digits found" if pattern is None or not seg.lines else f"no reading matches {pattern.text}"
@@ -672,6 +673,46 @@ def read_number(
     if debug:
         reading.stages = dict(stages or {}, input=grey)
     return reading
+
+
+def _one_digit_page(
+    recognizer: Recognizer,
+    grey: np.ndarray,
+    seg: Segmentation,
+    lines: list[list[ReadDigit]],
+    pattern: DigitPattern | None,
+    params: ReaderParams,
+) -> list[list[ReadDigit]] | None:
+    """A page the segmentation reads as no number, or as several lines, read as one digit when
+    that is the more probable reading; None otherwise. The page is read as `predict` reads it
+    (`Recognizer.views`), and its whole ink as one line by the line reader; that reading's
+    calibrated confidence (`ReaderParams.line_confidence`, the map every reading's confidence
+    comes from) must be at least `params.one_digit_page` and above the segmentation's. An odd lone
+    digit the cuts break up (a bare 28x28 MNIST 2 enlarged 14x read "2 / 64", or dropped) is then
+    read whole. A reading of one line is never replaced: on register rows that are a number beside
+    marks and hatching, predict's one digit (a 1 of "39", the 5 of "15") won on confidence where
+    the segmentation was right."""
+    atoms = [a for line in seg.lines for a in line.atoms]
+    if not atoms or len(lines) == 1:
+        return None
+    try:
+        views = recognizer.views(grey)  # what `predict` sees: the digit as written and squeezed
+    except ImageError:
+        return None
+    probs = recognizer.predict_probabilities(views, calibrated=False).mean(axis=0)
+    image = views[:1]
+    d = int(probs.argmax())
+    if pattern is not None and not pattern.matches(str(d)):
+        return None
+    verifier = recognizer.verifier.probabilities(image)[0]
+    height = max(a.y + a.h for a in atoms) - min(a.y for a in atoms)
+    log_probs = recognizer.line_reader.log_probs(line_image(atoms, seg.ink, seg.stroke, height))
+    evidence = Evidence.of(probs[[d]], 1.0 - verifier[[NOT_ONE_DIGIT]], log_probs, str(d))
+    confidence = params.line_confidence(evidence)
+    if confidence < params.one_digit_page or (lines and confidence <= Reading(lines, params=params).confidence):
+        return None
+    shown = float(calibrated(probs, recognizer.adapter.temperature)[d])
+    return [[ReadDigit(d, shown, _box(atoms, seg.scale), image[0], raw=float(probs[d]), evidence=evidence)]]
 
 
 def draw_reading(grey: np.ndarray, reading: Reading) -> np.ndarray:
