@@ -664,6 +664,7 @@ def read_number(
     seg = segment(grey, stages, max_pieces=budget.max_pieces, deadline=deadline)
     deadline()
     lines = read_segmentation(recognizer, seg, budget, deadline, pattern)
+    deadline()
     lines = _one_digit_page(recognizer, grey, seg, lines, pattern, params) or lines
     if not lines:
         raise ImageError(
