@@ -11,9 +11,21 @@ on light paper with random gaps, sizes and baseline jitter, in groups:
               (its own seed, so the other groups are the same with or without it).
 Real numbers: the multi-digit rows of ../shared/data/external/{orand-car-strings,
 dk-parish-rowid,photo-strings}/manifest.csv (when that folder is there).
+Bare digits: 28x28 MNIST test digits as they are (white on black), each to be read as a one-digit
+number (`--bare N` of them, a fixed sample).
 
-    .venv/bin/python benchmarks/read.py [--per-length 25] [--model M] [--failures DIR]
+Whether the string confidence can be trusted: its expected calibration error (ECE, 10 bins) on
+the generated strings, and risk-coverage tables: the accuracy of the most confident 50/80/90/100%
+of the strings, for the generated strings and for each real source.
+
+`--fit-confidence` fits the confidence's calibration map (`reader_params.ReaderParams`) on other
+generated strings: the same groups and lengths, digits from the MNIST *training* images the digit
+model held out for validation (never test digits, never ../shared), seed 100; it prints the
+weights to put in ReaderParams.
+
+    .venv/bin/python benchmarks/read.py [--per-length 25] [--bare 1000] [--model M] [--failures DIR]
         [--line-reader PATH] [--results FILE.csv] [--amounts N]
+    .venv/bin/python benchmarks/read.py --fit-confidence [--per-length 50]
 
 --line-reader reads with another line reader (to compare one with the shipped one); --results
 writes every image's reading (source, name, group, label, text) for paired comparisons; the real
@@ -45,10 +57,12 @@ REAL_SOURCES = ("orand-car-strings", "dk-parish-rowid", "photo-strings")
 # --- generated numbers ---------------------------------------------------------------------------
 
 
-def generated_cases(per_length: int, seed: int = 0):
+def generated_cases(per_length: int, seed: int = 0, digits: tuple[np.ndarray, np.ndarray] | None = None):
+    """(group, length, image, label) for every group and length 1-8; `digits`: the (images,
+    labels) to compose from (default: the MNIST test set)."""
     from digitrec.data import load_mnist
 
-    images, labels = load_mnist("test")
+    images, labels = load_mnist("test") if digits is None else digits
     rng = np.random.default_rng(seed)
     for group in GROUPS:
         for length in range(1, 9):
@@ -105,13 +119,90 @@ def amount_texts(rng: np.random.Generator, n: int) -> list[str]:
 # --- scoring --------------------------------------------------------------------------------------
 
 
-def read_text(recognizer, image) -> str:
+def read_one(recognizer, image):
+    """-> (text, string confidence, the Reading); ("", 0.0, None) when nothing was read."""
     from digitrec.errors import DigitrecError
 
     try:
-        return recognizer.read(image).text
+        reading = recognizer.read(image)
     except DigitrecError:
-        return ""
+        return "", 0.0, None
+    return reading.text, reading.confidence, reading
+
+
+COVERAGES = (0.5, 0.8, 0.9, 1.0)
+
+
+def risk_coverage(right: list[bool], confidence: list[float]) -> list[float]:
+    """The accuracy of the most confident share of the answers, for each share in COVERAGES
+    (ties broken by order, the share rounded up)."""
+    order = np.argsort(-np.asarray(confidence, np.float64), kind="stable")
+    ok = np.asarray(right, bool)[order]
+    return [float(ok[: max(1, int(np.ceil(share * len(ok))))].mean()) for share in COVERAGES]
+
+
+def correctness_ece(right: list[bool], confidence: list[float], bins: int = 10) -> float:
+    """ECE of a confidence that an answer is right: over 10 equal-width bins of confidence, the
+    share-weighted gap between the bin's accuracy and its mean confidence."""
+    ok, conf = np.asarray(right, np.float64), np.asarray(confidence, np.float64)
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    return float(
+        sum(
+            abs(ok[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
+            for b in range(bins)
+            if (which == b).any()
+        )
+    )
+
+
+def print_trust(rows: list[tuple[str, list[bool], list[float]]]) -> None:
+    print("\nRisk-coverage: accuracy (%) of the most confident share of the strings; ECE of the string confidence")
+    print("| set | strings | " + " | ".join(f"top {int(c * 100)}%" for c in COVERAGES) + " | ECE |")
+    print("|---|---|" + "---|" * (len(COVERAGES) + 1))
+    for name, right, confidence in rows:
+        if right:
+            cells = " | ".join(f"{100 * a:.1f}" for a in risk_coverage(right, confidence))
+            print(f"| {name} | {len(right)} | {cells} | {correctness_ece(right, confidence):.3f} |")
+
+
+def fit_confidence(rec, per_length: int) -> None:
+    """Fit ReaderParams.confidence_weights on generated validation strings and print them."""
+    from digitrec.export import validation_split
+    from digitrec.reader_params import DEFAULT_PARAMS, FEATURES, ReaderParams, fit_logistic
+
+    digits = validation_split(rec.card.get("config", {}))
+    features, right, product, skipped = [], [], [], 0
+    for _group, _length, image, label in generated_cases(per_length, seed=100, digits=digits):
+        text, _, reading = read_one(rec, image)
+        if reading is None or len(reading.lines) != 1:
+            skipped += 1
+            continue
+        evidence = reading.lines[0][0].evidence
+        features.append(evidence.features())
+        right.append(text == label)
+        product.append(float(np.exp(evidence.digit_log_prob)))
+    x, y = np.array(features), np.array(right)
+    weights = fit_logistic(x, y)
+    fitted = ReaderParams(confidence_weights=tuple(float(round(w, 4)) for w in weights))
+    after = [fitted.line_confidence(e) for e in _evidences(x)]
+    before = [DEFAULT_PARAMS.line_confidence(e) for e in _evidences(x)]
+    print(f"\nFitted on {len(y)} generated validation strings ({y.mean():.1%} right; {skipped} not one line, left out)")
+    print(
+        "confidence_weights = ("
+        + ", ".join(f"{w:.4f}" for w in fitted.confidence_weights)
+        + ")  # "
+        + ", ".join(FEATURES)
+    )
+    print(
+        f"ECE: product of the digits' probabilities {correctness_ece(list(y), product):.3f}, "
+        f"the params in use {correctness_ece(list(y), before):.3f}, fitted {correctness_ece(list(y), after):.3f}"
+    )
+
+
+def _evidences(x: np.ndarray):
+    from digitrec.reader_params import Evidence
+
+    return [Evidence(r[1], r[2], r[3], bool(r[4]), int(r[5])) for r in x]
 
 
 def gflops() -> float:
@@ -127,7 +218,9 @@ def main() -> None:
     parser.add_argument("--per-length", type=int, default=25, help="generated numbers per group and length")
     parser.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--failures", type=Path, default=None, help="write debug images of misreadings here")
-    parser.add_argument("--only", choices=("generated", "real"), default=None)
+    parser.add_argument("--only", choices=("generated", "real", "bare"), default=None)
+    parser.add_argument("--bare", type=int, default=1000, help="bare 28x28 MNIST test digits to read (0: none)")
+    parser.add_argument("--fit-confidence", action="store_true", help="fit the string confidence's calibration map")
     parser.add_argument("--line-reader", type=Path, default=None, help="another line reader (default: the shipped one)")
     parser.add_argument("--results", type=Path, default=None, help="write every image's reading to this CSV")
     parser.add_argument("--amounts", type=int, default=0, help="also read N generated amounts with their marks")
@@ -142,6 +235,10 @@ def main() -> None:
 
         rec._line_reader = LineReader(args.line_reader, threads=rec.threads)
     rows = []  # (source, name, group, label, text) for --results
+    if args.fit_confidence:
+        fit_confidence(rec, args.per_length)
+        return
+    trust: list[tuple[str, list[bool], list[float]]] = []
     print(f"# {datetime.date.today()}  model {rec.card.get('name', rec.path.name)} ({rec.path})")
     print(f"# line reader {args.line_reader or 'shipped'}")
     print(
@@ -163,12 +260,15 @@ def main() -> None:
         safe = f"{name}_want{label}_got{text.replace(chr(10), '|') or 'none'}.png"
         cv2.imwrite(str(args.failures / safe), drawn)
 
-    if args.only != "real":
+    if args.only in (None, "generated"):
         t0 = time.perf_counter()
         stats = defaultdict(lambda: [0, 0, 0, 0])  # strings right, strings, digits right, digits
+        generated: tuple[list[bool], list[float]] = ([], [])
         for n, (group, length, image, label) in enumerate(generated_cases(args.per_length)):
-            text = read_text(rec, image)
+            text, confidence, _ = read_one(rec, image)
             rows.append(("generated", str(n), group, label, text))
+            generated[0].append(text == label)
+            generated[1].append(confidence)
             for key in ((group, length), (group, "4-6" if 4 <= length <= 6 else None), (group, "all")):
                 if key[1] is None:
                     continue
@@ -193,8 +293,22 @@ def main() -> None:
                 f"{100 * sall[0] / sall[1]:.1f} ({100 * sall[2] / sall[3]:.1f}) |"
             )
         print("(string accuracy %, per length; last column: string accuracy over all lengths, and digit accuracy)")
+        trust.append(("generated (all groups)", *generated))
 
-    if args.only != "generated":
+    if args.only in (None, "bare") and args.bare:
+        from digitrec.data import load_mnist
+
+        images, labels = load_mnist("test")
+        pick = np.random.default_rng(0).choice(len(images), min(args.bare, len(images)), replace=False)
+        t0 = time.perf_counter()
+        texts = [read_one(rec, images[i])[0] for i in pick]
+        right = sum(t == str(labels[i]) for t, i in zip(texts, pick))
+        print(
+            f"\nBare 28x28 MNIST test digits read as one-digit numbers: {right}/{len(pick)} = "
+            f"{100 * right / len(pick):.1f}% ({(time.perf_counter() - t0) / len(pick) * 1000:.0f} ms each)"
+        )
+
+    if args.only in (None, "real"):
         print("\nReal numbers (multi-digit rows of ../shared/data/external)")
         print("| source | images | string acc | digit acc | ms/image |")
         print("|---|---|---|---|---|")
@@ -202,13 +316,16 @@ def main() -> None:
         for source in REAL_SOURCES:
             right = digits_right = digits = n = 0
             t0 = time.perf_counter()
+            real: tuple[list[bool], list[float]] = ([], [])
             for name, path, label in real_cases(source):
-                text = read_text(rec, path)
+                text, confidence, _ = read_one(rec, path)
                 group = real_group(source, name)
                 rows.append((source, name, group, label, text))
                 if source == "dk-parish-rowid":
                     g = per_group.setdefault(group, [0, 0])
                     g[0], g[1] = g[0] + (text == label), g[1] + 1
+                real[0].append(text == label)
+                real[1].append(confidence)
                 n += 1
                 right += text == label
                 digits_right += digit_matches(text, label)
@@ -222,11 +339,16 @@ def main() -> None:
                 )
             else:
                 print(f"| {source} | not found under {EXTERNAL} | | | |")
+            trust.append((source, *real))
+        every = [(r, c) for name, right, conf in trust if name in REAL_SOURCES for r, c in zip(right, conf)]
+        trust.append(("real (all three)", [r for r, _ in every], [c for _, c in every]))
         if per_group:
             print(
                 "\ndk-parish-rowid per register book: "
                 + ", ".join(f"{b} {r}/{t}" for b, (r, t) in sorted(per_group.items()))
             )
+
+    print_trust(trust)
 
     if args.amounts:
         from digitrec.data import load_mnist

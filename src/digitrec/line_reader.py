@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from digitrec import paths
+from digitrec.digit_pattern import DigitPattern
 from digitrec.errors import ModelError
 from digitrec.modelfile.read import log_softmax, open_model
 from digitrec.preprocess.digit import BOX, RENDER, normalize_stroke
@@ -76,6 +77,62 @@ def greedy_decode(log_probs: np.ndarray, alphabet: str = DIGITS) -> tuple[str, f
             text.append(alphabet[int(k)])
         previous = k
     return "".join(text), float(log_probs.max(axis=1).sum())
+
+
+def constrained_decode(log_probs: np.ndarray, pattern: DigitPattern) -> tuple[str, float]:
+    """`greedy_decode` held to `pattern` (`digitrec.digit_pattern`): the best single path through
+    the (T, 11) columns whose digits the automaton accepts, found by Viterbi over (automaton
+    state, last label), so a path leaves the search as soon as it can no longer match.
+    -> (its digits, its log-probability); ("", -inf) when no path of these columns matches."""
+    t_len, states = len(log_probs), pattern.states
+    if not t_len or not states:
+        return "", -np.inf
+    labels = BLANK + 1
+    # score[s, l]: the best path so far that is in state s with label l last (BLANK: a blank).
+    score = np.full((states, labels), -np.inf)
+    back = np.zeros((t_len, states, labels, 2), np.int32)  # (previous state, previous label)
+    score[0, BLANK] = log_probs[0, BLANK]
+    for d in range(BLANK):
+        if pattern.step[0, d] >= 0:
+            score[pattern.step[0, d], d] = log_probs[0, d]
+    for t in range(1, t_len):
+        new = np.full_like(score, -np.inf)
+        best_label = score.argmax(axis=1)  # per state, its best path whatever came last
+        best_any = score[np.arange(states), best_label]
+        # A blank: stay in the state.
+        new[:, BLANK] = best_any + log_probs[t, BLANK]
+        back[t, :, BLANK, 0], back[t, :, BLANK, 1] = np.arange(states), best_label
+        for d in range(BLANK):
+            # The same digit again, merged (CTC): stay.
+            new[:, d] = score[:, d] + log_probs[t, d]
+            back[t, :, d, 0], back[t, :, d, 1] = np.arange(states), d
+            # A new digit d: after a blank or another digit, step the automaton.
+            others = score.copy()
+            others[:, d] = -np.inf
+            came = others.argmax(axis=1)
+            came_score = others[np.arange(states), came]
+            for s in range(states):
+                to = pattern.step[s, d]
+                if to >= 0 and came_score[s] + log_probs[t, d] > new[to, d]:
+                    new[to, d] = came_score[s] + log_probs[t, d]
+                    back[t, to, d] = (s, came[s])
+        score = new
+    ends = np.where(pattern.accept[:, None], score, -np.inf)
+    if ends.max() == -np.inf:
+        return "", -np.inf
+    state, label = (int(v) for v in np.unravel_index(int(ends.argmax()), ends.shape))
+    total = float(ends[state, label])
+    columns = []
+    for t in range(t_len - 1, 0, -1):
+        columns.append(label)
+        state, label = (int(v) for v in back[t, state, label])
+    columns.append(label)
+    text, previous = [], BLANK
+    for k in columns[::-1]:
+        if k != BLANK and k != previous:
+            text.append(str(k))
+        previous = k
+    return "".join(text), total
 
 
 def string_log_prob(log_probs: np.ndarray, text: str) -> float:

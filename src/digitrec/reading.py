@@ -25,13 +25,16 @@ from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 import numpy as np
 
+from digitrec import doubt
+from digitrec.digit_pattern import DigitPattern, exactly
 from digitrec.errors import ImageError, TooMuchToRead
-from digitrec.line_reader import greedy_decode, line_image, string_log_prob
+from digitrec.line_reader import constrained_decode, greedy_decode, line_image, string_log_prob
 from digitrec.preprocess import load_grey
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.load import ImageSource
-from digitrec.preprocess.segment import Atom, Segmentation, TextLine, render_group, segment
+from digitrec.preprocess.segment import WORK_MIN_SIDE, Atom, Segmentation, TextLine, render_group, segment
+from digitrec.reader_params import DEFAULT_PARAMS, Evidence, ReaderParams
 from digitrec.verifier import NOT_ONE_DIGIT
 
 if TYPE_CHECKING:  # for annotations only: runtime imports this module (in Recognizer.read)
@@ -42,6 +45,8 @@ Plan: TypeAlias = list[list[Run]]  # the candidate runs of each line
 ReadPath: TypeAlias = list[tuple[int, int, int]]  # a line read: (first atom, end atom, digit), left to right
 
 MAX_ATOMS_PER_DIGIT = 6
+# No constraint: one state that every digit keeps, and that accepts (`best_path`).
+ANY_DIGITS = DigitPattern(np.zeros((1, 10), np.int32), np.ones(1, bool), "any digits")
 # Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
 VERIFIER_WEIGHT = 0.5
 # Weight of the line reader's log-probability of a line's string (see `_second_opinion`). The line
@@ -162,6 +167,7 @@ class DigitJSON(TypedDict):
     digit: int
     confidence: float
     box: list[int]  # x, y, w, h
+    uncertain: bool  # its confidence is under min_confidence: check this digit
 
 
 class ReadingJSON(TypedDict):
@@ -169,27 +175,43 @@ class ReadingJSON(TypedDict):
     confidence: float
     digits: list[DigitJSON]
     lines: list[str]
+    uncertain: bool  # the string's confidence is under min_confidence
+    reason: str | None  # doubt.LOW_CONFIDENCE when uncertain, else None
 
 
 @dataclass
 class ReadDigit:
     digit: int
-    confidence: float
+    confidence: float  # the digit model's calibrated probability (or the line reader's, when it overruled it)
     box: tuple[int, int, int, int]  # x, y, w, h in the input image's pixels
     image28: np.ndarray = field(repr=False)  # what the model saw
+    raw: float = -1.0  # the uncalibrated (T = 1) probability the line decisions were tuned on; -1: = confidence
+    evidence: Evidence | None = field(default=None, repr=False)  # on a line's first digit: the line's
 
-    def to_dict(self) -> DigitJSON:
-        return {"digit": self.digit, "confidence": round(float(self.confidence), 6), "box": [int(v) for v in self.box]}
+    def __post_init__(self) -> None:
+        if self.raw < 0:
+            self.raw = self.confidence
+
+    def to_dict(self, min_confidence: float = 0.0) -> DigitJSON:
+        return {
+            "digit": self.digit,
+            "confidence": round(float(self.confidence), 6),
+            "box": [int(v) for v in self.box],
+            "uncertain": bool(self.confidence < min_confidence),
+        }
 
 
 @dataclass
 class Reading:
-    """Digits read from one image, line by line (top to bottom)."""
+    """Digits read from one image, line by line (top to bottom). `min_confidence`: the string, and
+    each digit, under it is marked uncertain (`to_dict`)."""
 
     lines: list[list[ReadDigit]]
     stages: Stages = field(default_factory=dict, repr=False)  # for --debug
     # keep_punctuation: each line's text with its marks ('7.50'); None: digits only
     punctuated: list[str] | None = None
+    min_confidence: float = 0.0
+    params: ReaderParams = field(default=DEFAULT_PARAMS, repr=False)
 
     @property
     def digits(self) -> list[ReadDigit]:
@@ -208,15 +230,33 @@ class Reading:
 
     @property
     def confidence(self) -> float:
-        """Probability that the whole string is right, if the digits' errors are independent."""
-        return float(np.prod([d.confidence for d in self.digits])) if self.digits else 0.0
+        """Probability that the whole string is right: each line's calibrated confidence
+        (`ReaderParams.line_confidence` of the line's evidence), multiplied over the lines; for
+        digits without evidence (built by hand), the product of their confidences."""
+        if not self.digits:
+            return 0.0
+        per_line = [
+            self.params.line_confidence(line[0].evidence)
+            if line[0].evidence is not None
+            else float(np.prod([d.confidence for d in line]))
+            for line in self.lines
+            if line
+        ]
+        return float(np.prod(per_line))
+
+    @property
+    def uncertain(self) -> bool:
+        return self.confidence < self.min_confidence
 
     def to_dict(self) -> ReadingJSON:
+        uncertain = self.uncertain
         return {
             "text": self.text,
             "confidence": round(self.confidence, 6),
-            "digits": [d.to_dict() for d in self.digits],
+            "digits": [d.to_dict(self.min_confidence) for d in self.digits],
             "lines": self.line_texts,
+            "uncertain": uncertain,
+            "reason": doubt.LOW_CONFIDENCE if uncertain else None,
         }
 
 
@@ -327,29 +367,42 @@ def sure_digits(line: TextLine, groups: list[Run], probs: np.ndarray, verifier: 
 
 
 def best_path(
-    line: TextLine, scores: dict[Run, np.ndarray], text: str | None = None, sure: dict[Run, int] | None = None
+    line: TextLine,
+    scores: dict[Run, np.ndarray],
+    text: str | None = None,
+    sure: dict[Run, int] | None = None,
+    pattern: DigitPattern | None = None,
 ) -> tuple[float, ReadPath]:
     """Viterbi over atom boundaries: each step is one digit (a run of atoms) or skipped
-    punctuation (`_skips`). With `text`, only paths that read exactly those digits count (each run
-    scored as the digit it must be; a run in `sure` only as its sure digit, never split or merged
-    with a neighbour, though a small one may still be skipped as punctuation: forbidding that read
-    worse on the strings that choose). -> (the path's score, [(first atom, end atom, digit)] left
-    to right); (-inf, []) when no path reads `text`."""
-    sure = sure or {}
+    punctuation (`_skips`). With `pattern` (`digitrec.digit_pattern`: --digits, --pattern) the
+    search steps its automaton with every digit read and keeps only paths that can still match,
+    so the answer is the best path that matches. With `text`, only paths that read exactly those
+    digits count (each run scored as the digit it must be; a run in `sure` only as its sure digit,
+    never split or merged with a neighbour, though a small one may still be skipped as
+    punctuation: forbidding that read worse on the strings that choose). -> (the path's score,
+    [(first atom, end atom, digit)] left to right); (-inf, []) when no path reads `text` or
+    matches `pattern`."""
+    held = text is not None
+    automaton = pattern or ANY_DIGITS
+    if text is not None:
+        automaton = exactly(text) if pattern is None else exactly(text) & pattern
+    step, accept = automaton.step, automaton.accept
+    # Per state: each state it can go to, and the digits that go there (a digit's best run wins).
+    moves = [[(int(t), np.nonzero(row == t)[0]) for t in np.unique(row[row >= 0])] for row in step]
+    sure = (sure or {}) if held else {}
     # Runs that hold part of a sure run, or it and more: not allowed when held to `text`.
     broken = {g for g in scores for r in sure if g != r and g[0] < r[1] and r[0] < g[1]}
     n = len(line.atoms)
-    wanted = None if text is None else [int(c) for c in text]
-    depth = 1 if wanted is None else len(wanted) + 1  # digits read so far (only tracked with `text`)
-    best = np.full((depth, n + 1), -np.inf)
-    best[0, 0] = 0.0
+    best = np.full((len(accept), n + 1), -np.inf)
+    if len(accept):
+        best[0, 0] = 0.0
     back: dict[tuple[int, int], tuple[int, int, int | None]] = {}
     by_start: dict[int, list[Run]] = {}
     for g in scores:
         by_start.setdefault(g[0], []).append(g)
     skips = _skips(line)
     for i in range(n):
-        for m in range(depth):
+        for m in range(len(accept)):
             here = best[m, i]
             if here == -np.inf:
                 continue
@@ -357,19 +410,23 @@ def best_path(
                 if here + SKIP_SMALL > best[m, j]:
                     best[m, j], back[(m, j)] = here + SKIP_SMALL, (m, i, None)
             for a, b in by_start.get(i, []):
-                if wanted is None:
-                    d, to = int(scores[(a, b)].argmax()), m
-                elif m < len(wanted) and sure.get((a, b), wanted[m]) == wanted[m] and (a, b) not in broken:
-                    d, to = wanted[m], m + 1
-                else:
+                if (a, b) in broken:
                     continue
-                s = here + float(scores[(a, b)][d])
-                if s > best[to, b]:
-                    best[to, b], back[(to, b)] = s, (m, a, d)
-    m, k = depth - 1, n
+                run = scores[(a, b)]
+                for to, digits in moves[m]:
+                    if (a, b) in sure:
+                        digits = digits[digits == sure[(a, b)]]
+                        if not len(digits):
+                            continue
+                    d = int(digits[run[digits].argmax()])
+                    s = here + float(run[d])
+                    if s > best[to, b]:
+                        best[to, b], back[(to, b)] = s, (m, a, d)
+    ends = np.where(accept, best[:, n], -np.inf) if len(accept) else np.zeros(0)
+    if not len(ends) or ends.max() == -np.inf:
+        return -np.inf, []
+    m, k = int(ends.argmax()), n
     total = float(best[m, k])
-    if total == -np.inf:
-        return total, []
     path = []
     while k > 0:
         m_prev, a, digit = back[(m, k)]
@@ -454,10 +511,14 @@ def choose_digits(
     verifier: np.ndarray,
     line_log_probs: list[np.ndarray] | None = None,
     deadline: Callable[[], None] = _no_deadline,
+    pattern: DigitPattern | None = None,
+    temperature: float = 1.0,
 ) -> list[list[ReadDigit]]:
-    """The best path through each line's candidates, checked against the line reader's reading
-    when one is given -> the digits of the lines that read as numbers. `deadline` is called
-    before each line."""
+    """The best path through each line's candidates (matching `pattern` when one is given),
+    checked against the line reader's reading when one is given -> the digits of the lines that
+    read as numbers, each line's `Evidence` on its first digit (`ReadDigit.evidence`). `deadline`
+    is called before each line; `temperature`: the digit model's calibration, for the digits'
+    shown confidences."""
     lines, offset = [], 0
     for n, (line, groups) in enumerate(zip(seg.lines, plan)):
         deadline()
@@ -465,18 +526,37 @@ def choose_digits(
         part = slice(offset, offset + len(groups))
         offset += len(groups)
         scores = run_scores(line, groups, probs[part], 1.0 - verifier[part, NOT_ONE_DIGIT])
-        score, path = best_path(line, scores)
+        score, path = best_path(line, scores, pattern=pattern)
         line_says = 0.0  # the line reader's own certainty per digit, when its reading was taken
         if line_log_probs is not None and path:
             sure = sure_digits(line, groups, probs[part], verifier[part])
-            path, line_says = _second_opinion(line, scores, sure, score, path, line_log_probs[n])
+            path, line_says = _second_opinion(line, scores, sure, score, path, line_log_probs[n], pattern)
         digits = []
         for i, j, d in path:
             k = index[(i, j)]
-            confidence = max(float(probs[k][d]), line_says)
-            digits.append(ReadDigit(d, confidence, _box(line.atoms[i:j], seg.scale), images[k]))
+            raw = max(float(probs[k][d]), line_says)
+            shown = max(float(calibrated(probs[k], temperature)[d]), line_says)
+            digits.append(ReadDigit(d, shown, _box(line.atoms[i:j], seg.scale), images[k], raw=raw))
+        if digits:
+            ks = [index[(i, j)] for i, j, _ in path]
+            text = "".join(str(d) for _, _, d in path)
+            digits[0].evidence = Evidence.of(
+                probs[ks, [d for _, _, d in path]],
+                1.0 - verifier[ks, NOT_ONE_DIGIT],
+                None if line_log_probs is None else line_log_probs[n],
+                text,
+            )
         lines.append((line, digits))
     return _keep_number_lines(lines)
+
+
+def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities (T = 1) -> softmax(logits / temperature): log p differs from the logits by a
+    constant per row, so the temperature can be applied to it."""
+    z = np.log(np.maximum(probs, 1e-12)) / temperature
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _second_opinion(
@@ -486,17 +566,19 @@ def _second_opinion(
     score: float,
     path: ReadPath,
     log_probs: np.ndarray,
+    pattern: DigitPattern | None = None,
 ) -> tuple[ReadPath, float]:
     """The segmentation's best path, or - when the line reader reads the line otherwise - the
     best path that reads as the line reader does, whichever scores more with the line reader's
     log-probability of its string (times LINE_WEIGHT) added. The boxes always come from a path.
     -> (path, the line reader's probability of its string per digit (geometric mean) when its
-    reading was taken, else 0): the classifier alone is unsure of a digit it was overruled on."""
+    reading was taken, else 0): the classifier alone is unsure of a digit it was overruled on.
+    With `pattern`, the line reader's reading is the best of its paths that matches it."""
     text = "".join(str(d) for _, _, d in path)
-    other, _ = greedy_decode(log_probs)
+    other, _ = greedy_decode(log_probs) if pattern is None else constrained_decode(log_probs, pattern)
     if other == text or not other:
         return path, 0.0
-    other_score, other_path = best_path(line, scores, other, sure)
+    other_score, other_path = best_path(line, scores, other, sure, pattern)
     if not other_path:
         return path, 0.0
     weight = LINE_WEIGHT if len(other) != len(text) else LINE_WEIGHT_SAME_COUNT
@@ -512,21 +594,29 @@ def read_segmentation(
     seg: Segmentation,
     budget: ReadBudget | None = None,
     deadline: Callable[[], None] | None = None,
+    pattern: DigitPattern | None = None,
 ) -> list[list[ReadDigit]]:
-    """The lines of digits in `seg`, read within `budget` (default `DEFAULT_BUDGET`). `deadline`:
-    a clock already started (`ReadBudget.deadline`), else one starts here."""
+    """The lines of digits in `seg` (each matching `pattern`, when given), read within `budget`
+    (default `DEFAULT_BUDGET`). `deadline`: a clock already started (`ReadBudget.deadline`), else
+    one starts here."""
     budget = DEFAULT_BUDGET if budget is None else budget
     deadline = deadline or budget.deadline()
     plan = candidate_plan(seg)
     budget.check_counts(seg, plan)
-    return choose_digits(seg, *classify_candidates(recognizer, seg, plan, deadline), deadline=deadline)
+    return choose_digits(
+        seg,
+        *classify_candidates(recognizer, seg, plan, deadline),
+        deadline=deadline,
+        pattern=pattern,
+        temperature=recognizer.adapter.temperature,
+    )
 
 
 def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[list[ReadDigit]]:
     """Drop lines that are not numbers: much smaller writing than the main line (printed captions),
     no confident digit, or a lone mark beside the number (a cross, a tick) that the classifier
     reads as a 1 or a 4 with middling confidence."""
-    lines = [(t, d) for t, d in lines if d and np.mean([x.confidence for x in d]) >= MIN_LINE_CONFIDENCE]
+    lines = [(t, d) for t, d in lines if d and np.mean([x.raw for x in d]) >= MIN_LINE_CONFIDENCE]
     if not lines:
         return []
 
@@ -538,7 +628,7 @@ def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[li
         return float(np.median([x.box[3] for x in d]))
 
     def weight(td: tuple[TextLine, list[ReadDigit]]) -> float:
-        return float(np.mean([x.confidence for x in td[1]])) * size(td[1]) ** 2 * float(len(td[1]) ** 0.5)
+        return float(np.mean([x.raw for x in td[1]])) * size(td[1]) ** 2 * float(len(td[1]) ** 0.5)
 
     main_line, main_digits = max(lines, key=weight)
     kept = []
@@ -546,7 +636,7 @@ def _keep_number_lines(lines: list[tuple[TextLine, list[ReadDigit]]]) -> list[li
         if t is not main_line:
             if t.height < MIN_LINE_HEIGHT * main_line.height or size(d) < MIN_LINE_HEIGHT * size(main_digits):
                 continue
-            if len(d) == 1 and (d[0].confidence < LONE_DIGIT_CONFIDENCE or t.height < 0.8 * main_line.height):
+            if len(d) == 1 and (d[0].raw < LONE_DIGIT_CONFIDENCE or t.height < 0.8 * main_line.height):
                 continue
         kept.append(d)
     return kept
@@ -565,21 +655,28 @@ def read_number(
     debug: bool = False,
     budget: ReadBudget | None = None,
     keep_punctuation: bool = False,
+    pattern: DigitPattern | None = None,
+    params: ReaderParams = DEFAULT_PARAMS,
 ) -> Reading:
     """Path, bytes or array -> Reading. Raises ImageError('no digits found') when nothing in the
-    image reads as a digit, and TooMuchToRead (an ImageError) when reading it would take more
-    work than `budget` (default `DEFAULT_BUDGET`; `UNLIMITED` for no limit). `keep_punctuation`:
-    the text keeps decimal points, separators and minus signs (`digitrec.punctuation`)."""
+    image reads as a digit (or, with `pattern`, 'no reading matches ...' when nothing that
+    matches it does), and TooMuchToRead (an ImageError) when reading it would take more work than
+    `budget` (default `DEFAULT_BUDGET`; `UNLIMITED` for no limit). `keep_punctuation`: the text
+    keeps decimal points, separators and minus signs (`digitrec.punctuation`)."""
     budget = DEFAULT_BUDGET if budget is None else budget
     deadline = budget.deadline()
     grey = load_grey(image)
     stages: Stages | None = {} if debug else None
     seg = segment(grey, stages, max_pieces=budget.max_pieces, deadline=deadline)
     deadline()
-    lines = read_segmentation(recognizer, seg, budget, deadline)
+    lines = read_segmentation(recognizer, seg, budget, deadline, pattern)
+    deadline()
+    lines = _one_digit_page(recognizer, grey, seg, lines, pattern, params) or lines
     if not lines:
-        raise ImageError("no digits found")
-    reading = Reading(lines)
+        raise ImageError(
+            "no digits found" if pattern is None or not seg.lines else f"no reading matches {pattern.text}"
+        )
+    reading = Reading(lines, min_confidence=recognizer.min_confidence, params=params)
     if keep_punctuation:
         from digitrec.punctuation import punctuate_lines
 
@@ -589,20 +686,68 @@ def read_number(
     return reading
 
 
+def _one_digit_page(
+    recognizer: Recognizer,
+    grey: np.ndarray,
+    seg: Segmentation,
+    lines: list[list[ReadDigit]],
+    pattern: DigitPattern | None,
+    params: ReaderParams,
+) -> list[list[ReadDigit]] | None:
+    """A page the segmentation reads as no number, or as several lines, read as one digit when
+    that is the more probable reading; None otherwise. The page is read as `predict` reads it
+    (`Recognizer.views`), and its whole ink as one line by the line reader; that reading's
+    calibrated confidence (`ReaderParams.line_confidence`, the map every reading's confidence
+    comes from) must be at least `params.one_digit_page` and above the segmentation's. An odd lone
+    digit the cuts break up (a bare 28x28 MNIST 2 enlarged 14x read "2 / 64", or dropped) is then
+    read whole. A reading of one line is never replaced: on register rows that are a number beside
+    marks and hatching, predict's one digit (a 1 of "39", the 5 of "15") won on confidence where
+    the segmentation was right."""
+    atoms = [a for line in seg.lines for a in line.atoms]
+    if not atoms or len(lines) == 1:
+        return None
+    try:
+        views = recognizer.views(grey)  # what `predict` sees: the digit as written and squeezed
+    except ImageError:
+        return None
+    probs = recognizer.predict_probabilities(views, calibrated=False).mean(axis=0)
+    image = views[:1]
+    d = int(probs.argmax())
+    if pattern is not None and not pattern.matches(str(d)):
+        return None
+    verifier = recognizer.verifier.probabilities(image)[0]
+    height = max(a.y + a.h for a in atoms) - min(a.y for a in atoms)
+    log_probs = recognizer.line_reader.log_probs(line_image(atoms, seg.ink, seg.stroke, height))
+    evidence = Evidence.of(probs[[d]], 1.0 - verifier[[NOT_ONE_DIGIT]], log_probs, str(d))
+    confidence = params.line_confidence(evidence)
+    if confidence < params.one_digit_page or (lines and confidence <= Reading(lines, params=params).confidence):
+        return None
+    shown = float(calibrated(probs, recognizer.adapter.temperature)[d])
+    return [[ReadDigit(d, shown, _box(atoms, seg.scale), image[0], raw=float(probs[d]), evidence=evidence)]]
+
+
 def draw_reading(grey: np.ndarray, reading: Reading) -> np.ndarray:
-    """The input with each digit's box and its prediction drawn on it (BGR uint8), for --debug."""
+    """The input with each digit's box and its prediction drawn on it (BGR uint8), for --debug.
+    A small input is enlarged (pixels kept sharp) to at least WORK_MIN_SIDE px, as the reader
+    enlarged it to read it: on a 28x28 digit the labels would not fit. Uncertain digits (under the
+    reading's min_confidence) are drawn in red with a '?'."""
     import cv2
 
+    zoom = max(1, math.ceil(WORK_MIN_SIDE / max(grey.shape))) if max(grey.shape) < WORK_MIN_SIDE else 1
+    if zoom > 1:
+        grey = cv2.resize(grey, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
     canvas = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     thickness = max(1, round(max(grey.shape) / 500))
     for d in reading.digits:
-        x, y, w, h = d.box
+        x, y, w, h = (v * zoom for v in d.box)
+        doubtful = d.confidence < reading.min_confidence
         colour = (0, 170, 0) if d.confidence >= 0.9 else (0, 140, 255) if d.confidence >= 0.5 else (0, 0, 230)
+        colour = (0, 0, 230) if doubtful else colour
         cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), colour, thickness)
         font = max(0.4, h / 60)
         cv2.putText(
             canvas,
-            f"{d.digit} {d.confidence:.0%}",
+            f"{d.digit}{'?' if doubtful else ''} {d.confidence:.0%}",
             (x, max(12, y - 3)),
             cv2.FONT_HERSHEY_SIMPLEX,
             font * 0.6,

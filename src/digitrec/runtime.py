@@ -274,6 +274,8 @@ class Recognizer:
         debug: bool = False,
         budget: ReadBudget | None = None,
         keep_punctuation: bool = False,
+        digits: int | None = None,
+        pattern: str | None = None,
     ) -> Reading:
         """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
         per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
@@ -281,7 +283,12 @@ class Recognizer:
         `digitrec.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
         writing needs; `reading.UNLIMITED` for none). `keep_punctuation`: the text keeps decimal
         points, thousands separators and minus signs ("7.50", "1,250.00", "-5"); digits only by
-        default."""
+        default.
+        `digits` (exactly that many) and `pattern` (a regular expression over the digits, matching
+        the whole line: `r"\\d{4}"`, `r"(19|20)\\d\\d"`) constrain what each line may read as; the
+        search itself keeps to them (`digitrec.digit_pattern`). A bad pattern raises PatternError."""
+        from digitrec.digit_pattern import constraint
         from digitrec.reading import read_number
 
-        return read_number(self, image, debug=debug, budget=budget, keep_punctuation=keep_punctuation)
+        wanted = constraint(digits, pattern)
+        return read_number(self, image, debug=debug, budget=budget, keep_punctuation=keep_punctuation, pattern=wanted)

@@ -109,10 +109,9 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     if csv_path:
         _write_csv(csv_path, results)
     if as_json:
-        import json
+        from digitrec.cli.output import echo_json_lines
 
-        # One object per line: valid JSON that still reads well and greps well.
-        click.echo("[\n" + ",\n".join("  " + json.dumps(r) for r in results) + "\n]" if results else "[]")
+        echo_json_lines(results)
     else:
         _print_table(results, top)
     ctx.exit(1 if any(r["error"] for r in results) else 0)
@@ -134,14 +133,10 @@ def _entry(path: str, answer) -> dict:
 
 def _write_debug(folder: Path, path: str, prediction, used: set[str]) -> None:
     """A strip of the stages; for an image that failed, the stages it got through."""
+    from digitrec.cli.output import debug_name
     from digitrec.preprocess.debug import write_strip
 
-    name = "stdin" if path == "-" else Path(path).stem
-    unique, n = name, 1
-    while unique in used:  # the same file name in two folders
-        n += 1
-        unique = f"{name}-{n}"
-    used.add(unique)
+    unique = debug_name(path, used)
     if isinstance(prediction, DigitrecError):
         caption = f"{path}: error: {prediction}"
     else:
@@ -154,20 +149,15 @@ def _write_debug(folder: Path, path: str, prediction, used: set[str]) -> None:
 
 
 def _write_csv(csv_path: str, results: list[dict]) -> None:
-    import csv
-    import io
+    from digitrec.cli.output import write_csv
 
-    from digitrec.files import atomic_write
-
-    f = io.StringIO(newline="")
-    writer = csv.writer(f)
-    writer.writerow(["path", "digit", "confidence", "top", "uncertain", "reason", "error"])
+    rows = []
     for r in results:
         top = " ".join(f"{d}:{p:.4f}" for d, p in r["top"])
         confidence = "" if r["confidence"] is None else f"{r['confidence']:.6f}"
         digit = "" if r["digit"] is None else r["digit"]
-        writer.writerow([r["path"], digit, confidence, top, r["uncertain"], r["reason"] or "", r["error"] or ""])
-    atomic_write(csv_path, f.getvalue())  # whole or not at all: a full disk leaves no empty CSV
+        rows.append([r["path"], digit, confidence, top, r["uncertain"], r["reason"] or "", r["error"] or ""])
+    write_csv(csv_path, ["path", "digit", "confidence", "top", "uncertain", "reason", "error"], rows)
 
 
 def _print_table(results: list[dict], top: int) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from digitrec.digit_pattern import MAX_REPEAT
 
 
 @click.command()
@@ -17,7 +18,43 @@ import click
     default=None,
     help="ONNX (.onnx) or Keras (.keras) model to use (default: the model shipped with digitrec).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON array with an object per file.")
+@click.option(
+    "--digits",
+    type=click.IntRange(1, MAX_REPEAT),
+    default=None,
+    help="Each number has exactly this many digits (a 4-digit year, a 5-digit postcode): the reader "
+    "searches only readings of that length.",
+)
+@click.option(
+    "--pattern",
+    default=None,
+    metavar="REGEX",
+    help=r"Each number matches this regular expression over the digits, whole (e.g. '(19|20)\d\d', "
+    r"'[1-9]\d{3}'): the reader searches only readings that match. Digits, ., \d, [classes], "
+    "( | ), and the repeats * + ? {m,n}.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON array: {path, text, confidence, uncertain, reason, digits, lines, error} per file, "
+    "one per line.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the answers to this CSV file.",
+)
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Flag a number whose confidence is below this probability as uncertain (reason 'low confidence'), "
+    "and each digit below it.",
+)
 @click.option(
     "--debug",
     "debug_dir",
@@ -31,44 +68,103 @@ import click
     help="Keep decimal points, separators and minus signs in the text (7.50, 1,250.00, -5).",
 )
 @click.pass_context
-def read(ctx, paths, model, as_json, debug_dir, keep_punctuation):
+def read(ctx, paths, model, digits, pattern, as_json, csv_path, min_confidence, debug_dir, keep_punctuation):
     """Read whole handwritten numbers (meter readings, amounts, postcodes) from images.
 
     PATHS are image files, folders (searched recursively) or '-' for standard input. Each number
-    is split into digits, read left to right, one line of text per line of digits.
+    is split into digits, read left to right, one line of text per line of digits. The
+    confidence is the probability that the whole number is right. A file that fails gets its
+    own error and the others go on; the exit status is 1 if any failed.
 
     \b
     Examples:
       digitrec read meter.jpg
-      digitrec read scans/ --json
-      digitrec read cheque.png --debug out/
+      digitrec read year.png --digits 4
+      digitrec read postcode.jpg --pattern '[1-9]\\d{4}'
+      digitrec read scans/ --json --min-confidence 0.9
+      digitrec read cheques/ --csv amounts.csv --debug out/
       digitrec read amount.png --keep-punctuation
     """
     from digitrec.cli.inputs import expand_paths, read_input
+    from digitrec.digit_pattern import constraint
     from digitrec.errors import DigitrecError
-    from digitrec.preprocess.debug import write_png
-    from digitrec.reading import draw_reading
     from digitrec.runtime import Recognizer
 
-    recognizer = Recognizer(model)
+    constraint(digits, pattern)  # a bad pattern stops here, before any model loads
+    recognizer = Recognizer(model, min_confidence=min_confidence)
     results = []
+    debug_names: set[str] = set()
     for path in expand_paths(paths):
-        entry = {"path": path, "text": None, "confidence": None, "digits": [], "lines": [], "error": None}
+        entry = _empty_entry(path)
         try:
-            reading = recognizer.read(read_input(path), debug=debug_dir is not None, keep_punctuation=keep_punctuation)
+            reading = recognizer.read(
+                read_input(path),
+                debug=debug_dir is not None,
+                digits=digits,
+                pattern=pattern,
+                keep_punctuation=keep_punctuation,
+            )
             entry.update(reading.to_dict())
             if debug_dir:
-                name = "stdin" if path == "-" else Path(path).stem
-                write_png(Path(debug_dir) / f"{name}.read.png", draw_reading(reading.stages["input"], reading))
+                _write_debug(Path(debug_dir), path, reading, debug_names)
         except DigitrecError as exc:
             entry["error"] = str(exc)
         results.append(entry)
         if not as_json:
-            if entry["error"]:
-                click.secho(f"{path}: error: {entry['error']}", fg="red", err=True)
-            else:
-                text = " / ".join(entry["lines"])
-                click.echo(f"{path}: {text}  ({entry['confidence']:.0%})")
+            _echo(entry)
+    if csv_path:
+        _write_csv(csv_path, results)
     if as_json:
-        click.echo(json.dumps(results, indent=2))
+        from digitrec.cli.output import echo_json_lines
+
+        echo_json_lines(results)
     ctx.exit(1 if any(r["error"] for r in results) else 0)
+
+
+def _empty_entry(path: str) -> dict:
+    return {
+        "path": path,
+        "text": None,
+        "confidence": None,
+        "uncertain": False,
+        "reason": None,
+        "digits": [],
+        "lines": [],
+        "error": None,
+    }
+
+
+def _echo(entry: dict) -> None:
+    if entry["error"]:
+        click.secho(f"{entry['path']}: error: {entry['error']}", fg="red", err=True)
+        return
+    doubt = f", uncertain: {entry['reason']}" if entry["uncertain"] else ""
+    checks = [str(k + 1) for k, d in enumerate(entry["digits"]) if d["uncertain"]]
+    if checks and not entry["uncertain"]:
+        doubt = f", check digit {', '.join(checks)}"
+    click.echo(f"{entry['path']}: {' / '.join(entry['lines'])}  ({entry['confidence']:.0%}{doubt})")
+
+
+def _write_debug(folder: Path, path: str, reading, used: set[str]) -> None:
+    """The input with the boxes drawn, as `<name>.read.png` (a.png and a.jpg: two files)."""
+    from digitrec.cli.output import debug_name
+    from digitrec.errors import DigitrecError
+    from digitrec.preprocess.debug import write_png
+    from digitrec.reading import draw_reading
+
+    try:
+        write_png(folder / f"{debug_name(path, used)}.read.png", draw_reading(reading.stages["input"], reading))
+    except OSError as exc:
+        raise DigitrecError(f"cannot write debug images to {folder}: {exc}") from None
+
+
+def _write_csv(csv_path: str, results: list[dict]) -> None:
+    from digitrec.cli.output import write_csv
+
+    rows = []
+    for r in results:
+        confidence = "" if r["confidence"] is None else f"{r['confidence']:.6f}"
+        digits = " ".join(f"{d['digit']}:{d['confidence']:.4f}" for d in r["digits"])
+        text = " / ".join(r["lines"])  # one row per image: lines side by side, as printed
+        rows.append([r["path"], text, confidence, r["uncertain"], r["reason"] or "", digits, r["error"] or ""])
+    write_csv(csv_path, ["path", "text", "confidence", "uncertain", "reason", "digits", "error"], rows)

@@ -28,6 +28,10 @@ import numpy as np
 
 from digitrec.errors import TooMuchToRead
 from digitrec.preprocess.debug import Stages
+from digitrec.preprocess.ink import NOISE_SIGMAS
+from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
+from digitrec.preprocess.lines import UNDERLINE_SPAN
+from digitrec.preprocess.noise import paper_noise
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
@@ -45,6 +49,13 @@ SEAM_BAND = 0.15
 SLANTS = (-0.4, -0.2, 0.2, 0.4, 0.6)
 # Straight runs longer than this many digit heights are rules, underlines or frame edges.
 RULE_LENGTH = 2.2
+# Before the digits' height is known, a rule is a line across the page: this much of its longer
+# side. In a small crop (an input under CROP_SIDE px, as for `predict`) one digit may fill the
+# page, and its straight strokes (the stem of a 1, the bar of a 4: up to 0.71 of a 28x28 MNIST
+# image) are that long; no digit is taller than the crop, nor much wider than it is tall, so there
+# a rule must also be longer than UNDERLINE_SPAN of the shorter side (as `preprocess.lines` says
+# of crops). A cheque's amount field (a crop twice as wide as tall) keeps its underline's length.
+PAGE_RULE = 0.6
 
 
 @dataclass
@@ -155,11 +166,19 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     thresholds stay above the paper's own noise."""
     paper = ink[ink <= np.percentile(ink, 50) + 1]
     noise = float(np.median(paper)) + 4 * 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) + 8
+    # The lower half's spread understates grain: on a noisy blank page (grey 225, sigma 12-16) a
+    # tenth of the pixels passed, hundreds of specks that read as lines of digits. The grain
+    # measured from neighbouring pixels (as `predict` measures it, `preprocess.noise`) sets a
+    # floor as `preprocess.ink` does (NOISE_SIGMAS of it above the paper).
+    grain = paper_noise(ink.astype(np.float32))
+    noise = max(noise, float(np.median(paper)) + NOISE_SIGMAS * grain)
     inked = ink[ink > noise]
     if inked.size < 20:
         return np.zeros(ink.shape, bool)
     otsu, _ = cv2.threshold(inked.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     high = max(float(otsu), noise, 40.0)
+    if not (ink >= high).any():  # faint texture only, nothing as dark as a stroke's core
+        return np.zeros(ink.shape, bool)
     level = float(np.percentile(ink[ink >= high], 90))
     low = max(noise, level / 3)
     weak = (ink >= low).astype(np.uint8)
@@ -292,7 +311,15 @@ def group_lines(atoms: list[Atom], height: float) -> list[TextLine]:
     tallest = max((t.height for t in result), default=0.0)
     small += [a for t in result if t.height < SMALL_ATOM * tallest for a in t.atoms]
     result = [t for t in result if t.height >= SMALL_ATOM * tallest]
-    for a in small:
+
+    # Nearest pieces first: a line's span grows with the pieces that join it, so the flag of a 5
+    # broken off above a loose piece of its stem joins once that piece has (in raster order it
+    # came first, and was left out: the 5 read as a 3).
+    def distance(a: Atom) -> float:
+        cy = a.y + a.h / 2
+        return min((abs(cy - (t.top + t.bottom) / 2) for t in result), default=0.0)
+
+    for a in sorted(small, key=distance):
         cy = a.y + a.h / 2
         inside = [t for t in result if t.top - 0.25 * t.height <= cy <= t.bottom + 0.25 * t.height]
         if inside:
@@ -471,7 +498,8 @@ def segment(
     `deadline` is called before each line is cut (`digitrec.reading.ReadBudget`)."""
     # The ink is found at the input's resolution (at most WORK_MAX_SIDE), where its stroke
     # widths are the ones the lighting model expects; small inputs are enlarged afterwards.
-    scale = working_scale(grey.shape)
+    shape = grey.shape  # the input's own size
+    scale = working_scale(shape)
     if scale < 1:
         grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     ink = ink_map(grey)
@@ -483,7 +511,9 @@ def segment(
     # page's long lines show; then again at a length measured in digit heights, once the digits
     # tell how tall they are.
     mask = ink_mask(ink)
-    long_rule = 0.6 * max(ink.shape)
+    long_rule = PAGE_RULE * max(ink.shape)
+    if max(shape) < CROP_SIDE:
+        long_rule = max(long_rule, UNDERLINE_SPAN * min(ink.shape))
     tilts_h, tilts_v = rule_angles(mask, long_rule)
     ink = erase_rules(ink, long_rule, tilts_h, tilts_v)
     mask = ink_mask(ink)

@@ -35,6 +35,7 @@ from digitrec.web.collect import Collector
 from digitrec.web.corrections import add_collect_routes, add_reload_route
 from digitrec.web.guard import LOCAL_HOSTS, InFlightLimit, RequestGuard
 from digitrec.web.limits import BodySizeLimit, Limits, image_pixels
+from digitrec.web.read_options import read_options
 from digitrec.web.schemas import ErrorOut, Health, ImagesIn, PredictOut, ReadOut
 from digitrec.web.uploads import Upload, images_from_request
 from digitrec.web.workers import SlowWorkers, lower_priority
@@ -132,7 +133,9 @@ def create_app(
         if app.state.slow_workers is not None:
             app.state.slow_workers.close()
 
-    async def in_threads(request: Request, uploads: list[Upload], task: str, image28: bool = False) -> list[dict]:
+    async def in_threads(
+        request: Request, uploads: list[Upload], task: str, image28: bool = False, options: dict | None = None
+    ) -> list[dict]:
         """Answer `task` ("predict" or "read") for the uploads in a thread, within the request's
         deadline. Slow work (reading, or more than `heavy_pixels` in all) goes through the slow pool
         to the worker processes (`web.workers`; in-process, threads the OS schedules after the
@@ -154,13 +157,13 @@ def create_app(
             if task == "read" or pixels > limits.heavy_pixels:
                 return pixels, None
             started.append(True)
-            return pixels, answer_task(state.recognizer, task, uploads, image28)
+            return pixels, answer_task(state.recognizer, task, uploads, image28, options)
 
         def answer_slowly() -> list[dict]:
             started.append(True)
             if state.slow_workers is not None:
-                return state.slow_workers.answer(task, uploads, image28)
-            return answer_task(state.recognizer, task, uploads, image28)
+                return state.slow_workers.answer(task, uploads, image28, options)
+            return answer_task(state.recognizer, task, uploads, image28, options)
 
         probing = True
         try:
@@ -240,10 +243,14 @@ def create_app(
         responses=ERRORS,
         openapi_extra=IMAGES_BODY,
         summary="The whole number written in each image",
+        description="Optional constraints, as form fields beside the files (or query parameters): `digits` "
+        "(each number has exactly that many) and `pattern` (a regular expression over the digits that the "
+        "whole number matches, e.g. `(19|20)\\d\\d`); the reader searches only readings that keep to them.",
     )
     async def read(request: Request):
         uploads = await images_from_request(request, limits)
-        return {"readings": await in_threads(request, uploads, "read")}
+        options = await read_options(request)
+        return {"readings": await in_threads(request, uploads, "read", options=options)}
 
     if collector is not None:
         add_collect_routes(app, collector, limits)
@@ -276,11 +283,16 @@ async def in_thread(function, *args, pool: Executor | None = None, done: Callabl
         raise
 
 
-def answer_task(recognizer: Recognizer, task: str, uploads: list[Upload], image28: bool = False) -> list[dict]:
+def answer_task(
+    recognizer: Recognizer, task: str, uploads: list[Upload], image28: bool = False, options: dict | None = None
+) -> list[dict]:
     """The JSON answers to `task` ("predict" or "read") for the uploads (see `answer_each`): in a
-    thread of the server, or in a slow-work process (`web.workers`)."""
+    thread of the server, or in a slow-work process (`web.workers`). `options`: the reader's
+    constraints (`web.read_options`)."""
     if task == "read":
-        return answer_each(uploads, lambda images: _read_each(recognizer, images), lambda reading: reading.to_dict())
+        return answer_each(
+            uploads, lambda images: _read_each(recognizer, images, options or {}), lambda reading: reading.to_dict()
+        )
     return answer_each(
         uploads,
         lambda images: _predict_batch(recognizer, images),
@@ -322,8 +334,8 @@ def _predict_batch(recognizer: Recognizer, images: list[bytes]) -> list:
         return [_guarded(lambda image=image: recognizer.predict_many([image])[0]) for image in images]
 
 
-def _read_each(recognizer: Recognizer, images: list[bytes]) -> list:
-    return [_guarded(lambda image=image: recognizer.read(image)) for image in images]
+def _read_each(recognizer: Recognizer, images: list[bytes], options: dict) -> list:
+    return [_guarded(lambda image=image: recognizer.read(image, **options)) for image in images]
 
 
 def _guarded(compute: Callable[[], object]):

@@ -39,13 +39,16 @@ class DigitBox(BaseModel):
     digit: int | None
     confidence: float
     box: tuple[int, int, int, int] = Field(..., description="x, y, width, height in input pixels.")
+    uncertain: bool = Field(False, description="Its confidence is under the server's min_confidence: check it.")
 
 
 class ReadingOut(BaseModel):
     text: str | None = Field(None, description="The digits read (lines joined by a newline), or null.")
-    confidence: float = 0.0
+    confidence: float = Field(0.0, description="Probability that the whole number is right, 0 to 1.")
     digits: list[DigitBox] = []
     lines: list[str] = []
+    uncertain: bool = Field(False, description="The number's confidence is under the server's min_confidence.")
+    reason: str | None = Field(None, description="Why it is uncertain ('low confidence'), or null.")
     error: str | None = None
 
 

@@ -61,11 +61,11 @@ def _start_worker(model_path: str, min_confidence: float) -> None:
     _ = _recognizer.verifier, _recognizer.line_reader  # the reader's networks, loaded now
 
 
-def _answer_in_worker(task: str, uploads: list, image28: bool) -> list[dict] | Refusal:
+def _answer_in_worker(task: str, uploads: list, image28: bool, options: dict | None = None) -> list[dict] | Refusal:
     from digitrec.web.app import answer_task
 
     try:
-        return answer_task(_recognizer, task, uploads, image28)
+        return answer_task(_recognizer, task, uploads, image28, options)
     except HTTPException as exc:
         return Refusal(exc.status_code, str(exc.detail))
 
@@ -104,10 +104,10 @@ class SlowWorkers:
             ready |= {future.result(timeout=120) for future in [pool.submit(_ready) for _ in range(self._count)]}
         return pool
 
-    def answer(self, task: str, uploads: list, image28: bool) -> list[dict]:
+    def answer(self, task: str, uploads: list, image28: bool, options: dict | None = None) -> list[dict]:
         pool = self._pool
         try:
-            result = pool.submit(_answer_in_worker, task, uploads, image28).result()
+            result = pool.submit(_answer_in_worker, task, uploads, image28, options).result()
         except BrokenProcessPool:  # (a RuntimeError: caught before the clause below)
             log.error("a slow-work process died; starting the pool again")
             with self._lock:

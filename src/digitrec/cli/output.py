@@ -1,0 +1,40 @@
+"""What `predict` and `read` share in writing their answers: the compact JSON array, the CSV file
+written whole, and debug file names that never overwrite one another."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def echo_json_lines(results: list[dict]) -> None:
+    """One JSON array, one object per line: valid JSON that still reads well and greps well."""
+    click.echo("[\n" + ",\n".join("  " + json.dumps(r) for r in results) + "\n]" if results else "[]")
+
+
+def write_csv(csv_path: str, header: list[str], rows: list[list]) -> None:
+    """The rows under `header`, written whole or not at all: a full disk leaves no empty CSV."""
+    import csv
+    import io
+
+    from digitrec.files import atomic_write
+
+    f = io.StringIO(newline="")
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(csv_path, f.getvalue())
+
+
+def debug_name(path: str, used: set[str]) -> str:
+    """A debug file's name for input `path` ('-': 'stdin'): its stem, made unique among `used`
+    (a.png and a.jpg, or the same name in two folders: 'a', 'a-2'); added to `used`."""
+    name = "stdin" if path == "-" else Path(path).stem
+    unique, n = name, 1
+    while unique in used:
+        n += 1
+        unique = f"{name}-{n}"
+    used.add(unique)
+    return unique

@@ -1,0 +1,85 @@
+"""POST /v1/read's constraints, `digits` and `pattern` (as `digitrec read --digits/--pattern`):
+form fields beside the `file` parts of a multipart body, or query parameters (for a JSON body)."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+
+from digitrec.digit_pattern import PatternError, constraint
+
+FIELDS = ("digits", "pattern")
+MAX_FIELD_BYTES = 1000  # a pattern longer than this is not a number's shape
+
+
+async def read_options(request: Request) -> dict:
+    """-> {"digits": int, "pattern": str} (only those given), checked: 422 with the reason when
+    `digits` is not a whole number or the pattern cannot be used."""
+    found = dict(_query_fields(request))
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+        body = await request.body()  # already read (and size-checked) for the images: cached
+        if any(b'name="%s"' % name.encode() in body for name in FIELDS):  # parsed again only then
+            found.update(_form_fields(body, content_type))
+    options: dict = {}
+    if found.get("digits") not in (None, ""):
+        try:
+            options["digits"] = int(found["digits"])
+        except ValueError:
+            raise HTTPException(422, f"digits: a whole number of digits, not {found['digits']!r}") from None
+    if found.get("pattern") not in (None, ""):
+        options["pattern"] = found["pattern"]
+    try:
+        constraint(**options)
+    except PatternError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return options
+
+
+def _query_fields(request: Request):
+    for name in FIELDS:
+        if name in request.query_params:
+            yield name, request.query_params[name]
+
+
+def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
+    """The text parts named in FIELDS of a multipart body (the file parts skipped, unread)."""
+    from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        return {}
+    parts: list[list] = []  # [name, bytes so far]
+    header = bytearray()
+
+    def header_value(data: bytes, start: int, end: int) -> None:
+        header.extend(data[start:end])
+
+    def header_end() -> None:
+        options = parse_options_header(bytes(header))[1]
+        name = options.get(b"name")
+        if name is not None and b"filename" not in options and not parts[-1][0]:
+            parts[-1][0] = name.decode("utf-8", "replace")
+        header.clear()
+
+    def data(chunk: bytes, start: int, end: int) -> None:
+        if parts[-1][0] in FIELDS:
+            parts[-1][1].extend(chunk[start:end])
+            if len(parts[-1][1]) > MAX_FIELD_BYTES:
+                raise HTTPException(422, f"{parts[-1][0]}: longer than {MAX_FIELD_BYTES} bytes")
+
+    parser = MultipartParser(
+        boundary,
+        callbacks={
+            "on_part_begin": lambda: parts.append(["", bytearray()]),
+            "on_header_field": lambda data, start, end: header.clear(),
+            "on_header_value": header_value,
+            "on_header_end": header_end,
+            "on_part_data": data,
+        },
+    )
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError:
+        return {}  # the images' own parse has already said what is wrong with the body
+    return {name: bytes(value).decode("utf-8", "replace").strip() for name, value in parts if name in FIELDS}
