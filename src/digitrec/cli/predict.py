@@ -56,13 +56,19 @@ from digitrec.errors import DigitrecError
     help="Below this probability answer '?' (digit null) instead of guessing.",
 )
 @click.option(
+    "--no-reject",
+    is_flag=True,
+    help="Answer a digit for every image, even for what looks like a letter, a scribble, a blank "
+    "page or several digits (flagged by default: digit null, with the reason).",
+)
+@click.option(
     "--fast",
     is_flag=True,
     help="Decode big photos at a reduced size (long side 320 px instead of 640): about twice as "
     "fast on big folders of phone photos, a little less accurate.",
 )
 @click.pass_context
-def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence, fast):
+def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence, no_reject, fast):
     """Predict the handwritten digit in each image.
 
     PATHS are image files (PNG, JPEG, BMP, TIFF, WebP, GIF...), folders (searched recursively)
@@ -87,7 +93,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     from digitrec.preprocess.digit import WORK_SIDE
     from digitrec.runtime import Recognizer
 
-    recognizer = Recognizer(model, min_confidence=min_confidence)
+    recognizer = Recognizer(model, min_confidence=min_confidence, reject=not no_reject)
     files = expand_paths(paths)
     results: list[dict] = []
     debug_names: set[str] = set()
@@ -167,6 +173,13 @@ def _write_csv(csv_path: str, results: list[dict]) -> None:
     atomic_write(csv_path, f.getvalue())  # whole or not at all: a full disk leaves no empty CSV
 
 
+def _doubt(reason: str | None) -> str:
+    """What the table says of a flagged answer: its reason, and what to do about several digits."""
+    from digitrec import doubt
+
+    return "several digits: use read" if reason == doubt.SEVERAL_DIGITS else reason or "uncertain"
+
+
 def _print_table(results: list[dict], top: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -181,7 +194,7 @@ def _print_table(results: list[dict], top: int) -> None:
             table.add_row(r["path"], "[red]-[/]", "", f"[red]error: {r['error']}[/]")
             continue
         digit = "[yellow]?[/]" if r["uncertain"] else f"[bold]{r['digit']}[/]"
-        confidence = f"{r['confidence']:.1%}" + (" [yellow](uncertain)[/]" if r["uncertain"] else "")
+        confidence = f"{r['confidence']:.1%}" + (f" [yellow]({_doubt(r['reason'])})[/]" if r["uncertain"] else "")
         table.add_row(r["path"], digit, confidence, "  ".join(f"{d} {p:.1%}" for d, p in r["top"]))
     console = Console()
     if not console.is_terminal:  # piped: no terminal width to respect, keep each row on one line
