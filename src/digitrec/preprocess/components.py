@@ -170,10 +170,11 @@ def select_digit(
 
 def _another_character(blob: Blob, main: Blob, slivers: bool) -> bool:
     """A blob apart from the digit that is written like one: at least half its height (or width),
-    a sizeable share of its ink, and neither a neighbour's sliver at the border nor a rule."""
+    a sizeable share of its ink, and neither a neighbour's sliver at the border nor what is left of
+    a rule (whole rules and page edges are no candidates at all)."""
     if slivers and blob.edges - main.edges:
         return False
-    if blob.elongation > MAX_ELONGATION or blob.on_line >= ON_LINE:
+    if blob.on_line >= ON_LINE:  # what is left of a ruled line (a 1 beside the digit is as thin: kept)
         return False
     tall = max(blob.h / max(main.h, 1), blob.w / max(main.w, 1)) >= ANOTHER_SIZE
     return tall and blob.area >= SMALL_FRACTION * main.area
