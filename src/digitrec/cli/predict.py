@@ -174,10 +174,13 @@ def _write_csv(csv_path: str, results: list[dict]) -> None:
 
 
 def _doubt(reason: str | None) -> str:
-    """What the table says of a flagged answer: its reason, and what to do about several digits."""
+    """What the table says of a flagged answer: the rejector's reason (and what to do about several
+    digits), or 'uncertain' for a digit under --min-confidence."""
     from digitrec import doubt
 
-    return "several digits: use read" if reason == doubt.SEVERAL_DIGITS else reason or "uncertain"
+    if reason == doubt.SEVERAL_DIGITS:
+        return "several digits: use read"
+    return reason if reason in (doubt.NOT_A_DIGIT, doubt.NO_INK) else "uncertain"
 
 
 def _print_table(results: list[dict], top: int) -> None:

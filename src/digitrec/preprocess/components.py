@@ -157,7 +157,7 @@ def select_digit(
     # Whatever else is written here as big as the digit (a second digit, a letter's other half)
     # stays in view: the rejector must see "12" to say "several digits", not a confident 1.
     for blob in candidates:
-        if blob not in group and _another_character(blob, main, slivers):
+        if blob not in group and _another_character(blob, main, line_angles):
             group.append(blob)
             x0, y0 = min(x0, blob.x), min(y0, blob.y)
             x1, y1 = max(x1, blob.x + blob.w), max(y1, blob.y + blob.h)
@@ -168,14 +168,19 @@ def select_digit(
     return digit, (x0, y0, x1 - x0, y1 - y0)
 
 
-def _another_character(blob: Blob, main: Blob, slivers: bool) -> bool:
+def _another_character(blob: Blob, main: Blob, line_angles: Sequence[float] = ()) -> bool:
     """A blob apart from the digit that is written like one: at least half its height (or width),
     a sizeable share of its ink, and neither a neighbour's sliver at the border nor what is left of
     a rule (whole rules and page edges are no candidates at all)."""
-    if slivers and blob.edges - main.edges:
+    if blob.edges - main.edges:  # cut by a border the digit does not touch: a neighbour's sliver
         return False
-    if blob.on_line >= ON_LINE:  # what is left of a ruled line (a 1 beside the digit is as thin: kept)
+    if blob.on_line >= ON_LINE:  # what is left of a ruled line
         return False
+    if blob.elongation > MAX_ELONGATION:  # a thin stroke: a 1 (upright) or a piece of a rule (not)
+        lying = min(blob.angle, 180 - blob.angle) < 45
+        along_rule = any(min(abs(blob.angle - a), 180 - abs(blob.angle - a)) < 10 for a in line_angles)
+        if lying or along_rule:
+            return False
     tall = max(blob.h / max(main.h, 1), blob.w / max(main.w, 1)) >= ANOTHER_SIZE
     return tall and blob.area >= SMALL_FRACTION * main.area
 

@@ -5,7 +5,9 @@ JPEG; a bare 28x28 in MNIST form), passed through the same preprocessing `predic
 (`preprocess.digit.digit_views`), so the rejector learns from exactly what the runtime shows it.
 
 Kinds, and the class each one teaches (`CLASSES`):
-  digit     MNIST training digits and the digits of fonts, with the same pen styles and distortions
+  digit     MNIST training digits and the digits of fonts, with the same pen styles and distortions;
+            as normalised scans give them (stretched to fill a 16 or 32 px box, often binary); and
+            cut from a written number with slivers of its neighbours at the edges (a cheque's digits)
   letter    letters and symbols of handwriting-like fonts (OpenCV's Hershey fonts, script ones
             included, and the TrueType fonts installed here) with slant, elastic distortion and pens;
             glyphs a digit is written like (O, l, I, S, Z, |, ...) are left out
@@ -37,6 +39,8 @@ CLASSES = ("digit", doubt.NOT_A_DIGIT, doubt.SEVERAL_DIGITS, doubt.NO_INK)  # th
 KIND_CLASS = {
     "digit": DIGIT,
     "font-digit": DIGIT,
+    "scan-digit": DIGIT,
+    "cut-digit": DIGIT,
     "letter": NOT_A_DIGIT,
     "scribble": NOT_A_DIGIT,
     "shape": NOT_A_DIGIT,
@@ -47,7 +51,7 @@ KIND_CLASS = {
 # Glyphs a handwritten digit can look exactly like (O and 0, l and 1, S and 5, Z and 2, b and 6,
 # g and q and 9) or that are a bare stroke (| / ( ! -): never taught as "not a digit".
 LETTERS = "ABCDEFGHJKLMNPQRTUVWXYacdefhkmnprtuvwxy"
-SYMBOLS = "#%&@?$+*=<>~^"
+SYMBOLS = "#%&@?+*=<>~^"  # no $: an S with a bar, too close to a 5
 FONT_DIGITS = "0123456789"
 HERSHEY = {
     "hershey-simplex": cv2.FONT_HERSHEY_SIMPLEX,
@@ -143,8 +147,9 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
     pen = int(rng.integers(2, 7))
     kind = rng.choice(["bezier", "zigzag", "loops", "spiral", "hatching", "tangle"])
     if kind == "bezier":
-        # Six or more control points: a curve that turns several times (a gentle arc is a 1 or a 7).
-        curves = [_bezier(rng.uniform(8, 88, (int(rng.integers(6, 10)), 2)), 120) for _ in range(int(rng.integers(1, 3)))]
+        # Two or three curves of eight or more control points: a path that turns many times (one
+        # curve of a few points is often a 1, a 7 or a 2, and no one could call it a scribble).
+        curves = [_bezier(rng.uniform(8, 88, (int(rng.integers(8, 12)), 2)), 160) for _ in range(int(rng.integers(2, 4)))]
     elif kind == "zigzag":
         n = int(rng.integers(4, 10))
         xs = np.linspace(8, 88, n) + rng.normal(0, 3, n)
@@ -308,6 +313,39 @@ def blank_page(rng: np.random.Generator) -> np.ndarray:
     return grey
 
 
+def scanned_digit(rng: np.random.Generator, digit28: np.ndarray) -> np.ndarray:
+    """A digit as normalised scans store it (USPS, Semeion, NIST forms): cropped, often stretched to
+    fill a 16 or 32 px box edge to edge, often thresholded to black and white, ink bright on dark."""
+    ink = mnist_ink(digit28)
+    side = int(rng.choice([16, 20, 32]))
+    if rng.random() < 0.6:  # stretched to touch all four sides
+        box = cv2.resize(ink, (side, side), interpolation=cv2.INTER_AREA)
+    else:
+        box = fit_and_centre(ink)[None].astype(np.float32)[0] / 255.0
+        box = cv2.resize(box, (side, side), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.6:
+        box = (box > rng.uniform(0.25, 0.5)).astype(np.float32)
+    grey = np.clip(box * 255, 0, 255).astype(np.uint8)
+    return 255 - grey if rng.random() < 0.2 else grey
+
+
+def cut_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """One digit cut from a written number by its span, a few px wider: slivers of its neighbours
+    at the left and right edges, as the digits of a cheque's amount come."""
+    from digitrec.synth import make_number
+
+    spans: list = []
+    # Apart only: a touching neighbour would put a second digit inside the cut, which is a pair.
+    grey, _ = make_number(rng, images, labels, 3, group="separated", spans=spans)
+    left, right = spans[1]
+    extra = int(rng.integers(1, 8))
+    cut = grey[:, max(0, left - extra) : right + extra]
+    rows = np.nonzero((255 - cut.astype(int)).max(axis=1) > 60)[0]  # trim the paper above and below
+    if len(rows):
+        cut = cut[max(0, rows[0] - extra) : rows[-1] + 1 + extra]
+    return cut
+
+
 def several_digits(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Two or three MNIST digits side by side: apart, touching, overlapping or photographed."""
     from digitrec.synth import GROUPS, make_number
@@ -330,6 +368,10 @@ def make_image(
         if rng.random() < 0.1:
             return digit28  # as MNIST gives it
         return on_paper(rng, distort(rng, mnist_ink(digit28), strength=0.5))
+    if kind == "scan-digit":
+        return scanned_digit(rng, images[rng.integers(len(images))])
+    if kind == "cut-digit":
+        return cut_digit(rng, images, labels)
     if kind == "font-digit":
         return on_paper(rng, distort(rng, glyph(rng, str(rng.choice(list(FONT_DIGITS))), fonts[rng.integers(len(fonts))])))
     if kind == "letter":

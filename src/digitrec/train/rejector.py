@@ -30,15 +30,17 @@ from digitrec.errors import DataError, DigitrecError
 WRITERS_FILE = Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist-writers" / "qmnist-train-labels.tsv.gz"
 HELD_OUT_WRITERS = 5  # writer id % 5 == 0: a fifth of the writers only in validation
 HELD_OUT = 55_000  # without the writer table: training images from here on are validation's
-# Examples per kind at --scale 1 (about 4 minutes of drawing and preprocessing on one core).
+# Examples per kind at --scale 1 (about 5 minutes of drawing and preprocessing on a quiet core).
 TRAIN_COUNTS = {
-    "digit": 12_000,
-    "font-digit": 2_000,
+    "digit": 10_000,
+    "font-digit": 1_500,
+    "scan-digit": 2_500,
+    "cut-digit": 2_500,
     "letter": 6_000,
     "scribble": 2_500,
-    "shape": 2_000,
+    "shape": 1_500,
     "blank": 2_500,
-    "pair": 4_500,
+    "pair": 4_000,
 }
 VALIDATION_SHARE = 0.25  # validation examples per training example, kind by kind
 # The rejector may flag this share of the validation digits (held-out writers and fonts): real
