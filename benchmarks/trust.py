@@ -165,11 +165,40 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # (c) cost of the rejector beside the digit model, on MNIST test views (3 views each, as predict)
-    views = np.stack([rec.views(d) for d in test_images[:1000]] * 1)
-    views = np.repeat(views, 3, axis=1)  # 28x28 inputs are one view; photos get three
+    views = np.repeat(np.stack([rec.views(d) for d in test_images[:1000]]), 3, axis=1)  # photos get 3 views
     model_ms, reject_ms = cost(rec, views)
     print(f"\ncost per image, 1000 images in one batch: digit model (3 views) {model_ms:.3f} ms, rejector {reject_ms:.3f} ms")
+    print(
+        "predict(one PNG) end to end, 200 MNIST test digits on 200x200 paper, best of 3: "
+        + ", ".join(f"{name} {ms:.2f} ms" for name, ms in predict_cost(test_images[:200]).items())
+    )
     return 0
+
+
+def predict_cost(digits: np.ndarray, repeat: int = 3) -> dict[str, float]:
+    """ms per `predict` of a PNG file's bytes, the rejector off and on (one image at a time)."""
+    import cv2
+
+    from digitrec.runtime import Recognizer
+
+    pages = []
+    for d in digits:
+        ink = cv2.resize(d, (100, 100), interpolation=cv2.INTER_CUBIC)
+        page = np.full((200, 200), 235, np.uint8)
+        page[50:150, 50:150] = 235 - (ink.astype(np.int32) * 190 // 255)
+        pages.append(cv2.imencode(".png", page)[1].tobytes())
+    out = {}
+    for name, reject in (("rejector off", False), ("rejector on", True)):
+        rec = Recognizer(reject=reject)
+        rec.predict(pages[0])  # load the sessions first
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for page in pages:
+                rec.predict(page)
+            best = min(best, time.perf_counter() - t)
+        out[name] = 1000 * best / len(pages)
+    return out
 
 
 if __name__ == "__main__":
