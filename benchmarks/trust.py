@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DIGITREC_EXTERNAL", DEFAULT_DATA)))
-    parser.add_argument("--sources", default=",".join(["usps", *SOURCES.keys() - {"usps"}]))
+    parser.add_argument("--sources", default=",".join(SOURCES))
     parser.add_argument("--limit", type=int, default=None, help="at most this many images per real source")
     parser.add_argument("--synthetic", type=float, default=1.0, help="scale of the synthetic sets")
     args = parser.parse_args(argv)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     model_ms, reject_ms = cost(rec, views)
     print(f"\ncost per image, 1000 images in one batch: digit model (3 views) {model_ms:.3f} ms, rejector {reject_ms:.3f} ms")
     print(
-        "predict(one PNG) end to end, 200 MNIST test digits on 200x200 paper, best of 3: "
+        "predict(one PNG) end to end, 200 MNIST test digits on 200x200 paper, best of 5: "
         + ", ".join(f"{name} {ms:.2f} ms" for name, ms in predict_cost(test_images[:200], repeat=5).items())
     )
     return 0
