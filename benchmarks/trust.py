@@ -69,7 +69,9 @@ def synthetic_sets(scale: float) -> dict[str, list[np.ndarray]]:
     images, labels = load_mnist("train")
     _, held_idx, split = writer_split(len(images), WRITERS_FILE)
     _, held_fonts = split_fonts(installed_fonts())
-    print(f"# synthetic: held-out fonts {', '.join(sorted({f.family for f in held_fonts}))}; MNIST writers held out {split}")
+    print(
+        f"# synthetic: held-out fonts {', '.join(sorted({f.family for f in held_fonts}))}; MNIST writers held out {split}"
+    )
     rng = np.random.default_rng(SEED)
     images, labels = images[held_idx], labels[held_idx]
     sets = {
@@ -78,7 +80,9 @@ def synthetic_sets(scale: float) -> dict[str, list[np.ndarray]]:
     }
     for group in GROUPS:
         n = max(1, round(PAIRS_PER_GROUP * scale))
-        sets[f"pair ({group})"] = [make_number(rng, images, labels, int(rng.choice([2, 3])), group)[0] for _ in range(n)]
+        sets[f"pair ({group})"] = [
+            make_number(rng, images, labels, int(rng.choice([2, 3])), group)[0] for _ in range(n)
+        ]
     return sets
 
 
@@ -137,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                 [a.reason for a in answers if not isinstance(a, DigitrecError)],
             )
         )
-    header = f"{'real digits':18s} {'images':>6s} {'ECE':>6s} {'flagged':>8s} {'acc all':>8s} {'acc answered':>12s}  reasons"
+    header = (
+        f"{'real digits':18s} {'images':>6s} {'ECE':>6s} {'flagged':>8s} {'acc all':>8s} {'acc answered':>12s}  reasons"
+    )
     print(header)
     print("-" * len(header))
     for name, labels, p, reasons in rows:
@@ -167,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     # (c) cost of the rejector beside the digit model, on MNIST test views (3 views each, as predict)
     views = np.repeat(np.stack([rec.views(d) for d in test_images[:1000]]), 3, axis=1)  # photos get 3 views
     model_ms, reject_ms = cost(rec, views)
-    print(f"\ncost per image, 1000 images in one batch: digit model (3 views) {model_ms:.3f} ms, rejector {reject_ms:.3f} ms")
+    print(
+        f"\ncost per image, 1000 images in one batch: digit model (3 views) {model_ms:.3f} ms, rejector {reject_ms:.3f} ms"
+    )
     print(
         "predict(one PNG) end to end, 200 MNIST test digits on 200x200 paper, best of 5: "
         + ", ".join(f"{name} {ms:.2f} ms" for name, ms in predict_cost(test_images[:200], repeat=5).items())

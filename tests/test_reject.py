@@ -185,7 +185,11 @@ def test_reject_false_answers_every_image(tmp_path):
 
 def test_a_batch_flags_each_input_on_its_own(rec, tmp_path):
     """A letter, a broken file and a blank page in one batch: each gets its own answer, in order."""
-    paths = [_write(tmp_path / "B.png", _letter("B")), str(tmp_path / "missing.png"), _write(tmp_path / "blank.jpg", _blank_noisy_page())]
+    paths = [
+        _write(tmp_path / "B.png", _letter("B")),
+        str(tmp_path / "missing.png"),
+        _write(tmp_path / "blank.jpg", _blank_noisy_page()),
+    ]
     answers = list(rec.predict_paths(paths))
     assert answers[0].reason == doubt.NOT_A_DIGIT
     assert isinstance(answers[1], DigitrecError) and "no such file" in str(answers[1])
@@ -251,7 +255,20 @@ def test_training_a_tiny_rejector_writes_a_card_with_its_threshold(real_data, tm
     from digitrec.train.rejector import main
 
     out = tmp_path / "run"
-    main(["--out", str(out), "--scale", "0.01", "--epochs", "1", "--export", str(out / "r.onnx"), "--writers", str(tmp_path / "none")])
+    main(
+        [
+            "--out",
+            str(out),
+            "--scale",
+            "0.01",
+            "--epochs",
+            "1",
+            "--export",
+            str(out / "r.onnx"),
+            "--writers",
+            str(tmp_path / "none"),
+        ]
+    )
     rejector = Rejector(out / "r.onnx")
     assert 0 <= rejector.threshold <= 1
     assert rejector.card.data["rejector"]["mnist_split"].startswith("by index")  # no writer table: still trains

@@ -36,14 +36,14 @@ class Rejector:
     def __init__(self, path: str | Path | None = None, threads: int | None = None):
         self.path = Path(path) if path else default_rejector_path()
         self.session, card = open_model(self.path, "rejector", threads, require_input=True)
-        settings = card.data.get("rejector")
-        if tuple(card.labels or ()) != CLASSES or not isinstance(settings, dict):
+        settings = card.data.get("rejector") if card is not None else None
+        if card is None or tuple(card.labels or ()) != CLASSES or not isinstance(settings, dict):
             raise ModelError(f"{self.path} is not a digitrec rejector (its card lacks the labels {list(CLASSES)})")
         threshold = settings.get("threshold")
         if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
             raise ModelError(f"{self.path}: rejector.threshold should be a probability, got {threshold!r}")
         self.threshold = float(threshold)
-        self.card = card
+        self.card: ModelCard = card
 
     def probabilities(self, views28: np.ndarray) -> np.ndarray:
         """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 4) calibrated probabilities of CLASSES."""

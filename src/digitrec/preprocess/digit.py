@@ -68,7 +68,12 @@ def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     if ink.mask.any():
         mask, framed = remove_frames(ink.mask, ink.labelled)  # a printed box around the digit goes
         chosen = select_digit(
-            mask, ink.contrast, ink.lines, ink.line_angles, slivers=not ink.flat, labelled=None if framed else ink.labelled
+            mask,
+            ink.contrast,
+            ink.lines,
+            ink.line_angles,
+            slivers=not ink.flat,
+            labelled=None if framed else ink.labelled,
         )
     if chosen is None:
         raise ImageError("no ink found: the image looks blank (no digit darker or lighter than its background)")

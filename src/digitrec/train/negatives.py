@@ -117,10 +117,15 @@ def glyph(rng: np.random.Generator, char: str, font: Font) -> np.ndarray:
     else:
         from PIL import Image, ImageDraw, ImageFont
 
-        face = ImageFont.truetype(font.path, GLYPH_PX)
+        face = ImageFont.truetype(str(font.path), GLYPH_PX)
         image = Image.new("L", (size + GLYPH_PX, size + GLYPH_PX), 0)
         ImageDraw.Draw(image).text(
-            (GLYPH_PX // 2, GLYPH_PX // 2), char, fill=255, font=face, stroke_width=int(rng.integers(0, 3)), stroke_fill=255
+            (GLYPH_PX // 2, GLYPH_PX // 2),
+            char,
+            fill=255,
+            font=face,
+            stroke_width=int(rng.integers(0, 3)),
+            stroke_fill=255,
         )
         canvas = np.asarray(image)
     return crop_ink(canvas.astype(np.float32) / 255.0)
@@ -149,7 +154,9 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
     if kind == "bezier":
         # Two or three curves of eight or more control points: a path that turns many times (one
         # curve of a few points is often a 1, a 7 or a 2, and no one could call it a scribble).
-        curves = [_bezier(rng.uniform(8, 88, (int(rng.integers(8, 12)), 2)), 160) for _ in range(int(rng.integers(2, 4)))]
+        curves = [
+            _bezier(rng.uniform(8, 88, (int(rng.integers(8, 12)), 2)), 160) for _ in range(int(rng.integers(2, 4)))
+        ]
     elif kind == "zigzag":
         n = int(rng.integers(4, 10))
         xs = np.linspace(8, 88, n) + rng.normal(0, 3, n)
@@ -162,8 +169,8 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
         curves = [np.stack([10 + r + t * rng.uniform(3, 6) - r * np.sin(t), 48 + r * np.cos(t)], 1)]
     elif kind == "spiral":
         t = np.linspace(0, 2 * np.pi * rng.uniform(2, 4), 300)
-        r = 4 + t * rng.uniform(2, 3.5)
-        curves = [np.stack([48 + r * np.cos(t), 48 + r * np.sin(t)], 1)]
+        radius = 4 + t * rng.uniform(2, 3.5)
+        curves = [np.stack([48 + radius * np.cos(t), 48 + radius * np.sin(t)], 1)]
     elif kind == "hatching":
         n, angle = int(rng.integers(4, 10)), rng.uniform(0, np.pi)
         d = np.array([np.cos(angle), np.sin(angle)])
@@ -206,9 +213,17 @@ def shape(rng: np.random.Generator) -> np.ndarray:
         return _draw([np.array([[10, 10], [86, 86]]), np.array([[86, 10], [10, 86]])], pen)
     if kind == "box":  # an empty box of a form
         w, h = rng.uniform(30, 44), rng.uniform(30, 44)
-        return _draw([np.array([[48 - w, 48 - h], [48 + w, 48 - h], [48 + w, 48 + h], [48 - w, 48 + h]])], pen, closed=True)
+        return _draw(
+            [np.array([[48 - w, 48 - h], [48 + w, 48 - h], [48 + w, 48 + h], [48 - w, 48 + h]])], pen, closed=True
+        )
     angles = np.arange(int(rng.integers(3, 5))) * np.pi / rng.integers(3, 5)
-    return _draw([np.array([[48 - 40 * np.cos(a), 48 - 40 * np.sin(a)], [48 + 40 * np.cos(a), 48 + 40 * np.sin(a)]]) for a in angles], pen)
+    return _draw(
+        [
+            np.array([[48 - 40 * np.cos(a), 48 - 40 * np.sin(a)], [48 + 40 * np.cos(a), 48 + 40 * np.sin(a)]])
+            for a in angles
+        ],
+        pen,
+    )
 
 
 def mnist_ink(digit28: np.ndarray) -> np.ndarray:
@@ -229,7 +244,9 @@ def distort(rng: np.random.Generator, ink: np.ndarray, strength: float = 1.0) ->
     shear = rng.uniform(-0.35, 0.35) * strength
     angle = np.radians(rng.uniform(-12, 12) * strength)
     aspect = np.exp(rng.uniform(-0.25, 0.25) * strength)
-    a = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ np.array([[aspect, shear], [0, 1]])
+    a = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ np.array(
+        [[aspect, shear], [0, 1]]
+    )
     centre = np.array([w / 2, h / 2])
     m = np.hstack([a, (centre - a @ centre)[:, None]]).astype(np.float32)
     ink = cv2.warpAffine(ink, m, (w, h), flags=cv2.INTER_LINEAR)
@@ -275,7 +292,7 @@ def paper_image(rng: np.random.Generator, ink: np.ndarray) -> np.ndarray:
     h, w = ink.shape
     paper = rng.uniform(150, 250)
     depth = rng.uniform(0.45, 0.95) * paper
-    grey = paper - ink * depth
+    grey: np.ndarray = paper - ink * depth
     if rng.random() < 0.5:  # uneven light
         angle = rng.uniform(0, 2 * np.pi)
         ramp = np.cos(angle) * np.arange(w)[None] / w + np.sin(angle) * np.arange(h)[:, None] / h
@@ -288,7 +305,7 @@ def paper_image(rng: np.random.Generator, ink: np.ndarray) -> np.ndarray:
     grey = np.clip(grey, 0, 255).astype(np.uint8)
     if rng.random() < 0.4:
         ok, data = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
-        grey = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+        grey = np.asarray(cv2.imdecode(data, cv2.IMREAD_GRAYSCALE))
     return grey
 
 
@@ -298,7 +315,9 @@ def blank_page(rng: np.random.Generator) -> np.ndarray:
     h, w = (int(v) for v in rng.integers(40, 400, 2))
     ink = np.zeros((h, w), np.float32)
     for _ in range(int(rng.integers(0, 40))):  # dust and grain specks
-        cv2.circle(ink, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(0, 3)), float(rng.uniform(0.1, 0.9)), -1)
+        cv2.circle(
+            ink, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(0, 3)), float(rng.uniform(0.1, 0.9)), -1
+        )
     if rng.random() < 0.35:  # ruled or squared paper
         step = int(rng.integers(12, 40))
         level = float(rng.uniform(0.15, 0.6))
@@ -373,7 +392,9 @@ def make_image(
     if kind == "cut-digit":
         return cut_digit(rng, images, labels)
     if kind == "font-digit":
-        return on_paper(rng, distort(rng, glyph(rng, str(rng.choice(list(FONT_DIGITS))), fonts[rng.integers(len(fonts))])))
+        return on_paper(
+            rng, distort(rng, glyph(rng, str(rng.choice(list(FONT_DIGITS))), fonts[rng.integers(len(fonts))]))
+        )
     if kind == "letter":
         chars = LETTERS if rng.random() < 0.75 else SYMBOLS
         return on_paper(rng, distort(rng, glyph(rng, str(rng.choice(list(chars))), fonts[rng.integers(len(fonts))])))

@@ -59,7 +59,11 @@ def writer_split(n_images: int, writers_file: Path | None) -> tuple[np.ndarray, 
             writer = np.array([int(line.split("\t")[2]) for line in f])
         if len(writer) == n_images:
             held = writer % HELD_OUT_WRITERS == 0
-            return np.nonzero(~held)[0], np.nonzero(held)[0], f"by writer (QMNIST writer id % {HELD_OUT_WRITERS} == 0 held out)"
+            return (
+                np.nonzero(~held)[0],
+                np.nonzero(held)[0],
+                f"by writer (QMNIST writer id % {HELD_OUT_WRITERS} == 0 held out)",
+            )
     return np.arange(HELD_OUT), np.arange(HELD_OUT, n_images), f"by index (training images {HELD_OUT:,}+ held out)"
 
 
@@ -70,8 +74,10 @@ def build_data(scale: float, seed: int, writers_file: Path | None, log=print) ->
     images, labels = load_mnist("train")
     train_idx, val_idx, split = writer_split(len(images), writers_file)
     train_fonts, val_fonts = split_fonts(installed_fonts())
-    log(f"MNIST split {split}; fonts: {len({f.family for f in train_fonts})} families for training, held out: "
-        + ", ".join(sorted({f.family for f in val_fonts})))
+    log(
+        f"MNIST split {split}; fonts: {len({f.family for f in train_fonts})} families for training, held out: "
+        + ", ".join(sorted({f.family for f in val_fonts}))
+    )
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     log("training examples:")
@@ -81,8 +87,13 @@ def build_data(scale: float, seed: int, writers_file: Path | None, log=print) ->
     counts = {k: max(1, round(n * scale * VALIDATION_SHARE)) for k, n in TRAIN_COUNTS.items()}
     xv, yv, kv = make_examples(rng, counts, val_fonts, images[val_idx], labels[val_idx], log)
     log(f"drawn and preprocessed in {time.perf_counter() - t0:.0f} s")
-    return {"train": (x, y), "test": (xv, yv), "test_kinds": kv, "split": split,
-            "held_out_fonts": sorted({f.family for f in val_fonts})}
+    return {
+        "train": (x, y),
+        "test": (xv, yv),
+        "test_kinds": kv,
+        "split": split,
+        "held_out_fonts": sorted({f.family for f in val_fonts}),
+    }
 
 
 def _cached_data(out: Path, scale: float, seed: int, writers_file: Path | None) -> dict:
@@ -93,7 +104,9 @@ def _cached_data(out: Path, scale: float, seed: int, writers_file: Path | None) 
         with np.load(cache) as f:
             made = (float(f["scale"]), int(f["seed"]))
             if made != (scale, seed):
-                raise DataError(f"{cache} was made with --scale {made[0]} --seed {made[1]}: use another --out, or delete it")
+                raise DataError(
+                    f"{cache} was made with --scale {made[0]} --seed {made[1]}: use another --out, or delete it"
+                )
             return {
                 "train": (f["x_train"], f["y_train"]),
                 "test": (f["x_test"], f["y_test"]),
@@ -179,14 +192,18 @@ def main(argv: list[str] | None = None) -> None:
         overrides["epochs"] = args.epochs
     config = load_recipe("rejector", overrides=overrides)
     # The loop's own validation images come out of the training examples: a tenth at most (--scale).
-    config = load_recipe("rejector", overrides={**overrides, "val_size": min(config.val_size, len(data["train"][1]) // 10)})
+    config = load_recipe(
+        "rejector", overrides={**overrides, "val_size": min(config.val_size, len(data["train"][1]) // 10)}
+    )
     if args.force:
         for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
             (args.out / name).unlink(missing_ok=True)
     counts = np.bincount(data["train"][1], minlength=4)
     print(f"training set: {len(data['train'][1]):,} (per class {counts.tolist()}); validation {len(data['test'][1]):,}")
     summary = train(config, args.out, data={"train": data["train"], "test": data["test"]}, resume=args.resume)
-    print(f"rejector: validation accuracy {summary['test_accuracy']:.4f} (4 classes), {summary['train_seconds']:.0f} s of training")
+    print(
+        f"rejector: validation accuracy {summary['test_accuracy']:.4f} (4 classes), {summary['train_seconds']:.0f} s of training"
+    )
     if args.export:
         export(args.out, args.export, data)
 
@@ -195,23 +212,32 @@ def export(run: Path, path: Path, data: dict) -> dict:
     """Checkpoint -> ONNX with the temperature fitted and the threshold chosen on the validation
     examples, and what the threshold flags there, in the card's `rejector` section."""
     from digitrec.export import export_onnx
-    from digitrec.modelfile.write import rewrite_card
     from digitrec.modelfile.read import open_model
+    from digitrec.modelfile.write import rewrite_card
     from digitrec.reject import CLASSES, DIGIT
     from digitrec.reject import probabilities as rejector_probabilities
 
     card = export_onnx(
-        run, path, name="digitrec-rejector", test_data=data["test"], validation_data=data["test"],
-        labels=list(CLASSES), log=print,
+        run,
+        path,
+        name="digitrec-rejector",
+        test_data=data["test"],
+        validation_data=data["test"],
+        labels=list(CLASSES),
+        log=print,
     )
     # The threshold from the exported file itself, with its temperature: what the runtime computes.
     x, y = data["test"]
     kinds = data["test_kinds"]
     session, model_card = open_model(path, "rejector", require_input=True)
+    assert model_card is not None  # require_input: a model without a card raised ModelError
     probabilities = rejector_probabilities(session, model_card, x)
     threshold = choose_threshold(probabilities[y == DIGIT, DIGIT])
     rates = flag_rates(probabilities, kinds, threshold)
-    print(f"threshold P(digit) < {threshold:.4f}: flagged on validation " + ", ".join(f"{k} {v:.1%}" for k, v in rates.items()))
+    print(
+        f"threshold P(digit) < {threshold:.4f}: flagged on validation "
+        + ", ".join(f"{k} {v:.1%}" for k, v in rates.items())
+    )
     data_card = {k: v for k, v in card.items() if k not in ("format", "path", "bytes")}
     data_card["rejector"] = {
         "threshold": round(threshold, 6),
