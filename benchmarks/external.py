@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     model = args.model or default_model_path()
-    rec = Recognizer(model)
-    uncalibrated = Recognizer(model)
+    rec = Recognizer(model, reject=False)  # the digit model alone: trust.py measures the rejector
+    uncalibrated = Recognizer(model, reject=False)
     uncalibrated.adapter = replace(rec.adapter, temperature=1.0)
     print(f"# external benchmark, {datetime.date.today()}")
     print(f"# command: python benchmarks/external.py {' '.join(sys.argv[1:] if argv is None else argv)}")

@@ -148,12 +148,14 @@ def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, 
         "flagged_wrong": int((~answered & ~right).sum()),
     }
     assert 0.2 < doubt["at_threshold"]["coverage"] < 0.95 and doubt["at_threshold"]["accuracy"] > summary["accuracy"]
-    assert doubt["flagged"] == {
-        "not a digit": None,
-        "several digits": None,
-        "low confidence": doubt["at_threshold"]["flagged"],
-        "no ink": 0,
-    }
+    from digitrec.reject import Rejector
+
+    rejected = np.array([r is not None for r in Rejector().reasons(images)])
+    flagged = doubt["flagged"]
+    assert set(flagged) == {"not a digit", "several digits", "low confidence", "no ink"} and flagged["no ink"] == 0
+    assert flagged["not a digit"] + flagged["several digits"] == rejected.sum()  # MNIST digits: a few at most
+    assert rejected.sum() < 0.01 * len(labels)
+    assert flagged["low confidence"] == int((~answered & ~rejected).sum())
     order = np.argsort(-confidence, kind="stable")
     by_coverage = {r["coverage"]: r for r in doubt["risk_coverage"]}
     assert list(by_coverage) == [0.5, 0.8, 0.9, 0.95, 0.99, 1.0]

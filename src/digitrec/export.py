@@ -25,12 +25,21 @@ from digitrec.modelfile.write import rewrite_card, torch_reference, torch_to_onn
 PARITY_IMAGES = 1000
 
 
-def build_card(model: torch.nn.Module, meta: dict, name: str, test_accuracy: float, test_images: int) -> dict:
+def build_card(
+    model: torch.nn.Module,
+    meta: dict,
+    name: str,
+    test_accuracy: float,
+    test_images: int,
+    labels: list[str] | None = None,
+) -> dict:
+    """`labels`: one per output; default the ten digits (and "not one digit" for the reader's verifier)."""
     from digitrec.models import count_flops, count_parameters, describe
 
     history = read_metrics(meta["run_dir"]) or meta.get("history", [])
     classes = int(meta["config"].get("model", {}).get("classes", 10))
-    labels = [str(d) for d in range(10)] + ["not one digit"] * (classes - 10)  # the reader's verifier
+    if labels is None:
+        labels = [str(d) for d in range(10)] + ["not one digit"] * (classes - 10)  # the reader's verifier
     return {
         "name": name,
         "recipe": meta["recipe"],
@@ -90,12 +99,15 @@ def export_onnx(
     log: Callable[[str], None] = lambda m: None,
     test_data: tuple[np.ndarray, np.ndarray] | None = None,
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+    labels: list[str] | None = None,
 ) -> dict:
     """Write `out` (ONNX) and its card; return the card. Raises ModelError if ONNX and PyTorch
     disagree by more than the writer's tolerance on the first 1,000 test images. The temperature is
-    fitted on `validation_data` (default: the run's own validation split of MNIST)."""
+    fitted on `validation_data` (default: the run's own validation split of MNIST). `labels`: the
+    outputs' names, for a network that does not answer digits (see `build_card`)."""
     from digitrec.calibration import calibration_card
 
+    output_labels = labels
     model, meta = load_model(checkpoint)
     model = model.to(memory_format=torch.contiguous_format).eval()
     images, labels = test_data if test_data is not None else load_mnist("test")
@@ -110,7 +122,7 @@ def export_onnx(
         )
         test_accuracy = float((logits.argmax(1) == labels).mean())
         log(f"ONNX test accuracy on {len(labels):,} images: {test_accuracy:.2%}")
-        card = build_card(model, meta, name or f"digitrec-{meta['recipe']}", test_accuracy, len(labels))
+        card = build_card(model, meta, name or f"digitrec-{meta['recipe']}", test_accuracy, len(labels), output_labels)
         val_images, val_labels = validation_data or validation_split(meta["config"])
         if not len(val_labels):  # a run trained on all 60,000 (val_size 0): nothing held out to fit on
             log("no validation images: the card keeps temperature 1 (uncalibrated)")

@@ -30,6 +30,7 @@ from digitrec.preprocess.load import ImageSource
 if TYPE_CHECKING:
     from digitrec.line_reader import LineReader
     from digitrec.reading import ReadBudget, Reading
+    from digitrec.reject import Rejector
     from digitrec.verifier import Verifier
 
 DEFAULT_MODEL = "model.onnx"
@@ -76,6 +77,7 @@ class Recognizer:
         *,
         threads: int | None = None,
         min_confidence: float = doubt.DEFAULT_MIN_CONFIDENCE,
+        reject: bool = True,
     ):
         """
         model: an ONNX file (.onnx) or a Keras model (.keras, converted to ONNX once and cached);
@@ -87,6 +89,10 @@ class Recognizer:
             `uncertain=True` and reason "low confidence" (its `confidence` and `top` are still
             given). The default, `doubt.DEFAULT_MIN_CONFIDENCE`, was chosen on MNIST validation
             data (docs/trust.md); 0 always answers.
+        reject: ask the rejector (`digitrec.reject`) whether each image is one digit at all; a
+            letter, scribble, blank page or several digits then gets `digit=None`, `uncertain=True`
+            and its reason (`doubt.NOT_A_DIGIT`, `SEVERAL_DIGITS`, `NO_INK`). False answers every
+            image with a digit (for benchmarks, or a model trained on other inputs).
 
         After loading, `card` is the model card (a dict: name, accuracy, how it was trained...;
         just {"name": file stem} for a model without one) and `path` the ONNX file in use.
@@ -100,6 +106,8 @@ class Recognizer:
         self.adapter = ModelAdapter.from_session(self.session, self.model_card, path)
         self.min_confidence = min_confidence
         self.threads = threads
+        self.reject = reject
+        self._rejector: Rejector | None = None
         self._verifier: Verifier | None = None
         self._line_reader: LineReader | None = None
         self._punctuation_reader: LineReader | None = None
@@ -112,6 +120,24 @@ class Recognizer:
 
             self._verifier = Verifier(threads=self.threads)
         return self._verifier
+
+    @property
+    def rejector(self) -> Rejector:
+        """Is it one digit at all? (`digitrec.reject`), loaded on first use."""
+        if self._rejector is None:
+            from digitrec.reject import Rejector
+
+            # One thread unless told: it reads one small view per input, and a second thread pool
+            # spinning beside the digit model's cost more than the network (3.7 -> 9.5 ms a predict).
+            self._rejector = Rejector(threads=self.threads or 1)
+        return self._rejector
+
+    def rejections(self, first_views: np.ndarray) -> list[str | None]:
+        """uint8 (N, 28, 28): each input's first (as-written) view -> per input None (a digit: answer
+        it) or the reason it is no single digit; all None when `reject` is off."""
+        if not self.reject or not len(first_views):
+            return [None] * len(first_views)
+        return self.rejector.reasons(first_views)
 
     @property
     def line_reader(self) -> LineReader:
@@ -152,12 +178,15 @@ class Recognizer:
             out.append(adapter.probabilities(self.session, digits28[start : start + batch_size]))
         return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
-    def _answer(self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: Stages) -> Prediction:
+    def _answer(
+        self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: Stages, rejected: str | None = None
+    ) -> Prediction:
+        """`rejected`: the rejector's reason when the input is no single digit (see `rejections`)."""
         order = np.argsort(probs)[::-1][:top]
         digit, confidence = int(order[0]), float(probs[order[0]])
-        uncertain = confidence < self.min_confidence
+        uncertain = rejected is not None or confidence < self.min_confidence
         return Prediction(
-            reason=doubt.LOW_CONFIDENCE if uncertain else None,
+            reason=rejected or (doubt.LOW_CONFIDENCE if uncertain else None),
             digit=None if uncertain else digit,
             confidence=confidence,
             top=[(int(d), float(probs[d])) for d in order],
@@ -191,7 +220,7 @@ class Recognizer:
         stages: Stages | None = {} if debug else None
         views = self.views(image, stages)
         probs = self.predict_probabilities(views).mean(axis=0)
-        return self._answer(probs, views[0], top, stages or {})
+        return self._answer(probs, views[0], top, stages or {}, self.rejections(views[:1])[0])
 
     def predict_many(
         self, images: Iterable[ImageSource], top: int = 3, *, debug: bool = False, workers: int = 1
@@ -254,6 +283,7 @@ class Recognizer:
         if not good:
             return [views for views in batch if isinstance(views, DigitrecError)]
         probs = self.predict_probabilities(np.concatenate(good))  # (sum of V, 10)
+        rejected = iter(self.rejections(np.stack([views[0] for views in good])))
         answers: list[Prediction | DigitrecError] = []
         start = 0
         for i, views in enumerate(batch):
@@ -261,7 +291,7 @@ class Recognizer:
                 answers.append(views)
                 continue
             mean = probs[start : start + len(views)].mean(axis=0)
-            answers.append(self._answer(mean, views[0], top, stages[i] if stages else {}))
+            answers.append(self._answer(mean, views[0], top, stages[i] if stages else {}, next(rejected)))
             start += len(views)
         return answers
 

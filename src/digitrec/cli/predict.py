@@ -59,13 +59,19 @@ from digitrec.errors import DigitrecError
     "(docs/trust.md). 0 always answers.",
 )
 @click.option(
+    "--no-reject",
+    is_flag=True,
+    help="Answer a digit for every image, even for what looks like a letter, a scribble, a blank "
+    "page or several digits (flagged by default: digit null, with the reason).",
+)
+@click.option(
     "--fast",
     is_flag=True,
     help="Decode big photos at a reduced size (long side 320 px instead of 640): about twice as "
     "fast on big folders of phone photos, a little less accurate.",
 )
 @click.pass_context
-def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence, fast):
+def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence, no_reject, fast):
     """Predict the handwritten digit in each image.
 
     PATHS are image files (PNG, JPEG, BMP, TIFF, WebP, GIF...), folders (searched recursively)
@@ -90,7 +96,7 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     from digitrec.preprocess.digit import WORK_SIDE
     from digitrec.runtime import Recognizer
 
-    recognizer = Recognizer(model, min_confidence=min_confidence)
+    recognizer = Recognizer(model, min_confidence=min_confidence, reject=not no_reject)
     files = expand_paths(paths)
     results: list[dict] = []
     debug_names: set[str] = set()
@@ -160,6 +166,16 @@ def _write_csv(csv_path: str, results: list[dict]) -> None:
     write_csv(csv_path, ["path", "digit", "confidence", "top", "uncertain", "reason", "error"], rows)
 
 
+def _doubt(reason: str | None) -> str:
+    """What the table says of a flagged answer: its reason ('low confidence', 'not a digit'...), and
+    what to do about several digits."""
+    from digitrec import doubt
+
+    if reason == doubt.SEVERAL_DIGITS:
+        return "several digits: use read"
+    return reason or "uncertain"
+
+
 def _print_table(results: list[dict], top: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -174,8 +190,7 @@ def _print_table(results: list[dict], top: int) -> None:
             table.add_row(r["path"], "[red]-[/]", "", f"[red]error: {r['error']}[/]")
             continue
         digit = "[yellow]?[/]" if r["uncertain"] else f"[bold]{r['digit']}[/]"
-        doubt = f" [yellow]({r['reason'] or 'uncertain'})[/]" if r["uncertain"] else ""  # e.g. (low confidence)
-        confidence = f"{r['confidence']:.1%}{doubt}"
+        confidence = f"{r['confidence']:.1%}" + (f" [yellow]({_doubt(r['reason'])})[/]" if r["uncertain"] else "")
         table.add_row(r["path"], digit, confidence, "  ".join(f"{d} {p:.1%}" for d, p in r["top"]))
     console = Console()
     if not console.is_terminal:  # piped: no terminal width to respect, keep each row on one line

@@ -71,11 +71,15 @@ def evaluate_model(
             progress(min(begin + CHUNK, len(images)), len(images))
     probs = np.concatenate(chunks).astype(np.float32)
     seconds = time.perf_counter() - start
+    # What the shipped rejector would flag before any model answers (the report's "what was flagged").
+    from digitrec.reject import Rejector
+
+    rejected = Rejector(threads=1).reasons(images)
 
     summary = {
         "model": {"path": str(source.path), "kind": source.kind, "name": source.name, "card": source.card},
         **metrics.summarize(labels, probs),
-        "doubt": metrics.doubt_summary(images, labels, probs, min_confidence),
+        "doubt": metrics.doubt_summary(images, labels, probs, min_confidence, rejected),
         "limit": limit,
         "seconds": round(seconds, 4),
         "images_per_second": len(labels) / max(seconds, 1e-9),

@@ -165,11 +165,17 @@ def lowest_threshold_for_accuracy(labels: np.ndarray, probs: np.ndarray, target:
     return float(ranked[good[-1]]) if len(good) else None
 
 
-def flagged_by_reason(images: np.ndarray | None, probs: np.ndarray, min_confidence: float) -> dict[str, int | None]:
-    """How many images each doubt reason (digitrec.doubt.REASONS) flags, in that order: "no ink" for
-    an image without one inked pixel (uint8 (N, 28, 28), ink > 0), "low confidence" for the others
-    whose top probability is under `min_confidence`. The rejector's reasons ("not a digit",
-    "several digits") are None: not checked on probabilities alone."""
+def flagged_by_reason(
+    images: np.ndarray | None,
+    probs: np.ndarray,
+    min_confidence: float,
+    rejected: list[str | None] | None = None,
+) -> dict[str, int | None]:
+    """How many images each doubt reason (digitrec.doubt.REASONS) flags, in that order, each image
+    under one reason as `Recognizer` gives it: the rejector's reason first (`rejected`, one per image,
+    None for a digit), then "no ink" for an image without one inked pixel (uint8 (N, 28, 28), ink > 0),
+    then "low confidence" for the others whose top probability is under `min_confidence`. Without
+    `rejected` the rejector's reasons ("not a digit", "several digits") are None: not checked."""
     from digitrec import doubt
 
     probs = np.asarray(probs, dtype=np.float64)
@@ -177,18 +183,29 @@ def flagged_by_reason(images: np.ndarray | None, probs: np.ndarray, min_confiden
         np.zeros(len(probs), bool) if images is None else np.asarray(images).reshape(len(probs), -1).max(axis=1) == 0
     )
     counts: dict[str, int | None] = {reason: None for reason in doubt.REASONS}
+    said = np.array([reason is not None for reason in rejected]) if rejected is not None else np.zeros(len(probs), bool)
+    if rejected is not None:
+        for reason in (doubt.NOT_A_DIGIT, doubt.SEVERAL_DIGITS):
+            counts[reason] = sum(r == reason for r in rejected)
+        blank |= np.array([r == doubt.NO_INK for r in rejected], bool)
     counts[doubt.NO_INK] = int(blank.sum())
-    counts[doubt.LOW_CONFIDENCE] = int(((probs.max(axis=1) < min_confidence) & ~blank).sum())
+    counts[doubt.LOW_CONFIDENCE] = int(((probs.max(axis=1) < min_confidence) & ~blank & ~said).sum())
     return counts
 
 
-def doubt_summary(images: np.ndarray | None, labels: np.ndarray, probs: np.ndarray, min_confidence: float) -> dict:
+def doubt_summary(
+    images: np.ndarray | None,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    min_confidence: float,
+    rejected: list[str | None] | None = None,
+) -> dict:
     """What `digitrec evaluate` reports of doubt, JSON-ready: the threshold's effect, the
-    risk-coverage table and the flagged images per reason."""
+    risk-coverage table and the flagged images per reason (`rejected`: the rejector's verdicts)."""
     return {
         "at_threshold": answered_at(labels, probs, min_confidence),
         "risk_coverage": accuracy_at_coverage(labels, probs),
-        "flagged": flagged_by_reason(images, probs, min_confidence),
+        "flagged": flagged_by_reason(images, probs, min_confidence, rejected),
     }
 
 

@@ -18,6 +18,9 @@ SPECK_FRACTION = 0.02  # a blob under 2% of the biggest one is a speck (dust, gr
 SMALL_FRACTION = 0.15  # a blob under 15% of the digit joins it only when it sits over or under it
 JOIN_GAP = 0.25  # pieces of one digit are at most this fraction of the digit's size apart
 MAX_ELONGATION = 8.0  # long axis / short axis above this: a ruled line or a page edge, not a digit
+# A blob at least this fraction of the digit's height (or width) and SMALL_FRACTION of its area,
+# apart from it, is something else written beside it: kept in view (see `_another_character`).
+ANOTHER_SIZE = 0.5
 ON_LINE = 0.5  # a blob with half of its pixels along an erased ruled line is what is left of that line
 
 
@@ -151,11 +154,35 @@ def select_digit(
             x0, y0 = min(x0, blob.x), min(y0, blob.y)
             x1, y1 = max(x1, blob.x + blob.w), max(y1, blob.y + blob.h)
             grown = True
+    # Whatever else is written here as big as the digit (a second digit, a letter's other half)
+    # stays in view: the rejector must see "12" to say "several digits", not a confident 1.
+    for blob in candidates:
+        if blob not in group and _another_character(blob, main, line_angles):
+            group.append(blob)
+            x0, y0 = min(x0, blob.x), min(y0, blob.y)
+            x1, y1 = max(x1, blob.x + blob.w), max(y1, blob.y + blob.h)
     keep = np.zeros(labelled.n, np.uint8)
     keep[[b.label for b in group]] = 255
     digit = np.zeros(mask.shape, np.uint8)
     digit[labelled.box] = keep[labels[labelled.box]]
     return digit, (x0, y0, x1 - x0, y1 - y0)
+
+
+def _another_character(blob: Blob, main: Blob, line_angles: Sequence[float] = ()) -> bool:
+    """A blob apart from the digit that is written like one: at least half its height (or width),
+    a sizeable share of its ink, and neither a neighbour's sliver at the border nor what is left of
+    a rule (whole rules and page edges are no candidates at all)."""
+    if blob.edges - main.edges:  # cut by a border the digit does not touch: a neighbour's sliver
+        return False
+    if blob.on_line >= ON_LINE:  # what is left of a ruled line
+        return False
+    if blob.elongation > MAX_ELONGATION:  # a thin stroke: a 1 (upright) or a piece of a rule (not)
+        lying = min(blob.angle, 180 - blob.angle) < 45
+        along_rule = any(min(abs(blob.angle - a), 180 - abs(blob.angle - a)) < 10 for a in line_angles)
+        if lying or along_rule:
+            return False
+    tall = max(blob.h / max(main.h, 1), blob.w / max(main.w, 1)) >= ANOTHER_SIZE
+    return tall and blob.area >= SMALL_FRACTION * main.area
 
 
 def _fraction_on(labels: np.ndarray, n: int, lines: np.ndarray) -> np.ndarray:

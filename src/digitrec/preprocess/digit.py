@@ -11,6 +11,7 @@ import numpy as np
 from digitrec.errors import NoInk
 from digitrec.preprocess.components import select_digit
 from digitrec.preprocess.debug import Stages
+from digitrec.preprocess.frames import remove_frames
 from digitrec.preprocess.ink import find_ink, stroke_width
 
 # Analyse at most this long side: on the shared photo set 640 reads as well as 1600, at a quarter
@@ -65,8 +66,14 @@ def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     ink = find_ink(work, stages)
     chosen = None
     if ink.mask.any():
+        mask, framed = remove_frames(ink.mask, ink.labelled)  # a printed box around the digit goes
         chosen = select_digit(
-            ink.mask, ink.contrast, ink.lines, ink.line_angles, slivers=not ink.flat, labelled=ink.labelled
+            mask,
+            ink.contrast,
+            ink.lines,
+            ink.line_angles,
+            slivers=not ink.flat,
+            labelled=None if framed else ink.labelled,
         )
     if chosen is None:
         raise NoInk("no ink found: the image looks blank (no digit darker or lighter than its background)")
