@@ -278,6 +278,17 @@ def test_heavy_requests_take_turns_while_light_ones_run_side_by_side(side, heavy
     assert recognizer.most == 1 if heavy else recognizer.most >= 2
 
 
+def test_light_requests_queue_for_a_thread_per_core_instead_of_sharing_the_cores():
+    """Six drawings at once: `fast_threads` (2) of them are answered at a time and the rest queue
+    in order, where the shared thread pool ran all six side by side (each slower, the tail most)."""
+    recognizer = CountingRecognizer()
+    with TestClient(create_app(recognizer, limits=Limits(fast_threads=2)), base_url=LOCAL) as c:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: c.post("/v1/predict", files={"file": ("7.png", SEVEN)}), range(6)))
+    assert [a.json()["predictions"][0]["digit"] for a in answers] == [7] * 6
+    assert recognizer.most == 2
+
+
 # ---------- a real server ----------
 
 

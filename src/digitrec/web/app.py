@@ -125,11 +125,13 @@ def create_app(
             rec = app.state.recognizer
             # Started from the event loop's thread, which outlives the workers (a few seconds, once).
             app.state.slow_workers = SlowWorkers(rec.path, rec.min_confidence, limits.slow_threads)
+        app.state.fast_pool = ThreadPoolExecutor(limits.fast_threads, "digitrec-fast")
         app.state.slow_pool = ThreadPoolExecutor(
             limits.slow_threads, "digitrec-slow", None if slow_processes else lower_priority
         )
         yield
         app.state.slow_pool.shutdown(wait=False, cancel_futures=True)
+        app.state.fast_pool.shutdown(wait=False, cancel_futures=True)
         if app.state.slow_workers is not None:
             app.state.slow_workers.close()
 
@@ -168,7 +170,7 @@ def create_app(
         probing = True
         try:
             async with asyncio.timeout(limits.request_seconds):
-                pixels, answers = await in_thread(probe_then_answer)
+                pixels, answers = await in_thread(probe_then_answer, pool=state.fast_pool)
                 probing = False
                 if answers is not None:
                     return answers

@@ -23,6 +23,10 @@ class Limits:
     heavy_at_once: int = 1
     # Threads for slow work (reading; heavy requests), run at a lower OS priority than the rest.
     slow_threads: int = 2
+    # Threads answering the usual requests (drawings, photos) per process: about one per core, so
+    # that requests beyond them queue in order instead of sharing the cores (and the interpreter
+    # lock) many ways at once, which stretches every one of them and the tail most (p99).
+    fast_threads: int = 2
     # The wait for one request's decoding and inference, its turn included: past it the request is
     # answered (422 or 503); 12 s so that every answer comes within the review's 15 s.
     request_seconds: float = 12.0
