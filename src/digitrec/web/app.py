@@ -2,8 +2,9 @@
 
 The model loads once, in the lifespan, and lives on `app.state.recognizer`. Request bodies are read
 on the event loop (they are I/O); everything that parses or decodes them (JSON, base64, image
-headers, pixels) and inference run in the thread pool (onnxruntime releases the GIL), so a slow or
-hostile image never blocks the other requests or `/healthz`, and requests with many pixels take
+headers, pixels) and inference run in threads (onnxruntime releases the GIL): the usual requests
+in a pool of about one thread per core (`Limits.fast_threads`), where the rest queue in order, so a
+slow or hostile image never blocks the other requests or `/healthz`, and requests with many pixels take
 turns (see `Limits`). Each request has a deadline for that work. Bad input always gets a 4xx with a
 message: 413 too large, 415 unsupported body type, 422 not a usable image; 503 busy or too slow.
 """
