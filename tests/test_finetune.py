@@ -286,7 +286,7 @@ def test_corrections_of_one_digit_are_learnt_without_forgetting_the_others(mnist
     )
     assert summary["val_accuracy_before"] == 0.0 and summary["val_accuracy"] == 1.0
     rec = Recognizer(tmp_path / "m.onnx")
-    assert all(rec.predict(path).digit == 0 for path, _ in rows)
+    assert all(rec.predict(path).top[0][0] == 0 for path, _ in rows)  # its best guess (it may still be unsure)
     images, labels = mnist["test"]
     assert (rec.predict_probabilities(images[:2000]).argmax(1) == labels[:2000]).mean() >= 0.99
 
