@@ -165,10 +165,15 @@ def test_real_digits_are_answered(rec, tmp_path, mnist):
 
 
 @pytest.mark.mnist
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15 §2 open: the shipped rejector (and the one trained with cheque digits, not shipped) "
+    "flags 3 of these 40 as several digits",
+)
 def test_cheque_digits_with_their_neighbours_slivers_are_answered(rec, tmp_path, mnist):
-    """ORAND's cheque digits were the real source flagged most (5.6%, most as "several digits"):
-    a crop holding much of a neighbour, a thin pale pen over guilloche. The first rejector flagged
-    3 of these 40; the one trained with cheque digits among its digits flags at most one."""
+    """ORAND's cheque digits are the real source flagged most (5.6%, most as "several digits"):
+    a crop holding much of a neighbour, a thin pale pen over guilloche. Wanted: at most one of
+    these 40 flagged. Strict: it says so when a rejector meets it."""
     images, labels = mnist["test"]
     paths = [_write(tmp_path / f"{i}.png", _cheque_cut(images[i - 1 : i + 2])) for i in range(1, 41)]
     answers = rec.predict_many(paths)
