@@ -64,6 +64,25 @@ def _digits_side_by_side(images: np.ndarray) -> np.ndarray:
     return _page(ink)
 
 
+def _cheque_cut(images: np.ndarray, sliver: int = 24) -> np.ndarray:
+    """The middle of three MNIST digits written in a row (60 px each, 56 px apart), cut as a cheque
+    reader's segmenter cuts it: `sliver` px of each neighbour's box kept at the edges (24 px: about
+    half of a neighbour's ink), over guilloche (fine printed waves), in a pale grey pen."""
+    big = [cv2.resize(d, (60, 60), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255 for d in images]
+    ink = np.zeros((90, 3 * 56 + 20), np.float32)
+    for k, d in enumerate(big):
+        ink[15:75, 10 + 56 * k : 70 + 56 * k] = np.maximum(ink[15:75, 10 + 56 * k : 70 + 56 * k], d)
+    cut = ink[:, 66 - sliver : 126 + sliver]
+    h, w = cut.shape
+    waves = np.zeros_like(cut)
+    xs = np.arange(w, dtype=np.float32)
+    for k in range(6):
+        ys = h / 2 + 0.4 * h * np.sin(2 * np.pi * xs / (30 + 9 * k) + k)
+        cv2.polylines(waves, [np.stack([xs, ys], 1).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA)
+    noise = np.random.default_rng(int(images.sum()) % 1000).normal(0, 3, cut.shape)
+    return np.clip(225 - 110 * cut - 35 * waves * (cut < 0.3) + noise, 0, 255).astype(np.uint8)
+
+
 def _boxed(digit28: np.ndarray, margin: int = 10, pen: int = 2) -> np.ndarray:
     """A MNIST digit written inside a printed rectangle (a form's box)."""
     ink = np.zeros((140, 140), np.float32)
@@ -143,6 +162,24 @@ def test_real_digits_are_answered(rec, tmp_path, mnist):
     assert len(flagged) <= 2, flagged  # 5%: trust.py measures 1.8% of 600 held-out writers' digits
     right = sum(a.top[0][0] == label for a, label in zip(answers, labels[:40]))
     assert right >= 37
+
+
+@pytest.mark.mnist
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15 §2 open: the shipped rejector (and the one trained with cheque digits, not shipped) "
+    "flags 3 of these 40 as several digits",
+)
+def test_cheque_digits_with_their_neighbours_slivers_are_answered(rec, tmp_path, mnist):
+    """ORAND's cheque digits are the real source flagged most (5.6%, most as "several digits"):
+    a crop holding much of a neighbour, a thin pale pen over guilloche. Wanted: at most one of
+    these 40 flagged. Strict: it says so when a rejector meets it."""
+    images, labels = mnist["test"]
+    paths = [_write(tmp_path / f"{i}.png", _cheque_cut(images[i - 1 : i + 2])) for i in range(1, 41)]
+    answers = rec.predict_many(paths)
+    rejected = [a.reason for a in answers if a.reason not in (None, doubt.LOW_CONFIDENCE)]
+    assert len(rejected) <= 1, rejected
+    assert sum(a.top[0][0] == label for a, label in zip(answers, labels[1:41])) >= 39
 
 
 @pytest.mark.mnist

@@ -7,11 +7,14 @@ JPEG; a bare 28x28 in MNIST form), passed through the same preprocessing `predic
 Kinds, and the class each one teaches (`CLASSES`):
   digit     MNIST training digits and the digits of fonts, with the same pen styles and distortions;
             as normalised scans give them (stretched to fill a 16 or 32 px box, often binary); and
-            cut from a written number with slivers of its neighbours at the edges (a cheque's digits)
+            cut from a written number with slivers of its neighbours at the edges; and as a cheque
+            reader's scan gives them (`cheque_digit`: thin pens, guilloche, wide neighbour slivers,
+            low contrast)
   letter    letters and symbols of handwriting-like fonts (OpenCV's Hershey fonts, script ones
             included, and the TrueType fonts installed here) with slant, elastic distortion and pens;
             glyphs a digit is written like (O, l, I, S, Z, |, ...) are left out
-  scribble  Bezier strokes, zigzags, loops and spirals, hatching
+  scribble  Bezier strokes, zigzags, loops and spirals, hatching; and (`scrawl`) crossings-out,
+            cursive garlands, waves, bursts of crossing lines, clusters of dots
   shape     smileys, stars, triangles, hearts, arrows, ticks, crosses, empty boxes
   blank     paper with grain, specks, gradients and JPEG; ruled and squared paper with nothing written
   pair      two or three MNIST training digits side by side (`synth.make_number`: apart, touching,
@@ -30,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digitrec import doubt
+from digitrec import documents, doubt
 from digitrec.errors import ImageError
 from digitrec.preprocess.digit import digit_views, fit_and_centre
 
@@ -41,8 +44,10 @@ KIND_CLASS = {
     "font-digit": DIGIT,
     "scan-digit": DIGIT,
     "cut-digit": DIGIT,
+    "cheque-digit": DIGIT,
     "letter": NOT_A_DIGIT,
     "scribble": NOT_A_DIGIT,
+    "scrawl": NOT_A_DIGIT,
     "shape": NOT_A_DIGIT,
     "blank": NO_INK,
     "pair": SEVERAL_DIGITS,
@@ -181,6 +186,41 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
     else:  # a random walk that turns a lot
         steps = rng.normal(0, 1, (int(rng.integers(30, 80)), 2)).cumsum(0) * 4
         curves = [48 + steps - steps.mean(0)]
+    return _draw(curves, pen)
+
+
+def scrawl(rng: np.random.Generator) -> np.ndarray:
+    """More kinds of scribble than `scribble` draws (a kind of its own, so that the benchmark's
+    scribbles, drawn by `scribble`, stay the same images): a crossing-out, a cursive garland
+    (mmm, eee), a wave, a burst of crossing lines, a cluster of dots; in a 96 px square."""
+    pen = int(rng.integers(2, 7))
+    kind = rng.choice(["crossing-out", "garland", "wave", "burst", "dots"])
+    if kind == "crossing-out":  # many strokes back and forth over one place
+        n = int(rng.integers(10, 26))
+        xs = np.where(np.arange(n) % 2, rng.uniform(60, 90, n), rng.uniform(6, 36, n))
+        ys = np.linspace(rng.uniform(10, 35), rng.uniform(60, 86), n) + rng.normal(0, 4, n)
+        curves = [np.stack([xs, ys], 1)]
+    elif kind == "garland":  # arches (m) or loops (e) written in a row, like a word no one can read
+        humps = rng.uniform(3, 6)
+        t = np.linspace(0, humps * np.pi, 300)
+        x = 6 + 84 * t / t[-1]
+        if rng.random() < 0.5:
+            y = 70 - 40 * np.abs(np.sin(t))
+        else:
+            x = x + 8 * np.sin(2 * t)
+            y = 55 - 20 * np.sin(2 * t + np.pi / 2) * rng.uniform(0.6, 1.2)
+        curves = [np.stack([x, y], 1)]
+    elif kind == "wave":
+        t = np.linspace(0, 2 * np.pi * rng.uniform(2, 5), 300)
+        curves = [np.stack([6 + 84 * t / t[-1], 48 + rng.uniform(6, 18) * np.sin(t)], 1)]
+    elif kind == "burst":  # five or more long straight lines crossing (fewer, shorter ones make a 4, a 7)
+        angles = rng.uniform(0, np.pi, int(rng.integers(5, 10)))
+        d = np.stack([np.cos(angles), np.sin(angles)], 1) * rng.uniform(30, 44, (len(angles), 1))
+        centres = 48 + rng.normal(0, 8, (len(angles), 2))
+        curves = [np.stack([c - v, c + v]) for c, v in zip(centres, d)]
+    else:  # dots, as a pen tapped on the paper
+        curves = [np.repeat(p[None], 2, 0) for p in rng.uniform(8, 88, (int(rng.integers(6, 20)), 2))]
+        pen = int(rng.integers(4, 9))
     return _draw(curves, pen)
 
 
@@ -365,6 +405,35 @@ def cut_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) 
     return cut
 
 
+def cheque_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """One digit of a cheque amount as a cheque reader's scan and segmenter give it: cut with
+    wide slivers of its neighbours (up to 40% of a digit each side), often with a thin pen, over
+    guilloche, at low contrast, sometimes binarised. The ORAND digits the first rejector flagged
+    look like this."""
+    from digitrec.synth import make_number
+
+    spans: list = []
+    grey, _ = make_number(rng, images, labels, 3, group="separated", spans=spans)
+    left, right = spans[1]
+    width = right - left
+    lo, hi = (int(width * f) + 1 for f in rng.uniform(0.02, 0.4, 2))
+    cut = grey[:, max(0, left - lo) : right + hi].astype(np.float32)
+    rows = np.nonzero((255 - cut).max(axis=1) > 60)[0]  # trim the paper above and below
+    if len(rows):
+        margin = int(rng.integers(1, 8))
+        cut = cut[max(0, rows[0] - margin) : rows[-1] + 1 + margin]
+    if rng.random() < 0.5 and cut.shape[0] > 30:  # a thin pen: the dark strokes eroded by a px
+        cut = np.maximum(cv2.dilate(cut, np.ones((2, 2), np.uint8)), cut * 0.8 + 255 * 0.2)
+    if rng.random() < 0.7:
+        cut = documents.background(rng, cut, float(cut.shape[0]), "cheque")
+    paper = float(np.percentile(cut, 90))
+    cut = paper - (paper - cut) * rng.uniform(0.25, 1.0)  # low contrast: a light pen, a grey scan
+    cut = cut + rng.normal(0, rng.uniform(0, 6), cut.shape)
+    if rng.random() < 0.25:  # a binarised scan
+        cut = np.where(cut < paper - rng.uniform(15, 40), 0.0, 255.0)
+    return np.clip(cut, 0, 255).astype(np.uint8)
+
+
 def several_digits(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Two or three MNIST digits side by side: apart, touching, overlapping or photographed."""
     from digitrec.synth import GROUPS, make_number
@@ -391,6 +460,8 @@ def make_image(
         return scanned_digit(rng, images[rng.integers(len(images))])
     if kind == "cut-digit":
         return cut_digit(rng, images, labels)
+    if kind == "cheque-digit":
+        return cheque_digit(rng, images, labels)
     if kind == "font-digit":
         return on_paper(
             rng, distort(rng, glyph(rng, str(rng.choice(list(FONT_DIGITS))), fonts[rng.integers(len(fonts))]))
@@ -400,6 +471,8 @@ def make_image(
         return on_paper(rng, distort(rng, glyph(rng, str(rng.choice(list(chars))), fonts[rng.integers(len(fonts))])))
     if kind == "scribble":
         return on_paper(rng, distort(rng, scribble(rng), strength=0.5))
+    if kind == "scrawl":
+        return on_paper(rng, distort(rng, scrawl(rng), strength=0.5))
     if kind == "shape":
         return on_paper(rng, distort(rng, shape(rng), strength=0.5))
     if kind == "blank":

@@ -30,14 +30,16 @@ from digitrec.errors import DataError, DigitrecError
 WRITERS_FILE = Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist-writers" / "qmnist-train-labels.tsv.gz"
 HELD_OUT_WRITERS = 5  # writer id % 5 == 0: a fifth of the writers only in validation
 HELD_OUT = 55_000  # without the writer table: training images from here on are validation's
-# Examples per kind at --scale 1 (about 5 minutes of drawing and preprocessing on a quiet core).
+# Examples per kind at --scale 1 (about 6 minutes of drawing and preprocessing on a quiet core).
 TRAIN_COUNTS = {
     "digit": 10_000,
     "font-digit": 1_500,
     "scan-digit": 2_500,
     "cut-digit": 2_500,
-    "letter": 6_000,
+    "cheque-digit": 2_500,
+    "letter": 8_000,
     "scribble": 2_500,
+    "scrawl": 2_000,
     "shape": 1_500,
     "blank": 2_500,
     "pair": 4_000,
