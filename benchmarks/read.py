@@ -213,6 +213,11 @@ def gflops() -> float:
     return 10 * 2 * 512**3 / (time.perf_counter() - t) / 1e9
 
 
+def load() -> str:
+    """The machine's 1/5/15-minute load averages: timings mean little when others share the cores."""
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-length", type=int, default=25, help="generated numbers per group and length")
@@ -242,8 +247,8 @@ def main() -> None:
     print(f"# {datetime.date.today()}  model {rec.card.get('name', rec.path.name)} ({rec.path})")
     print(f"# line reader {args.line_reader or 'shipped'}")
     print(
-        f"# machine: {platform.machine()}, {os.cpu_count()} cores, matmul {gflops():.1f} GFLOP/s; "
-        f"command: {' '.join(sys.argv)}"
+        f"# machine: {platform.machine()}, {os.cpu_count()} cores, matmul {gflops():.1f} GFLOP/s, "
+        f"load {load()}; command: {' '.join(sys.argv)}"
     )
 
     def failure(name: str, image, label: str, text: str) -> None:
@@ -370,6 +375,7 @@ def main() -> None:
             f"({100 * digits_right / args.amounts:.1f}% with the digits right), {args.amounts} amounts"
         )
 
+    print(f"\n# load at the end {load()} (1/5/15-min averages; other processes share the cores)")
     if args.results:
         with open(args.results, "w", newline="") as f:
             writer = csv.writer(f)

@@ -50,7 +50,8 @@ def test_shipped_line_reader_gives_its_golden_log_probabilities(golden):
     log_probs = LineReader(threads=1).log_probs(inputs["line"])
     assert log_probs.shape == (inputs["line"].shape[1] // 4, 11)
     np.testing.assert_allclose(log_probs, outputs["line_reader"], rtol=0, atol=GOLDEN_ATOL)
-    assert greedy_decode(log_probs)[0] == greedy_decode(outputs["line_reader"])[0]
+    # The line reader with marks (2026-12-06) reads the golden line right; the one before read 69069.
+    assert greedy_decode(log_probs)[0] == "".join(map(str, inputs["line_labels"])) == "59069"
 
 
 # ---------- the card: one schema, checked when a model is opened ----------
@@ -66,7 +67,6 @@ def test_the_shipped_cards_are_valid_and_match_their_sidecars():
         ("model", None),
         ("verifier", None),
         ("line_reader", "line-reader"),
-        ("line_reader_marks", "line-reader"),
     ):
         path = paths.assets_dir() / f"{name}.onnx"
         _, card = open_model(path, require_input=True)

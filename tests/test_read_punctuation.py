@@ -51,11 +51,14 @@ def test_read_cli_keep_punctuation(amounts, tmp_path, capsys):
     assert all(r["text"].isdigit() for r in json.loads(out))
 
 
-def test_the_shipped_marks_reader_writes_marks_and_is_not_the_digits_reader():
-    """Its card says what it writes and where it came from; the default line reader is unchanged."""
-    from digitrec.line_reader import ALPHABET, LineReader, default_line_reader_path, marks_reader_path
+def test_the_shipped_line_reader_writes_marks_and_says_where_it_came_from():
+    """One line reader reads the digits and places the marks; its card says what it writes, how it
+    was trained and why it was shipped."""
+    from digitrec.line_reader import ALPHABET
+    from digitrec.runtime import Recognizer
 
-    marks = LineReader(marks_reader_path())
-    assert marks.alphabet == ALPHABET and marks.card["config"]["held_out_writers"] > 0
-    assert "--numbers 20000 --epochs 12" in marks.card["command"]
-    assert LineReader(default_line_reader_path()).alphabet == "0123456789"
+    reader = Recognizer().line_reader
+    assert reader.alphabet == ALPHABET and reader.card["config"]["held_out_writers"] > 0
+    assert "--numbers 20000 --epochs 12" in reader.card["command"]
+    assert "benchmarks/read.py" in reader.card["notes"]
+    assert not (reader.path.parent / "line_reader_marks.onnx").exists()

@@ -39,12 +39,6 @@ def default_line_reader_path() -> Path:
     return paths.assets_dir() / "line_reader.onnx"
 
 
-def marks_reader_path() -> Path:
-    """The shipped line reader that also writes '.', ',' and '-' (for keep_punctuation), while the
-    default line reader is one of digits only."""
-    return paths.assets_dir() / "line_reader_marks.onnx"
-
-
 def line_image(atoms: list[Atom], ink: np.ndarray, stroke: float, digit_height: float) -> np.ndarray:
     """The atoms of one text line -> uint8 (HEIGHT, W) image, ink = 255 on black, W a multiple of
     STRIDE: the line scaled so that its digits are BOX px tall, strokes brought into MNIST's width

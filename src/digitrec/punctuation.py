@@ -101,11 +101,11 @@ def punctuate(digits: str, log_probs: np.ndarray, alphabet: str) -> str:
 def punctuate_lines(recognizer, seg, lines) -> list[str]:
     """The reader's chosen digit lines (`reading.read_segmentation`) -> each line's text with its
     marks. Each digit line is matched to the segmented line that holds its digits' centres, read
-    again by the recognizer's punctuation reader with its whole alphabet. Raises ModelError when
-    that writes digits only."""
+    again by the recognizer's line reader with its whole alphabet. Raises ModelError when that
+    writes digits only (a line reader trained before the marks)."""
     from digitrec.line_reader import line_image
 
-    reader = recognizer.punctuation_reader
+    reader = recognizer.line_reader
     if reader.alphabet == "0123456789":
         raise ModelError(f"{reader.path} reads digits only: keeping punctuation needs a line reader with marks")
     texts = []

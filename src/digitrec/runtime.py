@@ -110,7 +110,6 @@ class Recognizer:
         self._rejector: Rejector | None = None
         self._verifier: Verifier | None = None
         self._line_reader: LineReader | None = None
-        self._punctuation_reader: LineReader | None = None
 
     @property
     def verifier(self) -> Verifier:
@@ -147,19 +146,6 @@ class Recognizer:
 
             self._line_reader = LineReader(threads=self.threads)
         return self._line_reader
-
-    @property
-    def punctuation_reader(self) -> LineReader:
-        """The line model that places marks for `read(..., keep_punctuation=True)`: the line reader
-        itself when it writes them, else the shipped `assets/line_reader_marks.onnx`; loaded on first use."""
-        if self._punctuation_reader is None:
-            from digitrec.line_reader import LineReader, marks_reader_path
-
-            if self.line_reader.alphabet != "0123456789":
-                self._punctuation_reader = self.line_reader
-            else:
-                self._punctuation_reader = LineReader(marks_reader_path(), threads=self.threads)
-        return self._punctuation_reader
 
     # --- arrays already in MNIST form ---
 
