@@ -217,30 +217,30 @@ def _data_settings(config: LineReaderConfig) -> str:
 
 
 def cached_data(out: Path, config: LineReaderConfig, workers: int, log=print) -> dict:
-    cache = out / CACHE
-    if cache.is_file():
-        with np.load(cache) as f:
-            made = (int(f["numbers"]), int(f["seed"]))
-            if made != (config.numbers, config.seed):
-                raise DataError(f"{cache} was made with --numbers {made[0]} --seed {made[1]}: use another --out")
-            if "settings" in f and str(f["settings"]) != _data_settings(config):
-                raise DataError(f"{cache} was made with other data settings ({f['settings']}): use another --out")
-            return {
-                name: (_unpack(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
-                for name in ("train", "test")
-            }
-    data = build_data(config, workers, log)
-    numbers, seed = config.numbers, config.seed
-    out.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for name, (images, texts) in data.items():
-        arrays[f"{name}_images"], arrays[f"{name}_widths"] = _pack(images)
-        arrays[f"{name}_texts"] = np.array(texts)
-    from digitrec.files import atomic_path
+    """The lines for `config`: from `out`/CACHE when made with the same settings, else drawn and
+    saved there (`train.cache`)."""
+    from digitrec.train.cache import cached
 
-    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would add .npz to a name
-        np.savez_compressed(f, numbers=numbers, seed=seed, settings=_data_settings(config), **arrays)
-    return data
+    def to_arrays(data: dict) -> dict:
+        arrays = {}
+        for name, (images, texts) in data.items():
+            arrays[f"{name}_images"], arrays[f"{name}_widths"] = _pack(images)
+            arrays[f"{name}_texts"] = np.array(texts)
+        return arrays
+
+    def from_arrays(f: dict) -> dict:
+        return {
+            name: (_unpack(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
+            for name in ("train", "test")
+        }
+
+    return cached(
+        out / CACHE,
+        {"numbers": config.numbers, "seed": config.seed, "settings": _data_settings(config)},
+        lambda: build_data(config, workers, log),
+        to_arrays,
+        from_arrays,
+    )
 
 
 def _distort(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

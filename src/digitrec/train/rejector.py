@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.errors import DataError, DigitrecError
+from digitrec.errors import DigitrecError
 
 # The QMNIST table of who wrote each MNIST training image (a developer's copy; optional).
 WRITERS_FILE = Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist-writers" / "qmnist-train-labels.tsv.gz"
@@ -100,40 +100,36 @@ def build_data(scale: float, seed: int, writers_file: Path | None, log=print) ->
 
 def _cached_data(out: Path, scale: float, seed: int, writers_file: Path | None) -> dict:
     """The examples for (scale, seed): from `out`/examples.npz when made with the same, else drawn
-    and saved there. A cache made differently is an error, never silently reused."""
-    cache = out / "examples.npz"
-    if cache.is_file():
-        with np.load(cache) as f:
-            made = (float(f["scale"]), int(f["seed"]))
-            if made != (scale, seed):
-                raise DataError(
-                    f"{cache} was made with --scale {made[0]} --seed {made[1]}: use another --out, or delete it"
-                )
-            return {
-                "train": (f["x_train"], f["y_train"]),
-                "test": (f["x_test"], f["y_test"]),
-                "test_kinds": f["kinds_test"],
-                "split": str(f["split"]),
-                "held_out_fonts": list(f["held_out_fonts"]),
-            }
-    data = build_data(scale, seed, writers_file)
-    out.mkdir(parents=True, exist_ok=True)
-    from digitrec.files import atomic_path
+    and saved there (`train.cache`)."""
+    from digitrec.train.cache import cached
 
-    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would add .npz to a name
-        np.savez_compressed(
-            f,
-            x_train=data["train"][0],
-            y_train=data["train"][1],
-            x_test=data["test"][0],
-            y_test=data["test"][1],
-            kinds_test=data["test_kinds"],
-            split=data["split"],
-            held_out_fonts=np.array(data["held_out_fonts"]),
-            scale=scale,
-            seed=seed,
-        )
-    return data
+    def to_arrays(data: dict) -> dict:
+        return {
+            "x_train": data["train"][0],
+            "y_train": data["train"][1],
+            "x_test": data["test"][0],
+            "y_test": data["test"][1],
+            "kinds_test": data["test_kinds"],
+            "split": np.array(data["split"]),
+            "held_out_fonts": np.array(data["held_out_fonts"]),
+        }
+
+    def from_arrays(f: dict) -> dict:
+        return {
+            "train": (f["x_train"], f["y_train"]),
+            "test": (f["x_test"], f["y_test"]),
+            "test_kinds": f["kinds_test"],
+            "split": str(f["split"]),
+            "held_out_fonts": list(f["held_out_fonts"]),
+        }
+
+    return cached(
+        out / "examples.npz",
+        {"scale": float(scale), "seed": seed},
+        lambda: build_data(scale, seed, writers_file),
+        to_arrays,
+        from_arrays,
+    )
 
 
 def readable_digits(data: dict) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.errors import DataError, DigitrecError
+from digitrec.errors import DigitrecError
 
 HELD_OUT = 55_000  # training digits from here on make the verifier's test numbers
 PLAIN_DIGITS = 20_000
@@ -53,32 +53,21 @@ def build_data(numbers: int, seed: int, log=print) -> dict:
 
 def _cached_data(out: Path, numbers: int, seed: int) -> dict:
     """The candidates for (numbers, seed): from `out`/candidates.npz when it was made with the same,
-    else generated and saved there. A cache made differently is an error, never silently reused."""
-    cache = out / "candidates.npz"
-    if cache.is_file():
-        with np.load(cache) as f:
-            made = (int(f["numbers"]), int(f["seed"]))
-            if made != (numbers, seed):
-                raise DataError(
-                    f"{cache} was made with --numbers {made[0]} --seed {made[1]}, not --numbers "
-                    f"{numbers} --seed {seed}: use another --out, or delete it"
-                )
-            return {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])}
-    data = build_data(numbers, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    from digitrec.files import atomic_path
+    else generated and saved there (`train.cache`)."""
+    from digitrec.train.cache import cached
 
-    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: savez would add .npz to a name
-        np.savez_compressed(
-            f,
-            x_train=data["train"][0],
-            y_train=data["train"][1],
-            x_test=data["test"][0],
-            y_test=data["test"][1],
-            numbers=numbers,
-            seed=seed,
-        )
-    return data
+    return cached(
+        out / "candidates.npz",
+        {"numbers": numbers, "seed": seed},
+        lambda: build_data(numbers, seed),
+        lambda data: {
+            "x_train": data["train"][0],
+            "y_train": data["train"][1],
+            "x_test": data["test"][0],
+            "y_test": data["test"][1],
+        },
+        lambda f: {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])},
+    )
 
 
 def train_verifier(
