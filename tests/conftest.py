@@ -113,3 +113,16 @@ def client(recognizer):
 
     with TestClient(create_app(recognizer), base_url=LOCAL) as c:
         yield c
+
+
+def plain_digits(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Upright strokes (1) and rings (0) in MNIST form, for tests that need digits but no data."""
+    import cv2
+
+    images = np.zeros((n, 28, 28), np.uint8)
+    for k in range(n):
+        if k % 2:
+            cv2.line(images[k], (14, 4), (14, 23), 255, 3)
+        else:
+            cv2.ellipse(images[k], (14, 14), (6, 9), 0, 0, 360, 255, 3)
+    return images, np.array([1 if k % 2 else 0 for k in range(n)], np.uint8)

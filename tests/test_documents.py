@@ -6,24 +6,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from conftest import plain_digits
 
 from digitrec import documents, synth
 
 
-def _digits(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Upright strokes (1) and rings (0) in MNIST form (no data needed)."""
-    images = np.zeros((n, 28, 28), np.uint8)
-    for k in range(n):
-        if k % 2:
-            cv2.line(images[k], (14, 4), (14, 23), 255, 3)
-        else:
-            cv2.ellipse(images[k], (14, 14), (6, 9), 0, 0, 360, 255, 3)
-    return images, np.array([1 if k % 2 else 0 for k in range(n)], np.uint8)
-
-
 def test_undressed_numbers_are_made_exactly_as_before():
     """document=0 and text_out draw nothing more from the generator: the benchmark's strings stay."""
-    images, labels = _digits()
+    images, labels = plain_digits()
     for group in synth.GROUPS:
         a = synth.make_number(np.random.default_rng(7), images, labels, 5, group, punctuation=True)
         b = synth.make_number(
@@ -33,7 +23,7 @@ def test_undressed_numbers_are_made_exactly_as_before():
 
 
 def test_the_text_keeps_points_commas_and_minus_signs_where_they_are_written():
-    images, labels = _digits()
+    images, labels = plain_digits()
     seen = set()
     for seed in range(40):
         text: list = []
@@ -87,7 +77,7 @@ def test_one_hand_slant_and_pen():
 
 
 def test_dressed_numbers_keep_their_label_and_an_owner_map_of_their_shape():
-    images, labels = _digits()
+    images, labels = plain_digits()
     kinds = set()
     for seed in range(30):
         owners: list = []

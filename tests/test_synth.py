@@ -5,25 +5,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from conftest import plain_digits
 
 from digitrec import synth
 from digitrec.train.lines import break_strokes
 
 
-def _digits(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Ten plain upright strokes and rings in MNIST form (no data needed)."""
-    images = np.zeros((n, 28, 28), np.uint8)
-    for k in range(n):
-        if k % 2:
-            cv2.line(images[k], (14, 4), (14, 23), 255, 3)
-        else:
-            cv2.ellipse(images[k], (14, 14), (6, 9), 0, 0, 360, 255, 3)
-    return images, np.array([1 if k % 2 else 0 for k in range(n)], np.uint8)
-
-
 @pytest.mark.parametrize("mark", list(synth.FORM_MARKS))
 def test_each_mark_is_ink_that_no_digit_owns_and_not_in_the_label(mark):
-    images, labels = _digits()
+    images, labels = plain_digits()
     rng = np.random.default_rng(0)
     owners: list = []
     plain, plain_label = synth.make_number(np.random.default_rng(0), images, labels, 3, "separated")
@@ -35,8 +25,8 @@ def test_each_mark_is_ink_that_no_digit_owns_and_not_in_the_label(mark):
     assert grey.shape[1] > plain.shape[1]  # the marks take room after the digits
 
 
-def test_ticks_and_slashes_are_shorter_than_the_digits():
-    images, labels = _digits()
+def test_ticks_and_slashes_are_shorter_than_theplain_digits():
+    images, labels = plain_digits()
     for seed in range(20):
         owners: list = []
         grey, _ = synth.make_number(
@@ -50,7 +40,7 @@ def test_ticks_and_slashes_are_shorter_than_the_digits():
 
 
 def test_the_cheque_marks_are_the_default():
-    images, labels = _digits()
+    images, labels = plain_digits()
     a = synth.make_number(np.random.default_rng(4), images, labels, 4, "touching", punctuation=True)
     b = synth.make_number(
         np.random.default_rng(4), images, labels, 4, "touching", punctuation=True, marks=synth.CHEQUE_MARKS
@@ -58,8 +48,8 @@ def test_the_cheque_marks_are_the_default():
     assert a[1] == b[1] and np.array_equal(a[0], b[0])
 
 
-def test_broken_strokes_only_remove_ink_and_split_digits():
-    images, _ = _digits(40)
+def test_broken_strokes_only_remove_ink_and_splitplain_digits():
+    images, _ = plain_digits(40)
     broken = break_strokes(images, np.random.default_rng(1), share=1.0)
     assert (broken <= images).all() and (broken != images).any(axis=(1, 2)).all()
 
@@ -78,7 +68,7 @@ def test_a_faint_digit_stays_in_its_place(group):
     """A digit with no ink above synth.INK (a thin stroke made small) has nothing to touch: the next
     digit used to slide past it to the left edge (and, overlapping, past the edge). Now the slide
     stops at its left edge; overlapping moves on by its usual 3-12% of the height."""
-    images, labels = _digits(2)
+    images, labels = plain_digits(2)
     images[1] = images[1] // 6  # a faint 1
     for seed in range(10):
         spans: list = []
