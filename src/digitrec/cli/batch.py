@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.text import Text
 
 from digitrec.batch.local import default_workers
-from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+from digitrec.cli.output import min_confidence_option
 
 
 @click.command()
@@ -61,13 +61,8 @@ from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
     default=None,
     help="ONNX or Keras model (default: the model shipped with digitrec).",
 )
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0, 1),
-    default=DEFAULT_MIN_CONFIDENCE,
-    show_default=True,
-    help="Below this calibrated probability the answer is marked uncertain, with reason 'low "
-    "confidence' (and the digit left empty), as predict does. 0 always answers.",
+@min_confidence_option(
+    "Below this calibrated probability the answer is marked uncertain, with reason 'low confidence' (and the digit left empty), as predict does."
 )
 @click.option(
     "--fast",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+from digitrec.cli.output import min_confidence_option
 
 
 @click.command()
@@ -28,13 +28,8 @@ from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images (a quick look).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (the last line of output).")
 @click.option("--force", is_flag=True, help="Replace the report of another model already in --out.")
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0, 1),
-    default=DEFAULT_MIN_CONFIDENCE,
-    show_default=True,
-    help="The threshold whose effect the report's doubt section shows: the share answered, their "
-    "accuracy and what was flagged (predict's default).",
+@min_confidence_option(
+    "The threshold whose effect the report's doubt section shows: the share answered, their accuracy and what was flagged."
 )
 def evaluate(model, out, data_dir, limit, as_json, force, min_confidence):
     """Evaluate MODEL on the 10,000 MNIST test images and write a report.

@@ -1,5 +1,5 @@
-"""What `predict` and `read` share in writing their answers: the compact JSON array, the CSV file
-written whole, and debug file names that never overwrite one another."""
+"""What the answering commands share: the compact JSON array, the CSV file written whole, debug
+file names that never overwrite one another, and the one `--min-confidence` option."""
 
 from __future__ import annotations
 
@@ -7,6 +7,20 @@ import json
 from pathlib import Path
 
 import click
+
+from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+
+
+def min_confidence_option(what: str):
+    """`--min-confidence`, the same threshold with the same default (`doubt.DEFAULT_MIN_CONFIDENCE`,
+    chosen on MNIST validation data: docs/trust.md) on every command; `what` says what it does there."""
+    return click.option(
+        "--min-confidence",
+        type=click.FloatRange(0, 1),
+        default=DEFAULT_MIN_CONFIDENCE,
+        show_default=True,
+        help=f"{what} The default was chosen on MNIST validation data (docs/trust.md); 0 always answers.",
+    )
 
 
 def echo_json_lines(results: list[dict]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+from digitrec.cli.output import min_confidence_option
 from digitrec.errors import DigitrecError
 
 
@@ -49,14 +49,8 @@ from digitrec.errors import DigitrecError
     default=None,
     help="Write a PNG strip of the preprocessing stages per image to this folder.",
 )
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0, 1),
-    default=DEFAULT_MIN_CONFIDENCE,
-    show_default=True,
-    help="Below this calibrated probability answer '?' (digit null, uncertain, reason 'low "
-    "confidence') instead of guessing; the default was chosen on MNIST validation data "
-    "(docs/trust.md). 0 always answers.",
+@min_confidence_option(
+    "Below this calibrated probability answer '?' (digit null, uncertain, reason 'low confidence') instead of guessing."
 )
 @click.option(
     "--no-reject",

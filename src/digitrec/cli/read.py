@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from digitrec.cli.output import min_confidence_option
 from digitrec.digit_pattern import MAX_REPEAT
 
 
@@ -47,13 +48,8 @@ from digitrec.digit_pattern import MAX_REPEAT
     default=None,
     help="Also write the answers to this CSV file.",
 )
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Flag a number whose confidence is below this probability as uncertain (reason 'low confidence'), "
-    "and each digit below it.",
+@min_confidence_option(
+    "Flag a number whose calibrated confidence is below this as uncertain (reason 'low confidence'), and each digit below it."
 )
 @click.option(
     "--debug",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+from digitrec.cli.output import min_confidence_option
 
 
 @click.command()
@@ -84,14 +84,8 @@ from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
     type=click.IntRange(1),
     help="POST requests in progress per process; past it a POST is answered 503 at once.",
 )
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0, 1),
-    default=DEFAULT_MIN_CONFIDENCE,
-    show_default=True,
-    help="Below this calibrated probability a digit is answered as uncertain (digit null, reason "
-    "'low confidence'; the page says 'Not sure: 4 or 9?'), and the page marks the digits of a "
-    "number to check. 0 always answers.",
+@min_confidence_option(
+    "Below this calibrated probability a digit is answered as uncertain (digit null, reason 'low confidence'; the page says 'Not sure: 4 or 9?'), and the page marks the digits of a number to check."
 )
 @click.option(
     "--collect",
