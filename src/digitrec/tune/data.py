@@ -60,21 +60,31 @@ def list_examples(sources: list[str | Path] | tuple) -> list[Example]:
     return examples
 
 
-def _from_csv(path: Path) -> list[Example]:
+def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, str]], str]:
+    """A labelled CSV (`path` and the first of `columns` that it has, e.g. ("label",) or ("text",
+    "label")) -> its rows (keys lower-cased, values stripped) and the label column found. A missing
+    header or a file that is no CSV text is a DataError naming what was expected."""
+    expected = f"path,{columns[0]}"
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            columns = [c.strip().lower() for c in reader.fieldnames or []]
-            if "path" not in columns or "label" not in columns:
+            names = [c.strip().lower() for c in reader.fieldnames or []]
+            column = next((c for c in columns if c in names), None)
+            if "path" not in names or column is None:
                 raise DataError(
-                    f"{path}: the first row must name the columns path and label (got "
+                    f"{path}: the first row must name the columns path and {columns[0]} (got "
                     f"{','.join(reader.fieldnames or []) or 'an empty file'})"
                 )
             rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not a CSV text file (path,label)") from None
+        raise DataError(f"{path}: not a CSV text file ({expected})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return rows, column
+
+
+def _from_csv(path: Path) -> list[Example]:
+    rows, _ = read_rows(path, ("label",))
     bad = [(line, row["label"]) for line, row in enumerate(rows, start=2) if not _is_digit(row["label"])]
     if bad:
         shown = ", ".join(f"line {line}: {label!r}" for line, label in bad[:5])

@@ -11,7 +11,6 @@ digit. The reader's line model itself is not adapted here (see docs/finetune.md)
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,21 +39,9 @@ def list_numbers(path: Path | str) -> list[tuple[Path, str]]:
     are relative to the CSV's folder. Raises DataError for a missing header or a text that is not
     digits (spaces are dropped: "1 250" is 1250)."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            columns = [c.strip().lower() for c in reader.fieldnames or []]
-            text_column = "text" if "text" in columns else "label" if "label" in columns else None
-            if "path" not in columns or text_column is None:
-                raise DataError(
-                    f"{path}: the first row must name the columns path and text (got "
-                    f"{','.join(reader.fieldnames or []) or 'an empty file'})"
-                )
-            rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a CSV text file (path,text)") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    from digitrec.tune.data import read_rows
+
+    rows, text_column = read_rows(path, ("text", "label"))
     numbers, bad = [], []
     for line, row in enumerate(rows, start=2):
         text = "".join(row[text_column].split())
