@@ -168,7 +168,7 @@ def print_trust(rows: list[tuple[str, list[bool], list[float]]]) -> None:
 def fit_confidence(rec, per_length: int) -> None:
     """Fit ReaderParams.confidence_weights on generated validation strings and print them."""
     from digitrec.export import validation_split
-    from digitrec.reader_params import DEFAULT_PARAMS, FEATURES, ReaderParams, fit_logistic
+    from digitrec.read.params import DEFAULT_PARAMS, FEATURES, ReaderParams, fit_logistic
 
     digits = validation_split(rec.card.get("config", {}))
     features, right, product, skipped = [], [], [], 0
@@ -200,7 +200,7 @@ def fit_confidence(rec, per_length: int) -> None:
 
 
 def _evidences(x: np.ndarray):
-    from digitrec.reader_params import Evidence
+    from digitrec.read.params import Evidence
 
     return [Evidence(r[1], r[2], r[3], bool(r[4]), int(r[5])) for r in x]
 
@@ -231,12 +231,12 @@ def main() -> None:
     parser.add_argument("--amounts", type=int, default=0, help="also read N generated amounts with their marks")
     args = parser.parse_args()
 
-    from digitrec.reading import draw_reading
+    from digitrec.read.reading import draw_reading
     from digitrec.runtime import Recognizer
 
     rec = Recognizer(args.model)
     if args.line_reader:
-        from digitrec.line_reader import LineReader
+        from digitrec.read.line_reader import LineReader
 
         rec._line_reader = LineReader(args.line_reader, threads=rec.threads)
     rows = []  # (source, name, group, label, text) for --results

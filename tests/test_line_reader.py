@@ -8,8 +8,8 @@ import torch
 
 from digitrec import synth
 from digitrec.errors import DigitrecError
-from digitrec.line_reader import BLANK, HEIGHT, STRIDE, LineReader, greedy_decode, line_image, string_log_prob
 from digitrec.preprocess.segment import segment
+from digitrec.read.line_reader import BLANK, HEIGHT, STRIDE, LineReader, greedy_decode, line_image, string_log_prob
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ def test_shipped_digit_model_gives_its_golden_probabilities(golden):
 
 
 def test_shipped_verifier_gives_its_golden_probabilities(golden):
-    from digitrec.verifier import Verifier
+    from digitrec.read.verifier import Verifier
 
     inputs, outputs = golden
     probs = Verifier(threads=1).probabilities(inputs["digits"])
@@ -44,7 +44,7 @@ def test_shipped_verifier_gives_its_golden_probabilities(golden):
 
 
 def test_shipped_line_reader_gives_its_golden_log_probabilities(golden):
-    from digitrec.line_reader import LineReader, greedy_decode
+    from digitrec.read.line_reader import LineReader, greedy_decode
 
     inputs, outputs = golden
     log_probs = LineReader(threads=1).log_probs(inputs["line"])
@@ -127,8 +127,8 @@ def test_a_malformed_card_is_a_model_error_in_the_library_and_the_cli(card_text,
 
 def test_the_readers_networks_need_their_input_contract(tmp_path):
     from digitrec.errors import ModelError
-    from digitrec.line_reader import LineReader
-    from digitrec.verifier import Verifier
+    from digitrec.read.line_reader import LineReader
+    from digitrec.read.verifier import Verifier
 
     no_card = linear_model(tmp_path / "bare.onnx")
     no_input = linear_model(tmp_path / "no-input.onnx", '{"kind": "line-reader", "labels": ["0"]}')
@@ -147,7 +147,7 @@ def test_the_verifier_and_line_reader_feed_what_their_card_says(tmp_path):
     from onnx import TensorProto, helper
 
     from digitrec import paths
-    from digitrec.line_reader import LineReader
+    from digitrec.read.line_reader import LineReader
 
     proto = onnx.load(str(paths.assets_dir() / "line_reader.onnx"))
     card = json.loads(proto.metadata_props[0].value)

@@ -1,13 +1,13 @@
 """`keep_punctuation`: decimal points, separators and minus signs kept in a reading
-(`digitrec.punctuation`), never changing the digits the reader chose."""
+(`digitrec.read.punctuation`), never changing the digits the reader chose."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from digitrec.line_reader import ALPHABET
-from digitrec.punctuation import punctuate
+from digitrec.read.line_reader import ALPHABET
+from digitrec.read.punctuation import punctuate
 
 BLANK_CH = "_"
 
@@ -53,7 +53,7 @@ def test_a_digits_only_line_reader_keeps_no_marks():
 
 
 def test_a_reading_with_marks_shows_them_in_text_lines_and_json():
-    from digitrec.reading import ReadDigit, Reading
+    from digitrec.read.reading import ReadDigit, Reading
 
     digits = [ReadDigit(d, 0.9, (10 * k, 0, 8, 10), np.zeros((28, 28), np.uint8)) for k, d in enumerate([7, 5, 0])]
     reading = Reading([digits])
@@ -67,7 +67,7 @@ def _digits_only_line_reader(path):
     """A tiny untrained line reader of the first kind (digits and blank, no alphabet on its card)."""
     import torch
 
-    from digitrec.line_reader import HEIGHT
+    from digitrec.read.line_reader import HEIGHT
     from digitrec.train.line_reader import LineCNN, _card, export
 
     torch.manual_seed(0)
@@ -79,7 +79,7 @@ def _digits_only_line_reader(path):
 
 def test_keeping_punctuation_needs_a_line_reader_with_marks(tmp_path):
     from digitrec.errors import ModelError
-    from digitrec.line_reader import LineReader
+    from digitrec.read.line_reader import LineReader
     from digitrec.runtime import Recognizer
 
     _digits_only_line_reader(tmp_path / "old.onnx")

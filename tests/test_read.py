@@ -247,7 +247,7 @@ def test_best_path_can_be_held_to_a_reading():
     held to the line reader's '417' it must read each atom as one digit, and a reading that no
     path can give ('12345': more digits than atoms) is refused."""
     from digitrec.preprocess.segment import Atom, TextLine
-    from digitrec.reading import best_path
+    from digitrec.read.reading import best_path
 
     atoms = [Atom(x, 0, 8, 20, np.ones((20, 8), bool)) for x in (0, 10, 20)]
     line = TextLine(atoms, 20.0)
@@ -267,7 +267,7 @@ def test_a_mark_cut_into_pieces_costs_one_skip():
     whole slash is skipped for the price of one small atom, so reading it as a 1 does not win just
     because skipping three slices would cost three times as much."""
     from digitrec.preprocess.segment import Atom, TextLine
-    from digitrec.reading import SKIP_SMALL, best_path
+    from digitrec.read.reading import SKIP_SMALL, best_path
 
     digit = Atom(0, 0, 12, 20, np.ones((20, 12), bool), component=0)
     slash = [Atom(x, 8, 4, 10, np.ones((10, 4), bool), component=1) for x in (16, 20, 24)]
@@ -285,7 +285,7 @@ def test_a_mark_cut_into_pieces_costs_one_skip():
 
 def _line_says(columns: list[int], p: float = 0.9) -> np.ndarray:
     """(T, 11) log-probabilities whose best column path is `columns` (10 = blank), each column p sure."""
-    from digitrec.line_reader import BLANK
+    from digitrec.read.line_reader import BLANK
 
     log_probs = np.full((len(columns), BLANK + 1), np.log((1 - p) / BLANK))
     log_probs[np.arange(len(columns)), columns] = np.log(p)
@@ -298,7 +298,7 @@ def test_the_line_reader_overrules_the_cuts_unless_a_digit_is_sure():
     certainty; a line reader that agrees changes nothing; a run both models are sure of (atoms 0-1
     as a 1) may not be split to read the line reader's way."""
     from digitrec.preprocess.segment import Atom, TextLine
-    from digitrec.reading import _second_opinion, best_path
+    from digitrec.read.reading import _second_opinion, best_path
 
     atoms = [Atom(x, 0, 8, 20, np.ones((20, 8), bool)) for x in (0, 10, 20)]
     line = TextLine(atoms, 20.0)

@@ -278,7 +278,7 @@ def test_a_clean_number_read_right_says_so(recognizer, mnist):
 
 
 def test_the_confidence_map_is_the_documented_logistic():
-    from digitrec.reader_params import FEATURES, Evidence, ReaderParams, fit_logistic
+    from digitrec.read.params import FEATURES, Evidence, ReaderParams, fit_logistic
 
     evidence = Evidence(-0.4, -0.1, -0.2, True, 4)
     params = ReaderParams(confidence_weights=(1.0, 2.0, 0.0, 0.0, 0.5, 0.0))

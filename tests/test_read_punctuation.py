@@ -54,7 +54,7 @@ def test_read_cli_keep_punctuation(amounts, tmp_path, capsys):
 def test_the_shipped_line_reader_writes_marks_and_says_where_it_came_from():
     """One line reader reads the digits and places the marks; its card says what it writes, how it
     was trained and why it was shipped."""
-    from digitrec.line_reader import ALPHABET
+    from digitrec.read.line_reader import ALPHABET
     from digitrec.runtime import Recognizer
 
     reader = Recognizer().line_reader

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import run_main
 
-from digitrec.line_reader import ALPHABET, HEIGHT, LineReader
+from digitrec.read.line_reader import ALPHABET, HEIGHT, LineReader
 
 
 @pytest.mark.mnist
@@ -67,7 +67,7 @@ def test_train_recipe_verifier_refuses_digit_recipe_flags(tmp_path, capsys):
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_train_recipe_verifier_end_to_end(real_data, tmp_path, capsys):
-    from digitrec.verifier import Verifier
+    from digitrec.read.verifier import Verifier
 
     run = tmp_path / "v"
     args = [

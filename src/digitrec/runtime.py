@@ -28,10 +28,10 @@ from digitrec.preprocess.digit import WORK_SIDE, digit_views
 from digitrec.preprocess.load import ImageSource
 
 if TYPE_CHECKING:
-    from digitrec.line_reader import LineReader
-    from digitrec.reading import ReadBudget, Reading
+    from digitrec.read.line_reader import LineReader
+    from digitrec.read.reading import ReadBudget, Reading
+    from digitrec.read.verifier import Verifier
     from digitrec.reject import Rejector
-    from digitrec.verifier import Verifier
 
 DEFAULT_MODEL = "model.onnx"
 
@@ -113,9 +113,9 @@ class Recognizer:
 
     @property
     def verifier(self) -> Verifier:
-        """The reader's segmentation verifier (`digitrec.verifier`), loaded on first use."""
+        """The reader's segmentation verifier (`digitrec.read.verifier`), loaded on first use."""
         if self._verifier is None:
-            from digitrec.verifier import Verifier
+            from digitrec.read.verifier import Verifier
 
             self._verifier = Verifier(threads=self.threads)
         return self._verifier
@@ -140,9 +140,9 @@ class Recognizer:
 
     @property
     def line_reader(self) -> LineReader:
-        """The reader's line model (`digitrec.line_reader`), loaded on first use."""
+        """The reader's line model (`digitrec.read.line_reader`), loaded on first use."""
         if self._line_reader is None:
-            from digitrec.line_reader import LineReader
+            from digitrec.read.line_reader import LineReader
 
             self._line_reader = LineReader(threads=self.threads)
         return self._line_reader
@@ -293,18 +293,18 @@ class Recognizer:
         digits: int | None = None,
         pattern: str | None = None,
     ) -> Reading:
-        """Path, bytes or array of a written number -> `digitrec.reading.Reading` (text, lines,
+        """Path, bytes or array of a written number -> `digitrec.read.reading.Reading` (text, lines,
         per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
         and `TooMuchToRead` (an ImageError) when reading would take more work than `budget`, a
-        `digitrec.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
+        `digitrec.read.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
         writing needs; `reading.UNLIMITED` for none). `keep_punctuation`: the text keeps decimal
         points, thousands separators and minus signs ("7.50", "1,250.00", "-5"); digits only by
         default.
         `digits` (exactly that many) and `pattern` (a regular expression over the digits, matching
         the whole line: `r"\\d{4}"`, `r"(19|20)\\d\\d"`) constrain what each line may read as; the
-        search itself keeps to them (`digitrec.digit_pattern`). A bad pattern raises PatternError."""
-        from digitrec.digit_pattern import constraint
-        from digitrec.reading import read_number
+        search itself keeps to them (`digitrec.read.pattern`). A bad pattern raises PatternError."""
+        from digitrec.read.pattern import constraint
+        from digitrec.read.reading import read_number
 
         wanted = constraint(digits, pattern)
         return read_number(self, image, debug=debug, budget=budget, keep_punctuation=keep_punctuation, pattern=wanted)

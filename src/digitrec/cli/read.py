@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from digitrec.cli.output import min_confidence_option
-from digitrec.digit_pattern import MAX_REPEAT
+from digitrec.read.pattern import MAX_REPEAT
 
 
 @click.command()
@@ -82,8 +82,8 @@ def read(ctx, paths, model, digits, pattern, as_json, csv_path, min_confidence, 
       digitrec read amount.png --keep-punctuation
     """
     from digitrec.cli.inputs import expand_paths, read_input
-    from digitrec.digit_pattern import constraint
     from digitrec.errors import DigitrecError
+    from digitrec.read.pattern import constraint
     from digitrec.runtime import Recognizer
 
     constraint(digits, pattern)  # a bad pattern stops here, before any model loads
@@ -146,7 +146,7 @@ def _write_debug(folder: Path, path: str, reading, used: set[str]) -> None:
     from digitrec.cli.output import debug_name
     from digitrec.errors import DigitrecError
     from digitrec.preprocess.debug import write_png
-    from digitrec.reading import draw_reading
+    from digitrec.read.reading import draw_reading
 
     try:
         write_png(folder / f"{debug_name(path, used)}.read.png", draw_reading(reading.stages["input"], reading))

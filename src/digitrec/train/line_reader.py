@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from digitrec.errors import DataError, DigitrecError, ModelError
-from digitrec.line_reader import ALPHABET, HEIGHT, STRIDE, greedy_decode
 from digitrec.modelfile import ModelCard
 from digitrec.models import Normalize, conv_bn
+from digitrec.read.line_reader import ALPHABET, HEIGHT, STRIDE, greedy_decode
 
 HELD_OUT = 55_000  # without the writer files: training digits from here on are held out
 CHECKPOINT = "checkpoint.pt"

@@ -1,4 +1,4 @@
-"""Training data for the line reader (`digitrec.line_reader`): lines of digits as the reader sees them.
+"""Training data for the line reader (`digitrec.read.line_reader`): lines of digits as the reader sees them.
 
 Numbers of 1-8 MNIST *training* digits, each number of one writer's digits
 (`digitrec.writers`), made by `digitrec.synth` (all four layouts: separated,
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from digitrec.line_reader import line_image
 from digitrec.preprocess.segment import segment
+from digitrec.read.line_reader import line_image
 from digitrec.synth import FORM_MARKS, GROUPS, MARKS_SHARE, SMALL_TAIL_SHARE, make_number
 
 BROKEN = 0.1  # the share of digits broken in two

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
-from digitrec.digit_pattern import PatternError, constraint
+from digitrec.read.pattern import PatternError, constraint
 
 FIELDS = ("digits", "pattern")
 MAX_FIELD_BYTES = 1000  # a pattern longer than this is not a number's shape

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digitrec.line_reader import greedy_decode, string_log_prob
+from digitrec.read.line_reader import greedy_decode, string_log_prob
 
 FEATURES = ("bias", "digit log-prob", "one-digit log-prob", "line log-prob", "line agrees", "digits")
 
@@ -33,7 +33,9 @@ class Evidence:
     digits: int
 
     @classmethod
-    def of(cls, digit_probs: np.ndarray, one_digit: np.ndarray, line_log_probs: np.ndarray | None, text: str):
+    def of(
+        cls, digit_probs: np.ndarray, one_digit: np.ndarray, line_log_probs: np.ndarray | None, text: str
+    ) -> Evidence:
         """The chosen digits' probabilities (n,), their pieces' one-digit probabilities (n,), the
         line reader's (columns, 11) log-probabilities (None: not used) and the text read."""
         line_lp, agrees = 0.0, False

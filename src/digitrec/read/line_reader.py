@@ -6,7 +6,7 @@ model needs no cuts. `assets/line_reader.onnx` (trained by `python -m digitrec.t
 is a small CNN that reads the line's ink, normalised like MNIST (digits about 20 px tall, strokes
 in MNIST's width range, `line_image`), column by column, and is trained with CTC (Graves et al.,
 2006): it outputs, for every 4-pixel column, the probability of each digit and of "no new digit"
-(the blank). The reader (`digitrec.reading`) weighs the line model's probability of a reading
+(the blank). The reader (`digitrec.read.reading`) weighs the line model's probability of a reading
 against the segmentation's own score; the segmentation still gives every digit its box.
 """
 
@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from digitrec import paths
-from digitrec.digit_pattern import DigitPattern
 from digitrec.errors import ModelError
 from digitrec.modelfile.read import log_softmax, open_model
 from digitrec.preprocess.digit import BOX, RENDER, normalize_stroke
 from digitrec.preprocess.segment import Atom, render_group
+from digitrec.read.pattern import DigitPattern
 
 HEIGHT = 32  # the line image's height, px; digits are BOX (20) px tall in it, as in MNIST
 STRIDE = 4  # the model gives one output column per STRIDE px of image width
@@ -74,7 +74,7 @@ def greedy_decode(log_probs: np.ndarray, alphabet: str = DIGITS) -> tuple[str, f
 
 
 def constrained_decode(log_probs: np.ndarray, pattern: DigitPattern) -> tuple[str, float]:
-    """`greedy_decode` held to `pattern` (`digitrec.digit_pattern`): the best single path through
+    """`greedy_decode` held to `pattern` (`digitrec.read.pattern`): the best single path through
     the (T, 11) columns whose digits the automaton accepts, found by Viterbi over (automaton
     state, last label), so a path leaves the search as soon as it can no longer match.
     -> (its digits, its log-probability); ("", -inf) when no path of these columns matches."""
@@ -158,6 +158,7 @@ class LineReader:
         self.path = Path(path) if path else default_line_reader_path()
         # The card says how the network is fed (input name, pixel scaling), as for any digit model.
         self.session, card = open_model(self.path, "line reader", threads, require_input=True)
+        assert card is not None  # require_input: a file without a card was refused
         if card.kind != "line-reader":
             raise ModelError(f"{self.path} is not a line reader (its card says kind={card.kind!r})")
         self.card, self.input = card.data, card.input

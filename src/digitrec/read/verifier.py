@@ -30,6 +30,7 @@ class Verifier:
         self.path = Path(path) if path else default_verifier_path()
         # The card says how the network is fed (input name, pixel scaling), as for any digit model.
         self.session, card = open_model(self.path, "segmentation verifier", threads, require_input=True)
+        assert card is not None  # require_input: a file without a card was refused
         if (card.labels or ())[NOT_ONE_DIGIT:] != ("not one digit",):
             raise ModelError(f"{self.path} is not a segmentation verifier (its card has no 'not one digit' output)")
         self.input = card.input

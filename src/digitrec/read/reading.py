@@ -4,9 +4,9 @@
 components that may hold touching digits). Here a dynamic programme walks each line left to right
 and decides, for every run of consecutive atoms, whether it is one digit (score: the classifier's
 log-probability of its best digit, plus the segmentation verifier's log-probability that the run is
-one digit at all (`digitrec.verifier`), plus a shape prior on the run's width and height relative to
+one digit at all (`digitrec.read.verifier`), plus a shape prior on the run's width and height relative to
 the line), or - for a small atom - punctuation to skip. The best-scoring path is the reading,
-unless the line reader (`digitrec.line_reader`, which reads the whole line without cutting it)
+unless the line reader (`digitrec.read.line_reader`, which reads the whole line without cutting it)
 reads the line otherwise and the best path that reads as it does scores more once each string's
 line-reader log-probability is added (`_second_opinion`).
 
@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING, TypeAlias, TypedDict
 import numpy as np
 
 from digitrec import doubt
-from digitrec.digit_pattern import DigitPattern, exactly
 from digitrec.errors import ImageError, TooMuchToRead
-from digitrec.line_reader import constrained_decode, greedy_decode, line_image, string_log_prob
 from digitrec.preprocess import load_grey
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.load import ImageSource
 from digitrec.preprocess.segment import WORK_MIN_SIDE, Atom, Segmentation, TextLine, render_group, segment
-from digitrec.reader_params import DEFAULT_PARAMS, Evidence, ReaderParams
-from digitrec.verifier import NOT_ONE_DIGIT
+from digitrec.read.line_reader import constrained_decode, greedy_decode, line_image, string_log_prob
+from digitrec.read.params import DEFAULT_PARAMS, Evidence, ReaderParams
+from digitrec.read.pattern import DigitPattern, exactly
+from digitrec.read.verifier import NOT_ONE_DIGIT
 
 if TYPE_CHECKING:  # for annotations only: runtime imports this module (in Recognizer.read)
     from digitrec.runtime import Recognizer
@@ -47,7 +47,7 @@ ReadPath: TypeAlias = list[tuple[int, int, int]]  # a line read: (first atom, en
 MAX_ATOMS_PER_DIGIT = 6
 # No constraint: one state that every digit keeps, and that accepts (`best_path`).
 ANY_DIGITS = DigitPattern(np.zeros((1, 10), np.int32), np.ones(1, bool), "any digits")
-# Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.verifier).
+# Weight of the verifier's log-probability that a run of atoms is one digit (see digitrec.read.verifier).
 VERIFIER_WEIGHT = 0.5
 # Weight of the line reader's log-probability of a line's string (see `_second_opinion`). The line
 # reader is better at telling how many digits touching ink holds than at telling digits apart, so
@@ -374,7 +374,7 @@ def best_path(
     pattern: DigitPattern | None = None,
 ) -> tuple[float, ReadPath]:
     """Viterbi over atom boundaries: each step is one digit (a run of atoms) or skipped
-    punctuation (`_skips`). With `pattern` (`digitrec.digit_pattern`: --digits, --pattern) the
+    punctuation (`_skips`). With `pattern` (`digitrec.read.pattern`: --digits, --pattern) the
     search steps its automaton with every digit read and keeps only paths that can still match,
     so the answer is the best path that matches. With `text`, only paths that read exactly those
     digits count (each run scored as the digit it must be; a run in `sure` only as its sure digit,
@@ -662,7 +662,7 @@ def read_number(
     image reads as a digit (or, with `pattern`, 'no reading matches ...' when nothing that
     matches it does), and TooMuchToRead (an ImageError) when reading it would take more work than
     `budget` (default `DEFAULT_BUDGET`; `UNLIMITED` for no limit). `keep_punctuation`: the text
-    keeps decimal points, separators and minus signs (`digitrec.punctuation`)."""
+    keeps decimal points, separators and minus signs (`digitrec.read.punctuation`)."""
     budget = DEFAULT_BUDGET if budget is None else budget
     deadline = budget.deadline()
     grey = load_grey(image)
@@ -678,7 +678,7 @@ def read_number(
         )
     reading = Reading(lines, min_confidence=recognizer.min_confidence, params=params)
     if keep_punctuation:
-        from digitrec.punctuation import punctuate_lines
+        from digitrec.read.punctuation import punctuate_lines
 
         reading.punctuated = punctuate_lines(recognizer, seg, lines)
     if debug:

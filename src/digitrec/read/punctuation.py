@@ -1,6 +1,6 @@
 """Decimal points, thousands separators and minus signs kept in a reading (`keep_punctuation`).
 
-The reader reads digits (`digitrec.reading`); a line reader whose alphabet has the marks
+The reader reads digits (`digitrec.read.reading`); a line reader whose alphabet has the marks
 (`line_reader.ALPHABET`: '.', ',', '-') also says where a mark is written. The digits stay
 exactly those the reader chose: `punctuate` finds the line reader's most likely alignment of
 *those* digits with an optional mark in each gap between two of them, and a minus sign before
@@ -11,9 +11,16 @@ part of a number. numpy only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from digitrec.errors import ModelError
+from digitrec.preprocess.segment import Segmentation, TextLine
+
+if TYPE_CHECKING:
+    from digitrec.read.reading import ReadDigit
+    from digitrec.runtime import Recognizer
 
 LEADING = "-"  # the only mark kept before the first digit
 
@@ -33,7 +40,7 @@ def punctuate(digits: str, log_probs: np.ndarray, alphabet: str) -> str:
         labels.append(("digit", alphabet.index(ch)))
         if k < len(digits) - 1:
             labels.append(("slot", marks))
-    states: list[tuple[str, object]] = [("blank", blank)]
+    states: list[tuple[str, int | list[int]]] = [("blank", blank)]
     for label in labels:
         states += [label, ("blank", blank)]
     n, t_len = len(states), len(log_probs)
@@ -91,19 +98,19 @@ def punctuate(digits: str, log_probs: np.ndarray, alphabet: str) -> str:
         s = back[t, s] if t else s
     out = []
     for s, (kind, token) in enumerate(states):
-        if kind == "digit":
-            out.append(alphabet[int(token)])
+        if kind == "digit" and isinstance(token, int):
+            out.append(alphabet[token])
         elif kind == "slot" and s in held:
             out.append(alphabet[int(best_mark[held[s], s])])
     return "".join(out)
 
 
-def punctuate_lines(recognizer, seg, lines) -> list[str]:
+def punctuate_lines(recognizer: Recognizer, seg: Segmentation, lines: list[list[ReadDigit]]) -> list[str]:
     """The reader's chosen digit lines (`reading.read_segmentation`) -> each line's text with its
     marks. Each digit line is matched to the segmented line that holds its digits' centres, read
     again by the recognizer's line reader with its whole alphabet. Raises ModelError when that
     writes digits only (a line reader trained before the marks)."""
-    from digitrec.line_reader import line_image
+    from digitrec.read.line_reader import line_image
 
     reader = recognizer.line_reader
     if reader.alphabet == "0123456789":
@@ -120,7 +127,7 @@ def punctuate_lines(recognizer, seg, lines) -> list[str]:
     return texts
 
 
-def _line_of(seg, digits):
+def _line_of(seg: Segmentation, digits: list[ReadDigit]) -> TextLine | None:
     """The segmented text line holding most of the digits' box centres (input px -> working px)."""
     best, most = None, 0
     for line in seg.lines:
