@@ -231,7 +231,7 @@ def main() -> None:
     parser.add_argument("--amounts", type=int, default=0, help="also read N generated amounts with their marks")
     args = parser.parse_args()
 
-    from digitrec.read.reading import draw_reading
+    from digitrec.read.draw import draw_reading
     from digitrec.runtime import Recognizer
 
     rec = Recognizer(args.model)

@@ -93,8 +93,8 @@ def _collapse(columns) -> str:
 def test_constrained_ctc_decoding_is_the_best_matching_path_and_plain_when_unconstrained():
     """Against brute force over every column path (11^4) for random columns: the decoder's
     answer is the best single path whose digits match, not the best path filtered."""
+    from digitrec.read.decode import ANY_DIGITS
     from digitrec.read.line_reader import constrained_decode, greedy_decode
-    from digitrec.read.reading import ANY_DIGITS
 
     rng = np.random.default_rng(1)
     pattern = compile_pattern(r"[1-9]\d")
@@ -119,7 +119,7 @@ def test_best_path_keeps_to_the_pattern_while_it_searches():
     reads '17'; with 3 digits it reads '417' (a filter on the best path would find nothing); a
     pattern can change a digit as well as the count."""
     from digitrec.preprocess.segment import Atom, TextLine
-    from digitrec.read.reading import best_path
+    from digitrec.read.decode import best_path
 
     atoms = [Atom(x, 0, 8, 20, np.ones((20, 8), bool)) for x in (0, 10, 20)]
     line = TextLine(atoms, 20.0)

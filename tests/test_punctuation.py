@@ -53,7 +53,7 @@ def test_a_digits_only_line_reader_keeps_no_marks():
 
 
 def test_a_reading_with_marks_shows_them_in_text_lines_and_json():
-    from digitrec.read.reading import ReadDigit, Reading
+    from digitrec.read import ReadDigit, Reading
 
     digits = [ReadDigit(d, 0.9, (10 * k, 0, 8, 10), np.zeros((28, 28), np.uint8)) for k, d in enumerate([7, 5, 0])]
     reading = Reading([digits])

@@ -247,7 +247,7 @@ def test_best_path_can_be_held_to_a_reading():
     held to the line reader's '417' it must read each atom as one digit, and a reading that no
     path can give ('12345': more digits than atoms) is refused."""
     from digitrec.preprocess.segment import Atom, TextLine
-    from digitrec.read.reading import best_path
+    from digitrec.read.decode import best_path
 
     atoms = [Atom(x, 0, 8, 20, np.ones((20, 8), bool)) for x in (0, 10, 20)]
     line = TextLine(atoms, 20.0)
@@ -267,7 +267,10 @@ def test_a_mark_cut_into_pieces_costs_one_skip():
     whole slash is skipped for the price of one small atom, so reading it as a 1 does not win just
     because skipping three slices would cost three times as much."""
     from digitrec.preprocess.segment import Atom, TextLine
-    from digitrec.read.reading import SKIP_SMALL, best_path
+    from digitrec.read.decode import best_path
+    from digitrec.read.params import DEFAULT_PARAMS
+
+    SKIP_SMALL = DEFAULT_PARAMS.skip_small
 
     digit = Atom(0, 0, 12, 20, np.ones((20, 12), bool), component=0)
     slash = [Atom(x, 8, 4, 10, np.ones((10, 4), bool), component=1) for x in (16, 20, 24)]
@@ -298,7 +301,7 @@ def test_the_line_reader_overrules_the_cuts_unless_a_digit_is_sure():
     certainty; a line reader that agrees changes nothing; a run both models are sure of (atoms 0-1
     as a 1) may not be split to read the line reader's way."""
     from digitrec.preprocess.segment import Atom, TextLine
-    from digitrec.read.reading import _second_opinion, best_path
+    from digitrec.read.decode import best_path, second_opinion
 
     atoms = [Atom(x, 0, 8, 20, np.ones((20, 8), bool)) for x in (0, 10, 20)]
     line = TextLine(atoms, 20.0)
@@ -307,7 +310,7 @@ def test_the_line_reader_overrules_the_cuts_unless_a_digit_is_sure():
     scores[(0, 1)][4], scores[(1, 2)][1] = -1.0, -1.0
     score, path = best_path(line, scores)
     says_417 = _line_says([4, 10, 1, 10, 7, 10])
-    new_path, certainty = _second_opinion(line, scores, {}, score, path, says_417)
+    new_path, certainty = second_opinion(line, scores, {}, score, path, says_417)
     assert new_path == [(0, 1, 4), (1, 2, 1), (2, 3, 7)] and certainty == pytest.approx(0.9**2, abs=0.05)
-    assert _second_opinion(line, scores, {}, score, path, _line_says([1, 10, 7, 10])) == (path, 0.0)
-    assert _second_opinion(line, scores, {(0, 2): 1}, score, path, says_417) == (path, 0.0)
+    assert second_opinion(line, scores, {}, score, path, _line_says([1, 10, 7, 10])) == (path, 0.0)
+    assert second_opinion(line, scores, {(0, 2): 1}, score, path, says_417) == (path, 0.0)

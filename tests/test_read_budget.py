@@ -1,4 +1,4 @@
-"""Reading's work budget (`digitrec.read.reading.ReadBudget`): a page of hundreds of short strokes is
+"""Reading's work budget (`digitrec.read.ReadBudget`): a page of hundreds of short strokes is
 refused quickly ("too much to read"), in the library, the CLI and the HTTP API, while real numbers
 read exactly as without a budget."""
 
@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from digitrec import synth
 from digitrec.cli import cli
 from digitrec.errors import ImageError, TooMuchToRead
-from digitrec.read.reading import DEFAULT_BUDGET, UNLIMITED, ReadBudget
+from digitrec.read import DEFAULT_BUDGET, UNLIMITED, ReadBudget
 from digitrec.runtime import Recognizer
 from digitrec.web import create_app
 
@@ -66,10 +66,10 @@ def _timed_read(recognizer, image, **kwargs):
 def test_a_page_of_short_bars_is_refused_before_anything_is_rendered(recognizer, monkeypatch):
     # Six rows on 400 px: 456 pieces of ink. Main rendered and classified ~2,300 candidates and
     # read six lines: 1.8 s of CPU (5 s of wall clock beside other work); now 0.03-0.07 s.
-    import digitrec.read.reading as reading
+    from digitrec.read import candidates, reading
 
     rendered = []
-    monkeypatch.setattr(reading, "fit_and_centre", lambda crop: rendered.append(crop))
+    monkeypatch.setattr(candidates, "fit_and_centre", lambda crop: rendered.append(crop))
     monkeypatch.setattr(reading, "line_image", lambda *args: rendered.append(args))
     refused, seconds = _timed_read(recognizer, bars_png(6, side=400))
     assert isinstance(refused, TooMuchToRead) and isinstance(refused, ImageError)
@@ -121,10 +121,10 @@ def test_a_deadline_that_expires_mid_read_refuses(recognizer, number, monkeypatc
         recognizer.read(image, budget=ReadBudget(max_seconds=0.001))
     # A clock that advances one second at each look: the budget of 4.5 s runs out at the fifth
     # check, after segmentation, between the lines' renderings and network calls.
-    import digitrec.read.reading as reading
+    from digitrec.read import budget
 
     ticks = iter(range(100))
-    monkeypatch.setattr(reading.time, "monotonic", lambda: float(next(ticks)))
+    monkeypatch.setattr(budget.time, "monotonic", lambda: float(next(ticks)))
     with pytest.raises(TooMuchToRead, match=r"still reading after 5.00 s \(limit 4.5 s\)"):
         recognizer.read(image, budget=ReadBudget(max_seconds=4.5))
     monkeypatch.undo()

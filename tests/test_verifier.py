@@ -10,7 +10,7 @@ from digitrec import synth
 from digitrec.errors import DigitrecError
 from digitrec.preprocess.digit import fit_and_centre
 from digitrec.preprocess.segment import segment
-from digitrec.read.reading import candidate_groups
+from digitrec.read.candidates import candidate_groups
 from digitrec.read.verifier import Verifier, default_verifier_path
 from digitrec.train.segments import NOT_ONE_DIGIT, candidate_examples, label_candidates
 

@@ -38,7 +38,7 @@ class ModelError(DigitrecError):
 
 
 class TooMuchToRead(ImageError):
-    """Reading an image would take more work than its budget (`digitrec.read.reading.ReadBudget`)
+    """Reading an image would take more work than its budget (`digitrec.read.ReadBudget`)
     allows: far more lines, pieces of ink or candidate digits than any written number has (a
     hostile or absurd image), or more time. The message starts "too much to read: "; the server
     answers it as 422."""

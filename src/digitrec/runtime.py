@@ -28,8 +28,8 @@ from digitrec.preprocess.digit import WORK_SIDE, digit_views
 from digitrec.preprocess.load import ImageSource
 
 if TYPE_CHECKING:
+    from digitrec.read import ReadBudget, Reading
     from digitrec.read.line_reader import LineReader
-    from digitrec.read.reading import ReadBudget, Reading
     from digitrec.read.verifier import Verifier
     from digitrec.reject import Rejector
 

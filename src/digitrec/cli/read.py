@@ -146,7 +146,7 @@ def _write_debug(folder: Path, path: str, reading, used: set[str]) -> None:
     from digitrec.cli.output import debug_name
     from digitrec.errors import DigitrecError
     from digitrec.preprocess.debug import write_png
-    from digitrec.read.reading import draw_reading
+    from digitrec.read.draw import draw_reading
 
     try:
         write_png(folder / f"{debug_name(path, used)}.read.png", draw_reading(reading.stages["input"], reading))

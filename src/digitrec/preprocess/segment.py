@@ -1,6 +1,6 @@
 """A written number -> lines of candidate digit pieces ("atoms"). OpenCV and numpy only.
 
-The reader (`digitrec.read.reading`) decides which consecutive atoms form one digit, scoring each
+The reader (`digitrec.read`) decides which consecutive atoms form one digit, scoring each
 candidate with the classifier; this module only has to make sure every true digit boundary is
 among the atom boundaries. So it over-segments on purpose:
 
@@ -495,7 +495,7 @@ def segment(
     components whole (the line reader's training data needs only the lines: 4x faster).
     `max_pieces`: raise TooMuchToRead as soon as there are more components, or more atoms once
     cut, than this (grouping and cutting thousands of specks is itself seconds of work);
-    `deadline` is called before each line is cut (`digitrec.read.reading.ReadBudget`)."""
+    `deadline` is called before each line is cut (`digitrec.read.ReadBudget`)."""
     # The ink is found at the input's resolution (at most WORK_MAX_SIDE), where its stroke
     # widths are the ones the lighting model expects; small inputs are enlarged afterwards.
     shape = grey.shape  # the input's own size

@@ -6,7 +6,7 @@ model needs no cuts. `assets/line_reader.onnx` (trained by `python -m digitrec.t
 is a small CNN that reads the line's ink, normalised like MNIST (digits about 20 px tall, strokes
 in MNIST's width range, `line_image`), column by column, and is trained with CTC (Graves et al.,
 2006): it outputs, for every 4-pixel column, the probability of each digit and of "no new digit"
-(the blank). The reader (`digitrec.read.reading`) weighs the line model's probability of a reading
+(the blank). The reader (`digitrec.read`) weighs the line model's probability of a reading
 against the segmentation's own score; the segmentation still gives every digit its box.
 """
 

@@ -1,5 +1,6 @@
-"""How sure the reader is of a whole reading: the evidence each line leaves, and the calibration
-map that turns it into a probability that the line is right. numpy only.
+"""The reader's settings (`ReaderParams`: every tunable, documented), and how sure it is of a whole
+reading: the evidence each line leaves, and the calibration map that turns it into a probability
+that the line is right. numpy only.
 
 A product of the digits' probabilities is no such probability: the digit model was trained with
 label smoothing (a clean digit says 83-94%), the digits' errors are not independent, and it says
@@ -66,21 +67,111 @@ class Evidence:
 
 @dataclass(frozen=True)
 class ReaderParams:
-    """The reader's settings that were fitted rather than written down.
+    """Every setting of the reader, in one place: the costs of its dynamic programme, how much
+    each network's word counts, which lines are kept, and the confidence map. Scores are natural-log
+    probabilities; lengths are in line heights (the height of the line's digits) unless said.
+    The defaults are what the shipped reader uses (docs/read.md gives their evidence); pass
+    `NumberReader(..., params=replace(DEFAULT_PARAMS, ...))` to try others."""
 
-    `confidence_weights`: the logistic map from a line's `Evidence.features()` to the probability
-    that the line reads right; one weight per FEATURES entry. Fitted by `benchmarks/read.py
-    --fit-confidence --per-length 30` with the shipped line reader (refitted 2026-12-06 when the
-    line reader with marks replaced the digits-only one: 1,199 generated strings of 1-8 digits from
-    the 5,000 MNIST training images the digit model held out, seed 100, all groups; 90.8% of them
-    read right): ECE 0.015 there (the map fitted with the old line reader: 0.025; the product of
-    the digits' probabilities: 0.301). The line reader's probability of the string and its
-    agreeing weigh most; the digit count adds nothing once those are known.
-    """
+    # --- candidates: which runs of atoms may be one digit (`candidates.candidate_groups`) ---
+    max_atoms_per_digit: int = 6
+    # A run of several atoms wider than this is several digits: not a candidate.
+    max_run_width: float = 1.6
 
+    # --- a run read as a digit: its score (`scores.run_scores`) ---
+    # Weight of the verifier's log-probability that a run of atoms is one digit (`verifier`).
+    verifier_weight: float = 0.5
+    # Each digit read earns this much. Every digit adds a log-probability (<= 0) to a path, so
+    # without it a path of fewer digits wins by default: two touching digits read as one, a small
+    # digit skipped.
+    digit_bonus: float = 0.5
+    # Charged per stroke width of ink that a chosen cut goes through (times cut_cost, to
+    # cut_power): cutting strokes is the exception (touching digits), not the rule.
+    cut_cost: float = 0.25
+    cut_power: float = 1.0
+    # Ending a digit where the next piece of ink overlaps it horizontally (a natural gap, not a
+    # cut) costs gap_cost per line height of overlap (plus a margin of gap_margin): separate digits
+    # rarely overlap, the loose pieces of one broken digit often do.
+    gap_cost: float = 0.0
+    gap_margin: float = 0.05
+    # Reading ink separated by empty columns as one digit costs this per line height of gap.
+    merge_gap_cost: float = 10.0
+    # A connected component no wider than solid_width that reads as one digit with at least
+    # solid_confidence, its log aspect within solid_shape standard deviations of that digit's
+    # (aspect_sd, not widened), is never cut: the halves of a 0 or an 8 also read confidently.
+    solid_confidence: float = 0.9
+    solid_width: float = 1.0
+    solid_shape: float = 1.5
+
+    # --- the shape prior on a run's box (`scores.shape_log_prior`) ---
+    # log(width / height) of each digit's ink box in MNIST's training set: mean and standard
+    # deviation (from `load_mnist("train")`, ink > 60). Real writers vary more: the spread is
+    # widened by aspect_slack, and within one (widened) standard deviation a shape costs nothing.
+    aspect_mu: tuple[float, ...] = (-0.104, -0.925, -0.07, -0.232, -0.239, -0.073, -0.323, -0.262, -0.279, -0.392)
+    aspect_sd: tuple[float, ...] = (0.194, 0.458, 0.216, 0.211, 0.211, 0.256, 0.216, 0.214, 0.22, 0.205)
+    aspect_slack: float = 2.0
+    aspect_weight: float = 0.5
+    # Runs shorter than `short` are fragments or punctuation: short_cost per line height.
+    short: float = 0.7
+    short_cost: float = 12.0
+    # ...except that a compact run (width compact_min to compact_max times its height) read as one of
+    # small_digits (not a 1 or a 7) may be as short as short_round: trailing digits written smaller
+    # (the zeros of a cheque's amount, often joined by a ligature). A dash is flat, a dot far
+    # shorter, and any piece of a stroke reads as a 1 or a 7, so those keep the stricter limit.
+    short_round: float = 0.5
+    compact_min: float = 0.6
+    compact_max: float = 2.0
+    small_digits: tuple[int, ...] = (0, 2, 3, 4, 5, 6, 8, 9)
+    # Digits wider than `wide` are penalised by wide_cost per extra line height; taller than
+    # `tall`, by tall_cost per extra line height (two lines taken for one).
+    wide: float = 1.3
+    wide_cost: float = 2.0
+    tall: float = 1.5
+    tall_cost: float = 3.0
+
+    # --- the path (`decode.best_path`) ---
+    # Skipping a small atom (a dot, a dash, a speck) scores skip_small; reading it as a digit
+    # scores log p(digit) + verifier_weight log p(one digit) + digit_bonus (+ shape prior and cut
+    # cost), so a small atom is read when p(digit) x sqrt(p(one digit)) is above ~0.37. (Before
+    # the verifier skipping scored -0.1, to skip punctuation readily; the verifier now says
+    # punctuation is not a digit, and that made small digits get dropped.)
+    skip_small: float = -0.5
+    skippable: float = 0.8  # atoms shorter than this may be skipped
+
+    # --- the line reader's second opinion (`decode.second_opinion`) ---
+    # Weight of the line reader's log-probability of a line's string. The line reader is better at
+    # telling how many digits touching ink holds than at telling digits apart, so when both
+    # readings have as many digits its word counts less; and it never re-reads, splits or merges a
+    # whole, uncut component that the digit model and the verifier read alike, the verifier at
+    # least sure_confidence (a small one may still be dropped as punctuation).
+    line_weight: float = 1.0
+    line_weight_same_count: float = 0.25
+    sure_confidence: float = 0.9
+
+    # --- which lines are numbers (`lines.keep_number_lines`) ---
+    # A line is dropped when its digits are much smaller than the main line's (printed captions,
+    # a faint second hand: under min_line_height of it) or when the classifier finds no confident
+    # digit in it (mean probability under min_line_confidence).
+    min_line_height: float = 0.55
+    min_line_confidence: float = 0.5
+    # A second line of one digit (a cross, a tick beside the number) must be read at least this
+    # surely, and be at least lone_digit_height of the main line's height.
+    lone_digit_confidence: float = 0.95
+    lone_digit_height: float = 0.8
+
+    # --- how sure: the confidence of a reading ---
+    # `confidence_weights`: the logistic map from a line's `Evidence.features()` to the
+    # probability that the line reads right; one weight per FEATURES entry. Fitted by
+    # `benchmarks/read.py --fit-confidence --per-length 30` with the shipped line reader (refitted
+    # 2026-12-06 when the line reader with marks replaced the digits-only one: 1,199 generated
+    # strings of 1-8 digits from the 5,000 MNIST training images the digit model held out, seed
+    # 100, all groups; 90.8% of them read right): ECE 0.015 there (the map fitted with the old
+    # line reader: 0.025; the product of the digits' probabilities: 0.301). The line reader's
+    # probability of the string and its agreeing weigh most; the digit count adds nothing once
+    # those are known.
     confidence_weights: tuple[float, ...] = (2.5328, 0.1886, 0.1668, 0.5634, 0.9584, -0.0027)
-    # The page read as one digit (`reading._one_digit_page`) must be at least this probable, and
-    # more than the reading it replaces.
+    # The page read as one digit (`NumberReader`'s one-digit page) must be at least this
+    # probable, and more than the reading it replaces.
     one_digit_page: float = 0.5
 
     def line_confidence(self, evidence: Evidence) -> float:

@@ -1,6 +1,6 @@
 """What a reading may be: `--digits N` and `--pattern REGEX` as one finite automaton over digits.
 
-The reader's decoders step this automaton as they search (`reading.best_path` over the cut-up
+The reader's decoders step this automaton as they search (`decode.best_path` over the cut-up
 pieces, `line_reader.constrained_decode` over the line reader's CTC columns), so a path that can no
 longer match is dropped as soon as it goes wrong, and the best path that matches is found, never
 the best path filtered afterwards. A regular expression over the digits 0-9 is parsed here (a small

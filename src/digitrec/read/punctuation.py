@@ -1,6 +1,6 @@
 """Decimal points, thousands separators and minus signs kept in a reading (`keep_punctuation`).
 
-The reader reads digits (`digitrec.read.reading`); a line reader whose alphabet has the marks
+The reader reads digits (`digitrec.read`); a line reader whose alphabet has the marks
 (`line_reader.ALPHABET`: '.', ',', '-') also says where a mark is written. The digits stay
 exactly those the reader chose: `punctuate` finds the line reader's most likely alignment of
 *those* digits with an optional mark in each gap between two of them, and a minus sign before
@@ -19,7 +19,7 @@ from digitrec.errors import ModelError
 from digitrec.preprocess.segment import Segmentation, TextLine
 
 if TYPE_CHECKING:
-    from digitrec.read.reading import ReadDigit
+    from digitrec.read.result import ReadDigit
     from digitrec.runtime import Recognizer
 
 LEADING = "-"  # the only mark kept before the first digit
@@ -106,7 +106,7 @@ def punctuate(digits: str, log_probs: np.ndarray, alphabet: str) -> str:
 
 
 def punctuate_lines(recognizer: Recognizer, seg: Segmentation, lines: list[list[ReadDigit]]) -> list[str]:
-    """The reader's chosen digit lines (`reading.read_segmentation`) -> each line's text with its
+    """The reader's chosen digit lines (`choose.choose_digits`) -> each line's text with its
     marks. Each digit line is matched to the segmented line that holds its digits' centres, read
     again by the recognizer's line reader with its whole alphabet. Raises ModelError when that
     writes digits only (a line reader trained before the marks)."""

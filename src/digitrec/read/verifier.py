@@ -3,7 +3,7 @@
 A small CNN shipped beside the digit model (`assets/verifier.onnx`, trained by
 `python -m digitrec.train.verifier`) with eleven outputs: the ten digits and "not one digit" (half a
 digit, two touching digits, a stroke of punctuation). The reader weighs each candidate run of ink by
-the verifier's probability that it is one digit at all (a power of it: see `reading.VERIFIER_WEIGHT`),
+the verifier's probability that it is one digit at all (a power of it: `ReaderParams.verifier_weight`),
 which the digit model cannot say: trained on whole digits only, it reads half a 0 as a confident 1.
 Each `Recognizer` owns one, loaded on first use, with the recognizer's thread count.
 """

@@ -1,6 +1,6 @@
 """Training data for the reader's segmentation verifier: what candidate digits look like.
 
-The reader (`digitrec.read.reading`) over-segments a written number into atoms and scores every run of
+The reader (`digitrec.read`) over-segments a written number into atoms and scores every run of
 consecutive atoms as a possible digit. An MNIST classifier reads half a 0, or two touching digits,
 as some digit with confidence; the verifier learns an eleventh answer, "not one digit". Its
 examples are exactly the reader's candidates: numbers made from MNIST *training* digits
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from digitrec.preprocess.segment import TextLine, segment
-from digitrec.read.reading import render_candidates
+from digitrec.read.candidates import render_candidates
 from digitrec.read.verifier import NOT_ONE_DIGIT
 from digitrec.synth import FORM_MARKS, GROUPS, MARKS_SHARE, SMALL_TAIL_SHARE, make_number
 
