@@ -236,9 +236,10 @@ def main() -> None:
 
     rec = Recognizer(args.model)
     if args.line_reader:
+        from digitrec.read import NumberReader
         from digitrec.read.line_reader import LineReader
 
-        rec._line_reader = LineReader(args.line_reader, threads=rec.threads)
+        rec.reader = NumberReader(rec, line_reader=LineReader(args.line_reader, threads=rec.threads))
     rows = []  # (source, name, group, label, text) for --results
     if args.fit_confidence:
         fit_confidence(rec, args.per_length)

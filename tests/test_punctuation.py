@@ -79,13 +79,14 @@ def _digits_only_line_reader(path):
 
 def test_keeping_punctuation_needs_a_line_reader_with_marks(tmp_path):
     from digitrec.errors import ModelError
+    from digitrec.read import NumberReader
     from digitrec.read.line_reader import LineReader
     from digitrec.runtime import Recognizer
 
     _digits_only_line_reader(tmp_path / "old.onnx")
     rec = Recognizer()
-    rec._line_reader = LineReader(tmp_path / "old.onnx")
-    assert rec._line_reader.alphabet == "0123456789"
+    rec.reader = NumberReader(rec, line_reader=LineReader(tmp_path / "old.onnx"))
+    assert rec.reader.line_reader.alphabet == "0123456789"
     image = np.full((80, 200), 230, np.uint8)
     import cv2
 

@@ -66,11 +66,11 @@ def _timed_read(recognizer, image, **kwargs):
 def test_a_page_of_short_bars_is_refused_before_anything_is_rendered(recognizer, monkeypatch):
     # Six rows on 400 px: 456 pieces of ink. Main rendered and classified ~2,300 candidates and
     # read six lines: 1.8 s of CPU (5 s of wall clock beside other work); now 0.03-0.07 s.
-    from digitrec.read import candidates, reading
+    from digitrec.read import candidates, reader
 
     rendered = []
     monkeypatch.setattr(candidates, "fit_and_centre", lambda crop: rendered.append(crop))
-    monkeypatch.setattr(reading, "line_image", lambda *args: rendered.append(args))
+    monkeypatch.setattr(reader, "line_image", lambda *args: rendered.append(args))
     refused, seconds = _timed_read(recognizer, bars_png(6, side=400))
     assert isinstance(refused, TooMuchToRead) and isinstance(refused, ImageError)
     assert str(refused) == f"too much to read: 456 pieces of ink (limit {DEFAULT_BUDGET.max_pieces})"

@@ -57,7 +57,7 @@ def test_the_shipped_line_reader_writes_marks_and_says_where_it_came_from():
     from digitrec.read.line_reader import ALPHABET
     from digitrec.runtime import Recognizer
 
-    reader = Recognizer().line_reader
+    reader = Recognizer().reader.line_reader
     assert reader.alphabet == ALPHABET and reader.card["config"]["held_out_writers"] > 0
     assert "--numbers 20000 --epochs 12" in reader.card["command"]
     assert "benchmarks/read.py" in reader.card["notes"]

@@ -29,8 +29,7 @@ from digitrec.preprocess.load import ImageSource
 
 if TYPE_CHECKING:
     from digitrec.read import ReadBudget, Reading
-    from digitrec.read.line_reader import LineReader
-    from digitrec.read.verifier import Verifier
+    from digitrec.read.reader import NumberReader
     from digitrec.reject import Rejector
 
 DEFAULT_MODEL = "model.onnx"
@@ -108,17 +107,7 @@ class Recognizer:
         self.threads = threads
         self.reject = reject
         self._rejector: Rejector | None = None
-        self._verifier: Verifier | None = None
-        self._line_reader: LineReader | None = None
-
-    @property
-    def verifier(self) -> Verifier:
-        """The reader's segmentation verifier (`digitrec.read.verifier`), loaded on first use."""
-        if self._verifier is None:
-            from digitrec.read.verifier import Verifier
-
-            self._verifier = Verifier(threads=self.threads)
-        return self._verifier
+        self._reader: NumberReader | None = None
 
     @property
     def rejector(self) -> Rejector:
@@ -139,13 +128,18 @@ class Recognizer:
         return self.rejector.reasons(first_views)
 
     @property
-    def line_reader(self) -> LineReader:
-        """The reader's line model (`digitrec.read.line_reader`), loaded on first use."""
-        if self._line_reader is None:
-            from digitrec.read.line_reader import LineReader
+    def reader(self) -> NumberReader:
+        """The number reader `read` uses (`digitrec.read.NumberReader`: this model with the reader's
+        networks and settings), made on first use; assign one to read with other parts."""
+        if self._reader is None:
+            from digitrec.read.reader import NumberReader
 
-            self._line_reader = LineReader(threads=self.threads)
-        return self._line_reader
+            self._reader = NumberReader(self)
+        return self._reader
+
+    @reader.setter
+    def reader(self, reader: NumberReader) -> None:
+        self._reader = reader
 
     # --- arrays already in MNIST form ---
 
@@ -293,18 +287,16 @@ class Recognizer:
         digits: int | None = None,
         pattern: str | None = None,
     ) -> Reading:
-        """Path, bytes or array of a written number -> `digitrec.read.reading.Reading` (text, lines,
-        per-digit confidences and boxes). Raises ImageError('no digits found') on a blank page,
-        and `TooMuchToRead` (an ImageError) when reading would take more work than `budget`, a
-        `digitrec.read.reading.ReadBudget` (default: `reading.DEFAULT_BUDGET`, far above what real
-        writing needs; `reading.UNLIMITED` for none). `keep_punctuation`: the text keeps decimal
-        points, thousands separators and minus signs ("7.50", "1,250.00", "-5"); digits only by
-        default.
+        """Path, bytes or array of a written number -> `digitrec.read.Reading` (text, lines,
+        per-digit confidences and boxes), read by `self.reader` (`digitrec.read.NumberReader`).
+        Raises ImageError('no digits found') on a blank page, and `TooMuchToRead` (an ImageError)
+        when reading would take more work than `budget`, a `digitrec.read.ReadBudget` (default:
+        `read.DEFAULT_BUDGET`, far above what real writing needs; `read.UNLIMITED` for none).
+        `keep_punctuation`: the text keeps decimal points, thousands separators and minus signs
+        ("7.50", "1,250.00", "-5"); digits only by default.
         `digits` (exactly that many) and `pattern` (a regular expression over the digits, matching
         the whole line: `r"\\d{4}"`, `r"(19|20)\\d\\d"`) constrain what each line may read as; the
         search itself keeps to them (`digitrec.read.pattern`). A bad pattern raises PatternError."""
-        from digitrec.read.pattern import constraint
-        from digitrec.read.reading import read_number
-
-        wanted = constraint(digits, pattern)
-        return read_number(self, image, debug=debug, budget=budget, keep_punctuation=keep_punctuation, pattern=wanted)
+        return self.reader.read(
+            image, digits=digits, pattern=pattern, keep_punctuation=keep_punctuation, debug=debug, budget=budget
+        )

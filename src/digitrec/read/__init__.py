@@ -1,4 +1,4 @@
-"""Reading whole written numbers (`digitrec read`, `Recognizer.read`).
+"""Reading whole written numbers (`digitrec read`, `Recognizer.read`): `NumberReader`.
 
 One module per job; data flows down the list:
   pattern.py      --digits / --pattern as one automaton over digits
@@ -14,16 +14,19 @@ One module per job; data flows down the list:
   punctuation.py  decimal points, separators and minus signs placed between those digits
   result.py       Reading, ReadDigit and their JSON
   draw.py         a reading drawn on its image (--debug)
+  reader.py       NumberReader: the parts composed, image -> Reading
 """
 
 from digitrec.read.budget import DEFAULT_BUDGET, UNLIMITED, ReadBudget
 from digitrec.read.params import DEFAULT_PARAMS, ReaderParams
 from digitrec.read.pattern import PatternError
+from digitrec.read.reader import NumberReader
 from digitrec.read.result import ReadDigit, Reading
 
 __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_PARAMS",
+    "NumberReader",
     "UNLIMITED",
     "PatternError",
     "ReadBudget",

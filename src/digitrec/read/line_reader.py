@@ -12,6 +12,7 @@ against the segmentation's own score; the segmentation still gives every digit i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -37,6 +38,12 @@ BLANK = 10  # the digits-only blank: `LineReader.log_probs` folds the marks into
 
 def default_line_reader_path() -> Path:
     return paths.assets_dir() / "line_reader.onnx"
+
+
+def line_reader_path(model_path: Path, card: Mapping[str, object]) -> Path:
+    """The line reader that reads lines for the digit model at `model_path` (its card `card`): the
+    one place that decides it. Today every model reads with the shipped line reader."""
+    return default_line_reader_path()
 
 
 def line_image(atoms: list[Atom], ink: np.ndarray, stroke: float, digit_height: float) -> np.ndarray:

@@ -6,7 +6,7 @@ exactly those the reader chose: `punctuate` finds the line reader's most likely 
 *those* digits with an optional mark in each gap between two of them, and a minus sign before
 the first (a constrained Viterbi over the CTC columns, so the answer never gains or loses a
 digit). Marks after the last digit (an amount's closing '.-' or '=') are not kept: they are not
-part of a number. numpy only.
+part of a number. `punctuate` is numpy only.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 
 from digitrec.errors import ModelError
 from digitrec.preprocess.segment import Segmentation, TextLine
+from digitrec.read.line_reader import LineReader, line_image
 
 if TYPE_CHECKING:
     from digitrec.read.result import ReadDigit
-    from digitrec.runtime import Recognizer
 
 LEADING = "-"  # the only mark kept before the first digit
 
@@ -105,14 +105,11 @@ def punctuate(digits: str, log_probs: np.ndarray, alphabet: str) -> str:
     return "".join(out)
 
 
-def punctuate_lines(recognizer: Recognizer, seg: Segmentation, lines: list[list[ReadDigit]]) -> list[str]:
+def punctuate_lines(reader: LineReader, seg: Segmentation, lines: list[list[ReadDigit]]) -> list[str]:
     """The reader's chosen digit lines (`choose.choose_digits`) -> each line's text with its
     marks. Each digit line is matched to the segmented line that holds its digits' centres, read
-    again by the recognizer's line reader with its whole alphabet. Raises ModelError when that
+    again by the line reader `reader` with its whole alphabet. Raises ModelError when that
     writes digits only (a line reader trained before the marks)."""
-    from digitrec.read.line_reader import line_image
-
-    reader = recognizer.line_reader
     if reader.alphabet == "0123456789":
         raise ModelError(f"{reader.path} reads digits only: keeping punctuation needs a line reader with marks")
     texts = []

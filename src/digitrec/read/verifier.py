@@ -5,7 +5,7 @@ A small CNN shipped beside the digit model (`assets/verifier.onnx`, trained by
 digit, two touching digits, a stroke of punctuation). The reader weighs each candidate run of ink by
 the verifier's probability that it is one digit at all (a power of it: `ReaderParams.verifier_weight`),
 which the digit model cannot say: trained on whole digits only, it reads half a 0 as a confident 1.
-Each `Recognizer` owns one, loaded on first use, with the recognizer's thread count.
+Each `NumberReader` owns one, with its recognizer's thread count.
 """
 
 from __future__ import annotations

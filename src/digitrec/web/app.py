@@ -117,7 +117,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         app.state.recognizer = recognizer if recognizer is not None else Recognizer(model)
         # The reader's models, loaded now: a missing file fails the start, not a request.
-        _ = app.state.recognizer.verifier, app.state.recognizer.line_reader
+        _ = app.state.recognizer.reader
         app.state.heavy_lane = asyncio.Semaphore(limits.heavy_at_once)  # made on the serving loop
         # Slow work runs in the slow pool's threads, each of which hands it to a worker process
         # (`web.workers`) where there are some, or does it itself at a lower OS priority.

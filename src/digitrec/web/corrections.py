@@ -164,7 +164,7 @@ def add_reload_route(app: FastAPI, limits: Limits, *, processes: int = 1) -> Non
 
             def load() -> Recognizer:
                 new = Recognizer(path, threads=old.threads, min_confidence=old.min_confidence)
-                _ = new.verifier, new.line_reader  # as at start-up: a broken reader fails here, not later
+                _ = new.reader  # as at start-up: a broken reader fails here, not later
                 return new
 
             try:

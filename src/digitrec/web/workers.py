@@ -58,7 +58,7 @@ def _start_worker(model_path: str, min_confidence: float) -> None:
     die_with_parent()
     lower_priority()
     _recognizer = Recognizer(model_path, threads=1, min_confidence=min_confidence)
-    _ = _recognizer.verifier, _recognizer.line_reader  # the reader's networks, loaded now
+    _ = _recognizer.reader  # the reader's networks, loaded now
 
 
 def _answer_in_worker(task: str, uploads: list, image28: bool, options: dict | None = None) -> list[dict] | Refusal:

@@ -1,0 +1,79 @@
+"""`NumberReader` (digitrec.read) composes the reader's parts: the digit model, the segmentation
+verifier, the line reader, the settings (`ReaderParams`) and a work budget; `Recognizer.read` is the
+one it makes on first use."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from digitrec.errors import ImageError, TooMuchToRead
+from digitrec.read import DEFAULT_PARAMS, UNLIMITED, NumberReader, PatternError, ReadBudget
+from digitrec.read.line_reader import default_line_reader_path, line_reader_path
+from digitrec.read.verifier import default_verifier_path
+from digitrec.runtime import Recognizer
+
+
+@pytest.fixture
+def number(tmp_path) -> Path:
+    """A PNG of "1010" written with a pen: strokes and rings, dark on light paper."""
+    image = np.full((100, 260), 235, np.uint8)
+    for x in (40, 160):
+        cv2.line(image, (x, 20), (x, 80), 25, 6)
+    for x in (100, 215):
+        cv2.ellipse(image, (x, 50), (18, 30), 0, 0, 360, 25, 6)
+    path = tmp_path / "1010.png"
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def test_recognizer_read_is_its_number_reader(number):
+    rec = Recognizer(threads=1)
+    reading = rec.read(number)
+    assert reading.text == "1010" and 0.9 < reading.confidence <= 1.0
+    assert rec.reader is rec.reader  # made once
+    own = NumberReader(rec).read(number)
+    assert own.text == reading.text and own.confidence == reading.confidence
+    assert [d.box for d in own.digits] == [d.box for d in reading.digits]
+
+
+def test_its_settings_and_its_budget_are_its_own(number):
+    rec = Recognizer(threads=1)
+    # The confidence map is a setting: a map of only a bias of 8 says sigmoid(8) for any line.
+    sure = NumberReader(rec, params=replace(DEFAULT_PARAMS, confidence_weights=(8.0, 0.0, 0.0, 0.0, 0.0, 0.0)))
+    assert sure.read(number).confidence == pytest.approx(1 / (1 + math.exp(-8.0)), abs=1e-12)
+    # So is how surely a line must read to be kept: at 1.0 none is.
+    strict = NumberReader(rec, params=replace(DEFAULT_PARAMS, min_line_confidence=1.0))
+    with pytest.raises(ImageError, match="^no digits found$"):
+        strict.read(number)
+    # The reader's budget holds unless a read is given its own.
+    small = NumberReader(rec, budget=ReadBudget(max_candidates=3))
+    with pytest.raises(TooMuchToRead, match=r"^too much to read: \d+ candidate digits \(limit 3\)$"):
+        small.read(number)
+    assert small.read(number, budget=UNLIMITED).text == "1010"
+
+
+def test_its_networks_are_loaded_or_given(number):
+    rec = Recognizer(threads=1)
+    loaded = rec.reader
+    assert loaded.line_reader.path == line_reader_path(rec.path, rec.card) == default_line_reader_path()
+    assert loaded.verifier.path == default_verifier_path()
+    given = NumberReader(rec, verifier=loaded.verifier, line_reader=loaded.line_reader)
+    rec.reader = given
+    assert rec.reader is given and given.verifier is loaded.verifier
+    assert rec.read(number, digits=4, pattern=r"10\d\d").text == "1010"
+    assert len(rec.read(number, digits=3).text) == 3  # the decoder keeps to it, even against the ink
+    with pytest.raises(PatternError, match="is not a digit"):
+        rec.read(number, pattern="[a-z]+")
+
+
+def test_the_reader_imports_no_torch():
+    code = "import sys, digitrec.read, digitrec.read.reader; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
