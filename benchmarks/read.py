@@ -18,7 +18,7 @@ Whether the string confidence can be trusted: its expected calibration error (EC
 the generated strings, and risk-coverage tables: the accuracy of the most confident 50/80/90/100%
 of the strings, for the generated strings and for each real source.
 
-`--fit-confidence` fits the confidence's calibration map (`reader_params.ReaderParams`) on other
+`--fit-confidence` fits the confidence's calibration map (`read.params.ReaderParams`) on other
 generated strings: the same groups and lengths, digits from the MNIST *training* images the digit
 model held out for validation (never test digits, never ../shared), seed 100; it prints the
 weights to put in ReaderParams.

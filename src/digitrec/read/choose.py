@@ -1,7 +1,7 @@
 """The digits of each line: the candidates' probabilities (digit model, verifier, line reader)
 through the decoder (`decode`), each chosen run a `ReadDigit` with its box and shown confidence,
 each line's `Evidence` on its first digit; then only the lines that are numbers
-(`lines.keep_number_lines`). numpy only."""
+(`lines.keep_number_lines`). No network runs here: it takes their outputs."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 skipped punctuation, held to a `--digits`/`--pattern` automaton when given; then the line
 reader's second opinion (`second_opinion`): when it reads the line otherwise, the best path that
 reads as it does is taken if it scores more once each string's line-reader log-probability is
-added. numpy only."""
+added. No network runs here: it takes their outputs."""
 
 from __future__ import annotations
 
