@@ -74,6 +74,9 @@ def test_its_networks_are_loaded_or_given(number):
         rec.read(number, pattern="[a-z]+")
 
 
-def test_the_reader_imports_no_torch():
+def test_the_reader_imports_no_torch_and_its_pattern_module_alone_is_light():
     code = "import sys, digitrec.read, digitrec.read.reader; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    # The CLI and the server check --pattern before loading anything: that needs no OpenCV, no onnxruntime.
+    code = "import sys, digitrec.read.pattern; assert not {'cv2', 'onnxruntime'} & set(sys.modules), 'heavy import'"
     subprocess.run([sys.executable, "-c", code], check=True)

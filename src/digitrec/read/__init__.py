@@ -17,17 +17,45 @@ One module per job; data flows down the list:
   reader.py       NumberReader: the parts composed, image -> Reading
 """
 
-from digitrec.read.budget import DEFAULT_BUDGET, UNLIMITED, ReadBudget
-from digitrec.read.params import DEFAULT_PARAMS, ReaderParams
-from digitrec.read.pattern import PatternError
-from digitrec.read.reader import NumberReader
-from digitrec.read.result import ReadDigit, Reading
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from digitrec.read.budget import DEFAULT_BUDGET, UNLIMITED, ReadBudget
+    from digitrec.read.params import DEFAULT_PARAMS, ReaderParams
+    from digitrec.read.pattern import PatternError
+    from digitrec.read.reader import NumberReader
+    from digitrec.read.result import ReadDigit, Reading
+
+# The public names and their modules, imported on first use: importing one module of the package
+# (`digitrec.read.pattern`, numpy only, for the CLI's and the server's option checks) does not
+# load the others (OpenCV, onnxruntime).
+_HOMES = {
+    "DEFAULT_BUDGET": "budget",
+    "UNLIMITED": "budget",
+    "ReadBudget": "budget",
+    "DEFAULT_PARAMS": "params",
+    "ReaderParams": "params",
+    "PatternError": "pattern",
+    "NumberReader": "reader",
+    "ReadDigit": "result",
+    "Reading": "result",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _HOMES:
+        return getattr(import_module(f"digitrec.read.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'digitrec.read' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_PARAMS",
-    "NumberReader",
     "UNLIMITED",
+    "NumberReader",
     "PatternError",
     "ReadBudget",
     "ReadDigit",
