@@ -16,7 +16,7 @@ import pytest
 
 from digitrec.errors import ImageError, TooMuchToRead
 from digitrec.read import DEFAULT_PARAMS, UNLIMITED, NumberReader, PatternError, ReadBudget
-from digitrec.read.line_reader import default_line_reader_path, line_reader_path
+from digitrec.read.line_reader import default_line_reader_path, line_reader_path_for
 from digitrec.read.verifier import default_verifier_path
 from digitrec.runtime import Recognizer
 
@@ -63,7 +63,7 @@ def test_its_settings_and_its_budget_are_its_own(number):
 def test_its_networks_are_loaded_or_given(number):
     rec = Recognizer(threads=1)
     loaded = rec.reader
-    assert loaded.line_reader.path == line_reader_path(rec.path, rec.card) == default_line_reader_path()
+    assert loaded.line_reader.path == line_reader_path_for(rec.path, rec.card) == default_line_reader_path()
     assert loaded.verifier.path == default_verifier_path()
     given = NumberReader(rec, verifier=loaded.verifier, line_reader=loaded.line_reader)
     rec.reader = given

@@ -40,9 +40,9 @@ def default_line_reader_path() -> Path:
     return paths.assets_dir() / "line_reader.onnx"
 
 
-def line_reader_path(model_path: Path, card: Mapping[str, object]) -> Path:
-    """The line reader that reads lines for the digit model at `model_path` (its card `card`): the
-    one place that decides it. Today every model reads with the shipped line reader."""
+def line_reader_path_for(model: Path, card: Mapping[str, object]) -> Path:
+    """The line reader that reads lines for the digit model at `model` (its card `card`): the one
+    place that decides it. Today every model reads with the shipped line reader."""
     return default_line_reader_path()
 
 

@@ -32,7 +32,7 @@ from digitrec.preprocess.segment import Segmentation, segment
 from digitrec.read.budget import DEFAULT_BUDGET, Plan, ReadBudget
 from digitrec.read.candidates import candidate_plan, render_candidates
 from digitrec.read.choose import box_of, calibrated, choose_digits
-from digitrec.read.line_reader import LineReader, line_image, line_reader_path
+from digitrec.read.line_reader import LineReader, line_image, line_reader_path_for
 from digitrec.read.params import DEFAULT_PARAMS, Evidence, ReaderParams
 from digitrec.read.pattern import DigitPattern, constraint
 from digitrec.read.punctuation import punctuate_lines
@@ -64,14 +64,14 @@ class NumberReader:
         recognizer: the digit model (its uncalibrated probabilities score the candidates; its
             `views` read a page as one digit; its temperature and `min_confidence` shape the answer).
         verifier, line_reader: the reader's networks; None loads the shipped verifier and the line
-            reader that goes with the recognizer's model (`line_reader_path`), with its threads.
+            reader that goes with the recognizer's model (`line_reader_path_for`), with its threads.
         params: every setting of the reader (`ReaderParams`); budget: the most work an image may
             take unless `read` is given its own (`ReadBudget`).
         """
         self.recognizer = recognizer
         self.verifier = verifier or Verifier(threads=recognizer.threads)
         self.line_reader = line_reader or LineReader(
-            line_reader_path(recognizer.path, recognizer.card), threads=recognizer.threads
+            line_reader_path_for(recognizer.path, recognizer.card), threads=recognizer.threads
         )
         self.params = params
         self.budget = budget
