@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import plain_digits
+from conftest import plain_digits, run_main
 
 from digitrec.errors import DigitrecError
 from digitrec.train import load_recipe, train
@@ -101,3 +102,13 @@ def test_rendered_digits_carry_their_labels_and_are_cached(mnist, monkeypatch):
     assert np.array_equal(again, views) and np.array_equal(again_labels, got)
     with pytest.raises(AssertionError, match="drawn again"):
         rendered_set(200, 1, images, labels)  # another seed: another set
+
+
+def test_cli_trains_the_cnn_mix_recipe_with_mix_flags(real_data, tmp_path, capsys):
+    args = ["train", "--recipe", "cnn_mix", "--out", str(tmp_path / "run"), "--limit", "600", "--epochs", "1"]
+    code, out, err = run_main([*args, "--threads", "1", "--set", "mix.examples=40", "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["recipe"] == "cnn_mix" and summary["rendered_images"] == 40
+    code, _, err = run_main([*args, "--force", "--set", "mix.rendered=1.5"], capsys)
+    assert code == 1 and "Error: bad training config: mix.rendered must be in [0, 1)" in err
