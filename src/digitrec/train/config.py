@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-RECIPES = ("mlp", "fast", "cnn", "best")
+RECIPES = ("mlp", "fast", "cnn", "best", "cnn_mix")
 DEFAULT_RECIPE = "cnn"
 
 
@@ -43,6 +43,16 @@ class AugmentConfig:
 
 
 @dataclass
+class MixConfig:
+    """Real-looking digits in every batch (see `rendered.py`): MNIST training digits drawn as
+    photos, scans, pens and cheque cuts, then prepared exactly as `predict` prepares an image."""
+
+    rendered: float = 0.0  # share of each batch taken from the rendered set; 0 = MNIST only
+    examples: int = 60000  # size of the rendered set (made once, cached in the data folder)
+    seed: int = 0  # draws the rendered set (not the run's seed: runs of any seed share one set)
+
+
+@dataclass
 class TrainConfig:
     recipe: str = DEFAULT_RECIPE
     architecture: str = "cnn"  # a key of digitrec.models.ARCHITECTURES
@@ -63,6 +73,7 @@ class TrainConfig:
     threads: int = 0  # torch.set_num_threads; 0 = the cores not busy elsewhere (train.threads)
     limit: int = 0  # use only this many training images (and as many test images); 0 = all
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (what the checkpoint and the model card store)."""
@@ -73,11 +84,14 @@ class TrainConfig:
         return apply_overrides(cls(), values, source="config")
 
 
+SECTIONS = ("augment", "mix")  # the TOML tables that are dataclasses of their own
+
+
 def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
     """{'augment': {'rotate': 5}} -> {'augment.rotate': 5}; the `model` table stays one value."""
     flat = {}
     for key, value in values.items():
-        if isinstance(value, dict) and key == "augment":
+        if isinstance(value, dict) and key in SECTIONS:
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
@@ -87,11 +101,17 @@ def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
 def apply_overrides(config: TrainConfig, values: dict, source: str) -> TrainConfig:
     """A copy of `config` with `values` applied; keys may be nested dicts or dotted ('augment.p').
     Unknown keys and values of the wrong type raise a DigitrecError that names `source`."""
-    config = dataclasses.replace(config, augment=dataclasses.replace(config.augment), model=dict(config.model))
+    config = dataclasses.replace(
+        config,
+        augment=dataclasses.replace(config.augment),
+        mix=dataclasses.replace(config.mix),
+        model=dict(config.model),
+    )
     for key, value in _flatten(values).items():
-        target, name = (config.augment, key.split(".", 1)[1]) if key.startswith("augment.") else (config, key)
+        section, dot, rest = key.partition(".")
+        target, name = (getattr(config, section), rest) if dot and section in SECTIONS else (config, key)
         fields = {f.name: f for f in dataclasses.fields(target)}
-        if name not in fields or name == "augment":
+        if name not in fields or (target is config and name in SECTIONS):
             raise DigitrecError(f"{source}: unknown setting {key!r}; known: {', '.join(_known_keys())}")
         current = getattr(target, name)
         setattr(target, name, _coerce(value, current, key, source))
@@ -134,8 +154,12 @@ def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
 
 
 def _known_keys() -> list[str]:
-    top = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "augment"]
-    return top + [f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig)]
+    top = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in SECTIONS]
+    return (
+        top
+        + [f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig)]
+        + [f"mix.{f.name}" for f in dataclasses.fields(MixConfig)]
+    )
 
 
 def recipe_path(name: str) -> Path:
@@ -189,5 +213,9 @@ def validate(config: TrainConfig) -> None:
         problems.append("val_size must be between 0 and 59,999")
     if config.limit < 0:
         problems.append("limit must be 0 (all) or a positive number of images")
+    if not 0 <= config.mix.rendered < 1:
+        problems.append("mix.rendered must be in [0, 1)")
+    if config.mix.rendered and config.mix.examples < 1:
+        problems.append("mix.examples must be at least 1 when mix.rendered is on")
     if problems:
         raise DigitrecError("bad training config: " + "; ".join(problems))

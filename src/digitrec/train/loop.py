@@ -229,15 +229,24 @@ def _train(
     # All of MNIST as uint8 on the device (~55 MB): batches are indexed there, never copied over.
     sets = {name: (x.to(dev), y.to(dev)) for name, (x, y) in split_data(config, data["train"], data["test"]).items()}
     x_train, y_train = sets["train"]
-    steps_per_epoch = len(x_train) // config.batch_size  # the last partial batch is dropped
-    if steps_per_epoch == 0:
-        raise DigitrecError(f"only {len(x_train)} training images: fewer than one batch of {config.batch_size}")
     if config.batch_size % placement.world:
         raise DigitrecError(
             f"batch size {config.batch_size} does not split over {placement.world} processes; "
             f"pass a --batch-size divisible by {placement.world}"
         )
     share = config.batch_size // placement.world  # this process's part of every batch
+    # [mix]: that share of every batch comes from the rendered set (uint8 (R, 1, 28, 28), drawn from
+    # this run's training split only), the rest from MNIST. An epoch stays one pass over MNIST.
+    rendered_share = round(config.mix.rendered * share)
+    mnist_share = share - rendered_share
+    if rendered_share:
+        from digitrec.train.rendered import rendered_set
+
+        rx, ry = rendered_set(config.mix.examples, config.mix.seed, x_train[:, 0].cpu().numpy(), y_train.cpu().numpy())
+        x_rendered, y_rendered = to_tensor(rx).to(dev), torch.from_numpy(ry).to(dev)
+    steps_per_epoch = len(x_train) // (mnist_share * placement.world)  # the last partial batch is dropped
+    if steps_per_epoch == 0:
+        raise DigitrecError(f"only {len(x_train)} training images: fewer than one batch of {config.batch_size}")
 
     torch.manual_seed(config.seed)
     # channels-last runs oneDNN's fast convolution kernels (2-3x faster here); same weights either way.
@@ -252,6 +261,7 @@ def _train(
         "parameters": count_parameters(model),
         "flops_per_image": count_flops(model),
         "train_images": len(x_train),
+        "rendered_images": len(x_rendered) if rendered_share else 0,
         "val_images": len(sets["val"][1]),
         "train_seconds": 0.0,
         "val_accuracy": None,
@@ -312,16 +322,21 @@ def _train(
         # process gets its own stream, so the processes' images are not distorted alike.
         aug_gen = gen if placement.world == 1 else _epoch_generator(config.seed + 7919 * (placement.rank + 1), epoch)
         torch.manual_seed(config.seed * 100_003 + epoch + 7919 * placement.rank)  # dropout
+        # Which rendered views each batch takes: a stream of its own, so [mix] leaves the MNIST draws alone.
+        mix_gen = _epoch_generator(config.seed + 104_729 * (placement.rank + 1), epoch)
         model.train()
         order = torch.randperm(len(x_train), generator=gen).to(dev)
         loss_sum = correct = seen = 0.0
         outside = 0.0  # seconds spent in callbacks, left out of the training time
         for b in range(steps_per_epoch):
             step = (epoch - 1) * steps_per_epoch + b
-            start_at = b * config.batch_size + placement.rank * share
-            idx = order[start_at : start_at + share]
+            start_at = (b * placement.world + placement.rank) * mnist_share
+            idx = order[start_at : start_at + mnist_share]
             y = y_train[idx]
             x = augment_batch(as_float(x_train[idx]), config.augment, aug_gen, y)
+            if rendered_share:  # already distorted and prepared as predict prepares: not augmented again
+                pick = torch.randint(len(y_rendered), (rendered_share,), generator=mix_gen).to(dev)
+                x, y = torch.cat([x, as_float(x_rendered[pick])]), torch.cat([y, y_rendered[pick]])
             x = x.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, steps_per_epoch)
@@ -378,6 +393,7 @@ def _train(
         "test_accuracy": meta["test_accuracy"],
         "test_loss": meta["test_loss"],
         "val_accuracy": meta["val_accuracy"],
+        "rendered_images": meta["rendered_images"],
         "parameters": meta["parameters"],
         "flops_per_image": meta["flops_per_image"],
         "checkpoint": str(checkpoint_path),

@@ -388,14 +388,19 @@ def scanned_digit(rng: np.random.Generator, digit28: np.ndarray) -> np.ndarray:
     return 255 - grey if rng.random() < 0.2 else grey
 
 
-def cut_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def cut_digit(
+    rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, label_out: list | None = None
+) -> np.ndarray:
     """One digit cut from a written number by its span, a few px wider: slivers of its neighbours
-    at the left and right edges, as the digits of a cheque's amount come."""
+    at the left and right edges, as the digits of a cheque's amount come. `label_out`, when given,
+    receives the cut digit's label (the digit model trains on these too: train.rendered)."""
     from digitrec.synth import make_number
 
     spans: list = []
     # Apart only: a touching neighbour would put a second digit inside the cut, which is a pair.
-    grey, _ = make_number(rng, images, labels, 3, group="separated", spans=spans)
+    grey, text = make_number(rng, images, labels, 3, group="separated", spans=spans)
+    if label_out is not None:
+        label_out.append(int(text[1]))
     left, right = spans[1]
     extra = int(rng.integers(1, 8))
     cut = grey[:, max(0, left - extra) : right + extra]
@@ -405,15 +410,19 @@ def cut_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) 
     return cut
 
 
-def cheque_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def cheque_digit(
+    rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, label_out: list | None = None
+) -> np.ndarray:
     """One digit of a cheque amount as a cheque reader's scan and segmenter give it: cut with
     wide slivers of its neighbours (up to 40% of a digit each side), often with a thin pen, over
     guilloche, at low contrast, sometimes binarised. The ORAND digits the first rejector flagged
-    look like this."""
+    look like this. `label_out`, when given, receives the cut digit's label."""
     from digitrec.synth import make_number
 
     spans: list = []
-    grey, _ = make_number(rng, images, labels, 3, group="separated", spans=spans)
+    grey, text = make_number(rng, images, labels, 3, group="separated", spans=spans)
+    if label_out is not None:
+        label_out.append(int(text[1]))
     left, right = spans[1]
     width = right - left
     lo, hi = (int(width * f) + 1 for f in rng.uniform(0.02, 0.4, 2))
