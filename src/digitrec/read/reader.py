@@ -165,16 +165,21 @@ class NumberReader:
         calibrated confidence (`ReaderParams.line_confidence`, the map every reading's confidence
         comes from) must be at least `params.one_digit_page` and above the segmentation's. An odd
         lone digit the cuts break up (a bare 28x28 MNIST 2 enlarged 14x read "2 / 64", or dropped)
-        is then read whole. A reading of one line is never replaced: on register rows that are a
-        number beside marks and hatching, predict's one digit (a 1 of "39", the 5 of "15") won on
-        confidence where the segmentation was right."""
+        is then read whole. A reading of one line is replaced only when the rejector takes the page
+        for one digit: on register rows that are a number beside marks and hatching, predict's one
+        digit (a 1 of "39", the 5 of "15") won on confidence where the segmentation was right."""
         params, recognizer = self.params, self.recognizer
         atoms = [a for line in seg.lines for a in line.atoms]
-        if not atoms or len(lines) == 1:
+        if not atoms:
             return None
         try:
             views = recognizer.views(grey)  # what `predict` sees: the digit as written and squeezed
         except ImageError:
+            return None
+        # One line read stays unless the rejector, which learned what one digit and several
+        # digits look like, says the page is one digit (a register row's number beside marks
+        # is "several digits" to it); without the rejector it always stays.
+        if len(lines) == 1 and not (recognizer.reject and recognizer.rejections(views[:1])[0] is None):
             return None
         probs = recognizer.predict_probabilities(views, calibrated=False).mean(axis=0)
         image = views[:1]
