@@ -39,6 +39,21 @@ def default_line_reader_path() -> Path:
     return paths.assets_dir() / "line_reader.onnx"
 
 
+def line_reader_path_for(model: Path, card: dict) -> Path:
+    """The line reader a digit model reads with: the one its card names (`finetune --numbers` writes
+    mine.line.onnx beside mine.onnx; a relative name is beside the model), else the shipped one."""
+    name = card.get("line_reader")
+    if not name:
+        return default_line_reader_path()
+    path = Path(str(name)).expanduser()
+    path = path if path.is_absolute() else Path(model).parent / path
+    if not path.is_file():
+        raise ModelError(
+            f"{model}: its card names the line reader {name}, which is not there: keep the two files together"
+        )
+    return path
+
+
 def line_image(atoms: list[Atom], ink: np.ndarray, stroke: float, digit_height: float) -> np.ndarray:
     """The atoms of one text line -> uint8 (HEIGHT, W) image, ink = 255 on black, W a multiple of
     STRIDE: the line scaled so that its digits are BOX px tall, strokes brought into MNIST's width

@@ -142,9 +142,9 @@ class Recognizer:
     def line_reader(self) -> LineReader:
         """The reader's line model (`digitrec.line_reader`), loaded on first use."""
         if self._line_reader is None:
-            from digitrec.line_reader import LineReader
+            from digitrec.line_reader import LineReader, line_reader_path_for
 
-            self._line_reader = LineReader(threads=self.threads)
+            self._line_reader = LineReader(line_reader_path_for(self.path, self.card), threads=self.threads)
         return self._line_reader
 
     # --- arrays already in MNIST form ---
