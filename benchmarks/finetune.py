@@ -128,11 +128,16 @@ def unit_split(units: list[str], share: str, seed: int) -> tuple[np.ndarray, np.
     return tune, np.array([i for i, u in enumerate(units) if u not in drawn])
 
 
-def reading_accuracy(model, images: list[Path], texts: list[str]) -> float:
+def reading_accuracy(model, images: list[Path], texts: list[str], line_reader: Path | None = None) -> float:
+    """Whole numbers read right by MODEL's Recognizer; `line_reader`: with this line reader instead
+    of the one MODEL's card names (to tell what the digit model alone did)."""
     from digitrec.errors import DigitrecError
+    from digitrec.line_reader import LineReader
     from digitrec.runtime import Recognizer
 
     rec, right = Recognizer(model, threads=1), 0
+    if line_reader is not None:
+        rec._line_reader = LineReader(line_reader, threads=1)
     for image, text in zip(images, texts):
         try:
             right += "".join(rec.read(image).line_texts) == text
@@ -161,7 +166,7 @@ def run_numbers(args, settings, mnist_train, mnist_test) -> None:
     print(f"# data: {args.source}, {len(texts)} numbers of {len(set(units))} writers (books, cheques)\n")
     header = (
         f"{'share':>5s} {'seed':>4s} {'strips':>6s} {'digits':>6s} {'lines':>5s} {'test':>4s} {'before':>7s} "
-        f"{'after':>7s} {'line alone':>15s} {'line held-out':>15s} {'generated':>15s} {'MNIST':>7s} {'ECE':>6s} "
+        f"{'after':>7s} {'digit only':>10s} {'line alone':>15s} {'line held-out':>15s} {'generated':>15s} {'MNIST':>7s} {'ECE':>6s} "
         f"{'seconds':>7s}"
     )
     print(header)
@@ -187,12 +192,13 @@ def run_numbers(args, settings, mnist_train, mnist_test) -> None:
                 )
                 seconds = time.perf_counter() - start
                 after = reading_accuracy(out, test_images, test_texts)
+                digit_only = reading_accuracy(out, test_images, test_texts, shipped.line_reader.path)
                 line = summary["line_reader"] or {}
                 alone_after = line_alone_accuracy(line["path"], test_lines) if line else alone_before
                 probs = Recognizer(out).predict_probabilities(mnist_test[0])
                 print(
                     f"{share:>5s} {seed:4d} {len(tune):6d} {summary['numbers']['digits']:6d} {line.get('numbers', 0):5d} "
-                    f"{len(test):4d} {before:7.1%} {after:7.1%} {alone_before:6.1%} -> {alone_after:6.1%} "
+                    f"{len(test):4d} {before:7.1%} {after:7.1%} {digit_only:10.1%} {alone_before:6.1%} -> {alone_after:6.1%} "
                     f"{line.get('val_accuracy_before', 0):6.1%} -> {line.get('val_accuracy', 0):6.1%} "
                     f"{line.get('generated_accuracy_before', 0):6.1%} -> {line.get('generated_accuracy', 0):6.1%} "
                     f"{accuracy(mnist_test[1], probs):7.2%} {expected_calibration_error(mnist_test[1], probs):6.3f} "
@@ -203,7 +209,8 @@ def run_numbers(args, settings, mnist_train, mnist_test) -> None:
         "\nstrips: the labelled numbers of the drawn books (cheques); digits: those cut from them (where the "
         "reader found as many digits as the label has); lines: the numbers whose lines tuned the line reader; "
         "before/after: whole numbers read right on the other books (`Recognizer.read`: the shipped models / the "
-        "fine-tuned digit model with its line reader); line alone: the line reader's own greedy reading of the "
+        "fine-tuned digit model with its line reader); digit only: the fine-tuned digit model with the shipped line "
+        "reader; line alone: the line reader's own greedy reading of the "
         "other books' lines; line held-out: the tuning numbers the line run held out; generated: its "
         "held-out-writer generated numbers (did it forget?); seconds: the whole finetune call."
     )
