@@ -34,6 +34,7 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
         return run(data, out, warn=warn, **options)
     from digitrec.errors import DataError
     from digitrec.runtime import Recognizer
+    from digitrec.tune.data import MIN_IMAGES
     from digitrec.tune.line import LineTuneConfig, finetune_line_reader
     from digitrec.tune.lines import lines_from_numbers
     from digitrec.tune.numbers import digits_from_numbers, list_numbers
@@ -67,7 +68,17 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     with tempfile.TemporaryDirectory(prefix="digitrec-numbers-") as folder:
         cut = digits_from_numbers(listed, reader.read, Path(folder), warn)
         extra = {"line_reader": line_out.name} if line else None
-        summary = run([*sources, cut.csv], out, warn=warn, card_extra=extra, **options)
+        base_is_reader = model is None or Path(model).suffix.lower() == ".onnx"
+        if line and not sources and cut.digits < MIN_IMAGES and base_is_reader:
+            # Numbers the digit path cannot cut (a mark read as a digit beside each) are what the
+            # line reader learns best: keep it, with the base digit model, rather than fail.
+            warn(
+                f"only {cut.digits} digit(s) could be cut from the numbers (at least {MIN_IMAGES} are needed to "
+                "tune the digit model): the digit model is the base's, reading with the adapted line reader"
+            )
+            summary = _base_with_line_reader(reader, out, extra)
+        else:
+            summary = run([*sources, cut.csv], out, warn=warn, card_extra=extra, **options)
     summary["numbers"] = {"given": cut.numbers, "used": cut.used, "digits": cut.digits}
     summary["line_reader"] = line and {
         "numbers": line["numbers"],
@@ -79,3 +90,30 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
         "train_seconds": line["train_seconds"],
     }
     return summary
+
+
+def _base_with_line_reader(reader, out: Path, card_extra: dict) -> dict:
+    """The base digit model (`reader`'s ONNX file) copied to OUT, its card naming the adapted line
+    reader -> a summary with no digit images."""
+    import shutil
+
+    from digitrec.files import atomic_path
+    from digitrec.modelfile.card import card_path_for
+    from digitrec.modelfile.write import rewrite_card
+
+    with atomic_path(out) as tmp:
+        shutil.copyfile(reader.path, tmp)
+    card = {k: v for k, v in reader.card.items() if k != "format"}
+    rewrite_card(out, {**card, **card_extra})
+    return {
+        "model": str(out),
+        "card_path": str(card_path_for(out)),
+        "images": 0,
+        "train_images": 0,
+        "val_images": 0,
+        "skipped": [],
+        "train_seconds": 0.0,
+        "val_accuracy": None,
+        "val_accuracy_before": None,
+        "base_model": reader.card.get("name", reader.path.stem),
+    }
