@@ -172,7 +172,7 @@ def test_too_few_numbers_leave_the_line_reader_as_it_is_with_a_warning(tmp_path)
 
 def _crossed_numbers(mnist, root: Path, count: int, seed: int) -> list[tuple[Path, str]]:
     """Numbers of MNIST test digits, each with a cross after it, as some registers mark a row:
-    the shipped reader reads the cross as a 4 ("27+" -> "274"); the labels leave it out."""
+    the shipped reader reads the cross as a digit ("83+" -> "837"); the labels leave it out."""
     from digitrec.synth import make_number
 
     images, labels = mnist["test"]
