@@ -33,7 +33,8 @@ import click
     type=click.IntRange(min=1),
     default=300,
     show_default=True,
-    help="At most this many training steps (48 views of your digits + 16 MNIST digits each).",
+    help="At most this many training steps (48 views of your digits + 16 MNIST digits each; with --numbers, "
+    "also of the line reader: 16 of your lines + 16 generated numbers each).",
 )
 @click.option(
     "--numbers",
