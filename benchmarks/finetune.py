@@ -18,8 +18,8 @@ order; "all" = the whole group), test on every digit of the other, in both direc
     .venv/bin/python benchmarks/finetune.py --source semeion --sizes 10,30,100,all
 
 `--source dk-parish-rowid` (or orand-car-strings) measures `finetune --numbers`: the labelled
-numbers of half (`--sizes half`) or a third of the books (cheques) tune the digit model, and the
-other books' numbers are read before and after.
+numbers of half (`--sizes half`) or a third of the books (cheques) tune the digit model and the
+reader's line model, and the other books' numbers are read before and after.
 """
 
 from __future__ import annotations
@@ -128,11 +128,17 @@ def unit_split(units: list[str], share: str, seed: int) -> tuple[np.ndarray, np.
     return tune, np.array([i for i, u in enumerate(units) if u not in drawn])
 
 
-def reading_accuracy(model, images: list[Path], texts: list[str]) -> float:
+def reading_accuracy(model, images: list[Path], texts: list[str], line_reader: Path | None = None) -> float:
+    """Whole numbers read right by MODEL's Recognizer; `line_reader`: with this line reader instead
+    of the one MODEL's card names (to tell what the digit model alone did)."""
     from digitrec.errors import DigitrecError
+    from digitrec.read import NumberReader
+    from digitrec.read.line_reader import LineReader
     from digitrec.runtime import Recognizer
 
     rec, right = Recognizer(model, threads=1), 0
+    if line_reader is not None:
+        rec.reader = NumberReader(rec, line_reader=LineReader(line_reader, threads=1))
     for image, text in zip(images, texts):
         try:
             right += "".join(rec.read(image).line_texts) == text
@@ -141,20 +147,32 @@ def reading_accuracy(model, images: list[Path], texts: list[str]) -> float:
     return right / max(1, len(texts))
 
 
+def line_alone_accuracy(line_reader, lines) -> float:
+    """The line reader's own greedy reading of the numbers' lines (`tune.lines`), no segmentation."""
+    from digitrec.read.line_reader import LineReader, greedy_decode
+
+    reader = LineReader(line_reader, threads=1)
+    right = sum(greedy_decode(reader.log_probs(x))[0] == t for x, t in zip(lines.images, lines.texts))
+    return right / max(1, len(lines.texts))
+
+
 def run_numbers(args, settings, mnist_train, mnist_test) -> None:
     """The `--numbers` learning curve: tune on the strips of some books (cheques), read the others."""
     import digitrec
     from digitrec.evaluate.metrics import accuracy, expected_calibration_error
     from digitrec.runtime import Recognizer, default_model_path
+    from digitrec.tune.lines import lines_from_numbers
 
     paths, texts, units = number_rows(args.data, args.source)
     print(f"# data: {args.source}, {len(texts)} numbers of {len(set(units))} writers (books, cheques)\n")
     header = (
-        f"{'share':>5s} {'seed':>4s} {'strips':>6s} {'digits':>6s} {'test':>4s} {'before':>7s} {'after':>7s} "
-        f"{'held-out':>8s} {'MNIST':>7s} {'ECE':>6s} {'seconds':>7s}"
+        f"{'share':>5s} {'seed':>4s} {'strips':>6s} {'digits':>6s} {'lines':>5s} {'test':>4s} {'before':>7s} "
+        f"{'after':>7s} {'digit only':>10s} {'line alone':>15s} {'line held-out':>15s} {'generated':>15s} {'MNIST':>7s} {'ECE':>6s} "
+        f"{'seconds':>7s}"
     )
     print(header)
     print("-" * len(header))
+    shipped = Recognizer(threads=1)
     with tempfile.TemporaryDirectory() as tmp:
         for share in args.sizes.split(","):
             for seed in map(int, args.seeds.split(",")):
@@ -165,7 +183,9 @@ def run_numbers(args, settings, mnist_train, mnist_test) -> None:
                 )
                 test_images = [args.data / args.source / paths[i] for i in test]
                 test_texts = [texts[i] for i in test]
+                test_lines = lines_from_numbers(list(zip(test_images, test_texts)), shipped.read)
                 before = reading_accuracy(default_model_path(), test_images, test_texts)
+                alone_before = line_alone_accuracy(shipped.reader.line_reader.path, test_lines)
                 out = Path(tmp) / f"m-{share}-{seed}.onnx"
                 start = time.perf_counter()
                 summary = digitrec.finetune(
@@ -173,18 +193,27 @@ def run_numbers(args, settings, mnist_train, mnist_test) -> None:
                 )
                 seconds = time.perf_counter() - start
                 after = reading_accuracy(out, test_images, test_texts)
+                digit_only = reading_accuracy(out, test_images, test_texts, shipped.reader.line_reader.path)
+                line = summary["line_reader"] or {}
+                alone_after = line_alone_accuracy(line["path"], test_lines) if line else alone_before
                 probs = Recognizer(out).predict_probabilities(mnist_test[0])
                 print(
-                    f"{share:>5s} {seed:4d} {len(tune):6d} {summary['numbers']['digits']:6d} {len(test):4d} "
-                    f"{before:7.1%} {after:7.1%} {summary['val_accuracy']:8.1%} "
+                    f"{share:>5s} {seed:4d} {len(tune):6d} {summary['numbers']['digits']:6d} {line.get('numbers', 0):5d} "
+                    f"{len(test):4d} {before:7.1%} {after:7.1%} {digit_only:10.1%} {alone_before:6.1%} -> {alone_after:6.1%} "
+                    f"{line.get('val_accuracy_before', 0):6.1%} -> {line.get('val_accuracy', 0):6.1%} "
+                    f"{line.get('generated_accuracy_before', 0):6.1%} -> {line.get('generated_accuracy', 0):6.1%} "
                     f"{accuracy(mnist_test[1], probs):7.2%} {expected_calibration_error(mnist_test[1], probs):6.3f} "
                     f"{seconds:7.1f}",
                     flush=True,
                 )
     print(
         "\nstrips: the labelled numbers of the drawn books (cheques); digits: those cut from them (where the "
-        "reader found as many digits as the label has); before/after: whole numbers read right on the other "
-        "books (`Recognizer.read`, the shipped model / the fine-tuned digit model)."
+        "reader found as many digits as the label has); lines: the numbers whose lines tuned the line reader; "
+        "before/after: whole numbers read right on the other books (`Recognizer.read`: the shipped models / the "
+        "fine-tuned digit model with its line reader); digit only: the fine-tuned digit model with the shipped line "
+        "reader; line alone: the line reader's own greedy reading of the "
+        "other books' lines; line held-out: the tuning numbers the line run held out; generated: its "
+        "held-out-writer generated numbers (did it forget?); seconds: the whole finetune call."
     )
 
 

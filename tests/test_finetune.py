@@ -338,6 +338,7 @@ def test_a_numbers_csv_without_digits_is_a_clear_error(text, message, tmp_path):
         list_numbers(tmp_path / "n.csv")
 
 
+@pytest.mark.slow  # with the line reader's replay: 18 s on a busy 2-core machine
 def test_finetune_numbers_cli_learns_from_the_digits_of_numbers(real_data, tmp_path, capsys):
     from conftest import run_main
 
@@ -353,5 +354,7 @@ def test_finetune_numbers_cli_learns_from_the_digits_of_numbers(real_data, tmp_p
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["numbers"] == {"given": 6, "used": 6, "digits": 14} and summary["images"] == 14
     assert "from --numbers: 14 digits cut from 6 of 6 numbers" in err
+    assert summary["line_reader"]["numbers"] == 6 and summary["line_reader"]["path"] == str(tmp_path / "m.line.onnx")
+    assert (tmp_path / "m.line.onnx").is_file() and f"line reader: {tmp_path / 'm.line.onnx'}, from 6 numbers" in err
     code, _, err = run_main(["finetune", "--out", str(out)], capsys)
     assert code == 2 and "give DATA" in err

@@ -33,14 +33,17 @@ import click
     type=click.IntRange(min=1),
     default=300,
     show_default=True,
-    help="At most this many training steps (48 views of your digits + 16 MNIST digits each).",
+    help="At most this many training steps (48 views of your digits + 16 MNIST digits each; with --numbers, "
+    "also of the line reader: 16 of your lines + 16 generated numbers each).",
 )
 @click.option(
     "--numbers",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="CSV",
     help="Also learn from labelled numbers: a CSV path,text (a strip, a form field, an amount and its "
-    "digits). Where the reader finds as many digits as the text has, each is cut out and learnt.",
+    "digits). Their lines teach the reader's line model (written beside --out: mine.onnx -> mine.line.onnx, "
+    "used by read --model mine.onnx); where the reader finds as many digits as the text has, each is cut out "
+    "and learnt.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch threads (0 = all cores).")
@@ -53,8 +56,10 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
     folder or absolute; label one digit 0-9), or a folder with subfolders 0 .. 9 holding the images
     of each digit (or a manifest.csv); give several to combine them. At least 10 usable images.
 
-    --numbers CSV (path,text) adds the digits of labelled numbers (strips, form fields); DATA may
-    then be left out.
+    --numbers CSV (path,text) teaches the reader your numbers (strips, form fields): its line
+    model is fine-tuned on their lines and written beside --out (mine.line.onnx, which mine.onnx
+    names: `digitrec read --model mine.onnx` reads with it), and their digits are added to DATA;
+    DATA may then be left out.
 
     Every image is prepared exactly as `digitrec predict` prepares it. Training starts from the
     shipped model (or --model), mixes MNIST digits into every batch so that nothing is forgotten,
@@ -99,6 +104,8 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
     )
     if as_json:
         click.echo(json.dumps(summary))
+    elif not summary["images"]:  # --numbers whose digits could not be cut: the base digit model, the line reader tuned
+        click.echo(f"wrote {summary['model']}: the base digit model, reading with the adapted line reader")
     else:
         click.echo(
             f"wrote {summary['model']}: {summary['images']} images ({summary['val_images']} held out), "
@@ -108,3 +115,10 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
     if "numbers" in summary:
         n = summary["numbers"]
         click.echo(f"from --numbers: {n['digits']} digits cut from {n['used']} of {n['given']} numbers", err=True)
+        line = summary.get("line_reader")
+        if line:
+            click.echo(
+                f"line reader: {line['path']}, from {line['numbers']} numbers; held-out numbers "
+                f"{line['val_accuracy_before']:.1%} -> {line['val_accuracy']:.1%}",
+                err=True,
+            )

@@ -41,9 +41,18 @@ def default_line_reader_path() -> Path:
 
 
 def line_reader_path_for(model: Path, card: Mapping[str, object]) -> Path:
-    """The line reader that reads lines for the digit model at `model` (its card `card`): the one
-    place that decides it. Today every model reads with the shipped line reader."""
-    return default_line_reader_path()
+    """The line reader a digit model reads with: the one its card names (`finetune --numbers` writes
+    mine.line.onnx beside mine.onnx; a relative name is beside the model), else the shipped one."""
+    name = card.get("line_reader")
+    if not name:
+        return default_line_reader_path()
+    path = Path(str(name)).expanduser()
+    path = path if path.is_absolute() else Path(model).parent / path
+    if not path.is_file():
+        raise ModelError(
+            f"{model}: its card names the line reader {name}, which is not there: keep the two files together"
+        )
+    return path
 
 
 def line_image(atoms: list[Atom], ink: np.ndarray, stroke: float, digit_height: float) -> np.ndarray:

@@ -160,6 +160,14 @@ def _generate(task: tuple[int, int, bool, float, float]) -> tuple[list[np.ndarra
     )
 
 
+def generate_lines(
+    config: LineReaderConfig, seed: int, count: int, held_out: bool
+) -> tuple[list[np.ndarray], list[str]]:
+    """`count` numbers drawn as the training lines are (`held_out`: the held-out writers', plain),
+    in this process -> (uint8 (HEIGHT, W) line images, texts). `finetune --numbers` replays them."""
+    return _generate((seed, count, held_out, config.held_out_writers, config.document))
+
+
 def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
     """`config.numbers` training numbers and a twentieth as many held-out ones (at least 20), made
     in chunks on `workers` processes; each chunk has its own seed, so the result does not depend on

@@ -82,10 +82,12 @@ def finetune(
     log: Callable[[str], None] = lambda m: None,
     warn: Callable[[str], None] = lambda m: None,
     mnist: tuple[np.ndarray, np.ndarray] | None = None,
+    card_extra: dict | None = None,
 ) -> dict:
     """Fine-tune MODEL (None: the shipped model; an .onnx digitrec made, a run folder or checkpoint.pt)
     on DATA (CSV files path,label and/or folders 0-9, see `digitrec.tune.data`) and write the ONNX
-    model OUT with its card. `mnist` (images, labels) replaces the MNIST training set (tests).
+    model OUT with its card. `mnist` (images, labels) replaces the MNIST training set (tests);
+    `card_extra`: more card entries (`line_reader`: the line reader this model reads with).
     Returns a summary: model, images, train_images, val_images, skipped, train_seconds,
     val_accuracy, val_accuracy_before, temperature, steps, base_model, data_sha256, seconds."""
     from digitrec.calibration import calibration_card
@@ -258,6 +260,7 @@ def finetune(
             },
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": str(torch.__version__),
+            **(card_extra or {}),
         }
     )
     written = _write(module, out, card, [cal_x[:500].astype(np.float32)[:, None] / 255.0], log)

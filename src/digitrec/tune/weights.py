@@ -1,5 +1,5 @@
 """The base model of a fine-tuning run, as a PyTorch module: from a run folder or checkpoint, or from
-a digitrec ONNX file (the shipped model exists only as ONNX).
+a digitrec ONNX file (the shipped model exists only as ONNX); the same for the line reader.
 
 An ONNX file made by `digitrec export` holds the same network with each batch norm folded into the
 convolution before it (the exporter's constant folding): Conv(W, no bias) -> BN(gamma, beta, mean,
@@ -41,9 +41,6 @@ def load_base(model: Path | str | None) -> tuple[nn.Module, dict, Path]:
 
 def module_from_onnx(path: Path | str) -> tuple[nn.Module, dict]:
     """A digitrec ONNX model -> (the PyTorch module it was exported from, its card)."""
-    import onnx
-    from onnx import numpy_helper
-
     session, card = open_model(path)
     data = card.data if card else {}
     if "architecture" not in data or not isinstance(data.get("config"), dict):
@@ -55,6 +52,34 @@ def module_from_onnx(path: Path | str) -> tuple[nn.Module, dict]:
         module = build_model(data["architecture"], **data["config"].get("model", {}))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: cannot build its network {data['architecture']!r}: {exc}") from None
+    load_onnx_weights(module, path, data["architecture"])
+    check_parity(module, session, path, (16, 1, 28, 28))
+    return module, data
+
+
+def line_reader_from_onnx(path: Path | str) -> tuple[nn.Module, dict]:
+    """A digitrec line reader (.onnx, `digitrec.read.line_reader`) -> (its `LineCNN`, its card). The
+    shipped one exists only as ONNX; its network is rebuilt as `weights` says above, the output
+    width from the card's alphabet, then checked on random lines of two widths."""
+    from digitrec.read.line_reader import DIGITS, HEIGHT
+    from digitrec.train.line_reader import LineCNN
+
+    session, card = open_model(path, "line reader", 1, require_input=True)
+    if card.kind != "line-reader":
+        raise ModelError(f"{path} is not a line reader (its card says kind={card.kind!r})")
+    module = LineCNN(classes=len(str(card.data.get("alphabet", DIGITS))) + 1)
+    load_onnx_weights(module, path, "line reader")
+    for width in (64, 160):
+        check_parity(module, session, path, (1, 1, HEIGHT, width))  # its batch is 1
+    return module, card.data
+
+
+def load_onnx_weights(module: nn.Module, path: Path | str, network: str) -> None:
+    """Load the weights of the ONNX file `path`, exported from `module`'s network, into `module`
+    (see the module's docstring: batch norms folded into the convolution before them); eval mode."""
+    import onnx
+    from onnx import numpy_helper
+
     graph = onnx.load(str(path)).graph
     weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
     state = module.state_dict()
@@ -69,15 +94,15 @@ def module_from_onnx(path: Path | str) -> tuple[nn.Module, dict]:
             continue
         conv_name = node.output[0].strip("/").split("/")[-2]  # "/net/net.1/Conv_output_0" -> "net.1"
         conv = modules.get(conv_name)
-        if not isinstance(conv, nn.Conv2d):
-            raise ModelError(f"{path}: its convolution {conv_name!r} is not in the {data['architecture']} network")
+        if not isinstance(conv, nn.modules.conv._ConvNd):
+            raise ModelError(f"{path}: its convolution {conv_name!r} is not in the {network} network")
         state[f"{conv_name}.weight"] = weights[node.input[1]]
         loaded.add(f"{conv_name}.weight")
         bias = weights[node.input[2]] if len(node.input) > 2 else torch.zeros(conv.out_channels)
         prefix, index = conv_name.rsplit(".", 1)
         norm_name = f"{prefix}.{int(index) + 1}"
         norm = modules.get(norm_name)
-        if conv.bias is None and isinstance(norm, nn.BatchNorm2d):
+        if conv.bias is None and isinstance(norm, nn.modules.batchnorm._BatchNorm):
             state[f"{norm_name}.weight"] = torch.ones_like(bias)
             state[f"{norm_name}.bias"] = bias
             state[f"{norm_name}.running_mean"] = torch.zeros_like(bias)
@@ -91,13 +116,11 @@ def module_from_onnx(path: Path | str) -> tuple[nn.Module, dict]:
         raise ModelError(f"{path}: no ONNX weights found for {', '.join(missing[:4])}")
     module.load_state_dict(state)
     module.eval()
-    check_parity(module, session, path)
-    return module, data
 
 
-def check_parity(module: nn.Module, session, path) -> float:
-    """The rebuilt module and the ONNX file answer the same logits on random digit-like images."""
-    x = (np.random.default_rng(0).random((16, 1, 28, 28)) > 0.8).astype(np.float32)
+def check_parity(module: nn.Module, session, path, shape: tuple[int, ...]) -> float:
+    """The rebuilt module and the ONNX file answer the same logits on random ink-like images of `shape`."""
+    x = (np.random.default_rng(0).random(shape) > 0.8).astype(np.float32)
     expected = session.run(None, {session.get_inputs()[0].name: x})[0]
     with torch.no_grad():
         got = module(torch.from_numpy(x)).numpy()
