@@ -61,7 +61,9 @@ def flagged_one(rng: np.random.Generator, one28: np.ndarray) -> np.ndarray:
     tx, ty, h = int(xs[top]), int(ys[top]), int(ys.max() - ys.min())
     length, angle = rng.uniform(0.25, 0.5) * h, np.deg2rad(rng.uniform(20, 50))
     width = int(rng.integers(6, 12))
-    cv2.line(big, (tx, ty), (int(tx - length * np.cos(angle)), int(ty + length * np.sin(angle))), 255, width, cv2.LINE_AA)
+    cv2.line(
+        big, (tx, ty), (int(tx - length * np.cos(angle)), int(ty + length * np.sin(angle))), 255, width, cv2.LINE_AA
+    )
     if rng.random() < 0.3:
         bx, by, f = int(xs[ys.argmax()]), int(ys.max()), int(rng.uniform(0.15, 0.3) * h)
         cv2.line(big, (bx - f, by), (bx + f, by), 255, width, cv2.LINE_AA)
@@ -87,9 +89,13 @@ def dev_set(scale: float, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.n
         for _ in range(max(1, round(n * scale))):
             if kind.startswith(("fat", "flag1")):
                 i = int(rng.integers(len(images)))
-                digit, label = (fat_pen(rng, images[i]), int(labels[i])) if kind.startswith("fat") else (
-                    flagged_one(rng, ones[rng.integers(len(ones))]),
-                    1,
+                digit, label = (
+                    (fat_pen(rng, images[i]), int(labels[i]))
+                    if kind.startswith("fat")
+                    else (
+                        flagged_one(rng, ones[rng.integers(len(ones))]),
+                        1,
+                    )
                 )
                 if kind.endswith("scan"):
                     grey = negatives.scanned_digit(rng, digit)
