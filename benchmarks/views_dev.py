@@ -4,16 +4,18 @@ per kind of image, with the shipped model (issue 16: settings are chosen here, n
 The dev set is drawn from the 5,000 MNIST training digits every recipe holds out for validation
 (`train.loop.split_indices`), as the images users bring: the digit model's own renderers
 (`train.rendered.render_digit`: paper, normalised scans 16-32 px, often stretched and binary, cuts
-from a number, cheque cuts; font digits in held-out fonts), plus two kinds they lack: fat pens
-(MNIST ink dilated 3-5 px, as paper digits and as normalised scans) and European 1s (a long flag
-from the top, sometimes a foot), which the squeezed views are for. Each raw image goes through the
+from a number, cheque cuts; font digits in held-out fonts), plus three kinds they lack: fat pens (MNIST ink
+dilated 3-5 px, as paper digits and as normalised scans), European 1s (a long flag from the top,
+sometimes a foot), which the squeezed views are for, and blurred grey scans (16-32 px, the digit
+stretched to the box or fitted into it keeping its aspect, then smoothed, as USPS stores digits),
+where issue 16 saw the default fall below the plain pipeline. Each raw image goes through the
 product's ink finding (`find_digit`), then through each candidate:
 
   strokes   the stroke width clipped into MNIST's range (what predict does) or kept as written;
   views     as written only, or averaged with the 80% and 60% squeezes (predict), or squeezed only
             when the ink box is wider than MNIST's (width / height >= 0.9).
 
-    .venv/bin/python benchmarks/views_dev.py              # 5,600 images, about 2 minutes on one core
+    .venv/bin/python benchmarks/views_dev.py              # 6,600 images, about 2 minutes on one core
     .venv/bin/python benchmarks/views_dev.py --scale 0.1  # a quick look
 """
 
@@ -43,6 +45,7 @@ KINDS = {
     "fat-digit": 400,
     "flag1-digit": 250,
     "flag1-scan": 250,
+    "blur-scan": 1500,
 }
 WIDE_ASPECT = 0.9  # MNIST's training digits: ink box width / height 0.8 at the median, 0.9 at the 70th pct
 
@@ -70,6 +73,28 @@ def flagged_one(rng: np.random.Generator, one28: np.ndarray) -> np.ndarray:
     return cv2.resize(big, (28, 28), interpolation=cv2.INTER_AREA)
 
 
+def blurred_scan(rng: np.random.Generator, digit28: np.ndarray) -> tuple[np.ndarray, str]:
+    """-> (uint8 grey scan, ink bright: the digit in a 16-32 px box, stretched to it or fitted
+    keeping its aspect, smoothed by a Gaussian of 0.5-1.2 px at 16 px; its kind name)."""
+    from digitrec.train import negatives
+
+    ink = negatives.mnist_ink(digit28)
+    side = int(rng.choice([16, 16, 20, 32]))
+    stretched = rng.random() < 0.5
+    if stretched:
+        box = cv2.resize(ink, (side, side), interpolation=cv2.INTER_AREA)
+    else:
+        h, w = ink.shape
+        f = side / max(h, w)
+        small = cv2.resize(ink, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        box = np.zeros((side, side), np.float32)
+        top, left = (side - small.shape[0]) // 2, (side - small.shape[1]) // 2
+        box[top : top + small.shape[0], left : left + small.shape[1]] = small
+    box = cv2.GaussianBlur(box, (0, 0), rng.uniform(0.5, 1.2) * side / 16)
+    grey = np.clip(box / max(float(box.max()), 1e-3) * 255, 0, 255).astype(np.uint8)
+    return grey, f"blur{side}{'s' if stretched else 'k'}"
+
+
 def dev_set(scale: float, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """-> (raw grey images, labels, kind names), drawn from MNIST's validation digits."""
     from digitrec.data import load_mnist
@@ -87,7 +112,11 @@ def dev_set(scale: float, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.n
     greys, truth, kinds = [], [], []
     for kind, n in KINDS.items():
         for _ in range(max(1, round(n * scale))):
-            if kind.startswith(("fat", "flag1")):
+            shown = kind
+            if kind == "blur-scan":
+                i = int(rng.integers(len(images)))
+                (grey, shown), label = blurred_scan(rng, images[i]), int(labels[i])
+            elif kind.startswith(("fat", "flag1")):
                 i = int(rng.integers(len(images)))
                 digit, label = (
                     (fat_pen(rng, images[i]), int(labels[i]))
@@ -103,7 +132,6 @@ def dev_set(scale: float, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.n
                     grey = negatives.on_paper(rng, negatives.distort(rng, negatives.mnist_ink(digit), 0.5))
             else:
                 grey, label = render_digit(rng, kind, held_out_fonts, images, labels)
-            shown = kind
             if kind == "scan-digit":  # split by what the issue suspects: size and binary vs grey
                 shown = f"scan{grey.shape[0]}{'b' if len(np.unique(grey)) <= 2 else 'g'}"
             greys.append(grey)
@@ -124,6 +152,9 @@ def views_of(grey: np.ndarray, normalize_strokes: bool) -> tuple[np.ndarray, flo
 def main(argv: list[str] | None = None) -> int:
     from digitrec.runtime import Recognizer
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from external import plain_28  # the plain MNIST-style pipeline of the external benchmark
+
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -136,7 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# command: python benchmarks/views_dev.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores; model: {rec.card.get('name', '?')}\n")
     greys, truth, kinds = dev_set(args.scale, args.seed)
-    names = sorted(dict.fromkeys(kinds), key=lambda n: (list(KINDS).index(n) if n in KINDS else 1, n))
+    names = sorted(
+        dict.fromkeys(kinds),
+        key=lambda n: (
+            list(KINDS).index(n if n in KINDS else "scan-digit" if n.startswith("scan") else "blur-scan"),
+            n,
+        ),
+    )
     print(f"{'candidate (strokes, views)':40s}" + "".join(f"{n[:9]:>10s}" for n in names) + f"{'all':>7s}")
     print(f"{'images':40s}" + "".join(f"{(kinds == n).sum():10d}" for n in names) + f"{len(truth):7d}")
     for strokes in (True, False):
@@ -165,6 +202,16 @@ def main(argv: list[str] | None = None) -> int:
             cells = "".join(f"{right[kinds == n].sum():10d}" for n in names)
             print(f"{label:40s}{cells}{right.sum():7d}", flush=True)
         print(f"  ({per_image * 1000:.1f} ms an image: ink finding, 3 views, model)")
+    plain = np.zeros((len(greys), 28, 28), np.uint8)
+    failed = np.zeros(len(greys), bool)
+    for i, grey in enumerate(greys):
+        try:
+            plain[i] = plain_28(grey)
+        except DigitrecError:
+            failed[i] = True
+    right = (rec.predict_probabilities(plain).argmax(axis=1) == truth) & ~failed
+    cells = "".join(f"{right[kinds == n].sum():10d}" for n in names)
+    print(f"{'plain (external.py), one view':40s}{cells}{right.sum():7d}")
     print(
         "\nCells: images read right. The product's default is 'normalised, 3 views averaged'. A kind's "
         "noise: a difference of a few images (paired, the same images for every candidate)."
