@@ -101,10 +101,13 @@ def working_copy(grey: np.ndarray) -> np.ndarray:
     return grey
 
 
-def fit_and_centre(crop: np.ndarray, stages: Stages | None = None, *, squeeze: float = 1.0) -> np.ndarray:
+def fit_and_centre(
+    crop: np.ndarray, stages: Stages | None = None, *, squeeze: float = 1.0, normalize_strokes: bool = True
+) -> np.ndarray:
     """Ink crop (ink bright; uint8 0-255 or float 0-1) -> uint8 (28, 28): the longer side scaled to
-    20 px, strokes brought into MNIST's width range, then shifted so the centre of mass sits at the
-    centre, as in LeCun et al.'s MNIST preparation. `squeeze` < 1 narrows the digit first."""
+    20 px, strokes brought into MNIST's width range (`normalize_strokes`; off only in the views
+    study, benchmarks/views_dev.py), then shifted so the centre of mass sits at the centre, as in
+    LeCun et al.'s MNIST preparation. `squeeze` < 1 narrows the digit first."""
     ink: np.ndarray = crop.astype(np.float32) / (255.0 if crop.dtype == np.uint8 else 1.0)
     h, w = ink.shape
     if squeeze != 1.0:
@@ -115,7 +118,8 @@ def fit_and_centre(crop: np.ndarray, stages: Stages | None = None, *, squeeze: f
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     grow = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
     hi = cv2.resize(ink, (nw, nh), interpolation=grow)
-    hi = normalize_stroke(hi, RENDER)
+    if normalize_strokes:
+        hi = normalize_stroke(hi, RENDER)
     small = cv2.resize(hi, (max(1, round(nw / RENDER)), max(1, round(nh / RENDER))), interpolation=cv2.INTER_AREA)
     sh, sw = small.shape
     canvas: np.ndarray = np.zeros((SIZE, SIZE), np.float32)

@@ -1,0 +1,58 @@
+"""benchmarks/views_dev.py: the synthetic dev set it draws and the candidates it compares (the
+stroke switch of `fit_and_centre` exists for it), at a tiny scale."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from digitrec.preprocess import fit_and_centre
+from digitrec.preprocess.digit import RENDER, STROKE_RANGE
+from digitrec.preprocess.ink import stroke_width
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "views_dev.py"
+
+
+@pytest.fixture(scope="module")
+def views_dev():
+    spec = importlib.util.spec_from_file_location("views_dev_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def width(digit: np.ndarray) -> float:
+    return stroke_width((cv2.resize(digit, None, fx=RENDER, fy=RENDER) > 127).astype(np.uint8)) / RENDER
+
+
+def test_the_stroke_switch_keeps_a_markers_width():
+    crop = np.zeros((100, 60), np.uint8)
+    cv2.line(crop, (30, 5), (30, 95), 255, 24)  # a marker's 1: 24 px of 100, 4.8 px in the 20 px box
+    assert STROKE_RANGE[0] - 0.6 <= width(fit_and_centre(crop)) <= STROKE_RANGE[1] + 0.6
+    assert width(fit_and_centre(crop, normalize_strokes=False)) > STROKE_RANGE[1] + 1
+
+
+def test_a_flagged_one_gets_its_flag(views_dev):
+    one = np.zeros((28, 28), np.uint8)
+    cv2.line(one, (14, 4), (14, 24), 255, 2)
+    flagged = views_dev.flagged_one(np.random.default_rng(0), one)
+    assert flagged.shape == (28, 28) and not one[:, :12].any()
+    assert (flagged[:14, :12] > 60).sum() >= 3  # ink left of the stem, in its upper half: the flag
+
+
+@pytest.mark.mnist
+def test_the_table_has_every_kind_and_candidate(views_dev, mnist, real_data, capsys):
+    assert views_dev.main(["--scale", "0.004"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("digit", "cheque-di", "fat-scan", "flag1-dig", "flag1-sca"):
+        assert kind in out
+    assert "blur" in out  # the blurred scans, where the default fell below plain
+    rows = [line for line in out.splitlines() if line.startswith(("normalised,", "as written,", "plain"))]
+    assert len(rows) == 7
+    totals = [int(row.split()[-1]) for row in rows]
+    images = int(next(line for line in out.splitlines() if line.startswith("images")).split()[-1])
+    assert images >= 20 and all(0 < t <= images for t in totals)
