@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -30,6 +29,7 @@ from torch import nn
 
 from digitrec.errors import DataError
 from digitrec.tune.lines import NumberLines
+from digitrec.tune.steps import BestCheck, cosine_lr
 
 MIN_NUMBERS = 4  # fewer different files than this leave nothing to hold out and learn from
 
@@ -120,8 +120,13 @@ def finetune_line_reader(
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train_started = time.perf_counter()
-    base_score = best = score()
-    best_step, best_state, stale, step = 0, copy.deepcopy(model.state_dict()), 0, 0
+    kept = BestCheck(
+        model,
+        score(),
+        lambda now, best, base: now[0] >= base[0] - config.forget and now[1:] > best[1:],
+        config.patience,
+    )
+    base_score, step = kept.base, 0
     for step in range(1, steps + 1):
         model.train()
         freeze_batch_norm(model)  # folded away in the ONNX file: a few lines cannot re-estimate them
@@ -130,8 +135,7 @@ def finetune_line_reader(
         x, lengths, target, target_lengths = _batch(
             [train[k] for k in u] + [(replay_x[k], replay_t[k]) for k in r], rng
         )
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
+        cosine_lr(optimizer, config.lr, step, steps)
         loss = ctc(model(x).log_softmax(-1).permute(1, 0, 2), target, lengths, target_lengths)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -143,15 +147,11 @@ def finetune_line_reader(
                 f"line reader step {step}/{steps}: loss {loss.item():.3f}, held-out {now[1]:.1%}, "
                 f"generated {now[0]:.1%}"
             )
-            if now[0] >= base_score[0] - config.forget and now[1:] > best[1:]:
-                best, best_step, stale = now, step, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
+            if kept.offer(model, now, step):
+                break
     train_seconds = time.perf_counter() - train_started
-    model.load_state_dict(best_state)
+    kept.restore(model)
+    best, best_step = kept.best, kept.step
     model.eval()
     log(
         f"line reader: held-out numbers {base_score[1]:.1%} -> {best[1]:.1%}, generated {base_score[0]:.1%} -> "

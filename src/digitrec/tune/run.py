@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 
 from digitrec.errors import DataError
 from digitrec.tune.data import list_examples, prepare
+from digitrec.tune.steps import BestCheck, cosine_lr
 from digitrec.tune.weights import freeze_batch_norm, load_base
 
 # The card keys that describe the network itself, carried over from the base model's card.
@@ -179,10 +179,8 @@ def finetune(
         f"({user_batch} + {replay_batch} per step), {len(val_files)} held out; up to {steps} steps"
     )
     train_started = time.perf_counter()
-    base = best = score()
-    best_step, before = 0, base[1]
-    best_state = copy.deepcopy(module.state_dict())
-    stale, step = 0, 0
+    kept = BestCheck(module, score(), better, config.patience)
+    before, step = kept.base[1], 0
     for step in range(1, steps + 1):
         module.train()
         freeze_batch_norm(module)
@@ -190,8 +188,7 @@ def finetune(
         r = torch.randint(len(replay_x), (replay_batch,), generator=gen)
         y = torch.cat([user_y[u], replay_y[r]])
         x = augment_batch(torch.cat([user_x[u], replay_x[r]]).float().div_(255), augment, gen, y)
-        for group in optimizer.param_groups:  # cosine from lr to 0 over the planned steps
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
+        cosine_lr(optimizer, config.lr, step, steps)
         loss = F.cross_entropy(
             module(x.contiguous(memory_format=torch.channels_last)), y, label_smoothing=config.label_smoothing
         )
@@ -204,16 +201,12 @@ def finetune(
                 f"step {step}/{steps}: loss {loss.item():.3f}, held-out accuracy {now[1]:.1%}, "
                 f"MNIST validation {now[0]}/{len(guard_y)}"
             )
-            if better(now, best, base):
-                best, best_step, stale = now, step, 0
-                best_state = copy.deepcopy(module.state_dict())
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    log(f"no better for {stale} checks: stopping, keeping step {best_step}")
-                    break
+            if kept.offer(module, now, step):
+                log(f"no better for {kept.stale} checks: stopping, keeping step {kept.step}")
+                break
     train_seconds = time.perf_counter() - train_started
-    module.load_state_dict(best_state)
+    kept.restore(module)
+    best_step = kept.step
     module = module.to(memory_format=torch.contiguous_format).eval()
 
     # The temperature: MNIST validation images (never trained on, by the base or here) and the held-out views.
