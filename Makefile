@@ -9,7 +9,7 @@ OUT ?= out
 
 CONSTRAINTS := constraints.txt
 
-.PHONY: install demo test test-fast lint build constraints browser clean
+.PHONY: install demo test test-fast lint build constraints browser rejector-fonts clean
 
 install: $(STAMP)
 
@@ -29,6 +29,17 @@ browser:
 	  echo "Installing chromium for the browser test..."; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# The fonts the shipped rejector's letters and font digits were drawn in (Debian packages; training
+# only: the product never needs them). Handwriting-like ones first. `python -m digitrec.train.rejector`
+# uses whatever fonts are installed, so train after this to get the shipped rejector's data.
+REJECTOR_FONTS := fonts-humor-sans fonts-comic-neue fonts-breip fonts-dkg-handwriting fonts-bwht \
+  fonts-femkeklaver fonts-dancingscript fonts-kaushanscript fonts-kristi fonts-cabinsketch \
+  fonts-urw-base35 fonts-freefont-ttf fonts-cantarell fonts-linuxlibertine fonts-crosextra-caladea \
+  fonts-crosextra-carlito fonts-go fonts-lato fonts-jura fonts-engadget fonts-dejavu-extra
+rejector-fonts:
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y --no-install-recommends $(REJECTOR_FONTS)
 
 # The main job end to end: verified data, the shipped model evaluated into a report, and the sample
 # photos, scans and drawings in examples/ predicted, with pictures of what the model saw.

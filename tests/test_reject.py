@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -265,6 +266,65 @@ def test_fonts_are_split_by_family():
     assert not {f.family for f in train} & {f.family for f in held}
     assert "hershey-script-complex" in {f.family for f in held}
     assert "hershey-script-simplex" in {f.family for f in train}
+
+
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+@pytest.mark.skipif(not __import__("os").path.isfile(DEJAVU), reason="needs DejaVuSans (fonts-dejavu-core)")
+def test_every_style_of_a_family_is_held_out_with_it_and_fonts_without_digits_are_left_out(tmp_path, monkeypatch):
+    # A held-out family whose bold file trained the rejector (FreeMono held out, FreeMonoBold not)
+    # is no held-out family; a font that draws its missing-glyph box for "3" would teach a box as a
+    # digit; a dingbat font's "A" is no letter.
+    import shutil
+
+    fontTools = pytest.importorskip("fontTools.subset")
+    styles = ["FreeMono.ttf", "FreeMonoBoldOblique.ttf", "dkg.ttf", "dkgBI.ttf", "LinLibertine_R.otf"]
+    styles += ["LinLibertine_RI.otf", "Breip.ttf", "breipfont.ttf", "DejaVuSans-Bold.ttf", "D050000L.otf"]
+    for name in styles:
+        shutil.copy(DEJAVU, tmp_path / name)
+    options = fontTools.Options()
+    letters_only = fontTools.Subsetter(options)
+    letters_only.populate(text="ABCabc")
+    font = fontTools.load_font(DEJAVU, options)
+    letters_only.subset(font)
+    fontTools.save_font(font, str(tmp_path / "NoDigits.ttf"), options)
+    monkeypatch.setattr(negatives, "FONT_FOLDERS", (str(tmp_path),))
+
+    fonts = [f for f in negatives.installed_fonts() if f.path]
+    assert sorted({f.family for f in fonts}) == ["Breip", "DejaVuSans", "Dkg", "FreeMono", "LinLibertine"]
+    assert {Path(f.path).name for f in fonts} == set(styles) - {"D050000L.otf"}
+    assert not negatives.has_glyphs(str(tmp_path / "NoDigits.ttf"), "3")
+    assert negatives.has_glyphs(str(tmp_path / "NoDigits.ttf"), "Ab")
+
+
+def test_a_font_family_is_drawn_as_often_as_another_whatever_its_files():
+    # Lato's 18 styles would otherwise draw 18 of every 19 held-out letters from one family.
+    fonts = [negatives.Font("Lato", path=f"Lato-{i}.ttf") for i in range(18)] + [negatives.Font("Kristi", path="K.ttf")]
+    rng = np.random.default_rng(0)
+    picks = [negatives.pick_font(rng, fonts).family for _ in range(2000)]
+    assert 0.45 < picks.count("Kristi") / 2000 < 0.55
+
+
+def test_no_scribble_is_a_bar_that_reads_as_a_1():
+    # A scribble whose ink is a narrow bar is a 1 to anyone: not a fair "not a digit". Before, one
+    # in seven scribbles' strokes spanned a box narrower than 0.35 (short side / long side; the
+    # pen's width widens the ink a little: the narrowest of these 300 was 0.30).
+    rng = np.random.default_rng(0)
+    ratios = [min(ink.shape) / max(ink.shape) for ink in (negatives.scribble(rng) for _ in range(300))]
+    assert min(ratios) >= 0.35
+
+
+def test_photo_digits_are_digits_the_digit_model_reads():
+    from digitrec.runtime import Recognizer
+
+    rng = np.random.default_rng(3)
+    threes = np.zeros((4, 28, 28), np.uint8)
+    cv2.putText(threes[0], "3", (6, 23), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 255, 2)
+    threes[1:] = threes[0]
+    views = [negatives.view_of(negatives.photo_digit(rng, threes, np.full(4, 3))) for _ in range(20)]
+    read = Recognizer(reject=False).predict_probabilities(np.array([v for v in views if v is not None])).argmax(1)
+    assert (read == 3).sum() >= 16
 
 
 def test_every_kind_is_drawn_as_an_image_and_preprocessed_as_predict_does():

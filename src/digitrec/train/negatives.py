@@ -9,12 +9,13 @@ Kinds, and the class each one teaches (`CLASSES`):
             as normalised scans give them (stretched to fill a 16 or 32 px box, often binary); and
             cut from a written number with slivers of its neighbours at the edges; and as a cheque
             reader's scan gives them (`cheque_digit`: thin pens, guilloche, wide neighbour slivers,
-            low contrast)
+            low contrast); and in a phone photo of a note (`photo_digit`: perspective, shadow)
   letter    letters and symbols of handwriting-like fonts (OpenCV's Hershey fonts, script ones
-            included, and the TrueType fonts installed here) with slant, elastic distortion and pens;
-            glyphs a digit is written like (O, l, I, S, Z, |, ...) are left out
-  scribble  Bezier strokes, zigzags, loops and spirals, hatching; and (`scrawl`) crossings-out,
-            cursive garlands, waves, bursts of crossing lines, clusters of dots
+            included, and the TrueType fonts installed here, `make rejector-fonts`) with slant,
+            elastic distortion and pens; glyphs a digit is written like (O, l, I, S, Z, |, ...)
+            are left out
+  scribble  Bezier strokes, zigzags, loops and spirals, hatching (never a bar, a 1: `narrow`);
+            and (`scrawl`) crossings-out, cursive garlands, waves, bursts of crossing lines, dots
   shape     smileys, stars, triangles, hearts, arrows, ticks, crosses, empty boxes
   blank     paper with grain, specks, gradients and JPEG; ruled and squared paper with nothing written
   pair      two or three MNIST training digits side by side (`synth.make_number`: apart, touching,
@@ -25,6 +26,7 @@ set can hold fonts and hands the rejector never saw. numpy, OpenCV and Pillow on
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ KIND_CLASS = {
     "scan-digit": DIGIT,
     "cut-digit": DIGIT,
     "cheque-digit": DIGIT,
+    "photo-digit": DIGIT,
     "letter": NOT_A_DIGIT,
     "scribble": NOT_A_DIGIT,
     "scrawl": NOT_A_DIGIT,
@@ -69,6 +72,11 @@ HERSHEY = {
     "hershey-script-complex": cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
 }
 FONT_FOLDERS = ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts")
+# Fonts whose letters and digits are pictures or Greek (URW's dingbats and symbol fonts): their "0"
+# is no digit and their "A" no letter.
+NOT_TEXT = ("D050000L", "StandardSymbolsPS", "Dingbats", "Symbol", "Webdings", "Wingdings")
+# A style written into a file name (FreeMonoBoldOblique, dkgBI, LinLibertine_RI): the same family.
+STYLE = re.compile(r"(BoldOblique|BoldItalic|Bold|Oblique|Italic|Bd|BI|It)$")
 GLYPH_PX = 64  # glyphs and shapes are drawn about this tall, then rendered at the image's size
 
 
@@ -79,13 +87,47 @@ class Font:
     path: str | None = None  # a TrueType file
 
 
+def font_family(path: Path) -> str:
+    """A font file -> its family, the same for each of its styles, so that no style of a held-out
+    family trains the rejector: DejaVuSans-Bold.ttf -> DejaVuSans, FreeMonoBoldOblique.ttf ->
+    FreeMono, LinLibertine_RI.otf -> LinLibertine, dkgBd.ttf -> dkg, breipfont.ttf -> Breip."""
+    name = path.stem.split("-")[0].split("_")[0]
+    while STYLE.search(name) and STYLE.sub("", name):
+        name = STYLE.sub("", name)
+    if name.lower().endswith("font") and len(name) > 4:
+        name = name[:-4]
+    return name[0].upper() + name[1:]
+
+
+def has_glyphs(path: str, chars: str) -> bool:
+    """Does the font at `path` draw every one of `chars`, rather than its missing-glyph box? (A
+    script font without digits would teach a box as a digit.)"""
+    from PIL import Image, ImageDraw, ImageFont
+
+    face = ImageFont.truetype(path, 32)
+
+    def drawn(char: str) -> np.ndarray:
+        image = Image.new("L", (64, 64), 0)
+        ImageDraw.Draw(image).text((8, 8), char, fill=255, font=face)
+        return np.asarray(image)
+
+    missing = drawn("\U000f0000")  # a private-use code point no text font has
+    return not any(np.array_equal(drawn(c), missing) for c in chars)
+
+
 def installed_fonts() -> list[Font]:
-    """The Hershey fonts (always there) and the TrueType/OpenType fonts found on this machine."""
+    """The Hershey fonts (always there) and the TrueType/OpenType fonts found on this machine
+    (`make rejector-fonts` installs the ones the shipped rejector was trained with), less NOT_TEXT
+    and those without every digit and an A and an a."""
     fonts = [Font(name, hershey=code) for name, code in HERSHEY.items()]
     for folder in FONT_FOLDERS:
         for path in sorted(Path(folder).rglob("*")) if Path(folder).is_dir() else []:
-            if path.suffix.lower() in (".ttf", ".otf"):
-                fonts.append(Font(path.stem.split("-")[0], path=str(path)))
+            if (
+                path.suffix.lower() in (".ttf", ".otf")
+                and not path.stem.startswith(NOT_TEXT)
+                and has_glyphs(str(path), FONT_DIGITS + "Aa")
+            ):
+                fonts.append(Font(font_family(path), path=str(path)))
     return fonts
 
 
@@ -98,6 +140,15 @@ def split_fonts(fonts: list[Font]) -> tuple[list[Font], list[Font]]:
     held.add("hershey-script-complex")  # a handwriting-like font the rejector never saw
     held.discard("hershey-script-simplex")  # ... and its sibling always among the trained ones
     return [f for f in fonts if f.family not in held], [f for f in fonts if f.family in held]
+
+
+def pick_font(rng: np.random.Generator, fonts: list[Font]) -> Font:
+    """A family at random, then one of its files: a family with 18 styles (Lato) is drawn no more
+    often than one with a single file (a handwriting font)."""
+    families = sorted({f.family for f in fonts})
+    family = families[rng.integers(len(families))]
+    same = [f for f in fonts if f.family == family]
+    return same[rng.integers(len(same))]
 
 
 # --- ink sketches: float32 (H, W), ink = 1 on 0, cropped to the ink -------------------------
@@ -152,8 +203,29 @@ def _draw(curves: list[np.ndarray], pen: int, size: int = 96, closed: bool = Fal
     return crop_ink(canvas.astype(np.float32) / 255.0)
 
 
+# A scribble whose strokes span a box narrower than this (short side / long side) is a bar that
+# anyone would read as a 1: like the digit-shaped letters, never taught as "not a digit". Drawn
+# again instead (`scribble`).
+NARROWEST = 0.35
+
+
+def narrow(curves: list[np.ndarray]) -> bool:
+    """Are these strokes (each (K, 2) points) a bar: a box of short side < NARROWEST x long side?"""
+    points = np.concatenate(curves)
+    w, h = np.ptp(points, axis=0)
+    return min(w, h) < NARROWEST * max(w, h, 1e-6)
+
+
 def scribble(rng: np.random.Generator) -> np.ndarray:
-    """A random stroke: Bezier curves, a zigzag, loops, a spiral or hatching, in a 96 px square."""
+    """A random stroke: Bezier curves, a zigzag, loops, a spiral or hatching, in a 96 px square;
+    never one that is a bar (`narrow`)."""
+    while True:
+        pen, curves = _scribble_strokes(rng)
+        if not narrow(curves):
+            return _draw(curves, pen)
+
+
+def _scribble_strokes(rng: np.random.Generator) -> tuple[int, list[np.ndarray]]:
     pen = int(rng.integers(2, 7))
     kind = rng.choice(["bezier", "zigzag", "loops", "spiral", "hatching", "tangle"])
     if kind == "bezier":
@@ -186,7 +258,7 @@ def scribble(rng: np.random.Generator) -> np.ndarray:
     else:  # a random walk that turns a lot
         steps = rng.normal(0, 1, (int(rng.integers(30, 80)), 2)).cumsum(0) * 4
         curves = [48 + steps - steps.mean(0)]
-    return _draw(curves, pen)
+    return pen, curves
 
 
 def scrawl(rng: np.random.Generator) -> np.ndarray:
@@ -443,6 +515,34 @@ def cheque_digit(
     return np.clip(cut, 0, 255).astype(np.uint8)
 
 
+def photo_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """One digit in a phone photo of a note: written on paper (`synth.make_number`), seen at an
+    angle (a perspective warp), sometimes under a soft shadow, then `synth`'s photo (a lighting
+    gradient, blur, noise, JPEG); a quarter of them light on dark."""
+    from digitrec.synth import _photo, make_number
+
+    grey, _ = make_number(rng, images, labels, 1, group="separated")
+    paper = float(np.median(grey))
+    grey = np.pad(grey, int(grey.shape[0] * rng.uniform(0, 0.5)), constant_values=paper).astype(np.float32)
+    h, w = grey.shape
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moved = corners + rng.uniform(-0.12, 0.12, (4, 2)).astype(np.float32) * np.float32([w, h])
+    grey = cv2.warpPerspective(
+        grey, cv2.getPerspectiveTransform(corners, moved), (w, h), borderMode=cv2.BORDER_REPLICATE
+    )
+    if rng.random() < 0.4:  # the phone's (or the hand's) shadow: a soft darker half-plane
+        angle = rng.uniform(0, 2 * np.pi)
+        side = np.cos(angle) * (np.arange(w)[None] - w * rng.uniform(0.2, 0.8)) + np.sin(angle) * (
+            np.arange(h)[:, None] - h * rng.uniform(0.2, 0.8)
+        )
+        shade = 1 / (1 + np.exp(-side / max(2.0, 0.08 * max(h, w))))
+        grey = grey * (1 - rng.uniform(0.1, 0.3) * shade)
+    grey = _photo(rng, grey)  # a lighting gradient, blur, noise, JPEG
+    if rng.random() < 0.25:
+        grey = 255 - grey
+    return np.clip(grey, 0, 255).astype(np.uint8)
+
+
 def several_digits(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Two or three MNIST digits side by side: apart, touching, overlapping or photographed."""
     from digitrec.synth import GROUPS, make_number
@@ -471,13 +571,13 @@ def make_image(
         return cut_digit(rng, images, labels)
     if kind == "cheque-digit":
         return cheque_digit(rng, images, labels)
+    if kind == "photo-digit":
+        return photo_digit(rng, images, labels)
     if kind == "font-digit":
-        return on_paper(
-            rng, distort(rng, glyph(rng, str(rng.choice(list(FONT_DIGITS))), fonts[rng.integers(len(fonts))]))
-        )
+        return on_paper(rng, distort(rng, glyph(rng, str(rng.choice(list(FONT_DIGITS))), pick_font(rng, fonts))))
     if kind == "letter":
         chars = LETTERS if rng.random() < 0.75 else SYMBOLS
-        return on_paper(rng, distort(rng, glyph(rng, str(rng.choice(list(chars))), fonts[rng.integers(len(fonts))])))
+        return on_paper(rng, distort(rng, glyph(rng, str(rng.choice(list(chars))), pick_font(rng, fonts))))
     if kind == "scribble":
         return on_paper(rng, distort(rng, scribble(rng), strength=0.5))
     if kind == "scrawl":

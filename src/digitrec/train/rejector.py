@@ -30,15 +30,16 @@ from digitrec.errors import DigitrecError
 WRITERS_FILE = Path(__file__).resolve().parents[4] / "shared" / "data" / "mnist-writers" / "qmnist-train-labels.tsv.gz"
 HELD_OUT_WRITERS = 5  # writer id % 5 == 0: a fifth of the writers only in validation
 HELD_OUT = 55_000  # without the writer table: training images from here on are validation's
-# Examples per kind at --scale 1 (about 6 minutes of drawing and preprocessing on a quiet core).
+# Examples per kind at --scale 1 (about 8 minutes of drawing and preprocessing on a quiet core).
 TRAIN_COUNTS = {
     "digit": 10_000,
     "font-digit": 1_500,
     "scan-digit": 2_500,
     "cut-digit": 2_500,
     "cheque-digit": 2_500,
-    "letter": 8_000,
-    "scribble": 2_500,
+    "photo-digit": 2_000,
+    "letter": 10_000,
+    "scribble": 4_000,
     "scrawl": 2_000,
     "shape": 1_500,
     "blank": 2_500,
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--config", type=Path, default=None, help="a TOML file over configs/rejector.toml")
     parser.add_argument("--writers", type=Path, default=WRITERS_FILE, help="QMNIST writer table (optional)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     parser.add_argument("--force", action="store_true", help="train again from scratch in --out (examples kept)")
@@ -188,10 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {"seed": args.seed, "threads": args.threads}
     if args.epochs:
         overrides["epochs"] = args.epochs
-    config = load_recipe("rejector", overrides=overrides)
+    config = load_recipe("rejector", args.config, overrides=overrides)
     # The loop's own validation images come out of the training examples: a tenth at most (--scale).
     config = load_recipe(
-        "rejector", overrides={**overrides, "val_size": min(config.val_size, len(data["train"][1]) // 10)}
+        "rejector", args.config, overrides={**overrides, "val_size": min(config.val_size, len(data["train"][1]) // 10)}
     )
     if args.force:
         for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
