@@ -279,9 +279,11 @@ def confidence_evidence(rec, per_length: int, documents: int, line_reader: str) 
     return out
 
 
-# Inputs the map may weigh beyond the shipped ones (`Evidence` fields); `--fit-confidence` keeps
-# those that lower the log-loss on the held-out writers' strings.
+# The map's inputs (`Evidence` fields): the first five, and those it may weigh beyond them;
+# `--fit-confidence` keeps those that lower the log-loss on the held-out writers' strings.
+FIVE = ("digit_log_prob", "one_digit_log_prob", "line_log_prob", "line_agrees", "digits")
 EXTRA_FEATURES = ("min_digit_log_prob", "min_one_digit_log_prob", "line_margin", "length_gap")
+MIN_GAIN = 0.001  # the least drop in held-out log-loss (nats per string) that earns an input its place
 
 
 def _confidences(data: dict[str, np.ndarray], names: tuple[str, ...], weights: np.ndarray) -> dict[int, float]:
@@ -324,31 +326,41 @@ def fit_confidence(rec, per_length: int, documents: int, line_reader: str) -> No
         f"third held out), {usable.sum()} of one line used, {y[usable].mean():.1%} right"
     )
 
-    base = tuple(FEATURES[1:])
-    candidates = [base] + [base + (e,) for e in EXTRA_FEATURES] + [base + EXTRA_FEATURES]
-    print("\nInputs, fitted on the other writers, scored on the held-out writers' strings")
-    print("| inputs | log-loss | ECE | top 80% | top 90% |")
-    print("|---|---|---|---|---|")
-    scores = []
-    for names in candidates:
+    def held_out_score(names: tuple[str, ...]) -> tuple[float, float, list[float]]:
+        """Fitted on the other writers -> log-loss, ECE and risk-coverage on the held-out ones."""
         x = _design(data, names)
         w = fit_logistic(x[usable & ~held], y[usable & ~held])
         p = 1.0 / (1.0 + np.exp(-np.clip(x[usable & held] @ w, -50, 50)))
         yy = y[usable & held]
         loss = float(-np.mean(yy * np.log(np.maximum(p, 1e-12)) + (1 - yy) * np.log(np.maximum(1 - p, 1e-12))))
-        rc = risk_coverage(list(yy.astype(bool)), list(p))
-        scores.append(loss)
-        label = "the shipped five" if names == base else "+ " + ", ".join(names[len(base) :])
-        print(
-            f"| {label} | {loss:.4f} | {correctness_ece(list(yy.astype(bool)), list(p)):.3f} | {100 * rc[1]:.1f} | {100 * rc[2]:.1f} |"
-        )
-    chosen = candidates[int(np.argmin(scores))]
+        ok = list(yy.astype(bool))
+        return loss, correctness_ece(ok, list(p)), risk_coverage(ok, list(p))
+
+    # Forward selection: from the five, add the extra input that lowers the held-out log-loss most,
+    # while it lowers it by at least MIN_GAIN.
+    print("\nInputs, fitted on the other writers, scored on the held-out writers' strings")
+    print("| inputs | log-loss | ECE | top 80% | top 90% |")
+    print("|---|---|---|---|---|")
+    chosen, best = FIVE, held_out_score(FIVE)
+    print(f"| the five | {best[0]:.4f} | {best[1]:.3f} | {100 * best[2][1]:.1f} | {100 * best[2][2]:.1f} |")
+    while True:
+        tried = {e: held_out_score(chosen + (e,)) for e in EXTRA_FEATURES if e not in chosen}
+        for e, (loss, ece, rc) in tried.items():
+            print(
+                f"| {' + '.join(('...', *chosen[len(FIVE) :], e))} | {loss:.4f} | {ece:.3f} | {100 * rc[1]:.1f} | {100 * rc[2]:.1f} |"
+            )
+        if not tried or min(t[0] for t in tried.values()) > best[0] - MIN_GAIN:
+            break
+        add = min(tried, key=lambda e: tried[e][0])
+        chosen, best = chosen + (add,), tried[add]
+    print(f"chosen: the five{''.join(' + ' + e for e in chosen[len(FIVE) :])} (held-out ECE {best[1]:.3f})")
     weights = fit_logistic(_design(data, chosen)[usable], y[usable])
     print("\nFEATURES = " + repr(("bias", *chosen)))
     print("confidence_weights = (" + ", ".join(f"{w:.4f}" for w in weights) + ")")
 
     maps = {
-        "shipped map": (base, np.asarray(DEFAULT_PARAMS.confidence_weights)),
+        "shipped map": (tuple(FEATURES[1:]), np.asarray(DEFAULT_PARAMS.confidence_weights)),
+        "the five refitted": (FIVE, fit_logistic(_design(data, FIVE)[usable], y[usable])),
         "fitted": (chosen, np.round(weights, 4)),
     }
     conf = {name: _confidences(data, names, w) for name, (names, w) in maps.items()}
