@@ -282,7 +282,7 @@ def test_the_confidence_map_is_the_documented_logistic():
     from digitrec.read.params import FEATURES, Evidence, ReaderParams, fit_logistic
 
     evidence = Evidence(-0.4, -0.1, -0.2, True, 4)
-    params = ReaderParams(confidence_weights=(1.0, 2.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0))
+    params = ReaderParams(confidence_weights=(1.0, 2.0, 0.0, 0.0, 0.5, 0.0))
     assert len(FEATURES) == len(evidence.features()) == len(params.confidence_weights)
     assert params.line_confidence(evidence) == pytest.approx(1 / (1 + np.exp(-(1.0 - 0.8 + 0.5))))
     # Newton's method recovers the weights of a known logistic model.

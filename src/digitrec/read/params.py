@@ -7,9 +7,8 @@ label smoothing (a clean digit says 83-94%), the digits' errors are not independ
 nothing of the errors that matter most in a string: a digit too many or too few. The reader's
 other parts do: the verifier's belief that each piece is one digit, and the line reader (which
 reads the line without cutting it) agreeing or not. `ReaderParams.line_confidence` is a logistic
-map over that evidence (Platt 1999), fitted on generated validation strings, plain and dressed as
-documents (MNIST training digits neither network saw, `benchmarks/read.py --fit-confidence`),
-never on ../shared.
+map over that evidence (Platt 1999), fitted on generated validation strings (MNIST training
+digits the digit model held out, `benchmarks/read.py --fit-confidence`), never on ../shared.
 """
 
 from __future__ import annotations
@@ -23,16 +22,7 @@ from digitrec.read.line_reader import greedy_decode, string_log_prob
 
 # What the confidence map weighs: a bias, then `Evidence` fields by name (one weight each in
 # `ReaderParams.confidence_weights`).
-FEATURES = (
-    "bias",
-    "digit_log_prob",
-    "one_digit_log_prob",
-    "line_log_prob",
-    "line_agrees",
-    "digits",
-    "line_margin",
-    "min_one_digit_log_prob",
-)
+FEATURES = ("bias", "digit_log_prob", "one_digit_log_prob", "line_log_prob", "line_agrees", "digits")
 
 
 @dataclass(frozen=True)
@@ -182,17 +172,14 @@ class ReaderParams:
     # --- how sure: the confidence of a reading ---
     # `confidence_weights`: the logistic map from a line's `Evidence.features()` to the
     # probability that the line reads right; one weight per FEATURES entry. Fitted by
-    # `benchmarks/read.py --fit-confidence --per-length 20 --documents 1500` (2026-12-06) with the
-    # shipped networks on 2,276 one-line readings: 800 plain generated strings of 1-8 digits from
-    # the 5,000 MNIST training images the digit model held out (seed 100) and 1,500 numbers dressed
-    # as documents (cheques, register cells, ruled and squared paper, crosses, ticks, underlines,
-    # photos), each one writer's digits that neither the digit model nor the line reader saw (seed
-    # 200; 62% of them read right). Its inputs were chosen on a third of those writers held out:
-    # the line reader's margin over the reading (`line_margin`) and the weakest piece lower the
-    # held-out log-loss (0.2357 -> 0.2233; ECE 0.045 -> 0.032); the weakest digit and the digit
-    # count gap do not. The line reader's probability of the string, its margin and its agreeing
-    # weigh most.
-    confidence_weights: tuple[float, ...] = (2.1856, 0.2246, -0.0384, 1.8903, 0.6691, 0.1348, 1.1234, 0.2090)
+    # `benchmarks/read.py --fit-confidence --per-length 30` with the shipped line reader (refitted
+    # 2026-12-06 when the line reader with marks replaced the digits-only one: 1,199 generated
+    # strings of 1-8 digits from the 5,000 MNIST training images the digit model held out, seed
+    # 100, all groups; 90.8% of them read right): ECE 0.015 there (the map fitted with the old
+    # line reader: 0.025; the product of the digits' probabilities: 0.301). The line reader's
+    # probability of the string and its agreeing weigh most; the digit count adds nothing once
+    # those are known.
+    confidence_weights: tuple[float, ...] = (2.5328, 0.1886, 0.1668, 0.5634, 0.9584, -0.0027)
     # The page read as one digit (`NumberReader`'s one-digit page) must be at least this
     # probable, and more than the reading it replaces.
     one_digit_page: float = 0.5
