@@ -19,13 +19,19 @@ the generated strings, and risk-coverage tables: the accuracy of the most confid
 of the strings, for the generated strings and for each real source.
 
 `--fit-confidence` fits the confidence's calibration map (`read.params.ReaderParams`) on other
-generated strings: the same groups and lengths, digits from the MNIST *training* images the digit
-model held out for validation (never test digits, never ../shared), seed 100; it prints the
-weights to put in ReaderParams.
+generated strings, never test digits, never ../shared: the same groups and lengths from the MNIST
+*training* images the digit model held out for validation (seed 100), and `--documents N` numbers
+dressed as documents (`document_cases`: cheques, register cells, ruled paper, crosses, ticks,
+photos), each one writer's digits that neither the digit model nor the line reader trained on.
+Every reading's evidence is cached (the cache directory, `read-confidence/`), so refits are
+instant. It chooses the map's inputs (the shipped five, plus any of EXTRA_FEATURES) by log-loss on
+a third of the writers held out, prints the weights to put in ReaderParams, and the
+risk-coverage and ECE of the shipped and the fitted map per generated set and per real source
+(a report only: nothing is chosen on ../shared).
 
     .venv/bin/python benchmarks/read.py [--per-length 25] [--bare 1000] [--model M] [--failures DIR]
         [--line-reader PATH] [--results FILE.csv] [--amounts N]
-    .venv/bin/python benchmarks/read.py --fit-confidence [--per-length 50]
+    .venv/bin/python benchmarks/read.py --fit-confidence [--per-length 20] [--documents 1500]
 
 --line-reader reads with another line reader (to compare one with the shipped one); --results
 writes every image's reading (source, name, group, label, text) for paired comparisons; the real
@@ -165,44 +171,223 @@ def print_trust(rows: list[tuple[str, list[bool], list[float]]]) -> None:
             print(f"| {name} | {len(right)} | {cells} | {correctness_ece(right, confidence):.3f} |")
 
 
-def fit_confidence(rec, per_length: int) -> None:
-    """Fit ReaderParams.confidence_weights on generated validation strings and print them."""
+DOCUMENT_SEED = 200
+# Bump when what `confidence_evidence` stores changes: the cache key includes it.
+EVIDENCE_VERSION = 1
+
+
+def document_cases(count: int, seed: int = DOCUMENT_SEED):
+    """(writer, image, label) for `count` numbers of 1-8 digits dressed as documents
+    (`synth.make_number(document=1)`: a hand's slant and pen, crosses, ticks and underlines beside,
+    ruled, squared, register and cheque paper, photos; some with marks between the digits), whole
+    images as `read` gets them. Each number is one writer's digits, from the MNIST training images
+    the digit model held out for validation whose writers the line reader held out too (neither
+    network saw them); without the writer files, the validation images at random (writer -1)."""
+    from digitrec.data import load_mnist
+    from digitrec.synth import SMALL_TAIL_SHARE
+    from digitrec.train.config import TrainConfig
+    from digitrec.train.line_reader import LineReaderConfig, default_recipe, digit_sources
+    from digitrec.train.loop import split_indices
+
+    images, labels = load_mnist("train")
+    validation, _ = split_indices(TrainConfig(), len(images))  # the shipped model's split (val_size 5,000)
+    sources = digit_sources(LineReaderConfig.load(default_recipe()).held_out_writers)
+    in_validation = np.zeros(len(images), bool)
+    in_validation[validation] = True
+    writers = [] if sources is None else [g[in_validation[g]] for g in sources[1]]
+    writers = [g for g in writers if len(g) >= 3]
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        length = int(rng.integers(1, 9))
+        if writers:
+            writer = int(rng.integers(len(writers)))
+            group = writers[writer]
+            idx = rng.choice(group, length, replace=len(group) < length)
+        else:
+            writer, idx = -1, rng.choice(validation, length)
+        image, label = make_number(
+            rng,
+            images,
+            labels,
+            length,
+            GROUPS[int(rng.integers(len(GROUPS)))],
+            punctuation=bool(rng.random() < 0.3),
+            small_tail=SMALL_TAIL_SHARE,
+            marks=FORM_MARKS,
+            digits=idx,
+            document=1.0,
+        )
+        yield writer, image, label
+
+
+def confidence_evidence(rec, per_length: int, documents: int, line_reader: str) -> dict[str, np.ndarray]:
+    """Read every fitting string (the plain generated groups from the digit model's validation
+    digits, seed 100; `documents` document-like numbers) and the real ones (a report only) ->
+    arrays with one row per line read (a reading without lines: one row of NaN evidence):
+    case, set ("plain", "documents" or the real source), unit (the writer of a document number;
+    the case number otherwise), right (the whole reading), before (its confidence with the
+    shipped map), evidence (float64, one column per `Evidence` field). Cached under the cache
+    directory by model, line reader and counts, so that refits are instant."""
+    import dataclasses
+    import hashlib
+
+    from digitrec import paths
     from digitrec.export import validation_split
-    from digitrec.read.params import DEFAULT_PARAMS, FEATURES, ReaderParams, fit_logistic
-
-    digits = validation_split(rec.card.get("config", {}))
-    features, right, product, skipped = [], [], [], 0
-    for _group, _length, image, label in generated_cases(per_length, seed=100, digits=digits):
-        text, _, reading = read_one(rec, image)
-        if reading is None or len(reading.lines) != 1:
-            skipped += 1
-            continue
-        evidence = reading.lines[0][0].evidence
-        features.append(evidence.features())
-        right.append(text == label)
-        product.append(float(np.exp(evidence.digit_log_prob)))
-    x, y = np.array(features), np.array(right)
-    weights = fit_logistic(x, y)
-    fitted = ReaderParams(confidence_weights=tuple(float(round(w, 4)) for w in weights))
-    after = [fitted.line_confidence(e) for e in _evidences(x)]
-    before = [DEFAULT_PARAMS.line_confidence(e) for e in _evidences(x)]
-    print(f"\nFitted on {len(y)} generated validation strings ({y.mean():.1%} right; {skipped} not one line, left out)")
-    print(
-        "confidence_weights = ("
-        + ", ".join(f"{w:.4f}" for w in fitted.confidence_weights)
-        + ")  # "
-        + ", ".join(FEATURES)
-    )
-    print(
-        f"ECE: product of the digits' probabilities {correctness_ece(list(y), product):.3f}, "
-        f"the params in use {correctness_ece(list(y), before):.3f}, fitted {correctness_ece(list(y), after):.3f}"
-    )
-
-
-def _evidences(x: np.ndarray):
     from digitrec.read.params import Evidence
 
-    return [Evidence(r[1], r[2], r[3], bool(r[4]), int(r[5])) for r in x]
+    fields = [f.name for f in dataclasses.fields(Evidence)]
+    stat = rec.path.stat()
+    key = (
+        f"{EVIDENCE_VERSION}|{rec.path}|{stat.st_size}|{stat.st_mtime}|{line_reader}|{per_length}|{documents}|{fields}"
+    )
+    cache = paths.cache_root() / "read-confidence" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    if cache.is_file():
+        with np.load(cache) as f:
+            print(f"(evidence from {cache})")
+            return dict(f)
+
+    def cases():
+        digits = validation_split(rec.card.get("config", {}))
+        for n, (_g, _l, image, label) in enumerate(generated_cases(per_length, seed=100, digits=digits)):
+            yield "plain", n, image, label
+        for writer, image, label in document_cases(documents):
+            yield "documents", writer, image, label
+        for source in REAL_SOURCES:
+            for n, (_name, path, label) in enumerate(real_cases(source)):
+                yield source, n, path, label
+
+    rows: dict[str, list] = {k: [] for k in ("case", "set", "unit", "right", "before", "evidence")}
+    t0 = time.perf_counter()
+    for case, (name, unit, image, label) in enumerate(cases()):
+        text, confidence, reading = read_one(rec, image)
+        lines = [] if reading is None else [line[0].evidence for line in reading.lines if line]
+        for evidence in lines or [None]:
+            rows["case"].append(case)
+            rows["set"].append(name)
+            rows["unit"].append(unit)
+            rows["right"].append(text == label)
+            rows["before"].append(confidence)
+            rows["evidence"].append(
+                [np.nan] * len(fields) if evidence is None else [float(getattr(evidence, f)) for f in fields]
+            )
+        if case % 200 == 199:
+            print(f"  {case + 1} read ({time.perf_counter() - t0:.0f} s)", flush=True)
+    out = {k: np.array(v) for k, v in rows.items()}
+    out["fields"] = np.array(fields)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, **out)
+    return out
+
+
+# The map's inputs (`Evidence` fields): the first five, and those it may weigh beyond them;
+# `--fit-confidence` keeps those that lower the log-loss on the held-out writers' strings.
+FIVE = ("digit_log_prob", "one_digit_log_prob", "line_log_prob", "line_agrees", "digits")
+EXTRA_FEATURES = ("min_digit_log_prob", "min_one_digit_log_prob", "line_margin", "length_gap")
+MIN_GAIN = 0.001  # the least drop in held-out log-loss (nats per string) that earns an input its place
+
+
+def _confidences(data: dict[str, np.ndarray], names: tuple[str, ...], weights: np.ndarray) -> dict[int, float]:
+    """case -> the reading's confidence under a map (bias + `names`): its lines' probabilities
+    multiplied, 0 for a reading with no lines."""
+    x = _design(data, names)
+    p = 1.0 / (1.0 + np.exp(-np.clip(np.nan_to_num(x @ weights, nan=-50.0), -50, 50)))
+    out: dict[int, float] = {}
+    for case, prob in zip(data["case"].tolist(), p.tolist()):
+        out[case] = out.get(case, 1.0) * prob
+    return out
+
+
+def _design(data: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    fields = data["fields"].tolist()
+    cols = [data["evidence"][:, fields.index(n)] for n in names]
+    return np.column_stack([np.ones(len(data["case"])), *cols])
+
+
+def fit_confidence(rec, per_length: int, documents: int, line_reader: str) -> None:
+    """Fit ReaderParams.confidence_weights on generated validation strings (plain and dressed as
+    documents), choose its inputs on the held-out writers' strings, print the weights, and report
+    the map before and after on the generated and the real strings (the real ones a report only:
+    nothing is chosen on them)."""
+    from digitrec.read.params import DEFAULT_PARAMS, FEATURES, fit_logistic
+
+    data = confidence_evidence(rec, per_length, documents, line_reader)
+    case, sets, unit = data["case"], data["set"], data["unit"]
+    lines_per_case = np.bincount(case)
+    synthetic = np.isin(sets, ("plain", "documents"))
+    # Fit on readings of one line (a reading of several lines is wrong: its label is one line).
+    usable = synthetic & (lines_per_case[case] == 1) & ~np.isnan(data["evidence"]).any(axis=1)
+    writers = np.unique(unit[sets == "documents"])
+    held_writers = np.random.default_rng(0).choice(writers, len(writers) // 3, replace=False)
+    held = np.where(sets == "documents", np.isin(unit, held_writers), unit % 3 == 0)
+    y = data["right"].astype(np.float64)
+    print(
+        f"{len(np.unique(case[synthetic]))} generated readings ({(sets[synthetic] == 'documents').sum()} "
+        f"lines of documents, {len(writers)} writers, {len(held_writers)} held out; plain strings: every "
+        f"third held out), {usable.sum()} of one line used, {y[usable].mean():.1%} right"
+    )
+
+    def held_out_score(names: tuple[str, ...]) -> tuple[float, float, list[float]]:
+        """Fitted on the other writers -> log-loss, ECE and risk-coverage on the held-out ones."""
+        x = _design(data, names)
+        w = fit_logistic(x[usable & ~held], y[usable & ~held])
+        p = 1.0 / (1.0 + np.exp(-np.clip(x[usable & held] @ w, -50, 50)))
+        yy = y[usable & held]
+        loss = float(-np.mean(yy * np.log(np.maximum(p, 1e-12)) + (1 - yy) * np.log(np.maximum(1 - p, 1e-12))))
+        ok = list(yy.astype(bool))
+        return loss, correctness_ece(ok, list(p)), risk_coverage(ok, list(p))
+
+    # Forward selection: from the five, add the extra input that lowers the held-out log-loss most,
+    # while it lowers it by at least MIN_GAIN.
+    print("\nInputs, fitted on the other writers, scored on the held-out writers' strings")
+    print("| inputs | log-loss | ECE | top 80% | top 90% |")
+    print("|---|---|---|---|---|")
+    chosen, best = FIVE, held_out_score(FIVE)
+    print(f"| the five | {best[0]:.4f} | {best[1]:.3f} | {100 * best[2][1]:.1f} | {100 * best[2][2]:.1f} |")
+    while True:
+        tried = {e: held_out_score(chosen + (e,)) for e in EXTRA_FEATURES if e not in chosen}
+        for e, (loss, ece, rc) in tried.items():
+            print(
+                f"| {' + '.join(('...', *chosen[len(FIVE) :], e))} | {loss:.4f} | {ece:.3f} | {100 * rc[1]:.1f} | {100 * rc[2]:.1f} |"
+            )
+        if not tried or min(t[0] for t in tried.values()) > best[0] - MIN_GAIN:
+            break
+        add = min(tried, key=lambda e: tried[e][0])
+        chosen, best = chosen + (add,), tried[add]
+    print(f"chosen: the five{''.join(' + ' + e for e in chosen[len(FIVE) :])} (held-out ECE {best[1]:.3f})")
+    weights = fit_logistic(_design(data, chosen)[usable], y[usable])
+    print("\nFEATURES = " + repr(("bias", *chosen)))
+    print("confidence_weights = (" + ", ".join(f"{w:.4f}" for w in weights) + ")")
+
+    maps = {
+        "shipped map": (tuple(FEATURES[1:]), np.asarray(DEFAULT_PARAMS.confidence_weights)),
+        "the five refitted": (FIVE, fit_logistic(_design(data, FIVE)[usable], y[usable])),
+        "fitted": (chosen, np.round(weights, 4)),
+    }
+    conf = {name: _confidences(data, names, w) for name, (names, w) in maps.items()}
+    right = {int(c): bool(r) for c, r in zip(case, data["right"])}
+    set_of = {int(c): str(s) for c, s in zip(case, sets)}
+    print("\nMost confident 50 / 80 / 90 / 100% of the strings right (%), ECE; [strings right in the top 80%]")
+    print("| set | strings | " + " | ".join(maps) + " |")
+    print("|---|---|" + "---|" * len(maps))
+    groups = [
+        ("generated plain", ("plain",)),
+        ("generated documents", ("documents",)),
+        *((s, (s,)) for s in REAL_SOURCES),
+    ]
+    groups.append(("real, all three", REAL_SOURCES))
+    for label, members in groups:
+        cases = sorted(c for c, s in set_of.items() if s in members)
+        if not cases:
+            continue
+        ok = [right[c] for c in cases]
+        cells = []
+        for name in maps:
+            cf = [conf[name][c] for c in cases]
+            rc = risk_coverage(ok, cf)
+            top = int(np.ceil(0.8 * len(ok)))
+            n_top = int(np.asarray(ok)[np.argsort(-np.asarray(cf), kind="stable")][:top].sum())
+            cells.append(" / ".join(f"{100 * a:.1f}" for a in rc) + f", {correctness_ece(ok, cf):.3f} [{n_top}/{top}]")
+        print(f"| {label} | {len(cases)} | " + " | ".join(cells) + " |")
 
 
 def gflops() -> float:
@@ -226,6 +411,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("generated", "real", "bare"), default=None)
     parser.add_argument("--bare", type=int, default=1000, help="bare 28x28 MNIST test digits to read (0: none)")
     parser.add_argument("--fit-confidence", action="store_true", help="fit the string confidence's calibration map")
+    parser.add_argument(
+        "--documents", type=int, default=1600, help="--fit-confidence: document-like numbers to fit on too"
+    )
     parser.add_argument("--line-reader", type=Path, default=None, help="another line reader (default: the shipped one)")
     parser.add_argument("--results", type=Path, default=None, help="write every image's reading to this CSV")
     parser.add_argument("--amounts", type=int, default=0, help="also read N generated amounts with their marks")
@@ -242,7 +430,7 @@ def main() -> None:
         rec.reader = NumberReader(rec, line_reader=LineReader(args.line_reader, threads=rec.threads))
     rows = []  # (source, name, group, label, text) for --results
     if args.fit_confidence:
-        fit_confidence(rec, args.per_length)
+        fit_confidence(rec, args.per_length, args.documents, str(args.line_reader or "shipped"))
         return
     trust: list[tuple[str, list[bool], list[float]]] = []
     print(f"# {datetime.date.today()}  model {rec.card.get('name', rec.path.name)} ({rec.path})")

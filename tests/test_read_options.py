@@ -290,3 +290,29 @@ def test_the_confidence_map_is_the_documented_logistic():
     x = np.c_[np.ones(20000), rng.normal(size=(20000, 2))]
     y = rng.random(20000) < 1 / (1 + np.exp(-(x @ [0.5, 2.0, -1.0])))
     assert fit_logistic(x, y, l2=0.0) == pytest.approx([0.5, 2.0, -1.0], abs=0.1)
+
+
+def test_the_evidence_says_how_far_the_line_reader_is_from_the_reading():
+    """The weakest digit and piece, and the line reader's own reading against the one chosen: how
+    much more probable it finds its own (log-odds) and how many digits they differ by."""
+    from digitrec.read.line_reader import string_log_prob
+    from digitrec.read.params import Evidence
+
+    # 6 columns that read "12": 1, blank, 2, blank, blank, blank, each 0.9 sure (0.01 elsewhere).
+    lp = np.full((6, 11), np.log(0.01))
+    for t, k in enumerate((1, 10, 2, 10, 10, 10)):
+        lp[t, k] = np.log(0.9)
+    digits, pieces = np.array([0.9, 0.5]), np.array([0.99, 0.8])
+    agrees = Evidence.of(digits, pieces, lp, "12")
+    assert agrees.line_agrees and agrees.line_margin == 0.0 and agrees.length_gap == 0
+    assert agrees.min_digit_log_prob == pytest.approx(np.log(0.5))
+    assert agrees.min_one_digit_log_prob == pytest.approx(np.log(0.8))
+    other = Evidence.of(digits, pieces, lp, "13")
+    assert not other.line_agrees and other.length_gap == 0
+    assert other.line_margin == pytest.approx(string_log_prob(lp, "12") - string_log_prob(lp, "13"))
+    assert other.line_margin > 4  # 0.9 against 0.01 in the one column that differs: about log(90)
+    short = Evidence.of(digits[:1], pieces[:1], lp, "1")
+    assert short.length_gap == 1 and short.line_margin > 0
+    # Without the line reader there is nothing to disagree with.
+    alone = Evidence.of(digits, pieces, None, "12")
+    assert (alone.line_margin, alone.length_gap, alone.line_log_prob) == (0.0, 0, 0.0)

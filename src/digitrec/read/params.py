@@ -20,7 +20,9 @@ import numpy as np
 
 from digitrec.read.line_reader import greedy_decode, string_log_prob
 
-FEATURES = ("bias", "digit log-prob", "one-digit log-prob", "line log-prob", "line agrees", "digits")
+# What the confidence map weighs: a bias, then `Evidence` fields by name (one weight each in
+# `ReaderParams.confidence_weights`).
+FEATURES = ("bias", "digit_log_prob", "one_digit_log_prob", "line_log_prob", "line_agrees", "digits")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,13 @@ class Evidence:
     line_log_prob: float  # the line reader's log P(text) (all its alignments); 0 without it
     line_agrees: bool  # the line reader's own best path reads the same digits
     digits: int
+    # Signs that a reading may be wrong, for the map to weigh (`benchmarks/read.py --fit-confidence`
+    # measures which help): the least sure digit, the least sure piece, and how far the line
+    # reader's own reading is from this one (0 when it agrees or is not used).
+    min_digit_log_prob: float = 0.0  # min over the digits of log p(digit)
+    min_one_digit_log_prob: float = 0.0  # min over the pieces of log p(one digit)
+    line_margin: float = 0.0  # log P(the line reader's own reading) - log P(text), >= 0
+    length_gap: int = 0  # |digits in the line reader's own reading - digits read|
 
     @classmethod
     def of(
@@ -39,30 +48,31 @@ class Evidence:
     ) -> Evidence:
         """The chosen digits' probabilities (n,), their pieces' one-digit probabilities (n,), the
         line reader's (columns, 11) log-probabilities (None: not used) and the text read."""
-        line_lp, agrees = 0.0, False
+        line_lp, agrees, margin, gap = 0.0, False, 0.0, 0
         if line_log_probs is not None:
             line_lp = max(string_log_prob(line_log_probs, text), -50.0)
-            agrees = greedy_decode(line_log_probs)[0] == text
+            own = greedy_decode(line_log_probs)[0]
+            agrees = own == text
+            if not agrees:
+                margin = max(0.0, max(string_log_prob(line_log_probs, own), -50.0) - line_lp)
+                gap = abs(len(own) - len(text))
+        digit_lp = np.log(np.maximum(digit_probs, 1e-9))
+        one_lp = np.log(np.maximum(one_digit, 1e-6))
         return cls(
-            float(np.log(np.maximum(digit_probs, 1e-9)).sum()),
-            float(np.log(np.maximum(one_digit, 1e-6)).sum()),
+            float(digit_lp.sum()),
+            float(one_lp.sum()),
             float(line_lp),
             bool(agrees),
             len(text),
+            float(digit_lp.min(initial=0.0)),
+            float(one_lp.min(initial=0.0)),
+            float(margin),
+            int(gap),
         )
 
     def features(self) -> np.ndarray:
         """float64 (len(FEATURES),), in the order of FEATURES."""
-        return np.array(
-            [
-                1.0,
-                self.digit_log_prob,
-                self.one_digit_log_prob,
-                self.line_log_prob,
-                float(self.line_agrees),
-                self.digits,
-            ]
-        )
+        return np.array([1.0] + [float(getattr(self, name)) for name in FEATURES[1:]])
 
 
 @dataclass(frozen=True)
