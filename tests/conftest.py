@@ -4,8 +4,10 @@ user's real cache."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -13,6 +15,17 @@ import pytest
 # Captured before any test changes the environment: where the real MNIST cache lives.
 REAL_ENV = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "DIGITREC_DATA_DIR")}
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/<name>.py as a module (the benchmarks are scripts, not a package), for tests of
+    their parts."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

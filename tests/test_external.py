@@ -3,24 +3,17 @@ in the external set's layout (the shared set itself is never needed by the tests
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from digitrec.errors import NoInk
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "external.py"
 
 
 @pytest.fixture(scope="module")
 def external():
-    spec = importlib.util.spec_from_file_location("external_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("external")
 
 
 def written(label: int) -> np.ndarray:

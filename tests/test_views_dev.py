@@ -3,26 +3,19 @@ stroke switch of `fit_and_centre` exists for it), at a tiny scale."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from digitrec.preprocess import fit_and_centre
 from digitrec.preprocess.digit import RENDER, STROKE_RANGE
 from digitrec.preprocess.ink import stroke_width
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "views_dev.py"
-
 
 @pytest.fixture(scope="module")
 def views_dev():
-    spec = importlib.util.spec_from_file_location("views_dev_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("views_dev")
 
 
 def width(digit: np.ndarray) -> float:
