@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.errors import DigitrecError
 from digitrec.files import file_sha256
 from digitrec.preprocess.load import load_grey
 from digitrec.preprocess.segment import Segmentation, TextLine, segment
 from digitrec.read.line_reader import line_image
+from digitrec.tune.numbers import attempt
 
 
 @dataclass
@@ -47,17 +47,16 @@ def lines_from_numbers(
     images, texts, files, skipped = [], [], [], []
     digest = hashlib.sha256()
     for path, text in numbers:
-        try:
+
+        def lines_of(path: Path = path, text: str = text):
             grey = load_grey(path)
             seg = segment(grey)
-            found = _number_lines(seg, grey, text, read)
-            content = file_sha256(path)
-        except DigitrecError as exc:
-            skipped.append((path, str(exc)))
+            return seg, _number_lines(seg, grey, text, read), file_sha256(path)
+
+        done = attempt(path, lines_of, skipped)
+        if done is None:
             continue
-        except OSError as exc:
-            skipped.append((path, f"cannot read: {exc.strerror or exc}"))
-            continue
+        seg, found, content = done
         if isinstance(found, str):
             skipped.append((path, found))
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -21,6 +22,8 @@ import numpy as np
 from digitrec.errors import DataError, DigitrecError
 from digitrec.files import atomic_write
 from digitrec.preprocess.load import load_grey
+
+T = TypeVar("T")
 
 MARGIN = 0.15  # of the box's height, added on each side: the ink's edges, never the next digit's middle
 
@@ -56,6 +59,18 @@ def list_numbers(path: Path | str) -> list[tuple[Path, str]]:
     return numbers
 
 
+def attempt(path: Path, work: Callable[[], T], skipped: list[tuple[Path, str]]) -> T | None:
+    """work() for the labelled number at `path`, or None with the reason added to `skipped`: a
+    digitrec error (no ink, not an image ...) or a file that cannot be read skips one number, not all."""
+    try:
+        return work()
+    except DigitrecError as exc:
+        skipped.append((path, str(exc)))
+    except OSError as exc:
+        skipped.append((path, f"cannot read: {exc.strerror or exc}"))
+    return None
+
+
 def digits_from_numbers(
     numbers: list[tuple[Path, str]],
     read: Callable[[np.ndarray], object],
@@ -66,15 +81,15 @@ def digits_from_numbers(
     len(text) digits in one line; write them under `out` with `out/digits.csv`."""
     rows, skipped = ["path,label\n"], []
     for image_path, text in numbers:
-        try:
-            grey = load_grey(image_path)
-            reading = read(grey)
-        except DigitrecError as exc:
-            skipped.append((image_path, str(exc)))
+
+        def load_and_read(path: Path = image_path):
+            grey = load_grey(path)
+            return grey, read(grey)
+
+        loaded = attempt(image_path, load_and_read, skipped)
+        if loaded is None:
             continue
-        except OSError as exc:
-            skipped.append((image_path, f"cannot read: {exc.strerror or exc}"))
-            continue
+        grey, reading = loaded
         found = "".join(reading.line_texts)
         if len(reading.lines) != 1 or len(found) != len(text):
             skipped.append((image_path, f"read {found or 'nothing'!r} ({len(found)} digits), labelled {text!r}"))
