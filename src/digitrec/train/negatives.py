@@ -457,6 +457,7 @@ def scanned_digit(rng: np.random.Generator, digit28: np.ndarray) -> np.ndarray:
     ink = mnist_ink(digit28)
     if rng.random() < 0.5:  # written fast with a thick pen (Semeion's writers were asked to hurry)
         ink = distort(rng, ink, strength=0.7)
+        ink = ink / max(float(ink.max()), 1e-6)  # a scan is thresholded: `distort`'s faint pen is not a scan's
         ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(rng.integers(3, 9)),) * 2))
     side = int(rng.choice([16, 16, 20, 24, 28, 32]))
     if rng.random() < 0.6:  # stretched to touch all four sides
