@@ -48,6 +48,7 @@ KIND_CLASS = {
     "cut-digit": DIGIT,
     "cheque-digit": DIGIT,
     "photo-digit": DIGIT,
+    "pen-digit": DIGIT,
     "letter": NOT_A_DIGIT,
     "scribble": NOT_A_DIGIT,
     "scrawl": NOT_A_DIGIT,
@@ -430,25 +431,35 @@ def blank_page(rng: np.random.Generator) -> np.ndarray:
         cv2.circle(
             ink, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(0, 3)), float(rng.uniform(0.1, 0.9)), -1
         )
-    if rng.random() < 0.35:  # ruled or squared paper
-        step = int(rng.integers(12, 40))
-        level = float(rng.uniform(0.15, 0.6))
-        for y in range(int(rng.integers(step)), h, step):
-            cv2.line(ink, (0, y), (w, y), level, 1)
-        if rng.random() < 0.4:
-            for x in range(int(rng.integers(step)), w, step):
-                cv2.line(ink, (x, 0), (x, h), level, 1)
+    if rng.random() < 0.35:
+        rule(rng, ink, int(rng.integers(12, 40)))
     grey = paper_image(rng, ink)
     if rng.random() < 0.5:  # a strong grain: a photo in dim light
         grey = np.clip(grey + rng.normal(0, rng.uniform(5, 25), grey.shape), 0, 255).astype(np.uint8)
     return grey
 
 
+def rule(rng: np.random.Generator, ink: np.ndarray, step: int) -> None:
+    """Draw ruled lines `step` px apart into the float32 ink map `ink`, in place; four in ten
+    squared paper (columns too)."""
+    h, w = ink.shape
+    level = float(rng.uniform(0.15, 0.6))
+    for y in range(int(rng.integers(step)), h, step):
+        cv2.line(ink, (0, y), (w, y), level, 1)
+    if rng.random() < 0.4:
+        for x in range(int(rng.integers(step)), w, step):
+            cv2.line(ink, (x, 0), (x, h), level, 1)
+
+
 def scanned_digit(rng: np.random.Generator, digit28: np.ndarray) -> np.ndarray:
     """A digit as normalised scans store it (USPS, Semeion, NIST forms): cropped, often stretched to
     fill a 16 or 32 px box edge to edge, often thresholded to black and white, ink bright on dark."""
     ink = mnist_ink(digit28)
-    side = int(rng.choice([16, 20, 32]))
+    if rng.random() < 0.5:  # written fast with a thick pen (Semeion's writers were asked to hurry)
+        ink = distort(rng, ink, strength=0.7)
+        ink = ink / max(float(ink.max()), 1e-6)  # a scan is thresholded: `distort`'s faint pen is not a scan's
+        ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(rng.integers(3, 9)),) * 2))
+    side = int(rng.choice([16, 16, 20, 24, 28, 32]))
     if rng.random() < 0.6:  # stretched to touch all four sides
         box = cv2.resize(ink, (side, side), interpolation=cv2.INTER_AREA)
     else:
@@ -458,6 +469,29 @@ def scanned_digit(rng: np.random.Generator, digit28: np.ndarray) -> np.ndarray:
         box = (box > rng.uniform(0.25, 0.5)).astype(np.float32)
     grey = np.clip(box * 255, 0, 255).astype(np.uint8)
     return 255 - grey if rng.random() < 0.2 else grey
+
+
+def pen_digit(rng: np.random.Generator, digit28: np.ndarray) -> np.ndarray:
+    """A digit written with a tablet's pen and saved as a drawing app saves it (uji-pen, a canvas):
+    MNIST's strokes thinned to their middle line and drawn again with one even width, black on
+    plain white, 40-160 px, no paper, no noise."""
+    ink = distort(rng, mnist_ink(digit28), strength=0.5)
+    solid = (ink > 0.4 * ink.max()).astype(np.float32)  # relative: `distort`'s faint pen is 0.35-0.7
+    # The middle line: where the distance to the paper is a local maximum (a medial axis, in
+    # 3 px pieces that the even pen joins again).
+    far = cv2.distanceTransform((solid * 255).astype(np.uint8), cv2.DIST_L2, 3)
+    middle = ((far >= cv2.dilate(far, np.ones((3, 3), np.uint8)) - 0.5) & (far >= 1)).astype(np.float32)
+    pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(rng.integers(3, 8)),) * 2)
+    ink = crop_ink(cv2.GaussianBlur(cv2.dilate(middle, pen), (3, 3), 0))
+    side = int(rng.integers(40, 161))
+    f = side * rng.uniform(0.6, 0.85) / max(ink.shape)
+    ink = cv2.resize(
+        ink, (max(1, round(ink.shape[1] * f)), max(1, round(ink.shape[0] * f))), interpolation=cv2.INTER_AREA
+    )
+    canvas = np.zeros((side, side), np.float32)
+    y, x = (side - ink.shape[0]) // 2, (side - ink.shape[1]) // 2
+    canvas[y : y + ink.shape[0], x : x + ink.shape[1]] = ink
+    return np.clip(255 - canvas * 255, 0, 255).astype(np.uint8)
 
 
 def cut_digit(
@@ -516,15 +550,21 @@ def cheque_digit(
 
 
 def photo_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """One digit in a phone photo of a note: written on paper (`synth.make_number`), seen at an
+    """One digit in a phone photo of a note: written on paper (`synth.make_number`), half of them
+    ruled or squared, seen at an
     angle (a perspective warp), sometimes under a soft shadow, then `synth`'s photo (a lighting
     gradient, blur, noise, JPEG); a quarter of them light on dark."""
     from digitrec.synth import _photo, make_number
 
     grey, _ = make_number(rng, images, labels, 1, group="separated")
     paper = float(np.median(grey))
-    grey = np.pad(grey, int(grey.shape[0] * rng.uniform(0, 0.5)), constant_values=paper).astype(np.float32)
+    height = grey.shape[0]
+    grey = np.pad(grey, int(height * rng.uniform(0, 0.5)), constant_values=paper).astype(np.float32)
     h, w = grey.shape
+    if rng.random() < 0.5:  # a page of a school notebook: ruled or squared, lines about a digit apart
+        lines = np.zeros((h, w), np.float32)
+        rule(rng, lines, max(8, int(height * rng.uniform(0.4, 1.0))))
+        grey = np.minimum(grey, paper * (1 - lines * rng.uniform(0.3, 0.8)))
     corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     moved = corners + rng.uniform(-0.12, 0.12, (4, 2)).astype(np.float32) * np.float32([w, h])
     grey = cv2.warpPerspective(
@@ -567,6 +607,8 @@ def make_image(
         return on_paper(rng, distort(rng, mnist_ink(digit28), strength=0.5))
     if kind == "scan-digit":
         return scanned_digit(rng, images[rng.integers(len(images))])
+    if kind == "pen-digit":
+        return pen_digit(rng, images[rng.integers(len(images))])
     if kind == "cut-digit":
         return cut_digit(rng, images, labels)
     if kind == "cheque-digit":

@@ -34,10 +34,11 @@ HELD_OUT = 55_000  # without the writer table: training images from here on are 
 TRAIN_COUNTS = {
     "digit": 10_000,
     "font-digit": 1_500,
-    "scan-digit": 2_500,
+    "scan-digit": 7_500,
     "cut-digit": 2_500,
     "cheque-digit": 2_500,
-    "photo-digit": 2_000,
+    "photo-digit": 5_000,
+    "pen-digit": 2_500,
     "letter": 10_000,
     "scribble": 4_000,
     "scrawl": 2_000,

@@ -22,7 +22,7 @@ from digitrec.train.cache import cached
 # kind -> share of the set. The plain MNIST-looking renderings get the most; normalised scans
 # (USPS, Semeion, NIST forms) and cheque cuts are where the MNIST-only model loses most.
 KINDS = {"digit": 0.4, "scan-digit": 0.2, "cut-digit": 0.1, "cheque-digit": 0.2, "font-digit": 0.1}
-VERSION = 1  # bump when the drawing changes, so that an old cache is not taken for a new one
+VERSION = 2  # bump when the drawing changes, so that an old cache is not taken for a new one
 
 
 def render_digit(
