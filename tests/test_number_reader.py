@@ -80,3 +80,15 @@ def test_the_reader_imports_no_torch_and_its_pattern_module_alone_is_light():
     # The CLI and the server check --pattern before loading anything: that needs no OpenCV, no onnxruntime.
     code = "import sys, digitrec.read.pattern; assert not {'cv2', 'onnxruntime'} & set(sys.modules), 'heavy import'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_one_line_number_wider_than_a_digit_is_not_also_read_as_one_digit(number, mnist, monkeypatch):
+    # Asking whether the page is one digit costs predict's views of the whole page (22 of 139 ms a
+    # photo): a line wider than any one digit is not asked; a lone digit still is (and is read).
+    rec = Recognizer(threads=1)
+    asked = []
+    views = rec.views
+    monkeypatch.setattr(rec, "views", lambda grey: asked.append(grey.shape) or views(grey))
+    assert rec.read(number).text == "1010" and asked == []
+    images, labels = mnist["test"]
+    assert rec.read(images[5449]).text == str(labels[5449]) and len(asked) == 1

@@ -172,6 +172,10 @@ class NumberReader:
         atoms = [a for line in seg.lines for a in line.atoms]
         if not atoms:
             return None
+        height = max(a.y + a.h for a in atoms) - min(a.y for a in atoms)
+        width = max(a.x + a.w for a in atoms) - min(a.x for a in atoms)
+        if len(lines) == 1 and width > params.max_run_width * height:
+            return None  # one line wider than any one digit (the candidates' own limit): no need to look
         try:
             views = recognizer.views(grey)  # what `predict` sees: the digit as written and squeezed
         except ImageError:
@@ -187,7 +191,6 @@ class NumberReader:
         if pattern is not None and not pattern.matches(str(d)):
             return None
         verifier = self.verifier.probabilities(image)[0]
-        height = max(a.y + a.h for a in atoms) - min(a.y for a in atoms)
         log_probs = self.line_reader.log_probs(line_image(atoms, seg.ink, seg.stroke, height))
         evidence = Evidence.of(probs[[d]], 1.0 - verifier[[NOT_ONE_DIGIT]], log_probs, str(d))
         confidence = params.line_confidence(evidence)
