@@ -32,6 +32,7 @@ from digitrec.preprocess.ink import NOISE_SIGMAS
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
 from digitrec.preprocess.lines import UNDERLINE_SPAN
 from digitrec.preprocess.noise import paper_noise
+from digitrec.preprocess.stats import median_abs_deviation_u8, percentile_u8
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
@@ -161,17 +162,18 @@ def _rough_ink(grey: np.ndarray) -> np.ndarray:
 
 
 def ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Ink map -> bool mask by hysteresis: strong ink (Otsu over the pixels that are not bare
+    """uint8 ink map -> bool mask by hysteresis: strong ink (Otsu over the pixels that are not bare
     paper) seeds the components, which then grow through fainter, anti-aliased ink. Both
     thresholds stay above the paper's own noise."""
-    paper = ink[ink <= np.percentile(ink, 50) + 1]
-    noise = float(np.median(paper)) + 4 * 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) + 8
+    paper = ink[ink <= percentile_u8(ink, 50) + 1]
+    paper_level, spread = median_abs_deviation_u8(paper)
+    noise = paper_level + 4 * 1.4826 * spread + 8
     # The lower half's spread understates grain: on a noisy blank page (grey 225, sigma 12-16) a
     # tenth of the pixels passed, hundreds of specks that read as lines of digits. The grain
     # measured from neighbouring pixels (as `predict` measures it, `preprocess.noise`) sets a
     # floor as `preprocess.ink` does (NOISE_SIGMAS of it above the paper).
     grain = paper_noise(ink.astype(np.float32))
-    noise = max(noise, float(np.median(paper)) + NOISE_SIGMAS * grain)
+    noise = max(noise, paper_level + NOISE_SIGMAS * grain)
     inked = ink[ink > noise]
     if inked.size < 20:
         return np.zeros(ink.shape, bool)
@@ -179,7 +181,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     high = max(float(otsu), noise, 40.0)
     if not (ink >= high).any():  # faint texture only, nothing as dark as a stroke's core
         return np.zeros(ink.shape, bool)
-    level = float(np.percentile(ink[ink >= high], 90))
+    level = percentile_u8(ink[ink >= high], 90)
     low = max(noise, level / 3)
     weak = (ink >= low).astype(np.uint8)
     n, labels = cv2.connectedComponents(weak, connectivity=8)
