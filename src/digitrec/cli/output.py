@@ -23,6 +23,16 @@ def min_confidence_option(what: str):
     )
 
 
+# `--csv FILE` of predict and read: the answers also written as a table, whole or not at all.
+csv_option = click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write the answers to this CSV file.",
+)
+
+
 def echo_json_lines(results: list[dict]) -> None:
     """One JSON array, one object per line: valid JSON that still reads well and greps well."""
     click.echo("[\n" + ",\n".join("  " + json.dumps(r) for r in results) + "\n]" if results else "[]")

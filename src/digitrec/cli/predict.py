@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.cli.output import min_confidence_option
+from digitrec.cli.output import csv_option, debug_name, echo_json_lines, min_confidence_option, write_csv
 from digitrec.errors import DigitrecError
 
 
@@ -35,13 +35,7 @@ from digitrec.errors import DigitrecError
     is_flag=True,
     help="Print one JSON array: {path, digit, confidence, top, uncertain, reason, error} per image.",
 )
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
-    help="Also write the answers to this CSV file.",
-)
+@csv_option
 @click.option(
     "--debug",
     "debug_dir",
@@ -109,8 +103,6 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     if csv_path:
         _write_csv(csv_path, results)
     if as_json:
-        from digitrec.cli.output import echo_json_lines
-
         echo_json_lines(results)
     else:
         _print_table(results, top)
@@ -133,7 +125,6 @@ def _entry(path: str, answer) -> dict:
 
 def _write_debug(folder: Path, path: str, prediction, used: set[str]) -> None:
     """A strip of the stages; for an image that failed, the stages it got through."""
-    from digitrec.cli.output import debug_name
     from digitrec.preprocess.debug import write_strip
 
     unique = debug_name(path, used)
@@ -149,7 +140,6 @@ def _write_debug(folder: Path, path: str, prediction, used: set[str]) -> None:
 
 
 def _write_csv(csv_path: str, results: list[dict]) -> None:
-    from digitrec.cli.output import write_csv
 
     rows = []
     for r in results:

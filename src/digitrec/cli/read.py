@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.cli.output import min_confidence_option
+from digitrec.cli.output import csv_option, debug_name, echo_json_lines, min_confidence_option, write_csv
 from digitrec.read.pattern import MAX_REPEAT
 
 
@@ -41,13 +41,7 @@ from digitrec.read.pattern import MAX_REPEAT
     help="Print one JSON array: {path, text, confidence, uncertain, reason, digits, lines, error} per file, "
     "one per line.",
 )
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
-    help="Also write the answers to this CSV file.",
-)
+@csv_option
 @min_confidence_option(
     "Flag a number whose calibrated confidence is below this as uncertain (reason 'low confidence'), and each digit below it."
 )
@@ -111,8 +105,6 @@ def read(ctx, paths, model, digits, pattern, as_json, csv_path, min_confidence, 
     if csv_path:
         _write_csv(csv_path, results)
     if as_json:
-        from digitrec.cli.output import echo_json_lines
-
         echo_json_lines(results)
     ctx.exit(1 if any(r["error"] for r in results) else 0)
 
@@ -143,7 +135,6 @@ def _echo(entry: dict) -> None:
 
 def _write_debug(folder: Path, path: str, reading, used: set[str]) -> None:
     """The input with the boxes drawn, as `<name>.read.png` (a.png and a.jpg: two files)."""
-    from digitrec.cli.output import debug_name
     from digitrec.errors import DigitrecError
     from digitrec.preprocess.debug import write_png
     from digitrec.read.draw import draw_reading
@@ -155,7 +146,6 @@ def _write_debug(folder: Path, path: str, reading, used: set[str]) -> None:
 
 
 def _write_csv(csv_path: str, results: list[dict]) -> None:
-    from digitrec.cli.output import write_csv
 
     rows = []
     for r in results:
