@@ -150,39 +150,27 @@ def train(
     console = Console(stderr=True, quiet=quiet)
     ctx = click.get_current_context()
     out = out or Path("runs") / recipe
+    if resume and force:
+        raise DigitrecError("choose one of --resume and --force")
+    given = [n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
     if recipe in READER_RECIPES:
         from digitrec.cli.train_reader import train_reader_network
 
-        given = [n for n in ctx.params if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
-        if resume and force:
-            raise DigitrecError("choose one of --resume and --force")
-        line = train_reader_network(
-            recipe,
-            out,
-            config_file,
-            epochs,
-            seed,
-            threads,
-            limit,
-            batch_size,
-            lr,
-            parse_settings(settings),
-            resume,
-            force,
-            given,
+        options = dict(epochs=epochs, seed=seed, threads=threads, limit=limit, batch_size=batch_size, lr=lr)
+        click.echo(
+            train_reader_network(
+                recipe, out, config_file, parse_settings(settings), resume=resume, force=force, given=given, **options
+            )
         )
-        click.echo(line)
         return
 
     if resume:
-        given = [
-            name for name in RECIPE_FLAGS if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-        ]
-        if given:
-            flags = ", ".join("--" + n.replace("_file", "").replace("_", "-").replace("settings", "set") for n in given)
+        recipe_flags = [name for name in RECIPE_FLAGS if name in given]
+        if recipe_flags:
+            flags = ", ".join(
+                "--" + n.replace("_file", "").replace("_", "-").replace("settings", "set") for n in recipe_flags
+            )
             raise DigitrecError(f"--resume continues with the run's own config; drop {flags}")
-        if force:
-            raise DigitrecError("choose one of --resume and --force")
         saved = out / CONFIG_NAME
         if not saved.is_file():
             raise DigitrecError(f"nothing to resume in {out}: no {CONFIG_NAME} there")

@@ -21,17 +21,18 @@ NOT_FOR_READER = {
 def train_reader_network(
     recipe: str,
     out: Path,
-    config_file,
-    epochs,
-    seed,
-    threads,
-    limit,
-    batch_size,
-    lr,
+    config_file: Path | None,
     settings: dict,
+    *,
     resume: bool,
     force: bool,
     given: list[str],
+    epochs: int | None,
+    seed: int | None,
+    threads: int | None,
+    limit: int | None,
+    batch_size: int | None,
+    lr: float | None,
 ) -> str:
     """Train `recipe` (a READER_RECIPES key) into `out` -> the line to print at the end. `settings`
     are --set KEY=VALUE overrides of the recipe (e.g. numbers=2000); `given` the flags on the command
