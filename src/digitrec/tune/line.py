@@ -120,12 +120,7 @@ def finetune_line_reader(
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train_started = time.perf_counter()
-    kept = BestCheck(
-        model,
-        score(),
-        lambda now, best, base: now[0] >= base[0] - config.forget and now[1:] > best[1:],
-        config.patience,
-    )
+    kept = BestCheck(model, score(), config.forget, config.patience)
     base_score, step = kept.base, 0
     for step in range(1, steps + 1):
         model.train()

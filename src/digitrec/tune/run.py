@@ -169,17 +169,14 @@ def finetune(
             float((user + config.guard_weight * mnist_mean) / (len(val_y) + config.guard_weight)),
         )
 
-    def better(now, best, base) -> bool:
-        """A step wins on the held-out files (accuracy, then log-likelihood) unless it forgets MNIST:
-        more than `config.forget` of the validation digits the base got right."""
-        return now[0] >= base[0] - config.forget and now[1:] > best[1:]
-
     log(
         f"training on {len(train_files)} images ({len(train_x)} views) + MNIST replay "
         f"({user_batch} + {replay_batch} per step), {len(val_files)} held out; up to {steps} steps"
     )
     train_started = time.perf_counter()
-    kept = BestCheck(module, score(), better, config.patience)
+    # A step wins on the held-out files (accuracy, then log-likelihood) unless it forgets MNIST:
+    # more than `config.forget` of the validation digits the base got right.
+    kept = BestCheck(module, score(), config.forget, config.patience)
     before, step = kept.base[1], 0
     for step in range(1, steps + 1):
         module.train()
