@@ -32,7 +32,7 @@ from digitrec.preprocess.ink import NOISE_SIGMAS
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
 from digitrec.preprocess.lines import UNDERLINE_SPAN
 from digitrec.preprocess.noise import paper_noise
-from digitrec.preprocess.stats import median_abs_deviation_u8, percentile_u8
+from digitrec.preprocess.stats import LEVELS, histogram, median_abs_deviation, percentile
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
@@ -165,8 +165,9 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     """uint8 ink map -> bool mask by hysteresis: strong ink (Otsu over the pixels that are not bare
     paper) seeds the components, which then grow through fainter, anti-aliased ink. Both
     thresholds stay above the paper's own noise."""
-    paper = ink[ink <= percentile_u8(ink, 50) + 1]
-    paper_level, spread = median_abs_deviation_u8(paper)
+    counts = histogram(ink)
+    paper = np.where(LEVELS <= percentile(counts, 50) + 1, counts, 0)  # the lower half: bare paper
+    paper_level, spread = median_abs_deviation(paper)
     noise = paper_level + 4 * 1.4826 * spread + 8
     # The lower half's spread understates grain: on a noisy blank page (grey 225, sigma 12-16) a
     # tenth of the pixels passed, hundreds of specks that read as lines of digits. The grain
@@ -179,9 +180,10 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
         return np.zeros(ink.shape, bool)
     otsu, _ = cv2.threshold(inked.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     high = max(float(otsu), noise, 40.0)
-    if not (ink >= high).any():  # faint texture only, nothing as dark as a stroke's core
+    strong = np.where(LEVELS >= high, counts, 0)
+    if not strong.any():  # faint texture only, nothing as dark as a stroke's core
         return np.zeros(ink.shape, bool)
-    level = percentile_u8(ink[ink >= high], 90)
+    level = percentile(strong, 90)
     low = max(noise, level / 3)
     weak = (ink >= low).astype(np.uint8)
     n, labels = cv2.connectedComponents(weak, connectivity=8)
