@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +136,13 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     assert [m["run"] for m in average.card["members"]] == ["run", "run"]
     with pytest.raises(DigitrecError, match="not a finished line-reader run"):
         main(["--average", str(tmp_path / "nothing"), "--export", str(tmp_path / "x.onnx")])
+    # --init-seed: an ensemble's second member trains on the same lines (the cache is reused, no
+    # line is drawn again) from another start, so it reads differently.
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(run / "lines.npz", other / "lines.npz")
+    main([*cheap[2:], "--out", str(other), "--epochs", "2", "--init-seed", "1", "--export", str(other / "o.onnx")])
+    log = capsys.readouterr().out
+    assert "held-out (" not in log and "held-out string accuracy" in log
+    assert json.loads((other / "line_reader_config.json").read_text())["init_seed"] == 1
+    assert not np.allclose(LineReader(other / "o.onnx").log_probs(line), single.log_probs(line), atol=1e-3)

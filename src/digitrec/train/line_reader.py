@@ -52,7 +52,10 @@ class LineReaderConfig:
     """The line reader's recipe (configs/line_reader.toml); a flag overrides its setting."""
 
     numbers: int = 20_000  # generated numbers for the training lines
-    seed: int = 0
+    seed: int = 0  # the generated lines; also the network's start and batch order, unless init_seed
+    # The network's start and batch order, where they should differ from `seed`'s: the members of
+    # an ensemble (`--average`) train on one set of lines (the same cache) and differ in this.
+    init_seed: int | None = None
     epochs: int = 12
     batch_size: int = 32
     lr: float = 3e-3
@@ -412,7 +415,8 @@ def train_line_reader(
     train_images, train_texts = data["train"]
     test_images, test_texts = data["test"]
     (out / "line_reader_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    torch.manual_seed(config.seed)
+    init_seed = config.seed if config.init_seed is None else config.init_seed
+    torch.manual_seed(init_seed)
     model = LineCNN()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = -(-len(train_texts) // config.batch_size)
@@ -430,7 +434,7 @@ def train_line_reader(
     t0 = time.perf_counter()
     for epoch in range(start, config.epochs):
         model.train()
-        rng = np.random.default_rng(config.seed * 1000 + epoch)
+        rng = np.random.default_rng(init_seed * 1000 + epoch)
         total, count = 0.0, 0
         steps = batches(train_images, train_texts, config.batch_size, rng)
         if progress:
@@ -487,6 +491,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/line-reader"))
     parser.add_argument("--numbers", type=int, default=None, help="generated numbers for the training lines")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--init-seed", type=int, default=None, help="the network's start and batch order (default: --seed)"
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
@@ -520,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {
         "numbers": args.numbers,
         "seed": args.seed,
+        "init_seed": args.init_seed,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
