@@ -220,3 +220,26 @@ def test_the_line_reader_learns_a_forms_habit_the_digit_path_cannot_cut(real_dat
     assert line["numbers"] == 30 and line["val_accuracy_before"] == 0.0 and line["val_accuracy"] >= 0.5
     assert line["generated_accuracy"] >= line["generated_accuracy_before"] - 0.03  # nothing forgotten
     assert right(out) >= 6  # of 20 new numbers (10 on 2026-12-06); 0 before
+
+
+@pytest.mark.mnist
+def test_replay_numbers_are_drawn_once_then_read_from_the_cache(real_data, tmp_path, monkeypatch):
+    """Drawing the replay numbers was most of a short `finetune --numbers`: the same base and seed
+    now read them from the cache; another seed draws its own."""
+    from digitrec import paths
+    from digitrec.train import line_reader
+    from digitrec.tune import line
+
+    mnist_files = paths.mnist_cache_dir()
+    monkeypatch.setattr(paths, "mnist_cache_dir", lambda: mnist_files)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    recipe = line_reader.LineReaderConfig()
+    images, texts = line._generated(recipe, 0, 12, False)
+    assert len(texts) >= 8 and len(list((tmp_path / "digitrec" / "line-replay").glob("*.npz"))) == 1
+
+    drawn = []
+    monkeypatch.setattr(line_reader, "generate_lines", lambda *args: drawn.append(args) or ([], []))
+    again_images, again_texts = line._generated(recipe, 0, 12, False)
+    assert not drawn and again_texts == texts
+    assert all(np.array_equal(a, b) for a, b in zip(again_images, images))
+    assert line._generated(recipe, 1, 12, False) == ([], []) and len(drawn) == 1

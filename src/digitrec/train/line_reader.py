@@ -205,16 +205,21 @@ def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
     return data
 
 
-def _pack(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def pack_lines(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Line images -> (one (HEIGHT, total width) array, their widths): how they are saved."""
     widths = np.array([x.shape[1] for x in images], np.int32)
-    return np.concatenate(images, axis=1), widths
+    return (np.concatenate(images, axis=1) if images else np.zeros((HEIGHT, 0), np.uint8)), widths
 
 
-def _unpack(flat: np.ndarray, widths: np.ndarray) -> list[np.ndarray]:
+def unpack_lines(flat: np.ndarray, widths: np.ndarray) -> list[np.ndarray]:
+    """`pack_lines`' two arrays -> the line images."""
+    if not len(widths):
+        return []
     return np.split(flat, np.cumsum(widths)[:-1], axis=1)
 
 
-def _data_settings(config: LineReaderConfig) -> str:
+def data_settings(config: LineReaderConfig) -> str:
+    """The recipe's settings that decide its generated lines, as one string for a cache's key."""
     return json.dumps(
         {
             "numbers": config.numbers,
@@ -235,19 +240,19 @@ def cached_data(out: Path, config: LineReaderConfig, workers: int, log=print) ->
     def to_arrays(data: dict) -> dict:
         arrays = {}
         for name, (images, texts) in data.items():
-            arrays[f"{name}_images"], arrays[f"{name}_widths"] = _pack(images)
+            arrays[f"{name}_images"], arrays[f"{name}_widths"] = pack_lines(images)
             arrays[f"{name}_texts"] = np.array(texts)
         return arrays
 
     def from_arrays(f: dict) -> dict:
         return {
-            name: (_unpack(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
+            name: (unpack_lines(f[f"{name}_images"], f[f"{name}_widths"]), list(f[f"{name}_texts"]))
             for name in ("train", "test")
         }
 
     return cached(
         out / CACHE,
-        {"numbers": config.numbers, "seed": config.seed, "settings": _data_settings(config)},
+        {"numbers": config.numbers, "seed": config.seed, "settings": data_settings(config)},
         lambda: build_data(config, workers, log),
         to_arrays,
         from_arrays,
@@ -365,7 +370,7 @@ def average_runs(runs: list[Path], path: Path, command: str = "") -> tuple[float
         with np.load(run / CACHE) as f:
             made = {"numbers": int(f["numbers"]), "seed": int(f["seed"])}
             if run == runs[0]:
-                test_images, test_texts = _unpack(f["test_images"], f["test_widths"]), list(f["test_texts"])
+                test_images, test_texts = unpack_lines(f["test_images"], f["test_widths"]), list(f["test_texts"])
         history = json.loads(state["history"])
         about.append(
             {

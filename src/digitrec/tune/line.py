@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import time
@@ -183,17 +185,40 @@ def finetune_line_reader(
 
 
 def _generated(recipe, seed: int, count: int, held_out: bool) -> tuple[list[np.ndarray], list[str]]:
-    """`count` generated numbers in chunks of the generator's size, each chunk its own seed."""
-    from digitrec.train.line_reader import CHUNK, generate_lines
+    """`count` generated numbers in chunks of the generator's size, each chunk its own seed. Drawn
+    once per machine and kept in the cache (`line-replay/`): drawing a thousand numbers is most of
+    a short fine-tuning's time, and the same base and seed ask for the same numbers every time."""
+    from digitrec import __version__, paths
+    from digitrec.train.cache import cached
+    from digitrec.train.line_reader import CHUNK, data_settings, generate_lines, pack_lines, unpack_lines
 
-    images, texts = [], []
-    for k in range(-(-count // CHUNK)):
-        x, t = generate_lines(
-            recipe, 1_000_003 * (seed + 1) + 2 * k + held_out, min(CHUNK, count - k * CHUNK), held_out
-        )
-        images += x
-        texts += t
-    return images, texts
+    def draw() -> tuple[list[np.ndarray], list[str]]:
+        images, texts = [], []
+        for k in range(-(-count // CHUNK)):
+            x, t = generate_lines(
+                recipe, 1_000_003 * (seed + 1) + 2 * k + held_out, min(CHUNK, count - k * CHUNK), held_out
+            )
+            images += x
+            texts += t
+        return images, texts
+
+    def to_arrays(lines: tuple[list[np.ndarray], list[str]]) -> dict[str, np.ndarray]:
+        flat, widths = pack_lines(lines[0])
+        return {"images": flat, "widths": widths, "texts": np.array(lines[1], dtype=str)}
+
+    def from_arrays(f: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
+        return unpack_lines(f["images"], f["widths"]), [str(t) for t in f["texts"]]
+
+    # What decides the numbers; the version stands for the generator's code.
+    made_with: dict[str, int | float | str] = {
+        "seed": seed,
+        "count": count,
+        "held_out": int(held_out),
+        "settings": data_settings(recipe),
+        "version": __version__,
+    }
+    name = hashlib.sha256(json.dumps(made_with, sort_keys=True).encode()).hexdigest()[:16]
+    return cached(paths.cache_root() / "line-replay" / f"{name}.npz", made_with, draw, to_arrays, from_arrays)
 
 
 def _batch(pairs: list[tuple[np.ndarray, str]], rng: np.random.Generator):
