@@ -33,6 +33,10 @@ risk-coverage and ECE of the shipped and the fitted map per generated set and pe
         [--line-reader PATH] [--results FILE.csv] [--amounts N]
     .venv/bin/python benchmarks/read.py --fit-confidence [--per-length 20] [--documents 1500]
 
+`--only validation [--per-length N] [--documents N] [--set KEY=VALUE ...]` reads the strings that
+reader settings are chosen on (the `--fit-confidence` sets: validation digits, writers neither
+network saw), never the test digits or ../shared, with the shipped `ReaderParams` or the ones given.
+
 --line-reader reads with another line reader (to compare one with the shipped one); --results
 writes every image's reading (source, name, group, label, text) for paired comparisons; the real
 sources are also scored per group (dk-parish-rowid per register book); --amounts N also reads N
@@ -390,6 +394,48 @@ def fit_confidence(rec, per_length: int, documents: int, line_reader: str) -> No
         print(f"| {label} | {len(cases)} | " + " | ".join(cells) + " |")
 
 
+def reader_params(settings: list[str]):
+    """["KEY=VALUE", ...] -> the shipped ReaderParams with those fields replaced (each VALUE parsed as
+    the field's type); an unknown key is an error naming the fields."""
+    import dataclasses
+
+    from digitrec.read.params import DEFAULT_PARAMS
+
+    fields = {f.name: type(getattr(DEFAULT_PARAMS, f.name)) for f in dataclasses.fields(DEFAULT_PARAMS)}
+    changes = {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if key not in fields or fields[key] not in (int, float, bool):
+            raise SystemExit(f"--set {setting}: not a numeric ReaderParams field ({', '.join(sorted(fields))})")
+        changes[key] = value.lower() in ("1", "true") if fields[key] is bool else fields[key](value)
+    return dataclasses.replace(DEFAULT_PARAMS, **changes)
+
+
+def read_validation(rec, per_length: int, documents: int) -> list[tuple[str, str, str, str, str]]:
+    """Read the strings reader settings are chosen on, and print their accuracy per group: the
+    generated groups of the digit model's validation digits (seed 100, as `--fit-confidence`) and
+    `documents` document-like numbers of writers neither network saw. Never the test digits the
+    benchmark reports, never ../shared. -> rows for --results."""
+    from digitrec.export import validation_split
+
+    digits = validation_split(rec.card.get("config", {}))
+    cases = [(g, image, label) for g, _l, image, label in generated_cases(per_length, seed=100, digits=digits)]
+    cases += [("documents", image, label) for _w, image, label in document_cases(documents)]
+    t0 = time.perf_counter()
+    rows, stats = [], defaultdict(lambda: [0, 0])
+    for n, (group, image, label) in enumerate(cases):
+        text = read_one(rec, image)[0]
+        rows.append(("validation", str(n), group, label, text))
+        for key in (group, "all"):
+            stats[key][0] += text == label
+            stats[key][1] += 1
+    print(f"\nValidation strings ({(time.perf_counter() - t0) / max(1, len(cases)) * 1000:.0f} ms each)")
+    print("| group | strings | string acc |\n|---|---|---|")
+    for group, (right, total) in sorted(stats.items(), key=lambda kv: kv[0] == "all"):
+        print(f"| {group} | {total} | {100 * right / total:.1f} |")
+    return rows
+
+
 def gflops() -> float:
     a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
     t = time.perf_counter()
@@ -408,7 +454,19 @@ def main() -> None:
     parser.add_argument("--per-length", type=int, default=25, help="generated numbers per group and length")
     parser.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--failures", type=Path, default=None, help="write debug images of misreadings here")
-    parser.add_argument("--only", choices=("generated", "real", "bare"), default=None)
+    parser.add_argument(
+        "--only",
+        choices=("generated", "real", "bare", "validation"),
+        default=None,
+        help="one part (validation: the strings to choose reader settings on, read nowhere else)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="read with this ReaderParams setting instead of the shipped one (repeatable)",
+    )
     parser.add_argument("--bare", type=int, default=1000, help="bare 28x28 MNIST test digits to read (0: none)")
     parser.add_argument("--fit-confidence", action="store_true", help="fit the string confidence's calibration map")
     parser.add_argument(
@@ -423,18 +481,19 @@ def main() -> None:
     from digitrec.runtime import Recognizer
 
     rec = Recognizer(args.model)
-    if args.line_reader:
+    if args.line_reader or args.set:
         from digitrec.read import NumberReader
         from digitrec.read.line_reader import LineReader
 
-        rec.reader = NumberReader(rec, line_reader=LineReader(args.line_reader, threads=rec.threads))
+        line_reader = LineReader(args.line_reader, threads=rec.threads) if args.line_reader else None
+        rec.reader = NumberReader(rec, line_reader=line_reader, params=reader_params(args.set))
     rows = []  # (source, name, group, label, text) for --results
     if args.fit_confidence:
         fit_confidence(rec, args.per_length, args.documents, str(args.line_reader or "shipped"))
         return
     trust: list[tuple[str, list[bool], list[float]]] = []
     print(f"# {datetime.date.today()}  model {rec.card.get('name', rec.path.name)} ({rec.path})")
-    print(f"# line reader {args.line_reader or 'shipped'}")
+    print(f"# line reader {args.line_reader or 'shipped'}" + (f"; settings {' '.join(args.set)}" if args.set else ""))
     print(
         f"# machine: {platform.machine()}, {os.cpu_count()} cores, matmul {gflops():.1f} GFLOP/s, "
         f"load {load()}; command: {' '.join(sys.argv)}"
@@ -453,6 +512,9 @@ def main() -> None:
             drawn = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
         safe = f"{name}_want{label}_got{text.replace(chr(10), '|') or 'none'}.png"
         cv2.imwrite(str(args.failures / safe), drawn)
+
+    if args.only == "validation":
+        rows += read_validation(rec, args.per_length, args.documents)
 
     if args.only in (None, "generated"):
         t0 = time.perf_counter()
@@ -542,7 +604,8 @@ def main() -> None:
                 + ", ".join(f"{b} {r}/{t}" for b, (r, t) in sorted(per_group.items()))
             )
 
-    print_trust(trust)
+    if trust:
+        print_trust(trust)
 
     if args.amounts:
         from digitrec.data import load_mnist
