@@ -314,3 +314,31 @@ def test_the_line_reader_overrules_the_cuts_unless_a_digit_is_sure():
     assert new_path == [(0, 1, 4), (1, 2, 1), (2, 3, 7)] and certainty == pytest.approx(0.9**2, abs=0.05)
     assert second_opinion(line, scores, {}, score, path, _line_says([1, 10, 7, 10])) == (path, 0.0)
     assert second_opinion(line, scores, {(0, 2): 1}, score, path, says_417) == (path, 0.0)
+
+
+def test_held_to_the_line_reader_a_tall_mark_may_be_skipped_at_skip_held():
+    """A tall stroke (a cross, a lead-in) before '27': the cuts read it as a 1 ('127'); the line
+    reader, sure of '27', can overrule them only when skipping tall ink is allowed (skip_held), and
+    never by skipping a run both networks are sure of."""
+    import dataclasses
+
+    from digitrec.preprocess.segment import Atom, TextLine
+    from digitrec.read.decode import best_path, second_opinion
+    from digitrec.read.params import DEFAULT_PARAMS
+
+    atoms = [Atom(x, 0, 8, 20, np.ones((20, 8), bool), component=k) for k, x in enumerate((0, 10, 20))]
+    line = TextLine(atoms, 20.0)
+    scores = {
+        g: np.full(10, -6.0 if g[1] - g[0] == 1 else -12.0) for g in [(0, 1), (1, 2), (2, 3), (0, 2), (1, 3), (0, 3)]
+    }
+    scores[(0, 1)][1], scores[(1, 2)][2], scores[(2, 3)][7] = -0.5, -0.1, -0.1
+    score, path = best_path(line, scores)
+    assert path == [(0, 1, 1), (1, 2, 2), (2, 3, 7)]
+    says_27 = _line_says([10, 2, 10, 7, 10], p=0.95)
+    assert DEFAULT_PARAMS.skip_held == -np.inf  # off unless chosen
+    assert second_opinion(line, scores, {}, score, path, says_27) == (path, 0.0)
+    params = dataclasses.replace(DEFAULT_PARAMS, skip_held=-3.0)
+    new_path, certainty = second_opinion(line, scores, {}, score, path, says_27, params=params)
+    assert new_path == [(1, 2, 2), (2, 3, 7)] and certainty > 0.8
+    assert best_path(line, scores, "27", params=params)[0] == pytest.approx(-3.2)
+    assert second_opinion(line, scores, {(0, 1): 1}, score, path, says_27, params=params) == (path, 0.0)

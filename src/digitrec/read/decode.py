@@ -59,15 +59,20 @@ def best_path(
     by_start: dict[int, list[Run]] = {}
     for g in scores:
         by_start.setdefault(g[0], []).append(g)
-    skips = _skips(line, params.skippable)
+    skips = _skips(line, params.skippable, params.skip_small)
+    if held and params.skip_held > -np.inf:
+        in_sure = {k for a, b in sure for k in range(a, b)}
+        for i, ends in _skips(line, math.inf, params.skip_held).items():
+            if all(k not in in_sure for j, _ in ends for k in range(i, j)):
+                skips.setdefault(i, []).extend(ends)
     for i in range(n):
         for m in range(len(accept)):
             here = best[m, i]
             if here == -np.inf:
                 continue
-            for j in skips.get(i, []):
-                if here + params.skip_small > best[m, j]:
-                    best[m, j], back[(m, j)] = here + params.skip_small, (m, i, None)
+            for j, cost in skips.get(i, []):
+                if here + cost > best[m, j]:
+                    best[m, j], back[(m, j)] = here + cost, (m, i, None)
             for a, b in by_start.get(i, []):
                 if (a, b) in broken:
                     continue
@@ -95,21 +100,22 @@ def best_path(
     return total, path[::-1]
 
 
-def _skips(line: TextLine, skippable: float) -> dict[int, list[int]]:
-    """What may be skipped as punctuation (shorter than `skippable` line heights), as {first atom: [end atoms]}: one small atom, or a whole
-    small component that the segmenter cut into several (a slash or a dash wide enough to look like
-    touching digits), for the price of one: a mark costs the same to skip however it was cut."""
+def _skips(line: TextLine, skippable: float, cost: float) -> dict[int, list[tuple[int, float]]]:
+    """What may be skipped as punctuation (shorter than `skippable` line heights), as {first atom:
+    [(end atom, cost)]}: one small atom, or a whole small component that the segmenter cut into
+    several (a slash or a dash wide enough to look like touching digits), for the price of one: a
+    mark costs the same to skip however it was cut."""
     atoms, limit = line.atoms, skippable * line.height
-    skips: dict[int, list[int]] = {}
+    skips: dict[int, list[tuple[int, float]]] = {}
     for i, a in enumerate(atoms):
         if a.h < limit:
-            skips.setdefault(i, []).append(i + 1)
+            skips.setdefault(i, []).append((i + 1, cost))
         if a.component >= 0 and (i == 0 or atoms[i - 1].component != a.component):
             j = i
             while j < len(atoms) and atoms[j].component == a.component:
                 j += 1
             if j - i > 1 and max(b.y + b.h for b in atoms[i:j]) - min(b.y for b in atoms[i:j]) < limit:
-                skips.setdefault(i, []).append(j)
+                skips.setdefault(i, []).append((j, cost))
     return skips
 
 

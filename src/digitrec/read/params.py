@@ -147,6 +147,11 @@ class ReaderParams:
     # punctuation is not a digit, and that made small digits get dropped.)
     skip_small: float = -0.5
     skippable: float = 0.8  # atoms shorter than this may be skipped
+    # Held to the line reader's reading (`second_opinion`), any atom or whole component, however
+    # tall, may be skipped for this score (-inf: never): a cross, a tick or a lead-in stroke
+    # beside the number, which the line reader (trained on numbers with such marks) does not read
+    # and the classifier reads as a 1. Not over a run both networks are sure is one digit.
+    skip_held: float = -math.inf
 
     # --- the line reader's second opinion (`decode.second_opinion`) ---
     # Weight of the line reader's log-probability of a line's string. The line reader is better at
