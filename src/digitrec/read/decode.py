@@ -62,9 +62,9 @@ def best_path(
     skips = _skips(line, params.skippable, params.skip_small)
     if held and params.skip_held > -np.inf:
         in_sure = {k for a, b in sure for k in range(a, b)}
-        for i, ends in _skips(line, math.inf, params.skip_held).items():
-            if all(k not in in_sure for j, _ in ends for k in range(i, j)):
-                skips.setdefault(i, []).extend(ends)
+        for i, tall in _skips(line, math.inf, params.skip_held).items():
+            if all(k not in in_sure for j, _ in tall for k in range(i, j)):
+                skips.setdefault(i, []).extend(tall)
     for i in range(n):
         for m in range(len(accept)):
             here = best[m, i]
