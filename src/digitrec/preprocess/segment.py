@@ -31,6 +31,7 @@ from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.ink import NOISE_SIGMAS
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
 from digitrec.preprocess.lines import UNDERLINE_SPAN
+from digitrec.preprocess.morph import open_line
 from digitrec.preprocess.noise import paper_noise
 from digitrec.preprocess.stats import LEVELS, histogram, median_abs_deviation, percentile
 
@@ -242,14 +243,13 @@ def erase_rules(
     h, w = ink.shape
     centre = (w / 2, h / 2)
     rules = np.zeros_like(ink)
-    for tilts, kernel_shape in ((horizontal, (length, 1)), (vertical, (1, length))):
-        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, kernel_shape)
+    for tilts, axis in ((horizontal, 1), (vertical, 0)):
         # Bridge one-pixel gaps and a slight bend first: dilate across the line direction.
-        across = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3) if kernel_shape[0] > 1 else (3, 1))
+        across = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3) if axis == 1 else (3, 1))
         for tilt in tilts:
             turn = cv2.getRotationMatrix2D(centre, tilt, 1.0)
             level = ink if tilt == 0 else cv2.warpAffine(ink, turn, (w, h), flags=cv2.INTER_LINEAR)
-            found = cv2.erode(cv2.morphologyEx(cv2.dilate(level, across), cv2.MORPH_OPEN, kernel), across)
+            found = cv2.erode(open_line(cv2.dilate(level, across), length, axis), across)
             if tilt != 0:
                 found = cv2.warpAffine(found, turn, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
             rules = np.maximum(rules, found)
