@@ -20,3 +20,11 @@ def test_the_histogram_gives_numpys_percentiles_and_median_deviation_exactly(see
         assert percentile(histogram(values), q) == np.percentile(values, q)
     median = np.median(values)
     assert median_abs_deviation(histogram(values)) == (median, np.median(np.abs(values - median)))
+
+
+def test_the_histogram_counts_every_pixel_of_a_view_and_of_a_photo_sized_map():
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(12, 20, (750, 1000)), 0, 255).astype(np.uint8)  # OpenCV counts it
+    for values in (photo, photo[::3, 1::2], photo[:, 7], np.zeros(0, np.uint8)):  # views, a column, none
+        counts = histogram(values)
+        assert counts.dtype == np.int64 and np.array_equal(counts, np.bincount(values.ravel(), minlength=256))

@@ -105,3 +105,27 @@ def test_segment_finds_two_lines_and_skips_the_rule_under_them():
 def test_segment_of_a_blank_page_is_empty():
     seg = segment(_page())
     assert seg.lines == []
+
+
+def test_stroke_width_measured_in_the_inks_box_is_the_whole_frames():
+    """stroke_width looks only at the strokes' box and a 1 px ring: the same number as the
+    distance transform of the whole frame, strokes touching its edges included."""
+    from digitrec.preprocess.segment import stroke_width
+
+    def whole_frame(mask):
+        dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+        ridge = dist[(dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)) - 1e-3)]
+        return float(max(1.0, 2 * np.median(ridge)))
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        page = np.zeros((int(rng.integers(20, 120)), int(rng.integers(20, 160))), np.uint8)
+        for _ in range(3):
+            h, w = page.shape
+            p, q = (
+                (int(rng.integers(-5, w + 5)), int(rng.integers(-5, h + 5))),
+                (int(rng.integers(w)), int(rng.integers(h))),
+            )
+            cv2.line(page, p, q, 255, int(rng.integers(1, 9)))
+        assert stroke_width(page > 0) == whole_frame(page > 0)
+    assert stroke_width(np.zeros((9, 9), bool)) == 2.0
