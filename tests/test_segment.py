@@ -129,3 +129,59 @@ def test_stroke_width_measured_in_the_inks_box_is_the_whole_frames():
             cv2.line(page, p, q, 255, int(rng.integers(1, 9)))
         assert stroke_width(page > 0) == whole_frame(page > 0)
     assert stroke_width(np.zeros((9, 9), bool)) == 2.0
+
+
+def _one_seam(cost, x0, band):
+    """The seam search one start and one row at a time, as segment did it: the reference."""
+    h, w = cost.shape
+    lo, hi = max(0, x0 - band), min(w, x0 + band + 1)
+    acc = cost[:, lo:hi].astype(np.float32) + 0.02 * np.abs(np.arange(lo, hi) - x0)[None]
+    back = np.zeros(acc.shape, np.int8)
+    for r in range(1, h):
+        prev = acc[r - 1]
+        options = np.stack([np.r_[np.inf, prev[:-1]], prev, np.r_[prev[1:], np.inf]])
+        choice = options.argmin(axis=0)
+        acc[r] += options[choice, np.arange(len(prev))]
+        back[r] = choice - 1
+    xs = np.empty(h, np.int32)
+    xs[-1] = int(acc[-1].argmin())
+    for r in range(h - 1, 0, -1):
+        xs[r - 1] = xs[r] + back[r, xs[r]]
+    return xs + lo
+
+
+def _slanted_one_by_one(mask, stroke, margin):
+    """Every slanted cut tried one at a time, as segment did it: the reference."""
+    from digitrec.preprocess.segment import SLANTS
+
+    def cut_cost(on_ink):
+        runs = int(np.count_nonzero(np.diff(on_ink.astype(np.int8)) == 1) + on_ink[0])
+        return runs + 0.3 * max(0.0, on_ink.sum() / max(stroke, 1.0) - 1.5 * runs)
+
+    h, w = mask.shape
+    up, rows, best = (h - 1) / 2 - np.arange(h), np.arange(h), {}
+    for k in SLANTS:
+        for x in range(margin, w - margin, 2):
+            path = np.round(x + k * up).astype(np.int32)
+            if path.min() >= 0 and path.max() < w and cut_cost(mask[rows, path]) < best.get(x, (np.inf,))[0]:
+                best[x] = (cut_cost(mask[rows, path]), path)
+    return list(best.values())
+
+
+def test_all_seams_at_once_and_the_slanted_cuts_are_the_one_at_a_time_searchs():
+    """Ink masks full of ties (whole-pixel costs): the batched searches pick the same paths, in
+    the same order, at the same costs, as trying each start and each slant alone."""
+    from digitrec.preprocess.segment import _seams, _slanted_cuts
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        h, w = int(rng.integers(1, 70)), int(rng.integers(1, 120))
+        mask = rng.random((h, w)) < rng.random()
+        band = int(rng.integers(1, 12))
+        starts = sorted({int(x) for x in rng.integers(0, w, int(rng.integers(1, 8)))})
+        seams = _seams(mask.astype(np.float32), starts, band)
+        assert all(np.array_equal(seams[i], _one_seam(mask, x0, band)) for i, x0 in enumerate(starts))
+        stroke, margin = float(rng.uniform(0.5, 5)), int(rng.integers(1, 4))
+        cuts, reference = _slanted_cuts(mask, 30.0, stroke, margin), _slanted_one_by_one(mask, stroke, margin)
+        assert [c for c, _ in cuts] == [c for c, _ in reference]
+        assert all(np.array_equal(p, q) for (_, p), (_, q) in zip(cuts, reference))

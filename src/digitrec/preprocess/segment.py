@@ -340,33 +340,52 @@ def group_lines(atoms: list[Atom], height: float) -> list[TextLine]:
     return result
 
 
-def _seam(cost: np.ndarray, x0: int, band: int) -> tuple[np.ndarray, float]:
-    """Cheapest top-to-bottom path through `cost` (h, w) that stays within x0 +- band and moves at
-    most one column per row -> (x per row, total cost)."""
+def _seams(cost: np.ndarray, starts: Sequence[int], band: int) -> np.ndarray:
+    """Cheapest top-to-bottom paths through `cost` (h, w), one per start column x0, each staying
+    within x0 +- band and moving at most one column per row -> int32 (len(starts), h): x per row.
+
+    All starts at once (one pass over the rows for all: a row at a time per seam was most of
+    cutting a line): each seam's window is 2 band + 1 columns, those beyond the image infinitely
+    dear. A tie goes to the left-most of the three predecessors, then the left-most end."""
     h, w = cost.shape
-    lo, hi = max(0, x0 - band), min(w, x0 + band + 1)
-    c = cost[:, lo:hi].astype(np.float32) + 0.02 * np.abs(np.arange(lo, hi) - x0)[None]
-    acc = c.copy()
-    back = np.zeros(c.shape, np.int8)
+    offsets = np.arange(-band, band + 1)
+    columns = np.asarray(starts)[:, None] + offsets  # (n, 2 band + 1)
+    inside = (columns >= 0) & (columns < w)
+    # float64: a column's cost plus a pull towards the start column (0.02 per column).
+    step = cost.astype(np.float32)[:, np.clip(columns, 0, w - 1)] + 0.02 * np.abs(offsets)
+    acc = np.where(inside, step, np.inf)  # (h, n, 2 band + 1)
+    back = np.zeros(acc.shape, np.int8)  # -1, 0, 1: the predecessor's column, from this one
+    wall = np.full((len(columns), 1), np.inf)
     for r in range(1, h):
         prev = acc[r - 1]
-        options = np.stack([np.r_[np.inf, prev[:-1]], prev, np.r_[prev[1:], np.inf]])
-        choice = options.argmin(axis=0)
-        acc[r] += options[choice, np.arange(len(prev))]
-        back[r] = choice - 1
-    xs = np.empty(h, np.int32)
-    xs[-1] = int(acc[-1].argmin())
+        best, move = np.concatenate([wall, prev[:, :-1]], axis=1), np.full(prev.shape, -1, np.int8)
+        for option, shift in ((prev, 0), (np.concatenate([prev[:, 1:], wall], axis=1), 1)):
+            better = option < best  # strictly: the left-most of equal predecessors wins
+            best, move = np.where(better, option, best), np.where(better, np.int8(shift), move)
+        acc[r] += best
+        back[r] = move
+    n = np.arange(len(columns))
+    at = np.empty((len(columns), h), np.int64)  # index in each seam's window
+    at[:, -1] = acc[-1].argmin(axis=1)
     for r in range(h - 1, 0, -1):
-        xs[r - 1] = xs[r] + back[r, xs[r]]
-    return xs + lo, float(acc[-1].min())
+        at[:, r - 1] = at[:, r] + back[r, n, at[:, r]]
+    paths: np.ndarray = (columns[n[:, None], at]).astype(np.int32)
+    return paths
 
 
 def _cut_cost(on_ink: np.ndarray, stroke: float) -> float:
     """How much a cut destroys, in strokes: each stroke it crosses counts one; a cut that runs
     a long way through ink (along the contact of two digits pressed together) counts extra."""
-    runs = int(np.count_nonzero(np.diff(on_ink.astype(np.int8)) == 1) + on_ink[0])
-    length: float = on_ink.sum() / max(stroke, 1.0)
-    return runs + 0.3 * max(0.0, length - 1.5 * runs)
+    return float(_cut_costs(on_ink[None], stroke)[0])
+
+
+def _cut_costs(on_ink: np.ndarray, stroke: float) -> np.ndarray:
+    """`_cut_cost` of many cuts at once: bool (n, h), whether each cut is on ink in each row ->
+    float64 (n,)."""
+    runs = np.count_nonzero(np.diff(on_ink.astype(np.int8), axis=1) == 1, axis=1) + on_ink[:, 0]
+    length = on_ink.sum(axis=1) / max(stroke, 1.0)
+    costs: np.ndarray = runs + 0.3 * np.maximum(0.0, length - 1.5 * runs)
+    return costs
 
 
 def _contour_valleys(mask: np.ndarray, height: float, margin: int) -> list[tuple[int, int]]:
@@ -454,8 +473,7 @@ def _candidate_seams(mask: np.ndarray, height: float, stroke: float, margin: int
     band = max(2, int(SEAM_BAND * height))
     seams = []
     rows = np.arange(h)
-    for x0 in sorted(set(xs)):
-        path, _ = _seam(m, x0, band)
+    for path in _seams(m, sorted(set(xs)), band) if xs else []:
         if margin <= path.mean() <= w - margin:
             seams.append((_cut_cost(mask[rows, np.clip(path, 0, w - 1)], stroke), path))
     # Valley to valley: where the upper contour dips and the lower contour rises, two round
@@ -469,20 +487,24 @@ def _candidate_seams(mask: np.ndarray, height: float, stroke: float, margin: int
 
 def _slanted_cuts(mask: np.ndarray, height: float, stroke: float, margin: int) -> list[tuple[float, np.ndarray]]:
     """Straight cuts at every slant in SLANTS (none upright: the seams cover that) through every
-    other column: [(cost in strokes, x per row)], the cheapest per column."""
+    other column: [(cost in strokes, x per row)], the cheapest per column (the first slant of
+    equal ones), the columns in the order the slants first reach them."""
     h, w = mask.shape
     up = (h - 1) / 2 - np.arange(h)  # height above the middle row
     rows = np.arange(h)
-    best: dict[int, tuple[float, np.ndarray]] = {}
-    for k in SLANTS:
-        for x in range(margin, w - margin, 2):
-            path = np.round(x + k * up).astype(np.int32)
-            if path.min() < 0 or path.max() >= w:
-                continue
-            cost = _cut_cost(mask[rows, path], stroke)
-            if cost < best.get(x, (np.inf,))[0]:
-                best[x] = (cost, path)
-    return list(best.values())
+    xs = np.arange(margin, w - margin, 2)
+    best = np.full(len(xs), np.inf)
+    best_path = np.zeros((len(xs), h), np.int32)
+    first = np.full(len(xs), len(SLANTS))  # the first slant whose cut stays inside the atom
+    for number, k in enumerate(SLANTS):
+        paths = np.round(xs[:, None] + k * up).astype(np.int32)  # (columns, h)
+        inside = (paths.min(axis=1) >= 0) & (paths.max(axis=1) < w)
+        costs = np.where(inside, _cut_costs(mask[rows, np.clip(paths, 0, w - 1)], stroke), np.inf)
+        better = costs < best
+        best[better], best_path[better] = costs[better], paths[better]
+        first[inside & (first == len(SLANTS))] = number
+    order = np.lexsort((xs, first))  # by first slant, then column
+    return [(float(best[i]), best_path[i]) for i in order if first[i] < len(SLANTS)]
 
 
 def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:
