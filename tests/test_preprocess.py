@@ -15,7 +15,7 @@ from digitrec.preprocess.debug import stage_strip, write_strip
 from digitrec.preprocess.digit import RENDER, STROKE_RANGE, digit_views
 from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
 from digitrec.preprocess.lines import _may_hold_segment
-from digitrec.preprocess.noise import median, median_whole, percentile_whole
+from digitrec.preprocess.noise import median, median_whole, paper_noise, percentile_whole
 
 GENERATED_CASES = 200
 
@@ -219,6 +219,17 @@ def test_quick_medians_and_percentiles_equal_numpys_to_the_last_bit():
         grain[rng.random(n) < 0.3] = 0
         for values in (grain, np.sort(grain), rng.integers(0, 3, n).astype(np.float32)):
             assert median(values) == float(np.median(values))
+
+
+def test_the_paper_noise_of_a_uint8_ink_map_is_its_float_maps():
+    """segment gives paper_noise its uint8 ink map, counted in a histogram: the same number, of
+    the same type, as the float32 map the medians see (sizes that sample every row and fewer)."""
+    rng = np.random.default_rng(7)
+    for shape in ((1, 1), (3, 2), (40, 700), (300, 400), (750, 1000)):
+        ink = np.clip(rng.normal(rng.uniform(0, 40), rng.uniform(0, 25), shape), 0, 255).astype(np.uint8)
+        ink[rng.random(shape) < 0.5] = 0  # bare paper, as an ink map mostly is
+        quick, reference = paper_noise(ink), paper_noise(ink.astype(np.float32))
+        assert quick == reference and type(quick) is type(reference)
 
 
 def test_blobs_labelled_in_their_box_are_numbered_as_on_the_whole_mask():

@@ -175,7 +175,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     # tenth of the pixels passed, hundreds of specks that read as lines of digits. The grain
     # measured from neighbouring pixels (as `predict` measures it, `preprocess.noise`) sets a
     # floor as `preprocess.ink` does (NOISE_SIGMAS of it above the paper).
-    grain = paper_noise(ink.astype(np.float32))
+    grain = paper_noise(ink)
     noise = max(noise, paper_level + NOISE_SIGMAS * grain)
     inked = ink[ink > noise]
     if inked.size < 20:
