@@ -185,3 +185,22 @@ def test_all_seams_at_once_and_the_slanted_cuts_are_the_one_at_a_time_searchs():
         cuts, reference = _slanted_cuts(mask, 30.0, stroke, margin), _slanted_one_by_one(mask, stroke, margin)
         assert [c for c, _ in cuts] == [c for c, _ in reference]
         assert all(np.array_equal(p, q) for (_, p), (_, q) in zip(cuts, reference))
+
+
+def test_components_labelled_in_the_inks_box_are_the_whole_pages():
+    """segment labels only the ink's box: the same atoms, in the same order, as labelling the page."""
+    from digitrec.preprocess.segment import _components
+
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        mask = np.zeros((int(rng.integers(20, 200)), int(rng.integers(20, 300))), np.uint8)
+        h, w = mask.shape
+        for _ in range(int(rng.integers(1, 6))):  # strokes at odd places, and specks
+            p, q = (int(rng.integers(w)), int(rng.integers(h))), (int(rng.integers(w)), int(rng.integers(h)))
+            cv2.line(mask, p, q, 1, int(rng.integers(1, 4)))
+        mask[rng.random((h, w)) < 0.002] = 1
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        atoms = _components(mask > 0)
+        assert [(a.x, a.y, a.w, a.h) for a in atoms] == [tuple(int(v) for v in stats[i, :4]) for i in range(1, n)]
+        for a, i in zip(atoms, range(1, n)):
+            assert np.array_equal(a.mask, labels[a.y : a.y + a.h, a.x : a.x + a.w] == i)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from digitrec.errors import TooMuchToRead
+from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.ink import NOISE_SIGMAS
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
@@ -263,11 +264,12 @@ def erase_rules(
 
 
 def _components(mask: np.ndarray) -> list[Atom]:
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    # Labelled in the ink's box (`label_blobs`): numbered as on the whole page, at a fraction of the cost.
+    labelled = label_blobs(mask.astype(np.uint8))
     atoms = []
-    for i in range(1, n):
-        x, y, w, h, _area = stats[i]
-        atoms.append(Atom(int(x), int(y), int(w), int(h), labels[y : y + h, x : x + w] == i))
+    for i in range(1, labelled.n):
+        x, y, w, h, _area = labelled.stats[i]
+        atoms.append(Atom(int(x), int(y), int(w), int(h), labelled.image[y : y + h, x : x + w] == i))
     return atoms
 
 
