@@ -15,7 +15,7 @@ from digitrec.preprocess.debug import stage_strip, write_strip
 from digitrec.preprocess.digit import RENDER, STROKE_RANGE, digit_views
 from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
 from digitrec.preprocess.lines import _may_hold_segment
-from digitrec.preprocess.noise import median, median_whole, paper_noise, percentile_whole
+from digitrec.preprocess.noise import median, median_whole, paper_noise, percentile_float, percentile_whole
 
 GENERATED_CASES = 200
 
@@ -219,6 +219,18 @@ def test_quick_medians_and_percentiles_equal_numpys_to_the_last_bit():
         grain[rng.random(n) < 0.3] = 0
         for values in (grain, np.sort(grain), rng.integers(0, 3, n).astype(np.float32)):
             assert median(values) == float(np.median(values))
+
+
+def test_quick_percentiles_of_float_maps_equal_numpys_to_the_last_bit():
+    """segment's paper level (the 90th percentile of a photo's float32 paper map) partitions only
+    what a sample brackets: numpy's number, for small and big arrays, ties and both ends."""
+    rng = np.random.default_rng(8)
+    for i in range(120):
+        n = int(rng.choice([1, 2, 100, 8191, 8192, int(rng.integers(8192, 200_000))]))
+        values = (rng.normal(200, 30, n) if i % 3 else rng.gamma(1.0, 20, n)).astype(np.float32 if i % 2 else float)
+        values[rng.random(n) < 0.4 * (i % 4 == 0)] = 230.0  # a plateau of bare paper
+        for q in (0, 5, 50, 90, 100, float(rng.uniform(0, 100))):
+            assert percentile_float(values, q) == float(np.percentile(values, q))
 
 
 def test_the_paper_noise_of_a_uint8_ink_map_is_its_float_maps():

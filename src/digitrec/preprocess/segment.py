@@ -33,7 +33,7 @@ from digitrec.preprocess.ink import NOISE_SIGMAS
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
 from digitrec.preprocess.lines import UNDERLINE_SPAN
 from digitrec.preprocess.morph import open_line
-from digitrec.preprocess.noise import paper_noise
+from digitrec.preprocess.noise import paper_noise, percentile_float
 from digitrec.preprocess.stats import LEVELS, histogram, median_abs_deviation, percentile
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
@@ -145,7 +145,7 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     if f < 1:
         paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = np.maximum(paper, g)
-    page = float(np.percentile(paper, 90))
+    page = percentile_float(paper, 90)
     contrast = (paper - g) / np.maximum(paper, 0.6 * page)
     return np.clip(contrast * 255, 0, 255).astype(np.uint8)
 
