@@ -14,7 +14,7 @@ from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import stage_strip, write_strip
 from digitrec.preprocess.digit import RENDER, STROKE_RANGE, digit_views
 from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
-from digitrec.preprocess.lines import _may_hold_segment
+from digitrec.preprocess.lines import may_hold_segment
 from digitrec.preprocess.noise import median, median_whole, paper_noise, percentile_float, percentile_whole
 
 GENERATED_CASES = 200
@@ -272,7 +272,7 @@ def test_the_line_search_is_skipped_only_where_it_would_find_nothing():
                 visible[:, int(rng.integers(0, 300)) :: int(rng.integers(3, 9))] = 0
         visible[rng.random(visible.shape) < 0.002] = 255
         length, gap = int(rng.integers(60, 140)), int(rng.integers(3, 6))
-        if not _may_hold_segment(visible, length, gap):
+        if not may_hold_segment(visible, length, gap):
             skipped += 1
             found = cv2.HoughLinesP(
                 visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length, maxLineGap=gap
@@ -283,7 +283,7 @@ def test_the_line_search_is_skipped_only_where_it_would_find_nothing():
     cv2.circle(digit_only, (160, 120), 40, 255, 1)
     rule = digit_only.copy()
     cv2.line(rule, (0, 200), (319, 190), 255, 1)
-    assert not _may_hold_segment(digit_only, 108, 3) and _may_hold_segment(rule, 108, 3)
+    assert not may_hold_segment(digit_only, 108, 3) and may_hold_segment(rule, 108, 3)
 
 
 def test_stroke_width_does_not_depend_on_where_the_strokes_are():

@@ -204,3 +204,25 @@ def test_components_labelled_in_the_inks_box_are_the_whole_pages():
         assert [(a.x, a.y, a.w, a.h) for a in atoms] == [tuple(int(v) for v in stats[i, :4]) for i in range(1, n)]
         for a, i in zip(atoms, range(1, n)):
             assert np.array_equal(a.mask, labels[a.y : a.y + a.h, a.x : a.x + a.w] == i)
+
+
+def test_rule_angles_skips_the_transform_only_where_it_finds_nothing(monkeypatch):
+    """Pages with and without a page-long line, tilted or dashed: the tilts with the projections'
+    shortcut are those of always running the Hough transform, and the shortcut is taken."""
+    import digitrec.preprocess.segment as segment_module
+
+    rng = np.random.default_rng(3)
+    pages, skipped = [], 0
+    for _ in range(40):
+        mask = np.zeros((300, 400), np.uint8)
+        for _ in range(int(rng.integers(1, 4))):  # strokes, some long, some dashed
+            y0, span = int(rng.integers(0, 300)), int(rng.integers(60, 400))
+            cv2.line(mask, (0, y0), (span, y0 + int(rng.integers(-12, 13))), 1, int(rng.integers(1, 3)))
+            if rng.random() < 0.5:
+                mask[:, int(rng.integers(0, 300)) :: int(rng.integers(4, 8))] = 0
+        pages.append(mask > 0)
+        skipped += not segment_module.may_hold_segment(mask, 240, 3)
+    quick = [segment_module.rule_angles(mask, 240.0) for mask in pages]
+    monkeypatch.setattr(segment_module, "may_hold_segment", lambda *args: True)
+    assert quick == [segment_module.rule_angles(mask, 240.0) for mask in pages]
+    assert 5 < skipped < 35 and any(tilts != ([0.0], [0.0]) for tilts in quick)

@@ -31,7 +31,7 @@ from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.ink import NOISE_SIGMAS
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
-from digitrec.preprocess.lines import UNDERLINE_SPAN
+from digitrec.preprocess.lines import UNDERLINE_SPAN, may_hold_segment
 from digitrec.preprocess.morph import open_line
 from digitrec.preprocess.noise import paper_noise, percentile_float
 from digitrec.preprocess.stats import LEVELS, histogram, median_abs_deviation, percentile
@@ -217,13 +217,17 @@ def rule_angles(mask: np.ndarray, length: float) -> tuple[list[float], list[floa
     at an angle are not horizontal. -> (near-horizontal tilts, near-vertical tilts), each
     including 0, at most three per family."""
     found: dict[str, dict[float, float]] = {"h": {}, "v": {}}
+    min_length, gap = max(10, int(length)), 3
+    # Most pages hold no line that long: two projections tell, without the transform (5 ms a photo).
+    if not may_hold_segment(mask, min_length, gap):
+        return [0.0], [0.0]
     segments = cv2.HoughLinesP(
         mask.astype(np.uint8) * 255,
         1,
         np.pi / 360,
         threshold=max(20, int(length / 2)),
-        minLineLength=max(10, int(length)),
-        maxLineGap=3,
+        minLineLength=min_length,
+        maxLineGap=gap,
     )
     for x1, y1, x2, y2 in [] if segments is None else segments.reshape(-1, 4).tolist():
         angle = float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
