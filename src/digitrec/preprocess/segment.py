@@ -34,7 +34,7 @@ from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
 from digitrec.preprocess.lines import UNDERLINE_SPAN, may_hold_segment
 from digitrec.preprocess.morph import open_line
 from digitrec.preprocess.noise import paper_noise, percentile_float
-from digitrec.preprocess.stats import LEVELS, histogram, median_abs_deviation, percentile
+from digitrec.preprocess.stats import LEVELS, histogram, median_abs_deviation, otsu_level, percentile
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
@@ -178,11 +178,10 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     # floor as `preprocess.ink` does (NOISE_SIGMAS of it above the paper).
     grain = paper_noise(ink)
     noise = max(noise, paper_level + NOISE_SIGMAS * grain)
-    inked = ink[ink > noise]
-    if inked.size < 20:
+    inked = np.where(LEVELS > noise, counts, 0)
+    if inked.sum() < 20:
         return np.zeros(ink.shape, bool)
-    otsu, _ = cv2.threshold(inked.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    high = max(float(otsu), noise, 40.0)
+    high = max(otsu_level(inked), noise, 40.0)
     strong = np.where(LEVELS >= high, counts, 0)
     if not strong.any():  # faint texture only, nothing as dark as a stroke's core
         return np.zeros(ink.shape, bool)

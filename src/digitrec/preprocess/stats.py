@@ -38,3 +38,30 @@ def median_abs_deviation(counts: np.ndarray) -> tuple[float, float]:
     distance = np.abs(LEVELS - median)
     order = np.argsort(distance, kind="stable")
     return median, percentile(counts[order], 50, distance[order])
+
+
+def otsu_level(counts: np.ndarray) -> float:
+    """cv2.threshold(values, 0, 255, THRESH_OTSU)'s level, from the values' histogram (some count
+    > 0): OpenCV's own sums, in its order, so the same double to the bit, without gathering a
+    photo's pixels into an array for it."""
+    eps = float(np.finfo(np.float32).eps)  # FLT_EPSILON, as OpenCV skips near-empty classes
+    scale = 1.0 / int(counts.sum())
+    total = 0.0
+    for i in range(256):
+        total += i * float(counts[i])
+    mean = total * scale
+    below_mean = below = best = 0.0  # the lower class's mean and weight; the best variance between
+    level = 0
+    for i in range(256):
+        p = int(counts[i]) * scale
+        below_mean *= below
+        below += p
+        above = 1.0 - below
+        if min(below, above) < eps or max(below, above) > 1.0 - eps:
+            continue
+        below_mean = (below_mean + i * p) / below
+        above_mean = (mean - below * below_mean) / above
+        between = below * above * (below_mean - above_mean) * (below_mean - above_mean)
+        if between > best:
+            best, level = between, i
+    return float(level)
