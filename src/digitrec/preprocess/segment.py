@@ -146,8 +146,10 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
         paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = np.maximum(paper, g)
     page = percentile_float(paper, 90)
-    contrast = (paper - g) / np.maximum(paper, 0.6 * page)
-    return np.clip(contrast * 255, 0, 255).astype(np.uint8)
+    contrast = paper - g  # in place from here: a photo's float maps are 3 MB each
+    contrast /= np.maximum(paper, 0.6 * page)
+    contrast *= 255
+    return np.clip(contrast, 0, 255, out=contrast).astype(np.uint8)
 
 
 def _rough_ink(grey: np.ndarray) -> np.ndarray:
