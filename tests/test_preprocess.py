@@ -14,8 +14,8 @@ from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import stage_strip, write_strip
 from digitrec.preprocess.digit import RENDER, STROKE_RANGE, digit_views
 from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
-from digitrec.preprocess.lines import _may_hold_segment
-from digitrec.preprocess.noise import median, median_whole, percentile_whole
+from digitrec.preprocess.lines import may_hold_segment
+from digitrec.preprocess.noise import median, median_whole, paper_noise, percentile_float, percentile_whole
 
 GENERATED_CASES = 200
 
@@ -221,6 +221,29 @@ def test_quick_medians_and_percentiles_equal_numpys_to_the_last_bit():
             assert median(values) == float(np.median(values))
 
 
+def test_quick_percentiles_of_float_maps_equal_numpys_to_the_last_bit():
+    """segment's paper level (the 90th percentile of a photo's float32 paper map) partitions only
+    what a sample brackets: numpy's number, for small and big arrays, ties and both ends."""
+    rng = np.random.default_rng(8)
+    for i in range(120):
+        n = int(rng.choice([1, 2, 100, 8191, 8192, int(rng.integers(8192, 200_000))]))
+        values = (rng.normal(200, 30, n) if i % 3 else rng.gamma(1.0, 20, n)).astype(np.float32 if i % 2 else float)
+        values[rng.random(n) < 0.4 * (i % 4 == 0)] = 230.0  # a plateau of bare paper
+        for q in (0, 5, 50, 90, 100, float(rng.uniform(0, 100))):
+            assert percentile_float(values, q) == float(np.percentile(values, q))
+
+
+def test_the_paper_noise_of_a_uint8_ink_map_is_its_float_maps():
+    """segment gives paper_noise its uint8 ink map, counted in a histogram: the same number, of
+    the same type, as the float32 map the medians see (sizes that sample every row and fewer)."""
+    rng = np.random.default_rng(7)
+    for shape in ((1, 1), (3, 2), (40, 700), (300, 400), (750, 1000)):
+        ink = np.clip(rng.normal(rng.uniform(0, 40), rng.uniform(0, 25), shape), 0, 255).astype(np.uint8)
+        ink[rng.random(shape) < 0.5] = 0  # bare paper, as an ink map mostly is
+        quick, reference = paper_noise(ink), paper_noise(ink.astype(np.float32))
+        assert quick == reference and type(quick) is type(reference)
+
+
 def test_blobs_labelled_in_their_box_are_numbered_as_on_the_whole_mask():
     rng = np.random.default_rng(6)
     for _ in range(200):
@@ -249,7 +272,7 @@ def test_the_line_search_is_skipped_only_where_it_would_find_nothing():
                 visible[:, int(rng.integers(0, 300)) :: int(rng.integers(3, 9))] = 0
         visible[rng.random(visible.shape) < 0.002] = 255
         length, gap = int(rng.integers(60, 140)), int(rng.integers(3, 6))
-        if not _may_hold_segment(visible, length, gap):
+        if not may_hold_segment(visible, length, gap):
             skipped += 1
             found = cv2.HoughLinesP(
                 visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length, maxLineGap=gap
@@ -260,7 +283,7 @@ def test_the_line_search_is_skipped_only_where_it_would_find_nothing():
     cv2.circle(digit_only, (160, 120), 40, 255, 1)
     rule = digit_only.copy()
     cv2.line(rule, (0, 200), (319, 190), 255, 1)
-    assert not _may_hold_segment(digit_only, 108, 3) and _may_hold_segment(rule, 108, 3)
+    assert not may_hold_segment(digit_only, 108, 3) and may_hold_segment(rule, 108, 3)
 
 
 def test_stroke_width_does_not_depend_on_where_the_strokes_are():

@@ -105,3 +105,124 @@ def test_segment_finds_two_lines_and_skips_the_rule_under_them():
 def test_segment_of_a_blank_page_is_empty():
     seg = segment(_page())
     assert seg.lines == []
+
+
+def test_stroke_width_measured_in_the_inks_box_is_the_whole_frames():
+    """stroke_width looks only at the strokes' box and a 1 px ring: the same number as the
+    distance transform of the whole frame, strokes touching its edges included."""
+    from digitrec.preprocess.segment import stroke_width
+
+    def whole_frame(mask):
+        dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+        ridge = dist[(dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)) - 1e-3)]
+        return float(max(1.0, 2 * np.median(ridge)))
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        page = np.zeros((int(rng.integers(20, 120)), int(rng.integers(20, 160))), np.uint8)
+        for _ in range(3):
+            h, w = page.shape
+            p, q = (
+                (int(rng.integers(-5, w + 5)), int(rng.integers(-5, h + 5))),
+                (int(rng.integers(w)), int(rng.integers(h))),
+            )
+            cv2.line(page, p, q, 255, int(rng.integers(1, 9)))
+        assert stroke_width(page > 0) == whole_frame(page > 0)
+    assert stroke_width(np.zeros((9, 9), bool)) == 2.0
+
+
+def _one_seam(cost, x0, band):
+    """The seam search one start and one row at a time, as segment did it: the reference."""
+    h, w = cost.shape
+    lo, hi = max(0, x0 - band), min(w, x0 + band + 1)
+    acc = cost[:, lo:hi].astype(np.float32) + 0.02 * np.abs(np.arange(lo, hi) - x0)[None]
+    back = np.zeros(acc.shape, np.int8)
+    for r in range(1, h):
+        prev = acc[r - 1]
+        options = np.stack([np.r_[np.inf, prev[:-1]], prev, np.r_[prev[1:], np.inf]])
+        choice = options.argmin(axis=0)
+        acc[r] += options[choice, np.arange(len(prev))]
+        back[r] = choice - 1
+    xs = np.empty(h, np.int32)
+    xs[-1] = int(acc[-1].argmin())
+    for r in range(h - 1, 0, -1):
+        xs[r - 1] = xs[r] + back[r, xs[r]]
+    return xs + lo
+
+
+def _slanted_one_by_one(mask, stroke, margin):
+    """Every slanted cut tried one at a time, as segment did it: the reference."""
+    from digitrec.preprocess.segment import SLANTS
+
+    def cut_cost(on_ink):
+        runs = int(np.count_nonzero(np.diff(on_ink.astype(np.int8)) == 1) + on_ink[0])
+        return runs + 0.3 * max(0.0, on_ink.sum() / max(stroke, 1.0) - 1.5 * runs)
+
+    h, w = mask.shape
+    up, rows, best = (h - 1) / 2 - np.arange(h), np.arange(h), {}
+    for k in SLANTS:
+        for x in range(margin, w - margin, 2):
+            path = np.round(x + k * up).astype(np.int32)
+            if path.min() >= 0 and path.max() < w and cut_cost(mask[rows, path]) < best.get(x, (np.inf,))[0]:
+                best[x] = (cut_cost(mask[rows, path]), path)
+    return list(best.values())
+
+
+def test_all_seams_at_once_and_the_slanted_cuts_are_the_one_at_a_time_searchs():
+    """Ink masks full of ties (whole-pixel costs): the batched searches pick the same paths, in
+    the same order, at the same costs, as trying each start and each slant alone."""
+    from digitrec.preprocess.segment import _seams, _slanted_cuts
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        h, w = int(rng.integers(1, 70)), int(rng.integers(1, 120))
+        mask = rng.random((h, w)) < rng.random()
+        band = int(rng.integers(1, 12))
+        starts = sorted({int(x) for x in rng.integers(0, w, int(rng.integers(1, 8)))})
+        seams = _seams(mask.astype(np.float32), starts, band)
+        assert all(np.array_equal(seams[i], _one_seam(mask, x0, band)) for i, x0 in enumerate(starts))
+        stroke, margin = float(rng.uniform(0.5, 5)), int(rng.integers(1, 4))
+        cuts, reference = _slanted_cuts(mask, 30.0, stroke, margin), _slanted_one_by_one(mask, stroke, margin)
+        assert [c for c, _ in cuts] == [c for c, _ in reference]
+        assert all(np.array_equal(p, q) for (_, p), (_, q) in zip(cuts, reference))
+
+
+def test_components_labelled_in_the_inks_box_are_the_whole_pages():
+    """segment labels only the ink's box: the same atoms, in the same order, as labelling the page."""
+    from digitrec.preprocess.segment import _components
+
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        mask = np.zeros((int(rng.integers(20, 200)), int(rng.integers(20, 300))), np.uint8)
+        h, w = mask.shape
+        for _ in range(int(rng.integers(1, 6))):  # strokes at odd places, and specks
+            p, q = (int(rng.integers(w)), int(rng.integers(h))), (int(rng.integers(w)), int(rng.integers(h)))
+            cv2.line(mask, p, q, 1, int(rng.integers(1, 4)))
+        mask[rng.random((h, w)) < 0.002] = 1
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        atoms = _components(mask > 0)
+        assert [(a.x, a.y, a.w, a.h) for a in atoms] == [tuple(int(v) for v in stats[i, :4]) for i in range(1, n)]
+        for a, i in zip(atoms, range(1, n)):
+            assert np.array_equal(a.mask, labels[a.y : a.y + a.h, a.x : a.x + a.w] == i)
+
+
+def test_rule_angles_skips_the_transform_only_where_it_finds_nothing(monkeypatch):
+    """Pages with and without a page-long line, tilted or dashed: the tilts with the projections'
+    shortcut are those of always running the Hough transform, and the shortcut is taken."""
+    import digitrec.preprocess.segment as segment_module
+
+    rng = np.random.default_rng(3)
+    pages, skipped = [], 0
+    for _ in range(40):
+        mask = np.zeros((300, 400), np.uint8)
+        for _ in range(int(rng.integers(1, 4))):  # strokes, some long, some dashed
+            y0, span = int(rng.integers(0, 300)), int(rng.integers(60, 400))
+            cv2.line(mask, (0, y0), (span, y0 + int(rng.integers(-12, 13))), 1, int(rng.integers(1, 3)))
+            if rng.random() < 0.5:
+                mask[:, int(rng.integers(0, 300)) :: int(rng.integers(4, 8))] = 0
+        pages.append(mask > 0)
+        skipped += not segment_module.may_hold_segment(mask, 240, 3)
+    quick = [segment_module.rule_angles(mask, 240.0) for mask in pages]
+    monkeypatch.setattr(segment_module, "may_hold_segment", lambda *args: True)
+    assert quick == [segment_module.rule_angles(mask, 240.0) for mask in pages]
+    assert 5 < skipped < 35 and any(tilts != ([0.0], [0.0]) for tilts in quick)

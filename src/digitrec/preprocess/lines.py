@@ -54,7 +54,7 @@ def remove_lines(
     visible &= ~inside
     length = int((UNDERLINE_SPAN * small.shape[1]) if underline_only else LINE_SPAN * min(small.shape))
     gap = max(3, min(small.shape) // 100)
-    if not _may_hold_segment(visible, length, gap):
+    if not may_hold_segment(visible, length, gap):
         return contrast, bands, angles
     segments = cv2.HoughLinesP(visible, 1, np.pi / 360, threshold=length // 2, minLineLength=length, maxLineGap=gap)
     if segments is None:
@@ -105,7 +105,7 @@ def remove_lines(
     return cleaned, bands, angles
 
 
-def _may_hold_segment(visible: np.ndarray, length: int, gap: int) -> bool:
+def may_hold_segment(visible: np.ndarray, length: int, gap: int) -> bool:
     """False when cv2.HoughLinesP(visible, ..., minLineLength=length, maxLineGap=gap) surely finds
     nothing, for the cost of two projections instead of the transform (most photos of a digit on
     plain paper). OpenCV keeps a segment when its ends are `length` apart in x or in y, walking

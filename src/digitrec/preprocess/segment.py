@@ -27,12 +27,14 @@ import cv2
 import numpy as np
 
 from digitrec.errors import TooMuchToRead
+from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.ink import NOISE_SIGMAS
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
-from digitrec.preprocess.lines import UNDERLINE_SPAN
-from digitrec.preprocess.noise import paper_noise
-from digitrec.preprocess.stats import LEVELS, histogram, median_abs_deviation, percentile
+from digitrec.preprocess.lines import UNDERLINE_SPAN, may_hold_segment
+from digitrec.preprocess.morph import open_line
+from digitrec.preprocess.noise import paper_noise, percentile_float
+from digitrec.preprocess.stats import LEVELS, histogram, median_abs_deviation, otsu_level, percentile
 
 # The working resolution: big photos are shrunk (speed), small scans enlarged (a 20 px digit has
 # too few pixels for a seam between two touching digits). Longest side after scaling, in px.
@@ -125,7 +127,7 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     The paper is a grey closing (max then min filter) several stroke widths wide: it erases the
     ink but follows the lighting, and keeps large dark regions (a scanner's black border) dark,
     where contrast is then measured against the page's own paper so their noise is not ink."""
-    if np.median(grey) < 100:  # light ink on a dark background: make it dark on light
+    if percentile(histogram(grey), 50) < 100:  # light ink on a dark background: make it dark on light
         grey = 255 - grey
     g = grey.astype(np.float32)
     h, w = g.shape
@@ -143,9 +145,11 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     if f < 1:
         paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
     paper = np.maximum(paper, g)
-    page = float(np.percentile(paper, 90))
-    contrast = (paper - g) / np.maximum(paper, 0.6 * page)
-    return np.clip(contrast * 255, 0, 255).astype(np.uint8)
+    page = percentile_float(paper, 90)
+    contrast = paper - g  # in place from here: a photo's float maps are 3 MB each
+    contrast /= np.maximum(paper, 0.6 * page)
+    contrast *= 255
+    return np.clip(contrast, 0, 255, out=contrast).astype(np.uint8)
 
 
 def _rough_ink(grey: np.ndarray) -> np.ndarray:
@@ -155,10 +159,11 @@ def _rough_ink(grey: np.ndarray) -> np.ndarray:
     f = min(1.0, 128 / max(h, w))
     small = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
     k = _odd(max(small.shape) / 12)
-    background = cv2.resize(cv2.medianBlur(small, k), (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-    deviation = grey.astype(np.float32) - background
-    noise = 1.4826 * float(np.median(np.abs(deviation))) + 1.0
-    return deviation < -max(6 * noise, 20)
+    background = cv2.resize(cv2.medianBlur(small, k), (w, h), interpolation=cv2.INTER_LINEAR)
+    # Whole grey levels: the median distance from the background comes from their histogram.
+    noise = 1.4826 * percentile(histogram(cv2.absdiff(grey, background)), 50) + 1.0
+    darker: np.ndarray = cv2.subtract(background, grey) > max(6 * noise, 20)  # saturates at 0: not darker
+    return darker
 
 
 def ink_mask(ink: np.ndarray) -> np.ndarray:
@@ -173,13 +178,12 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     # tenth of the pixels passed, hundreds of specks that read as lines of digits. The grain
     # measured from neighbouring pixels (as `predict` measures it, `preprocess.noise`) sets a
     # floor as `preprocess.ink` does (NOISE_SIGMAS of it above the paper).
-    grain = paper_noise(ink.astype(np.float32))
+    grain = paper_noise(ink)
     noise = max(noise, paper_level + NOISE_SIGMAS * grain)
-    inked = ink[ink > noise]
-    if inked.size < 20:
+    inked = np.where(LEVELS > noise, counts, 0)
+    if inked.sum() < 20:
         return np.zeros(ink.shape, bool)
-    otsu, _ = cv2.threshold(inked.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    high = max(float(otsu), noise, 40.0)
+    high = max(otsu_level(inked), noise, 40.0)
     strong = np.where(LEVELS >= high, counts, 0)
     if not strong.any():  # faint texture only, nothing as dark as a stroke's core
         return np.zeros(ink.shape, bool)
@@ -188,7 +192,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     weak = (ink >= low).astype(np.uint8)
     n, labels = cv2.connectedComponents(weak, connectivity=8)
     seeded = np.zeros(n, bool)
-    seeded[np.unique(labels[ink >= high])] = True
+    seeded[labels[ink >= high]] = True
     seeded[0] = False
     kept: np.ndarray = seeded[labels]
     return kept
@@ -199,7 +203,12 @@ def stroke_width(mask: np.ndarray) -> float:
     ridge of the strokes."""
     if not mask.any():
         return 2.0
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    # Only the strokes' bounding box and a 1 px ring of background around it matter: each
+    # stroke pixel's nearest background is then inside, and the ridge test looks 1 px around.
+    mask = mask.astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(mask)
+    mask = mask[max(0, y - 1) : y + h + 1, max(0, x - 1) : x + w + 1]
+    dist = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
     ridge = dist[(dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)) - 1e-3)]
     return float(max(1.0, 2 * np.median(ridge)))
 
@@ -209,13 +218,17 @@ def rule_angles(mask: np.ndarray, length: float) -> tuple[list[float], list[floa
     at an angle are not horizontal. -> (near-horizontal tilts, near-vertical tilts), each
     including 0, at most three per family."""
     found: dict[str, dict[float, float]] = {"h": {}, "v": {}}
+    min_length, gap = max(10, int(length)), 3
+    # Most pages hold no line that long: two projections tell, without the transform (5 ms a photo).
+    if not may_hold_segment(mask, min_length, gap):
+        return [0.0], [0.0]
     segments = cv2.HoughLinesP(
         mask.astype(np.uint8) * 255,
         1,
         np.pi / 360,
         threshold=max(20, int(length / 2)),
-        minLineLength=max(10, int(length)),
-        maxLineGap=3,
+        minLineLength=min_length,
+        maxLineGap=gap,
     )
     for x1, y1, x2, y2 in [] if segments is None else segments.reshape(-1, 4).tolist():
         angle = float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
@@ -242,14 +255,13 @@ def erase_rules(
     h, w = ink.shape
     centre = (w / 2, h / 2)
     rules = np.zeros_like(ink)
-    for tilts, kernel_shape in ((horizontal, (length, 1)), (vertical, (1, length))):
-        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, kernel_shape)
+    for tilts, axis in ((horizontal, 1), (vertical, 0)):
         # Bridge one-pixel gaps and a slight bend first: dilate across the line direction.
-        across = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3) if kernel_shape[0] > 1 else (3, 1))
+        across = cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3) if axis == 1 else (3, 1))
         for tilt in tilts:
             turn = cv2.getRotationMatrix2D(centre, tilt, 1.0)
             level = ink if tilt == 0 else cv2.warpAffine(ink, turn, (w, h), flags=cv2.INTER_LINEAR)
-            found = cv2.erode(cv2.morphologyEx(cv2.dilate(level, across), cv2.MORPH_OPEN, kernel), across)
+            found = cv2.erode(open_line(cv2.dilate(level, across), length, axis), across)
             if tilt != 0:
                 found = cv2.warpAffine(found, turn, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
             rules = np.maximum(rules, found)
@@ -257,11 +269,12 @@ def erase_rules(
 
 
 def _components(mask: np.ndarray) -> list[Atom]:
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    # Labelled in the ink's box (`label_blobs`): numbered as on the whole page, at a fraction of the cost.
+    labelled = label_blobs(mask.astype(np.uint8))
     atoms = []
-    for i in range(1, n):
-        x, y, w, h, _area = stats[i]
-        atoms.append(Atom(int(x), int(y), int(w), int(h), labels[y : y + h, x : x + w] == i))
+    for i in range(1, labelled.n):
+        x, y, w, h, _area = labelled.stats[i]
+        atoms.append(Atom(int(x), int(y), int(w), int(h), labelled.image[y : y + h, x : x + w] == i))
     return atoms
 
 
@@ -334,33 +347,52 @@ def group_lines(atoms: list[Atom], height: float) -> list[TextLine]:
     return result
 
 
-def _seam(cost: np.ndarray, x0: int, band: int) -> tuple[np.ndarray, float]:
-    """Cheapest top-to-bottom path through `cost` (h, w) that stays within x0 +- band and moves at
-    most one column per row -> (x per row, total cost)."""
+def _seams(cost: np.ndarray, starts: Sequence[int], band: int) -> np.ndarray:
+    """Cheapest top-to-bottom paths through `cost` (h, w), one per start column x0, each staying
+    within x0 +- band and moving at most one column per row -> int32 (len(starts), h): x per row.
+
+    All starts at once (one pass over the rows for all: a row at a time per seam was most of
+    cutting a line): each seam's window is 2 band + 1 columns, those beyond the image infinitely
+    dear. A tie goes to the left-most of the three predecessors, then the left-most end."""
     h, w = cost.shape
-    lo, hi = max(0, x0 - band), min(w, x0 + band + 1)
-    c = cost[:, lo:hi].astype(np.float32) + 0.02 * np.abs(np.arange(lo, hi) - x0)[None]
-    acc = c.copy()
-    back = np.zeros(c.shape, np.int8)
+    offsets = np.arange(-band, band + 1)
+    columns = np.asarray(starts)[:, None] + offsets  # (n, 2 band + 1)
+    inside = (columns >= 0) & (columns < w)
+    # float64: a column's cost plus a pull towards the start column (0.02 per column).
+    step = cost.astype(np.float32)[:, np.clip(columns, 0, w - 1)] + 0.02 * np.abs(offsets)
+    acc = np.where(inside, step, np.inf)  # (h, n, 2 band + 1)
+    back = np.zeros(acc.shape, np.int8)  # -1, 0, 1: the predecessor's column, from this one
+    wall = np.full((len(columns), 1), np.inf)
     for r in range(1, h):
         prev = acc[r - 1]
-        options = np.stack([np.r_[np.inf, prev[:-1]], prev, np.r_[prev[1:], np.inf]])
-        choice = options.argmin(axis=0)
-        acc[r] += options[choice, np.arange(len(prev))]
-        back[r] = choice - 1
-    xs = np.empty(h, np.int32)
-    xs[-1] = int(acc[-1].argmin())
+        best, move = np.concatenate([wall, prev[:, :-1]], axis=1), np.full(prev.shape, -1, np.int8)
+        for option, shift in ((prev, 0), (np.concatenate([prev[:, 1:], wall], axis=1), 1)):
+            better = option < best  # strictly: the left-most of equal predecessors wins
+            best, move = np.where(better, option, best), np.where(better, np.int8(shift), move)
+        acc[r] += best
+        back[r] = move
+    n = np.arange(len(columns))
+    at = np.empty((len(columns), h), np.int64)  # index in each seam's window
+    at[:, -1] = acc[-1].argmin(axis=1)
     for r in range(h - 1, 0, -1):
-        xs[r - 1] = xs[r] + back[r, xs[r]]
-    return xs + lo, float(acc[-1].min())
+        at[:, r - 1] = at[:, r] + back[r, n, at[:, r]]
+    paths: np.ndarray = (columns[n[:, None], at]).astype(np.int32)
+    return paths
 
 
 def _cut_cost(on_ink: np.ndarray, stroke: float) -> float:
     """How much a cut destroys, in strokes: each stroke it crosses counts one; a cut that runs
     a long way through ink (along the contact of two digits pressed together) counts extra."""
-    runs = int(np.count_nonzero(np.diff(on_ink.astype(np.int8)) == 1) + on_ink[0])
-    length: float = on_ink.sum() / max(stroke, 1.0)
-    return runs + 0.3 * max(0.0, length - 1.5 * runs)
+    return float(_cut_costs(on_ink[None], stroke)[0])
+
+
+def _cut_costs(on_ink: np.ndarray, stroke: float) -> np.ndarray:
+    """`_cut_cost` of many cuts at once: bool (n, h), whether each cut is on ink in each row ->
+    float64 (n,)."""
+    runs = np.count_nonzero(np.diff(on_ink.astype(np.int8), axis=1) == 1, axis=1) + on_ink[:, 0]
+    length = on_ink.sum(axis=1) / max(stroke, 1.0)
+    costs: np.ndarray = runs + 0.3 * np.maximum(0.0, length - 1.5 * runs)
+    return costs
 
 
 def _contour_valleys(mask: np.ndarray, height: float, margin: int) -> list[tuple[int, int]]:
@@ -448,8 +480,7 @@ def _candidate_seams(mask: np.ndarray, height: float, stroke: float, margin: int
     band = max(2, int(SEAM_BAND * height))
     seams = []
     rows = np.arange(h)
-    for x0 in sorted(set(xs)):
-        path, _ = _seam(m, x0, band)
+    for path in _seams(m, sorted(set(xs)), band) if xs else []:
         if margin <= path.mean() <= w - margin:
             seams.append((_cut_cost(mask[rows, np.clip(path, 0, w - 1)], stroke), path))
     # Valley to valley: where the upper contour dips and the lower contour rises, two round
@@ -463,20 +494,24 @@ def _candidate_seams(mask: np.ndarray, height: float, stroke: float, margin: int
 
 def _slanted_cuts(mask: np.ndarray, height: float, stroke: float, margin: int) -> list[tuple[float, np.ndarray]]:
     """Straight cuts at every slant in SLANTS (none upright: the seams cover that) through every
-    other column: [(cost in strokes, x per row)], the cheapest per column."""
+    other column: [(cost in strokes, x per row)], the cheapest per column (the first slant of
+    equal ones), the columns in the order the slants first reach them."""
     h, w = mask.shape
     up = (h - 1) / 2 - np.arange(h)  # height above the middle row
     rows = np.arange(h)
-    best: dict[int, tuple[float, np.ndarray]] = {}
-    for k in SLANTS:
-        for x in range(margin, w - margin, 2):
-            path = np.round(x + k * up).astype(np.int32)
-            if path.min() < 0 or path.max() >= w:
-                continue
-            cost = _cut_cost(mask[rows, path], stroke)
-            if cost < best.get(x, (np.inf,))[0]:
-                best[x] = (cost, path)
-    return list(best.values())
+    xs = np.arange(margin, w - margin, 2)
+    best = np.full(len(xs), np.inf)
+    best_path = np.zeros((len(xs), h), np.int32)
+    first = np.full(len(xs), len(SLANTS))  # the first slant whose cut stays inside the atom
+    for number, k in enumerate(SLANTS):
+        paths = np.round(xs[:, None] + k * up).astype(np.int32)  # (columns, h)
+        inside = (paths.min(axis=1) >= 0) & (paths.max(axis=1) < w)
+        costs = np.where(inside, _cut_costs(mask[rows, np.clip(paths, 0, w - 1)], stroke), np.inf)
+        better = costs < best
+        best[better], best_path[better] = costs[better], paths[better]
+        first[inside & (first == len(SLANTS))] = number
+    order = np.lexsort((xs, first))  # by first slant, then column
+    return [(float(best[i]), best_path[i]) for i in order if first[i] < len(SLANTS)]
 
 
 def _crop_atom(mask: np.ndarray, x: int, y: int) -> Atom | None:
