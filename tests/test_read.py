@@ -318,8 +318,8 @@ def test_the_line_reader_overrules_the_cuts_unless_a_digit_is_sure():
 
 def test_held_to_the_line_reader_a_tall_mark_may_be_skipped_at_skip_held():
     """A tall stroke (a cross, a lead-in) before '27': the cuts read it as a 1 ('127'); the line
-    reader, sure of '27', can overrule them only when skipping tall ink is allowed (skip_held), and
-    never by skipping a run both networks are sure of."""
+    reader, sure of '27', can overrule them only when skipping tall ink is allowed (skip_held, on by
+    default), and never by skipping a run both networks are sure of."""
     import dataclasses
 
     from digitrec.preprocess.segment import Atom, TextLine
@@ -335,8 +335,8 @@ def test_held_to_the_line_reader_a_tall_mark_may_be_skipped_at_skip_held():
     score, path = best_path(line, scores)
     assert path == [(0, 1, 1), (1, 2, 2), (2, 3, 7)]
     says_27 = _line_says([10, 2, 10, 7, 10], p=0.95)
-    assert DEFAULT_PARAMS.skip_held == -np.inf  # off unless chosen
-    assert second_opinion(line, scores, {}, score, path, says_27) == (path, 0.0)
+    never = dataclasses.replace(DEFAULT_PARAMS, skip_held=-np.inf)
+    assert second_opinion(line, scores, {}, score, path, says_27, params=never) == (path, 0.0)
     params = dataclasses.replace(DEFAULT_PARAMS, skip_held=-3.0)
     new_path, certainty = second_opinion(line, scores, {}, score, path, says_27, params=params)
     assert new_path == [(1, 2, 2), (2, 3, 7)] and certainty > 0.8

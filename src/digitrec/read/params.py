@@ -150,8 +150,10 @@ class ReaderParams:
     # Held to the line reader's reading (`second_opinion`), any atom or whole component, however
     # tall, may be skipped for this score (-inf: never): a cross, a tick or a lead-in stroke
     # beside the number, which the line reader (trained on numbers with such marks) does not read
-    # and the classifier reads as a 1. Not over a run both networks are sure is one digit.
-    skip_held: float = -math.inf
+    # and the classifier reads as a 1. Not over a run both networks are sure is one digit. Chosen
+    # on `benchmarks/read.py --only validation` (400 document-like numbers of unseen writers:
+    # -inf 64.0%, -2 73.8, -3 73.8, -5 73.2; the 400 plain strings the same at every value).
+    skip_held: float = -3.0
 
     # --- the line reader's second opinion (`decode.second_opinion`) ---
     # Weight of the line reader's log-probability of a line's string. The line reader is better at
