@@ -9,6 +9,10 @@ on light paper with random gaps, sizes and baseline jitter, in groups:
   marks       separated, with marks beside the digits (points, commas, dashes, equals signs,
               slashes, ticks: synth.FORM_MARKS) that are not part of the answer, as on a cheque
               (its own seed, so the other groups are the same with or without it).
+Generated documents (`--test-documents N`, default 200, their own seed): numbers of 1-8 digits of
+one MNIST test writer each, dressed as documents (`document_cases`: cheque, register, ruled and
+squared paper, photos, crosses, ticks and underlines beside the number), the test counterpart of
+the validation documents that settings are chosen on.
 Real numbers: the multi-digit rows of ../shared/data/external/{orand-car-strings,
 dk-parish-rowid,photo-strings}/manifest.csv (when that folder is there).
 Bare digits: 28x28 MNIST test digits as they are (white on black), each to be read as a one-digit
@@ -176,29 +180,40 @@ def print_trust(rows: list[tuple[str, list[bool], list[float]]]) -> None:
 
 
 DOCUMENT_SEED = 200
+TEST_DOCUMENT_SEED = 300  # the reported documents: test digits, their own seed
 # Bump when what `confidence_evidence` stores changes: the cache key includes it.
 EVIDENCE_VERSION = 1
 
 
-def document_cases(count: int, seed: int = DOCUMENT_SEED):
+def document_cases(count: int, seed: int = DOCUMENT_SEED, split: str = "validation"):
     """(writer, image, label) for `count` numbers of 1-8 digits dressed as documents
     (`synth.make_number(document=1)`: a hand's slant and pen, crosses, ticks and underlines beside,
     ruled, squared, register and cheque paper, photos; some with marks between the digits), whole
-    images as `read` gets them. Each number is one writer's digits, from the MNIST training images
-    the digit model held out for validation whose writers the line reader held out too (neither
-    network saw them); without the writer files, the validation images at random (writer -1)."""
+    images as `read` gets them. Each number is one writer's digits. `split` "validation": the MNIST
+    training images the digit model held out for validation whose writers the line reader held out
+    too (neither network saw them; what settings are chosen on); "test": MNIST test images, by test
+    writer (what the benchmark reports). Without the writer files, that split's images at random
+    (writer -1)."""
     from digitrec.data import load_mnist
     from digitrec.synth import SMALL_TAIL_SHARE
-    from digitrec.train.config import TrainConfig
-    from digitrec.train.line_reader import LineReaderConfig, default_recipe, digit_sources
-    from digitrec.train.loop import split_indices
+    from digitrec.writers import mnist_writers
 
-    images, labels = load_mnist("train")
-    validation, _ = split_indices(TrainConfig(), len(images))  # the shipped model's split (val_size 5,000)
-    sources = digit_sources(LineReaderConfig.load(default_recipe()).held_out_writers)
-    in_validation = np.zeros(len(images), bool)
-    in_validation[validation] = True
-    writers = [] if sources is None else [g[in_validation[g]] for g in sources[1]]
+    if split == "test":
+        images, labels = load_mnist("test")
+        pool = np.arange(len(images))
+        writer_of = mnist_writers("test", labels)
+        writers = [] if writer_of is None else [np.flatnonzero(writer_of == w) for w in np.unique(writer_of)]
+    else:
+        from digitrec.train.config import TrainConfig
+        from digitrec.train.line_reader import LineReaderConfig, default_recipe, digit_sources
+        from digitrec.train.loop import split_indices
+
+        images, labels = load_mnist("train")
+        pool, _ = split_indices(TrainConfig(), len(images))  # the shipped model's split (val_size 5,000)
+        sources = digit_sources(LineReaderConfig.load(default_recipe()).held_out_writers)
+        in_validation = np.zeros(len(images), bool)
+        in_validation[pool] = True
+        writers = [] if sources is None else [g[in_validation[g]] for g in sources[1]]
     writers = [g for g in writers if len(g) >= 3]
     rng = np.random.default_rng(seed)
     for _ in range(count):
@@ -208,7 +223,7 @@ def document_cases(count: int, seed: int = DOCUMENT_SEED):
             group = writers[writer]
             idx = rng.choice(group, length, replace=len(group) < length)
         else:
-            writer, idx = -1, rng.choice(validation, length)
+            writer, idx = -1, rng.choice(pool, length)
         image, label = make_number(
             rng,
             images,
@@ -474,6 +489,12 @@ def main() -> None:
     )
     parser.add_argument("--line-reader", type=Path, default=None, help="another line reader (default: the shipped one)")
     parser.add_argument("--results", type=Path, default=None, help="write every image's reading to this CSV")
+    parser.add_argument(
+        "--test-documents",
+        type=int,
+        default=200,
+        help="generated numbers dressed as documents, of MNIST test writers, to read (0: none)",
+    )
     parser.add_argument("--amounts", type=int, default=0, help="also read N generated amounts with their marks")
     args = parser.parse_args()
 
@@ -550,6 +571,30 @@ def main() -> None:
             )
         print("(string accuracy %, per length; last column: string accuracy over all lengths, and digit accuracy)")
         trust.append(("generated (all groups)", *generated))
+
+    if args.only in (None, "generated") and args.test_documents:
+        t0 = time.perf_counter()
+        documents: tuple[list[bool], list[float]] = ([], [])
+        digits_right = digits = 0
+        for n, (_writer, image, label) in enumerate(
+            document_cases(args.test_documents, TEST_DOCUMENT_SEED, split="test")
+        ):
+            text, confidence, _ = read_one(rec, image)
+            rows.append(("generated-documents", str(n), "documents", label, text))
+            documents[0].append(text == label)
+            documents[1].append(confidence)
+            digits_right += digit_matches(text, label)
+            digits += len(label)
+            if text != label and n % 5 == 0:
+                failure(f"documents_{n}", image, label, text)
+        right = sum(documents[0])
+        print(
+            f"\nGenerated documents (1-8 digits of one MNIST test writer each, dressed as cheques, registers, "
+            f"ruled and squared paper, photos, with crosses, ticks and marks): {right}/{args.test_documents} = "
+            f"{100 * right / args.test_documents:.1f}% strings ({100 * digits_right / digits:.1f}% digits; "
+            f"{(time.perf_counter() - t0) / args.test_documents * 1000:.0f} ms each)"
+        )
+        trust.append(("generated documents", *documents))
 
     if args.only in (None, "bare") and args.bare:
         from digitrec.data import load_mnist
