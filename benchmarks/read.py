@@ -537,7 +537,7 @@ def main() -> None:
     if args.only == "validation":
         rows += read_validation(rec, args.per_length, args.documents)
 
-    if args.only in (None, "generated"):
+    if args.only in (None, "generated") and args.per_length:
         t0 = time.perf_counter()
         stats = defaultdict(lambda: [0, 0, 0, 0])  # strings right, strings, digits right, digits
         generated: tuple[list[bool], list[float]] = ([], [])
