@@ -64,14 +64,18 @@ class NumberReader:
         recognizer: the digit model (its uncalibrated probabilities score the candidates; its
             `views` read a page as one digit; its temperature and `min_confidence` shape the answer).
         verifier, line_reader: the reader's networks; None loads the shipped verifier and the line
-            reader that goes with the recognizer's model (`line_reader_path_for`), with its threads.
+            reader that goes with the recognizer's model (`line_reader_path_for`), with its threads
+            (one when it leaves them to onnxruntime: their inputs, a line strip and a handful of
+            28x28 runs, are too small to share; one thread read photos in 43 ms, the default two
+            in 64 ms, `docs/read.md`).
         params: every setting of the reader (`ReaderParams`); budget: the most work an image may
             take unless `read` is given its own (`ReadBudget`).
         """
         self.recognizer = recognizer
-        self.verifier = verifier or Verifier(threads=recognizer.threads)
+        threads = recognizer.threads or 1
+        self.verifier = verifier or Verifier(threads=threads)
         self.line_reader = line_reader or LineReader(
-            line_reader_path_for(recognizer.path, recognizer.card), threads=recognizer.threads
+            line_reader_path_for(recognizer.path, recognizer.card), threads=threads
         )
         self.params = params
         self.budget = budget
