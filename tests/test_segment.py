@@ -226,3 +226,26 @@ def test_rule_angles_skips_the_transform_only_where_it_finds_nothing(monkeypatch
     monkeypatch.setattr(segment_module, "may_hold_segment", lambda *args: True)
     assert quick == [segment_module.rule_angles(mask, 240.0) for mask in pages]
     assert 5 < skipped < 35 and any(tilts != ([0.0], [0.0]) for tilts in quick)
+
+
+def test_the_teeth_of_a_ragged_black_border_are_not_a_digit():
+    """A scanner's black border with a ragged edge beside a small number (a register cell): the
+    teeth are narrower than the paper's closing, so they read as ink, a stroke as tall as the page
+    that the reader took for a 1 and made the line's height. The ink that lies on the border's edge
+    is dropped; the number beside it stays whole."""
+    rng = np.random.default_rng(0)
+    page = _page(160, 300)
+    page[:, :40] = 20
+    for y in range(0, 160, 3):  # teeth: 1-7 px of black into the paper, 3 px tall
+        page[y : y + 3, 40 : 40 + int(rng.integers(1, 8))] = 20
+    _ring(page, 150, 80, 40)
+    _digit_one(page, 200, 60, 40)
+    seg = segment(page)
+    atoms = [a for line in seg.lines for a in line.atoms]
+    assert atoms and min(a.x for a in atoms) / seg.scale > 100  # nothing at the border
+    assert [len({a.component for a in line.atoms}) for line in seg.lines] == [2]
+    # Without the border the same number segments the same way.
+    clean = _page(160, 300)
+    _ring(clean, 150, 80, 40)
+    _digit_one(clean, 200, 60, 40)
+    assert [len({a.component for a in line.atoms}) for line in segment(clean).lines] == [2]

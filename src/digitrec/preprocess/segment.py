@@ -114,19 +114,33 @@ def working_scale(shape: tuple[int, int]) -> float:
     return 1.0
 
 
+# Paper darker than this share of the page's is a border (a scanner's black edge, a desk).
+BORDER_PAPER = 0.25
+# Ink more than this share of which lies on a border's edge is the edge's teeth, not writing.
+ON_BORDER = 0.5
+
+
 def _odd(n: float) -> int:
     n = max(3, int(round(n)))
     return n if n % 2 else n + 1
 
 
 def ink_map(grey: np.ndarray) -> np.ndarray:
-    """uint8 grey (either polarity) -> uint8 ink map: how much darker than the local paper each
+    """uint8 grey (either polarity) -> uint8 ink map (`ink_and_border`'s first part)."""
+    return ink_and_border(grey)[0]
+
+
+def ink_and_border(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 grey (either polarity) -> (uint8 ink map: how much darker than the local paper each
     pixel is, relative to the paper's brightness (so a shadow or a lighting gradient does not
     read as ink), 0 = paper.
 
     The paper is a grey closing (max then min filter) several stroke widths wide: it erases the
     ink but follows the lighting, and keeps large dark regions (a scanner's black border) dark,
-    where contrast is then measured against the page's own paper so their noise is not ink."""
+    where contrast is then measured against the page's own paper so their noise is not ink;
+    bool map of the border's edge, or None without a border: within the closing's reach of paper
+    far darker than the page's. The teeth of a border's ragged edge are narrower than the closing,
+    so they read as ink, a tall stroke beside the number; `segment` drops the ink that lies there.)"""
     if percentile(histogram(grey), 50) < 100:  # light ink on a dark background: make it dark on light
         grey = 255 - grey
     g = grey.astype(np.float32)
@@ -140,16 +154,19 @@ def ink_map(grey: np.ndarray) -> np.ndarray:
     f = min(1.0, 9.0 / k)
     small = cv2.resize(g, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else g
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(k * f), _odd(k * f)))
-    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
-    paper = cv2.blur(paper, (3, 3))
-    if f < 1:
-        paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
+    closed = cv2.blur(cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE), (3, 3))
+    paper = cv2.resize(closed, (w, h), interpolation=cv2.INTER_LINEAR) if f < 1 else closed
     paper = np.maximum(paper, g)
     page = percentile_float(paper, 90)
+    dark = (closed < BORDER_PAPER * page).astype(np.uint8)
+    edge = None
+    if dark.any():
+        edge = cv2.dilate(dark, kernel) > 0
+        edge = cv2.resize(edge.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 if f < 1 else edge
     contrast = paper - g  # in place from here: a photo's float maps are 3 MB each
     contrast /= np.maximum(paper, 0.6 * page)
     contrast *= 255
-    return np.clip(contrast, 0, 255, out=contrast).astype(np.uint8)
+    return np.clip(contrast, 0, 255, out=contrast).astype(np.uint8), edge
 
 
 def _rough_ink(grey: np.ndarray) -> np.ndarray:
@@ -276,6 +293,13 @@ def _components(mask: np.ndarray) -> list[Atom]:
         x, y, w, h, _area = labelled.stats[i]
         atoms.append(Atom(int(x), int(y), int(w), int(h), labelled.image[y : y + h, x : x + w] == i))
     return atoms
+
+
+def _off_border(atoms: list[Atom], edge: np.ndarray | None) -> list[Atom]:
+    """The atoms that are not mostly on a border's edge (`ink_and_border`)."""
+    if edge is None:
+        return atoms
+    return [a for a in atoms if (a.mask & edge[a.y : a.y + a.h, a.x : a.x + a.w]).sum() <= ON_BORDER * a.area]
 
 
 def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0) -> float:
@@ -541,10 +565,14 @@ def segment(
     scale = working_scale(shape)
     if scale < 1:
         grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ink = ink_map(grey)
+    ink, edge = ink_and_border(grey)
     if scale > 1:
         grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         ink = cv2.resize(ink, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_CUBIC)
+        if edge is not None:
+            edge = (
+                cv2.resize(edge.astype(np.uint8), (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+            )
     # Rules first with a length that only lines across the page reach (digits sitting on a ruled
     # line would otherwise merge into one blob and spoil the height estimate), at the tilts the
     # page's long lines show; then again at a length measured in digit heights, once the digits
@@ -556,12 +584,12 @@ def segment(
     tilts_h, tilts_v = rule_angles(mask, long_rule)
     ink = erase_rules(ink, long_rule, tilts_h, tilts_v)
     mask = ink_mask(ink)
-    atoms = [a for a in _components(mask) if a.area >= 6]
+    atoms = _off_border([a for a in _components(mask) if a.area >= 6], edge)
     height = estimate_digit_height(atoms, stroke_width(mask))
     if height > 0:
         ink = erase_rules(ink, RULE_LENGTH * height, tilts_h, tilts_v)
         mask = ink_mask(ink)
-        atoms = _components(mask)
+        atoms = _off_border(_components(mask), edge)
     stroke = stroke_width(mask)
     atoms = [a for a in atoms if a.area >= max(6, 0.5 * stroke * stroke) and a.area >= 0.002 * height * height]
     # Not characters: taller than three digits (frame edges), or long thin lines.
