@@ -249,3 +249,18 @@ def test_the_teeth_of_a_ragged_black_border_are_not_a_digit():
     _ring(clean, 150, 80, 40)
     _digit_one(clean, 200, 60, 40)
     assert [len({a.component for a in line.atoms}) for line in segment(clean).lines] == [2]
+
+
+def test_a_stroke_too_bold_for_the_closing_is_not_a_border():
+    """Dark paper counts as a border only where it reaches the picture's frame: a digit drawn on
+    the page's canvas (strokes 22 px of 280), so bold that the paper's closing keeps it dark, is
+    the digit itself, not a border's edge."""
+    from web_helpers import draw_digit
+
+    seven = draw_digit(7)
+    seg = segment(seven)
+    assert len(seg.lines) == 1
+    atoms = seg.lines[0].atoms
+    found = (max(a.x + a.w for a in atoms) - min(a.x for a in atoms)) / seg.scale
+    cols = np.flatnonzero((seven < 128).any(axis=0))
+    assert found > 0.8 * (cols[-1] - cols[0])  # the whole 7, not the pieces off its "border"

@@ -160,7 +160,7 @@ def ink_and_border(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     paper = cv2.resize(closed, (w, h), interpolation=cv2.INTER_LINEAR) if f < 1 else closed
     paper = np.maximum(paper, g)
     page = percentile_float(paper, 90)
-    dark = (closed < BORDER_PAPER * page).astype(np.uint8)
+    dark = _at_the_frame((closed < BORDER_PAPER * page).astype(np.uint8))
     edge = None
     if dark.any():
         edge = cv2.dilate(dark, kernel) > 0
@@ -169,6 +169,19 @@ def ink_and_border(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     contrast /= np.maximum(paper, 0.6 * page)
     contrast *= 255
     return np.clip(contrast, 0, 255, out=contrast).astype(np.uint8), edge
+
+
+def _at_the_frame(dark: np.ndarray) -> np.ndarray:
+    """The regions of a uint8 0/1 map that touch the image's frame. A border or a desk lies at the
+    picture's edge; dark paper in the middle is a bold stroke the closing could not erase."""
+    n, labels = cv2.connectedComponents(dark, connectivity=8)
+    if n <= 1:
+        return dark
+    frame = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    keep = np.zeros(n, np.uint8)
+    keep[frame[frame > 0]] = 1
+    out: np.ndarray = keep[labels]
+    return out
 
 
 def _rough_ink(grey: np.ndarray) -> np.ndarray:
