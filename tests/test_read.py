@@ -319,7 +319,7 @@ def test_the_line_reader_overrules_the_cuts_unless_a_digit_is_sure():
 def test_held_to_the_line_reader_a_tall_mark_may_be_skipped_at_skip_held():
     """A tall stroke (a cross, a lead-in) before '27': the cuts read it as a 1 ('127'); the line
     reader, sure of '27', can overrule them only when skipping tall ink is allowed (skip_held, on by
-    default), and never by skipping a run both networks are sure of."""
+    default); a run both networks are sure of only whole, at skip_sure more."""
     import dataclasses
 
     from digitrec.preprocess.segment import Atom, TextLine
@@ -341,7 +341,19 @@ def test_held_to_the_line_reader_a_tall_mark_may_be_skipped_at_skip_held():
     new_path, certainty = second_opinion(line, scores, {}, score, path, says_27, params=params)
     assert new_path == [(1, 2, 2), (2, 3, 7)] and certainty > 0.8
     assert best_path(line, scores, "27", params=params)[0] == pytest.approx(-3.2)
-    assert second_opinion(line, scores, {(0, 1): 1}, score, path, says_27, params=params) == (path, 0.0)
+    # A run both networks are sure of (the side of a box, a border's edge read as a 1) is skipped
+    # only whole and at skip_sure more; with skip_sure -inf never.
+    not_sure = dataclasses.replace(params, skip_sure=-np.inf)
+    assert second_opinion(line, scores, {(0, 1): 1}, score, path, says_27, params=not_sure) == (path, 0.0)
+    sure_too = dataclasses.replace(params, skip_sure=-3.0)
+    surely_27 = _line_says([10, 2, 10, 7, 10], p=0.99)
+    assert second_opinion(line, scores, {(0, 1): 1}, score, path, surely_27, params=sure_too)[0] == [
+        (1, 2, 2),
+        (2, 3, 7),
+    ]
+    assert best_path(line, scores, "27", {(0, 1): 1}, params=sure_too)[0] == pytest.approx(-6.2)
+    # A sure run of two atoms may not be skipped in part (one atom, then read the other as a 2).
+    assert best_path(line, scores, "27", {(0, 2): 1}, params=sure_too) == (-np.inf, [])
 
 
 def test_the_readers_networks_run_on_one_thread_unless_told():

@@ -61,10 +61,13 @@ def best_path(
         by_start.setdefault(g[0], []).append(g)
     skips = _skips(line, params.skippable, params.skip_small)
     if held and params.skip_held > -np.inf:
-        in_sure = {k for a, b in sure for k in range(a, b)}
         for i, tall in _skips(line, math.inf, params.skip_held).items():
-            if all(k not in in_sure for j, _ in tall for k in range(i, j)):
-                skips.setdefault(i, []).extend(tall)
+            for j, cost in tall:
+                covered = [(a, b) for a, b in sure if a < j and i < b]
+                if not covered:
+                    skips.setdefault(i, []).append((j, cost))
+                elif all(i <= a and b <= j for a, b in covered):  # whole sure runs, none broken
+                    skips.setdefault(i, []).append((j, cost + params.skip_sure))
     for i in range(n):
         for m in range(len(accept)):
             here = best[m, i]

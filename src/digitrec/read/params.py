@@ -150,10 +150,16 @@ class ReaderParams:
     # Held to the line reader's reading (`second_opinion`), any atom or whole component, however
     # tall, may be skipped for this score (-inf: never): a cross, a tick or a lead-in stroke
     # beside the number, which the line reader (trained on numbers with such marks) does not read
-    # and the classifier reads as a 1. Not over a run both networks are sure is one digit. Chosen
+    # and the classifier reads as a 1 (a run both networks are sure is one digit: skip_sure). Chosen
     # on `benchmarks/read.py --only validation` (400 document-like numbers of unseen writers:
     # -inf 64.0%, -2 73.8, -3 73.8, -5 73.2; the 400 plain strings the same at every value).
     skip_held: float = -3.0
+    # ... and a run both networks are sure is one digit may be skipped whole for this much more
+    # (-inf: never): the side of a box drawn round the number, or the edge of a black border
+    # beside it, is a sure 1 to them and nothing to the line reader. Chosen on the same 400
+    # validation documents: -inf 78.8%, -6 79.2, -3 80.0, -1 80.0, 0 80.0 (five gained, none lost
+    # at -3; the 400 plain strings the same at every value).
+    skip_sure: float = -3.0
 
     # --- the line reader's second opinion (`decode.second_opinion`) ---
     # Weight of the line reader's log-probability of a line's string. The line reader is better at
