@@ -264,3 +264,35 @@ def test_a_stroke_too_bold_for_the_closing_is_not_a_border():
     found = (max(a.x + a.w for a in atoms) - min(a.x for a in atoms)) / seg.scale
     cols = np.flatnonzero((seven < 128).any(axis=0))
     assert found > 0.8 * (cols[-1] - cols[0])  # the whole 7, not the pieces off its "border"
+
+
+def test_a_border_narrower_than_the_closing_is_not_a_digit(monkeypatch):
+    """A small crop of a register cell holds only a strip of the scanner's black border: narrower
+    than the paper's closing, the strip itself was closed away, read as ink, a sure 1 as tall as the
+    crop beside the number. Dark paper thicker than any stroke at the picture's frame is a border too."""
+    from digitrec.preprocess import segment as segment_module
+
+    rng = np.random.default_rng(1)
+    page = _page(120, 240)
+    page[:, :14] = 20
+    for y in range(0, 120, 3):  # a ragged edge
+        page[y : y + 3, 14 : 14 + int(rng.integers(0, 5))] = 20
+    _ring(page, 110, 60, 40)
+    _digit_one(page, 160, 40, 40)
+
+    def left_edge(seg) -> float:
+        return min(a.x for line in seg.lines for a in line.atoms) / seg.scale
+
+    assert left_edge(segment(page)) > 60  # the ring's left side; nothing at the border
+    monkeypatch.setattr(segment_module, "_thin_border", lambda *args: None)
+    assert left_edge(segment_module.segment(page)) < 20  # the strip itself, as the old code read it
+
+
+def test_bold_writing_has_a_height():
+    """Digits under three of their own strokes tall (a marker, two 1s run into one blob) are the
+    writing when no taller ink is there; an underline alone is not."""
+    blob = Atom(20, 20, 24, 33, np.ones((33, 24), bool))
+    assert estimate_digit_height([blob], stroke=11.5) == 33
+    underline = Atom(0, 60, 130, 9, np.ones((9, 130), bool))
+    assert estimate_digit_height([underline], stroke=6.0) == 0.0
+    assert estimate_digit_height([blob, underline], stroke=11.5) == 33
