@@ -367,3 +367,23 @@ def test_the_readers_networks_run_on_one_thread_unless_told():
     told = Recognizer(threads=2).reader
     assert told.line_reader.session.get_session_options().intra_op_num_threads == 2
     assert told.verifier.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_a_line_the_cuts_read_too_unsure_to_keep_takes_the_line_readers_reading():
+    """A 7 in a printed box: the cuts read the one piece as a 2 at 48%, too unsure to keep the line
+    (`min_line_confidence`), and outscore the line reader's sure '7' (same count: a quarter of its
+    word). The line was dropped and the page read nothing; now the line reader's reading stands."""
+    from digitrec.preprocess.segment import Atom, Segmentation, TextLine
+    from digitrec.read.choose import choose_digits
+
+    line = TextLine([Atom(10, 10, 20, 30, np.ones((30, 20), bool), component=0)], 30.0)
+    seg = Segmentation(np.zeros((50, 60), np.uint8), np.zeros((50, 60), bool), 1.0, [line], 3.0)
+    probs = np.full((1, 10), 0.5 / 8, np.float32)
+    probs[0, 2], probs[0, 7] = 0.48, 0.02
+    verifier = np.full((1, 11), 0.01, np.float32)
+    verifier[0, 3] = 0.9  # one digit (though not the same one): no run is sure
+    lines = choose_digits(
+        seg, [[(0, 1)]], np.zeros((1, 28, 28), np.float32), probs, verifier, [_line_says([10, 7, 10], p=0.99)]
+    )
+    assert [[d.digit for d in digits] for digits in lines] == [[7]]
+    assert lines[0][0].raw > 0.9  # the line reader's certainty

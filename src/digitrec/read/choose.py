@@ -48,7 +48,11 @@ def choose_digits(
         line_says = 0.0  # the line reader's own certainty per digit, when its reading was taken
         if line_log_probs is not None and path:
             sure = sure_digits(line, groups, probs[part], verifier[part], params)
-            path, line_says = second_opinion(line, scores, sure, score, path, line_log_probs[n], pattern, params)
+            # A line the cuts read this unsurely is dropped (`keep_number_lines`): the line reader may have it.
+            unsure = bool(np.mean([probs[index[(i, j)]][d] for i, j, d in path]) < params.min_line_confidence)
+            path, line_says = second_opinion(
+                line, scores, sure, score, path, line_log_probs[n], pattern, params, unsure
+            )
         digits = []
         for i, j, d in path:
             k = index[(i, j)]

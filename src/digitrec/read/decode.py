@@ -131,13 +131,17 @@ def second_opinion(
     log_probs: np.ndarray,
     pattern: DigitPattern | None = None,
     params: ReaderParams = DEFAULT_PARAMS,
+    unsure: bool = False,
 ) -> tuple[ReadPath, float]:
     """The segmentation's best path, or - when the line reader reads the line otherwise - the
     best path that reads as the line reader does, whichever scores more with the line reader's
     log-probability of its string (times `params.line_weight`) added. The boxes always come from a path.
     -> (path, the line reader's probability of its string per digit (geometric mean) when its
     reading was taken, else 0): the classifier alone is unsure of a digit it was overruled on.
-    With `pattern`, the line reader's reading is the best of its paths that matches it."""
+    With `pattern`, the line reader's reading is the best of its paths that matches it. `unsure`:
+    the cuts' digits are too unsure for the line to be kept (`lines.keep_number_lines`), so the line
+    reader's reading is taken whenever a path reads it (a 7 in a printed box, the box's side in
+    its run, read as a 2 at 48%: the page read nothing)."""
     text = "".join(str(d) for _, _, d in path)
     other, _ = greedy_decode(log_probs) if pattern is None else constrained_decode(log_probs, pattern)
     if other == text or not other:
@@ -148,6 +152,6 @@ def second_opinion(
     weight = params.line_weight if len(other) != len(text) else params.line_weight_same_count
     mine = score + weight * string_log_prob(log_probs, text)
     theirs_line = string_log_prob(log_probs, other)
-    if other_score + weight * theirs_line <= mine:
+    if not unsure and other_score + weight * theirs_line <= mine:
         return path, 0.0
     return other_path, math.exp(theirs_line / len(other))
