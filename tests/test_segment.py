@@ -296,3 +296,5 @@ def test_bold_writing_has_a_height():
     underline = Atom(0, 60, 130, 9, np.ones((9, 130), bool))
     assert estimate_digit_height([underline], stroke=6.0) == 0.0
     assert estimate_digit_height([blob, underline], stroke=11.5) == 33
+    speck = Atom(200, 30, 6, 6, np.ones((6, 6), bool))  # a JPEG's speck, twice its stroke tall
+    assert estimate_digit_height([speck], stroke=2.74) == 0.0

@@ -344,8 +344,10 @@ def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0) -> float:
     cand = [a for a in atoms if a.h >= max(4, 3 * stroke) and a.w < 10 * a.h and a.h < 10 * max(a.w, 1)]
     if not cand:
         # Bold writing: a marker's digits, or two 1s run into one blob, are under three of their
-        # own strokes tall. Without any taller ink, what is not a bar (an underline) is the writing.
-        cand = [a for a in atoms if a.h >= max(4, 1.5 * stroke) and a.w < 3 * a.h and a.h < 10 * max(a.w, 1)]
+        # own strokes tall (2.9 measured). Without any taller ink, what is at least two and a half
+        # strokes tall and not a bar (an underline) is the writing; a speck is one or two (at
+        # 1.5, the specks of a noisy JPEG page read as 4s).
+        cand = [a for a in atoms if a.h >= max(4, 2.5 * stroke) and a.w < 3 * a.h and a.h < 10 * max(a.w, 1)]
     if not cand:
         return 0.0
     heights = np.array([a.h for a in cand], np.float32)
