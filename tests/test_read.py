@@ -387,3 +387,6 @@ def test_a_line_the_cuts_read_too_unsure_to_keep_takes_the_line_readers_reading(
     )
     assert [[d.digit for d in digits] for digits in lines] == [[7]]
     assert lines[0][0].raw > 0.9  # the line reader's certainty
+    # A line reader no surer than the cuts (its reading of a scribble) does not get the line.
+    unsure_too = [_line_says([10, 7, 10], p=0.85)]
+    assert choose_digits(seg, [[(0, 1)]], np.zeros((1, 28, 28), np.float32), probs, verifier, unsure_too) == []

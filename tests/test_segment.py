@@ -292,9 +292,29 @@ def test_bold_writing_has_a_height():
     """Digits under three of their own strokes tall (a marker, two 1s run into one blob) are the
     writing when no taller ink is there; an underline alone is not."""
     blob = Atom(20, 20, 24, 33, np.ones((33, 24), bool))
-    assert estimate_digit_height([blob], stroke=11.5) == 33
+    assert estimate_digit_height([blob], stroke=11.5, bold_min=15) == 33
+    assert estimate_digit_height([blob], stroke=11.5) == 0.0  # no size given: no fallback
     underline = Atom(0, 60, 130, 9, np.ones((9, 130), bool))
-    assert estimate_digit_height([underline], stroke=6.0) == 0.0
-    assert estimate_digit_height([blob, underline], stroke=11.5) == 33
+    assert estimate_digit_height([underline], stroke=6.0, bold_min=15) == 0.0
+    assert estimate_digit_height([blob, underline], stroke=11.5, bold_min=15) == 33
     speck = Atom(200, 30, 6, 6, np.ones((6, 6), bool))  # a JPEG's speck, twice its stroke tall
-    assert estimate_digit_height([speck], stroke=2.74) == 0.0
+    assert estimate_digit_height([speck], stroke=2.74, bold_min=15) == 0.0
+    dot = Atom(100, 30, 5, 5, np.ones((5, 5), bool))  # a dot on a page of dots alone: 2.5 "strokes"
+    assert estimate_digit_height([dot], stroke=2.0, bold_min=15) == 0.0
+
+
+def test_a_bold_digit_cropped_tight_is_not_a_border(monkeypatch):
+    """A bold 0 cropped to its ink touches all four sides of the picture, and its strokes outlast
+    an opening three rough strokes wide (the rough width underestimates bold strokes). A border
+    strip runs along half a side and reaches less than a third across; the 0 touches in spots."""
+    from digitrec.preprocess import segment as segment_module
+
+    page = _page(120, 96)
+    cv2.ellipse(page, (48, 60), (40, 52), 0, 0, 360, 20, 16)
+
+    def ink_kept(seg) -> float:
+        return sum(a.area for line in seg.lines for a in line.atoms) / seg.scale**2
+
+    assert ink_kept(segment(page)) > 0.6 * (page < 128).sum()
+    monkeypatch.setattr(segment_module, "_along_a_side", segment_module._at_the_frame)
+    assert ink_kept(segment_module.segment(page)) == 0  # dark at the frame alone: all of it "border"

@@ -20,6 +20,7 @@ depends on the resolution of the input.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -120,6 +121,9 @@ def working_scale(shape: tuple[int, int]) -> float:
 BORDER_PAPER = 0.25
 # Ink more than this share of which lies on a border's edge is the edge's teeth, not writing.
 ON_BORDER = 0.5
+# Bold writing (under three strokes tall) sets the digits' height only when at least this share of
+# the working image's shorter side tall (the two bold pages measured: 0.33 and 0.44; specks 0.02).
+BOLD_MIN = 0.15
 
 
 def _odd(n: float) -> int:
@@ -183,11 +187,34 @@ def _thin_border(g: np.ndarray, level: float, stroke: float) -> np.ndarray | Non
     if not (dark[0].any() or dark[-1].any() or dark[:, 0].any() or dark[:, -1].any()):
         return None  # nothing dark at the frame (most pages): no need to look further
     wide = cv2.getStructuringElement(cv2.MORPH_RECT, (_odd(3 * stroke), _odd(3 * stroke)))
-    strip = _at_the_frame(cv2.morphologyEx(dark, cv2.MORPH_OPEN, wide))
+    strip = _along_a_side(cv2.morphologyEx(dark, cv2.MORPH_OPEN, wide))
     if not strip.any():
         return None
     around = cv2.getStructuringElement(cv2.MORPH_RECT, (_odd(2 * stroke), _odd(2 * stroke)))
     out: np.ndarray = cv2.dilate(strip, around) > 0
+    return out
+
+
+def _along_a_side(dark: np.ndarray) -> np.ndarray:
+    """The regions of a uint8 0/1 map that run along at least half of one side of the picture
+    and reach less than a third of the way across from it: a border's strip. A bold digit cropped
+    tight touches the frame too (its strokes outlast the opening when the rough stroke width
+    underestimates them), but in spots, or reaching right across (a 1 from top to bottom)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    h, w = dark.shape
+    x, y, bw, bh = (stats[:, k] for k in range(4))
+    keep = np.zeros(n, np.uint8)
+    # Per side: the frame's pixels there, the side's length, how far each region reaches in from it.
+    for edge, length, reach, across in (
+        (labels[:, 0], h, x + bw, w),
+        (labels[:, -1], h, w - x, w),
+        (labels[0], w, y + bh, h),
+        (labels[-1], w, h - y, h),
+    ):
+        along = np.bincount(edge, minlength=n) >= 0.5 * length
+        keep |= (along & (reach < across / 3)).astype(np.uint8)
+    keep[0] = 0
+    out: np.ndarray = keep[labels]
     return out
 
 
@@ -337,7 +364,7 @@ def _off_border(atoms: list[Atom], edge: np.ndarray | None) -> list[Atom]:
     return [a for a in atoms if (a.mask & edge[a.y : a.y + a.h, a.x : a.x + a.w]).sum() <= ON_BORDER * a.area]
 
 
-def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0) -> float:
+def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0, bold_min: float = math.inf) -> float:
     """The ink-weighted median height of the components that could be characters (not specks,
     not rules or underlines only a few strokes thick; a string of touching digits is one wide
     component): digits carry most of the ink on a page of numbers."""
@@ -345,9 +372,10 @@ def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0) -> float:
     if not cand:
         # Bold writing: a marker's digits, or two 1s run into one blob, are under three of their
         # own strokes tall (2.9 measured). Without any taller ink, what is at least two and a half
-        # strokes tall and not a bar (an underline) is the writing; a speck is one or two (at
-        # 1.5, the specks of a noisy JPEG page read as 4s).
-        cand = [a for a in atoms if a.h >= max(4, 2.5 * stroke) and a.w < 3 * a.h and a.h < 10 * max(a.w, 1)]
+        # strokes and `bold_min` px tall and not a bar (an underline) is the writing. A speck is
+        # one or two strokes tall (at 1.5, a noisy JPEG page's specks read as 4s), but on a page
+        # of specks alone the stroke measured is a speck's core, so a speck needs the size too.
+        cand = [a for a in atoms if a.h >= max(4, 2.5 * stroke, bold_min) and a.w < 3 * a.h and a.h < 10 * max(a.w, 1)]
     if not cand:
         return 0.0
     heights = np.array([a.h for a in cand], np.float32)
@@ -626,7 +654,7 @@ def segment(
     ink = erase_rules(ink, long_rule, tilts_h, tilts_v)
     mask = ink_mask(ink)
     atoms = _off_border([a for a in _components(mask) if a.area >= 6], edge)
-    height = estimate_digit_height(atoms, stroke_width(mask))
+    height = estimate_digit_height(atoms, stroke_width(mask), bold_min=BOLD_MIN * min(ink.shape))
     if height > 0:
         ink = erase_rules(ink, RULE_LENGTH * height, tilts_h, tilts_v)
         mask = ink_mask(ink)

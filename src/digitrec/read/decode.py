@@ -140,8 +140,9 @@ def second_opinion(
     reading was taken, else 0): the classifier alone is unsure of a digit it was overruled on.
     With `pattern`, the line reader's reading is the best of its paths that matches it. `unsure`:
     the cuts' digits are too unsure for the line to be kept (`lines.keep_number_lines`), so the line
-    reader's reading is taken whenever a path reads it (a 7 in a printed box, the box's side in
-    its run, read as a 2 at 48%: the page read nothing)."""
+    reader's reading is taken whenever a path reads it and the line reader is itself at least
+    `params.sure_confidence` sure of each digit (a 7 in a printed box, the box's side in its run,
+    read as a 2 at 48%: the page read nothing)."""
     text = "".join(str(d) for _, _, d in path)
     other, _ = greedy_decode(log_probs) if pattern is None else constrained_decode(log_probs, pattern)
     if other == text or not other:
@@ -152,6 +153,9 @@ def second_opinion(
     weight = params.line_weight if len(other) != len(text) else params.line_weight_same_count
     mine = score + weight * string_log_prob(log_probs, text)
     theirs_line = string_log_prob(log_probs, other)
-    if not unsure and other_score + weight * theirs_line <= mine:
+    certainty = math.exp(theirs_line / len(other))
+    # Unsure cuts give way to a line reader that is sure itself (not to its reading of a scribble).
+    forced = unsure and certainty >= params.sure_confidence
+    if not forced and other_score + weight * theirs_line <= mine:
         return path, 0.0
-    return other_path, math.exp(theirs_line / len(other))
+    return other_path, certainty
