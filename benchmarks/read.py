@@ -33,9 +33,12 @@ a third of the writers held out, prints the weights to put in ReaderParams, and 
 risk-coverage and ECE of the shipped and the fitted map per generated set and per real source
 (a report only: nothing is chosen on ../shared).
 
-    .venv/bin/python benchmarks/read.py [--per-length 25] [--bare 1000] [--model M] [--failures DIR]
-        [--line-reader PATH] [--results FILE.csv] [--amounts N]
+    .venv/bin/python benchmarks/read.py [--per-length 25] [--bare 1000] [--letters 150] [--model M]
+        [--failures DIR] [--line-reader PATH] [--results FILE.csv] [--amounts N]
     .venv/bin/python benchmarks/read.py --fit-confidence [--per-length 20] [--documents 1500]
+
+`--only letters` reads strings of letters (none shaped like a digit, in fonts the rejector never
+saw) and counts those in which no number is found: what `read` should say of them.
 
 `--only validation [--per-length N] [--documents N] [--set KEY=VALUE ...]` reads the strings that
 reader settings are chosen on (the `--fit-confidence` sets: validation digits, writers neither
@@ -451,6 +454,31 @@ def read_validation(rec, per_length: int, documents: int) -> list[tuple[str, str
     return rows
 
 
+# Letters no hand writes like a digit (O, l, I, S, Z, b, g, q, ... left out, as in the rejector's
+# letter set), in OpenCV's Hershey fonts, which the rejector's training holds out.
+LETTERS = "ACDEFHJKLMNPRTUVWXYacdefhkmnprtuvwxy"
+HERSHEY = (
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+)
+
+
+def letter_cases(count: int, seed: int = 11):
+    """(text, uint8 page) for `count` strings of 2-6 letters, dark on light paper with grain, in
+    varied sizes, weights and fonts: `read` should find no number in any of them."""
+    rng = np.random.default_rng(seed)
+    for n in range(count):
+        text = "".join(rng.choice(list(LETTERS), int(rng.integers(2, 7))))
+        font, scale, thick = HERSHEY[n % len(HERSHEY)], float(rng.uniform(1.2, 2.5)), int(rng.integers(2, 7))
+        (w, h), base = cv2.getTextSize(text, font, scale, thick)
+        page = np.full((h + base + 60, w + 60), int(rng.integers(200, 250)), np.uint8)
+        cv2.putText(page, text, (30, h + 30), font, scale, int(rng.integers(10, 80)), thick, cv2.LINE_AA)
+        yield text, np.clip(page + rng.normal(0, 4, page.shape), 0, 255).astype(np.uint8)
+
+
 def gflops() -> float:
     a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
     t = time.perf_counter()
@@ -471,7 +499,7 @@ def main() -> None:
     parser.add_argument("--failures", type=Path, default=None, help="write debug images of misreadings here")
     parser.add_argument(
         "--only",
-        choices=("generated", "real", "bare", "validation"),
+        choices=("generated", "real", "bare", "letters", "validation"),
         default=None,
         help="one part (validation: the strings to choose reader settings on, read nowhere else)",
     )
@@ -483,6 +511,7 @@ def main() -> None:
         help="read with this ReaderParams setting instead of the shipped one (repeatable)",
     )
     parser.add_argument("--bare", type=int, default=1000, help="bare 28x28 MNIST test digits to read (0: none)")
+    parser.add_argument("--letters", type=int, default=150, help="strings of letters to read, none a number (0: none)")
     parser.add_argument("--fit-confidence", action="store_true", help="fit the string confidence's calibration map")
     parser.add_argument(
         "--documents", type=int, default=1600, help="--fit-confidence: document-like numbers to fit on too"
@@ -607,6 +636,15 @@ def main() -> None:
         print(
             f"\nBare 28x28 MNIST test digits read as one-digit numbers: {right}/{len(pick)} = "
             f"{100 * right / len(pick):.1f}% ({(time.perf_counter() - t0) / len(pick) * 1000:.0f} ms each)"
+        )
+
+    if args.only in (None, "letters") and args.letters:
+        t0 = time.perf_counter()
+        texts = [read_one(rec, page)[0] for _, page in letter_cases(args.letters)]
+        nothing = sum(not t for t in texts)
+        print(
+            f"\nStrings of letters (Hershey fonts the rejector never saw) read as no number: {nothing}/{len(texts)} = "
+            f"{100 * nothing / len(texts):.1f}% ({(time.perf_counter() - t0) / len(texts) * 1000:.0f} ms each)"
         )
 
     if args.only in (None, "real"):
