@@ -454,9 +454,7 @@ def read_validation(rec, per_length: int, documents: int) -> list[tuple[str, str
     return rows
 
 
-# Letters no hand writes like a digit (O, l, I, S, Z, b, g, q, ... left out, as in the rejector's
-# letter set), in OpenCV's Hershey fonts, which the rejector's training holds out.
-LETTERS = "ACDEFHJKLMNPRTUVWXYacdefhkmnprtuvwxy"
+# OpenCV's Hershey fonts, which the rejector's training holds out.
 HERSHEY = (
     cv2.FONT_HERSHEY_SIMPLEX,
     cv2.FONT_HERSHEY_COMPLEX,
@@ -467,8 +465,11 @@ HERSHEY = (
 
 
 def letter_cases(count: int, seed: int = 11):
-    """(text, uint8 page) for `count` strings of 2-6 letters, dark on light paper with grain, in
-    varied sizes, weights and fonts: `read` should find no number in any of them."""
+    """(text, uint8 page) for `count` strings of 2-6 letters (the rejector's letter set: none a
+    digit is written like), dark on light paper with grain, in varied sizes, weights and Hershey
+    fonts: `read` should find no number in any of them."""
+    from digitrec.train.negatives import LETTERS
+
     rng = np.random.default_rng(seed)
     for n in range(count):
         text = "".join(rng.choice(list(LETTERS), int(rng.integers(2, 7))))

@@ -368,14 +368,16 @@ def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0, bold_min: floa
     """The ink-weighted median height of the components that could be characters (not specks,
     not rules or underlines only a few strokes thick; a string of touching digits is one wide
     component): digits carry most of the ink on a page of numbers."""
-    cand = [a for a in atoms if a.h >= max(4, 3 * stroke) and a.w < 10 * a.h and a.h < 10 * max(a.w, 1)]
-    if not cand:
-        # Bold writing: a marker's digits, or two 1s run into one blob, are under three of their
-        # own strokes tall (2.9 measured). Without any taller ink, what is at least two and a half
-        # strokes and `bold_min` px tall and not a bar (an underline) is the writing. A speck is
-        # one or two strokes tall (at 1.5, a noisy JPEG page's specks read as 4s), but on a page
-        # of specks alone the stroke measured is a speck's core, so a speck needs the size too.
-        cand = [a for a in atoms if a.h >= max(4, 2.5 * stroke, bold_min) and a.w < 3 * a.h and a.h < 10 * max(a.w, 1)]
+
+    def upright(least: float, widest: float) -> list[Atom]:
+        return [a for a in atoms if a.h >= least and a.w < widest * a.h and a.h < 10 * max(a.w, 1)]
+
+    # Bold writing: a marker's digits, or two 1s run into one blob, are under three of their own
+    # strokes tall (2.9 measured). Without any taller ink, what is at least two and a half strokes
+    # and `bold_min` px tall and not a bar (an underline) is the writing. A speck is one or two
+    # strokes tall (at 1.5, a noisy JPEG page's specks read as 4s), but on a page of specks alone
+    # the stroke measured is a speck's core, so a speck needs the size too.
+    cand = upright(max(4, 3 * stroke), 10) or upright(max(4, 2.5 * stroke, bold_min), 3)
     if not cand:
         return 0.0
     heights = np.array([a.h for a in cand], np.float32)

@@ -12,7 +12,7 @@ import numpy as np
 from digitrec.preprocess.segment import Atom, Segmentation
 from digitrec.read.budget import Plan, no_deadline
 from digitrec.read.decode import best_path, second_opinion
-from digitrec.read.lines import keep_number_lines
+from digitrec.read.lines import keep_number_lines, too_unsure
 from digitrec.read.params import DEFAULT_PARAMS, Evidence, ReaderParams
 from digitrec.read.pattern import DigitPattern
 from digitrec.read.result import ReadDigit
@@ -49,7 +49,7 @@ def choose_digits(
         if line_log_probs is not None and path:
             sure = sure_digits(line, groups, probs[part], verifier[part], params)
             # A line the cuts read this unsurely is dropped (`keep_number_lines`): the line reader may have it.
-            unsure = bool(np.mean([probs[index[(i, j)]][d] for i, j, d in path]) < params.min_line_confidence)
+            unsure = too_unsure([float(probs[index[(i, j)]][d]) for i, j, d in path], params)
             path, line_says = second_opinion(
                 line, scores, sure, score, path, line_log_probs[n], pattern, params, unsure
             )

@@ -17,7 +17,7 @@ def keep_number_lines(
     """Drop lines that are not numbers: much smaller writing than the main line (printed captions),
     no confident digit, or a lone mark beside the number (a cross, a tick) that the classifier
     reads as a 1 or a 4 with middling confidence."""
-    lines = [(t, d) for t, d in lines if d and np.mean([x.raw for x in d]) >= params.min_line_confidence]
+    lines = [(t, d) for t, d in lines if d and not too_unsure([x.raw for x in d], params)]
     if not lines:
         return []
 
@@ -44,3 +44,9 @@ def keep_number_lines(
                 continue
         kept.append(d)
     return kept
+
+
+def too_unsure(confidences: list[float], params: ReaderParams = DEFAULT_PARAMS) -> bool:
+    """Whether a line whose digits the classifier gives these (uncalibrated) probabilities is too
+    unsure to be a number: their mean under `params.min_line_confidence`."""
+    return bool(np.mean(confidences) < params.min_line_confidence)
