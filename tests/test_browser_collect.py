@@ -131,7 +131,7 @@ def test_correct_finetune_reload_and_the_same_drawing_reads_right(
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["images"] == len(PLACES) and summary["val_accuracy"] > summary["val_accuracy_before"]
     reloaded = httpx.post(f"{collecting.url}/v1/reload", json={"model": str(out)}, timeout=60)
-    assert reloaded.status_code == 200 and reloaded.json()["model"] == "digitrec-cnn-finetuned"
+    assert reloaded.status_code == 200 and reloaded.json()["model"] == "digitrec-cnn-mix-finetuned"
 
     page.locator("#clear").click()
     draw(page, NARROW_ZERO)  # the first drawing again

@@ -140,5 +140,5 @@ def test_the_report_says_which_temperature_its_probabilities_used():
     from digitrec.runtime import Recognizer
 
     note = _temperature_note(Recognizer(threads=1).card)
-    assert "softmax(logits / T)" in note and "T = 0.435" in note and "validation images" in note
+    assert "softmax(logits / T)" in note and "T = 0.462" in note and "validation images" in note
     assert "no calibration" in _temperature_note({"name": "old"})

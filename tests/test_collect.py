@@ -207,7 +207,7 @@ def test_a_reload_swaps_the_model_and_its_reading_workers(served, always_three, 
     assert httpx.post(f"{url}/v1/read", files=strip, timeout=30).json()["readings"][0]["text"] == "71"
 
     response = httpx.post(f"{url}/v1/reload", json={"model": str(always_three)}, timeout=60)
-    assert response.status_code == 200 and response.json() == {"model": "always-three", "previous": "digitrec-cnn"}
+    assert response.status_code == 200 and response.json() == {"model": "always-three", "previous": "digitrec-cnn-mix"}
     assert httpx.get(f"{url}/healthz").json()["model"] == "always-three"
     assert httpx.post(f"{url}/v1/predict", files={"file": ("7.png", SEVEN)}).json()["predictions"][0]["digit"] == 3
     # reading runs in the worker processes: they were swapped too
@@ -220,7 +220,7 @@ def test_a_reload_swaps_the_model_and_its_reading_workers(served, always_three, 
     assert httpx.get(f"{url}/healthz").json()["model"] == "always-three"
 
     back = httpx.post(f"{url}/v1/reload", json={"model": str(default_model_path())}, timeout=60)
-    assert back.json() == {"model": "digitrec-cnn", "previous": "always-three"}
+    assert back.json() == {"model": "digitrec-cnn-mix", "previous": "always-three"}
     assert httpx.post(f"{url}/v1/predict", files={"file": ("7.png", SEVEN)}).json()["predictions"][0]["digit"] == 7
     assert httpx.post(f"{url}/v1/read", files=strip, timeout=30).json()["readings"][0]["text"] == "71"
 

@@ -189,7 +189,7 @@ def test_a_tiny_finetune_writes_a_calibrated_model_with_its_card(digit_files, re
     assert summary["train_seconds"] > 0 and summary["val_accuracy"] >= 0.875  # MNIST digits: the base knows them
     rec = Recognizer(out)
     card = rec.card
-    assert card["finetune"]["base_model"] == "digitrec-cnn" and card["finetune"]["images"] == 40
+    assert card["finetune"]["base_model"] == "digitrec-cnn-mix" and card["finetune"]["images"] == 40
     assert card["finetune"]["data_sha256"] == summary["data_sha256"] and card["val_accuracy"] == summary["val_accuracy"]
     assert rec.model_card.temperature == summary["temperature"] and 0.2 < summary["temperature"] < 2
     assert json.loads((tmp_path / "mine_card.json").read_text())["finetune"]["images"] == 40

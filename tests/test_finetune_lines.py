@@ -133,7 +133,7 @@ def test_reading_with_the_tuned_model_uses_its_line_reader(tuned, tmp_path, caps
     code, stdout, err = run_main(["read", "--model", str(tmp_path / "mine.onnx"), str(image)], capsys)
     assert code == 1 and "names the line reader mine.line.onnx, which is not there" in err
     assert "Traceback" not in err
-    with pytest.raises(ModelError, match="keep the two files together"):
+    with pytest.raises(ModelError, match="keep the files together"):
         Recognizer(tmp_path / "mine.onnx").read(image)
 
 
@@ -216,6 +216,10 @@ def test_the_line_reader_learns_a_forms_habit_the_digit_path_cannot_cut(real_dat
     summary = json.loads(stdout.strip().splitlines()[-1])
     # The reader finds one digit too many in every number: no digit can be cut, the digit model stays.
     assert summary["numbers"]["digits"] < 10 and summary["images"] == 0 and "the digit model is the base's" in err
+    # ...and reads numbers with the base's digit scorer, copied beside it (the shipped card names one).
+    tuned_reader = Recognizer(out, threads=1).reader
+    assert tuned_reader.recognizer.path == tmp_path / "mine.reader_digits.onnx"
+    assert tuned_reader.line_reader.path == tmp_path / "mine.line.onnx"
     line = summary["line_reader"]
     assert line["numbers"] == 30 and line["val_accuracy_before"] == 0.0 and line["val_accuracy"] >= 0.5
     assert line["generated_accuracy"] >= line["generated_accuracy_before"] - 0.03  # nothing forgotten

@@ -25,13 +25,21 @@ def test_shipped_digit_model_gives_its_golden_probabilities(golden):
     inputs, outputs = golden
     rec = Recognizer(threads=1)
     probs = rec.predict_probabilities(inputs["digits"])
-    # The golden probabilities predate the card's temperature: log p = logits + a constant per row, so
-    # softmax(log p / T) is what the same logits give with T applied (the card rewrite kept the graph).
+    # The golden probabilities are the plain softmax (T = 1): log p = logits + a constant per row, so
+    # softmax(log p / T) is what the same logits give with the card's temperature applied.
     temperature = rec.model_card.temperature
     assert 0.4 < temperature < 0.5
     expected = softmax(np.log(outputs["model"].astype(np.float64)) / temperature)
     np.testing.assert_allclose(probs, expected, rtol=0, atol=GOLDEN_ATOL)
     assert probs.argmax(1).tolist() == inputs["labels"].tolist() == [7, 2, 1, 0, 4, 1, 4, 9]
+    # The reader's digit scorer (the model shipped before cnn_mix) still gives what it gave then.
+    scorer = rec.reader.recognizer
+    np.testing.assert_allclose(
+        scorer.predict_probabilities(inputs["digits"], calibrated=False),
+        outputs["reader_digits"],
+        rtol=0,
+        atol=GOLDEN_ATOL,
+    )
 
 
 def test_shipped_verifier_gives_its_golden_probabilities(golden):

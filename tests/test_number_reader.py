@@ -5,6 +5,7 @@ one it makes on first use."""
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digitrec.errors import ImageError, TooMuchToRead
+from digitrec.errors import ImageError, ModelError, TooMuchToRead
 from digitrec.read import DEFAULT_PARAMS, UNLIMITED, NumberReader, PatternError, ReadBudget
 from digitrec.read.line_reader import default_line_reader_path, line_reader_path_for
 from digitrec.read.verifier import default_verifier_path
@@ -74,6 +75,25 @@ def test_its_networks_are_loaded_or_given(number):
         rec.read(number, pattern="[a-z]+")
 
 
+def test_the_shipped_reader_scores_its_cuts_with_the_model_its_settings_were_chosen_with(number, tmp_path):
+    # predict's model and the reader's digit scorer are two files: the card names the scorer.
+    rec = Recognizer(threads=1, min_confidence=0.5, reject=False)
+    scorer = rec.reader.recognizer
+    assert rec.path.name == "model.onnx" and scorer.path == rec.path.with_name("reader_digits.onnx")
+    assert rec.card["recipe"] == "cnn_mix" and scorer.card["recipe"] == "cnn"
+    assert (scorer.threads, scorer.min_confidence, scorer.reject) == (1, 0.5, False)  # the same options
+    assert rec.reader.line_reader.path == default_line_reader_path()  # the model's own card names it
+    # Reading is the scorer's: the same as a reader made on that model directly.
+    direct = NumberReader(Recognizer(scorer.path, threads=1, min_confidence=0.5, reject=False)).read(number)
+    assert (rec.read(number).text, rec.read(number).confidence) == (direct.text, direct.confidence)
+    # A model whose card names none reads with itself; one that names a missing file says so.
+    assert NumberReader(scorer).recognizer is scorer
+    moved = tmp_path / "model.onnx"
+    shutil.copy(rec.path, moved)
+    with pytest.raises(ModelError, match=r"reader's digit model reader_digits.onnx, which is not there"):
+        Recognizer(moved).read(number)
+
+
 def test_the_reader_imports_no_torch_and_its_pattern_module_alone_is_light():
     code = "import sys, digitrec.read, digitrec.read.reader; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -86,9 +106,10 @@ def test_a_one_line_number_wider_than_a_digit_is_not_also_read_as_one_digit(numb
     # Asking whether the page is one digit costs predict's views of the whole page (22 of 139 ms a
     # photo): a line wider than any one digit is not asked; a lone digit still is (and is read).
     rec = Recognizer(threads=1)
+    scorer = rec.reader.recognizer  # the digit model the reader reads with (`digit_scorer`)
     asked = []
-    views = rec.views
-    monkeypatch.setattr(rec, "views", lambda grey: asked.append(grey.shape) or views(grey))
+    views = scorer.views
+    monkeypatch.setattr(scorer, "views", lambda grey: asked.append(grey.shape) or views(grey))
     assert rec.read(number).text == "1010" and asked == []
     images, labels = mnist["test"]
     assert rec.read(images[5449]).text == str(labels[5449]) and len(asked) == 1

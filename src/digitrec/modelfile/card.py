@@ -15,6 +15,11 @@ is description, kept as written:
   labels          one string per output
   calibration     optional: {"temperature": T, ...}; probabilities = softmax(logits / T) (see
                   digitrec.calibration). Absent in older cards: T = 1, the plain softmax
+  line_reader,    optional file names of the networks a digit model reads numbers with, when not
+  reader_digits   the shipped ones or itself: the line reader (`finetune --numbers` writes one),
+                  and the digit model `read` scores its cuts with (the shipped model's card names
+                  the one the reader's settings were chosen with). A relative name is beside the
+                  model (`companion_path`)
 
 A card that breaks the contract (not JSON, not an object, a mean that is not a number, a std of 0
 that would turn every pixel into NaN ...) is a ModelError when the model is opened, never a stack
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +47,19 @@ def card_path_for(onnx_path: Path | str) -> Path:
     """model.onnx -> model_card.json, beside it (the shipped assets use the same names)."""
     onnx_path = Path(onnx_path)
     return onnx_path.with_name(f"{onnx_path.stem}_card.json")
+
+
+def companion_path(model: Path | str, card: Mapping[str, object], key: str, what: str) -> Path | None:
+    """The file `card[key]` names for the model at `model` (a relative name is beside it), or None
+    when the card names none. ModelError when it is named but missing: the files go together."""
+    name = card.get(key)
+    if not name:
+        return None
+    path = Path(str(name)).expanduser()
+    path = path if path.is_absolute() else Path(model).parent / path
+    if not path.is_file():
+        raise ModelError(f"{model}: its card names the {what} {name}, which is not there: keep the files together")
+    return path
 
 
 def scale_pixels(pixels: np.ndarray, range_: tuple[float, float], mean: float, std: float) -> np.ndarray:

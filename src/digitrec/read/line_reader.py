@@ -20,6 +20,7 @@ import numpy as np
 
 from digitrec import paths
 from digitrec.errors import ModelError
+from digitrec.modelfile.card import companion_path
 from digitrec.modelfile.read import log_softmax, open_model
 from digitrec.preprocess.digit import BOX, RENDER, normalize_stroke
 from digitrec.preprocess.segment import Atom, render_group
@@ -43,16 +44,7 @@ def default_line_reader_path() -> Path:
 def line_reader_path_for(model: Path, card: Mapping[str, object]) -> Path:
     """The line reader a digit model reads with: the one its card names (`finetune --numbers` writes
     mine.line.onnx beside mine.onnx; a relative name is beside the model), else the shipped one."""
-    name = card.get("line_reader")
-    if not name:
-        return default_line_reader_path()
-    path = Path(str(name)).expanduser()
-    path = path if path.is_absolute() else Path(model).parent / path
-    if not path.is_file():
-        raise ModelError(
-            f"{model}: its card names the line reader {name}, which is not there: keep the two files together"
-        )
-    return path
+    return companion_path(model, card, "line_reader", "line reader") or default_line_reader_path()
 
 
 def line_image(atoms: list[Atom], ink: np.ndarray, stroke: float, digit_height: float) -> np.ndarray:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitrec.errors import ImageError
+from digitrec.modelfile.card import companion_path
 from digitrec.preprocess import load_grey
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.load import ImageSource
@@ -41,6 +42,23 @@ from digitrec.read.verifier import NOT_ONE_DIGIT, Verifier
 
 if TYPE_CHECKING:  # for annotations only: runtime imports this module (in Recognizer.reader)
     from digitrec.runtime import Recognizer
+
+
+def digit_scorer(recognizer: Recognizer) -> Recognizer:
+    """The digit model the reader scores its cuts with: the one `recognizer`'s card names as
+    `reader_digits` (beside it), with the same options, else `recognizer` itself. The reader's
+    settings (`ReaderParams`) were chosen on one digit model's uncalibrated probabilities; the
+    shipped card names that model, so a better single-digit model can ship for `predict` without
+    changing how numbers read (docs/training.md). A fine-tuned model's card names none: it reads
+    with itself."""
+    path = companion_path(recognizer.path, recognizer.card, "reader_digits", "reader's digit model")
+    if path is None:
+        return recognizer
+    from digitrec.runtime import Recognizer
+
+    return Recognizer(
+        path, threads=recognizer.threads, min_confidence=recognizer.min_confidence, reject=recognizer.reject
+    )
 
 
 class NumberReader:
@@ -62,7 +80,8 @@ class NumberReader:
     ):
         """
         recognizer: the digit model (its uncalibrated probabilities score the candidates; its
-            `views` read a page as one digit; its temperature and `min_confidence` shape the answer).
+            `views` read a page as one digit; its temperature and `min_confidence` shape the answer),
+            or the one its card names as `reader_digits` (`digit_scorer`).
         verifier, line_reader: the reader's networks; None loads the shipped verifier and the line
             reader that goes with the recognizer's model (`line_reader_path_for`), with its threads
             (one when it leaves them to onnxruntime: their inputs, a line strip and a handful of
@@ -71,7 +90,7 @@ class NumberReader:
         params: every setting of the reader (`ReaderParams`); budget: the most work an image may
             take unless `read` is given its own (`ReadBudget`).
         """
-        self.recognizer = recognizer
+        self.recognizer = digit_scorer(recognizer)
         threads = recognizer.threads or 1
         self.verifier = verifier or Verifier(threads=threads)
         self.line_reader = line_reader or LineReader(
