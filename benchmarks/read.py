@@ -543,7 +543,10 @@ def main() -> None:
         fit_confidence(rec, args.per_length, args.documents, str(args.line_reader or "shipped"))
         return
     trust: list[tuple[str, list[bool], list[float]]] = []
+    scorer = rec.reader.recognizer  # the digit model the reader scores its cuts with (its card may name one)
     print(f"# {datetime.date.today()}  model {rec.card.get('name', rec.path.name)} ({rec.path})")
+    if scorer is not rec:
+        print(f"# digit scorer of the reader {scorer.card.get('name', scorer.path.name)} ({scorer.path})")
     print(f"# line reader {args.line_reader or 'shipped'}" + (f"; settings {' '.join(args.set)}" if args.set else ""))
     print(
         f"# machine: {platform.machine()}, {os.cpu_count()} cores, matmul {gflops():.1f} GFLOP/s, "

@@ -113,3 +113,21 @@ def test_a_one_line_number_wider_than_a_digit_is_not_also_read_as_one_digit(numb
     assert rec.read(number).text == "1010" and asked == []
     images, labels = mnist["test"]
     assert rec.read(images[5449]).text == str(labels[5449]) and len(asked) == 1
+
+
+def _printed(text: str) -> np.ndarray:
+    """TEXT in OpenCV's Hershey simplex (a font the rejector never trained on), dark on light paper."""
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 2.0, 4)
+    page = np.full((h + base + 60, w + 60), 235, np.uint8)
+    cv2.putText(page, text, (30, h + 30), cv2.FONT_HERSHEY_SIMPLEX, 2.0, 30, 4, cv2.LINE_AA)
+    return page
+
+
+@pytest.mark.parametrize("text", ["HELLO", "ABX", "TAKE"])
+def test_a_line_of_letters_is_not_a_number(text, number):
+    # The cuts read letters as digits ("TAKE" as 74185); the rejector calls most of them "not a
+    # digit", so the line is dropped, and the page is not read as one digit either.
+    assert Recognizer(threads=1, reject=False).read(_printed(text)).text.isdigit()
+    with pytest.raises(ImageError, match="^no digits found$"):
+        Recognizer(threads=1).read(_printed(text))
+    assert Recognizer(threads=1).read(number).text == "1010"  # 1s are never asked: a lone stroke

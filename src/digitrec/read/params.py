@@ -181,6 +181,13 @@ class ReaderParams:
     # surely, and be at least lone_digit_height of the main line's height.
     lone_digit_confidence: float = 0.95
     lone_digit_height: float = 0.8
+    # A line of letters read as digits ("KEW" as 188111) is dropped when the rejector
+    # (`digitrec.reject`) calls at least `letters_min` of its digits other than 1 (a lone stroke
+    # is no digit to it) "not a digit", and more than `letters_share` of them. One odd digit is not
+    # enough: a register row's lone 2 was "not a digit" to it. Without the rejector (reject=False)
+    # no line is dropped this way.
+    letters_share: float = 0.5
+    letters_min: int = 2
 
     # --- how sure: the confidence of a reading ---
     # `confidence_weights`: the logistic map from a line's `Evidence.features()` to the

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from digitrec.doubt import NOT_A_DIGIT
 from digitrec.errors import ImageError
 from digitrec.modelfile.card import companion_path
 from digitrec.preprocess import load_grey
@@ -127,7 +128,9 @@ class NumberReader:
         deadline()
         lines = self._read_lines(seg, budget, deadline, wanted)
         deadline()
-        lines = self._one_digit_page(grey, seg, lines, wanted) or lines
+        lines, letters = self._without_letters(lines)
+        if not letters:  # a page of letters is not one digit either
+            lines = self._one_digit_page(grey, seg, lines, wanted) or lines
         if not lines:
             raise ImageError(
                 "no digits found" if wanted is None or not seg.lines else f"no reading matches {wanted.text}"
@@ -178,6 +181,22 @@ class NumberReader:
             temperature=self.recognizer.adapter.temperature,
             params=self.params,
         )
+
+    def _without_letters(self, lines: list[list[ReadDigit]]) -> tuple[list[list[ReadDigit]], bool]:
+        """`lines` without the lines of letters the cuts read as digits (the rejector calls enough
+        of their digits other than 1 "not a digit": `ReaderParams.letters_min`, `letters_share`),
+        and whether any line was dropped."""
+        params, recognizer = self.params, self.recognizer
+        asked = [[d for d in line if d.digit != 1] for line in lines]
+        if not recognizer.reject or sum(len(a) for a in asked) < params.letters_min:
+            return lines, False
+        reasons = iter(recognizer.rejections(np.stack([d.image28 for a in asked for d in a])))
+        kept = []
+        for line, digits in zip(lines, asked):
+            letters = sum(next(reasons) == NOT_A_DIGIT for _ in digits)
+            if not (letters >= params.letters_min and letters > params.letters_share * len(digits)):
+                kept.append(line)
+        return kept, len(kept) < len(lines)
 
     def _one_digit_page(
         self, grey: np.ndarray, seg: Segmentation, lines: list[list[ReadDigit]], pattern: DigitPattern | None
