@@ -133,6 +133,41 @@ def test_a_malformed_card_is_a_model_error_in_the_library_and_the_cli(card_text,
     assert captured.out == ""
 
 
+@pytest.mark.parametrize("key", ["reader_digits", "line_reader"])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (5, "should name a file, got 5"),
+        (["a.onnx"], 'should name a file, got ["a.onnx"]'),
+        (0, "should name a file, got 0"),
+        ("", 'should name a file, got ""'),
+        ("~nosuchuser9/x.onnx", "~nosuchuser9/x.onnx, which is not there"),  # expanduser: RuntimeError
+        ("a" * 5000, "a" * 100 + "..., which is not there"),  # stat: OSError, file name too long
+        ("a\x00b.onnx", '"a\\u0000b.onnx", which is not there'),  # no NUL on the terminal
+    ],
+)
+def test_a_card_naming_an_odd_companion_is_a_model_error_never_a_traceback(key, name, message, tmp_path, capsys):
+    # The files a card names beside the model (`card.companion_path`): a card from elsewhere is input.
+    import json
+
+    import cv2
+
+    from digitrec.cli import main
+    from digitrec.errors import ModelError
+    from digitrec.runtime import Recognizer
+
+    path = linear_model(tmp_path / "odd.onnx", json.dumps({key: name}))
+    page = tmp_path / "number.png"
+    cv2.imwrite(str(page), np.pad(np.full((40, 8), 255, np.uint8), 20))
+    with pytest.raises(ModelError) as info:
+        Recognizer(path, threads=1).read(page)
+    assert message in str(info.value) and "\x00" not in str(info.value)
+    with pytest.raises(SystemExit) as exited:
+        main(["read", "--model", str(path), str(page)])
+    err = capsys.readouterr().err
+    assert exited.value.code == 1 and message in err and "Traceback" not in err
+
+
 def test_the_readers_networks_need_their_input_contract(tmp_path):
     from digitrec.errors import ModelError
     from digitrec.read.line_reader import LineReader

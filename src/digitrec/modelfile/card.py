@@ -51,14 +51,23 @@ def card_path_for(onnx_path: Path | str) -> Path:
 
 def companion_path(model: Path | str, card: Mapping[str, object], key: str, what: str) -> Path | None:
     """The file `card[key]` names for the model at `model` (a relative name is beside it), or None
-    when the card names none. ModelError when it is named but missing: the files go together."""
+    when the card names none. ModelError when it is named but missing, or is no file name at all:
+    the files go together, and a card from elsewhere is untrusted input."""
     name = card.get(key)
-    if not name:
+    if name is None:
         return None
-    path = Path(str(name)).expanduser()
-    path = path if path.is_absolute() else Path(model).parent / path
-    if not path.is_file():
-        raise ModelError(f"{model}: its card names the {what} {name}, which is not there: keep the files together")
+    if not isinstance(name, str) or not name.strip():
+        raise ModelError(f"{model}: its card's {key!r} should name a file, got {json.dumps(name)[:80]}")
+    try:  # `~nosuchuser/x` (RuntimeError), a name too long for the file system (OSError)
+        path = Path(name).expanduser()
+        path = path if path.is_absolute() else Path(model).parent / path
+        found = path.is_file()
+    except (OSError, RuntimeError, ValueError):
+        found = False
+    if not found:
+        shown = name if name.isprintable() else json.dumps(name)  # no control characters on the terminal
+        shown = shown if len(shown) <= 100 else shown[:100] + "..."
+        raise ModelError(f"{model}: its card names the {what} {shown}, which is not there: keep the files together")
     return path
 
 
