@@ -131,3 +131,35 @@ def test_a_line_of_letters_is_not_a_number(text, number):
     with pytest.raises(ImageError, match="^no digits found$"):
         Recognizer(threads=1).read(_printed(text))
     assert Recognizer(threads=1).read(number).text == "1010"  # 1s are never asked: a lone stroke
+
+
+def test_a_process_that_predicts_and_reads_loads_the_rejector_once(monkeypatch):
+    # The reader scores its cuts with another digit model, but the rejector is no digit model: it
+    # asks predict's (a second one cost 2.7 MB and its load in every server worker).
+    from digitrec.reject import Rejector
+
+    loaded = []
+    init = Rejector.__init__
+    monkeypatch.setattr(Rejector, "__init__", lambda self, *a, **k: loaded.append(1) or init(self, *a, **k))
+    rec = Recognizer(threads=1)
+    page = _printed("TAKE")
+    assert rec.predict(page).reason == "several digits"  # predict asked its rejector
+    with pytest.raises(ImageError, match="^no digits found$"):  # the rejector dropped the line of letters
+        rec.read(page)
+    assert rec.reader.recognizer is not rec and len(loaded) == 1
+    off = Recognizer(threads=1, reject=False)
+    assert off.read(page).text.isdigit() and len(loaded) == 1  # without it, never loaded
+
+
+def test_a_card_naming_its_own_file_as_the_scorer_reads_with_that_one_model(number, tmp_path):
+    # A hostile or careless card (`"reader_digits": "model.onnx"` in model.onnx): no second copy of
+    # the same network, no loop; a relative name with a "." in it is the same file too.
+    from digitrec.modelfile.write import rewrite_card
+
+    for name in ("mine.onnx", "./mine.onnx"):
+        mine = tmp_path / "mine.onnx"
+        shutil.copy(Recognizer(threads=1).path, mine)
+        card = {k: v for k, v in Recognizer(mine).card.items() if k != "format"}
+        rewrite_card(mine, {**card, "reader_digits": name}, card_path=False)
+        rec = Recognizer(mine, threads=1)
+        assert rec.reader.recognizer is rec and rec.read(number).text == "1010"

@@ -20,6 +20,7 @@ seconds), counted before the networks run; past it `TooMuchToRead` is raised.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,7 +54,7 @@ def digit_scorer(recognizer: Recognizer) -> Recognizer:
     changing how numbers read (docs/training.md). A fine-tuned model's card names none: it reads
     with itself."""
     path = companion_path(recognizer.path, recognizer.card, "reader_digits", "reader's digit model")
-    if path is None:
+    if path is None or path.resolve() == Path(recognizer.path).resolve():  # a card naming its own file
         return recognizer
     from digitrec.runtime import Recognizer
 
@@ -82,7 +83,8 @@ class NumberReader:
         """
         recognizer: the digit model (its uncalibrated probabilities score the candidates; its
             `views` read a page as one digit; its temperature and `min_confidence` shape the answer),
-            or the one its card names as `reader_digits` (`digit_scorer`).
+            or the one its card names as `reader_digits` (`digit_scorer`); its rejector (`reject`)
+            tells letters and pages that are no one digit.
         verifier, line_reader: the reader's networks; None loads the shipped verifier and the line
             reader that goes with the recognizer's model (`line_reader_path_for`), with its threads
             (one when it leaves them to onnxruntime: their inputs, a line strip and a handful of
@@ -92,6 +94,9 @@ class NumberReader:
             take unless `read` is given its own (`ReadBudget`).
         """
         self.recognizer = digit_scorer(recognizer)
+        # The rejector is no digit model: the reader asks the one `recognizer` (predict's model) holds,
+        # so a process that predicts and reads loads it once.
+        self.given = recognizer
         threads = recognizer.threads or 1
         self.verifier = verifier or Verifier(threads=threads)
         self.line_reader = line_reader or LineReader(
@@ -186,11 +191,11 @@ class NumberReader:
         """`lines` without the lines of letters the cuts read as digits (the rejector calls enough
         of their digits other than 1 "not a digit": `ReaderParams.letters_min`, `letters_share`),
         and whether any line was dropped."""
-        params, recognizer = self.params, self.recognizer
+        params, given = self.params, self.given
         asked = [[d for d in line if d.digit != 1] for line in lines]
-        if not recognizer.reject or sum(len(a) for a in asked) < params.letters_min:
+        if not given.reject or sum(len(a) for a in asked) < params.letters_min:
             return lines, False
-        reasons = iter(recognizer.rejections(np.stack([d.image28 for a in asked for d in a])))
+        reasons = iter(given.rejections(np.stack([d.image28 for a in asked for d in a])))
         kept = []
         for line, digits in zip(lines, asked):
             letters = sum(next(reasons) == NOT_A_DIGIT for _ in digits)
@@ -225,7 +230,7 @@ class NumberReader:
         # One line read stays unless the rejector, which learned what one digit and several
         # digits look like, says the page is one digit (a register row's number beside marks
         # is "several digits" to it); without the rejector it always stays.
-        if len(lines) == 1 and not (recognizer.reject and recognizer.rejections(views[:1])[0] is None):
+        if len(lines) == 1 and not (self.given.reject and self.given.rejections(views[:1])[0] is None):
             return None
         probs = recognizer.predict_probabilities(views, calibrated=False).mean(axis=0)
         image = views[:1]
