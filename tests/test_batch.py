@@ -333,3 +333,26 @@ def test_the_table_says_why_an_answer_is_flagged(tmp_path, capsys):
     old = pq.read_table(strict / "part-000000.parquet").drop_columns(["reason"])
     pq.write_table(old, strict / "part-000001.parquet")
     assert read_results(strict).column("reason").to_pylist() == ["low confidence", None]
+
+
+def test_read_with_a_model_missing_the_files_its_card_names_stops_before_any_row(mnist, tmp_path, capsys):
+    # The shipped model.onnx copied alone: its card names the reader's digit model beside it. Read
+    # would answer every image with the same error, and a rerun with the files back skips them all.
+    import shutil
+
+    from digitrec.runtime import default_model_path
+
+    lone = tmp_path / "lone" / "model.onnx"
+    lone.parent.mkdir()
+    shutil.copy(default_model_path(), lone)
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "n.png"), 255 - np.hstack([mnist["test"][0][0], mnist["test"][0][1]]))
+    out = tmp_path / "read.parquet"
+    args = ["batch", str(folder), "--out", str(out), "--task", "read", "--workers", "1", "--model", str(lone)]
+    code, _, err = run_main(args, capsys)
+    assert code == 1 and "reader's digit model reader_digits.onnx, which is not there" in err
+    assert "Traceback" not in err and not out.exists()
+    shutil.copy(default_model_path().with_name("reader_digits.onnx"), lone.parent)  # the files together
+    code, _, err = run_main(args, capsys)
+    assert code == 0 and rows_by_path(out)[str(folder / "n.png")]["text"] is not None

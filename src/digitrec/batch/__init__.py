@@ -56,7 +56,12 @@ def run_batch(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
     start = time.perf_counter()
-    model_path = str(Recognizer(model).path)  # checks the model here, before any worker starts
+    recognizer = Recognizer(model, threads=1)  # checks the model here, before any worker starts
+    if task == "read":
+        # ...and the files its card names (the reader's digit model, its line reader): one missing
+        # would otherwise be an error row for every image, each one done for the next run.
+        _ = recognizer.reader
+    model_path = str(recognizer.path)
     paths = expand_sources(sources)
     sink = ResultSink(out, task, file_sha256(model_path), part_size)
     todo = [p for p in dict.fromkeys(paths) if p not in sink.done]  # a path named twice is answered once
