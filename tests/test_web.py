@@ -360,6 +360,24 @@ def test_serve_with_a_missing_model_is_a_clear_error(tmp_path):
     assert "Error: model file not found" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_serve_with_a_model_missing_the_files_its_card_names_is_a_clear_error(tmp_path):
+    # The shipped model.onnx copied alone: its card names the reader's digit model beside it. It
+    # was "serving ...", then uvicorn's traceback of the lifespan and exit 3.
+    import shutil
+
+    from digitrec.runtime import default_model_path
+
+    shutil.copy(default_model_path(), tmp_path / "model.onnx")
+    result = subprocess.run(
+        [sys.executable, "-m", "digitrec", "serve", "--port", "0", "--model", str(tmp_path / "model.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "serving" not in result.stderr
+    assert "Error: " in result.stderr and "reader's digit model reader_digits.onnx, which is not there" in result.stderr
+
+
 # ---------- broken images: whatever the decoder meets, never a 500 ----------
 
 

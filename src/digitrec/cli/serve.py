@@ -139,6 +139,7 @@ def serve(
     # that fails to start. One onnxruntime thread per request: requests run side by side in the
     # thread pool, and for one small image a second thread costs more than it saves (2x measured).
     recognizer = Recognizer(model_path, threads=1, min_confidence=min_confidence)
+    _ = recognizer.reader  # and the files its card names (the reader's digit model, its line reader)
     if collect is not None:
         from digitrec.web.collect import Collector
 
