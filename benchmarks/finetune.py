@@ -221,7 +221,9 @@ def accuracy_on(model, items, labels) -> float:
     from digitrec.errors import DigitrecError
     from digitrec.runtime import Recognizer
 
-    answers = Recognizer(model, reject=False).predict_many(items)
+    # The top reading, as external.py counts it: a right answer under the default min_confidence (a
+    # doubt) is still right. Counted wrong, cnn_mix (T 0.46) read the cheques 87.9% instead of 97.6%.
+    answers = Recognizer(model, reject=False, min_confidence=0.0).predict_many(items)
     return float(np.mean([not isinstance(a, DigitrecError) and a.digit == y for a, y in zip(answers, labels)]))
 
 
