@@ -218,7 +218,7 @@ def test_the_line_reader_learns_a_forms_habit_the_digit_path_cannot_cut(real_dat
     assert summary["numbers"]["digits"] < 10 and summary["images"] == 0 and "the digit model is the base's" in err
     # ...and reads numbers with the base's digit scorer, copied beside it (the shipped card names one).
     tuned_reader = Recognizer(out, threads=1).reader
-    assert tuned_reader.recognizer.path == tmp_path / "mine.reader_digits.onnx"
+    assert tuned_reader.recognizer.path == tmp_path / "mine.reader_digits.onnx" == Path(summary["reader_digits"])
     assert tuned_reader.line_reader.path == tmp_path / "mine.line.onnx"
     line = summary["line_reader"]
     assert line["numbers"] == 30 and line["val_accuracy_before"] == 0.0 and line["val_accuracy"] >= 0.5

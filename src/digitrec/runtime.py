@@ -129,8 +129,9 @@ class Recognizer:
 
     @property
     def reader(self) -> NumberReader:
-        """The number reader `read` uses (`digitrec.read.NumberReader`: this model with the reader's
-        networks and settings), made on first use; assign one to read with other parts."""
+        """The number reader `read` uses (`digitrec.read.NumberReader`: the reader's networks and
+        settings, scoring its cuts with this model or the one its card names as `reader_digits`),
+        made on first use; assign one to read with other parts."""
         if self._reader is None:
             from digitrec.read.reader import NumberReader
 

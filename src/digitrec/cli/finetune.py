@@ -105,7 +105,8 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
     if as_json:
         click.echo(json.dumps(summary))
     elif not summary["images"]:  # --numbers whose digits could not be cut: the base digit model, the line reader tuned
-        click.echo(f"wrote {summary['model']}: the base digit model, reading with the adapted line reader")
+        also = f" and its digit scorer {summary['reader_digits']}" if summary.get("reader_digits") else ""
+        click.echo(f"wrote {summary['model']}{also}: the base digit model, reading with the adapted line reader")
     else:
         click.echo(
             f"wrote {summary['model']}: {summary['images']} images ({summary['val_images']} held out), "

@@ -105,6 +105,7 @@ def _base_with_line_reader(reader, out: Path, card_extra: dict) -> dict:
         shutil.copyfile(reader.path, tmp)
     card = {k: v for k, v in reader.card.items() if k != "format"}
     scorer = companion_path(reader.path, reader.card, "reader_digits", "reader's digit model")
+    copy: Path | None = None
     if scorer is not None:  # the shipped card's: read with the same digit scorer as before, beside OUT
         copy = out.with_name(f"{out.stem}.reader_digits.onnx")
         with atomic_path(copy) as tmp:
@@ -122,4 +123,5 @@ def _base_with_line_reader(reader, out: Path, card_extra: dict) -> dict:
         "val_accuracy": None,
         "val_accuracy_before": None,
         "base_model": reader.card.get("name", reader.path.stem),
+        "reader_digits": copy and str(copy),  # the copy of the base's digit scorer, when it has one
     }
