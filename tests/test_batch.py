@@ -356,3 +356,28 @@ def test_read_with_a_model_missing_the_files_its_card_names_stops_before_any_row
     shutil.copy(default_model_path().with_name("reader_digits.onnx"), lone.parent)  # the files together
     code, _, err = run_main(args, capsys)
     assert code == 0 and rows_by_path(out)[str(folder / "n.png")]["text"] is not None
+
+
+def test_a_read_resume_with_another_digit_scorer_beside_the_same_model_is_refused(mnist, tmp_path, capsys):
+    # Readings depend on the files the model's card names, not only on model.onnx: the same model
+    # file beside another scorer must not resume (it would skip every path read by the first).
+    import shutil
+
+    from digitrec.runtime import default_model_path
+
+    shipped = default_model_path()
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "n.png"), 255 - np.hstack([mnist["test"][0][0], mnist["test"][0][1]]))
+    out = tmp_path / "read.parquet"
+    for name, scorer in (("a", shipped.with_name("reader_digits.onnx")), ("b", shipped)):
+        (tmp_path / name).mkdir()
+        shutil.copy(shipped, tmp_path / name / "model.onnx")  # the same bytes
+        shutil.copy(scorer, tmp_path / name / "reader_digits.onnx")
+    args = ["batch", str(folder), "--out", str(out), "--task", "read", "--workers", "1", "--model"]
+    code, _, err = run_main([*args, str(tmp_path / "a" / "model.onnx")], capsys)
+    assert code == 0, err
+    code, _, err = run_main([*args, str(tmp_path / "b" / "model.onnx")], capsys)
+    assert code == 1 and "holds answers from another model" in err and "Traceback" not in err
+    code, _, err = run_main([*args, str(tmp_path / "a" / "model.onnx")], capsys)  # the same three files resume
+    assert code == 0, err

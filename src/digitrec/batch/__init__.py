@@ -9,6 +9,7 @@ Resumable: the paths already in the output are skipped, so a run stopped for any
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -57,13 +58,17 @@ def run_batch(
         raise ValueError(f"engine must be one of {ENGINES}")
     start = time.perf_counter()
     recognizer = Recognizer(model, threads=1)  # checks the model here, before any worker starts
+    model_path = str(recognizer.path)
+    answers_from = file_sha256(model_path)
     if task == "read":
         # ...and the files its card names (the reader's digit model, its line reader): one missing
-        # would otherwise be an error row for every image, each one done for the next run.
-        _ = recognizer.reader
-    model_path = str(recognizer.path)
+        # would otherwise be an error row for every image, each one done for the next run. Readings
+        # depend on them too, so a resume must find the same three files.
+        reader = recognizer.reader
+        networks = [answers_from, file_sha256(reader.recognizer.path), file_sha256(reader.line_reader.path)]
+        answers_from = hashlib.sha256("|".join(networks).encode()).hexdigest()
     paths = expand_sources(sources)
-    sink = ResultSink(out, task, file_sha256(model_path), part_size)
+    sink = ResultSink(out, task, answers_from, part_size)
     todo = [p for p in dict.fromkeys(paths) if p not in sink.done]  # a path named twice is answered once
     skipped = len(paths) - len(todo)
     if on_start:
