@@ -135,7 +135,9 @@ def _cached_data(out: Path, scale: float, seed: int, writers_file: Path | None) 
 
 
 def readable_digits(data: dict) -> dict:
-    """Drop the digit examples the shipped digit model cannot read (see READABLE), in both sets."""
+    """Drop the digit examples the shipped digit model cannot read (see READABLE), in both sets.
+    The shipped rejector was filtered with `cnn`, the digit model shipped then (now
+    `assets/reader_digits.onnx`); retrained today, the filter is `cnn_mix`'s, so a few examples differ."""
     from digitrec.runtime import Recognizer
 
     model = Recognizer(reject=False)
