@@ -40,9 +40,10 @@ risk-coverage and ECE of the shipped and the fitted map per generated set and pe
 `--only letters` reads strings of letters (none shaped like a digit, in fonts the rejector never
 saw) and counts those in which no number is found: what `read` should say of them.
 
-`--only validation [--per-length N] [--documents N] [--set KEY=VALUE ...]` reads the strings that
-reader settings are chosen on (the `--fit-confidence` sets: validation digits, writers neither
-network saw), never the test digits or ../shared, with the shipped `ReaderParams` or the ones given.
+`--only validation [--per-length N] [--documents N] [--bare N] [--set KEY=VALUE ...]` reads the
+strings that reader settings are chosen on (the `--fit-confidence` sets: validation digits, writers
+neither network saw) and N bare 28x28 validation digits, never the test digits or ../shared, with
+the shipped `ReaderParams` or the ones given.
 
 --line-reader reads with another line reader (to compare one with the shipped one); --results
 writes every image's reading (source, name, group, label, text) for paired comparisons; the real
@@ -304,7 +305,7 @@ def confidence_evidence(rec, per_length: int, documents: int, line_reader: str) 
 # The map's inputs (`Evidence` fields): the first five, and those it may weigh beyond them;
 # `--fit-confidence` keeps those that lower the log-loss on the held-out writers' strings.
 FIVE = ("digit_log_prob", "one_digit_log_prob", "line_log_prob", "line_agrees", "digits")
-EXTRA_FEATURES = ("min_digit_log_prob", "min_one_digit_log_prob", "line_margin", "length_gap")
+EXTRA_FEATURES = ("min_digit_log_prob", "min_one_digit_log_prob", "line_margin", "length_gap", "second_log_prob")
 MIN_GAIN = 0.001  # the least drop in held-out log-loss (nats per string) that earns an input its place
 
 
@@ -429,16 +430,19 @@ def reader_params(settings: list[str]):
     return dataclasses.replace(DEFAULT_PARAMS, **changes)
 
 
-def read_validation(rec, per_length: int, documents: int) -> list[tuple[str, str, str, str, str]]:
+def read_validation(rec, per_length: int, documents: int, bare: int = 0) -> list[tuple[str, str, str, str, str]]:
     """Read the strings reader settings are chosen on, and print their accuracy per group: the
-    generated groups of the digit model's validation digits (seed 100, as `--fit-confidence`) and
-    `documents` document-like numbers of writers neither network saw. Never the test digits the
-    benchmark reports, never ../shared. -> rows for --results."""
+    generated groups of the digit model's validation digits (seed 100, as `--fit-confidence`),
+    `documents` document-like numbers of writers neither network saw, and `bare` of those
+    validation digits as bare 28x28 images (group "bare", as the benchmark reads test digits). Never
+    the test digits the benchmark reports, never ../shared. -> rows for --results."""
     from digitrec.export import validation_split
 
     digits = validation_split(rec.card.get("config", {}))
     cases = [(g, image, label) for g, _l, image, label in generated_cases(per_length, seed=100, digits=digits)]
     cases += [("documents", image, label) for _w, image, label in document_cases(documents)]
+    pick = np.random.default_rng(0).choice(len(digits[1]), min(bare, len(digits[1])), replace=False)
+    cases += [("bare", digits[0][i], str(digits[1][i])) for i in pick]
     t0 = time.perf_counter()
     rows, stats = [], defaultdict(lambda: [0, 0])
     for n, (group, image, label) in enumerate(cases):
@@ -511,7 +515,12 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="read with this ReaderParams setting instead of the shipped one (repeatable)",
     )
-    parser.add_argument("--bare", type=int, default=1000, help="bare 28x28 MNIST test digits to read (0: none)")
+    parser.add_argument(
+        "--bare",
+        type=int,
+        default=1000,
+        help="bare 28x28 MNIST test digits to read (with --only validation: validation digits; 0: none)",
+    )
     parser.add_argument("--letters", type=int, default=150, help="strings of letters to read, none a number (0: none)")
     parser.add_argument("--fit-confidence", action="store_true", help="fit the string confidence's calibration map")
     parser.add_argument(
@@ -568,7 +577,7 @@ def main() -> None:
         cv2.imwrite(str(args.failures / safe), drawn)
 
     if args.only == "validation":
-        rows += read_validation(rec, args.per_length, args.documents)
+        rows += read_validation(rec, args.per_length, args.documents, args.bare)
 
     if args.only in (None, "generated") and args.per_length:
         t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def test_recognizer_read_is_its_number_reader(number):
 def test_its_settings_and_its_budget_are_its_own(number):
     rec = Recognizer(threads=1)
     # The confidence map is a setting: a map of only a bias of 8 says sigmoid(8) for any line.
-    sure = NumberReader(rec, params=replace(DEFAULT_PARAMS, confidence_weights=(8.0, 0.0, 0.0, 0.0, 0.0, 0.0)))
+    sure = NumberReader(rec, params=replace(DEFAULT_PARAMS, confidence_weights=(8.0,) + (0.0,) * 8))
     assert sure.read(number).confidence == pytest.approx(1 / (1 + math.exp(-8.0)), abs=1e-12)
     # So is how surely a line must read to be kept: at 1.0 none is.
     strict = NumberReader(rec, params=replace(DEFAULT_PARAMS, min_line_confidence=1.0))
@@ -82,10 +82,17 @@ def test_the_shipped_reader_scores_its_cuts_with_the_model_its_settings_were_cho
     assert rec.path.name == "model.onnx" and scorer.path == rec.path.with_name("reader_digits.onnx")
     assert rec.card["recipe"] == "cnn_mix" and scorer.card["recipe"] == "cnn"
     assert (scorer.threads, scorer.min_confidence, scorer.reject) == (1, 0.5, False)  # the same options
-    assert rec.reader.line_reader.path == default_line_reader_path()  # the model's own card names it
-    # Reading is the scorer's: the same as a reader made on that model directly.
+    assert rec.reader.line_reader.path == default_line_reader_path()  # the card names none: the shipped one
+    # Reading is the scorer's: the same digits as a reader made on that model directly...
+    reading = rec.read(number)
     direct = NumberReader(Recognizer(scorer.path, threads=1, min_confidence=0.5, reject=False)).read(number)
-    assert (rec.read(number).text, rec.read(number).confidence) == (direct.text, direct.confidence)
+    assert reading.text == direct.text and [d.box for d in reading.digits] == [d.box for d in direct.digits]
+    # ...and predict's model has its word on them in the confidence (`Evidence.second_log_prob`).
+    said = rec.predict_probabilities(np.stack([d.image28 for d in reading.digits]), calibrated=False)
+    lowest = min(math.log(said[k, d.digit]) for k, d in enumerate(reading.digits))
+    assert reading.lines[0][0].evidence.second_log_prob == pytest.approx(lowest, abs=1e-5)
+    scorer_said = direct.lines[0][0].evidence
+    assert scorer_said.second_log_prob == pytest.approx(scorer_said.min_digit_log_prob, abs=1e-5)  # itself
     # A model whose card names none reads with itself; one that names a missing file says so.
     assert NumberReader(scorer).recognizer is scorer
     moved = tmp_path / "model.onnx"

@@ -57,7 +57,10 @@ def test_bare_mnist_test_digits_read_as_one_digit_numbers(recognizer, mnist, tmp
         # replaced because the rejector takes the page for one digit (it was never replaced).
         5449,
         9620,
-        4176,
+        # Since the confidence map weighs the line reader's probability of the text more (session
+        # 9), this 2 - digit model 41%, the line reader reading two digits - is under the one-digit
+        # page's 0.5 (0.14) and reads "no digits found": bare test digits 994 -> 993 of 1,000.
+        pytest.param(4176, marks=pytest.mark.xfail(strict=True, reason="docs/read.md, session 9's map")),
         445,
     ],
 )
@@ -281,10 +284,10 @@ def test_a_clean_number_read_right_says_so(recognizer, mnist):
 def test_the_confidence_map_is_the_documented_logistic():
     from digitrec.read.params import FEATURES, Evidence, ReaderParams, fit_logistic
 
-    evidence = Evidence(-0.4, -0.1, -0.2, True, 4)
-    params = ReaderParams(confidence_weights=(1.0, 2.0, 0.0, 0.0, 0.5, 0.0))
+    evidence = Evidence(-0.4, -0.1, -0.2, True, 4, line_margin=0.3, second_log_prob=-2.0)
+    params = ReaderParams(confidence_weights=(1.0, 2.0, 0.0, 0.0, 0.5, 0.0, -1.0, 0.25, 0.0))
     assert len(FEATURES) == len(evidence.features()) == len(params.confidence_weights)
-    assert params.line_confidence(evidence) == pytest.approx(1 / (1 + np.exp(-(1.0 - 0.8 + 0.5))))
+    assert params.line_confidence(evidence) == pytest.approx(1 / (1 + np.exp(-(1.0 - 0.8 + 0.5 - 0.3 - 0.5))))
     # Newton's method recovers the weights of a known logistic model.
     rng = np.random.default_rng(0)
     x = np.c_[np.ones(20000), rng.normal(size=(20000, 2))]

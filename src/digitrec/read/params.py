@@ -22,7 +22,17 @@ from digitrec.read.line_reader import greedy_decode, string_log_prob
 
 # What the confidence map weighs: a bias, then `Evidence` fields by name (one weight each in
 # `ReaderParams.confidence_weights`).
-FEATURES = ("bias", "digit_log_prob", "one_digit_log_prob", "line_log_prob", "line_agrees", "digits")
+FEATURES = (
+    "bias",
+    "digit_log_prob",
+    "one_digit_log_prob",
+    "line_log_prob",
+    "line_agrees",
+    "digits",
+    "line_margin",
+    "second_log_prob",
+    "min_one_digit_log_prob",
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,10 @@ class Evidence:
     min_one_digit_log_prob: float = 0.0  # min over the pieces of log p(one digit)
     line_margin: float = 0.0  # log P(the line reader's own reading) - log P(text), >= 0
     length_gap: int = 0  # |digits in the line reader's own reading - digits read|
+    # min over the digits of log p(digit) from `predict`'s digit model (`NumberReader._second_opinion`;
+    # the shipped one is not the reader's scorer: two models trained apart disagree where a digit
+    # is hard); 0 until the reading is chosen.
+    second_log_prob: float = 0.0
 
     @classmethod
     def of(
@@ -192,14 +206,14 @@ class ReaderParams:
     # --- how sure: the confidence of a reading ---
     # `confidence_weights`: the logistic map from a line's `Evidence.features()` to the
     # probability that the line reads right; one weight per FEATURES entry. Fitted by
-    # `benchmarks/read.py --fit-confidence --per-length 30` with the shipped line reader (refitted
-    # 2026-12-06 when the line reader with marks replaced the digits-only one: 1,199 generated
-    # strings of 1-8 digits from the 5,000 MNIST training images the digit model held out, seed
-    # 100, all groups; 90.8% of them read right): ECE 0.015 there (the map fitted with the old
-    # line reader: 0.025; the product of the digits' probabilities: 0.301). The line reader's
-    # probability of the string and its agreeing weigh most; the digit count adds nothing once
-    # those are known.
-    confidence_weights: tuple[float, ...] = (2.5328, 0.1886, 0.1668, 0.5634, 0.9584, -0.0027)
+    # `benchmarks/read.py --fit-confidence --per-length 30` (default --documents 1600; session 9,
+    # when predict's digit model became another than the reader's scorer): 1,200 generated strings
+    # of 1-8 digits from the 5,000 MNIST training images the digit model held out (seed 100) and
+    # 1,600 document-like numbers of the 43 writers the line reader held out; the inputs beyond the
+    # first five chosen by forward selection on 14 held-out writers (held-out log-loss 0.304 ->
+    # 0.273: the line reader's margin, predict's model's word, the weakest piece). Never ../shared.
+    # The line reader's probability of the string, its margin and agreeing weigh most.
+    confidence_weights: tuple[float, ...] = (2.2852, -0.1681, -0.0075, 1.8696, 0.8164, 0.0911, 1.4080, 0.8502, 0.1884)
     # The page read as one digit (`NumberReader`'s one-digit page) must be at least this
     # probable, and more than the reading it replaces.
     one_digit_page: float = 0.5

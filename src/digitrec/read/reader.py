@@ -20,6 +20,7 @@ seconds), counted before the networks run; past it `TooMuchToRead` is raised.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,6 +141,7 @@ class NumberReader:
             raise ImageError(
                 "no digits found" if wanted is None or not seg.lines else f"no reading matches {wanted.text}"
             )
+        self._second_opinion(lines)
         reading = Reading(lines, min_confidence=self.recognizer.min_confidence, params=self.params)
         if keep_punctuation:
             reading.punctuated = punctuate_lines(self.line_reader, seg, lines)
@@ -187,6 +189,21 @@ class NumberReader:
             params=self.params,
         )
 
+    def _second_opinion(self, lines: list[list[ReadDigit]]) -> None:
+        """Add `predict`'s digit model's word on the digits read to each line's evidence
+        (`Evidence.second_log_prob`; the same model as the scorer's, unless the card names one).
+        After the reading is chosen: it shapes the confidence only. (The one-digit page weighs both
+        readings without it.)"""
+        if not any(lines):
+            return
+        digits = [d for line in lines for d in line]
+        probs = self.given.predict_probabilities(np.stack([d.image28 for d in digits]), calibrated=False)
+        said = iter(np.log(np.maximum(probs[np.arange(len(digits)), [d.digit for d in digits]], 1e-9)))
+        for line in lines:
+            lowest = min((float(next(said)) for _ in line), default=0.0)
+            if line and line[0].evidence is not None:
+                line[0].evidence = replace(line[0].evidence, second_log_prob=lowest)
+
     def _without_letters(self, lines: list[list[ReadDigit]]) -> tuple[list[list[ReadDigit]], bool]:
         """`lines` without the lines of letters the cuts read as digits (the rejector calls enough
         of their digits other than 1 "not a digit": `ReaderParams.letters_min`, `letters_share`),
@@ -207,8 +224,8 @@ class NumberReader:
         self, grey: np.ndarray, seg: Segmentation, lines: list[list[ReadDigit]], pattern: DigitPattern | None
     ) -> list[list[ReadDigit]] | None:
         """A page the segmentation reads as no number, or as several lines, read as one digit when
-        that is the more probable reading; None otherwise. The page is read as `predict` reads it
-        (`Recognizer.views`), and its whole ink as one line by the line reader; that reading's
+        that is the more probable reading; None otherwise. The page is read in `predict`'s views
+        (`Recognizer.views`) by the reader's digit scorer, and its whole ink as one line by the line reader; that reading's
         calibrated confidence (`ReaderParams.line_confidence`, the map every reading's confidence
         comes from) must be at least `params.one_digit_page` and above the segmentation's. An odd
         lone digit the cuts break up (a bare 28x28 MNIST 2 enlarged 14x read "2 / 64", or dropped)
