@@ -95,8 +95,8 @@ class NumberReader:
             take unless `read` is given its own (`ReadBudget`).
         """
         self.recognizer = digit_scorer(recognizer)
-        # The rejector is no digit model: the reader asks the one `recognizer` (predict's model) holds,
-        # so a process that predicts and reads loads it once.
+        # `predict`'s model: the reader asks its rejector (so a process that predicts and reads loads
+        # one) and, once a reading is chosen, its word on the digits (`_second_opinion`).
         self.given = recognizer
         threads = recognizer.threads or 1
         self.verifier = verifier or Verifier(threads=threads)
@@ -225,8 +225,8 @@ class NumberReader:
     ) -> list[list[ReadDigit]] | None:
         """A page the segmentation reads as no number, or as several lines, read as one digit when
         that is the more probable reading; None otherwise. The page is read in `predict`'s views
-        (`Recognizer.views`) by the reader's digit scorer, and its whole ink as one line by the line reader; that reading's
-        calibrated confidence (`ReaderParams.line_confidence`, the map every reading's confidence
+        (`Recognizer.views`) by the reader's digit scorer, and its whole ink as one line by the
+        line reader; that reading's calibrated confidence (`ReaderParams.line_confidence`, the map every reading's confidence
         comes from) must be at least `params.one_digit_page` and above the segmentation's. An odd
         lone digit the cuts break up (a bare 28x28 MNIST 2 enlarged 14x read "2 / 64", or dropped)
         is then read whole. A reading of one line is replaced only when the rejector takes the page
