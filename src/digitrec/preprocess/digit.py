@@ -12,7 +12,7 @@ from digitrec.errors import NoInk
 from digitrec.preprocess.components import select_digit
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.frames import remove_frames
-from digitrec.preprocess.ink import find_ink, stroke_width
+from digitrec.preprocess.ink import InkMap, find_ink, stroke_width
 
 # Analyse at most this long side: on the shared photo set 640 reads as well as 1600, at a quarter
 # of the cost; a digit 6% of a 4:3 photo's height keeps ~30 px, more than MNIST's 20.
@@ -62,6 +62,19 @@ def digit_views(
 def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> float32 crop of the digit, ink 1 on 0, anti-aliased.
     Raises NoInk (an ImageError whose doubt_reason is doubt.NO_INK) when there is no ink."""
+    _, ink, mask, box = locate_digit(grey, stages)
+    crop = soft_crop(ink, mask, box)
+    if stages is not None:
+        stages["digit"] = mask
+        stages["crop"] = (crop * 255).astype(np.uint8)
+    return crop
+
+
+def locate_digit(
+    grey: np.ndarray, stages: Stages | None = None
+) -> tuple[np.ndarray, InkMap, np.ndarray, tuple[int, int, int, int]]:
+    """uint8 (H, W) grey -> (the working copy analysed, its InkMap, uint8 mask of the digit's blobs,
+    their box x, y, w, h). Raises NoInk when there is no ink."""
     work = working_copy(grey)
     ink = find_ink(work, stages)
     chosen = None
@@ -77,15 +90,18 @@ def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
         )
     if chosen is None:
         raise NoInk("no ink found: the image looks blank (no digit darker or lighter than its background)")
-    mask, (x, y, w, h) = chosen
+    mask, box = chosen
+    return work, ink, mask, box
+
+
+def soft_crop(ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The digit's box with the anti-aliased grey levels of its strokes (contrast / ink level), ink 1 on 0."""
+    x, y, w, h = box
     # Keep the anti-aliased rim around the chosen strokes, nothing else of the page.
     rim = max(1, round(ink.stroke_width / 4))
     keep = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1, 2 * rim + 1)))
     soft = np.clip(ink.contrast / max(ink.ink_level, 1e-3), 0, 1) * (keep > 0)
-    crop = soft[y : y + h, x : x + w]
-    if stages is not None:
-        stages["digit"] = mask
-        stages["crop"] = (crop * 255).astype(np.uint8)
+    crop: np.ndarray = soft[y : y + h, x : x + w]
     return crop
 
 
