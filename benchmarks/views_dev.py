@@ -26,14 +26,20 @@ import datetime
 import os
 import platform
 import sys
-import time
 
 import cv2
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.preprocess.digit import VIEW_SQUEEZES, fit_and_centre, is_mnist_like, locate_digit, soft_crop
-from digitrec.preprocess.ink import InkMap
+from digitrec.preprocess.digit import (
+    VIEW_SQUEEZES,
+    digit_crop,
+    fit_and_centre,
+    is_mnist_like,
+    locate_digit,
+    soft_crop,
+)
+from digitrec.preprocess.ink import SMALL_SIDE, InkMap
 
 # kind -> images at --scale 1. Normalised scans get the most: they are where issue 16 found the loss.
 KINDS = {
@@ -170,22 +176,66 @@ def _level_max(a: np.ndarray) -> np.ndarray:
     return a / max(float(a.max()), 1e-3)
 
 
-# Crops: the product's (`soft_crop`) with one of its steps swapped for plain's, each a function of
-# (raw grey, working copy, InkMap, digit mask, digit box) -> float crop, ink 1 on 0.
+# Crops: the product's before views study 2 (`soft_crop` of the chosen blobs) with one of its steps
+# swapped for plain's, and candidates; each a function of (raw grey, working copy, InkMap, its ink
+# mask without frames, the digit's blobs, their box) -> float crop, ink 1 on 0.
 CROPS = {
-    "product": lambda g, work, ink, mask, box: soft_crop(ink, mask, box),
+    "product": lambda g, work, ink, unframed, mask, box: digit_crop(work, ink, unframed, mask, box)[0],
+    "blobs (before)": lambda g, work, ink, unframed, mask, box: soft_crop(ink, mask, box),
     # the ink level that becomes 1: the crop's maximum (plain) instead of the cores' 90th percentile
-    "level=max": lambda g, work, ink, mask, box: _level_max(_cut(ink.contrast * _keep(ink, mask), box)),
+    "level=max": lambda g, work, ink, unframed, mask, box: _level_max(_cut(ink.contrast * _keep(ink, mask), box)),
     # no rim cut: the whole box's contrast (plain keeps everything in its box)
-    "no rim": lambda g, work, ink, mask, box: _cut(np.clip(ink.contrast / max(ink.ink_level, 1e-3), 0, 1), box),
+    "no rim": lambda g, work, ink, unframed, mask, box: _cut(
+        np.clip(ink.contrast / max(ink.ink_level, 1e-3), 0, 1), box
+    ),
     # the raw grey levels (no lighting division, no smoothing) in the rim, level = max
-    "raw grey": lambda g, work, ink, mask, box: _level_max(_cut(upright_ink(work, ink) * _keep(ink, mask), box)),
+    "raw grey": lambda g, work, ink, unframed, mask, box: _level_max(
+        _cut(upright_ink(work, ink) * _keep(ink, mask), box)
+    ),
     # plain's box (Otsu's mask of the working copy) around the product's soft crop
-    "otsu box": lambda g, work, ink, mask, box: np.clip(
+    "otsu box": lambda g, work, ink, unframed, mask, box: np.clip(
         _cut(ink.contrast, otsu_box(work, ink)) / max(ink.ink_level, 1e-3), 0, 1
     ),
     # plain's whole crop, on the (enlarged) working copy instead of the raw image
-    "plain on work": lambda g, work, ink, mask, box: _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink))),
+    "plain on work": lambda g, work, ink, unframed, mask, box: _level_max(
+        _cut(upright_ink(work, ink), otsu_box(work, ink))
+    ),
+    # Candidates. Every ink blob inside the chosen box, not only the chosen ones (pieces of a broken
+    # fat stroke that blob selection left out, inside the digit's own box)
+    "box ink": lambda g, work, ink, unframed, mask, box: soft_crop(ink, ink.mask, box),
+    # a flat image (normalised scan, drawing) holds one digit: all its ink, its box
+    "flat: all ink": lambda g, work, ink, unframed, mask, box: (
+        soft_crop(ink, ink.mask, cv2.boundingRect(ink.mask)) if ink.flat else soft_crop(ink, mask, box)
+    ),
+    # the same for every evenly lit image (flat, or small: a cropped digit, a cheque's cut)
+    "even: all ink": lambda g, work, ink, unframed, mask, box: (
+        soft_crop(ink, ink.mask, cv2.boundingRect(ink.mask))
+        if ink.flat or max(work.shape) < SMALL_SIDE
+        else soft_crop(ink, mask, box)
+    ),
+    # an evenly lit image cropped the plain way (Otsu's box of the upright grey, level = max) ...
+    "even: plain on work": lambda g, work, ink, unframed, mask, box: (
+        _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink)))
+        if ink.flat or max(work.shape) < SMALL_SIDE
+        else soft_crop(ink, mask, box)
+    ),
+    # ... at its own resolution (what plain does)
+    "even: plain": lambda g, work, ink, unframed, mask, box: (
+        plain_crop(g) if ink.flat or max(work.shape) < SMALL_SIDE else soft_crop(ink, mask, box)
+    ),
+    "flat: plain on work": lambda g, work, ink, unframed, mask, box: (
+        _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink))) if ink.flat else soft_crop(ink, mask, box)
+    ),
+    "flat: plain on work; small: all ink": lambda g, work, ink, unframed, mask, box: (
+        _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink)))
+        if ink.flat
+        else soft_crop(ink, ink.mask, cv2.boundingRect(ink.mask))
+        if max(work.shape) < SMALL_SIDE
+        else soft_crop(ink, mask, box)
+    ),
+    "flat: all ink; box ink": lambda g, work, ink, unframed, mask, box: soft_crop(
+        ink, ink.mask, cv2.boundingRect(ink.mask) if ink.flat else box
+    ),
 }
 
 
@@ -235,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale", type=float, default=1.0, help="share of KINDS' image counts")
     parser.add_argument("--seed", type=int, default=16)
-    parser.add_argument("--kinds", action="store_true", help="a column per kind (scan and blur sizes) instead of per group")
+    parser.add_argument(
+        "--kinds", action="store_true", help="a column per kind (scan and blur sizes) instead of per group"
+    )
+    parser.add_argument("--crops", default=None, help="comma-separated CROPS names (default: all, and plain)")
     args = parser.parse_args(argv)
 
     rec = Recognizer(reject=False, min_confidence=0.0)
@@ -265,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return right
 
     # Every crop of every image, fitted with strokes normalised and as written, three views each.
-    crop_names = [*CROPS, "plain"]
+    crop_names = args.crops.split(",") if args.crops else [*CROPS, "plain"]
     views = np.zeros((len(crop_names), 2, len(greys), len(VIEW_SQUEEZES), 28, 28), np.uint8)
     found = np.ones((len(crop_names), len(greys)), bool)
     for i, grey in enumerate(greys):
@@ -273,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             parts = None if is_mnist_like(grey) else locate_digit(grey)
         except DigitrecError:  # no ink found: wrong for every product candidate
             parts = None
-            found[:-1, i] = False
+            found[[c for c, n in enumerate(crop_names) if n != "plain"], i] = False
         for c, name in enumerate(crop_names):
             if not found[c, i]:
                 continue

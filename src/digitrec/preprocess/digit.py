@@ -12,7 +12,7 @@ from digitrec.errors import NoInk
 from digitrec.preprocess.components import select_digit
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.frames import remove_frames
-from digitrec.preprocess.ink import InkMap, find_ink, stroke_width
+from digitrec.preprocess.ink import SMALL_SIDE, InkMap, find_ink, stroke_width
 
 # Analyse at most this long side: on the shared photo set 640 reads as well as 1600, at a quarter
 # of the cost; a digit 6% of a 4:3 photo's height keeps ~30 px, more than MNIST's 20.
@@ -62,26 +62,44 @@ def digit_views(
 def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> float32 crop of the digit, ink 1 on 0, anti-aliased.
     Raises NoInk (an ImageError whose doubt_reason is doubt.NO_INK) when there is no ink."""
-    _, ink, mask, box = locate_digit(grey, stages)
-    crop = soft_crop(ink, mask, box)
+    crop, used = digit_crop(*locate_digit(grey, stages))
     if stages is not None:
-        stages["digit"] = mask
+        stages["digit"] = used
         stages["crop"] = (crop * 255).astype(np.uint8)
     return crop
 
 
+def digit_crop(
+    work: np.ndarray, ink: InkMap, unframed: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`locate_digit`'s findings -> (float32 crop, ink 1 on 0; the uint8 mask of the ink it kept).
+
+    What is the digit depends on what the image is (docs/predict.md, "Views study 2", chosen on
+    benchmarks/views_dev.py). Blob selection is for pages, where other marks lie beside the digit;
+    in a crop of one digit it drops pieces of it: a fat pen's strokes broken by a scanner's
+    threshold, a stretched digit touching all four sides taken for a printed frame."""
+    if ink.flat:
+        # A normalised scan or a drawing: one digit on an even background, nothing else. Plain's
+        # crop of it (of 1,000 fat-pen scans: 858 read right, 806 with the chosen blobs).
+        return scan_crop(work, ink), ink.mask
+    if max(work.shape) < SMALL_SIDE:
+        # A small crop of one digit (a cheque's cut, a grey scan): every blob of its ink, frames gone.
+        return soft_crop(ink, unframed, cv2.boundingRect(unframed)), unframed
+    return soft_crop(ink, mask, box), mask
+
+
 def locate_digit(
     grey: np.ndarray, stages: Stages | None = None
-) -> tuple[np.ndarray, InkMap, np.ndarray, tuple[int, int, int, int]]:
-    """uint8 (H, W) grey -> (the working copy analysed, its InkMap, uint8 mask of the digit's blobs,
-    their box x, y, w, h). Raises NoInk when there is no ink."""
+) -> tuple[np.ndarray, InkMap, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """uint8 (H, W) grey -> (the working copy analysed, its InkMap, uint8 mask of its ink without
+    frames, uint8 mask of the digit's blobs, their box x, y, w, h). Raises NoInk when there is no ink."""
     work = working_copy(grey)
     ink = find_ink(work, stages)
     chosen = None
     if ink.mask.any():
-        mask, framed = remove_frames(ink.mask, ink.labelled)  # a printed box around the digit goes
+        unframed, framed = remove_frames(ink.mask, ink.labelled)  # a printed box around the digit goes
         chosen = select_digit(
-            mask,
+            unframed,
             ink.contrast,
             ink.lines,
             ink.line_angles,
@@ -91,11 +109,11 @@ def locate_digit(
     if chosen is None:
         raise NoInk("no ink found: the image looks blank (no digit darker or lighter than its background)")
     mask, box = chosen
-    return work, ink, mask, box
+    return work, ink, unframed, mask, box
 
 
 def soft_crop(ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The digit's box with the anti-aliased grey levels of its strokes (contrast / ink level), ink 1 on 0."""
+    """The box with the anti-aliased grey levels of the mask's strokes (contrast / ink level), ink 1 on 0."""
     x, y, w, h = box
     # Keep the anti-aliased rim around the chosen strokes, nothing else of the page.
     rim = max(1, round(ink.stroke_width / 4))
@@ -103,6 +121,21 @@ def soft_crop(ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> 
     soft = np.clip(ink.contrast / max(ink.ink_level, 1e-3), 0, 1) * (keep > 0)
     crop: np.ndarray = soft[y : y + h, x : x + w]
     return crop
+
+
+def scan_crop(work: np.ndarray, ink: InkMap) -> np.ndarray:
+    """An evenly lit image of one digit -> its crop the plain MNIST way: the grey levels above the
+    paper's median, in the box of Otsu's mask, the brightest ink = 1. No smoothing, no rim: a
+    scanner's grey levels are the digit's own anti-aliasing."""
+    bright = work if ink.bright_ink else 255 - work  # ink bright
+    _, otsu = cv2.threshold(bright, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    x, y, w, h = cv2.boundingRect(otsu)
+    if w == 0:  # `locate_digit` found ink, so Otsu does too; the whole image otherwise
+        x, y, h, w = 0, 0, *bright.shape
+    paper = float(np.median(bright[ink.mask == 0])) if (ink.mask == 0).any() else 0.0
+    crop = np.clip(bright[y : y + h, x : x + w].astype(np.float32) - paper, 0, None)
+    scaled: np.ndarray = crop / max(float(crop.max()), 1e-3)
+    return scaled
 
 
 def working_copy(grey: np.ndarray) -> np.ndarray:
