@@ -39,6 +39,7 @@ from digitrec.preprocess.digit import (
     locate_digit,
     soft_crop,
 )
+from digitrec.preprocess.frames import remove_frames
 from digitrec.preprocess.ink import SMALL_SIDE, InkMap
 
 # kind -> images at --scale 1. Normalised scans get the most: they are where issue 16 found the loss.
@@ -180,7 +181,7 @@ def _level_max(a: np.ndarray) -> np.ndarray:
 # swapped for plain's, and candidates; each a function of (raw grey, working copy, InkMap, its ink
 # mask without frames, the digit's blobs, their box) -> float crop, ink 1 on 0.
 CROPS = {
-    "product": lambda g, work, ink, unframed, mask, box: digit_crop(work, ink, unframed, mask, box)[0],
+    "product": lambda g, work, ink, unframed, mask, box: digit_crop(work, ink, mask, box)[0],
     "blobs (before)": lambda g, work, ink, unframed, mask, box: soft_crop(ink, mask, box),
     # the ink level that becomes 1: the crop's maximum (plain) instead of the cores' 90th percentile
     "level=max": lambda g, work, ink, unframed, mask, box: _level_max(_cut(ink.contrast * _keep(ink, mask), box)),
@@ -233,10 +234,22 @@ CROPS = {
         if max(work.shape) < SMALL_SIDE
         else soft_crop(ink, mask, box)
     ),
+    "flat: plain on work; small: box ink": lambda g, work, ink, unframed, mask, box: (
+        _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink)))
+        if ink.flat
+        else soft_crop(ink, unframed, box)
+        if max(work.shape) < SMALL_SIDE
+        else soft_crop(ink, mask, box)
+    ),
     "flat: all ink; box ink": lambda g, work, ink, unframed, mask, box: soft_crop(
         ink, ink.mask, cv2.boundingRect(ink.mask) if ink.flat else box
     ),
 }
+
+
+def with_unframed(work: np.ndarray, ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple:
+    """`locate_digit`'s findings, with the ink mask once frames are removed (every blob, chosen or not)."""
+    return work, ink, remove_frames(ink.mask, ink.labelled)[0], mask, box
 
 
 def fits(crop: np.ndarray, normalize_strokes: bool) -> np.ndarray:
@@ -323,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     found = np.ones((len(crop_names), len(greys)), bool)
     for i, grey in enumerate(greys):
         try:
-            parts = None if is_mnist_like(grey) else locate_digit(grey)
+            parts = None if is_mnist_like(grey) else with_unframed(*locate_digit(grey))
         except DigitrecError:  # no ink found: wrong for every product candidate
             parts = None
             found[[c for c, n in enumerate(crop_names) if n != "plain"], i] = False

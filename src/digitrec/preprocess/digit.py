@@ -12,7 +12,7 @@ from digitrec.errors import NoInk
 from digitrec.preprocess.components import select_digit
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.frames import remove_frames
-from digitrec.preprocess.ink import SMALL_SIDE, InkMap, find_ink, stroke_width
+from digitrec.preprocess.ink import InkMap, find_ink, stroke_width
 
 # Analyse at most this long side: on the shared photo set 640 reads as well as 1600, at a quarter
 # of the cost; a digit 6% of a 4:3 photo's height keeps ~30 px, more than MNIST's 20.
@@ -70,36 +70,33 @@ def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
 
 
 def digit_crop(
-    work: np.ndarray, ink: InkMap, unframed: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]
+    work: np.ndarray, ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """`locate_digit`'s findings -> (float32 crop, ink 1 on 0; the uint8 mask of the ink it kept).
 
-    What is the digit depends on what the image is (docs/predict.md, "Views study 2", chosen on
-    benchmarks/views_dev.py). Blob selection is for pages, where other marks lie beside the digit;
-    in a crop of one digit it drops pieces of it: a fat pen's strokes broken by a scanner's
-    threshold, a stretched digit touching all four sides taken for a printed frame."""
+    A flat image (a normalised scan, a drawing: one exact grey covers much of it) holds one digit on
+    an even background and nothing else, so it is cropped the plain MNIST way (`scan_crop`). Blob
+    selection is for pages, where other marks lie beside the digit; in a scan it dropped pieces of
+    the digit (a fat pen's strokes broken by the scanner's threshold) and the Gaussian before the
+    ink mask filled a fat digit's small holes. Chosen on benchmarks/views_dev.py (docs/predict.md,
+    "Views study 2"): of 1,000 fat-pen scans 841 read right, 806 with the chosen blobs."""
     if ink.flat:
-        # A normalised scan or a drawing: one digit on an even background, nothing else. Plain's
-        # crop of it (of 1,000 fat-pen scans: 858 read right, 806 with the chosen blobs).
         return scan_crop(work, ink), ink.mask
-    if max(work.shape) < SMALL_SIDE:
-        # A small crop of one digit (a cheque's cut, a grey scan): every blob of its ink, frames gone.
-        return soft_crop(ink, unframed, cv2.boundingRect(unframed)), unframed
     return soft_crop(ink, mask, box), mask
 
 
 def locate_digit(
     grey: np.ndarray, stages: Stages | None = None
-) -> tuple[np.ndarray, InkMap, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """uint8 (H, W) grey -> (the working copy analysed, its InkMap, uint8 mask of its ink without
-    frames, uint8 mask of the digit's blobs, their box x, y, w, h). Raises NoInk when there is no ink."""
+) -> tuple[np.ndarray, InkMap, np.ndarray, tuple[int, int, int, int]]:
+    """uint8 (H, W) grey -> (the working copy analysed, its InkMap, uint8 mask of the digit's blobs,
+    their box x, y, w, h). Raises NoInk when there is no ink."""
     work = working_copy(grey)
     ink = find_ink(work, stages)
     chosen = None
     if ink.mask.any():
-        unframed, framed = remove_frames(ink.mask, ink.labelled)  # a printed box around the digit goes
+        mask, framed = remove_frames(ink.mask, ink.labelled)  # a printed box around the digit goes
         chosen = select_digit(
-            unframed,
+            mask,
             ink.contrast,
             ink.lines,
             ink.line_angles,
@@ -109,7 +106,7 @@ def locate_digit(
     if chosen is None:
         raise NoInk("no ink found: the image looks blank (no digit darker or lighter than its background)")
     mask, box = chosen
-    return work, ink, unframed, mask, box
+    return work, ink, mask, box
 
 
 def soft_crop(ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
