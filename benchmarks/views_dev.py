@@ -32,6 +32,7 @@ import numpy as np
 
 from digitrec.errors import DigitrecError
 from digitrec.preprocess.digit import (
+    MIN_WORK_SIDE,
     VIEW_SQUEEZES,
     digit_crop,
     fit_and_centre,
@@ -181,7 +182,9 @@ def _level_max(a: np.ndarray) -> np.ndarray:
 # swapped for plain's, and candidates; each a function of (raw grey, working copy, InkMap, its ink
 # mask without frames, the digit's blobs, their box) -> float crop, ink 1 on 0.
 CROPS = {
-    "product": lambda g, work, ink, unframed, mask, box: digit_crop(work, ink, mask, box)[0],
+    "product": lambda g, work, ink, unframed, mask, box: digit_crop(
+        work, ink, mask, box, scan=ink.flat and max(g.shape) < MIN_WORK_SIDE
+    )[0],
     "blobs (before)": lambda g, work, ink, unframed, mask, box: soft_crop(ink, mask, box),
     # the ink level that becomes 1: the crop's maximum (plain) instead of the cores' 90th percentile
     "level=max": lambda g, work, ink, unframed, mask, box: _level_max(_cut(ink.contrast * _keep(ink, mask), box)),

@@ -62,7 +62,11 @@ def digit_views(
 def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> float32 crop of the digit, ink 1 on 0, anti-aliased.
     Raises NoInk (an ImageError whose doubt_reason is doubt.NO_INK) when there is no ink."""
-    crop, used = digit_crop(*locate_digit(grey, stages))
+    work, ink, mask, box = locate_digit(grey, stages)
+    # A normalised scan (USPS, Semeion, NIST forms: 16-32 px, one exact background grey); a page
+    # or a drawing, even a flat one, may hold other marks beside the digit.
+    scan = ink.flat and max(grey.shape) < MIN_WORK_SIDE
+    crop, used = digit_crop(work, ink, mask, box, scan=scan)
     if stages is not None:
         stages["digit"] = used
         stages["crop"] = (crop * 255).astype(np.uint8)
@@ -70,17 +74,17 @@ def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
 
 
 def digit_crop(
-    work: np.ndarray, ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]
+    work: np.ndarray, ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int], *, scan: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """`locate_digit`'s findings -> (float32 crop, ink 1 on 0; the uint8 mask of the ink it kept).
 
-    A flat image (a normalised scan, a drawing: one exact grey covers much of it) holds one digit on
-    an even background and nothing else, so it is cropped the plain MNIST way (`scan_crop`). Blob
-    selection is for pages, where other marks lie beside the digit; in a scan it dropped pieces of
-    the digit (a fat pen's strokes broken by the scanner's threshold) and the Gaussian before the
-    ink mask filled a fat digit's small holes. Chosen on benchmarks/views_dev.py (docs/predict.md,
-    "Views study 2"): of 1,000 fat-pen scans 841 read right, 806 with the chosen blobs."""
-    if ink.flat:
+    A normalised scan (`scan`) holds one digit on an even background and nothing else, so it is
+    cropped the plain MNIST way (`scan_crop`). Blob selection is for pages, where other marks lie
+    beside the digit; in a scan it dropped pieces of the digit (a fat pen's strokes broken by the
+    scanner's threshold) and the smoothing before the ink mask filled a fat digit's small holes.
+    Chosen on benchmarks/views_dev.py (docs/predict.md, "Views study 2"): of 1,000 fat-pen scans
+    841 read right, 806 with the chosen blobs."""
+    if scan:
         return scan_crop(work, ink), ink.mask
     return soft_crop(ink, mask, box), mask
 
