@@ -9,14 +9,17 @@ dilated 3-5 px, as paper digits and as normalised scans), European 1s (a long fl
 sometimes a foot), which the squeezed views are for, and blurred grey scans (16-32 px, the digit
 stretched to the box or fitted into it keeping its aspect, then smoothed, as USPS stores digits),
 where issue 16 saw the default fall below the plain pipeline. Each raw image goes through the
-product's ink finding (`find_digit`), then through each candidate:
+product's ink finding (`locate_digit`), then through each candidate:
 
+  crop      the product's (`digit_crop`), the one before views study 2 (the chosen blobs), that one
+            with one step of the plain pipeline swapped in (level, rim, grey levels, box), plain's
+            own, and the candidates of views study 2 (`CROPS`; docs/predict.md);
   strokes   the stroke width clipped into MNIST's range (what predict does) or kept as written;
-  views     as written only, or averaged with the 80% and 60% squeezes (predict), or squeezed only
-            when the ink box is wider than MNIST's (width / height >= 0.9).
+  views     as written only, or averaged with the 80% and 60% squeezes (predict).
 
-    .venv/bin/python benchmarks/views_dev.py              # 6,600 images, about 2 minutes on one core
+    .venv/bin/python benchmarks/views_dev.py              # 6,600 images, about 5 minutes on one core
     .venv/bin/python benchmarks/views_dev.py --scale 0.1  # a quick look
+    .venv/bin/python benchmarks/views_dev.py --crops "product,plain" --kinds
 """
 
 from __future__ import annotations
@@ -56,7 +59,6 @@ KINDS = {
     "flag1-scan": 250,
     "blur-scan": 1500,
 }
-WIDE_ASPECT = 0.9  # MNIST's training digits: ink box width / height 0.8 at the median, 0.9 at the 70th pct
 
 
 def fat_pen(rng: np.random.Generator, digit28: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """A grey image of one digit -> 28x28 uint8, white ink on black, the way MNIST was prepared:
-find the ink (`ink.py`), keep the digit's blobs (`components.py`), crop, bring the stroke width into
-MNIST's range, fit into 20x20 keeping the aspect ratio, centre by centre of mass in 28x28.
+find the ink (`ink.py`), keep the digit's blobs (`components.py`), crop (a normalised scan: its grey
+levels in Otsu's box, as plain MNIST preparation does), bring the stroke width into MNIST's range,
+fit into 20x20 keeping the aspect ratio, centre by centre of mass in 28x28.
 """
 
 from __future__ import annotations
