@@ -9,14 +9,17 @@ dilated 3-5 px, as paper digits and as normalised scans), European 1s (a long fl
 sometimes a foot), which the squeezed views are for, and blurred grey scans (16-32 px, the digit
 stretched to the box or fitted into it keeping its aspect, then smoothed, as USPS stores digits),
 where issue 16 saw the default fall below the plain pipeline. Each raw image goes through the
-product's ink finding (`find_digit`), then through each candidate:
+product's ink finding (`locate_digit`), then through each candidate:
 
+  crop      the product's (`digit_crop`), the one before views study 2 (the chosen blobs), that one
+            with one step of the plain pipeline swapped in (level, rim, grey levels, box), plain's
+            own, and the candidates of views study 2 (`CROPS`; docs/predict.md);
   strokes   the stroke width clipped into MNIST's range (what predict does) or kept as written;
-  views     as written only, or averaged with the 80% and 60% squeezes (predict), or squeezed only
-            when the ink box is wider than MNIST's (width / height >= 0.9).
+  views     as written only, or averaged with the 80% and 60% squeezes (predict).
 
-    .venv/bin/python benchmarks/views_dev.py              # 6,600 images, about 2 minutes on one core
+    .venv/bin/python benchmarks/views_dev.py              # 6,600 images, about 5 minutes on one core
     .venv/bin/python benchmarks/views_dev.py --scale 0.1  # a quick look
+    .venv/bin/python benchmarks/views_dev.py --crops "product,plain" --kinds
 """
 
 from __future__ import annotations
@@ -26,13 +29,22 @@ import datetime
 import os
 import platform
 import sys
-import time
 
 import cv2
 import numpy as np
 
 from digitrec.errors import DigitrecError
-from digitrec.preprocess.digit import VIEW_SQUEEZES, find_digit, fit_and_centre, is_mnist_like
+from digitrec.preprocess.digit import (
+    MIN_WORK_SIDE,
+    VIEW_SQUEEZES,
+    digit_crop,
+    fit_and_centre,
+    is_mnist_like,
+    locate_digit,
+    soft_crop,
+)
+from digitrec.preprocess.frames import remove_frames
+from digitrec.preprocess.ink import SMALL_SIDE, InkMap
 
 # kind -> images at --scale 1. Normalised scans get the most: they are where issue 16 found the loss.
 KINDS = {
@@ -47,7 +59,6 @@ KINDS = {
     "flag1-scan": 250,
     "blur-scan": 1500,
 }
-WIDE_ASPECT = 0.9  # MNIST's training digits: ink box width / height 0.8 at the median, 0.9 at the 70th pct
 
 
 def fat_pen(rng: np.random.Generator, digit28: np.ndarray) -> np.ndarray:
@@ -140,26 +151,162 @@ def dev_set(scale: float, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.n
     return greys, np.array(truth), np.array(kinds)
 
 
-def views_of(grey: np.ndarray, normalize_strokes: bool) -> tuple[np.ndarray, float]:
-    """-> (uint8 (3, 28, 28): as written, squeezed to 80% and 60%; the ink box's width / height)."""
-    if is_mnist_like(grey):
-        return np.repeat(grey[None], len(VIEW_SQUEEZES), 0), 1.0
-    crop = find_digit(grey)
-    views = [fit_and_centre(crop, squeeze=s, normalize_strokes=normalize_strokes) for s in VIEW_SQUEEZES]
-    return np.stack(views), crop.shape[1] / crop.shape[0]
+def upright_ink(work: np.ndarray, ink: InkMap) -> np.ndarray:
+    """The working copy as float ink bright on dark, the paper's median level (outside the ink mask) at 0."""
+    bright = work.astype(np.float32) if ink.bright_ink else 255.0 - work.astype(np.float32)
+    paper = float(np.median(bright[ink.mask == 0])) if (ink.mask == 0).any() else 0.0
+    return np.clip(bright - paper, 0, None)
+
+
+def otsu_box(work: np.ndarray, ink: InkMap) -> tuple[int, int, int, int]:
+    """The box of plain's Otsu mask of the (upright) working copy."""
+    bright = work if ink.bright_ink else 255 - work
+    _, mask = cv2.threshold(bright, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    x, y, w, h = cv2.boundingRect(mask)
+    return (x, y, w, h) if w else (0, 0, *work.shape[::-1])
+
+
+def _keep(ink: InkMap, mask: np.ndarray) -> np.ndarray:
+    rim = max(1, round(ink.stroke_width / 4))
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1, 2 * rim + 1))) > 0
+
+
+def _cut(a: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    return a[y : y + h, x : x + w]
+
+
+def _level_max(a: np.ndarray) -> np.ndarray:
+    return a / max(float(a.max()), 1e-3)
+
+
+# Crops: the product's before views study 2 (`soft_crop` of the chosen blobs) with one of its steps
+# swapped for plain's, and candidates; each a function of (raw grey, working copy, InkMap, its ink
+# mask without frames, the digit's blobs, their box) -> float crop, ink 1 on 0.
+CROPS = {
+    "product": lambda g, work, ink, unframed, mask, box: digit_crop(
+        work, ink, mask, box, scan=ink.flat and max(g.shape) < MIN_WORK_SIDE
+    )[0],
+    "blobs (before)": lambda g, work, ink, unframed, mask, box: soft_crop(ink, mask, box),
+    # the ink level that becomes 1: the crop's maximum (plain) instead of the cores' 90th percentile
+    "level=max": lambda g, work, ink, unframed, mask, box: _level_max(_cut(ink.contrast * _keep(ink, mask), box)),
+    # no rim cut: the whole box's contrast (plain keeps everything in its box)
+    "no rim": lambda g, work, ink, unframed, mask, box: _cut(
+        np.clip(ink.contrast / max(ink.ink_level, 1e-3), 0, 1), box
+    ),
+    # the raw grey levels (no lighting division, no smoothing) in the rim, level = max
+    "raw grey": lambda g, work, ink, unframed, mask, box: _level_max(
+        _cut(upright_ink(work, ink) * _keep(ink, mask), box)
+    ),
+    # plain's box (Otsu's mask of the working copy) around the product's soft crop
+    "otsu box": lambda g, work, ink, unframed, mask, box: np.clip(
+        _cut(ink.contrast, otsu_box(work, ink)) / max(ink.ink_level, 1e-3), 0, 1
+    ),
+    # plain's whole crop, on the (enlarged) working copy instead of the raw image
+    "plain on work": lambda g, work, ink, unframed, mask, box: _level_max(
+        _cut(upright_ink(work, ink), otsu_box(work, ink))
+    ),
+    # Candidates. Every ink blob inside the chosen box, not only the chosen ones (pieces of a broken
+    # fat stroke that blob selection left out, inside the digit's own box)
+    "box ink": lambda g, work, ink, unframed, mask, box: soft_crop(ink, ink.mask, box),
+    # a flat image (normalised scan, drawing) holds one digit: all its ink, its box
+    "flat: all ink": lambda g, work, ink, unframed, mask, box: (
+        soft_crop(ink, ink.mask, cv2.boundingRect(ink.mask)) if ink.flat else soft_crop(ink, mask, box)
+    ),
+    # the same for every evenly lit image (flat, or small: a cropped digit, a cheque's cut)
+    "even: all ink": lambda g, work, ink, unframed, mask, box: (
+        soft_crop(ink, ink.mask, cv2.boundingRect(ink.mask))
+        if ink.flat or max(work.shape) < SMALL_SIDE
+        else soft_crop(ink, mask, box)
+    ),
+    # an evenly lit image cropped the plain way (Otsu's box of the upright grey, level = max) ...
+    "even: plain on work": lambda g, work, ink, unframed, mask, box: (
+        _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink)))
+        if ink.flat or max(work.shape) < SMALL_SIDE
+        else soft_crop(ink, mask, box)
+    ),
+    # ... at its own resolution (what plain does)
+    "even: plain": lambda g, work, ink, unframed, mask, box: (
+        plain_crop(g) if ink.flat or max(work.shape) < SMALL_SIDE else soft_crop(ink, mask, box)
+    ),
+    "flat: plain on work": lambda g, work, ink, unframed, mask, box: (
+        _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink))) if ink.flat else soft_crop(ink, mask, box)
+    ),
+    "flat: plain on work; small: all ink": lambda g, work, ink, unframed, mask, box: (
+        _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink)))
+        if ink.flat
+        else soft_crop(ink, ink.mask, cv2.boundingRect(ink.mask))
+        if max(work.shape) < SMALL_SIDE
+        else soft_crop(ink, mask, box)
+    ),
+    "flat: plain on work; small: box ink": lambda g, work, ink, unframed, mask, box: (
+        _level_max(_cut(upright_ink(work, ink), otsu_box(work, ink)))
+        if ink.flat
+        else soft_crop(ink, unframed, box)
+        if max(work.shape) < SMALL_SIDE
+        else soft_crop(ink, mask, box)
+    ),
+    "flat: all ink; box ink": lambda g, work, ink, unframed, mask, box: soft_crop(
+        ink, ink.mask, cv2.boundingRect(ink.mask) if ink.flat else box
+    ),
+}
+
+
+def with_unframed(work: np.ndarray, ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple:
+    """`locate_digit`'s findings, with the ink mask once frames are removed (every blob, chosen or not)."""
+    return work, ink, remove_frames(ink.mask, ink.labelled)[0], mask, box
+
+
+def fits(crop: np.ndarray, normalize_strokes: bool) -> np.ndarray:
+    """-> uint8 (3, 28, 28): as written, squeezed to 80% and 60%."""
+    return np.stack([fit_and_centre(crop, squeeze=s, normalize_strokes=normalize_strokes) for s in VIEW_SQUEEZES])
+
+
+def plain_crop(grey: np.ndarray) -> np.ndarray:
+    """external.py's `plain_28` up to its crop (so that it can be fitted both ways)."""
+    from digitrec.errors import NoInk
+    from digitrec.preprocess.ink import ink_is_bright
+
+    ink = grey if ink_is_bright(grey, evenly_lit=True) else 255 - grey
+    _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0 or len(ys) == mask.size:
+        raise NoInk("no ink found")
+    paper = float(np.median(ink[mask == 0]))
+    crop = np.clip(ink.astype(np.float32) - paper, 0, None)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return crop / max(float(crop.max()), 1.0)
+
+
+GROUPS = {  # printed columns: kind names (prefixes) -> column
+    "digit": ("digit",),
+    "scans": ("scan",),
+    "cut": ("cut-digit",),
+    "cheque": ("cheque-digit",),
+    "font": ("font-digit",),
+    "fatscan": ("fat-scan",),
+    "fatpaper": ("fat-digit",),
+    "flag1p": ("flag1-digit",),
+    "flag1s": ("flag1-scan",),
+    "blur": ("blur",),
+}
+
+
+def group_of(kind: str) -> str:
+    return next(g for g, prefixes in GROUPS.items() if any(kind.startswith(p) for p in prefixes))
 
 
 def main(argv: list[str] | None = None) -> int:
     from digitrec.runtime import Recognizer
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from external import plain_28  # the plain MNIST-style pipeline of the external benchmark
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--scale", type=float, default=1.0, help="share of KINDS' image counts")
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument(
+        "--kinds", action="store_true", help="a column per kind (scan and blur sizes) instead of per group"
+    )
+    parser.add_argument("--crops", default=None, help="comma-separated CROPS names (default: all, and plain)")
     args = parser.parse_args(argv)
 
     rec = Recognizer(reject=False, min_confidence=0.0)
@@ -167,54 +314,61 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# command: python benchmarks/views_dev.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores; model: {rec.card.get('name', '?')}\n")
     greys, truth, kinds = dev_set(args.scale, args.seed)
-    names = sorted(
-        dict.fromkeys(kinds),
-        key=lambda n: (
-            list(KINDS).index(n if n in KINDS else "scan-digit" if n.startswith("scan") else "blur-scan"),
-            n,
-        ),
-    )
-    print(f"{'candidate (strokes, views)':40s}" + "".join(f"{n[:9]:>10s}" for n in names) + f"{'all':>7s}")
-    print(f"{'images':40s}" + "".join(f"{(kinds == n).sum():10d}" for n in names) + f"{len(truth):7d}")
-    for strokes in (True, False):
-        start = time.perf_counter()
-        views = np.zeros((len(greys), len(VIEW_SQUEEZES), 28, 28), np.uint8)
-        found = np.ones(len(greys), bool)
-        aspect = np.ones(len(greys))
-        for i, grey in enumerate(greys):
-            try:
-                views[i], aspect[i] = views_of(grey, strokes)
-            except DigitrecError:  # no ink found: wrong for every candidate
-                found[i] = False
-        probs = rec.predict_probabilities(views.reshape(-1, 28, 28)).reshape(len(greys), len(VIEW_SQUEEZES), 10)
-        probs[~found] = np.nan
-        per_image = (time.perf_counter() - start) / len(greys)
-        wide = (aspect >= WIDE_ASPECT)[:, None]
-        candidates = {
-            "one view": probs[:, 0],
-            "3 views averaged": probs.mean(axis=1),
-            "3 views if wide (w/h>=0.9)": np.where(wide, probs.mean(axis=1), probs[:, 0]),
-        }
-        for name, p in candidates.items():
-            right = np.nan_to_num(p, nan=-1.0).argmax(axis=1) == truth
-            right &= ~np.isnan(p).any(axis=1)
-            label = f"{'normalised' if strokes else 'as written'}, {name}"
-            cells = "".join(f"{right[kinds == n].sum():10d}" for n in names)
-            print(f"{label:40s}{cells}{right.sum():7d}", flush=True)
-        print(f"  ({per_image * 1000:.1f} ms an image: ink finding, 3 views, model)")
-    plain = np.zeros((len(greys), 28, 28), np.uint8)
-    failed = np.zeros(len(greys), bool)
+    if args.kinds:
+        columns = np.array(kinds)
+        names = sorted(
+            dict.fromkeys(kinds),
+            key=lambda n: (
+                list(KINDS).index(n if n in KINDS else "scan-digit" if n.startswith("scan") else "blur-scan"),
+                n,
+            ),
+        )
+    else:
+        columns = np.array([group_of(k) for k in kinds])
+        names = [g for g in GROUPS if (columns == g).any()]
+    print(f"{'candidate (crop, strokes, views)':44s}" + "".join(f"{n[:8]:>9s}" for n in names) + f"{'all':>6s}")
+    print(f"{'images':44s}" + "".join(f"{(columns == n).sum():9d}" for n in names) + f"{len(truth):6d}")
+
+    def show(label: str, p: np.ndarray) -> np.ndarray:
+        right = (np.nan_to_num(p, nan=-1.0).argmax(axis=1) == truth) & ~np.isnan(p).any(axis=1)
+        cells = "".join(f"{right[columns == n].sum():9d}" for n in names)
+        print(f"{label:44s}{cells}{right.sum():6d}", flush=True)
+        return right
+
+    # Every crop of every image, fitted with strokes normalised and as written, three views each.
+    crop_names = args.crops.split(",") if args.crops else [*CROPS, "plain"]
+    views = np.zeros((len(crop_names), 2, len(greys), len(VIEW_SQUEEZES), 28, 28), np.uint8)
+    found = np.ones((len(crop_names), len(greys)), bool)
     for i, grey in enumerate(greys):
         try:
-            plain[i] = plain_28(grey)
-        except DigitrecError:
-            failed[i] = True
-    right = (rec.predict_probabilities(plain).argmax(axis=1) == truth) & ~failed
-    cells = "".join(f"{right[kinds == n].sum():10d}" for n in names)
-    print(f"{'plain (external.py), one view':40s}{cells}{right.sum():7d}")
+            parts = None if is_mnist_like(grey) else with_unframed(*locate_digit(grey))
+        except DigitrecError:  # no ink found: wrong for every product candidate
+            parts = None
+            found[[c for c, n in enumerate(crop_names) if n != "plain"], i] = False
+        for c, name in enumerate(crop_names):
+            if not found[c, i]:
+                continue
+            try:
+                if parts is None and name != "plain":
+                    crop = None
+                else:
+                    crop = plain_crop(grey) if name == "plain" else CROPS[name](grey, *parts)
+            except DigitrecError:
+                found[c, i] = False
+                continue
+            for s, strokes in enumerate((True, False)):
+                views[c, s, i] = np.repeat(grey[None], 3, 0) if crop is None else fits(crop, strokes)
+    probs = rec.predict_probabilities(views.reshape(-1, 28, 28)).reshape(*views.shape[:4], 10)
+    probs[~found[:, None].repeat(2, 1)] = np.nan
+    for c, name in enumerate(crop_names):
+        for s, strokes in enumerate(("normalised", "as written")):
+            p = probs[c, s]
+            show(f"{name}, {strokes}, one view", p[:, 0])
+            show(f"{name}, {strokes}, 3 views averaged", p.mean(axis=1))
     print(
-        "\nCells: images read right. The product's default is 'normalised, 3 views averaged'. A kind's "
-        "noise: a difference of a few images (paired, the same images for every candidate)."
+        "\nCells: images read right. The product's default is 'product, normalised, 3 views averaged'; "
+        "external.py's plain is 'plain, normalised, one view'. A kind's noise: a difference of a few images "
+        "(paired, the same images for every candidate)."
     )
     return 0
 

@@ -12,7 +12,7 @@ from digitrec.errors import ImageError
 from digitrec.preprocess import fit_and_centre, load_grey, normalize_digit
 from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import stage_strip, write_strip
-from digitrec.preprocess.digit import RENDER, STROKE_RANGE, digit_views
+from digitrec.preprocess.digit import RENDER, STROKE_RANGE, digit_views, find_digit
 from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
 from digitrec.preprocess.lines import may_hold_segment
 from digitrec.preprocess.noise import median, median_whole, paper_noise, percentile_float, percentile_whole
@@ -192,6 +192,38 @@ def test_generated_photos_of_mnist_test_digits_are_read(mnist, recognizer, artif
         sheet = np.vstack([np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0))) for s in strips])
         cv2.imwrite(str(artifacts_dir / "predict_generated_misses.png"), sheet)
     assert accuracy >= 0.95, f"{accuracy:.1%} of {GENERATED_CASES} generated photos read correctly"
+
+
+# A fat-pen 8 as normalised scans store it (16x16, black and white, ink bright; drawn for the views
+# dev set, benchmarks/views_dev.py, from an MNIST validation digit). The smoothing before the ink
+# mask and blob selection kept only its left half, read as a 1 (docs/predict.md, "Views study 2").
+FAT_EIGHT_SCAN = (
+    "..########......",
+    "##########......",
+    "##########......",
+    "################",
+    ".###############",
+    "..#############.",
+    "....#########...",
+    ".....#######....",
+    ".....#########..",
+    "....###########.",
+    "....###########.",
+    ".....##########.",
+    ".....###########",
+    "......##########",
+    ".......########.",
+    ".......########.",
+)
+
+
+def test_a_flat_scan_is_cropped_whole_as_plain_mnist_preparation_does(recognizer, tmp_path):
+    path = tmp_path / "fat_8.png"
+    cv2.imwrite(str(path), np.array([[255 * (c == "#") for c in row] for row in FAT_EIGHT_SCAN], np.uint8))
+    # the whole scan (analysed at 4x: 64 px); it was its left half, 64x29
+    assert find_digit(load_grey(path)).shape == (64, 64)
+    answer = recognizer.predict(path)
+    assert answer.top[0][0] == 8 and answer.top[0][1] > 0.9
 
 
 def test_find_ink_reports_polarity_and_width():
