@@ -11,9 +11,10 @@ stretched to the box or fitted into it keeping its aspect, then smoothed, as USP
 where issue 16 saw the default fall below the plain pipeline. Each raw image goes through the
 product's ink finding (`locate_digit`), then through each candidate:
 
-  crop      the product's (`digit_crop`), the one before views study 2 (the chosen blobs), that one
-            with one step of the plain pipeline swapped in (level, rim, grey levels, box), plain's
-            own, and the candidates of views study 2 (`CROPS`; docs/predict.md);
+  crop      the product's (`soft_crop` of the chosen blobs), that one with one step of the plain
+            pipeline swapped in (level, rim, grey levels, box), plain's own, and the candidates of
+            views study 2 (`CROPS`; docs/predict.md; "scan: plain crop" passed the dev set and was
+            not shipped);
   strokes   the stroke width clipped into MNIST's range (what predict does) or kept as written;
   views     as written only, or averaged with the 80% and 60% squeezes (predict).
 
@@ -37,7 +38,6 @@ from digitrec.errors import DigitrecError
 from digitrec.preprocess.digit import (
     MIN_WORK_SIDE,
     VIEW_SQUEEZES,
-    digit_crop,
     fit_and_centre,
     is_mnist_like,
     locate_digit,
@@ -180,14 +180,31 @@ def _level_max(a: np.ndarray) -> np.ndarray:
     return a / max(float(a.max()), 1e-3)
 
 
-# Crops: the product's before views study 2 (`soft_crop` of the chosen blobs) with one of its steps
+def scan_crop(work: np.ndarray, ink: InkMap) -> np.ndarray:
+    """An evenly lit image of one digit -> its crop the plain MNIST way: the grey levels above the
+    paper's median, in the box of Otsu's mask, the brightest ink = 1. No smoothing, no rim: a
+    scanner's grey levels are the digit's own anti-aliasing."""
+    bright = work if ink.bright_ink else 255 - work  # ink bright
+    _, otsu = cv2.threshold(bright, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    x, y, w, h = cv2.boundingRect(otsu)
+    if w == 0:  # `locate_digit` found ink, so Otsu does too; the whole image otherwise
+        x, y, h, w = 0, 0, *bright.shape
+    paper = float(np.median(bright[ink.mask == 0])) if (ink.mask == 0).any() else 0.0
+    crop = np.clip(bright[y : y + h, x : x + w].astype(np.float32) - paper, 0, None)
+    scaled: np.ndarray = crop / max(float(crop.max()), 1e-3)
+    return scaled
+
+
+# Crops: the product's (`soft_crop` of the chosen blobs) with one of its steps
 # swapped for plain's, and candidates; each a function of (raw grey, working copy, InkMap, its ink
 # mask without frames, the digit's blobs, their box) -> float crop, ink 1 on 0.
 CROPS = {
-    "product": lambda g, work, ink, unframed, mask, box: digit_crop(
-        work, ink, mask, box, scan=ink.flat and max(g.shape) < MIN_WORK_SIDE
-    )[0],
-    "blobs (before)": lambda g, work, ink, unframed, mask, box: soft_crop(ink, mask, box),
+    "product": lambda g, work, ink, unframed, mask, box: soft_crop(ink, mask, box),
+    # candidate C of views study 2 (passed the dev set, not shipped): a normalised scan (flat, under
+    # MIN_WORK_SIDE) cropped the plain way
+    "scan: plain crop": lambda g, work, ink, unframed, mask, box: (
+        scan_crop(work, ink) if ink.flat and max(g.shape) < MIN_WORK_SIDE else soft_crop(ink, mask, box)
+    ),
     # the ink level that becomes 1: the crop's maximum (plain) instead of the cores' 90th percentile
     "level=max": lambda g, work, ink, unframed, mask, box: _level_max(_cut(ink.contrast * _keep(ink, mask), box)),
     # no rim cut: the whole box's contrast (plain keeps everything in its box)

@@ -217,6 +217,11 @@ FAT_EIGHT_SCAN = (
 )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="views study 2's scan crop (docs/predict.md) passed the dev set but not the shipping rule: "
+    "the rejector's share of Semeion rose +0.503 points, over the +0.5 bound; not shipped",
+)
 def test_a_flat_scan_is_cropped_whole_as_plain_mnist_preparation_does(recognizer, tmp_path):
     path = tmp_path / "fat_8.png"
     cv2.imwrite(str(path), np.array([[255 * (c == "#") for c in row] for row in FAT_EIGHT_SCAN], np.uint8))

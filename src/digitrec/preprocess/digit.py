@@ -1,7 +1,6 @@
 """A grey image of one digit -> 28x28 uint8, white ink on black, the way MNIST was prepared:
-find the ink (`ink.py`), keep the digit's blobs (`components.py`), crop (a normalised scan: its grey
-levels in Otsu's box, as plain MNIST preparation does), bring the stroke width into MNIST's range,
-fit into 20x20 keeping the aspect ratio, centre by centre of mass in 28x28.
+find the ink (`ink.py`), keep the digit's blobs (`components.py`), crop, bring the stroke width into
+MNIST's range, fit into 20x20 keeping the aspect ratio, centre by centre of mass in 28x28.
 """
 
 from __future__ import annotations
@@ -63,31 +62,12 @@ def digit_views(
 def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> float32 crop of the digit, ink 1 on 0, anti-aliased.
     Raises NoInk (an ImageError whose doubt_reason is doubt.NO_INK) when there is no ink."""
-    work, ink, mask, box = locate_digit(grey, stages)
-    # A normalised scan (USPS, Semeion, NIST forms: 16-32 px, one exact background grey); a page
-    # or a drawing, even a flat one, may hold other marks beside the digit.
-    scan = ink.flat and max(grey.shape) < MIN_WORK_SIDE
-    crop, used = digit_crop(work, ink, mask, box, scan=scan)
+    _, ink, mask, box = locate_digit(grey, stages)
+    crop = soft_crop(ink, mask, box)
     if stages is not None:
-        stages["digit"] = used
+        stages["digit"] = mask
         stages["crop"] = (crop * 255).astype(np.uint8)
     return crop
-
-
-def digit_crop(
-    work: np.ndarray, ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int], *, scan: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """`locate_digit`'s findings -> (float32 crop, ink 1 on 0; the uint8 mask of the ink it kept).
-
-    A normalised scan (`scan`) holds one digit on an even background and nothing else, so it is
-    cropped the plain MNIST way (`scan_crop`). Blob selection is for pages, where other marks lie
-    beside the digit; in a scan it dropped pieces of the digit (a fat pen's strokes broken by the
-    scanner's threshold) and the smoothing before the ink mask filled a fat digit's small holes.
-    Chosen on benchmarks/views_dev.py (docs/predict.md, "Views study 2"): of 1,000 fat-pen scans
-    841 read right, 806 with the chosen blobs."""
-    if scan:
-        return scan_crop(work, ink), ink.mask
-    return soft_crop(ink, mask, box), mask
 
 
 def locate_digit(
@@ -115,7 +95,7 @@ def locate_digit(
 
 
 def soft_crop(ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The box with the anti-aliased grey levels of the mask's strokes (contrast / ink level), ink 1 on 0."""
+    """The digit's box with the anti-aliased grey levels of its strokes (contrast / ink level), ink 1 on 0."""
     x, y, w, h = box
     # Keep the anti-aliased rim around the chosen strokes, nothing else of the page.
     rim = max(1, round(ink.stroke_width / 4))
@@ -123,21 +103,6 @@ def soft_crop(ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> 
     soft = np.clip(ink.contrast / max(ink.ink_level, 1e-3), 0, 1) * (keep > 0)
     crop: np.ndarray = soft[y : y + h, x : x + w]
     return crop
-
-
-def scan_crop(work: np.ndarray, ink: InkMap) -> np.ndarray:
-    """An evenly lit image of one digit -> its crop the plain MNIST way: the grey levels above the
-    paper's median, in the box of Otsu's mask, the brightest ink = 1. No smoothing, no rim: a
-    scanner's grey levels are the digit's own anti-aliasing."""
-    bright = work if ink.bright_ink else 255 - work  # ink bright
-    _, otsu = cv2.threshold(bright, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    x, y, w, h = cv2.boundingRect(otsu)
-    if w == 0:  # `locate_digit` found ink, so Otsu does too; the whole image otherwise
-        x, y, h, w = 0, 0, *bright.shape
-    paper = float(np.median(bright[ink.mask == 0])) if (ink.mask == 0).any() else 0.0
-    crop = np.clip(bright[y : y + h, x : x + w].astype(np.float32) - paper, 0, None)
-    scaled: np.ndarray = crop / max(float(crop.max()), 1e-3)
-    return scaled
 
 
 def working_copy(grey: np.ndarray) -> np.ndarray:
