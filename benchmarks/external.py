@@ -72,18 +72,24 @@ def naive_28(item) -> np.ndarray:
 
 
 def plain_28(item) -> np.ndarray:
-    """The plain MNIST-style pipeline: grey; Otsu splits ink from paper (ink is the side of thin
-    strokes, `ink_is_bright`'s test for evenly lit images); the ink above the paper's median level,
-    cut to the mask's bounding box, fitted into 20x20 and centred by centre of mass (`fit_and_centre`,
-    the product's own MNIST fit). No lighting model, no blob selection, no frames, one view."""
+    """The plain MNIST-style pipeline: grey; `plain_crop`; fitted into 20x20 and centred by centre
+    of mass (`fit_and_centre`, the product's own MNIST fit). No lighting model, no blob selection,
+    no frames, one view."""
+    from digitrec.preprocess.digit import fit_and_centre
+    from digitrec.preprocess.load import load_grey
+
+    return fit_and_centre(plain_crop(load_grey(item)))
+
+
+def plain_crop(grey: np.ndarray) -> np.ndarray:
+    """The plain pipeline's crop: Otsu splits ink from paper (ink is the side of thin strokes,
+    `ink_is_bright`'s test for evenly lit images); the ink above the paper's median level, cut to
+    the mask's bounding box, the brightest = 1."""
     import cv2
 
     from digitrec.errors import NoInk
-    from digitrec.preprocess.digit import fit_and_centre
     from digitrec.preprocess.ink import ink_is_bright
-    from digitrec.preprocess.load import load_grey
 
-    grey = load_grey(item)
     ink = grey if ink_is_bright(grey, evenly_lit=True) else 255 - grey
     _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     ys, xs = np.nonzero(mask)
@@ -91,7 +97,7 @@ def plain_28(item) -> np.ndarray:
         raise NoInk("no ink found")
     paper = float(np.median(ink[mask == 0]))
     crop = np.clip(ink.astype(np.float32) - paper, 0, None)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    return fit_and_centre(crop / max(float(crop.max()), 1.0))
+    return crop / max(float(crop.max()), 1.0)
 
 
 def run_pipeline(prepare, items) -> tuple[np.ndarray, np.ndarray, float]:

@@ -30,12 +30,16 @@ import datetime
 import os
 import platform
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from digitrec.errors import DigitrecError
-from digitrec.preprocess.digit import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from external import plain_crop  # noqa: E402  (the plain pipeline's crop, as external.py scores it)
+
+from digitrec.errors import DigitrecError  # noqa: E402
+from digitrec.preprocess.digit import (  # noqa: E402
     MIN_WORK_SIDE,
     VIEW_SQUEEZES,
     fit_and_centre,
@@ -43,8 +47,8 @@ from digitrec.preprocess.digit import (
     locate_digit,
     soft_crop,
 )
-from digitrec.preprocess.frames import remove_frames
-from digitrec.preprocess.ink import SMALL_SIDE, InkMap
+from digitrec.preprocess.frames import remove_frames  # noqa: E402
+from digitrec.preprocess.ink import SMALL_SIDE, InkMap  # noqa: E402
 
 # kind -> images at --scale 1. Normalised scans get the most: they are where issue 16 found the loss.
 KINDS = {
@@ -277,21 +281,6 @@ def with_unframed(work: np.ndarray, ink: InkMap, mask: np.ndarray, box: tuple[in
 def fits(crop: np.ndarray, normalize_strokes: bool) -> np.ndarray:
     """-> uint8 (3, 28, 28): as written, squeezed to 80% and 60%."""
     return np.stack([fit_and_centre(crop, squeeze=s, normalize_strokes=normalize_strokes) for s in VIEW_SQUEEZES])
-
-
-def plain_crop(grey: np.ndarray) -> np.ndarray:
-    """external.py's `plain_28` up to its crop (so that it can be fitted both ways)."""
-    from digitrec.errors import NoInk
-    from digitrec.preprocess.ink import ink_is_bright
-
-    ink = grey if ink_is_bright(grey, evenly_lit=True) else 255 - grey
-    _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0 or len(ys) == mask.size:
-        raise NoInk("no ink found")
-    paper = float(np.median(ink[mask == 0]))
-    crop = np.clip(ink.astype(np.float32) - paper, 0, None)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    return crop / max(float(crop.max()), 1.0)
 
 
 GROUPS = {  # printed columns: kind names (prefixes) -> column
