@@ -196,6 +196,11 @@ class NumberReader:
         readings without it.)"""
         if not any(lines):
             return
+        if self.given is self.recognizer:  # one model: its word is the weakest digit's, already known
+            for line in lines:
+                if line and line[0].evidence is not None:
+                    line[0].evidence = replace(line[0].evidence, second_log_prob=line[0].evidence.min_digit_log_prob)
+            return
         digits = [d for line in lines for d in line]
         probs = self.given.predict_probabilities(np.stack([d.image28 for d in digits]), calibrated=False)
         said = iter(np.log(np.maximum(probs[np.arange(len(digits)), [d.digit for d in digits]], 1e-9)))

@@ -98,18 +98,18 @@ def _base_with_line_reader(reader, out: Path, card_extra: dict) -> dict:
     import shutil
 
     from digitrec.files import atomic_path
-    from digitrec.modelfile.card import card_path_for, companion_path
+    from digitrec.modelfile.card import card_path_for
     from digitrec.modelfile.write import rewrite_card
 
     with atomic_path(out) as tmp:
         shutil.copyfile(reader.path, tmp)
     card = {k: v for k, v in reader.card.items() if k != "format"}
-    scorer = companion_path(reader.path, reader.card, "reader_digits", "reader's digit model")
+    scorer = reader.reader.recognizer  # the digit model its reader scores cuts with (`digit_scorer`)
     copy: Path | None = None
-    if scorer is not None:  # the shipped card's: read with the same digit scorer as before, beside OUT
+    if scorer is not reader:  # the shipped card's: read with the same digit scorer as before, beside OUT
         copy = out.with_name(f"{out.stem}.reader_digits.onnx")
         with atomic_path(copy) as tmp:
-            shutil.copyfile(scorer, tmp)
+            shutil.copyfile(scorer.path, tmp)
         card["reader_digits"] = copy.name
     rewrite_card(out, {**card, **card_extra})
     return {
