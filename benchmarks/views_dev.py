@@ -14,7 +14,7 @@ product's ink finding (`locate_digit`), then through each candidate:
   crop      the product's (`soft_crop` of the chosen blobs), that one with one step of the plain
             pipeline swapped in (level, rim, grey levels, box), plain's own, and the candidates of
             views study 2 (`CROPS`; docs/predict.md; "scan: plain crop" passed the dev set and was
-            not shipped);
+            not shipped; predict now adds it to a scan's first view, the last row);
   strokes   the stroke width clipped into MNIST's range (what predict does) or kept as written;
   views     as written only, or averaged with the 80% and 60% squeezes (predict).
 
@@ -42,9 +42,11 @@ from digitrec.errors import DigitrecError  # noqa: E402
 from digitrec.preprocess.digit import (  # noqa: E402
     MIN_WORK_SIDE,
     VIEW_SQUEEZES,
+    digit_views,
     fit_and_centre,
     is_mnist_like,
     locate_digit,
+    scan_crop,
     soft_crop,
 )
 from digitrec.preprocess.frames import remove_frames  # noqa: E402
@@ -184,28 +186,13 @@ def _level_max(a: np.ndarray) -> np.ndarray:
     return a / max(float(a.max()), 1e-3)
 
 
-def scan_crop(work: np.ndarray, ink: InkMap) -> np.ndarray:
-    """An evenly lit image of one digit -> its crop the plain MNIST way: the grey levels above the
-    paper's median, in the box of Otsu's mask, the brightest ink = 1. No smoothing, no rim: a
-    scanner's grey levels are the digit's own anti-aliasing."""
-    bright = work if ink.bright_ink else 255 - work  # ink bright
-    _, otsu = cv2.threshold(bright, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    x, y, w, h = cv2.boundingRect(otsu)
-    if w == 0:  # `locate_digit` found ink, so Otsu does too; the whole image otherwise
-        x, y, h, w = 0, 0, *bright.shape
-    paper = float(np.median(bright[ink.mask == 0])) if (ink.mask == 0).any() else 0.0
-    crop = np.clip(bright[y : y + h, x : x + w].astype(np.float32) - paper, 0, None)
-    scaled: np.ndarray = crop / max(float(crop.max()), 1e-3)
-    return scaled
-
-
 # Crops: the product's (`soft_crop` of the chosen blobs) with one of its steps
 # swapped for plain's, and candidates; each a function of (raw grey, working copy, InkMap, its ink
 # mask without frames, the digit's blobs, their box) -> float crop, ink 1 on 0.
 CROPS = {
     "product": lambda g, work, ink, unframed, mask, box: soft_crop(ink, mask, box),
-    # candidate C of views study 2 (passed the dev set, not shipped): a normalised scan (flat, under
-    # MIN_WORK_SIDE) cropped the plain way
+    # candidate C of views study 2 (passed the dev set, not shipped: the rejector judged its first
+    # view): a normalised scan (flat, under MIN_WORK_SIDE) cropped the plain way
     "scan: plain crop": lambda g, work, ink, unframed, mask, box: (
         scan_crop(work, ink) if ink.flat and max(g.shape) < MIN_WORK_SIDE else soft_crop(ink, mask, box)
     ),
@@ -371,8 +358,18 @@ def main(argv: list[str] | None = None) -> int:
             p = probs[c, s]
             show(f"{name}, {strokes}, one view", p[:, 0])
             show(f"{name}, {strokes}, 3 views averaged", p.mean(axis=1))
+    # What predict does (`digit_views`): the chosen blobs' three views, but a normalised scan's first
+    # view followed by its plain crop's three (views study 3, docs/predict.md).
+    shipped = np.full((len(greys), 10), np.nan, np.float32)
+    for i, grey in enumerate(greys):
+        try:
+            shipped[i] = rec.predict_probabilities(digit_views(grey)).mean(axis=0)
+        except DigitrecError:
+            continue
+    show("predict (digit_views)", shipped)
     print(
-        "\nCells: images read right. The product's default is 'product, normalised, 3 views averaged'; "
+        "\nCells: images read right. 'predict (digit_views)' is the product: 'product, normalised, 3 views "
+        "averaged' except on normalised scans; "
         "external.py's plain is 'plain, normalised, one view'. A kind's noise: a difference of a few images "
         "(paired, the same images for every candidate)."
     )

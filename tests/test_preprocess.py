@@ -217,18 +217,17 @@ FAT_EIGHT_SCAN = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="views study 2's scan crop (docs/predict.md) passed the dev set but not the shipping rule: "
-    "the rejector's share of Semeion rose +0.503 points, over the +0.5 bound; not shipped",
-)
-def test_a_flat_scan_is_cropped_whole_as_plain_mnist_preparation_does(recognizer, tmp_path):
+def test_a_normalised_scan_is_also_read_from_its_plain_crop(recognizer, tmp_path):
     path = tmp_path / "fat_8.png"
     cv2.imwrite(str(path), np.array([[255 * (c == "#") for c in row] for row in FAT_EIGHT_SCAN], np.uint8))
-    # the whole scan (analysed at 4x: 64 px); it was its left half, 64x29
-    assert find_digit(load_grey(path)).shape == (64, 64)
+    grey = load_grey(path)
+    assert find_digit(grey).shape == (64, 29)  # the chosen blobs: its left half (the rejector's view)
+    views = digit_views(grey)
+    assert views.shape == (4, 28, 28)  # that view, then the whole scan as written and squeezed
+    probs = recognizer.predict_probabilities(views)
+    assert probs[0].argmax() == 1 and (probs[1:].argmax(axis=1) == 8).all()
     answer = recognizer.predict(path)
-    assert answer.top[0][0] == 8 and answer.top[0][1] > 0.9
+    assert answer.top[0][0] == 8 and answer.reason != "not a digit"  # it was a 1
 
 
 def test_find_ink_reports_polarity_and_width():

@@ -55,8 +55,24 @@ def digit_views(
             stages["mnist"] = grey
         one_view: np.ndarray = grey.copy()[None]
         return one_view
-    crop = find_digit(grey, stages)
-    return np.stack([fit_and_centre(crop, stages if i == 0 else None, squeeze=s) for i, s in enumerate(squeezes)])
+    work, ink, mask, box = locate_digit(grey, stages)
+    crop = soft_crop(ink, mask, box)
+    if stages is not None:
+        stages["digit"] = mask
+        stages["crop"] = (crop * 255).astype(np.uint8)
+    as_written = fit_and_centre(crop, stages)
+    if len(squeezes) > 1 and is_normalised_scan(grey, ink):
+        # A scan that holds one digit and nothing else: the plain MNIST crop of it (`scan_crop`) reads
+        # fat and broken strokes that blob selection cuts short (views study 2, docs/predict.md). The
+        # chosen blobs' view stays first: it is what the rejector was trained on and judges.
+        plain = scan_crop(work, ink)
+        return np.stack([as_written, *(fit_and_centre(plain, squeeze=s) for s in squeezes)])
+    return np.stack([as_written, *(fit_and_centre(crop, squeeze=s) for s in squeezes[1:])])
+
+
+def is_normalised_scan(grey: np.ndarray, ink: InkMap) -> bool:
+    """A flat image under MIN_WORK_SIDE: how USPS, Semeion and NIST forms store a digit (16-32 px)."""
+    return ink.flat and max(grey.shape) < MIN_WORK_SIDE
 
 
 def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
@@ -103,6 +119,21 @@ def soft_crop(ink: InkMap, mask: np.ndarray, box: tuple[int, int, int, int]) -> 
     soft = np.clip(ink.contrast / max(ink.ink_level, 1e-3), 0, 1) * (keep > 0)
     crop: np.ndarray = soft[y : y + h, x : x + w]
     return crop
+
+
+def scan_crop(work: np.ndarray, ink: InkMap) -> np.ndarray:
+    """An evenly lit image of one digit -> its crop the plain MNIST way: the grey levels above the
+    paper's median, in the box of Otsu's mask, the brightest ink = 1. No smoothing, no rim: a
+    scanner's grey levels are the digit's own anti-aliasing."""
+    bright = work if ink.bright_ink else 255 - work  # ink bright
+    _, otsu = cv2.threshold(bright, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    x, y, w, h = cv2.boundingRect(otsu)
+    if w == 0:  # `locate_digit` found ink, so Otsu does too; the whole image otherwise
+        x, y, h, w = 0, 0, *bright.shape
+    paper = float(np.median(bright[ink.mask == 0])) if (ink.mask == 0).any() else 0.0
+    crop = np.clip(bright[y : y + h, x : x + w].astype(np.float32) - paper, 0, None)
+    scaled: np.ndarray = crop / max(float(crop.max()), 1e-3)
+    return scaled
 
 
 def working_copy(grey: np.ndarray) -> np.ndarray:
