@@ -56,7 +56,9 @@ def test_images_are_prepared_by_predicts_own_code(digit_files):
     prepared = prepare(examples, rec.views)
     assert len(prepared.views) == 40 and not prepared.skipped and len(prepared.sha256) == 64
     np.testing.assert_array_equal(prepared.views[7], rec.views(examples[7].path))
-    assert prepared.views[7].shape == (3, 28, 28)  # as written, and squeezed: predict's views
+    # a 28 px digit on white is a normalised scan to predict: the chosen blobs as written, then its plain crop
+    # as written and squeezed
+    assert prepared.views[7].shape == (4, 28, 28)
 
 
 @pytest.mark.parametrize(
