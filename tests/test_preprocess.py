@@ -222,8 +222,10 @@ def test_a_normalised_scan_is_also_read_from_its_plain_crop(recognizer, tmp_path
     cv2.imwrite(str(path), np.array([[255 * (c == "#") for c in row] for row in FAT_EIGHT_SCAN], np.uint8))
     grey = load_grey(path)
     assert find_digit(grey).shape == (64, 29)  # the chosen blobs: its left half (the rejector's view)
-    views = digit_views(grey)
+    stages: dict = {}
+    views = digit_views(grey, stages)
     assert views.shape == (4, 28, 28)  # that view, then the whole scan as written and squeezed
+    assert np.array_equal(stages["mnist"], views[0]) and np.array_equal(stages["scan mnist"], views[1])
     probs = recognizer.predict_probabilities(views)
     assert probs[0].argmax() == 1 and (probs[1:].argmax(axis=1) == 8).all()
     answer = recognizer.predict(path)

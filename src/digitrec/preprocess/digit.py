@@ -65,8 +65,10 @@ def digit_views(
         # A scan that holds one digit and nothing else: the plain MNIST crop of it (`scan_crop`) reads
         # fat and broken strokes that blob selection cuts short (views study 2, docs/predict.md). The
         # chosen blobs' view stays first: it is what the rejector was trained on and judges.
-        plain = scan_crop(work, ink)
-        return np.stack([as_written, *(fit_and_centre(plain, squeeze=s) for s in squeezes)])
+        plain = [fit_and_centre(scan_crop(work, ink), squeeze=s) for s in squeezes]
+        if stages is not None:
+            stages["scan mnist"] = plain[0]
+        return np.stack([as_written, *plain])
     return np.stack([as_written, *(fit_and_centre(crop, squeeze=s) for s in squeezes[1:])])
 
 
