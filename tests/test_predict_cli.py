@@ -166,6 +166,34 @@ def test_bad_options_and_models(images, tmp_path):
     assert run().returncode == 2  # no paths: usage
 
 
+def test_a_training_run_as_model_says_how_to_export_it(images, tmp_path, capsys):
+    """`digitrec train` leaves runs/NAME/checkpoint.pt; handed to predict, read or the library, it is
+    one line that names `digitrec export`, not onnxruntime's "Protobuf parsing failed"."""
+    import zipfile
+
+    from conftest import run_main
+
+    from digitrec import Recognizer
+    from digitrec.errors import ModelError
+
+    run_dir = tmp_path / "runs" / "fast"
+    run_dir.mkdir(parents=True)
+    checkpoint = run_dir / "checkpoint.pt"
+    with zipfile.ZipFile(checkpoint, "w") as archive:  # torch.save writes a zip archive
+        archive.writestr("checkpoint/data.pkl", b"weights")
+    export = f"export it first: digitrec export {run_dir} --out model.onnx"
+    done = run(str(images["good"]), "--model", str(checkpoint))
+    assert done.returncode == 1, done.stderr
+    kind = "a PyTorch training checkpoint, not an ONNX or Keras model"
+    assert done.stderr == f"Error: {checkpoint} is {kind}; {export}\n"
+    code, _, err = run_main(["read", str(images["good"]), "--model", str(checkpoint)], capsys)
+    assert code == 1 and export in err and err.count("\n") == 1, err
+    with pytest.raises(ModelError, match=f"{run_dir} is a folder, not a model file \\(.onnx or .keras\\); {export}"):
+        Recognizer(run_dir)
+    with pytest.raises(ModelError, match=r"is a folder, not a model file \(.onnx or .keras\)$"):
+        Recognizer(tmp_path / "runs")  # no checkpoint in it: nothing to export
+
+
 def test_the_examples_are_read_correctly():
     """Every sample image in examples/ ends its name with the digit it shows."""
     done = run(str(EXAMPLES), "--model", str(good_model_path()), "--json")
