@@ -243,10 +243,12 @@ def test_a_file_listed_many_times_is_held_out_whole_or_refused(digit_files, mnis
 def test_without_torch_finetune_and_calibrate_name_the_train_extra(args, monkeypatch, capsys):
     from conftest import run_main
 
+    from digitrec.extras import install_command
+
     monkeypatch.setitem(sys.modules, "torch", None)
     code, out, err = run_main(args, capsys)
     assert code == 1 and out == "" and err.count("\n") == 1
-    assert err.startswith("Error: ") and "pip install 'digitrec[train]'" in err
+    assert err.startswith("Error: ") and install_command("train") in err
 
 
 def test_the_users_share_of_each_batch_shrinks_with_the_classes_they_gave():

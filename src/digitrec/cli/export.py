@@ -38,7 +38,7 @@ def export(checkpoint, out, name, card_path, as_json, calibrate):
 
     \b
     CHECKPOINT is a run folder (runs/cnn) or its checkpoint.pt, or a Keras 3 model (.keras,
-    converted on Keras's PyTorch backend: pip install 'digitrec[keras]'). The ONNX model takes
+    converted on Keras's PyTorch backend: the 'keras' extra). The ONNX model takes
     `image` float32 (N, 1, 28, 28) in [0, 1], white ink on black, and returns `logits` (N, 10);
     its metadata holds the model card (architecture, parameters, FLOPs, test accuracy, training
     time, seed, config, MNIST hashes, source commit, training history, and the calibration: the
