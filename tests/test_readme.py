@@ -22,3 +22,22 @@ def test_readme_snippet_runs(number, tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
     exec(compile(SNIPPETS[number], f"README.md python snippet {number + 1}", "exec"), {"__name__": "readme"})
+
+
+def test_the_values_the_readme_shows_are_what_the_shipped_model_answers():
+    """The comments beside the snippets are what a new user compares their screen with."""
+    from digitrec import Recognizer
+
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+
+    def shown(code: str) -> str:  # the comment beside the README's line of code
+        return next(line for line in lines if line.startswith(code)).split("#", 1)[1].strip()
+
+    rec = Recognizer()
+    answer = rec.predict(ROOT / "examples" / "photo_7.jpg")
+    top = ", ".join(f"({d}, {p:.4f})" if i == 0 else f"({d}, {p:.1f})" for i, (d, p) in enumerate(answer.top))
+    assert shown("answer.digit, answer.confidence, answer.top") == f"{answer.digit}, {answer.confidence:.4f}, [{top}]"
+    reading = rec.read(ROOT / "examples" / "grid_6.jpg")
+    assert shown("reading.text, reading.confidence, reading.line_texts").startswith(
+        f'"{reading.text}", {reading.confidence:.2f}, {reading.line_texts}'.replace("'", '"')
+    )
