@@ -132,6 +132,31 @@ def test_stdin_table_csv_and_debug(model, images, tmp_path):
     assert cv2.imread(str(debug / "one.png")).shape[0] > 150
 
 
+@pytest.mark.parametrize("command", ["predict", "read"])
+def test_a_dash_with_nothing_piped_in_is_an_error_not_a_wait(command):
+    """`digitrec predict -` typed at a terminal: reading stdin would wait for the keyboard, with
+    nothing on the screen. The other files are still answered."""
+    import os
+    import pty
+
+    terminal, other_end = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "digitrec", command, "-", str(EXAMPLES / "grid_6.jpg"), "--json"],
+            stdin=other_end,
+            capture_output=True,
+            text=True,
+            timeout=30,  # before: waited for the keyboard until killed
+        )
+    finally:
+        os.close(terminal)
+        os.close(other_end)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    dash, grid = json.loads(done.stdout)
+    assert dash["error"] == "standard input is a terminal, not an image: pipe one in (cat digit.png | digitrec ... -)"
+    assert grid["error"] is None and str(grid["digit" if command == "predict" else "text"]) == "6"
+
+
 def test_min_confidence_answers_question_marks(model, images, tmp_path):
     done = run(str(images["good"]), "--model", model, "--min-confidence", "1", "--json")
     assert done.returncode == 0

@@ -27,13 +27,16 @@ def expand_paths(paths: tuple[str, ...] | list[str]) -> list[str]:
 
 def read_input(path: str) -> bytes | str:
     """'-' -> the bytes on standard input, refused past the loader's file limit while reading
-    (`cat /dev/zero | digitrec predict -` stops at 50 MiB); anything else unchanged (the loader
-    reads files and refuses what is not a regular file). Raises ImageError."""
+    (`cat /dev/zero | digitrec predict -` stops at 50 MiB) and refused when it is a terminal (`-`
+    with nothing piped in); anything else unchanged (the loader reads files and refuses what is not
+    a regular file). Raises ImageError."""
     if path == STDIN:
         import sys
 
         from digitrec.preprocess.load import read_capped
 
+        if sys.stdin.isatty():  # nothing piped in: reading would wait for the keyboard, silently
+            raise ImageError("standard input is a terminal, not an image: pipe one in (cat digit.png | digitrec ... -)")
         return read_capped(sys.stdin.buffer, "standard input")
     return path
 
