@@ -208,6 +208,7 @@ def test_without_keras_export_says_what_to_install(tmp_path, capsys, monkeypatch
             main(args)
         err = capsys.readouterr().err
         assert info.value.code == 1 and install_command("keras") in err and "Traceback" not in err, err
+        assert err.count("\n") == 1 and "digitrec: converting" not in err, err  # the error alone
 
 
 # ---------- the Keras tutorial network, end to end ----------

@@ -33,8 +33,9 @@ def resolve_model(model: str | Path) -> Path:
     cached = converted_path(path)
     if cached_is_intact(cached):
         return cached
-    from digitrec.keras_export import export_keras
+    from digitrec.keras_export import export_keras, import_keras
 
+    import_keras()  # without Keras, its error alone: no line about a conversion that cannot start
     again = " again: the cached copy does not match its hash" if cached.exists() else ""
     print(f"digitrec: converting {path.name} to ONNX{again} (once; cached as {cached})", file=sys.stderr)
     export_keras(path, cached, write_card=False)
