@@ -132,6 +132,38 @@ def test_stdin_table_csv_and_debug(model, images, tmp_path):
     assert cv2.imread(str(debug / "one.png")).shape[0] > 150
 
 
+@pytest.mark.parametrize(
+    "command, inputs, written",
+    [
+        ("predict", ["three.jpg", "three.png"], ["three-2.png", "three-3.png"]),
+        ("read", ["three.jpg", "three.png", "three.read.png"], ["three-2.read.png", "three-3.read.png", "three.read.read.png"]),
+    ],
+)  # fmt: skip
+def test_debug_into_the_input_folder_never_writes_over_an_input(command, inputs, written, tmp_path):
+    """`digitrec predict scans/ --debug scans/` (or `--debug .` beside scan.png): the debug pictures
+    are named after the inputs, and used to replace them: the user's scans were lost, and three.jpg's
+    picture (three.png, three.read.png) replaced an input before it was read."""
+    import shutil
+
+    folder = tmp_path / "my scans"
+    folder.mkdir()
+    examples = {"three.jpg": "grid_6.jpg", "three.png": "scan_3.png", "three.read.png": "drawing_4.png"}
+    for name in inputs:
+        shutil.copy(EXAMPLES / examples[name], folder / name)
+    before = {name: (folder / name).read_bytes() for name in inputs}
+    for _ in range(2):  # and again: the first run's pictures are no inputs, and are replaced
+        done = subprocess.run(
+            [sys.executable, "-m", "digitrec", command, *[str(folder / name) for name in inputs],
+             "--debug", str(folder), "--json"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        answers = [str(a["digit" if command == "predict" else "text"]) for a in json.loads(done.stdout)]
+        assert answers == ["6", "3", "4"][: len(inputs)]
+        assert {name: (folder / name).read_bytes() for name in inputs} == before
+    assert sorted(p.name for p in folder.iterdir() if p.name not in before) == written
+
+
 @pytest.mark.parametrize("command", ["predict", "read"])
 def test_a_dash_with_nothing_piped_in_is_an_error_not_a_wait(command):
     """`digitrec predict -` typed at a terminal: reading stdin would wait for the keyboard, with

@@ -1,5 +1,5 @@
 """What the answering commands share: the compact JSON array, the CSV file written whole, debug
-file names that never overwrite one another, and the one `--min-confidence` option."""
+file names that never overwrite one another nor an input, and the one `--min-confidence` option."""
 
 from __future__ import annotations
 
@@ -52,13 +52,26 @@ def write_csv(csv_path: str, header: list[str], rows: list[list]) -> None:
     atomic_write(csv_path, f.getvalue())
 
 
-def debug_name(path: str, used: set[str]) -> str:
-    """A debug file's name for input `path` ('-': 'stdin'): its stem, made unique among `used`
-    (a.png and a.jpg, or the same name in two folders: 'a', 'a-2'); added to `used`."""
-    name = "stdin" if path == "-" else Path(path).stem
-    unique, n = name, 1
-    while unique in used:
-        n += 1
-        unique = f"{name}-{n}"
-    used.add(unique)
-    return unique
+class DebugFiles:
+    """Where each input's debug picture goes in `folder`: its stem ('-': 'stdin') and `suffix`, made
+    unique among this run's (a.png and a.jpg, or one name in two folders: 'a', 'a-2'), and never one
+    of the inputs itself: `predict scans/ --debug scans/` must not write over the user's pictures
+    (nor over an input not yet read)."""
+
+    def __init__(self, folder: Path | str, inputs: list[str], suffix: str):
+        import os
+
+        self.folder, self.suffix = Path(folder), suffix
+        self.used: set[str] = set()
+        self._inputs = {os.path.realpath(p) for p in inputs if p != "-"}
+
+    def path_for(self, path: str) -> Path:
+        import os
+
+        name = "stdin" if path == "-" else Path(path).stem
+        unique, n = name, 1
+        while unique in self.used or os.path.realpath(self.folder / f"{unique}{self.suffix}") in self._inputs:
+            n += 1
+            unique = f"{name}-{n}"
+        self.used.add(unique)
+        return self.folder / f"{unique}{self.suffix}"
