@@ -165,6 +165,26 @@ def test_debug_into_the_input_folder_never_writes_over_an_input(command, inputs,
 
 
 @pytest.mark.parametrize("command", ["predict", "read"])
+def test_csv_is_no_flag_and_never_writes_over_an_image(command, tmp_path):
+    """`digitrec predict --csv a.png b.png`, as if --csv were a flag like --json: a.png is taken as
+    the CSV file's name. It used to be replaced by the table; now it is a usage error."""
+    import shutil
+
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    shutil.copy(EXAMPLES / "scan_3.png", first)
+    shutil.copy(EXAMPLES / "drawing_4.png", second)
+    before = first.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "digitrec", command, "--csv", str(first), str(second)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and first.read_bytes() == before
+    assert f"Invalid value for '--csv': {first} is an image file's name; name the CSV file to write" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["predict", "read"])
 def test_a_dash_with_nothing_piped_in_is_an_error_not_a_wait(command):
     """`digitrec predict -` typed at a terminal: reading stdin would wait for the keyboard, with
     nothing on the screen. The other files are still answered."""

@@ -23,12 +23,25 @@ def min_confidence_option(what: str):
     )
 
 
+def _not_an_image(ctx, param, value: str | None) -> str | None:
+    """`--csv` is no flag: `predict --csv a.png b.png` took a.png for the CSV file and wrote the
+    table over that picture. No one means to write a CSV into an image file's name."""
+    if value is None:
+        return None
+    from digitrec.preprocess.load import is_image_name
+
+    if is_image_name(value):
+        raise click.BadParameter(f"{value} is an image file's name; name the CSV file to write, e.g. --csv answers.csv")
+    return value
+
+
 # `--csv FILE` of predict and read: the answers also written as a table, whole or not at all.
 csv_option = click.option(
     "--csv",
     "csv_path",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
+    callback=_not_an_image,
     help="Also write the answers to this CSV file.",
 )
 
