@@ -164,6 +164,22 @@ def test_debug_into_the_input_folder_never_writes_over_an_input(command, inputs,
     assert sorted(p.name for p in folder.iterdir() if p.name not in before) == written
 
 
+def test_a_folder_of_photos_digitrec_cannot_read_says_what_it_reads(tmp_path, capsys):
+    """An iPhone's photos are HEIC: a folder of them held "no images", which the user could not
+    believe. Each command that takes folders names the formats it looks for, the same way."""
+    from conftest import run_main
+
+    photos = tmp_path / "iphone"
+    photos.mkdir()
+    (photos / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 100)
+    formats = "PNG, JPEG, GIF, BMP, TIFF, WebP and PBM/PGM/PPM"
+    for command in ("predict", "read"):
+        code, out, _ = run_main([command, str(photos), "--json"], capsys)
+        assert code == 1 and json.loads(out)[0]["error"] == f"folder holds no images digitrec reads ({formats} files)"
+    code, _, err = run_main(["batch", str(photos), "--out", str(tmp_path / "out")], capsys)
+    assert code == 1 and err == f"Error: {photos}: no images found (digitrec reads {formats} files)\n"
+
+
 @pytest.mark.parametrize("command", ["predict", "read"])
 def test_csv_is_no_flag_and_never_writes_over_an_image(command, tmp_path):
     """`digitrec predict --csv a.png b.png`, as if --csv were a flag like --json: a.png is taken as

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from digitrec.errors import ImageError
-from digitrec.preprocess.load import is_image_name
+from digitrec.preprocess.load import READ_FORMATS, is_image_name
 
 STDIN = "-"
 
@@ -45,7 +45,8 @@ def input_or_error(path: str) -> bytes | str | ImageError:
     """What to hand the recognizer for one command-line input, or the ImageError that answers it
     at once (a folder with no images, standard input too large), so the other inputs go on."""
     if path != STDIN and Path(path).is_dir():
-        return ImageError("folder holds no images")
+        # A folder of phone photos in HEIC, or PDFs of scans: say what would have been found.
+        return ImageError(f"folder holds no images digitrec reads ({READ_FORMATS} files)")
     try:
         return read_input(path)
     except ImageError as exc:

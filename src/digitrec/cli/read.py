@@ -75,7 +75,7 @@ def read(ctx, paths, model, digits, pattern, as_json, csv_path, min_confidence, 
       digitrec read cheques/ --csv amounts.csv --debug out/
       digitrec read amount.png --keep-punctuation
     """
-    from digitrec.cli.inputs import expand_paths, read_input
+    from digitrec.cli.inputs import expand_paths, input_or_error
     from digitrec.errors import DigitrecError
     from digitrec.read.pattern import constraint
     from digitrec.runtime import Recognizer
@@ -88,8 +88,11 @@ def read(ctx, paths, model, digits, pattern, as_json, csv_path, min_confidence, 
     for path in files:
         entry = _empty_entry(path)
         try:
+            source = input_or_error(path)
+            if isinstance(source, DigitrecError):  # a folder without images, stdin a terminal...
+                raise source
             reading = recognizer.read(
-                read_input(path),
+                source,
                 debug=debug_dir is not None,
                 digits=digits,
                 pattern=pattern,

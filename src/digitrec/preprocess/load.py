@@ -37,6 +37,7 @@ MIN_SIDE = 8  # smaller than this holds no readable digit (MNIST's 28x28 is the 
 # before its size can be checked (a 700 KB .ico held a 177 MP picture), and nobody writes digits
 # in icons. Every other Pillow plugin is refused too: less parser code facing uploads.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM")
+READ_FORMATS = "PNG, JPEG, GIF, BMP, TIFF, WebP and PBM/PGM/PPM"  # as messages name them
 # Their file names, for finding images in a folder (compared lower-cased: scans come as `.Jpg`, `.PNG`).
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -174,10 +175,7 @@ def _opened(data: bytes) -> Iterator[PILImage]:
         try:
             image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
         except UnidentifiedImageError:
-            raise ImageError(
-                "not an image (unknown or unsupported format; digitrec reads PNG, JPEG, "
-                "GIF, BMP, TIFF, WebP and PBM/PGM/PPM)"
-            ) from None
+            raise ImageError(f"not an image (unknown or unsupported format; digitrec reads {READ_FORMATS})") from None
         except Image.DecompressionBombError as exc:  # twice our limit: Pillow says how big
             found = re.search(r"\((\d+) pixels\)", str(exc))
             size = f"{int(found.group(1)) / 1e6:.0f} megapixels; " if found else ""
