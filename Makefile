@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install
-# digitrec with every extra (`[all,dev]`: CPU PyTorch pinned in the `train` extra, Keras for the
+# digitrec with every extra (`[all,dev]`: PyTorch pinned in the `train` extra, PyPI's CUDA build on
+# Linux unless .venv holds the CPU build already, as the README says; Keras for the
 # bring-your-own-model test), at the versions in constraints.txt, what the tests last passed with.
 PYTHON ?= python3
 VENV := .venv

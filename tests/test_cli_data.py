@@ -71,3 +71,13 @@ def test_info_and_explore_on_real_mnist(real_data, tmp_path):
     for name in ("samples.png", "class_balance.png", "mean_images.png", "pixel_stats.png"):
         image = cv2.imread(str(tmp_path / "x" / name))
         assert image is not None and image.shape[0] > 100 and image.std() > 5, name
+
+
+@pytest.mark.parametrize("command", [["data", "fetch"], ["data", "info"], ["evaluate"]])
+def test_a_data_dir_typed_that_does_not_exist_is_said(command, tmp_path):
+    """`--data-dir ~/Downloads/mnst` (a typo): MNIST used to come quietly from the cache or the
+    network, and the user believed their files were used."""
+    missing = tmp_path / "mnst"
+    result = run(*command, "--data-dir", str(missing))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"Invalid value for '--data-dir': {missing}: no such folder" in result.stderr

@@ -64,6 +64,9 @@ def test_digits_and_pattern_together_and_exact_strings():
         (r"\d{3,2}", "out of range"),
         ("1{100}", "out of range"),
         (r"(\d)\1", "back-references"),
+        ("", "matches only an empty reading"),  # `read --pattern ''`: refused once, not per file
+        ("^$", "matches only an empty reading"),
+        ("()", "matches only an empty reading"),
     ],
 )
 def test_patterns_it_cannot_use_are_refused_with_the_reason(pattern, why):

@@ -358,3 +358,13 @@ def test_evaluating_another_model_never_overwrites_the_shipped_models_report(
     )
     assert code == 0, err
     assert json.loads((tmp_path / "out/evaluate/summary.json").read_text())["model"]["path"] == str(models["bare"])
+
+
+def test_lines_stay_whole_when_the_output_is_not_a_terminal(real_data, tmp_path, capsys):
+    """`make demo > log`, CI: rich broke lines at 80 columns, mid-phrase ("78 flagged (63" / "right,
+    15 wrong)"). Piped, each line stays one line; the table keeps its width."""
+    code, out, err = run_main(["evaluate", "--out", str(tmp_path), "--limit", "300"], capsys)
+    assert code == 0, err
+    doubt = next(line for line in out.splitlines() if line.startswith("at min_confidence"))
+    assert re.fullmatch(r"at min_confidence 0\.93: .* answered, .* right; \d+ flagged \(\d+ right, \d+ wrong\)", doubt)
+    assert all(len(line) <= 80 for line in out.splitlines() if "│" in line)

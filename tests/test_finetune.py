@@ -245,10 +245,12 @@ def test_a_file_listed_many_times_is_held_out_whole_or_refused(digit_files, mnis
 def test_without_torch_finetune_and_calibrate_name_the_train_extra(args, monkeypatch, capsys):
     from conftest import run_main
 
+    from digitrec.extras import install_command
+
     monkeypatch.setitem(sys.modules, "torch", None)
     code, out, err = run_main(args, capsys)
     assert code == 1 and out == "" and err.count("\n") == 1
-    assert err.startswith("Error: ") and "pip install 'digitrec[train]'" in err
+    assert err.startswith("Error: ") and install_command("train") in err
 
 
 def test_the_users_share_of_each_batch_shrinks_with_the_classes_they_gave():
@@ -360,3 +362,31 @@ def test_finetune_numbers_cli_learns_from_the_digits_of_numbers(real_data, tmp_p
     assert (tmp_path / "m.line.onnx").is_file() and f"line reader: {tmp_path / 'm.line.onnx'}, from 6 numbers" in err
     code, _, err = run_main(["finetune", "--out", str(out)], capsys)
     assert code == 2 and "give DATA" in err
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_any_training(digit_files, mnist, tmp_path):
+    """`finetune ... --out README.md/mine.onnx` (a file where a folder must be): the error came after
+    the whole training; now before any image is prepared."""
+    from digitrec.errors import DigitrecError
+    from digitrec.tune import finetune
+    from digitrec.tune.run import FinetuneConfig
+
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    out = tmp_path / "notes.txt" / "mine.onnx"
+    one_digit_numbers = tmp_path / "numbers.csv"  # path,text
+    files = sorted((digit_files / "folder").glob("*/*.png"))
+    one_digit_numbers.write_text("path,text\n" + "".join(f"{f},{f.parent.name}\n" for f in files))
+    said: list[str] = []
+    for numbers in (None, one_digit_numbers):  # the digit model, and --numbers (its line reader trains first)
+        with pytest.raises(
+            DigitrecError, match=f"cannot write {out}: {tmp_path / 'notes.txt'} is a file, not a folder"
+        ):
+            finetune(
+                [digit_files / "folder"],
+                out,
+                numbers=numbers,
+                mnist=mnist["train"],
+                config=FinetuneConfig(max_steps=1, min_steps=1, threads=1),
+                log=said.append,
+            )
+        assert said == []  # nothing prepared, nothing trained

@@ -132,6 +132,99 @@ def test_stdin_table_csv_and_debug(model, images, tmp_path):
     assert cv2.imread(str(debug / "one.png")).shape[0] > 150
 
 
+@pytest.mark.parametrize(
+    "command, inputs, written",
+    [
+        ("predict", ["three.jpg", "three.png"], ["three-2.png", "three-3.png"]),
+        ("read", ["three.jpg", "three.png", "three.read.png"], ["three-2.read.png", "three-3.read.png", "three.read.read.png"]),
+    ],
+)  # fmt: skip
+def test_debug_into_the_input_folder_never_writes_over_an_input(command, inputs, written, tmp_path):
+    """`digitrec predict scans/ --debug scans/` (or `--debug .` beside scan.png): the debug pictures
+    are named after the inputs, and used to replace them: the user's scans were lost, and three.jpg's
+    picture (three.png, three.read.png) replaced an input before it was read."""
+    import shutil
+
+    folder = tmp_path / "my scans"
+    folder.mkdir()
+    examples = {"three.jpg": "grid_6.jpg", "three.png": "scan_3.png", "three.read.png": "drawing_4.png"}
+    for name in inputs:
+        shutil.copy(EXAMPLES / examples[name], folder / name)
+    before = {name: (folder / name).read_bytes() for name in inputs}
+    for _ in range(2):  # and again: the first run's pictures are no inputs, and are replaced
+        done = subprocess.run(
+            [sys.executable, "-m", "digitrec", command, *[str(folder / name) for name in inputs],
+             "--debug", str(folder), "--json"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        answers = [str(a["digit" if command == "predict" else "text"]) for a in json.loads(done.stdout)]
+        assert answers == ["6", "3", "4"][: len(inputs)]
+        assert {name: (folder / name).read_bytes() for name in inputs} == before
+    assert sorted(p.name for p in folder.iterdir() if p.name not in before) == written
+
+
+def test_a_folder_of_photos_digitrec_cannot_read_says_what_it_reads(tmp_path, capsys):
+    """An iPhone's photos are HEIC: a folder of them held "no images", which the user could not
+    believe. Each command that takes folders names the formats it looks for, the same way."""
+    from conftest import run_main
+
+    photos = tmp_path / "iphone"
+    photos.mkdir()
+    (photos / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 100)
+    formats = "PNG, JPEG, GIF, BMP, TIFF, WebP and PBM/PGM/PPM"
+    for command in ("predict", "read"):
+        code, out, _ = run_main([command, str(photos), "--json"], capsys)
+        assert code == 1 and json.loads(out)[0]["error"] == f"folder holds no images digitrec reads ({formats} files)"
+    code, _, err = run_main(["batch", str(photos), "--out", str(tmp_path / "out")], capsys)
+    assert code == 1 and err == f"Error: {photos}: no images found (digitrec reads {formats} files)\n"
+
+
+@pytest.mark.parametrize("command", ["predict", "read"])
+def test_csv_is_no_flag_and_never_writes_over_an_image(command, tmp_path):
+    """`digitrec predict --csv a.png b.png`, as if --csv were a flag like --json: a.png is taken as
+    the CSV file's name. It used to be replaced by the table; now it is a usage error."""
+    import shutil
+
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    shutil.copy(EXAMPLES / "scan_3.png", first)
+    shutil.copy(EXAMPLES / "drawing_4.png", second)
+    before = first.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "digitrec", command, "--csv", str(first), str(second)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and first.read_bytes() == before
+    assert f"Invalid value for '--csv': {first} is an image file's name; name the CSV file to write" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["predict", "read"])
+def test_a_dash_with_nothing_piped_in_is_an_error_not_a_wait(command):
+    """`digitrec predict -` typed at a terminal: reading stdin would wait for the keyboard, with
+    nothing on the screen. The other files are still answered."""
+    import os
+    import pty
+
+    terminal, other_end = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "digitrec", command, "-", str(EXAMPLES / "grid_6.jpg"), "--json"],
+            stdin=other_end,
+            capture_output=True,
+            text=True,
+            timeout=30,  # before: waited for the keyboard until killed
+        )
+    finally:
+        os.close(terminal)
+        os.close(other_end)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    dash, grid = json.loads(done.stdout)
+    assert dash["error"] == "standard input is a terminal, not an image: pipe one in (cat digit.png | digitrec ... -)"
+    assert grid["error"] is None and str(grid["digit" if command == "predict" else "text"]) == "6"
+
+
 def test_min_confidence_answers_question_marks(model, images, tmp_path):
     done = run(str(images["good"]), "--model", model, "--min-confidence", "1", "--json")
     assert done.returncode == 0
@@ -164,6 +257,34 @@ def test_bad_options_and_models(images, tmp_path):
     assert done.returncode == 1 and "Error: model file not found" in done.stderr
     assert run(str(images["good"]), "--top", "0").returncode == 2
     assert run().returncode == 2  # no paths: usage
+
+
+def test_a_training_run_as_model_says_how_to_export_it(images, tmp_path, capsys):
+    """`digitrec train` leaves runs/NAME/checkpoint.pt; handed to predict, read or the library, it is
+    one line that names `digitrec export`, not onnxruntime's "Protobuf parsing failed"."""
+    import zipfile
+
+    from conftest import run_main
+
+    from digitrec import Recognizer
+    from digitrec.errors import ModelError
+
+    run_dir = tmp_path / "runs" / "fast"
+    run_dir.mkdir(parents=True)
+    checkpoint = run_dir / "checkpoint.pt"
+    with zipfile.ZipFile(checkpoint, "w") as archive:  # torch.save writes a zip archive
+        archive.writestr("checkpoint/data.pkl", b"weights")
+    export = f"export it first: digitrec export {run_dir} --out model.onnx"
+    done = run(str(images["good"]), "--model", str(checkpoint))
+    assert done.returncode == 1, done.stderr
+    kind = "a PyTorch training checkpoint, not an ONNX or Keras model"
+    assert done.stderr == f"Error: {checkpoint} is {kind}; {export}\n"
+    code, _, err = run_main(["read", str(images["good"]), "--model", str(checkpoint)], capsys)
+    assert code == 1 and export in err and err.count("\n") == 1, err
+    with pytest.raises(ModelError, match=f"{run_dir} is a folder, not a model file \\(.onnx or .keras\\); {export}"):
+        Recognizer(run_dir)
+    with pytest.raises(ModelError, match=r"is a folder, not a model file \(.onnx or .keras\)$"):
+        Recognizer(tmp_path / "runs")  # no checkpoint in it: nothing to export
 
 
 def test_the_examples_are_read_correctly():

@@ -154,6 +154,39 @@ def test_missing_file_and_folder(tmp_path):
         load_grey(tmp_path)
 
 
+def test_a_pillow_image_is_read_as_its_file_would_be(tmp_path):
+    """`Image.open(path)` is how many start: the same grey as the path, upright by its EXIF, a GIF's
+    colours not its palette indices, the same size limits; the caller's image is left as it was."""
+    page = upright_page()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "phone.jpg").write_bytes(
+        encode(Image.fromarray(page).transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif)
+    )
+    (tmp_path / "palette.gif").write_bytes(encode(Image.fromarray(page), "GIF"))
+    for name in ("phone.jpg", "palette.gif"):
+        with Image.open(tmp_path / name) as opened:
+            size = opened.size
+            grey = load_grey(opened)
+            assert opened.size == size  # not rotated in place
+        assert np.array_equal(grey, load_grey(tmp_path / name)), name
+        assert grey.shape == page.shape and np.abs(grey.astype(int) - page).max() <= 12, name
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[10:30, 18:22, 3] = 255  # a canvas: strokes in alpha only
+    canvas = load_grey(Image.fromarray(rgba))
+    assert canvas[0, 0] == 255 and canvas[20, 20] == 0
+    with pytest.raises(ImageError, match="too large"):
+        load_grey(Image.new("1", (8000, 6000)))  # 48 MP
+    with pytest.raises(ImageError, match="too small"):
+        load_grey(Image.new("L", (5, 5)))
+
+
+@pytest.mark.parametrize("source, name", [(None, "NoneType"), ([[0] * 28] * 28, "list"), (7, "int")])
+def test_what_is_not_an_image_is_a_type_error_that_says_what_is(source, name):
+    with pytest.raises(TypeError, match=f"a numpy array or a Pillow image, not {name}$"):
+        load_grey(source)
+
+
 def test_bad_arrays():
     with pytest.raises(ImageError, match="too small"):
         load_grey(np.zeros((1, 1), np.uint8))

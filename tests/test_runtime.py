@@ -156,3 +156,15 @@ def test_the_runtime_commands_import_nothing_of_training_plots_or_server(command
         answer = json.loads(done.stdout.split("HEAVY")[0])[0]
         assert answer["error"] is None
         assert str(answer.get("digit", answer.get("text"))) == {"predict": "7", "read": "6"}[command[0]]
+
+
+def test_predict_and_read_take_a_pillow_image():
+    """`rec.predict(Image.open(...))`: the answers of the file itself."""
+    from PIL import Image
+
+    rec = Recognizer()
+    with Image.open(EXAMPLES / "photo_7.jpg") as photo:  # stored sideways, with an EXIF orientation
+        assert rec.predict(photo).to_dict() == rec.predict(EXAMPLES / "photo_7.jpg").to_dict()
+        assert rec.predict(photo).digit == 7
+    with Image.open(EXAMPLES / "grid_6.jpg") as grid:
+        assert rec.read(grid).text == "6"

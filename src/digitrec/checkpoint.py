@@ -49,7 +49,12 @@ def read_checkpoint(path: Path | str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
-        raise ModelError(f"cannot read {path} as a digitrec checkpoint: {exc}") from None
+        # Its messages run to paragraphs (the weights-only one advises loading the file unsafely and
+        # filing an issue): their first sentence says what went wrong.
+        first = str(exc).strip().split("\n", 1)[0].split(". ", 1)[0]
+        raise ModelError(
+            f"cannot read {path} as a digitrec checkpoint (damaged, or another kind of file): {first}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ModelError(f"{path} is not a digitrec checkpoint (expected format {FORMAT})")
     return state

@@ -32,8 +32,29 @@ def require(extra: str, *modules: str) -> None:
         if not _importable(module):
             raise MissingExtra(
                 f"{USES.get(extra, extra)} needs the '{extra}' extra ({module} is not installed): "
-                f"pip install 'digitrec[{extra}]'"
+                f"{install_command(extra)}"
             )
+
+
+def install_command(extra: str) -> str:
+    """The pip command that adds `extra` to this very install. There is no release on PyPI yet, so
+    `pip install 'digitrec[EXTRA]'` finds nothing there (or a stranger's package of that name): an
+    install from a checkout or a wheel file is named by the path pip recorded for it (PEP 610's
+    direct_url.json), `-e` kept for an editable one."""
+    import json
+    import shlex
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    try:
+        origin = json.loads(metadata.distribution("digitrec").read_text("direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, ValueError):  # not installed (a bare PYTHONPATH), or a broken record
+        origin = {}
+    url = urlparse(str(origin.get("url", "")))
+    if url.scheme != "file" or not url.path:  # from an index: the name is what pip knows it by
+        return f"pip install 'digitrec[{extra}]'"
+    editable = "-e " if origin.get("dir_info", {}).get("editable") else ""
+    return f"pip install {editable}{shlex.quote(f'{unquote(url.path)}[{extra}]')}"
 
 
 def _importable(module: str) -> bool:

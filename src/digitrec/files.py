@@ -23,13 +23,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write to (by name: torch.save, onnx.save, savefig ...);
     when the block ends without an error, it is synced and renamed to `path`; otherwise removed."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise write_error(path, exc) from None
-    tmp = Path(name)
+    tmp = _temp_beside(path)
     try:
         yield tmp
         with open(tmp, "rb+") as f:  # what the writer left in the page cache must reach the disk first
@@ -40,6 +34,23 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         raise write_error(path, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable(path: Path | str) -> None:
+    """Before minutes of work whose result goes to `path`: the DigitrecError that writing it would
+    raise at the end (its folder cannot be made, or not written to), now."""
+    _temp_beside(Path(path)).unlink()
+
+
+def _temp_beside(path: Path) -> Path:
+    """A new empty temporary file in `path`'s folder (made first if needed)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    return Path(name)
 
 
 def atomic_write(path: Path | str, data: bytes | str) -> Path:

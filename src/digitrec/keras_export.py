@@ -37,7 +37,6 @@ ACTIVATION_KINDS = {
     "linear": "logits",
     "log_softmax": "log_probabilities",
 }
-INSTALL_HINT = "pip install 'digitrec[keras]'"
 
 
 def import_keras():
@@ -51,7 +50,11 @@ def import_keras():
                 f"Keras could not start on the {os.environ['KERAS_BACKEND']!r} backend named in "
                 f"KERAS_BACKEND ({exc}); unset it to use PyTorch"
             ) from None
-        raise ModelError(f"converting a .keras model needs Keras and PyTorch ({exc}): {INSTALL_HINT}") from None
+        from digitrec.extras import install_command
+
+        raise ModelError(
+            f"converting a .keras model needs Keras and PyTorch ({exc}): {install_command('keras')}"
+        ) from None
     return keras
 
 

@@ -33,13 +33,31 @@ def resolve_model(model: str | Path) -> Path:
     cached = converted_path(path)
     if cached_is_intact(cached):
         return cached
-    from digitrec.keras_export import export_keras
+    from digitrec.keras_export import export_keras, import_keras
 
+    import_keras()  # without Keras, its error alone: no line about a conversion that cannot start
     again = " again: the cached copy does not match its hash" if cached.exists() else ""
     print(f"digitrec: converting {path.name} to ONNX{again} (once; cached as {cached})", file=sys.stderr)
     export_keras(path, cached, write_card=False)
     atomic_write(_hash_path(cached), file_sha256(cached) + "\n")
     return cached
+
+
+def refuse_training_run(model: str | Path) -> None:
+    """A training run (its folder or checkpoint.pt) given where an ONNX model runs: a ModelError that
+    says how to export it. `digitrec train` ends with a checkpoint, so a new user's next step is often
+    `predict --model runs/NAME/checkpoint.pt`, and onnxruntime would only say "Protobuf parsing failed"."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        run = path if (path / paths.CHECKPOINT_NAME).is_file() else None
+        what = "a folder, not a model file (.onnx or .keras)"
+    elif path.suffix.lower() in paths.CHECKPOINT_SUFFIXES and path.is_file():
+        run = path.parent if path.name == paths.CHECKPOINT_NAME else path
+        what = "a PyTorch training checkpoint, not an ONNX or Keras model"
+    else:
+        return
+    export = f"; export it first: digitrec export {run} --out model.onnx" if run is not None else ""
+    raise ModelError(f"{path} is {what}{export}")
 
 
 def converted_path(keras_file: Path) -> Path:

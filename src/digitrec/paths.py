@@ -8,6 +8,7 @@ from pathlib import Path
 # A run folder (`digitrec train --out runs/NAME`) holds these. Named here, not in the torch-only
 # checkpoint module, so that finding a run's files (evaluate, export, the trainers) imports no torch.
 CHECKPOINT_NAME = "checkpoint.pt"  # the weights and their metadata, written atomically every epoch
+CHECKPOINT_SUFFIXES = (".pt", ".pth")  # PyTorch files: evaluate and export read them, the runtime cannot
 RUN_FOLDER_MODELS = (CHECKPOINT_NAME, "model.onnx")  # what a run folder holds to evaluate, in order
 METRICS_NAME = "metrics.jsonl"  # one JSON row per epoch
 CONFIG_NAME = "config.json"  # the resolved training config

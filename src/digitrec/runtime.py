@@ -20,7 +20,7 @@ import numpy as np
 from digitrec import doubt, paths
 from digitrec.errors import DigitrecError, without_frames
 from digitrec.model_adapter import ModelAdapter
-from digitrec.model_io import resolve_model
+from digitrec.model_io import refuse_training_run, resolve_model
 from digitrec.modelfile.read import open_model, softmax  # noqa: F401 - softmax is part of this module's API
 from digitrec.preprocess import load_grey, normalize_digit
 from digitrec.preprocess.debug import Stages
@@ -96,6 +96,8 @@ class Recognizer:
         After loading, `card` is the model card (a dict: name, accuracy, how it was trained...;
         just {"name": file stem} for a model without one) and `path` the ONNX file in use.
         """
+        if model:
+            refuse_training_run(model)  # a checkpoint.pt: say how to export it, not "Protobuf parsing failed"
         path = resolve_model(model) if model else default_model_path()  # a .keras file -> its cached ONNX
         self.session, self.model_card = open_model(path, threads=threads)  # the card checked (ModelError if malformed)
         self.path = path

@@ -29,7 +29,9 @@ def require_ray():
         import ray
         import ray.data  # noqa: F401 - the [data] extra, not only the core
     except ImportError:
-        raise DigitrecError("--engine ray needs Ray Data: pip install 'digitrec[ray]'") from None
+        from digitrec.extras import install_command
+
+        raise DigitrecError(f"--engine ray needs Ray Data: {install_command('ray')}") from None
     return ray
 
 

@@ -27,7 +27,9 @@ def require_pyarrow():
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError("Parquet needs pyarrow: pip install 'digitrec[batch]'") from None
+        from digitrec.extras import install_command
+
+        raise DataError(f"Parquet needs pyarrow: {install_command('batch')}") from None
     return pq
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from digitrec.errors import DataError
-from digitrec.preprocess.load import is_image_name
+from digitrec.preprocess.load import READ_FORMATS, is_image_name
 
 LIST_SUFFIXES = {".txt", ".lst", ".csv", ".parquet"}
 GLOB_CHARS = set("*?[")
@@ -42,7 +42,7 @@ def expand_sources(sources: Iterable[str]) -> list[str]:
     for source in sources:
         found = _expand_remote(source) if is_remote(source) else _expand_local(local_path(source))
         if not found:
-            raise DataError(f"{source}: no images found")
+            raise DataError(f"{source}: no images found (digitrec reads {READ_FORMATS} files)")
         out += found
     return out
 

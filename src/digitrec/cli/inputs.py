@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from digitrec.errors import ImageError
-from digitrec.preprocess.load import is_image_name
+from digitrec.preprocess.load import READ_FORMATS, is_image_name
 
 STDIN = "-"
 
@@ -27,13 +27,16 @@ def expand_paths(paths: tuple[str, ...] | list[str]) -> list[str]:
 
 def read_input(path: str) -> bytes | str:
     """'-' -> the bytes on standard input, refused past the loader's file limit while reading
-    (`cat /dev/zero | digitrec predict -` stops at 50 MiB); anything else unchanged (the loader
-    reads files and refuses what is not a regular file). Raises ImageError."""
+    (`cat /dev/zero | digitrec predict -` stops at 50 MiB) and refused when it is a terminal (`-`
+    with nothing piped in); anything else unchanged (the loader reads files and refuses what is not
+    a regular file). Raises ImageError."""
     if path == STDIN:
         import sys
 
         from digitrec.preprocess.load import read_capped
 
+        if sys.stdin.isatty():  # nothing piped in: reading would wait for the keyboard, silently
+            raise ImageError("standard input is a terminal, not an image: pipe one in (cat digit.png | digitrec ... -)")
         return read_capped(sys.stdin.buffer, "standard input")
     return path
 
@@ -42,7 +45,8 @@ def input_or_error(path: str) -> bytes | str | ImageError:
     """What to hand the recognizer for one command-line input, or the ImageError that answers it
     at once (a folder with no images, standard input too large), so the other inputs go on."""
     if path != STDIN and Path(path).is_dir():
-        return ImageError("folder holds no images")
+        # A folder of phone photos in HEIC, or PDFs of scans: say what would have been found.
+        return ImageError(f"folder holds no images digitrec reads ({READ_FORMATS} files)")
     try:
         return read_input(path)
     except ImageError as exc:

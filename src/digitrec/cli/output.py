@@ -1,5 +1,6 @@
-"""What the answering commands share: the compact JSON array, the CSV file written whole, debug
-file names that never overwrite one another, and the one `--min-confidence` option."""
+"""What the commands share: the compact JSON array, the CSV file written whole, debug file names
+that never overwrite one another nor an input, the one `--min-confidence` option, and the console
+their lines go to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from pathlib import Path
 import click
 
 from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+
+
+def console(stderr: bool = False, **options):
+    """A rich Console for a command's lines. Piped or logged (no terminal: `make demo`'s log, CI),
+    rich would break every line at 80 columns, mid-phrase ("78 flagged (63" / "right, 15 wrong)"):
+    there a line stays one line. Tables keep their width."""
+    from rich.console import Console
+
+    lines = Console(stderr=stderr, **options)
+    lines.soft_wrap = not lines.is_terminal
+    return lines
 
 
 def min_confidence_option(what: str):
@@ -23,12 +35,25 @@ def min_confidence_option(what: str):
     )
 
 
+def _not_an_image(ctx, param, value: str | None) -> str | None:
+    """`--csv` is no flag: `predict --csv a.png b.png` took a.png for the CSV file and wrote the
+    table over that picture. No one means to write a CSV into an image file's name."""
+    if value is None:
+        return None
+    from digitrec.preprocess.load import is_image_name
+
+    if is_image_name(value):
+        raise click.BadParameter(f"{value} is an image file's name; name the CSV file to write, e.g. --csv answers.csv")
+    return value
+
+
 # `--csv FILE` of predict and read: the answers also written as a table, whole or not at all.
 csv_option = click.option(
     "--csv",
     "csv_path",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
+    callback=_not_an_image,
     help="Also write the answers to this CSV file.",
 )
 
@@ -52,13 +77,26 @@ def write_csv(csv_path: str, header: list[str], rows: list[list]) -> None:
     atomic_write(csv_path, f.getvalue())
 
 
-def debug_name(path: str, used: set[str]) -> str:
-    """A debug file's name for input `path` ('-': 'stdin'): its stem, made unique among `used`
-    (a.png and a.jpg, or the same name in two folders: 'a', 'a-2'); added to `used`."""
-    name = "stdin" if path == "-" else Path(path).stem
-    unique, n = name, 1
-    while unique in used:
-        n += 1
-        unique = f"{name}-{n}"
-    used.add(unique)
-    return unique
+class DebugFiles:
+    """Where each input's debug picture goes in `folder`: its stem ('-': 'stdin') and `suffix`, made
+    unique among this run's (a.png and a.jpg, or one name in two folders: 'a', 'a-2'), and never one
+    of the inputs itself: `predict scans/ --debug scans/` must not write over the user's pictures
+    (nor over an input not yet read)."""
+
+    def __init__(self, folder: Path | str, inputs: list[str], suffix: str):
+        import os
+
+        self.folder, self.suffix = Path(folder), suffix
+        self.used: set[str] = set()
+        self._inputs = {os.path.realpath(p) for p in inputs if p != "-"}
+
+    def path_for(self, path: str) -> Path:
+        import os
+
+        name = "stdin" if path == "-" else Path(path).stem
+        unique, n = name, 1
+        while unique in self.used or os.path.realpath(self.folder / f"{unique}{self.suffix}") in self._inputs:
+            n += 1
+            unique = f"{name}-{n}"
+        self.used.add(unique)
+        return self.folder / f"{unique}{self.suffix}"

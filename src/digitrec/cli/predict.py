@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.cli.output import csv_option, debug_name, echo_json_lines, min_confidence_option, write_csv
+from digitrec.cli.output import DebugFiles, csv_option, echo_json_lines, min_confidence_option, write_csv
 from digitrec.errors import DigitrecError
 
 
@@ -87,14 +87,14 @@ def predict(ctx, paths, model, top, as_json, csv_path, debug_dir, min_confidence
     recognizer = Recognizer(model, min_confidence=min_confidence, reject=not no_reject)
     files = expand_paths(paths)
     results: list[dict] = []
-    debug_names: set[str] = set()
+    debug_files = DebugFiles(debug_dir, files, ".png") if debug_dir else None
     progress = _progress(len(files)) if not as_json and len(files) > 50 and sys.stderr.isatty() else None
     inputs = [input_or_error(p) for p in files]
     answers = recognizer.predict_paths(inputs, top, side=BULK_SIDE if fast else WORK_SIDE, debug=debug_dir is not None)
     for path, answer in zip(files, answers):
         results.append(_entry(path, answer))
-        if debug_dir and getattr(answer, "stages", None):
-            _write_debug(Path(debug_dir), path, answer, debug_names)
+        if debug_files and getattr(answer, "stages", None):
+            _write_debug(debug_files.path_for(path), path, answer)
         if progress:
             progress.update(1)
     if progress:
@@ -123,20 +123,19 @@ def _entry(path: str, answer) -> dict:
     return {"path": path, **answer.to_dict(), "error": None}
 
 
-def _write_debug(folder: Path, path: str, prediction, used: set[str]) -> None:
+def _write_debug(target: Path, path: str, prediction) -> None:
     """A strip of the stages; for an image that failed, the stages it got through."""
     from digitrec.preprocess.debug import write_strip
 
-    unique = debug_name(path, used)
     if isinstance(prediction, DigitrecError):
         caption = f"{path}: error: {prediction}"
     else:
         shown = "?" if prediction.digit is None else prediction.digit
         caption = f"{path}: {shown} ({prediction.confidence:.1%})"
     try:
-        write_strip(folder / f"{unique}.png", prediction.stages, caption)
+        write_strip(target, prediction.stages, caption)
     except OSError as exc:
-        raise DigitrecError(f"cannot write debug images to {folder}: {exc}") from None
+        raise DigitrecError(f"cannot write debug images to {target.parent}: {exc}") from None
 
 
 def _write_csv(csv_path: str, results: list[dict]) -> None:

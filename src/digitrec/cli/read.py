@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.cli.output import csv_option, debug_name, echo_json_lines, min_confidence_option, write_csv
+from digitrec.cli.output import DebugFiles, csv_option, echo_json_lines, min_confidence_option, write_csv
 from digitrec.read.pattern import MAX_REPEAT
 
 
@@ -75,7 +75,7 @@ def read(ctx, paths, model, digits, pattern, as_json, csv_path, min_confidence, 
       digitrec read cheques/ --csv amounts.csv --debug out/
       digitrec read amount.png --keep-punctuation
     """
-    from digitrec.cli.inputs import expand_paths, read_input
+    from digitrec.cli.inputs import expand_paths, input_or_error
     from digitrec.errors import DigitrecError
     from digitrec.read.pattern import constraint
     from digitrec.runtime import Recognizer
@@ -83,20 +83,24 @@ def read(ctx, paths, model, digits, pattern, as_json, csv_path, min_confidence, 
     constraint(digits, pattern)  # a bad pattern stops here, before any model loads
     recognizer = Recognizer(model, min_confidence=min_confidence)
     results = []
-    debug_names: set[str] = set()
-    for path in expand_paths(paths):
+    files = expand_paths(paths)
+    debug_files = DebugFiles(debug_dir, files, ".read.png") if debug_dir else None
+    for path in files:
         entry = _empty_entry(path)
         try:
+            source = input_or_error(path)
+            if isinstance(source, DigitrecError):  # a folder without images, stdin a terminal...
+                raise source
             reading = recognizer.read(
-                read_input(path),
+                source,
                 debug=debug_dir is not None,
                 digits=digits,
                 pattern=pattern,
                 keep_punctuation=keep_punctuation,
             )
             entry.update(reading.to_dict())
-            if debug_dir:
-                _write_debug(Path(debug_dir), path, reading, debug_names)
+            if debug_files:
+                _write_debug(debug_files.path_for(path), reading)
         except DigitrecError as exc:
             entry["error"] = str(exc)
         results.append(entry)
@@ -133,16 +137,16 @@ def _echo(entry: dict) -> None:
     click.echo(f"{entry['path']}: {' / '.join(entry['lines'])}  ({entry['confidence']:.0%}{doubt})")
 
 
-def _write_debug(folder: Path, path: str, reading, used: set[str]) -> None:
+def _write_debug(target: Path, reading) -> None:
     """The input with the boxes drawn, as `<name>.read.png` (a.png and a.jpg: two files)."""
     from digitrec.errors import DigitrecError
     from digitrec.preprocess.debug import write_png
     from digitrec.read.draw import draw_reading
 
     try:
-        write_png(folder / f"{debug_name(path, used)}.read.png", draw_reading(reading.stages["input"], reading))
+        write_png(target, draw_reading(reading.stages["input"], reading))
     except OSError as exc:
-        raise DigitrecError(f"cannot write debug images to {folder}: {exc}") from None
+        raise DigitrecError(f"cannot write debug images to {target.parent}: {exc}") from None
 
 
 def _write_csv(csv_path: str, results: list[dict]) -> None:

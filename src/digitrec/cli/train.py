@@ -137,8 +137,7 @@ def train(
     """
     import os
 
-    from rich.console import Console
-
+    from digitrec.cli import output
     from digitrec.extras import require
 
     require("train", "torch")
@@ -147,7 +146,7 @@ def train(
 
     # In a torchrun run only rank 0 reports; the others train quietly.
     quiet = os.environ.get("RANK", "0") != "0"
-    console = Console(stderr=True, quiet=quiet)
+    console = output.console(stderr=True, quiet=quiet)
     ctx = click.get_current_context()
     out = out or Path("runs") / recipe
     if resume and force:

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from digitrec.errors import DigitrecError, ModelError
-from digitrec.paths import METRICS_NAME, RUN_FOLDER_MODELS
+from digitrec.paths import CHECKPOINT_SUFFIXES, METRICS_NAME, RUN_FOLDER_MODELS
 
 ONNX_SUFFIXES = (".onnx",)
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
 # In a folder given as MODEL, the first of these that exists is evaluated.
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import struct
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeAlias
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias, TypeGuard
 
 import numpy as np
 
@@ -36,6 +37,7 @@ MIN_SIDE = 8  # smaller than this holds no readable digit (MNIST's 28x28 is the 
 # before its size can be checked (a 700 KB .ico held a 177 MP picture), and nobody writes digits
 # in icons. Every other Pillow plugin is refused too: less parser code facing uploads.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM")
+READ_FORMATS = "PNG, JPEG, GIF, BMP, TIFF, WebP and PBM/PGM/PPM"  # as messages name them
 # Their file names, for finding images in a folder (compared lower-cased: scans come as `.Jpg`, `.PNG`).
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -77,12 +79,13 @@ _PER_PIXEL_SCALE = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(bool))
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-# What digitrec takes as an image: a file's path, its bytes, or an array (grey, RGB or RGBA).
-ImageSource: TypeAlias = "str | Path | bytes | bytearray | np.ndarray"
+# What digitrec takes as an image: a file's path, its bytes, an array (grey, RGB or RGBA), or a
+# picture already opened with Pillow.
+ImageSource: TypeAlias = "str | Path | bytes | bytearray | np.ndarray | PILImage"
 
 
 def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray:
-    """Path, file bytes or array -> uint8 (H, W) grey, upright, alpha composited on white.
+    """Path, file bytes, array or Pillow image -> uint8 (H, W) grey, upright, alpha composited on white.
 
     Arrays may be (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, of any integer, float ([0, 1]) or
     bool dtype. `max_side` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8) whose long side
@@ -90,6 +93,12 @@ def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray
     """
     if isinstance(source, np.ndarray):
         return array_to_grey(source)
+    if _is_pillow_image(source):
+        return pillow_to_grey(source)
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"an image is a file's path, its bytes, a numpy array or a Pillow image, not {type(source).__name__}"
+        )
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else read_file(Path(source))
     if not data:
         raise ImageError("empty file")
@@ -99,7 +108,6 @@ def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray
 def read_file(path: Path) -> bytes:
     """A regular file's bytes, up to MAX_BYTES. Devices, pipes and sockets are refused: /dev/zero
     reports size 0 and never ends, and opening a FIFO waits for a writer forever."""
-    import os
     import stat
 
     try:
@@ -167,10 +175,7 @@ def _opened(data: bytes) -> Iterator[PILImage]:
         try:
             image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
         except UnidentifiedImageError:
-            raise ImageError(
-                "not an image (unknown or unsupported format; digitrec reads PNG, JPEG, "
-                "GIF, BMP, TIFF, WebP and PBM/PGM/PPM)"
-            ) from None
+            raise ImageError(f"not an image (unknown or unsupported format; digitrec reads {READ_FORMATS})") from None
         except Image.DecompressionBombError as exc:  # twice our limit: Pillow says how big
             found = re.search(r"\((\d+) pixels\)", str(exc))
             size = f"{int(found.group(1)) / 1e6:.0f} megapixels; " if found else ""
@@ -178,17 +183,18 @@ def _opened(data: bytes) -> Iterator[PILImage]:
         except Exception as exc:  # a header so broken that Pillow's plugins raise their own errors
             raise ImageError(f"not a readable image ({exc})") from None
         with image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"image too large ({width}x{height} = {width * height / 1e6:.0f} megapixels; "
-                    f"the limit is {MAX_PIXELS // 1_000_000})"
-                )
-            if min(width, height) < MIN_SIDE:
-                raise ImageError(
-                    f"image too small ({width}x{height}; a digit needs at least {MIN_SIDE}x{MIN_SIDE} pixels)"
-                )
+            _check_size(*image.size)
             yield image  # decoded by the caller inside the same pixel limit and warning filter
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"image too large ({width}x{height} = {width * height / 1e6:.0f} megapixels; "
+            f"the limit is {MAX_PIXELS // 1_000_000})"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"image too small ({width}x{height}; a digit needs at least {MIN_SIDE}x{MIN_SIDE} pixels)")
 
 
 def _check_png_chunks(data: bytes) -> None:
@@ -394,6 +400,29 @@ def _decode(data: bytes, max_side: int | None) -> np.ndarray:
         except ImageError:
             raise
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(f"truncated or corrupt image ({exc})") from None
+
+
+def _is_pillow_image(source: object) -> TypeGuard[PILImage]:
+    """Without importing Pillow: whoever holds a Pillow image has imported it."""
+    import sys
+
+    pillow = sys.modules.get("PIL.Image")
+    return pillow is not None and isinstance(source, pillow.Image)
+
+
+def pillow_to_grey(image: PILImage) -> np.ndarray:
+    """A picture opened with Pillow (`Image.open`, a canvas, a screenshot) -> what its file would
+    give: upright by its EXIF orientation, within the same size limits. The caller's image is not
+    changed. (np.asarray of it would give palette indices for a GIF, and ignore the orientation.)"""
+    from PIL import ImageOps
+
+    _check_size(*image.size)
+    with warnings.catch_warnings(), _pillow_pixel_limit():
+        warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: the size is checked above
+        try:
+            return _pil_to_grey(ImageOps.exif_transpose(image))  # a copy, upright
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a lazily opened file, decoded now
             raise ImageError(f"truncated or corrupt image ({exc})") from None
 
 

@@ -118,6 +118,8 @@ def compile_pattern(pattern: str) -> DigitPattern:
     result = _determinise(nfa, start, end, f"pattern {pattern}")
     if not result.states:
         raise PatternError(f"the pattern {pattern!r} matches no string of digits")
+    if not (result.step >= 0).any():  # `--pattern ''`, '^$', '()': every file would fail to match
+        raise PatternError(f"the pattern {pattern!r} matches only an empty reading; a number has at least one digit")
     return result
 
 

@@ -33,6 +33,7 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     if numbers is None:
         return run(data, out, warn=warn, **options)
     from digitrec.errors import DataError
+    from digitrec.files import check_writable
     from digitrec.runtime import Recognizer
     from digitrec.tune.data import MIN_IMAGES
     from digitrec.tune.line import LineTuneConfig, finetune_line_reader
@@ -42,6 +43,7 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise DataError(f"--out must end in .onnx, got {out.name}")
+    check_writable(out)  # now, not after the line reader's training
     sources = [data] if isinstance(data, (str, Path)) else list(data or [])
     listed = list_numbers(numbers)
     model = options.get("model")

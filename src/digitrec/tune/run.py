@@ -92,7 +92,7 @@ def finetune(
     val_accuracy, val_accuracy_before, temperature, steps, base_model, data_sha256, seconds."""
     from digitrec.calibration import calibration_card
     from digitrec.data import load_mnist
-    from digitrec.files import file_sha256
+    from digitrec.files import check_writable, file_sha256
     from digitrec.runtime import Recognizer
     from digitrec.train.augment import augment_batch
     from digitrec.train.config import AugmentConfig, TrainConfig
@@ -103,6 +103,7 @@ def finetune(
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise DataError(f"--out must end in .onnx, got {out.name}")
+    check_writable(out)  # now, not after the training
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     examples = list_examples(data)
     module, base_card, base_path = load_base(model)

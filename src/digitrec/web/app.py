@@ -134,7 +134,7 @@ def create_app(
         app.state.slow_pool.shutdown(wait=False, cancel_futures=True)
         app.state.fast_pool.shutdown(wait=False, cancel_futures=True)
         if app.state.slow_workers is not None:
-            app.state.slow_workers.close()
+            app.state.slow_workers.close(wait=True)  # no request is left by now: they exit at once
 
     async def in_threads(
         request: Request, uploads: list[Upload], task: str, image28: bool = False, options: dict | None = None

@@ -123,6 +123,10 @@ class SlowWorkers:
             raise HTTPException(result.status_code, result.detail)
         return result
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stop the workers; `wait` until they have exited, as the server does when it stops: the
+        pool's queues are then freed at once. uvicorn ends a SIGTERM'd server by raising the signal
+        again, which kills the process before any exit handler: queues still held then leave their
+        semaphores to Python's resource tracker, which warns about "leaked semaphore objects"."""
         self._closed = True
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=wait, cancel_futures=True)
