@@ -17,6 +17,8 @@ Real numbers: the multi-digit rows of ../shared/data/external/{orand-car-strings
 dk-parish-rowid,photo-strings}/manifest.csv (when that folder is there).
 Bare digits: 28x28 MNIST test digits as they are (white on black), each to be read as a one-digit
 number (`--bare N` of them, a fixed sample).
+Drawings: MNIST test digits drawn with a marker on a drawing app's canvas (`drawing_cases`: fat
+strokes, one exact grey for the paper), each to be read as a one-digit number (`--drawings N`).
 
 Whether the string confidence can be trusted: its expected calibration error (ECE, 10 bins) on
 the generated strings, and risk-coverage tables: the accuracy of the most confident 50/80/90/100%
@@ -33,16 +35,17 @@ a third of the writers held out, prints the weights to put in ReaderParams, and 
 risk-coverage and ECE of the shipped and the fitted map per generated set and per real source
 (a report only: nothing is chosen on ../shared).
 
-    .venv/bin/python benchmarks/read.py [--per-length 25] [--bare 1000] [--letters 150] [--model M]
+    .venv/bin/python benchmarks/read.py [--per-length 25] [--bare 1000] [--drawings 300] [--letters 150] [--model M]
         [--failures DIR] [--line-reader PATH] [--results FILE.csv] [--amounts N]
     .venv/bin/python benchmarks/read.py --fit-confidence [--per-length 20] [--documents 1500]
 
 `--only letters` reads strings of letters (none shaped like a digit, in fonts the rejector never
 saw) and counts those in which no number is found: what `read` should say of them.
 
-`--only validation [--per-length N] [--documents N] [--bare N] [--set KEY=VALUE ...]` reads the
-strings that reader settings are chosen on (the `--fit-confidence` sets: validation digits, writers
-neither network saw) and N bare 28x28 validation digits, never the test digits or ../shared, with
+`--only validation [--per-length N] [--documents N] [--bare N] [--drawings N] [--set KEY=VALUE ...]`
+reads the strings that reader settings are chosen on (the `--fit-confidence` sets: validation
+digits, writers neither network saw), N bare 28x28 validation digits and N of them drawn on a
+canvas, never the test digits or ../shared, with
 the shipped `ReaderParams` or the ones given.
 
 --line-reader reads with another line reader (to compare one with the shipped one); --results
@@ -187,6 +190,28 @@ DOCUMENT_SEED = 200
 TEST_DOCUMENT_SEED = 300  # the reported documents: test digits, their own seed
 # Bump when what `confidence_evidence` stores changes: the cache key includes it.
 EVIDENCE_VERSION = 1
+
+
+def drawing_cases(count: int, images: np.ndarray, labels: np.ndarray, seed: int = 7):
+    """`count` digits drawn with a marker on a drawing app's canvas: one digit scaled to 50-85% of
+    a 140-400 px square, its strokes thickened by up to a twelfth of its size, black on white (or,
+    three in ten, white on black), one exact grey for the paper. -> [(uint8 image, label)]."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in rng.choice(len(images), min(count, len(images)), replace=False):
+        side = int(rng.choice([140, 200, 280, 400]))
+        size = int(side * rng.uniform(0.5, 0.85))
+        mask = cv2.resize(images[i], (size, size), interpolation=cv2.INTER_CUBIC) > 100
+        extra = int(rng.integers(0, max(1, size // 12)))
+        if extra > 1:
+            pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (extra, extra))
+            mask = cv2.dilate(mask.astype(np.uint8), pen) > 0
+        paper, ink = (255, 0) if rng.random() < 0.7 else (0, 255)
+        canvas = np.full((side, side), paper, np.uint8)
+        y, x = int(rng.integers(0, side - size + 1)), int(rng.integers(0, side - size + 1))
+        canvas[y : y + size, x : x + size][mask] = ink
+        cases.append((canvas, str(labels[i])))
+    return cases
 
 
 def document_cases(count: int, seed: int = DOCUMENT_SEED, split: str = "validation"):
@@ -430,11 +455,14 @@ def reader_params(settings: list[str]):
     return dataclasses.replace(DEFAULT_PARAMS, **changes)
 
 
-def read_validation(rec, per_length: int, documents: int, bare: int = 0) -> list[tuple[str, str, str, str, str]]:
+def read_validation(
+    rec, per_length: int, documents: int, bare: int = 0, drawings: int = 0
+) -> list[tuple[str, str, str, str, str]]:
     """Read the strings reader settings are chosen on, and print their accuracy per group: the
     generated groups of the digit model's validation digits (seed 100, as `--fit-confidence`),
     `documents` document-like numbers of writers neither network saw, and `bare` of those
-    validation digits as bare 28x28 images (group "bare", as the benchmark reads test digits). Never
+    validation digits as bare 28x28 images (group "bare", as the benchmark reads test digits), and
+    `drawings` of them drawn with a marker on a canvas (group "drawings"). Never
     the test digits the benchmark reports, never ../shared. -> rows for --results."""
     from digitrec.export import validation_split
 
@@ -443,6 +471,7 @@ def read_validation(rec, per_length: int, documents: int, bare: int = 0) -> list
     cases += [("documents", image, label) for _w, image, label in document_cases(documents)]
     pick = np.random.default_rng(0).choice(len(digits[1]), min(bare, len(digits[1])), replace=False)
     cases += [("bare", digits[0][i], str(digits[1][i])) for i in pick]
+    cases += [("drawings", image, label) for image, label in drawing_cases(drawings, *digits)]
     t0 = time.perf_counter()
     rows, stats = [], defaultdict(lambda: [0, 0])
     for n, (group, image, label) in enumerate(cases):
@@ -504,7 +533,7 @@ def main() -> None:
     parser.add_argument("--failures", type=Path, default=None, help="write debug images of misreadings here")
     parser.add_argument(
         "--only",
-        choices=("generated", "real", "bare", "letters", "validation"),
+        choices=("generated", "real", "bare", "drawings", "letters", "validation"),
         default=None,
         help="one part (validation: the strings to choose reader settings on, read nowhere else)",
     )
@@ -520,6 +549,9 @@ def main() -> None:
         type=int,
         default=1000,
         help="bare 28x28 MNIST test digits to read (with --only validation: validation digits; 0: none)",
+    )
+    parser.add_argument(
+        "--drawings", type=int, default=300, help="MNIST test digits drawn with a marker on a canvas (0: none)"
     )
     parser.add_argument("--letters", type=int, default=150, help="strings of letters to read, none a number (0: none)")
     parser.add_argument("--fit-confidence", action="store_true", help="fit the string confidence's calibration map")
@@ -577,7 +609,7 @@ def main() -> None:
         cv2.imwrite(str(args.failures / safe), drawn)
 
     if args.only == "validation":
-        rows += read_validation(rec, args.per_length, args.documents, args.bare)
+        rows += read_validation(rec, args.per_length, args.documents, args.bare, args.drawings)
 
     if args.only in (None, "generated") and args.per_length:
         t0 = time.perf_counter()
@@ -649,6 +681,17 @@ def main() -> None:
         print(
             f"\nBare 28x28 MNIST test digits read as one-digit numbers: {right}/{len(pick)} = "
             f"{100 * right / len(pick):.1f}% ({(time.perf_counter() - t0) / len(pick) * 1000:.0f} ms each)"
+        )
+
+    if args.only in (None, "drawings") and args.drawings:
+        from digitrec.data import load_mnist
+
+        cases = drawing_cases(args.drawings, *load_mnist("test"))
+        t0 = time.perf_counter()
+        right = sum(read_one(rec, image)[0] == label for image, label in cases)
+        print(
+            f"\nMNIST test digits drawn with a marker on a canvas, read as one-digit numbers: {right}/{len(cases)} = "
+            f"{100 * right / len(cases):.1f}% ({(time.perf_counter() - t0) / len(cases) * 1000:.0f} ms each)"
         )
 
     if args.only in (None, "letters") and args.letters:

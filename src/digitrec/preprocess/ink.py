@@ -60,7 +60,7 @@ def find_ink(grey: np.ndarray, stages: Stages | None = None) -> InkMap:
     even = small or flat  # evenly lit: lighting correction is moot, the raw histogram is enough
     bright = ink_is_bright(grey, even)
     paper = 255 - grey if bright else grey  # from here on: dark ink on light paper
-    rough = _rough_ink(paper, even)
+    rough = rough_ink(paper, even)
     # Measured where the rough mask is darkest: the pen, not the printed grid it touches.
     width = stroke_width(rough, paper) if rough.any() else 2.0
     line_angles: list[float]
@@ -161,8 +161,9 @@ def _shrunk(grey: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def _rough_ink(paper: np.ndarray, evenly_lit: bool) -> np.ndarray:
-    """A first ink mask, only good enough to measure the stroke width."""
+def rough_ink(paper: np.ndarray, evenly_lit: bool) -> np.ndarray:
+    """A first ink mask (uint8 0/255, dark ink on light paper), only good enough to measure the
+    stroke width."""
     if evenly_lit:
         _, dark = cv2.threshold(paper, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
         return dark

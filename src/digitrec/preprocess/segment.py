@@ -30,7 +30,7 @@ import numpy as np
 from digitrec.errors import TooMuchToRead
 from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import Stages
-from digitrec.preprocess.ink import NOISE_SIGMAS
+from digitrec.preprocess.ink import NOISE_SIGMAS, is_flat, rough_ink
 from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
 from digitrec.preprocess.lines import UNDERLINE_SPAN, may_hold_segment
 from digitrec.preprocess.morph import open_line
@@ -156,6 +156,15 @@ def ink_and_border(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     # strokes' cores, so it underestimates their width, and a window narrower than a stroke
     # hollows the stroke out (measured: 3x reads 93.6% of single MNIST digits, 10x 99.0%).
     k = max(10 * stroke + 3, max(h, w) / 25)
+    if is_flat(grey):
+        # A drawing: the rough mask's local median, a twelfth of the image wide, follows a marker's
+        # stroke drawn wider than that and measures only its rim (4 px of a 30 px stroke), and a
+        # closing that narrow hollows the strokes out (their outlines were read as two or three
+        # digits, or none). Otsu splits a flat image's ink whole, as `predict`'s ink finding does
+        # (`ink.rough_ink`); five of its strokes wide was chosen on a dev set of MNIST validation
+        # digits drawn with markers (fat strokes 210 -> 293 of 300 read right at 3, 5 or 10
+        # strokes) and the flat validation documents (153 -> 154 of 193; 153 at 3, 152 at 10).
+        k = max(k, 5 * stroke_width(rough_ink(grey, evenly_lit=True) > 0) + 3)
     # Morphology at reduced size when the window is large: lighting varies slowly anyway.
     f = min(1.0, 9.0 / k)
     small = cv2.resize(g, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA) if f < 1 else g
