@@ -392,7 +392,6 @@ def test_a_line_the_cuts_read_too_unsure_to_keep_takes_the_line_readers_reading(
     assert choose_digits(seg, [[(0, 1)]], np.zeros((1, 28, 28), np.float32), probs, verifier, unsure_too) == []
 
 
-
 def test_digits_drawn_with_a_fat_marker_are_read_whole(mnist, recognizer):
     """MNIST test digits drawn 224 px tall on a 280x280 canvas, black on white with strokes about
     28 px wide, as a drawing app saves a marker's strokes. The reader measured such strokes by
