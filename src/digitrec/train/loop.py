@@ -226,6 +226,16 @@ def _train(
             "--force to start it over, or choose another --out"
         )
 
+    # Before the data and the rendered set: a teacher that cannot teach fails in a second, not minutes.
+    teachers = None
+    if config.distill.teachers:
+        teachers = Teachers(config.distill.teachers, int(config.model.get("classes", 10)), dev)
+        if state is not None and state["meta"].get("teachers") != teachers.record:
+            raise DigitrecError(
+                f"the distill teachers of {out_dir} have changed since it was started "
+                "(another file at a teacher path); start a new run folder"
+            )
+
     if data is None:
         data = {"train": load_mnist("train"), "test": load_mnist("test")}
     # All of MNIST as uint8 on the device (~55 MB): batches are indexed there, never copied over.
@@ -253,14 +263,6 @@ def _train(
     torch.manual_seed(config.seed)
     # channels-last runs oneDNN's fast convolution kernels (2-3x faster here); same weights either way.
     model = build_model(config.architecture, **config.model).to(dev, memory_format=torch.channels_last)
-    teachers = None
-    if config.distill.teachers:
-        teachers = Teachers(config.distill.teachers, int(config.model.get("classes", 10)), dev)
-        if state is not None and state["meta"].get("teachers") != teachers.record:
-            raise DigitrecError(
-                f"the distill teachers of {out_dir} have changed since it was started "
-                "(another file at a teacher path); start a new run folder"
-            )
     meta = {
         "recipe": config.recipe,
         "architecture": config.architecture,
