@@ -71,6 +71,8 @@ def build_card(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": str(torch.__version__),
         "history": history,
+        # A distilled run: the checkpoints it was taught by (path, sha256, recipe, seed).
+        **({"teachers": meta["teachers"]} if meta.get("teachers") else {}),
     }
 
 

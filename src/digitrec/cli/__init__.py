@@ -14,7 +14,7 @@ from digitrec.errors import DigitrecError
 # command name -> (module under digitrec.cli, attribute, one-line help shown in `digitrec --help`)
 COMMANDS = {
     "data": ("data", "data", "Fetch, verify, describe and explore MNIST."),
-    "train": ("train", "train", "Train a model from a recipe (mlp, fast, cnn, best, cnn_mix)."),
+    "train": ("train", "train", "Train a model from a recipe (mlp, fast, cnn, best, cnn_mix, cnn_distill)."),
     "evaluate": ("evaluate", "evaluate", "Evaluate a model on the MNIST test set and write a report."),
     "export": ("export", "export", "Export a checkpoint (or a .keras file) to ONNX with a model card."),
     "finetune": ("finetune", "finetune", "Teach a model your handwriting from your labelled digit images."),

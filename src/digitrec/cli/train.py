@@ -9,7 +9,14 @@ import click
 
 from digitrec.errors import DigitrecError
 
-RECIPES = ("mlp", "fast", "cnn", "best", "cnn_mix")  # the TOML files in src/digitrec/configs (checked at load)
+RECIPES = (
+    "mlp",
+    "fast",
+    "cnn",
+    "best",
+    "cnn_mix",
+    "cnn_distill",
+)  # the TOML files in src/digitrec/configs (checked at load)
 # The reader's networks: their own trainers, same command (digitrec.cli.train_reader).
 READER_RECIPES = ("line-reader", "verifier")
 # Flags that change the recipe; they make no sense with --resume, which reuses the run's own config.
@@ -113,7 +120,7 @@ def train(
     force,
     as_json,
 ):
-    """Train a model from a recipe (mlp, fast, cnn, best, cnn_mix) and save it to a run folder; or the
+    """Train a model from a recipe (mlp, fast, cnn, best, cnn_mix, cnn_distill) and save it to a run folder; or the
     reader's networks (line-reader, verifier), which end with their ONNX model in the run folder.
 
     \b

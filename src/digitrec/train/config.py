@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-RECIPES = ("mlp", "fast", "cnn", "best", "cnn_mix")
+RECIPES = ("mlp", "fast", "cnn", "best", "cnn_mix", "cnn_distill")
 DEFAULT_RECIPE = "cnn"
 
 
@@ -53,6 +53,18 @@ class MixConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (Hinton et al. 2015): the network also learns to match the averaged
+    softened outputs of finished runs (its teachers) on exactly the batches it trains on."""
+
+    # checkpoint.pt files (or run folders) of `digitrec train` runs; relative paths resolve against
+    # the current directory. Empty = off.
+    teachers: list[str] = field(default_factory=list)
+    alpha: float = 0.7  # weight of the distillation term; the label loss gets 1 - alpha
+    temperature: float = 3.0  # both sides' logits are divided by it before the softmax
+
+
+@dataclass
 class TrainConfig:
     recipe: str = DEFAULT_RECIPE
     architecture: str = "cnn"  # a key of digitrec.models.ARCHITECTURES
@@ -74,6 +86,7 @@ class TrainConfig:
     limit: int = 0  # use only this many training images (and as many test images); 0 = all
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     mix: MixConfig = field(default_factory=MixConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (what the checkpoint and the model card store)."""
@@ -84,7 +97,7 @@ class TrainConfig:
         return apply_overrides(cls(), values, source="config")
 
 
-SECTIONS = ("augment", "mix")  # the TOML tables that are dataclasses of their own
+SECTIONS = ("augment", "mix", "distill")  # the TOML tables that are dataclasses of their own
 
 
 def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
@@ -105,6 +118,7 @@ def apply_overrides(config: TrainConfig, values: dict, source: str) -> TrainConf
         config,
         augment=dataclasses.replace(config.augment),
         mix=dataclasses.replace(config.mix),
+        distill=dataclasses.replace(config.distill, teachers=list(config.distill.teachers)),
         model=dict(config.model),
     )
     for key, value in _flatten(values).items():
@@ -144,6 +158,10 @@ def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError(value)
             return dict(value)
+        if kind is list:  # only distill.teachers: a list of paths
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(value)
+            return list(value)
         if kind is str:
             if not isinstance(value, str):
                 raise ValueError(value)
@@ -159,6 +177,7 @@ def _known_keys() -> list[str]:
         top
         + [f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig)]
         + [f"mix.{f.name}" for f in dataclasses.fields(MixConfig)]
+        + [f"distill.{f.name}" for f in dataclasses.fields(DistillConfig)]
     )
 
 
@@ -217,5 +236,9 @@ def validate(config: TrainConfig) -> None:
         problems.append("mix.rendered must be in [0, 1)")
     if config.mix.rendered and config.mix.examples < 1:
         problems.append("mix.examples must be at least 1 when mix.rendered is on")
+    if config.distill.teachers and not 0 <= config.distill.alpha <= 1:
+        problems.append("distill.alpha must be in [0, 1]")
+    if config.distill.teachers and config.distill.temperature <= 0:
+        problems.append("distill.temperature must be above 0")
     if problems:
         raise DigitrecError("bad training config: " + "; ".join(problems))

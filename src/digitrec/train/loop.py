@@ -38,6 +38,7 @@ from digitrec.models import build_model, count_flops, count_parameters
 from digitrec.train.augment import augment_batch
 from digitrec.train.config import TrainConfig
 from digitrec.train.device import Placement, finish, start
+from digitrec.train.distill import Teachers, distill_loss
 from digitrec.train.threads import default_threads
 
 SPLIT_SEED = 20240601  # fixes which training images form the validation set, for every run
@@ -212,7 +213,8 @@ def _train(
         if not checkpoint_path.is_file():
             raise DigitrecError(f"nothing to resume: {checkpoint_path} does not exist")
         state = ckpt.read_checkpoint(checkpoint_path)
-        saved = state["meta"]["config"]
+        # Filled with today's defaults, so a run saved before a new setting existed still resumes.
+        saved = TrainConfig.from_dict(state["meta"]["config"]).to_dict()
         if saved != config.to_dict():
             raise DigitrecError(
                 f"{out_dir} was trained with a different config; resume it with its own "
@@ -223,6 +225,16 @@ def _train(
             f"{checkpoint_path} already exists: pass --resume to continue that run, "
             "--force to start it over, or choose another --out"
         )
+
+    # Before the data and the rendered set: a teacher that cannot teach fails in a second, not minutes.
+    teachers = None
+    if config.distill.teachers:
+        teachers = Teachers(config.distill.teachers, int(config.model.get("classes", 10)), dev)
+        if state is not None and state["meta"].get("teachers") != teachers.record:
+            raise DigitrecError(
+                f"the distill teachers of {out_dir} have changed since it was started "
+                "(another file at a teacher path); start a new run folder"
+            )
 
     if data is None:
         data = {"train": load_mnist("train"), "test": load_mnist("test")}
@@ -276,6 +288,8 @@ def _train(
         "device": dev.type,
         "processes": placement.world,
     }
+    if teachers is not None:
+        meta["teachers"] = teachers.record
     optimizer = make_optimizer(config, model)
     average = WeightAverage(model, config.ema) if config.ema else None
     if state is not None:
@@ -343,6 +357,10 @@ def _train(
             with placement.autocast():
                 logits = stepped(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                if teachers is not None:  # taught on exactly the (augmented, mixed) batch the network sees
+                    temperature, alpha = config.distill.temperature, config.distill.alpha
+                    kd = distill_loss(logits, teachers.soft_targets(x, temperature), temperature)
+                    loss = (1 - alpha) * loss + alpha * kd
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
