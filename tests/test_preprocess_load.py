@@ -194,3 +194,12 @@ def test_bad_arrays():
         load_grey(np.zeros((4, 4, 4, 4), np.uint8))
     with pytest.raises(ImageError, match="NaN"):
         load_grey(np.full((20, 20), np.nan, np.float32))
+
+
+def test_flattened_mnist_rows_are_told_to_reshape(recognizer):
+    """MNIST loaders often give (N, 784) rows: that was 'image too small (784x2 ...)'."""
+    with pytest.raises(ImageError, match=r"flattened 28x28 digits: reshape it to \(2, 28, 28\)"):
+        load_grey(np.zeros((2, 784), np.uint8))
+    with pytest.raises(ImageError, match="reshape"):
+        recognizer.predict(np.zeros((60, 784), np.uint8))
+    assert load_grey(np.zeros((784, 784), np.uint8)).shape == (784, 784)  # a square picture is a picture

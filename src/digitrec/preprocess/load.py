@@ -453,6 +453,11 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
         raise ImageError(f"unsupported array shape {a.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
+    if a.ndim == 2 and a.shape[1] == 28 * 28 and a.shape[0] != 28 * 28:  # MNIST as many loaders give it
+        raise ImageError(
+            f"a {a.shape} array looks like flattened 28x28 digits: reshape it to ({a.shape[0]}, 28, 28) "
+            "(ink 255 on black) to predict each one"
+        )
     if min(a.shape[:2]) < MIN_SIDE:
         raise ImageError(
             f"image too small ({a.shape[1]}x{a.shape[0]}; a digit needs at least {MIN_SIDE}x{MIN_SIDE} pixels)"
