@@ -164,6 +164,32 @@ def test_debug_into_the_input_folder_never_writes_over_an_input(command, inputs,
     assert sorted(p.name for p in folder.iterdir() if p.name not in before) == written
 
 
+@pytest.mark.parametrize("command, suffix", [("predict", ".png"), ("read", ".read.png")])
+def test_debug_never_writes_over_a_file_it_did_not_write(command, suffix, tmp_path, capsys):
+    """`digitrec predict scans/three.jpg --debug scans/` beside the user's own three.png, which is no
+    input: it was replaced by the debug picture. That name is now passed over (three-2.png), and a
+    second run replaces only the picture the first one wrote."""
+    import shutil
+
+    from conftest import run_main
+
+    from digitrec.preprocess.debug import is_debug_png
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "grid_6.jpg", folder / "three.jpg")
+    users = folder / f"three{suffix}"
+    shutil.copy(EXAMPLES / "scan_3.png", users)
+    before = users.read_bytes()
+    for _ in range(2):
+        code, out, err = run_main([command, str(folder / "three.jpg"), "--debug", str(folder), "--json"], capsys)
+        assert code == 0 and json.loads(out)[0]["error"] is None, err
+        assert users.read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == sorted(["three.jpg", users.name, f"three-2{suffix}"])
+    written = folder / f"three-2{suffix}"
+    assert is_debug_png(written) and not is_debug_png(users) and cv2.imread(str(written)).shape[0] > 100
+
+
 def test_a_folder_of_photos_digitrec_cannot_read_says_what_it_reads(tmp_path, capsys):
     """An iPhone's photos are HEIC: a folder of them held "no images", which the user could not
     believe. Each command that takes folders names the formats it looks for, the same way."""
