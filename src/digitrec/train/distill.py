@@ -39,6 +39,14 @@ class Teachers:
                     f"distill teacher {given} ({meta['architecture']}) has {outputs} outputs; "
                     f"the network being trained has {classes}"
                 )
+            done, total = meta.get("epoch"), meta.get("epochs")
+            if isinstance(done, int) and isinstance(total, int) and done < total:
+                # Still training, or stopped: its checkpoint holds a half-taught network (and is
+                # rewritten each epoch), which would teach silently worse answers.
+                raise ModelError(
+                    f"distill teacher {given} stopped after epoch {done} of {total}: finish its run "
+                    f"first (digitrec train --resume --out {file.parent})"
+                )
             for p in model.parameters():
                 p.requires_grad_(False)
             self.models.append(model.to(device, memory_format=torch.channels_last).eval())
@@ -51,6 +59,13 @@ class Teachers:
                     "test_accuracy": meta.get("test_accuracy"),
                 }
             )
+
+    def same_as(self, record: list[dict] | None) -> bool:
+        """Whether a run's recorded teachers are these very files: by content (sha256), not by the
+        absolute path they resolved to, which moves with the project folder."""
+        if record is None or len(record) != len(self.record):
+            return False
+        return all({**old, "path": ""} == {**new, "path": ""} for old, new in zip(record, self.record))
 
     @torch.no_grad()
     def soft_targets(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
