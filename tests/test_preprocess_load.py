@@ -203,3 +203,24 @@ def test_flattened_mnist_rows_are_told_to_reshape(recognizer):
     with pytest.raises(ImageError, match="reshape"):
         recognizer.predict(np.zeros((60, 784), np.uint8))
     assert load_grey(np.zeros((784, 784), np.uint8)).shape == (784, 784)  # a square picture is a picture
+
+
+def test_a_picture_784_pixels_wide_is_read_not_taken_for_flattened_digits(recognizer):
+    """784 = 28 * 28 is also a width pictures have: a photo or a drawing app's canvas of that width
+    was refused as 'flattened 28x28 digits'."""
+    from pathlib import Path
+
+    import cv2
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    photo = load_grey(examples / "photo_7.jpg")  # 640x480
+    wide_photo = cv2.resize(photo, (784, 588), interpolation=cv2.INTER_AREA)
+    drawing = cv2.resize(load_grey(examples / "drawing_4.png"), (560, 560), interpolation=cv2.INTER_AREA)
+    canvas = np.pad(drawing, ((0, 0), (112, 112)), mode="edge")  # 784x560, the paper widened
+    for picture, digit in ((wide_photo, 7), (canvas, 4), (255 - canvas, 4)):  # a dark canvas too
+        assert picture.shape[1] == 784
+        assert recognizer.predict(picture).digit == digit
+    rows = np.zeros((3, 784), np.uint8)  # three MNIST-like digits, flattened: still told to reshape
+    rows.reshape(3, 28, 28)[:, 6:22, 12:16] = 255
+    with pytest.raises(ImageError, match="reshape"):
+        load_grey(rows)
