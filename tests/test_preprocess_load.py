@@ -224,3 +224,16 @@ def test_a_picture_784_pixels_wide_is_read_not_taken_for_flattened_digits(recogn
     rows.reshape(3, 28, 28)[:, 6:22, 12:16] = 255
     with pytest.raises(ImageError, match="reshape"):
         load_grey(rows)
+
+
+def test_a_pillow_image_whose_file_was_closed_unread_says_so(tmp_path):
+    """`with Image.open(p) as im: ...` then `predict(im)`: Pillow's pixels were never read and its
+    file is closed; that was a bare AssertionError with no message."""
+    (tmp_path / "d.png").write_bytes(encode(Image.fromarray(upright_page()), "PNG"))
+    with Image.open(tmp_path / "d.png") as unread:
+        pass
+    with pytest.raises(ImageError, match=r"file was closed before its pixels were read .* call its \.load\(\) there"):
+        load_grey(unread)
+    with Image.open(tmp_path / "d.png") as loaded:
+        loaded.load()
+    assert np.array_equal(load_grey(loaded), load_grey(tmp_path / "d.png"))  # read in time: fine after

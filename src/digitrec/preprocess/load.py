@@ -421,9 +421,15 @@ def pillow_to_grey(image: PILImage) -> np.ndarray:
     with warnings.catch_warnings(), _pillow_pixel_limit():
         warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: the size is checked above
         try:
+            image.load()  # a lazily opened file is decoded now
             return _pil_to_grey(ImageOps.exif_transpose(image))  # a copy, upright
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a lazily opened file, decoded now
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"truncated or corrupt image ({exc})") from None
+        except AssertionError:  # Pillow's bare `assert self.fp is not None`: its file is closed, unread
+            raise ImageError(
+                "the Pillow image's file was closed before its pixels were read (used after its "
+                "`with Image.open(...)` block): pass it inside the block, or call its .load() there"
+            ) from None
 
 
 def _pil_to_grey(image: PILImage) -> np.ndarray:
