@@ -190,6 +190,16 @@ def test_debug_never_writes_over_a_file_it_did_not_write(command, suffix, tmp_pa
     assert is_debug_png(written) and not is_debug_png(users) and cv2.imread(str(written)).shape[0] > 100
 
 
+def test_debug_names_pass_over_folders_and_fifos_without_opening_them(tmp_path):
+    import os
+
+    from digitrec.cli.output import DebugFiles
+
+    os.mkfifo(tmp_path / "a.png")  # opened to look inside, it would wait for a writer forever
+    (tmp_path / "a-2.png").mkdir()
+    assert DebugFiles(tmp_path, [], ".png").path_for("photos/a.jpg") == tmp_path / "a-3.png"
+
+
 def test_a_folder_of_photos_digitrec_cannot_read_says_what_it_reads(tmp_path, capsys):
     """An iPhone's photos are HEIC: a folder of them held "no images", which the user could not
     believe. Each command that takes folders names the formats it looks for, the same way."""

@@ -108,4 +108,5 @@ class DebugFiles:
 
         if os.path.realpath(target) in self._inputs:
             return True
-        return os.path.lexists(target) and not is_debug_png(target)
+        # Only a regular file is opened to look: a FIFO of that name would wait for a writer forever.
+        return os.path.lexists(target) and not (os.path.isfile(target) and is_debug_png(target))
