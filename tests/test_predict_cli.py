@@ -261,6 +261,24 @@ def test_a_dash_with_nothing_piped_in_is_an_error_not_a_wait(command):
     assert grid["error"] is None and str(grid["digit" if command == "predict" else "text"]) == "6"
 
 
+@pytest.mark.parametrize("command", ["predict", "read"])
+def test_a_dash_with_standard_input_closed_is_an_error_not_a_traceback(command):
+    """`digitrec predict - a.png <&-` (fd 0 closed: Python's sys.stdin is None) was an AttributeError."""
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "digitrec", command, "-", str(EXAMPLES / "grid_6.jpg"), "--json"],
+        preexec_fn=lambda: os.close(0),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    dash, grid = json.loads(done.stdout)
+    assert dash["error"] == "standard input is closed: pipe an image in (cat digit.png | digitrec ... -)"
+    assert grid["error"] is None and str(grid["digit" if command == "predict" else "text"]) == "6"
+
+
 def test_min_confidence_answers_question_marks(model, images, tmp_path):
     done = run(str(images["good"]), "--model", model, "--min-confidence", "1", "--json")
     assert done.returncode == 0
