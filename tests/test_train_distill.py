@@ -208,3 +208,22 @@ def test_a_teacher_whose_run_has_not_finished_is_refused(tmp_path):
     with pytest.raises(ModelError, match=r"distill teacher .*teacher stopped after epoch 1 of 2: finish its run"):
         train(small(**{"distill.teachers": [str(tmp_path / "teacher")]}), tmp_path / "kd", data=data())
     assert not (tmp_path / "kd").exists()
+
+
+def test_a_teacher_replaced_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    """The record's sha256 was taken after the weights were read, from the file then at the path:
+    a teacher replaced in between (its run started over) was recorded as the new file while the
+    old one taught."""
+    from digitrec.train import distill
+
+    teacher = teacher_of(tmp_path, 3)
+    read = distill.ckpt.load_model
+
+    def read_then_replace(path):
+        loaded = read(path)
+        teacher_of(tmp_path, 4, name="teacher_3")  # another network at the same path
+        return loaded
+
+    monkeypatch.setattr(distill.ckpt, "load_model", read_then_replace)
+    with pytest.raises(ModelError, match="teacher_3/checkpoint.pt changed while it was read"):
+        Teachers([str(teacher)], 10, torch.device("cpu"))

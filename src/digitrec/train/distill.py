@@ -32,7 +32,10 @@ class Teachers:
                     f"distill teacher not found: {given} (resolved to {file.absolute()}); train the "
                     "teacher runs first, or fix distill.teachers (relative paths start at the current directory)"
                 )
+            sha256 = file_sha256(file)  # of the very bytes the weights come from: checked again below
             model, meta = ckpt.load_model(file)  # torch.load(weights_only=True); ModelError if it does not fit
+            if file_sha256(file) != sha256:  # replaced while read (its run started over with --force)
+                raise ModelError(f"distill teacher {given} changed while it was read; try again once its run is done")
             outputs = int(meta["config"].get("model", {}).get("classes", 10))
             if outputs != classes:
                 raise ModelError(
@@ -53,7 +56,7 @@ class Teachers:
             self.record.append(
                 {
                     "path": str(file.resolve()),
-                    "sha256": file_sha256(file),
+                    "sha256": sha256,
                     "recipe": meta["recipe"],
                     "seed": meta["seed"],
                     "test_accuracy": meta.get("test_accuracy"),
