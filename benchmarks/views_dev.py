@@ -40,11 +40,11 @@ from external import plain_crop  # noqa: E402  (the plain pipeline's crop, as ex
 
 from digitrec.errors import DigitrecError  # noqa: E402
 from digitrec.preprocess.digit import (  # noqa: E402
-    MIN_WORK_SIDE,
     VIEW_SQUEEZES,
     digit_views,
     fit_and_centre,
     is_mnist_like,
+    is_normalised_scan,
     locate_digit,
     scan_crop,
     soft_crop,
@@ -194,7 +194,7 @@ CROPS = {
     # candidate C of views study 2 (passed the dev set, not shipped: the rejector judged its first
     # view): a normalised scan (flat, under MIN_WORK_SIDE) cropped the plain way
     "scan: plain crop": lambda g, work, ink, unframed, mask, box: (
-        scan_crop(work, ink) if ink.flat and max(g.shape) < MIN_WORK_SIDE else soft_crop(ink, mask, box)
+        scan_crop(work, ink) if is_normalised_scan(g, ink) else soft_crop(ink, mask, box)
     ),
     # the ink level that becomes 1: the crop's maximum (plain) instead of the cores' 90th percentile
     "level=max": lambda g, work, ink, unframed, mask, box: _level_max(_cut(ink.contrast * _keep(ink, mask), box)),

@@ -52,6 +52,17 @@ def test_require_names_the_extra_and_a_pip_command_that_works_from_a_checkout(mo
             {"url": "file:///dl/digitrec-0.1.0-py3-none-any.whl", "archive_info": {}},
             "pip install '/dl/digitrec-0.1.0-py3-none-any.whl[train]'",
         ),
+        (
+            {
+                "url": "https://git.example.org/ann/digitrec.git",
+                "vcs_info": {"vcs": "git", "commit_id": "7d3e171aa", "requested_revision": "main"},
+            },
+            "pip install 'digitrec[train] @ git+https://git.example.org/ann/digitrec.git@7d3e171aa'",
+        ),  # pip install git+URL: no PyPI name to fall back on either
+        (
+            {"url": "https://files.example.org/digitrec-0.1.0.tar.gz", "archive_info": {}},
+            "pip install 'digitrec[train] @ https://files.example.org/digitrec-0.1.0.tar.gz'",
+        ),
         (None, "pip install 'digitrec[train]'"),  # from an index: by name
     ],
 )

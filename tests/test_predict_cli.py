@@ -164,6 +164,42 @@ def test_debug_into_the_input_folder_never_writes_over_an_input(command, inputs,
     assert sorted(p.name for p in folder.iterdir() if p.name not in before) == written
 
 
+@pytest.mark.parametrize("command, suffix", [("predict", ".png"), ("read", ".read.png")])
+def test_debug_never_writes_over_a_file_it_did_not_write(command, suffix, tmp_path, capsys):
+    """`digitrec predict scans/three.jpg --debug scans/` beside the user's own three.png, which is no
+    input: it was replaced by the debug picture. That name is now passed over (three-2.png), and a
+    second run replaces only the picture the first one wrote."""
+    import shutil
+
+    from conftest import run_main
+
+    from digitrec.preprocess.debug import is_debug_png
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "grid_6.jpg", folder / "three.jpg")
+    users = folder / f"three{suffix}"
+    shutil.copy(EXAMPLES / "scan_3.png", users)
+    before = users.read_bytes()
+    for _ in range(2):
+        code, out, err = run_main([command, str(folder / "three.jpg"), "--debug", str(folder), "--json"], capsys)
+        assert code == 0 and json.loads(out)[0]["error"] is None, err
+        assert users.read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == sorted(["three.jpg", users.name, f"three-2{suffix}"])
+    written = folder / f"three-2{suffix}"
+    assert is_debug_png(written) and not is_debug_png(users) and cv2.imread(str(written)).shape[0] > 100
+
+
+def test_debug_names_pass_over_folders_and_fifos_without_opening_them(tmp_path):
+    import os
+
+    from digitrec.cli.output import DebugFiles
+
+    os.mkfifo(tmp_path / "a.png")  # opened to look inside, it would wait for a writer forever
+    (tmp_path / "a-2.png").mkdir()
+    assert DebugFiles(tmp_path, [], ".png").path_for("photos/a.jpg") == tmp_path / "a-3.png"
+
+
 def test_a_folder_of_photos_digitrec_cannot_read_says_what_it_reads(tmp_path, capsys):
     """An iPhone's photos are HEIC: a folder of them held "no images", which the user could not
     believe. Each command that takes folders names the formats it looks for, the same way."""
@@ -222,6 +258,24 @@ def test_a_dash_with_nothing_piped_in_is_an_error_not_a_wait(command):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     dash, grid = json.loads(done.stdout)
     assert dash["error"] == "standard input is a terminal, not an image: pipe one in (cat digit.png | digitrec ... -)"
+    assert grid["error"] is None and str(grid["digit" if command == "predict" else "text"]) == "6"
+
+
+@pytest.mark.parametrize("command", ["predict", "read"])
+def test_a_dash_with_standard_input_closed_is_an_error_not_a_traceback(command):
+    """`digitrec predict - a.png <&-` (fd 0 closed: Python's sys.stdin is None) was an AttributeError."""
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-m", "digitrec", command, "-", str(EXAMPLES / "grid_6.jpg"), "--json"],
+        preexec_fn=lambda: os.close(0),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    dash, grid = json.loads(done.stdout)
+    assert dash["error"] == "standard input is closed: pipe an image in (cat digit.png | digitrec ... -)"
     assert grid["error"] is None and str(grid["digit" if command == "predict" else "text"]) == "6"
 
 

@@ -203,3 +203,37 @@ def test_flattened_mnist_rows_are_told_to_reshape(recognizer):
     with pytest.raises(ImageError, match="reshape"):
         recognizer.predict(np.zeros((60, 784), np.uint8))
     assert load_grey(np.zeros((784, 784), np.uint8)).shape == (784, 784)  # a square picture is a picture
+
+
+def test_a_picture_784_pixels_wide_is_read_not_taken_for_flattened_digits(recognizer):
+    """784 = 28 * 28 is also a width pictures have: a photo or a drawing app's canvas of that width
+    was refused as 'flattened 28x28 digits'."""
+    from pathlib import Path
+
+    import cv2
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    photo = load_grey(examples / "photo_7.jpg")  # 640x480
+    wide_photo = cv2.resize(photo, (784, 588), interpolation=cv2.INTER_AREA)
+    drawing = cv2.resize(load_grey(examples / "drawing_4.png"), (560, 560), interpolation=cv2.INTER_AREA)
+    canvas = np.pad(drawing, ((0, 0), (112, 112)), mode="edge")  # 784x560, the paper widened
+    for picture, digit in ((wide_photo, 7), (canvas, 4), (255 - canvas, 4)):  # a dark canvas too
+        assert picture.shape[1] == 784
+        assert recognizer.predict(picture).digit == digit
+    rows = np.zeros((3, 784), np.uint8)  # three MNIST-like digits, flattened: still told to reshape
+    rows.reshape(3, 28, 28)[:, 6:22, 12:16] = 255
+    with pytest.raises(ImageError, match="reshape"):
+        load_grey(rows)
+
+
+def test_a_pillow_image_whose_file_was_closed_unread_says_so(tmp_path):
+    """`with Image.open(p) as im: ...` then `predict(im)`: Pillow's pixels were never read and its
+    file is closed; that was a bare AssertionError with no message."""
+    (tmp_path / "d.png").write_bytes(encode(Image.fromarray(upright_page()), "PNG"))
+    with Image.open(tmp_path / "d.png") as unread:
+        pass
+    with pytest.raises(ImageError, match=r"file was closed before its pixels were read .* call its \.load\(\) there"):
+        load_grey(unread)
+    with Image.open(tmp_path / "d.png") as loaded:
+        loaded.load()
+    assert np.array_equal(load_grey(loaded), load_grey(tmp_path / "d.png"))  # read in time: fine after

@@ -180,3 +180,50 @@ def test_resume_refuses_teachers_that_changed_and_resumes_runs_older_than_distil
     save_checkpoint(tmp_path / "old" / "checkpoint.pt", {k: v for k, v in state.items() if k != "format"})
     summary = train(plain, tmp_path / "old", data=data(), resume=True)
     assert summary["epochs"] == 2 and json.loads((tmp_path / "old" / "config.json").read_text())["limit"] == 400
+
+
+def test_a_run_whose_project_folder_moved_resumes_with_the_same_teachers(tmp_path, monkeypatch):
+    """The recipe's teachers are relative paths; the record holds where they resolved to. A project
+    folder renamed between the kill and the resume holds the very same teacher files, by content:
+    the resume used to be refused as 'the teachers have changed'."""
+    project = tmp_path / "project"
+    teacher_of(project, 3, name="teachers/t3")
+    monkeypatch.chdir(project)
+    config = small(**{"distill.teachers": ["teachers/t3/checkpoint.pt"]})
+    with pytest.raises(Killed):
+        train(config, project / "kd", data=data(), callbacks=Callbacks(on_epoch=kill_after_epoch_1))
+    moved = project.rename(tmp_path / "renamed")
+    monkeypatch.chdir(moved)
+    summary = train(config, moved / "kd", data=data(), resume=True)
+    assert summary["epochs"] == 2
+    _, meta = load_model(moved / "kd")
+    assert [t["path"] for t in meta["teachers"]] == [str(moved / "teachers/t3/checkpoint.pt")]
+
+
+def test_a_teacher_whose_run_has_not_finished_is_refused(tmp_path):
+    """A teacher run still training (or killed) holds a half-taught network in its checkpoint, and
+    rewrites it each epoch: it taught silently, as if finished."""
+    with pytest.raises(Killed):
+        train(small(), tmp_path / "teacher", data=data(), callbacks=Callbacks(on_epoch=kill_after_epoch_1))
+    with pytest.raises(ModelError, match=r"distill teacher .*teacher stopped after epoch 1 of 2: finish its run"):
+        train(small(**{"distill.teachers": [str(tmp_path / "teacher")]}), tmp_path / "kd", data=data())
+    assert not (tmp_path / "kd").exists()
+
+
+def test_a_teacher_replaced_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    """The record's sha256 was taken after the weights were read, from the file then at the path:
+    a teacher replaced in between (its run started over) was recorded as the new file while the
+    old one taught."""
+    from digitrec.train import distill
+
+    teacher = teacher_of(tmp_path, 3)
+    read = distill.ckpt.load_model
+
+    def read_then_replace(path):
+        loaded = read(path)
+        teacher_of(tmp_path, 4, name="teacher_3")  # another network at the same path
+        return loaded
+
+    monkeypatch.setattr(distill.ckpt, "load_model", read_then_replace)
+    with pytest.raises(ModelError, match="teacher_3/checkpoint.pt changed while it was read"):
+        Teachers([str(teacher)], 10, torch.device("cpu"))

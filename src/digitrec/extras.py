@@ -40,7 +40,8 @@ def install_command(extra: str) -> str:
     """The pip command that adds `extra` to this very install. There is no release on PyPI yet, so
     `pip install 'digitrec[EXTRA]'` finds nothing there (or a stranger's package of that name): an
     install from a checkout or a wheel file is named by the path pip recorded for it (PEP 610's
-    direct_url.json), `-e` kept for an editable one."""
+    direct_url.json), `-e` kept for an editable one; one from a git repository or an archive's URL
+    by that URL (the repository at the installed commit)."""
     import json
     import shlex
     from importlib import metadata
@@ -51,10 +52,18 @@ def install_command(extra: str) -> str:
     except (metadata.PackageNotFoundError, ValueError):  # not installed (a bare PYTHONPATH), or a broken record
         origin = {}
     url = urlparse(str(origin.get("url", "")))
-    if url.scheme != "file" or not url.path:  # from an index: the name is what pip knows it by
-        return f"pip install 'digitrec[{extra}]'"
-    editable = "-e " if origin.get("dir_info", {}).get("editable") else ""
-    return f"pip install {editable}{shlex.quote(f'{unquote(url.path)}[{extra}]')}"
+    if url.scheme == "file" and url.path:
+        editable = "-e " if origin.get("dir_info", {}).get("editable") else ""
+        return f"pip install {editable}{shlex.quote(f'{unquote(url.path)}[{extra}]')}"
+    vcs = origin.get("vcs_info")
+    if url.scheme and url.netloc and isinstance(vcs, dict) and vcs.get("vcs"):
+        # `pip install git+https://...`: the same repository at the very commit installed
+        pinned = "@" + str(vcs["commit_id"]) if vcs.get("commit_id") else ""
+        requirement = f"digitrec[{extra}] @ {vcs['vcs']}+{url.geturl()}{pinned}"
+        return f"pip install {shlex.quote(requirement)}"
+    if url.scheme and url.netloc and "archive_info" in origin:  # a wheel or sdist by its URL
+        return f"pip install {shlex.quote(f'digitrec[{extra}] @ {url.geturl()}')}"
+    return f"pip install 'digitrec[{extra}]'"  # from an index: the name is what pip knows it by
 
 
 def _importable(module: str) -> bool:

@@ -35,6 +35,8 @@ def read_input(path: str) -> bytes | str:
 
         from digitrec.preprocess.load import read_capped
 
+        if sys.stdin is None:  # no file descriptor 0 at all (`<&-`): Python leaves sys.stdin None
+            raise ImageError("standard input is closed: pipe an image in (cat digit.png | digitrec ... -)")
         if sys.stdin.isatty():  # nothing piped in: reading would wait for the keyboard, silently
             raise ImageError("standard input is a terminal, not an image: pipe one in (cat digit.png | digitrec ... -)")
         return read_capped(sys.stdin.buffer, "standard input")

@@ -81,7 +81,9 @@ class DebugFiles:
     """Where each input's debug picture goes in `folder`: its stem ('-': 'stdin') and `suffix`, made
     unique among this run's (a.png and a.jpg, or one name in two folders: 'a', 'a-2'), and never one
     of the inputs itself: `predict scans/ --debug scans/` must not write over the user's pictures
-    (nor over an input not yet read)."""
+    (nor over an input not yet read). Nor over any other file there that an earlier `--debug` did
+    not write (`predict scans/a.jpg --debug scans/` beside the user's a.png, or A.PNG on a
+    case-insensitive disk): those take the next free name; an earlier run's pictures are replaced."""
 
     def __init__(self, folder: Path | str, inputs: list[str], suffix: str):
         import os
@@ -91,12 +93,20 @@ class DebugFiles:
         self._inputs = {os.path.realpath(p) for p in inputs if p != "-"}
 
     def path_for(self, path: str) -> Path:
-        import os
-
         name = "stdin" if path == "-" else Path(path).stem
         unique, n = name, 1
-        while unique in self.used or os.path.realpath(self.folder / f"{unique}{self.suffix}") in self._inputs:
+        while unique in self.used or self._taken(self.folder / f"{unique}{self.suffix}"):
             n += 1
             unique = f"{name}-{n}"
         self.used.add(unique)
         return self.folder / f"{unique}{self.suffix}"
+
+    def _taken(self, target: Path) -> bool:
+        import os
+
+        from digitrec.preprocess.debug import is_debug_png
+
+        if os.path.realpath(target) in self._inputs:
+            return True
+        # Only a regular file is opened to look: a FIFO of that name would wait for a writer forever.
+        return os.path.lexists(target) and not (os.path.isfile(target) and is_debug_png(target))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import TypeAlias
 
@@ -51,11 +53,34 @@ def write_strip(path: str | Path, stages: Stages, caption: str | None = None) ->
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
-    """A PNG written whole or not at all (a full disk is a DigitrecError, never a silent False)."""
+    """A PNG written whole or not at all (a full disk is a DigitrecError, never a silent False),
+    marked as digitrec's own (`is_debug_png`)."""
     from digitrec.errors import DigitrecError
     from digitrec.files import atomic_write
 
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise DigitrecError(f"cannot encode {path} as PNG")
-    return atomic_write(path, encoded.tobytes())
+    data = encoded.tobytes()
+    # The mark goes right after IHDR (8 bytes of signature + its 25), where `is_debug_png` looks.
+    return atomic_write(path, data[:_AFTER_IHDR] + _MARK + data[_AFTER_IHDR:])
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+_AFTER_IHDR = 33
+# A tEXt chunk that says who wrote the file: `--debug` pictures are replaced by the next run, any
+# other file of the same name (the user's own a.png beside a.jpg) never is.
+_MARK = _png_chunk(b"tEXt", b"Software\0digitrec --debug")
+
+
+def is_debug_png(path: str | Path) -> bool:
+    """Whether `path` is a picture `write_png` wrote (and so may be replaced by another)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_AFTER_IHDR + len(_MARK))
+    except OSError:
+        return False
+    return head[_AFTER_IHDR:] == _MARK

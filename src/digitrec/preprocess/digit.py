@@ -55,11 +55,7 @@ def digit_views(
             stages["mnist"] = grey
         one_view: np.ndarray = grey.copy()[None]
         return one_view
-    work, ink, mask, box = locate_digit(grey, stages)
-    crop = soft_crop(ink, mask, box)
-    if stages is not None:
-        stages["digit"] = mask
-        stages["crop"] = (crop * 255).astype(np.uint8)
+    work, ink, crop = _chosen_crop(grey, stages)
     as_written = fit_and_centre(crop, stages)
     if len(squeezes) > 1 and is_normalised_scan(grey, ink):
         # A scan that holds one digit and nothing else: the plain MNIST crop of it (`scan_crop`) reads
@@ -80,12 +76,17 @@ def is_normalised_scan(grey: np.ndarray, ink: InkMap) -> bool:
 def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> float32 crop of the digit, ink 1 on 0, anti-aliased.
     Raises NoInk (an ImageError whose doubt_reason is doubt.NO_INK) when there is no ink."""
-    _, ink, mask, box = locate_digit(grey, stages)
+    return _chosen_crop(grey, stages)[2]
+
+
+def _chosen_crop(grey: np.ndarray, stages: Stages | None) -> tuple[np.ndarray, InkMap, np.ndarray]:
+    """-> (the working copy, its InkMap, `find_digit`'s crop); the 'digit' and 'crop' stages."""
+    work, ink, mask, box = locate_digit(grey, stages)
     crop = soft_crop(ink, mask, box)
     if stages is not None:
         stages["digit"] = mask
         stages["crop"] = (crop * 255).astype(np.uint8)
-    return crop
+    return work, ink, crop
 
 
 def locate_digit(

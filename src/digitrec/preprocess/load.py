@@ -421,9 +421,15 @@ def pillow_to_grey(image: PILImage) -> np.ndarray:
     with warnings.catch_warnings(), _pillow_pixel_limit():
         warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: the size is checked above
         try:
+            image.load()  # a lazily opened file is decoded now
             return _pil_to_grey(ImageOps.exif_transpose(image))  # a copy, upright
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a lazily opened file, decoded now
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"truncated or corrupt image ({exc})") from None
+        except AssertionError:  # Pillow's bare `assert self.fp is not None`: its file is closed, unread
+            raise ImageError(
+                "the Pillow image's file was closed before its pixels were read (used after its "
+                "`with Image.open(...)` block): pass it inside the block, or call its .load() there"
+            ) from None
 
 
 def _pil_to_grey(image: PILImage) -> np.ndarray:
@@ -453,7 +459,7 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
         raise ImageError(f"unsupported array shape {a.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
-    if a.ndim == 2 and a.shape[1] == 28 * 28 and a.shape[0] != 28 * 28:  # MNIST as many loaders give it
+    if _looks_like_flattened_digits(a):  # MNIST as many loaders give it
         raise ImageError(
             f"a {a.shape} array looks like flattened 28x28 digits: reshape it to ({a.shape[0]}, 28, 28) "
             "(ink 255 on black) to predict each one"
@@ -466,6 +472,21 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
         copy: np.ndarray = a.copy()  # trip below would give the same values, at 0.4 ms per photo
         return copy  # (a copy: arrays may be read-only)
     return _grey_in_strips(lambda y0, y1: a[y0:y1], a.shape[0], a.shape[1], a.dtype)
+
+
+def _looks_like_flattened_digits(a: np.ndarray) -> bool:
+    """(N, 784) rows that are 28x28 digits, not a picture 784 px wide. A digit leaves the outer ring
+    of its 28x28 at the background (98.6% of MNIST's training digits); a picture's strokes, cut
+    into rows of 28, cross that ring's columns (every 28th) in most rows that hold ink."""
+    if a.ndim != 2 or a.shape[1] != 28 * 28 or a.shape[0] == 28 * 28:
+        return False
+    digits = a.reshape(-1, 28, 28)
+    ring = np.concatenate([digits[:, 0], digits[:, -1], digits[:, :, 0], digits[:, :, -1]], axis=1)
+    background = np.median(ring)  # 0, 255 for black on white, a normalising loader's negative
+    inked = (digits != background).any(axis=(1, 2))
+    if not inked.any():  # blank rows: digits or picture, nothing to read either way
+        return True
+    return bool((ring[inked] == background).all(axis=1).mean() >= 0.9)
 
 
 def _grey_in_strips(

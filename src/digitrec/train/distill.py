@@ -32,12 +32,23 @@ class Teachers:
                     f"distill teacher not found: {given} (resolved to {file.absolute()}); train the "
                     "teacher runs first, or fix distill.teachers (relative paths start at the current directory)"
                 )
+            sha256 = file_sha256(file)  # of the very bytes the weights come from: checked again below
             model, meta = ckpt.load_model(file)  # torch.load(weights_only=True); ModelError if it does not fit
+            if file_sha256(file) != sha256:  # replaced while read (its run started over with --force)
+                raise ModelError(f"distill teacher {given} changed while it was read; try again once its run is done")
             outputs = int(meta["config"].get("model", {}).get("classes", 10))
             if outputs != classes:
                 raise ModelError(
                     f"distill teacher {given} ({meta['architecture']}) has {outputs} outputs; "
                     f"the network being trained has {classes}"
+                )
+            done, total = meta.get("epoch"), meta.get("epochs")
+            if isinstance(done, int) and isinstance(total, int) and done < total:
+                # Still training, or stopped: its checkpoint holds a half-taught network (and is
+                # rewritten each epoch), which would teach silently worse answers.
+                raise ModelError(
+                    f"distill teacher {given} stopped after epoch {done} of {total}: finish its run "
+                    f"first (digitrec train --resume --out {file.parent})"
                 )
             for p in model.parameters():
                 p.requires_grad_(False)
@@ -45,12 +56,19 @@ class Teachers:
             self.record.append(
                 {
                     "path": str(file.resolve()),
-                    "sha256": file_sha256(file),
+                    "sha256": sha256,
                     "recipe": meta["recipe"],
                     "seed": meta["seed"],
                     "test_accuracy": meta.get("test_accuracy"),
                 }
             )
+
+    def same_as(self, record: list[dict] | None) -> bool:
+        """Whether a run's recorded teachers are these very files: by content (sha256), not by the
+        absolute path they resolved to, which moves with the project folder."""
+        if record is None or len(record) != len(self.record):
+            return False
+        return all({**old, "path": ""} == {**new, "path": ""} for old, new in zip(record, self.record))
 
     @torch.no_grad()
     def soft_targets(self, x: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -230,7 +230,7 @@ def _train(
     teachers = None
     if config.distill.teachers:
         teachers = Teachers(config.distill.teachers, int(config.model.get("classes", 10)), dev)
-        if state is not None and state["meta"].get("teachers") != teachers.record:
+        if state is not None and not teachers.same_as(state["meta"].get("teachers")):
             raise DigitrecError(
                 f"the distill teachers of {out_dir} have changed since it was started "
                 "(another file at a teacher path); start a new run folder"
