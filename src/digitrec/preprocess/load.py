@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 MAX_PIXELS = 40_000_000  # 40 MP: bigger than any phone photo; refused before decoding
 MAX_BYTES = 50 * 1024 * 1024
+# What to do about it: a phone's 48-50 MP mode is over the limit, and a digit needs far fewer pixels.
+SCALE_DOWN = ": save it smaller (a few megapixels are plenty for digits) or in the camera's 12 MP mode"
 MIN_SIDE = 8  # smaller than this holds no readable digit (MNIST's 28x28 is the smallest useful size)
 
 # The formats Pillow may open (MPO, a phone's JPEG with a second picture, opens through "JPEG";
@@ -179,7 +181,7 @@ def _opened(data: bytes) -> Iterator[PILImage]:
         except Image.DecompressionBombError as exc:  # twice our limit: Pillow says how big
             found = re.search(r"\((\d+) pixels\)", str(exc))
             size = f"{int(found.group(1)) / 1e6:.0f} megapixels; " if found else ""
-            raise ImageError(f"image too large ({size}the limit is {MAX_PIXELS // 1_000_000})") from None
+            raise ImageError(f"image too large ({size}the limit is {MAX_PIXELS // 1_000_000}){SCALE_DOWN}") from None
         except Exception as exc:  # a header so broken that Pillow's plugins raise their own errors
             raise ImageError(f"not a readable image ({exc})") from None
         with image:
@@ -191,7 +193,7 @@ def _check_size(width: int, height: int) -> None:
     if width * height > MAX_PIXELS:
         raise ImageError(
             f"image too large ({width}x{height} = {width * height / 1e6:.0f} megapixels; "
-            f"the limit is {MAX_PIXELS // 1_000_000})"
+            f"the limit is {MAX_PIXELS // 1_000_000}){SCALE_DOWN}"
         )
     if min(width, height) < MIN_SIDE:
         raise ImageError(f"image too small ({width}x{height}; a digit needs at least {MIN_SIDE}x{MIN_SIDE} pixels)")
