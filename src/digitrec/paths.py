@@ -12,6 +12,8 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")  # PyTorch files: evaluate and export read
 RUN_FOLDER_MODELS = (CHECKPOINT_NAME, "model.onnx")  # what a run folder holds to evaluate, in order
 METRICS_NAME = "metrics.jsonl"  # one JSON row per epoch
 CONFIG_NAME = "config.json"  # the resolved training config
+# The digit-model recipes, configs/NAME.toml: named here, where the CLI can read them without torch.
+RECIPES = ("mlp", "fast", "cnn", "best", "cnn_mix", "cnn_distill")
 
 
 def cache_root() -> Path:

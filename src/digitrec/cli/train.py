@@ -8,15 +8,8 @@ from pathlib import Path
 import click
 
 from digitrec.errors import DigitrecError
+from digitrec.paths import RECIPES  # the TOML files in src/digitrec/configs
 
-RECIPES = (
-    "mlp",
-    "fast",
-    "cnn",
-    "best",
-    "cnn_mix",
-    "cnn_distill",
-)  # the TOML files in src/digitrec/configs (checked at load)
 # The reader's networks: their own trainers, same command (digitrec.cli.train_reader).
 READER_RECIPES = ("line-reader", "verifier")
 # Flags that change the recipe; they make no sense with --resume, which reuses the run's own config.

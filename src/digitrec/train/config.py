@@ -19,7 +19,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-RECIPES = ("mlp", "fast", "cnn", "best", "cnn_mix", "cnn_distill")
+RECIPES = paths.RECIPES
 DEFAULT_RECIPE = "cnn"
 
 
