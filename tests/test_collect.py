@@ -274,11 +274,31 @@ def test_corrections_stop_before_the_disk_fills(recognizer, tmp_path, monkeypatc
     usage = real_shutil.disk_usage(tmp_path)
     nearly_full = type(usage)(usage.total, usage.total - 100 * 2**20, 100 * 2**20)
     monkeypatch.setattr(collect.shutil, "disk_usage", lambda path: nearly_full)
+    monkeypatch.delenv("DIGITREC_COLLECT_RESERVE_MB")  # the default reserve
     with TestClient(create_app(recognizer, collect=tmp_path / "mine"), base_url=LOCAL) as c:
         response = c.post("/v1/corrections", json={"image": data_url(SEVEN), "label": "1"})
     assert response.status_code == 507
     assert response.json()["detail"] == (
         "the correction could not be saved: the disk holding the collect folder has 100 MiB free; "
-        "corrections stop below 512 MiB"
+        "corrections stop below 512 MiB (DIGITREC_COLLECT_RESERVE_MB sets this)"
     )
     assert list((tmp_path / "mine").iterdir()) == []
+
+
+def test_the_reserve_is_set_in_mib_and_a_bad_one_is_refused(tmp_path, monkeypatch):
+    import shutil as real_shutil
+
+    from digitrec.web import collect
+
+    usage = real_shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(
+        collect.shutil, "disk_usage", lambda path: type(usage)(10**12, 10**12 - 200 * 2**20, 200 * 2**20)
+    )
+    monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "100")
+    assert Collector(tmp_path / "small").add(SEVEN, "7").label == "7"  # 200 MiB free, 100 kept
+    monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "300")
+    with pytest.raises(collect.DiskFull, match="200 MiB free; corrections stop below 300 MiB"):
+        Collector(tmp_path / "small").add(SEVEN, "7")
+    monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "lots")
+    with pytest.raises(DataError, match=r"DIGITREC_COLLECT_RESERVE_MB='lots': give the free space to keep, in MiB"):
+        Collector(tmp_path / "small")

@@ -37,8 +37,10 @@ NUMBERS = "numbers.csv"
 # A drawing from the page is 10-40 KB; an uploaded phone photo a few MB. More is not a correction.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 # Corrections stop while the disk holding DIR has less free space than this: a client flooding the
-# endpoint (a LAN page with --host 0.0.0.0) fills the folder, never the user's disk.
+# endpoint (a LAN page with --host 0.0.0.0) fills the folder, never the user's disk. A small disk (a
+# container, a CI runner) sets its own reserve in MiB with RESERVE_VARIABLE.
 MIN_FREE_BYTES = 512 * 1024 * 1024
+RESERVE_VARIABLE = "DIGITREC_COLLECT_RESERVE_MB"
 MAX_NUMBER_DIGITS = 32  # longer than any number the reader is meant for (an account number, a date)
 # The file's first bytes -> the suffix it is saved under (the loader has checked it is that format).
 SUFFIXES = {
@@ -58,7 +60,21 @@ class TooLarge(ImageError):
 
 
 class DiskFull(DigitrecError):
-    """Less than MIN_FREE_BYTES free where the corrections go."""
+    """Less than the reserve (MIN_FREE_BYTES unless RESERVE_VARIABLE says) free where the corrections go."""
+
+
+def reserve_bytes() -> int:
+    """The free space corrections leave on the disk: RESERVE_VARIABLE's MiB, else MIN_FREE_BYTES."""
+    text = os.environ.get(RESERVE_VARIABLE, "").strip()
+    if not text:
+        return MIN_FREE_BYTES
+    try:
+        mib = int(text)
+    except ValueError:
+        mib = -1
+    if mib < 0:
+        raise DataError(f"{RESERVE_VARIABLE}={text!r}: give the free space to keep, in MiB (a whole number, 0 or more)")
+    return mib * 2**20
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,7 @@ class Collector:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DataError(f"--collect {self.folder}: cannot create it: {exc.strerror or exc}") from None
+        self.reserve = reserve_bytes()  # read once: a bad value fails the server's start, not a save
         self._lock = threading.Lock()
 
     def add(self, image: bytes, label: str, kind: str = "digit", predicted: str | None = None) -> Saved:
@@ -96,10 +113,10 @@ class Collector:
             free = shutil.disk_usage(self.folder).free
         except OSError as exc:
             raise DigitrecError(f"cannot check the free space of the collect folder: {exc.strerror or exc}") from None
-        if free - len(image) < MIN_FREE_BYTES:
+        if free - len(image) < self.reserve:
             raise DiskFull(
                 f"the disk holding the collect folder has {free // 2**20} MiB free; corrections stop below "
-                f"{MIN_FREE_BYTES // 2**20} MiB"
+                f"{self.reserve // 2**20} MiB ({RESERVE_VARIABLE} sets this)"
             )
         suffix = next((s for magic, s in SUFFIXES.items() if image.startswith(magic)), ".img")
         name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}{suffix}"
