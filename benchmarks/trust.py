@@ -4,7 +4,8 @@
       set and on each single-digit source of the shared external set;
   (b) rejection: the share flagged ("not a digit", "several digits", "no ink", or no ink found at
       all) of synthetic letters and symbols in fonts the rejector never saw, scribbles, shapes,
-      blank and noise-only pages, and digit pairs and triples from MNIST writers it never saw;
+      blank and noise-only pages, digit pairs and triples and whole numbers of 4-6 digits from
+      MNIST writers it never saw;
       and of the REAL digits of every shared source, with the accuracy of the answered ones
       against all of them;
   (c) cost: milliseconds per image of the rejector beside the digit model.
@@ -84,6 +85,13 @@ def synthetic_sets(scale: float) -> dict[str, list[np.ndarray]]:
         n = max(1, round(PAIRS_PER_GROUP * scale))
         sets[f"pair ({group})"] = [
             make_number(rng, images, labels, int(rng.choice([2, 3])), group)[0] for _ in range(n)
+        ]
+    # Whole numbers, added later: their own generator, so the sets above stay as they were.
+    later = np.random.default_rng([SEED, 1])
+    for group in GROUPS:
+        n = max(1, round(PAIRS_PER_GROUP * scale))
+        sets[f"number 4-6 ({group})"] = [
+            make_number(later, images, labels, int(later.choice([4, 5, 6])), group)[0] for _ in range(n)
         ]
     return sets
 

@@ -20,6 +20,8 @@ Kinds, and the class each one teaches (`CLASSES`):
   blank     paper with grain, specks, gradients and JPEG; ruled and squared paper with nothing written
   pair      two or three MNIST training digits side by side (`synth.make_number`: apart, touching,
             overlapping, photographed)
+  number    four to six of them, a whole number (a user gives `predict` a number: fitted into the
+            20 px box its digits are specks, which without these it took for a blank page)
 Fonts are split by family (`split_fonts`) and MNIST by writer (`train.rejector`), so a validation
 set can hold fonts and hands the rejector never saw. numpy, OpenCV and Pillow only.
 """
@@ -55,6 +57,7 @@ KIND_CLASS = {
     "shape": NOT_A_DIGIT,
     "blank": NO_INK,
     "pair": SEVERAL_DIGITS,
+    "number": SEVERAL_DIGITS,
 }
 
 # Glyphs a handwritten digit can look exactly like (O and 0, l and 1, S and 5, Z and 2, b and 6,
@@ -583,11 +586,14 @@ def photo_digit(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray
     return np.clip(grey, 0, 255).astype(np.uint8)
 
 
-def several_digits(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Two or three MNIST digits side by side: apart, touching, overlapping or photographed."""
+def several_digits(
+    rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, counts: tuple[int, ...] = (2, 2, 3)
+) -> np.ndarray:
+    """A number of `counts` (one drawn) MNIST digits side by side: apart, touching, overlapping or
+    photographed."""
     from digitrec.synth import GROUPS, make_number
 
-    grey, _ = make_number(rng, images, labels, int(rng.choice([2, 2, 3])), group=str(rng.choice(GROUPS)))
+    grey, _ = make_number(rng, images, labels, int(rng.choice(counts)), group=str(rng.choice(GROUPS)))
     if rng.random() < 0.25:
         grey = 255 - grey
     return grey
@@ -630,6 +636,8 @@ def make_image(
         return blank_page(rng)
     if kind == "pair":
         return several_digits(rng, images, labels)
+    if kind == "number":
+        return several_digits(rng, images, labels, counts=(4, 5, 6))
     raise ValueError(f"unknown kind {kind!r}")
 
 
