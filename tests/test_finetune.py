@@ -390,3 +390,20 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_training(digit_file
                 log=said.append,
             )
         assert said == []  # nothing prepared, nothing trained
+
+
+def test_when_no_step_beats_the_base_it_reads_numbers_as_the_base_did(digit_files, real_data, tmp_path):
+    """With a zero learning rate every step is the base, so the base is kept: its card then names
+    the base's digit scorer (a copy beside it), and `read` scores its cuts as with the shipped model."""
+    from digitrec import Recognizer, paths
+    from digitrec.tune.run import FinetuneConfig, finetune
+
+    out = tmp_path / "same.onnx"
+    summary = finetune(digit_files / "digits.csv", out, config=FinetuneConfig(lr=0.0, max_steps=4, threads=1))
+    assert summary["best_step"] == 0
+    copy = tmp_path / "same.reader_digits.onnx"
+    assert summary["reader_digits"] == str(copy)
+    assert copy.read_bytes() == (paths.assets_dir() / "reader_digits.onnx").read_bytes()
+    tuned = Recognizer(out)
+    assert tuned.card["reader_digits"] == copy.name
+    assert tuned.reader.recognizer.path == copy  # the shipped model's scorer, not the tuned model itself

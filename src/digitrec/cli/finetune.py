@@ -112,6 +112,11 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
             f"wrote {summary['model']}: {summary['images']} images ({summary['val_images']} held out), "
             f"held-out accuracy {summary['val_accuracy_before']:.1%} -> {summary['val_accuracy']:.1%}, "
             f"{summary['train_seconds']:.0f} s of training"
+            + (
+                f"; no step beat the base, kept with its digit scorer {summary['reader_digits']}"
+                if summary.get("reader_digits")
+                else ""
+            )
         )
     if "numbers" in summary:
         n = summary["numbers"]
