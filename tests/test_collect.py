@@ -299,6 +299,16 @@ def test_the_reserve_is_set_in_mib_and_a_bad_one_is_refused(tmp_path, monkeypatc
     monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "300")
     with pytest.raises(collect.DiskFull, match="200 MiB free; corrections stop below 300 MiB"):
         Collector(tmp_path / "small").add(SEVEN, "7")
+    # Free space over the reserve, but not by the image's size: the message said "1 MiB free;
+    # corrections stop below 1 MiB".
+    monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "1")
+    monkeypatch.setattr(collect.shutil, "disk_usage", lambda path: type(usage)(10**12, 10**12, 2**20 + 100))
+    with pytest.raises(collect.DiskFull) as info:
+        Collector(tmp_path / "small").add(SEVEN, "7")
+    assert str(info.value) == (
+        f"the disk holding the collect folder has 1.0 MiB free: this image's {len(SEVEN):,} bytes would leave "
+        "less than the 1 MiB corrections keep free (DIGITREC_COLLECT_RESERVE_MB sets this)"
+    )
     monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "lots")
     with pytest.raises(DataError, match=r"DIGITREC_COLLECT_RESERVE_MB='lots': give the free space to keep, in MiB"):
         Collector(tmp_path / "small")
