@@ -312,3 +312,11 @@ def test_the_reserve_is_set_in_mib_and_a_bad_one_is_refused(tmp_path, monkeypatc
     monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "lots")
     with pytest.raises(DataError, match=r"DIGITREC_COLLECT_RESERVE_MB='lots': give the free space to keep, in MiB"):
         Collector(tmp_path / "small")
+    monkeypatch.setenv(
+        "DIGITREC_COLLECT_RESERVE_MB", "9" * 5000
+    )  # over int()'s 4,300 digits: the whole value was shown
+    with pytest.raises(DataError) as info:
+        Collector(tmp_path / "small")
+    assert str(info.value) == (
+        f"DIGITREC_COLLECT_RESERVE_MB='{'9' * 40}'...: give the free space to keep, in MiB (a whole number, 0 or more)"
+    )

@@ -73,7 +73,8 @@ def reserve_bytes() -> int:
     except ValueError:
         mib = -1
     if mib < 0:
-        raise DataError(f"{RESERVE_VARIABLE}={text!r}: give the free space to keep, in MiB (a whole number, 0 or more)")
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."  # a value pasted by mistake may be long
+        raise DataError(f"{RESERVE_VARIABLE}={shown}: give the free space to keep, in MiB (a whole number, 0 or more)")
     return mib * 2**20
 
 
