@@ -320,3 +320,13 @@ def test_the_reserve_is_set_in_mib_and_a_bad_one_is_refused(tmp_path, monkeypatc
     assert str(info.value) == (
         f"DIGITREC_COLLECT_RESERVE_MB='{'9' * 40}'...: give the free space to keep, in MiB (a whole number, 0 or more)"
     )
+
+
+def test_serve_help_names_the_reserve_and_its_variable(capsys):
+    from conftest import run_main
+
+    from digitrec.web.collect import MIN_FREE_BYTES, RESERVE_VARIABLE
+
+    code, out, _ = run_main(["serve", "--help"], capsys)
+    text = " ".join(out.split())  # click wraps the help
+    assert code == 0 and f"less than {MIN_FREE_BYTES // 2**20} MiB free" in text and RESERVE_VARIABLE in text
