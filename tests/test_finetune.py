@@ -460,18 +460,23 @@ def test_a_base_whose_scorer_cannot_go_beside_out_is_refused_before_any_training
 
     base = _base_copy(tmp_path / "base", name, scorer)
     before = base.read_bytes()
+    one_digit_numbers = tmp_path / "numbers.csv"  # path,text
+    files = sorted((digit_files / "folder").glob("*/*.png"))
+    one_digit_numbers.write_text("path,text\n" + "".join(f"{f},{f.parent.name}\n" for f in files))
     said: list[str] = []
-    with pytest.raises(getattr(errors, error), match=message):
-        finetune(
-            [digit_files / "folder"],
-            tmp_path / "base" / out,
-            model=base,
-            mnist=mnist["train"],
-            config=FinetuneConfig(lr=0.0, max_steps=1, min_steps=1, threads=1, calibration_images=200),
-            log=said.append,
-        )
-    assert said == []  # nothing prepared, nothing trained
-    assert base.read_bytes() == before and not (tmp_path / "base" / out).exists()
+    for numbers in (None, one_digit_numbers):  # the digit model, and --numbers (its line reader trains first)
+        with pytest.raises(getattr(errors, error), match=message):
+            finetune(
+                [digit_files / "folder"],
+                tmp_path / "base" / out,
+                model=base,
+                numbers=numbers,
+                mnist=mnist["train"],
+                config=FinetuneConfig(lr=0.0, max_steps=1, min_steps=1, threads=1, calibration_images=200),
+                log=said.append,
+            )
+        assert said == []  # nothing prepared, nothing trained
+        assert base.read_bytes() == before and not (tmp_path / "base" / out).exists()
 
 
 def test_numbers_that_keep_a_base_without_a_scorer_remove_an_earlier_runs_copy(tmp_path):

@@ -40,6 +40,7 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     from digitrec.tune.line import LineTuneConfig, finetune_line_reader
     from digitrec.tune.lines import lines_from_numbers
     from digitrec.tune.numbers import digits_from_numbers, list_numbers
+    from digitrec.tune.scorer import base_scorer
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
@@ -50,6 +51,7 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     model = options.get("model")
     # The reader that finds the digits: the base model where it is an ONNX file, else the shipped one.
     reader = Recognizer(model if model is not None and Path(model).suffix.lower() == ".onnx" else None, threads=1)
+    base_scorer(reader.path, reader.card, out)  # now, not after the line reader's training
     digit = options.get("config") or FinetuneConfig()
     line_config = line_config or LineTuneConfig(
         val_share=digit.val_share,

@@ -92,7 +92,8 @@ def finetune(
     model OUT with its card. `mnist` (images, labels) replaces the MNIST training set (tests);
     `card_extra`: more card entries (`line_reader`: the line reader this model reads with).
     Returns a summary: model, images, train_images, val_images, skipped, train_seconds,
-    val_accuracy, val_accuracy_before, temperature, steps, base_model, data_sha256, seconds."""
+    val_accuracy, val_accuracy_before, temperature, steps, base_model, data_sha256, seconds, and
+    reader_digits (the copy of the base's digit scorer when the base was kept, else None)."""
     from digitrec.calibration import calibration_card
     from digitrec.data import load_mnist
     from digitrec.files import check_writable, file_sha256
