@@ -299,6 +299,34 @@ def test_the_reserve_is_set_in_mib_and_a_bad_one_is_refused(tmp_path, monkeypatc
     monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "300")
     with pytest.raises(collect.DiskFull, match="200 MiB free; corrections stop below 300 MiB"):
         Collector(tmp_path / "small").add(SEVEN, "7")
+    # Free space over the reserve, but not by the image's size: the message said "1 MiB free;
+    # corrections stop below 1 MiB".
+    monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "1")
+    monkeypatch.setattr(collect.shutil, "disk_usage", lambda path: type(usage)(10**12, 10**12, 2**20 + 100))
+    with pytest.raises(collect.DiskFull) as info:
+        Collector(tmp_path / "small").add(SEVEN, "7")
+    assert str(info.value) == (
+        f"the disk holding the collect folder has 1.0 MiB free: this image's {len(SEVEN):,} bytes would leave "
+        "less than the 1 MiB corrections keep free (DIGITREC_COLLECT_RESERVE_MB sets this)"
+    )
     monkeypatch.setenv("DIGITREC_COLLECT_RESERVE_MB", "lots")
     with pytest.raises(DataError, match=r"DIGITREC_COLLECT_RESERVE_MB='lots': give the free space to keep, in MiB"):
         Collector(tmp_path / "small")
+    monkeypatch.setenv(
+        "DIGITREC_COLLECT_RESERVE_MB", "9" * 5000
+    )  # over int()'s 4,300 digits: the whole value was shown
+    with pytest.raises(DataError) as info:
+        Collector(tmp_path / "small")
+    assert str(info.value) == (
+        f"DIGITREC_COLLECT_RESERVE_MB='{'9' * 40}'...: give the free space to keep, in MiB (a whole number, 0 or more)"
+    )
+
+
+def test_serve_help_names_the_reserve_and_its_variable(capsys):
+    from conftest import run_main
+
+    from digitrec.web.collect import MIN_FREE_BYTES, RESERVE_VARIABLE
+
+    code, out, _ = run_main(["serve", "--help"], capsys)
+    text = " ".join(out.split())  # click wraps the help
+    assert code == 0 and f"less than {MIN_FREE_BYTES // 2**20} MiB free" in text and RESERVE_VARIABLE in text

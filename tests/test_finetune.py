@@ -220,6 +220,8 @@ def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_pa
         "epoch": 0,
     }
     save_checkpoint(tmp_path / "run" / "checkpoint.pt", {"model": model.state_dict(), "meta": meta})
+    # An earlier run into the same --out kept its base, with the base's scorer beside it.
+    (tmp_path / "m.reader_digits.onnx").write_bytes(b"an earlier run's copy of the base's digit scorer")
     summary = finetune(
         [digit_files / "folder"],
         tmp_path / "m.onnx",
@@ -231,6 +233,9 @@ def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_pa
     assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image"
     assert card["labels"] == list("0123456789")
     assert card["finetune"]["base_file"] == "checkpoint.pt" and summary["steps"] <= 2 and summary["images"] == 40
+    # The new model names no scorer (it scores its own cuts): the earlier copy went with the model it replaced.
+    assert "reader_digits" not in card and summary["reader_digits"] is None
+    assert not (tmp_path / "m.reader_digits.onnx").exists()
 
 
 def test_a_file_listed_many_times_is_held_out_whole_or_refused(digit_files, mnist, tmp_path):
@@ -407,3 +412,89 @@ def test_when_no_step_beats_the_base_it_reads_numbers_as_the_base_did(digit_file
     tuned = Recognizer(out)
     assert tuned.card["reader_digits"] == copy.name
     assert tuned.reader.recognizer.path == copy  # the shipped model's scorer, not the tuned model itself
+
+
+def _base_copy(folder: Path, name: str, scorer: str) -> Path:
+    """The shipped model copied to FOLDER/NAME with the shipped scorer beside it, its card naming SCORER."""
+    import shutil
+
+    from digitrec import paths
+    from digitrec.modelfile.write import rewrite_card
+    from digitrec.runtime import Recognizer
+
+    folder.mkdir(exist_ok=True)
+    shutil.copy(paths.assets_dir() / "model.onnx", folder / name)
+    shutil.copy(paths.assets_dir() / "reader_digits.onnx", folder)
+    card = {k: v for k, v in Recognizer(folder / name).card.items() if k != "format"}
+    rewrite_card(folder / name, {**card, "reader_digits": scorer}, card_path=False)
+    return folder / name
+
+
+@pytest.mark.parametrize(
+    "name, scorer, out, error, message",
+    [
+        # A base whose scorer went missing: the run failed after its training only when it kept the base.
+        (
+            "base.onnx",
+            "gone.onnx",
+            "mine.onnx",
+            "ModelError",
+            "names the reader's digit model gone.onnx, which is not there",
+        ),
+        # --out x.onnx beside a base named x.reader_digits.onnx: a kept base's scorer was copied over the base.
+        (
+            "x.reader_digits.onnx",
+            "reader_digits.onnx",
+            "x.onnx",
+            "DataError",
+            "would write its digit scorer x.reader_digits.onnx over the base model",
+        ),
+    ],
+)
+def test_a_base_whose_scorer_cannot_go_beside_out_is_refused_before_any_training(
+    name, scorer, out, error, message, digit_files, mnist, tmp_path
+):
+    from digitrec import errors
+    from digitrec.tune import finetune
+    from digitrec.tune.run import FinetuneConfig
+
+    base = _base_copy(tmp_path / "base", name, scorer)
+    before = base.read_bytes()
+    one_digit_numbers = tmp_path / "numbers.csv"  # path,text
+    files = sorted((digit_files / "folder").glob("*/*.png"))
+    one_digit_numbers.write_text("path,text\n" + "".join(f"{f},{f.parent.name}\n" for f in files))
+    said: list[str] = []
+    for numbers in (None, one_digit_numbers):  # the digit model, and --numbers (its line reader trains first)
+        with pytest.raises(getattr(errors, error), match=message):
+            finetune(
+                [digit_files / "folder"],
+                tmp_path / "base" / out,
+                model=base,
+                numbers=numbers,
+                mnist=mnist["train"],
+                config=FinetuneConfig(lr=0.0, max_steps=1, min_steps=1, threads=1, calibration_images=200),
+                log=said.append,
+            )
+        assert said == []  # nothing prepared, nothing trained
+        assert base.read_bytes() == before and not (tmp_path / "base" / out).exists()
+
+
+def test_numbers_that_keep_a_base_without_a_scorer_remove_an_earlier_runs_copy(tmp_path):
+    """`finetune --numbers` that cuts too few digits writes the base digit model: a base naming no
+    scorer reads with itself, and the copy an earlier run left beside OUT goes."""
+    from digitrec import paths
+    from digitrec.runtime import Recognizer
+    from digitrec.tune import _base_with_line_reader
+
+    out = tmp_path / "mine.onnx"
+    (tmp_path / "mine.reader_digits.onnx").write_bytes(b"an earlier run's copy")
+    said: list[str] = []
+    summary = _base_with_line_reader(
+        Recognizer(paths.assets_dir() / "reader_digits.onnx"), out, {}, said.append, said.append
+    )
+    assert summary["reader_digits"] is None and not (tmp_path / "mine.reader_digits.onnx").exists()
+    assert said == [
+        "removed mine.reader_digits.onnx, the digit scorer of the model mine.onnx replaced: this one scores its own cuts"
+    ]
+    tuned = Recognizer(out)
+    assert "reader_digits" not in tuned.card and tuned.reader.recognizer is tuned

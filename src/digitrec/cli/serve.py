@@ -93,7 +93,8 @@ from digitrec.cli.output import min_confidence_option
     metavar="DIR",
     help="Let the page's users correct a wrong answer (\"Wrong? It's a _\"): each correction is "
     "saved in DIR (the image and a row of DIR/manifest.csv), on this machine, for "
-    "`digitrec finetune DIR`.",
+    "`digitrec finetune DIR`. Corrections stop while DIR's disk has less than 512 MiB free; "
+    "the environment variable DIGITREC_COLLECT_RESERVE_MB sets another reserve (in MiB).",
 )
 def serve(
     host: str,

@@ -52,8 +52,8 @@ def digit_scorer(recognizer: Recognizer) -> Recognizer:
     `reader_digits` (beside it), with the same options, else `recognizer` itself. The reader's
     settings (`ReaderParams`) were chosen on one digit model's uncalibrated probabilities; the
     shipped card names that model, so a better single-digit model can ship for `predict` without
-    changing how numbers read (docs/training.md). A fine-tuned model's card names none: it reads
-    with itself."""
+    changing how numbers read (docs/training.md). A fine-tuned model that learnt something names
+    none and reads with itself; one that kept its base names a copy of the base's (`tune.scorer`)."""
     path = companion_path(recognizer.path, recognizer.card, "reader_digits", "reader's digit model")
     if path is None or path.resolve() == Path(recognizer.path).resolve():  # a card naming its own file
         return recognizer

@@ -112,8 +112,8 @@ def build_data(scale: float, seed: int, writers_file: Path | None, log=print) ->
 
 
 def _cached_data(out: Path, scale: float, seed: int, writers_file: Path | None) -> dict:
-    """The examples for (scale, seed): from `out`/examples.npz when made with the same, else drawn
-    and saved there (`train.cache`)."""
+    """The examples for (scale, seed, the kinds' counts): from `out`/examples.npz when made with the
+    same, else drawn and saved there (`train.cache`)."""
     from digitrec.train.cache import cached
 
     def to_arrays(data: dict) -> dict:
@@ -136,9 +136,12 @@ def _cached_data(out: Path, scale: float, seed: int, writers_file: Path | None) 
             "held_out_fonts": list(f["held_out_fonts"]),
         }
 
+    # The kinds and their counts decide the examples too: a cache from before a kind was added
+    # (`number`, session 11) would train without it.
+    kinds = " ".join(f"{kind}:{n}" for kind, n in {**TRAIN_COUNTS, **LATER_COUNTS}.items())
     return cached(
         out / "examples.npz",
-        {"scale": float(scale), "seed": seed},
+        {"scale": float(scale), "seed": seed, "kinds": kinds},
         lambda: build_data(scale, seed, writers_file),
         to_arrays,
         from_arrays,

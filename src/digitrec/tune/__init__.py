@@ -6,6 +6,7 @@
   weights.py  the base model as a PyTorch module (the shipped model is rebuilt from its ONNX weights).
   run.py      the run: replay, augmentation, early stopping, calibration, the ONNX model and card.
   line.py     the same for the reader's line model (CTC), from the numbers' lines.
+  scorer.py   the base's digit scorer beside OUT when the base is kept (`reader_digits`). No torch.
 
 Only `run`, `line` and `weights` import torch; importing this package does not.
 """
@@ -39,6 +40,7 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     from digitrec.tune.line import LineTuneConfig, finetune_line_reader
     from digitrec.tune.lines import lines_from_numbers
     from digitrec.tune.numbers import digits_from_numbers, list_numbers
+    from digitrec.tune.scorer import base_scorer
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
@@ -49,6 +51,7 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     model = options.get("model")
     # The reader that finds the digits: the base model where it is an ONNX file, else the shipped one.
     reader = Recognizer(model if model is not None and Path(model).suffix.lower() == ".onnx" else None, threads=1)
+    base_scorer(reader.path, reader.card, out)  # now, not after the line reader's training
     digit = options.get("config") or FinetuneConfig()
     line_config = line_config or LineTuneConfig(
         val_share=digit.val_share,
@@ -78,7 +81,7 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
                 f"only {cut.digits} digit(s) could be cut from the numbers (at least {MIN_IMAGES} are needed to "
                 "tune the digit model): the digit model is the base's, reading with the adapted line reader"
             )
-            summary = _base_with_line_reader(reader, out, extra)
+            summary = _base_with_line_reader(reader, out, extra, options.get("log", lambda m: None), warn)
         else:
             summary = run([*sources, cut.csv], out, warn=warn, card_extra=extra, **options)
     summary["numbers"] = {"given": cut.numbers, "used": cut.used, "digits": cut.digits}
@@ -94,26 +97,26 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     return summary
 
 
-def _base_with_line_reader(reader, out: Path, card_extra: dict) -> dict:
+def _base_with_line_reader(reader, out: Path, card_extra: dict, log, warn) -> dict:
     """The base digit model (`reader`'s ONNX file) copied to OUT, its card naming the adapted line
-    reader -> a summary with no digit images."""
+    reader and the base's digit scorer (`tune.scorer`) -> a summary with no digit images."""
     import shutil
 
     from digitrec.files import atomic_path
     from digitrec.modelfile.card import card_path_for
     from digitrec.modelfile.write import rewrite_card
+    from digitrec.tune.scorer import base_scorer, copy_scorer, drop_stale_scorer
 
+    source = base_scorer(reader.path, reader.card, out)
+    card = {k: v for k, v in reader.card.items() if k not in ("format", "reader_digits")}
+    copy = copy_scorer(source, out) if source is not None else None  # read with the same scorer as before
+    if copy is not None:
+        card["reader_digits"] = copy.name
     with atomic_path(out) as tmp:
         shutil.copyfile(reader.path, tmp)
-    card = {k: v for k, v in reader.card.items() if k != "format"}
-    scorer = reader.reader.recognizer  # the digit model its reader scores cuts with (`digit_scorer`)
-    copy: Path | None = None
-    if scorer is not reader:  # the shipped card's: read with the same digit scorer as before, beside OUT
-        copy = out.with_name(f"{out.stem}.reader_digits.onnx")
-        with atomic_path(copy) as tmp:
-            shutil.copyfile(scorer.path, tmp)
-        card["reader_digits"] = copy.name
     rewrite_card(out, {**card, **card_extra})
+    if copy is None:
+        drop_stale_scorer(out, log, warn)
     return {
         "model": str(out),
         "card_path": str(card_path_for(out)),

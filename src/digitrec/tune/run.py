@@ -7,7 +7,7 @@
 3. training: each batch is 3/4 the user's views and 1/4 MNIST replay (the base run's own
    training split, never its validation images), both augmented as the base was
    (`train.augment`), batch norms frozen; every few steps the held-out files are scored as
-   predict scores them (probabilities averaged over the views), beside 1,000 MNIST validation
+   predict scores them (probabilities averaged over the views), beside 2,000 MNIST validation
    digits, and the best weights are kept (early stopping; step 0, the base itself, is a candidate);
 4. the temperature refitted on MNIST validation images plus the held-out views;
 5. the ONNX model and its card written by `modelfile.write` (parity, checker, atomic).
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from digitrec.errors import DataError
 from digitrec.tune.data import list_examples, prepare
+from digitrec.tune.scorer import base_scorer, copy_scorer, drop_stale_scorer
 from digitrec.tune.steps import BestCheck, cosine_lr
 from digitrec.tune.weights import freeze_batch_norm, load_base
 
@@ -91,7 +92,8 @@ def finetune(
     model OUT with its card. `mnist` (images, labels) replaces the MNIST training set (tests);
     `card_extra`: more card entries (`line_reader`: the line reader this model reads with).
     Returns a summary: model, images, train_images, val_images, skipped, train_seconds,
-    val_accuracy, val_accuracy_before, temperature, steps, base_model, data_sha256, seconds."""
+    val_accuracy, val_accuracy_before, temperature, steps, base_model, data_sha256, seconds, and
+    reader_digits (the copy of the base's digit scorer when the base was kept, else None)."""
     from digitrec.calibration import calibration_card
     from digitrec.data import load_mnist
     from digitrec.files import check_writable, file_sha256
@@ -109,6 +111,7 @@ def finetune(
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     examples = list_examples(data)
     module, base_card, base_path = load_base(model)
+    scorer_source = base_scorer(base_path, base_card, out)  # now: a missing one fails before the training
     # The views come from the product's own preprocessing, whatever the base (it does not depend on the model).
     recognizer = Recognizer(base_path if base_path.suffix.lower() == ".onnx" else None, threads=1)
     prepared = prepare(examples, recognizer.views, warn)
@@ -256,11 +259,14 @@ def finetune(
             **(card_extra or {}),
         }
     )
-    scorer = _keep_base_scorer(base_path, base_card, out) if best_step == 0 else None
+    # The base kept (no step beat it): it reads numbers as the base did, with the base's digit scorer.
+    scorer = copy_scorer(scorer_source, out) if best_step == 0 and scorer_source is not None else None
     if scorer is not None:
         card["reader_digits"] = scorer.name
         log(f"no step beat the base: it reads numbers as the base did, with its digit scorer {scorer.name}")
     written = _write(module, out, card, [cal_x[:500].astype(np.float32)[:, None] / 255.0], log)
+    if scorer is None:
+        drop_stale_scorer(out, log, warn)
     return {
         "model": written["path"],
         "card_path": written.get("card_path"),
@@ -279,27 +285,6 @@ def finetune(
         "data_sha256": prepared.sha256,
         "reader_digits": scorer and str(scorer),  # the copy of the base's digit scorer, when the base was kept
     }
-
-
-def _keep_base_scorer(base_path: Path, base_card: dict, out: Path) -> Path | None:
-    """When the base itself is kept (no step beat it), the model is the base's weights: it should
-    read numbers as the base does, so the digit scorer the base's card names (`reader_digits`, the
-    shipped card's) is copied beside OUT. -> the copy, or None when the base names none. A model
-    that learnt something scores its own cuts (read/reader.py, `digit_scorer`)."""
-    import shutil
-
-    from digitrec.files import atomic_path
-    from digitrec.modelfile.card import companion_path
-
-    if base_path.suffix.lower() != ".onnx":
-        return None
-    source = companion_path(base_path, base_card, "reader_digits", "reader's digit model")
-    if source is None or source.resolve() == base_path.resolve():
-        return None
-    copy = out.with_name(f"{out.stem}.reader_digits.onnx")
-    with atomic_path(copy) as tmp:
-        shutil.copyfile(source, tmp)
-    return copy
 
 
 def batch_shares(config: FinetuneConfig, classes: int) -> tuple[int, int]:

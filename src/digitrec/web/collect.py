@@ -73,7 +73,8 @@ def reserve_bytes() -> int:
     except ValueError:
         mib = -1
     if mib < 0:
-        raise DataError(f"{RESERVE_VARIABLE}={text!r}: give the free space to keep, in MiB (a whole number, 0 or more)")
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."  # a value pasted by mistake may be long
+        raise DataError(f"{RESERVE_VARIABLE}={shown}: give the free space to keep, in MiB (a whole number, 0 or more)")
     return mib * 2**20
 
 
@@ -113,10 +114,16 @@ class Collector:
             free = shutil.disk_usage(self.folder).free
         except OSError as exc:
             raise DigitrecError(f"cannot check the free space of the collect folder: {exc.strerror or exc}") from None
-        if free - len(image) < self.reserve:
+        if free < self.reserve:
             raise DiskFull(
                 f"the disk holding the collect folder has {free // 2**20} MiB free; corrections stop below "
                 f"{self.reserve // 2**20} MiB ({RESERVE_VARIABLE} sets this)"
+            )
+        if free - len(image) < self.reserve:  # over the reserve, but not by this image's size
+            raise DiskFull(
+                f"the disk holding the collect folder has {free / 2**20:.1f} MiB free: this image's "
+                f"{len(image):,} bytes would leave less than the {self.reserve // 2**20} MiB corrections keep free "
+                f"({RESERVE_VARIABLE} sets this)"
             )
         suffix = next((s for magic, s in SUFFIXES.items() if image.startswith(magic)), ".img")
         name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}{suffix}"
