@@ -166,6 +166,8 @@ def test_export_out_under_a_file_is_a_clear_error(untrained_checkpoint, tmp_path
     err = capsys.readouterr().err
     assert info.value.code == 1 and "is a file, not a folder" in err and "Traceback" not in err
     assert blocker.read_text() == "a file, not a folder"
+    # refused before MNIST was fetched into this test's own (empty) cache: no 55 MB download first
+    assert not any((tmp_path / "cache").rglob("*-ubyte*"))
 
 
 def test_export_writes_a_valid_card_and_its_sidecar_atomically(untrained_checkpoint, tmp_path, monkeypatch):

@@ -108,9 +108,11 @@ def export_onnx(
     fitted on `validation_data` (default: the run's own validation split of MNIST). `labels`: the
     outputs' names, for a network that does not answer digits (see `build_card`)."""
     from digitrec.calibration import calibration_card
+    from digitrec.files import check_writable
 
     output_labels = labels
     model, meta = load_model(checkpoint)
+    check_writable(out)  # before MNIST is loaded (fetched, on a first run): an --out that cannot be written fails now
     model = model.to(memory_format=torch.contiguous_format).eval()
     images, labels = test_data if test_data is not None else load_mnist("test")
     x = images.astype(np.float32)[:, None] / 255.0  # (N, 1, 28, 28), ink = 1
