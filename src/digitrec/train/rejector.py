@@ -85,22 +85,25 @@ def build_data(scale: float, seed: int, writers_file: Path | None, log=print) ->
         f"MNIST split {split}; fonts: {len({f.family for f in train_fonts})} families for training, held out: "
         + ", ".join(sorted({f.family for f in val_fonts}))
     )
-    rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
+
+    def draw(rng: np.random.Generator, table: dict[str, int], training: bool) -> tuple[np.ndarray, ...]:
+        """The examples of `table`'s kinds for training (training fonts and writers) or validation."""
+        share, fonts, idx = (1.0, train_fonts, train_idx) if training else (VALIDATION_SHARE, val_fonts, val_idx)
+        counts = {k: max(1, round(n * scale * share)) for k, n in table.items()}
+        return make_examples(rng, counts, fonts, images[idx], labels[idx], log)
+
+    def joined(first: tuple[np.ndarray, ...], second: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        return tuple(np.concatenate([a, b]) for a, b in zip(first, second))
+
+    rng, later = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     log("training examples:")
-    counts = {k: max(1, round(n * scale)) for k, n in TRAIN_COUNTS.items()}
-    x, y, kinds = make_examples(rng, counts, train_fonts, images[train_idx], labels[train_idx], log)
+    train = draw(rng, TRAIN_COUNTS, training=True)
     log("validation examples (held-out fonts and writers):")
-    counts = {k: max(1, round(n * scale * VALIDATION_SHARE)) for k, n in TRAIN_COUNTS.items()}
-    xv, yv, kv = make_examples(rng, counts, val_fonts, images[val_idx], labels[val_idx], log)
-    later = np.random.default_rng([seed, 1])
+    val = draw(rng, TRAIN_COUNTS, training=False)
     log("later kinds, training and validation:")
-    counts = {k: max(1, round(n * scale)) for k, n in LATER_COUNTS.items()}
-    extra = make_examples(later, counts, train_fonts, images[train_idx], labels[train_idx], log)
-    x, y, _ = (np.concatenate([a, b]) for a, b in zip((x, y, kinds), extra))
-    counts = {k: max(1, round(n * scale * VALIDATION_SHARE)) for k, n in LATER_COUNTS.items()}
-    extra = make_examples(later, counts, val_fonts, images[val_idx], labels[val_idx], log)
-    xv, yv, kv = (np.concatenate([a, b]) for a, b in zip((xv, yv, kv), extra))
+    x, y, _ = joined(train, draw(later, LATER_COUNTS, training=True))
+    xv, yv, kv = joined(val, draw(later, LATER_COUNTS, training=False))
     log(f"drawn and preprocessed in {time.perf_counter() - t0:.0f} s")
     return {
         "train": (x, y),
