@@ -105,18 +105,14 @@ def _base_with_line_reader(reader, out: Path, card_extra: dict, log, warn) -> di
     from digitrec.files import atomic_path
     from digitrec.modelfile.card import card_path_for
     from digitrec.modelfile.write import rewrite_card
-    from digitrec.tune.scorer import base_scorer, copy_scorer, drop_stale_scorer
+    from digitrec.tune.scorer import base_scorer, scorer_beside
 
     source = base_scorer(reader.path, reader.card, out)
     card = {k: v for k, v in reader.card.items() if k not in ("format", "reader_digits")}
-    copy = copy_scorer(source, out) if source is not None else None  # read with the same scorer as before
-    if copy is not None:
-        card["reader_digits"] = copy.name
-    with atomic_path(out) as tmp:
-        shutil.copyfile(reader.path, tmp)
-    rewrite_card(out, {**card, **card_extra})
-    if copy is None:
-        drop_stale_scorer(out, log, warn)
+    with scorer_beside(source, out, card, log, warn) as copy:  # read with the same scorer as before
+        with atomic_path(out) as tmp:
+            shutil.copyfile(reader.path, tmp)
+        rewrite_card(out, {**card, **card_extra})
     return {
         "model": str(out),
         "card_path": str(card_path_for(out)),

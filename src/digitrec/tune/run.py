@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from digitrec.errors import DataError
 from digitrec.tune.data import list_examples, prepare
-from digitrec.tune.scorer import base_scorer, copy_scorer, drop_stale_scorer
+from digitrec.tune.scorer import base_scorer, scorer_beside
 from digitrec.tune.steps import BestCheck, cosine_lr
 from digitrec.tune.weights import freeze_batch_norm, load_base
 
@@ -260,13 +260,10 @@ def finetune(
         }
     )
     # The base kept (no step beat it): it reads numbers as the base did, with the base's digit scorer.
-    scorer = copy_scorer(scorer_source, out) if best_step == 0 and scorer_source is not None else None
-    if scorer is not None:
-        card["reader_digits"] = scorer.name
-        log(f"no step beat the base: it reads numbers as the base did, with its digit scorer {scorer.name}")
-    written = _write(module, out, card, [cal_x[:500].astype(np.float32)[:, None] / 255.0], log)
-    if scorer is None:
-        drop_stale_scorer(out, log, warn)
+    with scorer_beside(scorer_source if best_step == 0 else None, out, card, log, warn) as scorer:
+        if scorer is not None:
+            log(f"no step beat the base: it reads numbers as the base did, with its digit scorer {scorer.name}")
+        written = _write(module, out, card, [cal_x[:500].astype(np.float32)[:, None] / 255.0], log)
     return {
         "model": written["path"],
         "card_path": written.get("card_path"),

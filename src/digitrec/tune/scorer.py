@@ -8,7 +8,8 @@ cuts, and a copy an earlier run left beside OUT is removed with the model it wen
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from digitrec.errors import DataError
@@ -37,19 +38,22 @@ def base_scorer(base_path: Path, base_card: dict, out: Path) -> Path | None:
     return None if source is None or source.resolve() == base_path.resolve() else source
 
 
-def copy_scorer(source: Path, out: Path) -> Path:
-    """The base's scorer copied beside OUT (before OUT is written, so its card never names a missing
-    file) -> the copy, which the card names by its file name."""
+@contextmanager
+def scorer_beside(
+    source: Path | None, out: Path, card: dict, log: Callable[[str], None], warn: Callable[[str], None]
+) -> Iterator[Path | None]:
+    """Around writing OUT with `card`: with the base's scorer `source` (the base kept), a copy of it
+    beside OUT, named in `card` before OUT is written (so the card never names a missing file);
+    without, once OUT is written, the copy an earlier run left there is removed (it belonged to the
+    model just replaced, and left there it says OUT reads with it). Yields the copy, or None."""
     copy = scorer_copy_path(out)
-    with atomic_path(copy) as tmp:
-        shutil.copyfile(source, tmp)
-    return copy
-
-
-def drop_stale_scorer(out: Path, log: Callable[[str], None], warn: Callable[[str], None]) -> None:
-    """After OUT is written with a card naming no scorer: the copy an earlier run wrote beside it
-    belonged to the model just replaced, and left there it says OUT reads with it."""
-    copy = scorer_copy_path(out)
+    if source is not None:
+        with atomic_path(copy) as tmp:
+            shutil.copyfile(source, tmp)
+        card["reader_digits"] = copy.name
+        yield copy
+        return
+    yield None
     if not copy.is_file():
         return
     try:
