@@ -10,11 +10,12 @@ import click
 
 from digitrec import __version__
 from digitrec.errors import DigitrecError
+from digitrec.paths import RECIPES
 
 # command name -> (module under digitrec.cli, attribute, one-line help shown in `digitrec --help`)
 COMMANDS = {
     "data": ("data", "data", "Fetch, verify, describe and explore MNIST."),
-    "train": ("train", "train", "Train a model from a recipe (mlp, fast, cnn, best, cnn_mix, cnn_distill)."),
+    "train": ("train", "train", f"Train a model from a recipe ({', '.join(RECIPES)})."),
     "evaluate": ("evaluate", "evaluate", "Evaluate a model on the MNIST test set and write a report."),
     "export": ("export", "export", "Export a checkpoint (or a .keras file) to ONNX with a model card."),
     "finetune": ("finetune", "finetune", "Teach a model your handwriting from your labelled digit images."),

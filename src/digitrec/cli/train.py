@@ -113,7 +113,7 @@ def train(
     force,
     as_json,
 ):
-    """Train a model from a recipe (mlp, fast, cnn, best, cnn_mix, cnn_distill) and save it to a run folder; or the
+    """Train a model from a recipe (--recipe: the digit models' configs/NAME.toml) and save it to a run folder; or the
     reader's networks (line-reader, verifier), which end with their ONNX model in the run folder.
 
     \b
