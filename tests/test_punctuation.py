@@ -67,8 +67,9 @@ def _digits_only_line_reader(path):
     """A tiny untrained line reader of the first kind (digits and blank, no alphabet on its card)."""
     import torch
 
+    from digitrec.models import LineCNN
     from digitrec.read.line_reader import HEIGHT
-    from digitrec.train.line_reader import LineCNN, _card, export
+    from digitrec.train.line_reader import _card, export
 
     torch.manual_seed(0)
     model = LineCNN(classes=11).eval()

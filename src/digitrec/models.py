@@ -1,16 +1,20 @@
 """The networks, and a dict from architecture name to builder. No training here.
 
-Every model takes float32 (N, 1, 28, 28) in [0, 1], ink = 1 on black (MNIST polarity), and returns
-(N, 10) logits. The MNIST mean/std normalisation happens inside `forward` (a `Normalize` layer with
+Every digit model takes float32 (N, 1, 28, 28) in [0, 1], ink = 1 on black (MNIST polarity), and
+returns (N, 10) logits; the reader's line model (`LineCNN`) takes a line 32 px tall and returns logits
+per column. The MNIST mean/std normalisation happens inside `forward` (a `Normalize` layer with
 buffers), so it travels into the ONNX file and no runtime ever hard-codes it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from digitrec.read.line_reader import HEIGHT as LINE_HEIGHT
 
 # Mean and standard deviation of MNIST training pixels scaled to [0, 1].
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -135,6 +139,54 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cnn": CNN,
     "reference": ReferenceCNN,
 }
+
+
+class LineCNN(nn.Module):
+    """The reader's line model (`digitrec.train.line_reader`): float32 (N, 1, 32, W) in [0, 1], ink = 1
+    -> (N, W / 4, classes) logits per 4-px column: the line reader's alphabet, then the CTC blank."""
+
+    def __init__(self, classes: int, channels: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.features = nn.Sequential(
+            Normalize(),
+            *conv_bn(1, c1),
+            nn.MaxPool2d(2),  # 16 x W/2
+            *conv_bn(c1, c2),
+            nn.MaxPool2d(2),  # 8 x W/4
+            *conv_bn(c2, c3),
+            *conv_bn(c3, c3),
+            nn.MaxPool2d((2, 1)),  # 4 x W/4
+            nn.Conv2d(c3, 2 * c3, (LINE_HEIGHT // 8, 1), bias=False),
+            nn.BatchNorm2d(2 * c3),
+            nn.ReLU(),  # 1 x W/4
+        )
+        self.along = nn.Sequential(
+            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False),
+            nn.BatchNorm1d(2 * c3),
+            nn.ReLU(),
+            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False),
+            nn.BatchNorm1d(2 * c3),
+            nn.ReLU(),
+            nn.Conv1d(2 * c3, classes, 1),
+        )
+
+    def forward(self, x):
+        columns = self.features(x).squeeze(2)  # (N, C, W/4)
+        return self.along(columns).permute(0, 2, 1)
+
+
+class LineEnsemble(nn.Module):
+    """Several line readers as one: (N, 1, 32, W) -> (N, W / 4, classes) log of the members' mean
+    probabilities (valid logits, so the runtime reads it like one model)."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x):
+        log_probs = torch.stack([m(x).log_softmax(-1) for m in self.members])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
 def build_model(architecture: str, **kwargs) -> nn.Module:

@@ -13,7 +13,7 @@ text holds the digits and the marks kept by `keep_punctuation` (`line_reader.ALP
 generated on `workers` processes and cached in the run folder (`lines.npz`, with the settings
 that made them). Each epoch
 the lines are shuffled, batched by similar width, and slanted, squeezed or stretched a little more (whole-line shear and scale).
-The network: four 3x3 convolutions (16-32-64-64 channels, height pooled 32 -> 1, width to a column
+The network (`models.LineCNN`): four 3x3 convolutions (16-32-64-64 channels, height pooled 32 -> 1, width to a column
 per 4 px), then two width-5 1-D convolutions along the line (each column sees about two digits)
 and an 11-way output per column; CTC loss. Checkpoints each epoch (`checkpoint.pt`, safe to load
 with `weights_only=True`); --resume continues.
@@ -37,7 +37,7 @@ from torch import nn
 
 from digitrec.errors import DataError, DigitrecError, ModelError
 from digitrec.modelfile import ModelCard
-from digitrec.models import Normalize, conv_bn
+from digitrec.models import LineCNN, LineEnsemble
 from digitrec.read.line_reader import ALPHABET, HEIGHT, STRIDE, greedy_decode
 
 HELD_OUT = 55_000  # without the writer files: training digits from here on are held out
@@ -80,53 +80,6 @@ def default_recipe() -> Path:
     from digitrec import paths
 
     return paths.configs_dir() / "line_reader.toml"
-
-
-class LineCNN(nn.Module):
-    """float32 (N, 1, 32, W) in [0, 1], ink = 1 -> (N, W / 4, 11) logits: digits 0-9, then blank."""
-
-    def __init__(self, channels: tuple[int, int, int] = (16, 32, 64), classes: int = BLANK + 1):
-        super().__init__()
-        c1, c2, c3 = channels
-        self.features = nn.Sequential(
-            Normalize(),
-            *conv_bn(1, c1),
-            nn.MaxPool2d(2),  # 16 x W/2
-            *conv_bn(c1, c2),
-            nn.MaxPool2d(2),  # 8 x W/4
-            *conv_bn(c2, c3),
-            *conv_bn(c3, c3),
-            nn.MaxPool2d((2, 1)),  # 4 x W/4
-            nn.Conv2d(c3, 2 * c3, (HEIGHT // 8, 1), bias=False),
-            nn.BatchNorm2d(2 * c3),
-            nn.ReLU(),  # 1 x W/4
-        )
-        self.along = nn.Sequential(
-            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False),
-            nn.BatchNorm1d(2 * c3),
-            nn.ReLU(),
-            nn.Conv1d(2 * c3, 2 * c3, 5, padding=2, bias=False),
-            nn.BatchNorm1d(2 * c3),
-            nn.ReLU(),
-            nn.Conv1d(2 * c3, classes, 1),
-        )
-
-    def forward(self, x):
-        columns = self.features(x).squeeze(2)  # (N, C, W/4)
-        return self.along(columns).permute(0, 2, 1)
-
-
-class Ensemble(nn.Module):
-    """Several line readers as one: (N, 1, 32, W) -> (N, W / 4, 11) log of the members' mean
-    probabilities (valid logits, so the runtime reads it like one model)."""
-
-    def __init__(self, members: list[nn.Module]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x):
-        log_probs = torch.stack([m(x).log_softmax(-1) for m in self.members])
-        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
 def digit_sources(held_out: float) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
@@ -385,7 +338,7 @@ def average_runs(runs: list[Path], path: Path, command: str = "") -> tuple[float
     if len(classes) != 1:
         raise ModelError("these line readers write different alphabets: only runs of one alphabet can be averaged")
     alphabet = ALPHABET[: classes.pop() - 1]
-    ensemble = Ensemble(members).eval()
+    ensemble = LineEnsemble(members).eval()
     accuracy = evaluate(ensemble, test_images, test_texts)
     card = _card(ensemble, accuracy, test_texts, command, alphabet, members=about)
     export(ensemble, path, card, test_images[:200])
@@ -422,7 +375,7 @@ def train_line_reader(
     (out / "line_reader_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     init_seed = config.seed if config.init_seed is None else config.init_seed
     torch.manual_seed(init_seed)
-    model = LineCNN()
+    model = LineCNN(classes=BLANK + 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = -(-len(train_texts) // config.batch_size)
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)

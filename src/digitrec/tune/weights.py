@@ -61,8 +61,8 @@ def line_reader_from_onnx(path: Path | str) -> tuple[nn.Module, dict]:
     """A digitrec line reader (.onnx, `digitrec.read.line_reader`) -> (its `LineCNN`, its card). The
     shipped one exists only as ONNX; its network is rebuilt as `weights` says above, the output
     width from the card's alphabet, then checked on random lines of two widths."""
+    from digitrec.models import LineCNN
     from digitrec.read.line_reader import DIGITS, HEIGHT
-    from digitrec.train.line_reader import LineCNN
 
     session, card = open_model(path, "line reader", 1, require_input=True)
     if card.kind != "line-reader":
