@@ -228,6 +228,22 @@ def test_cli_bad_inputs_get_their_own_error_and_the_others_go_on(files, model_pa
     assert "no digits found" in by_name["white.png"]["error"] or "no ink" in by_name["white.png"]["error"]
 
 
+@pytest.mark.parametrize(("size", "stroke"), [((480, 640), 20), ((800, 1000), 5)])
+def test_cli_reads_a_1_written_alone(model_path, tmp_path, size, stroke):
+    """A lone 1 is more than ten of its widths tall, which made the segmentation take it for a
+    rule and set no digit height: 'no digits found' and exit 1 (a marker's 1 on a 640x480 photo,
+    a ballpoint's on a 1000x800 one, 60% of the page tall)."""
+    h, w = size
+    page = np.full(size, 235, np.uint8)
+    cv2.line(page, (w // 2, h // 5), (w // 2 + 2, 4 * h // 5), 30, stroke)
+    path = tmp_path / "one.png"
+    cv2.imwrite(str(path), page)
+    result = _run(["read", "--model", model_path, "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.output)
+    assert entry["error"] is None and entry["text"] == "1", entry
+
+
 def test_cli_plain_output_and_debug_images(files, model_path, tmp_path):
     good, label, _ = files
     out = tmp_path / "debug"

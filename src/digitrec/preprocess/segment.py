@@ -387,6 +387,11 @@ def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0, bold_min: floa
     # strokes tall (at 1.5, a noisy JPEG page's specks read as 4s), but on a page of specks alone
     # the stroke measured is a speck's core, so a speck needs the size too.
     cand = upright(max(4, 3 * stroke), 10) or upright(max(4, 2.5 * stroke, bold_min), 3)
+    # A 1 written alone is more than ten of its widths tall (a pen's 1 20 px wide and 290 tall, a
+    # tall 1 on the page's number pad): beside digits such a stroke is a rule, but on a page with
+    # nothing else upright, and `bold_min` tall, it is the writing ("no digits found" before).
+    # Lines across the page are gone by now (`segment` erases them first).
+    cand = cand or [a for a in atoms if a.h >= max(4, 3 * stroke, bold_min) and a.w < a.h]
     if not cand:
         return 0.0
     heights = np.array([a.h for a in cand], np.float32)
