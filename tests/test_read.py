@@ -244,6 +244,27 @@ def test_cli_reads_a_1_written_alone(model_path, tmp_path, size, stroke):
     assert entry["error"] is None and entry["text"] == "1", entry
 
 
+def test_cli_reads_a_digit_that_fills_a_small_canvas(model_path, tmp_path):
+    """A drawing app's canvas (280x280 px) holding one digit of straight strokes: the stem of its
+    7 was longer than 0.6 of the canvas, the length of a rule across a page, and erased ('no
+    digits found'; a 4 read '1'), as only inputs under 128 px counted as crops."""
+    paths = []
+    for digit, strokes in (
+        ("7", [(84, 56), (196, 56), (126, 238)]),
+        ("4", [(168, 238), (168, 42), (70, 168), (210, 168)]),
+    ):
+        page = np.full((280, 280), 255, np.uint8)
+        cv2.polylines(page, [np.array(strokes, np.int32)], False, 0, 9)
+        paths.append(tmp_path / f"canvas_{digit}.png")
+        cv2.imwrite(str(paths[-1]), page)
+    result = _run(["read", "--model", model_path, "--json", *map(str, paths)])
+    assert result.exit_code == 0, result.output
+    assert [(Path(e["path"]).stem, e["text"]) for e in json.loads(result.output)] == [
+        ("canvas_7", "7"),
+        ("canvas_4", "4"),
+    ]
+
+
 def test_cli_plain_output_and_debug_images(files, model_path, tmp_path):
     good, label, _ = files
     out = tmp_path / "debug"
