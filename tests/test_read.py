@@ -265,6 +265,24 @@ def test_cli_reads_a_digit_that_fills_a_small_canvas(model_path, tmp_path):
     ]
 
 
+def test_cli_reads_a_1_filling_a_large_square_canvas(model_path, tmp_path):
+    """A 1 on a 600x600 canvas, 70% of it tall, is longer than a page's rule (0.6 of the side) and
+    was erased as one ('no digits found'): with nothing left, the page is read as a crop. A ruled
+    page without writing stays 'no digits found'."""
+    canvas = np.full((600, 600), 255, np.uint8)
+    cv2.line(canvas, (300, 90), (300, 510), 0, 20)
+    ruled = np.full((600, 800), 235, np.uint8)
+    for y in range(50, 600, 50):
+        cv2.line(ruled, (0, y), (799, y), 150, 2)
+    cv2.imwrite(str(tmp_path / "one.png"), canvas)
+    cv2.imwrite(str(tmp_path / "ruled.png"), ruled)
+    result = _run(["read", "--model", model_path, "--json", str(tmp_path / "one.png"), str(tmp_path / "ruled.png")])
+    assert result.exit_code == 1  # the ruled page
+    one, blank = json.loads(result.output)
+    assert one["error"] is None and one["text"] == "1", one
+    assert blank["error"] == "no digits found", blank
+
+
 def test_cli_plain_output_and_debug_images(files, model_path, tmp_path):
     good, label, _ = files
     out = tmp_path / "debug"

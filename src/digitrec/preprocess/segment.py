@@ -376,6 +376,13 @@ def _off_border(atoms: list[Atom], edge: np.ndarray | None) -> list[Atom]:
     return [a for a in atoms if (a.mask & edge[a.y : a.y + a.h, a.x : a.x + a.w]).sum() <= ON_BORDER * a.area]
 
 
+def _writing(mask: np.ndarray, edge: np.ndarray | None) -> tuple[list[Atom], float]:
+    """The components of a mask that may be writing (off the border's edge, not single pixels)
+    and their digit height (0 when none is upright)."""
+    atoms = _off_border([a for a in _components(mask) if a.area >= 6], edge)
+    return atoms, estimate_digit_height(atoms, stroke_width(mask), bold_min=BOLD_MIN * min(mask.shape))
+
+
 def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0, bold_min: float = math.inf) -> float:
     """The ink-weighted median height of the components that could be characters (not specks,
     not rules or underlines only a few strokes thick; a string of touching digits is one wide
@@ -665,15 +672,20 @@ def segment(
     # line would otherwise merge into one blob and spoil the height estimate), at the tilts the
     # page's long lines show; then again at a length measured in digit heights, once the digits
     # tell how tall they are.
-    mask = ink_mask(ink)
-    long_rule = PAGE_RULE * max(ink.shape)
-    if max(shape) <= WORK_MIN_SIDE:
-        long_rule = max(long_rule, UNDERLINE_SPAN * min(ink.shape))
-    tilts_h, tilts_v = rule_angles(mask, long_rule)
-    ink = erase_rules(ink, long_rule, tilts_h, tilts_v)
-    mask = ink_mask(ink)
-    atoms = _off_border([a for a in _components(mask) if a.area >= 6], edge)
-    height = estimate_digit_height(atoms, stroke_width(mask), bold_min=BOLD_MIN * min(ink.shape))
+    page_ink, page_mask = ink, ink_mask(ink)
+    page_rule = PAGE_RULE * max(ink.shape)
+    crop_rule = max(page_rule, UNDERLINE_SPAN * min(ink.shape))
+    lengths = [crop_rule] if max(shape) <= WORK_MIN_SIDE or crop_rule == page_rule else [page_rule, crop_rule]
+    for long_rule in lengths:
+        tilts_h, tilts_v = rule_angles(page_mask, long_rule)
+        ink = erase_rules(page_ink, long_rule, tilts_h, tilts_v)
+        mask = ink_mask(ink)
+        atoms, height = _writing(mask, edge)
+        # A larger page whose page rules took all the writing there was is read as a crop: a 1
+        # or a 7 filling a square 600 px canvas was the only "rule" ('no digits found'). Only when
+        # there was writing before: a blank or ruled page (nothing upright) is not tried twice.
+        if height > 0 or long_rule == lengths[-1] or _writing(page_mask, edge)[1] == 0:
+            break
     if height > 0:
         ink = erase_rules(ink, RULE_LENGTH * height, tilts_h, tilts_v)
         mask = ink_mask(ink)
