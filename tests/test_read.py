@@ -228,6 +228,61 @@ def test_cli_bad_inputs_get_their_own_error_and_the_others_go_on(files, model_pa
     assert "no digits found" in by_name["white.png"]["error"] or "no ink" in by_name["white.png"]["error"]
 
 
+@pytest.mark.parametrize(("size", "stroke"), [((480, 640), 20), ((800, 1000), 5)])
+def test_cli_reads_a_1_written_alone(model_path, tmp_path, size, stroke):
+    """A lone 1 is more than ten of its widths tall, which made the segmentation take it for a
+    rule and set no digit height: 'no digits found' and exit 1 (a marker's 1 on a 640x480 photo,
+    a ballpoint's on a 1000x800 one, 60% of the page tall)."""
+    h, w = size
+    page = np.full(size, 235, np.uint8)
+    cv2.line(page, (w // 2, h // 5), (w // 2 + 2, 4 * h // 5), 30, stroke)
+    path = tmp_path / "one.png"
+    cv2.imwrite(str(path), page)
+    result = _run(["read", "--model", model_path, "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.output)
+    assert entry["error"] is None and entry["text"] == "1", entry
+
+
+def test_cli_reads_a_digit_that_fills_a_small_canvas(model_path, tmp_path):
+    """A drawing app's canvas (280x280 px) holding one digit of straight strokes: the stem of its
+    7 was longer than 0.6 of the canvas, the length of a rule across a page, and erased ('no
+    digits found'; a 4 read '1'), as only inputs under 128 px counted as crops."""
+    paths = []
+    for digit, strokes in (
+        ("7", [(84, 56), (196, 56), (126, 238)]),
+        ("4", [(168, 238), (168, 42), (70, 168), (210, 168)]),
+    ):
+        page = np.full((280, 280), 255, np.uint8)
+        cv2.polylines(page, [np.array(strokes, np.int32)], False, 0, 9)
+        paths.append(tmp_path / f"canvas_{digit}.png")
+        cv2.imwrite(str(paths[-1]), page)
+    result = _run(["read", "--model", model_path, "--json", *map(str, paths)])
+    assert result.exit_code == 0, result.output
+    assert [(Path(e["path"]).stem, e["text"]) for e in json.loads(result.output)] == [
+        ("canvas_7", "7"),
+        ("canvas_4", "4"),
+    ]
+
+
+def test_cli_reads_a_1_filling_a_large_square_canvas(model_path, tmp_path):
+    """A 1 on a 600x600 canvas, 70% of it tall, is longer than a page's rule (0.6 of the side) and
+    was erased as one ('no digits found'): with nothing left, the page is read as a crop. A ruled
+    page without writing stays 'no digits found'."""
+    canvas = np.full((600, 600), 255, np.uint8)
+    cv2.line(canvas, (300, 90), (300, 510), 0, 20)
+    ruled = np.full((600, 800), 235, np.uint8)
+    for y in range(50, 600, 50):
+        cv2.line(ruled, (0, y), (799, y), 150, 2)
+    cv2.imwrite(str(tmp_path / "one.png"), canvas)
+    cv2.imwrite(str(tmp_path / "ruled.png"), ruled)
+    result = _run(["read", "--model", model_path, "--json", str(tmp_path / "one.png"), str(tmp_path / "ruled.png")])
+    assert result.exit_code == 1  # the ruled page
+    one, blank = json.loads(result.output)
+    assert one["error"] is None and one["text"] == "1", one
+    assert blank["error"] == "no digits found", blank
+
+
 def test_cli_plain_output_and_debug_images(files, model_path, tmp_path):
     good, label, _ = files
     out = tmp_path / "debug"

@@ -31,7 +31,6 @@ from digitrec.errors import TooMuchToRead
 from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.ink import NOISE_SIGMAS, is_flat, rough_ink
-from digitrec.preprocess.lines import MIN_SIDE as CROP_SIDE
 from digitrec.preprocess.lines import UNDERLINE_SPAN, may_hold_segment
 from digitrec.preprocess.morph import open_line
 from digitrec.preprocess.noise import paper_noise, percentile_float
@@ -54,11 +53,15 @@ SLANTS = (-0.4, -0.2, 0.2, 0.4, 0.6)
 # Straight runs longer than this many digit heights are rules, underlines or frame edges.
 RULE_LENGTH = 2.2
 # Before the digits' height is known, a rule is a line across the page: this much of its longer
-# side. In a small crop (an input under CROP_SIDE px, as for `predict`) one digit may fill the
+# side. In a small crop (an input of at most WORK_MIN_SIDE px, which the reader enlarges: a cut-out
+# digit, a drawing app's 200-400 px canvas, a tablet's 128 px rendering) one digit may fill the
 # page, and its straight strokes (the stem of a 1, the bar of a 4: up to 0.71 of a 28x28 MNIST
 # image) are that long; no digit is taller than the crop, nor much wider than it is tall, so there
 # a rule must also be longer than UNDERLINE_SPAN of the shorter side (as `preprocess.lines` says
 # of crops). A cheque's amount field (a crop twice as wide as tall) keeps its underline's length.
+# (Under 128 px, `preprocess.lines.MIN_SIDE`, before: `read` of the shared single digits 190 -> 197
+# of 200 canvas-synth, 380 -> 395 of 400 uji-pen; every reading of the 108 cheque amounts, 51
+# register rows, 60 photo strings and 60 photo-synth digits unchanged, 2026-12-06.)
 PAGE_RULE = 0.6
 
 
@@ -373,6 +376,13 @@ def _off_border(atoms: list[Atom], edge: np.ndarray | None) -> list[Atom]:
     return [a for a in atoms if (a.mask & edge[a.y : a.y + a.h, a.x : a.x + a.w]).sum() <= ON_BORDER * a.area]
 
 
+def _writing(mask: np.ndarray, edge: np.ndarray | None) -> tuple[list[Atom], float]:
+    """The components of a mask that may be writing (off the border's edge, not single pixels)
+    and their digit height (0 when none is upright)."""
+    atoms = _off_border([a for a in _components(mask) if a.area >= 6], edge)
+    return atoms, estimate_digit_height(atoms, stroke_width(mask), bold_min=BOLD_MIN * min(mask.shape))
+
+
 def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0, bold_min: float = math.inf) -> float:
     """The ink-weighted median height of the components that could be characters (not specks,
     not rules or underlines only a few strokes thick; a string of touching digits is one wide
@@ -387,6 +397,11 @@ def estimate_digit_height(atoms: list[Atom], stroke: float = 1.0, bold_min: floa
     # strokes tall (at 1.5, a noisy JPEG page's specks read as 4s), but on a page of specks alone
     # the stroke measured is a speck's core, so a speck needs the size too.
     cand = upright(max(4, 3 * stroke), 10) or upright(max(4, 2.5 * stroke, bold_min), 3)
+    # A 1 written alone is more than ten of its widths tall (a pen's 1 20 px wide and 290 tall, a
+    # tall 1 on the page's number pad): beside digits such a stroke is a rule, but on a page with
+    # nothing else upright, and `bold_min` tall, it is the writing ("no digits found" before).
+    # Lines across the page are gone by now (`segment` erases them first).
+    cand = cand or [a for a in atoms if a.h >= max(4, 3 * stroke, bold_min) and a.w < a.h]
     if not cand:
         return 0.0
     heights = np.array([a.h for a in cand], np.float32)
@@ -657,15 +672,20 @@ def segment(
     # line would otherwise merge into one blob and spoil the height estimate), at the tilts the
     # page's long lines show; then again at a length measured in digit heights, once the digits
     # tell how tall they are.
-    mask = ink_mask(ink)
-    long_rule = PAGE_RULE * max(ink.shape)
-    if max(shape) < CROP_SIDE:
-        long_rule = max(long_rule, UNDERLINE_SPAN * min(ink.shape))
-    tilts_h, tilts_v = rule_angles(mask, long_rule)
-    ink = erase_rules(ink, long_rule, tilts_h, tilts_v)
-    mask = ink_mask(ink)
-    atoms = _off_border([a for a in _components(mask) if a.area >= 6], edge)
-    height = estimate_digit_height(atoms, stroke_width(mask), bold_min=BOLD_MIN * min(ink.shape))
+    page_ink, page_mask = ink, ink_mask(ink)
+    page_rule = PAGE_RULE * max(ink.shape)
+    crop_rule = max(page_rule, UNDERLINE_SPAN * min(ink.shape))
+    lengths = [crop_rule] if max(shape) <= WORK_MIN_SIDE or crop_rule == page_rule else [page_rule, crop_rule]
+    for long_rule in lengths:
+        tilts_h, tilts_v = rule_angles(page_mask, long_rule)
+        ink = erase_rules(page_ink, long_rule, tilts_h, tilts_v)
+        mask = ink_mask(ink)
+        atoms, height = _writing(mask, edge)
+        # A larger page whose page rules took all the writing there was is read as a crop: a 1
+        # or a 7 filling a square 600 px canvas was the only "rule" ('no digits found'). Only when
+        # there was writing before: a blank or ruled page (nothing upright) is not tried twice.
+        if height > 0 or long_rule == lengths[-1] or _writing(page_mask, edge)[1] == 0:
+            break
     if height > 0:
         ink = erase_rules(ink, RULE_LENGTH * height, tilts_h, tilts_v)
         mask = ink_mask(ink)

@@ -44,9 +44,12 @@ class Refusal:
 
 
 def lower_priority() -> None:
-    """Run the calling thread (or, in a worker process, the process) after the others."""
+    """Run the calling thread (or, in a worker process, the process) after the others: SLOW_NICENESS
+    above its own niceness, not at it, so that a server started with `nice` (or a service's Nice=)
+    still reads after it draws (at nice 10 both ran at 10); the OS caps it at 19."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SLOW_NICENESS)
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + SLOW_NICENESS))
     except (AttributeError, OSError):  # not Linux, or refused: the same priority as the rest
         pass
 
