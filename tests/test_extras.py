@@ -42,6 +42,11 @@ def test_require_names_the_extra_and_a_pip_command_that_works_from_a_checkout(mo
     assert str(info.value) == (
         "digitrec serve needs the 'serve' extra (fastapi is not installed): pip install '/home/ann/digit rec[serve]'"
     )
+    block(monkeypatch, "matplotlib")
+    with pytest.raises(
+        MissingExtra, match=r"^drawing the evaluation report and data pictures needs the 'report' extra"
+    ):
+        require("report", "matplotlib")
 
 
 @pytest.mark.parametrize(

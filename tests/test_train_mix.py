@@ -110,5 +110,8 @@ def test_cli_trains_the_cnn_mix_recipe_with_mix_flags(real_data, tmp_path, capsy
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["recipe"] == "cnn_mix" and summary["rendered_images"] == 40
+    code, out, err = run_main([*args, "--threads", "1", "--set", "mix.examples=40", "--force"], capsys)
+    assert code == 0, err
+    assert "after 1 epoch," in out.strip().splitlines()[-1]  # not "1 epochs"
     code, _, err = run_main([*args, "--force", "--set", "mix.rendered=1.5"], capsys)
     assert code == 1 and "Error: bad training config: mix.rendered must be in [0, 1)" in err

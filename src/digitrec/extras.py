@@ -13,10 +13,10 @@ from digitrec.errors import DigitrecError
 
 # extra -> what it is for, as the message's subject
 USES = {
-    "report": "the evaluation report and data pictures",
+    "report": "drawing the evaluation report and data pictures",
     "serve": "digitrec serve",
     "train": "training and exporting PyTorch models",
-    "keras": "Keras models",
+    "keras": "converting Keras models",
     "ray": "running on a Ray cluster",
 }
 

@@ -208,7 +208,7 @@ def train(
     else:
         acc = summary["test_accuracy"]
         click.echo(
-            f"{summary['recipe']}: test accuracy {acc:.2%} after {summary['epochs']} epochs, "
+            f"{summary['recipe']}: test accuracy {acc:.2%} after {summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}, "
             f"{summary['train_seconds']:.1f} s of training; checkpoint {summary['checkpoint']}"
         )
 
