@@ -294,3 +294,32 @@ def test_a_number_marks_the_digits_to_check(browser, server, artifacts_dir):
     screenshot(page, artifacts_dir / "page-number-check.png")
     assert errors == []
     page.context.close()
+
+
+def test_a_number_the_server_doubts_is_marked_even_when_each_digit_passes(browser, server, artifacts_dir):
+    """A number whose own confidence is under the threshold, each digit over it: the server's answer
+    for a '2029' drawn with real pen strokes (a slashed zero split into '90'), as /v1/read gave it.
+    The page used to show it as sure."""
+    reading = {
+        "text": "29029",
+        "confidence": 0.923186,
+        "lines": ["29029"],
+        "uncertain": True,
+        "reason": "low confidence",
+        "digits": [
+            {"digit": d, "confidence": c, "box": [x, 150, 200, 280], "uncertain": False}
+            for d, c, x in [(2, 0.9999, 33), (9, 0.9969, 302), (0, 0.9993, 398), (2, 0.9999, 595), (9, 0.9998, 864)]
+        ],
+    }
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 900})
+    page.route("**/v1/read*", lambda route: route.fulfill(json={"readings": [reading]}))
+    page.locator("#mode-number").click()
+    draw_with_mouse(page, 1, slot=0)
+    page.wait_for_function("document.body.dataset.answer === '29029'", timeout=15_000)
+    wait_until_idle(page)
+    assert page.evaluate("document.body.dataset.doubt") == "check"
+    assert page.locator("#conf").inner_text() == "92.3% sure of all 5 digits · check the number"
+    assert [page.locator("#chips li").nth(i).get_attribute("class") for i in range(5)] == [""] * 5
+    screenshot(page, artifacts_dir / "page-number-doubted.png")
+    assert errors == []
+    page.context.close()

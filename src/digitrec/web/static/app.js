@@ -233,8 +233,8 @@ function showPrediction(p) {
   if (p.image28) seenEl.src = `data:image/png;base64,${p.image28}`;
 }
 
-// A digit of a number to check: the server's own mark when it gives one, else its confidence
-// under the server's --min-confidence (from /v1/model).
+// A number, or one of its digits, to check: the server's own mark when it gives one, else its
+// confidence under the server's --min-confidence (from /v1/model).
 function toCheck(d) {
   if (typeof d.uncertain === "boolean") return d.uncertain;
   return minConfidence !== null && d.confidence < minConfidence;
@@ -242,9 +242,13 @@ function toCheck(d) {
 
 function showReading(r, sentView) {
   const check = r.digits.filter(toCheck).length;
+  // The whole number can be in doubt with every digit over the threshold: its confidence (the
+  // chance that all of it is right) also weighs how the ink was split into digits.
+  const doubtful = toCheck(r);
+  const what = check ? `check ${check === 1 ? "1 digit" : `${check} digits`}` : doubtful ? "check the number" : "";
   showAnswer(r.lines.join(" / "), `${percent(r.confidence)} sure of all ${r.digits.length} digits` +
-                                  (check ? ` · check ${check === 1 ? "1 digit" : `${check} digits`}` : ""));
-  document.body.dataset.doubt = check ? "check" : "";
+                                  (what ? ` · ${what}` : ""));
+  document.body.dataset.doubt = what ? "check" : "";
   const chips = r.digits.map((d) => {
     const li = document.createElement("li");
     li.className = toCheck(d) ? "check" : "";
