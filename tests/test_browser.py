@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 from web_helpers import (
     AMBIGUOUS_4_9,
+    PEN_STROKES,
     STROKES,
     draw_strokes,
     free_port,
@@ -102,6 +103,20 @@ def draw_with_mouse(page: Page, digit: int, slot: int = 0):
     for point in points[1:]:
         page.mouse.move(*point, steps=6)
     page.mouse.up()
+
+
+def draw_pen_strokes(page: Page, strokes, left: float, top: float, height: float):
+    """Pen paths in a box 100 units high, drawn with the mouse with their top-left corner at
+    (`left`, `top`) and `height` high, all three as fractions of the pad's height."""
+    box = page.locator("#pad").bounding_box()
+    k = height * box["height"] / 100
+    for path in strokes:
+        points = [(box["x"] + left * box["height"] + x * k, box["y"] + top * box["height"] + y * k) for x, y in path]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=3)
+        page.mouse.up()
 
 
 def draw_with_finger(page: Page, digit: int):
@@ -292,5 +307,48 @@ def test_a_number_marks_the_digits_to_check(browser, server, artifacts_dir):
     )
     assert [page.locator("#boxes div").nth(i).get_attribute("class") for i in (0, 1)] == ["", "check"]
     screenshot(page, artifacts_dir / "page-number-check.png")
+    assert errors == []
+    page.context.close()
+
+
+def test_a_number_the_server_doubts_is_marked_even_when_each_digit_passes(browser, server, artifacts_dir):
+    """A number whose own confidence is under the threshold, each digit over it: the server's answer
+    for a '2029' drawn with real pen strokes (a slashed zero split into '90'), as /v1/read gave it.
+    The page used to show it as sure."""
+    reading = {
+        "text": "29029",
+        "confidence": 0.923186,
+        "lines": ["29029"],
+        "uncertain": True,
+        "reason": "low confidence",
+        "digits": [
+            {"digit": d, "confidence": c, "box": [x, 150, 200, 280], "uncertain": False}
+            for d, c, x in [(2, 0.9999, 33), (9, 0.9969, 302), (0, 0.9993, 398), (2, 0.9999, 595), (9, 0.9998, 864)]
+        ],
+    }
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 900})
+    page.route("**/v1/read*", lambda route: route.fulfill(json={"readings": [reading]}))
+    page.locator("#mode-number").click()
+    draw_with_mouse(page, 1, slot=0)
+    page.wait_for_function("document.body.dataset.answer === '29029'", timeout=15_000)
+    wait_until_idle(page)
+    assert page.evaluate("document.body.dataset.doubt") == "check"
+    assert page.locator("#conf").inner_text() == "92.3% sure of all 5 digits · check the number"
+    assert [page.locator("#chips li").nth(i).get_attribute("class") for i in range(5)] == [""] * 5
+    screenshot(page, artifacts_dir / "page-number-doubted.png")
+    assert errors == []
+    page.context.close()
+
+
+@pytest.mark.parametrize("digit", sorted(PEN_STROKES))
+def test_a_digit_drawn_small_in_a_corner_is_read(browser, server, artifacts_dir, digit):
+    """A fifth of the pad high, near its top-left corner, with real pen strokes. With a pen 1/13 of
+    the pad high the 8's and 3's loops filled in, and the 5's hook ('Not sure: 3 or 8?')."""
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    draw_pen_strokes(page, PEN_STROKES[digit], left=0.12, top=0.1, height=0.2)
+    wait_until_idle(page)
+    assert shown_answer(page) == str(digit), page.locator("#conf").inner_text()
+    assert "sure" in page.locator("#conf").inner_text()
+    screenshot(page, artifacts_dir / f"page-small-{digit}.png")
     assert errors == []
     page.context.close()
