@@ -80,6 +80,16 @@ def open_page(browser, server, **context_options) -> tuple[Page, list[str]]:
     return page, errors
 
 
+def number_answered_with(browser, server, reading: dict) -> tuple[Page, list[str]]:
+    """The page in number mode, a stroke drawn, and the server's /v1/read answer replaced by
+    `reading` (canned: the doubt shown for a given answer, whatever the model says)."""
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 900})
+    page.route("**/v1/read*", lambda route: route.fulfill(json={"readings": [reading]}))
+    page.locator("#mode-number").click()
+    draw_with_mouse(page, 1, slot=0)
+    return page, errors
+
+
 def wait_for_status(page: Page, state: str, timeout_ms: int = 15_000):
     page.wait_for_function(f"document.getElementById('status').dataset.state === '{state}'", timeout=timeout_ms)
 
@@ -292,10 +302,7 @@ def test_a_number_marks_the_digits_to_check(browser, server, artifacts_dir):
             {"digit": 7, "confidence": 0.91, "box": [320, 60, 140, 180]},
         ],
     }
-    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 900})
-    page.route("**/v1/read*", lambda route: route.fulfill(json={"readings": [reading]}))
-    page.locator("#mode-number").click()
-    draw_with_mouse(page, 1, slot=0)
+    page, errors = number_answered_with(browser, server, reading)
     page.wait_for_function("document.body.dataset.doubt === 'check'", timeout=15_000)
     wait_until_idle(page)
     assert shown_answer(page) == "17"
@@ -326,10 +333,7 @@ def test_a_number_the_server_doubts_is_marked_even_when_each_digit_passes(browse
             for d, c, x in [(2, 0.9999, 33), (9, 0.9969, 302), (0, 0.9993, 398), (2, 0.9999, 595), (9, 0.9998, 864)]
         ],
     }
-    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 900})
-    page.route("**/v1/read*", lambda route: route.fulfill(json={"readings": [reading]}))
-    page.locator("#mode-number").click()
-    draw_with_mouse(page, 1, slot=0)
+    page, errors = number_answered_with(browser, server, reading)
     page.wait_for_function("document.body.dataset.answer === '29029'", timeout=15_000)
     wait_until_idle(page)
     assert page.evaluate("document.body.dataset.doubt") == "check"
