@@ -337,3 +337,36 @@ def test_stroke_width_does_not_depend_on_where_the_strokes_are():
         assert stroke_width((moved < 128).astype(np.uint8), moved) == width
     assert stroke_width(mask[:, 40:]) == stroke_width(np.pad(mask[:, 40:], 9))  # cut by the border
     assert stroke_width(np.zeros((50, 50), np.uint8)) == 1.0
+
+
+@pytest.mark.mnist
+def test_a_scanners_black_margin_beside_the_digit_is_no_part_of_it(mnist, recognizer, tmp_path):
+    """A register cell cut from a scanned book: the book's black margin along its left side, the
+    digit small and faint beside it. The margin was the 'digit' (a sure 1) and, the darkest thing
+    in view, it set the ink level so that the digit itself was no ink at all."""
+    image = mnist["test"][0][0]  # a 7
+    clean = normalize_digit(page_with(image, height=60, size=(200, 130), at=(70, 70), ink=120, paper=215))
+    cell = page_with(image, height=60, size=(200, 130), at=(70, 70), ink=120, paper=215)
+    rng = np.random.default_rng(0)
+    edge = 40 + rng.integers(-3, 4, size=200)  # the band's edge is ragged
+    for y, x in enumerate(edge):
+        cell[y, :x] = 12
+    path = tmp_path / "cell.png"
+    cv2.imwrite(str(path), cell)
+    assert similarity(normalize_digit(cell), clean) > 0.9
+    answer = recognizer.predict(path)
+    assert answer.digit == 7 and answer.reason is None
+
+
+def test_a_dark_page_or_a_digit_at_the_edge_is_no_margin():
+    """White ink on black (MNIST's polarity) has a dark page, not a margin; a stroke at the image's
+    side fills no column: both are left as they are."""
+    from digitrec.preprocess.frames import trim_dark_border
+
+    dark_page = np.zeros((100, 80), np.uint8)
+    dark_page[20:80, 30:40] = 255
+    assert trim_dark_border(dark_page) is dark_page
+    seven = np.full((100, 80), 230, np.uint8)
+    cv2.line(seven, (0, 10), (70, 10), 20, 6)
+    cv2.line(seven, (70, 10), (20, 95), 20, 6)
+    assert trim_dark_border(seven) is seven

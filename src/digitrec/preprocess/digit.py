@@ -11,7 +11,7 @@ import numpy as np
 from digitrec.errors import NoInk
 from digitrec.preprocess.components import select_digit
 from digitrec.preprocess.debug import Stages
-from digitrec.preprocess.frames import remove_frames
+from digitrec.preprocess.frames import remove_frames, trim_dark_border
 from digitrec.preprocess.ink import InkMap, find_ink, stroke_width
 
 # Analyse at most this long side: on the shared photo set 640 reads as well as 1600, at a quarter
@@ -95,6 +95,8 @@ def locate_digit(
     """uint8 (H, W) grey -> (the working copy analysed, its InkMap, uint8 mask of the digit's blobs,
     their box x, y, w, h). Raises NoInk when there is no ink."""
     work = working_copy(grey)
+    if max(grey.shape) >= MIN_WORK_SIDE:  # a normalised scan (16-32 px) is one digit in its box: no margin
+        work = trim_dark_border(work)
     ink = find_ink(work, stages)
     chosen = None
     if ink.mask.any():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from digitrec.preprocess.components import Labels, label_blobs
+from digitrec.preprocess.stats import histogram, percentile
 
 MIN_SIDE = 12  # px: smaller blobs are strokes, not boxes
 EDGE_BAND = 0.15  # a side lies within this fraction of the box's size from its edge
@@ -63,3 +64,39 @@ def _sides(blob: np.ndarray) -> tuple[tuple[list[int], list[int]], tuple[list[in
     left = [c for c in range(band_w) if col_fill[c] >= STRAIGHT]
     right = [c for c in range(w - band_w, w) if col_fill[c] >= STRAIGHT]
     return (top, bottom), (left, right)
+
+
+# A scanner's black edge: columns (rows) at the image's side where nearly every pixel is far darker
+# than the page. Handwriting never fills a whole column of a crop that holds it like that.
+BORDER_DARK = 0.5  # darker than half the page's brightness
+BORDER_FULL = 0.9  # over this share of the column (row)
+BORDER_KEEP = 0.5  # never trim more than half of a side: then it is no margin but the picture
+
+
+def trim_dark_border(grey: np.ndarray) -> np.ndarray:
+    """uint8 grey of a crop cut from a scanned page -> the crop without the solid dark bands of the
+    scanner's edge along its sides (a register cell beside the book's black margin). Left as it is
+    when the page itself is dark (white ink on black, as MNIST stores digits): its background is no
+    border. The band became the 'digit' (a fat, sure 1) and, as the darkest thing in view, set the
+    ink level so that the number beside it was too faint to be ink."""
+    h, w = grey.shape
+    page = percentile(histogram(grey), 50)
+    if page < 128 or min(h, w) < 8:
+        return grey
+    dark = grey < BORDER_DARK * page
+    full_cols = dark.mean(axis=0) > BORDER_FULL
+    full_rows = dark.mean(axis=1) > BORDER_FULL
+    left, right = _run(full_cols), _run(full_cols[::-1])
+    top, bottom = _run(full_rows), _run(full_rows[::-1])
+    if left + right > BORDER_KEEP * w or top + bottom > BORDER_KEEP * h or not (left or right or top or bottom):
+        return grey
+    # The band's edge is ragged: a few more columns go with it, or its teeth stay as a tall stroke.
+    pad_x, pad_y = max(2, w // 50), max(2, h // 50)
+    x0, x1 = left + pad_x if left else 0, w - (right + pad_x if right else 0)
+    y0, y1 = top + pad_y if top else 0, h - (bottom + pad_y if bottom else 0)
+    return grey[y0:y1, x0:x1]
+
+
+def _run(full: np.ndarray) -> int:
+    """How many leading entries are True."""
+    return int(full.argmin()) if not full.all() else len(full)
