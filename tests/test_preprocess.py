@@ -353,7 +353,9 @@ def test_a_scanners_black_margin_beside_the_digit_is_no_part_of_it(mnist, recogn
         cell[y, :x] = 12
     path = tmp_path / "cell.png"
     cv2.imwrite(str(path), cell)
-    assert similarity(normalize_digit(cell), clean) > 0.9
+    stages: dict[str, np.ndarray] = {}
+    assert similarity(normalize_digit(cell, stages), clean) > 0.9
+    assert stages["margin"].shape == (200, 130 - 39)  # the band where solid (37 px of 37-43) and 2 px more
     answer = recognizer.predict(path)
     assert answer.digit == 7 and answer.reason is None
 

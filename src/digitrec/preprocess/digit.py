@@ -96,7 +96,10 @@ def locate_digit(
     their box x, y, w, h). Raises NoInk when there is no ink."""
     work = working_copy(grey)
     if max(grey.shape) >= MIN_WORK_SIDE:  # a normalised scan (16-32 px) is one digit in its box: no margin
-        work = trim_dark_border(work)
+        trimmed = trim_dark_border(work)
+        if stages is not None and trimmed is not work:
+            stages["margin"] = trimmed
+        work = trimmed
     ink = find_ink(work, stages)
     chosen = None
     if ink.mask.any():
