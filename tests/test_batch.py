@@ -381,3 +381,21 @@ def test_a_read_resume_with_another_digit_scorer_beside_the_same_model_is_refuse
     assert code == 1 and "holds answers from another model" in err and "Traceback" not in err
     code, _, err = run_main([*args, str(tmp_path / "a" / "model.onnx")], capsys)  # the same three files resume
     assert code == 0, err
+
+
+def test_a_folder_it_cannot_list_and_a_broken_link_are_rows_not_lost(locked_archive, tmp_path):
+    """Nothing in an archive vanishes in silence: a subfolder that cannot be listed and a broken
+    link were dropped from the list (the run said all was well); each is now a row with its error."""
+    from digitrec.batch import run_batch
+    from digitrec.batch.sources import expand_sources
+
+    folder, locked, broken = locked_archive
+    listed = [str(folder / "3.png"), str(broken), str(locked), str(folder / "ok" / "7.jpg")]
+    assert expand_sources([str(folder)]) == sorted(listed)
+    out = tmp_path / "results.parquet"
+    summary = run_batch([str(folder)], str(out), workers=1)
+    assert (summary.answered, summary.errors) == (4, 2)
+    rows = rows_by_path(out)
+    assert rows[str(broken)]["error"] == "no such file" and rows[str(broken)]["digit"] is None
+    assert rows[str(locked)]["error"] and rows[str(locked)]["digit"] is None
+    assert (rows[str(folder / "3.png")]["digit"], rows[str(folder / "ok" / "7.jpg")]["digit"]) == (3, 7)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from digitrec.errors import DataError
-from digitrec.preprocess.load import READ_FORMATS, is_image_name
+from digitrec.preprocess.load import READ_FORMATS, image_files, is_image_name
 
 LIST_SUFFIXES = {".txt", ".lst", ".csv", ".parquet"}
 GLOB_CHARS = set("*?[")
@@ -52,7 +52,7 @@ def _expand_local(source: str) -> list[str]:
     if any(c in source for c in GLOB_CHARS) and not path.exists():
         return sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
     if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
+        return image_files(path)
     if path.suffix.lower() in LIST_SUFFIXES:
         if not path.is_file():
             raise DataError(f"{source}: no such list of paths")
