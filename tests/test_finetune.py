@@ -73,6 +73,10 @@ def test_images_are_prepared_by_predicts_own_code(digit_files):
             "the first row must name the columns path and label",
         ),
         (lambda d: (d / "x.csv").write_bytes(b"\xff\xfe\x00\x01garbage"), "not a CSV text file"),
+        (  # a row copied and its path left as it was: the same file taught as 3 and as 5
+            lambda d: (d / "x.csv").write_text("path,label\na.png,3\nb.png,4\n./a.png,5\nb.png,4\n"),
+            "1 image(s) are labelled as two different digits (/.*/a.png as 3 and 5): give each one label",
+        ),
         (lambda d: (d / "x").mkdir(), "expected subfolders 0 .. 9"),
         (lambda d: [(d / "x" / n).mkdir(parents=True) for n in ("3", "seven")], "subfolder(s) seven are not a digit"),
         (lambda d: None, "no such file or folder"),

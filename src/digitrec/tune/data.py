@@ -57,7 +57,23 @@ def list_examples(sources: list[str | Path] | tuple) -> list[Example]:
             examples += _from_csv(source)
         else:
             raise DataError(f"{source}: no such file or folder")
+    _refuse_two_labels(examples)
     return examples
+
+
+def _refuse_two_labels(examples: list[Example]) -> None:
+    """A file listed twice with the same label is fine (it is held out whole); with two labels it
+    is a slip (a row copied and its path not changed) that would teach the same digit as both."""
+    labels: dict[Path, tuple[Path, set[int]]] = {}
+    for e in examples:
+        labels.setdefault(e.path.resolve(), (e.path, set()))[1].add(e.label)
+    both = [(path, sorted(digits)) for path, digits in labels.values() if len(digits) > 1]
+    if both:
+        shown = "; ".join(f"{path} as {' and '.join(map(str, digits))}" for path, digits in both[:5])
+        more = ", ..." if len(both) > 5 else ""
+        raise DataError(
+            f"{len(both)} image(s) are labelled as two different digits ({shown}{more}): give each one label"
+        )
 
 
 def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, str]], str]:
