@@ -163,6 +163,11 @@ def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, 
     assert by_coverage[0.5]["accuracy"] == pytest.approx(right[order[:5000]].mean())
     assert by_coverage[1.0]["accuracy"] == pytest.approx(summary["accuracy"])
     assert f"{doubt['at_threshold']['coverage']:.2%}</b> of the images are answered" in page
+    # The table adds up to more than the threshold's flagged: the report says so, with the total.
+    total = sum(flagged.values())
+    assert total == int((~answered | rejected).sum()) >= doubt["at_threshold"]["flagged"]
+    assert f"The {doubt['at_threshold']['flagged']:,} flagged above are the threshold's alone" in page
+    assert f"{total:,} flagged in all, as this table counts them" in page
 
 
 def test_history_from_metrics_jsonl_beside_the_model(real_data, models, tmp_path, capsys):
