@@ -399,3 +399,31 @@ def test_a_folder_it_cannot_list_and_a_broken_link_are_rows_not_lost(locked_arch
     assert rows[str(broken)]["error"] == "no such file" and rows[str(broken)]["digit"] is None
     assert rows[str(locked)]["error"] and rows[str(locked)]["digit"] is None
     assert (rows[str(folder / "3.png")]["digit"], rows[str(folder / "ok" / "7.jpg")]["digit"]) == (3, 7)
+
+
+def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_path):
+    """The three were all "needs a 'path' column", followed by pyarrow's internals over five lines
+    for the one that had a column of another name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from digitrec.batch.sources import expand_sources
+
+    pq.write_table(pa.table({"file": ["a.png"], "label": [3]}), tmp_path / "named.parquet")
+    (tmp_path / "text.parquet").write_text("path\na.png\n")
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    for name, message in (
+        ("named", "named.parquet: a Parquet list needs a 'path' column (it has: file, label)"),
+        (
+            "text",
+            "text.parquet: not a Parquet file ("
+            "Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file.)",
+        ),
+        (
+            "empty",
+            "empty.parquet: not a Parquet file (Parquet file size is 0 bytes)",
+        ),
+    ):
+        with pytest.raises(DigitrecError) as err:
+            expand_sources([str(tmp_path / f"{name}.parquet")])
+        assert str(err.value) == str(tmp_path / message)

@@ -130,7 +130,10 @@ def _parquet_paths(name: str, f) -> list[str]:
 
     pq = require_pyarrow()
     try:
-        table = pq.read_table(f, columns=["path"])
-    except (KeyError, ValueError) as exc:
-        raise DataError(f"{name}: a Parquet list needs a 'path' column ({exc})") from None
-    return [p for p in table.column("path").to_pylist() if p]
+        parquet = pq.ParquetFile(f)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{name}: not a Parquet file ({str(exc).splitlines()[0]})") from None
+    columns = parquet.schema_arrow.names
+    if "path" not in columns:  # (pyarrow's own message lists its internal fields over five lines)
+        raise DataError(f"{name}: a Parquet list needs a 'path' column (it has: {', '.join(columns) or 'none'})")
+    return [p for p in parquet.read(columns=["path"]).column("path").to_pylist() if p]
