@@ -427,3 +427,36 @@ def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_
         with pytest.raises(DigitrecError) as err:
             expand_sources([str(tmp_path / f"{name}.parquet")])
         assert str(err.value) == str(tmp_path / message)
+
+
+def test_a_second_run_into_an_out_that_a_run_is_writing_is_refused(tmp_path):
+    """Two runs into one --out (the same command started again in another terminal, thinking the
+    first had died) numbered their parts alike and wrote over each other's, and the second removed
+    the part the first was writing as a killed run's leftover. The second is now refused; once the
+    first ends, the same command goes on."""
+    import shutil
+
+    from digitrec.batch import run_batch
+    from digitrec.batch.sink import ResultSink
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results.parquet"
+    first = ResultSink(out, "predict", "0" * 64)  # a run under way, writing its next part:
+    writing = out / ".part-000000.parquet.x1y2.part"
+    writing.write_bytes(b"half a part")
+    with pytest.raises(DigitrecError) as err:
+        run_batch([str(folder)], str(out), workers=1)
+    assert str(err.value) == (
+        f"{out} is being written by another digitrec batch run right now: let it finish (run the same "
+        "command again then, to answer what it did not) or give this one another --out"
+    )
+    assert writing.read_bytes() == b"half a part" and not list(out.glob("part-*"))
+    first.close()
+    writing.unlink()
+    summary = run_batch([str(folder)], str(out), workers=1)
+    assert (summary.answered, summary.errors) == (1, 0)
+    assert rows_by_path(out)[str(folder / "3.png")]["digit"] == 3
+    assert run_batch([str(folder)], str(out), workers=1).skipped == 1  # the lock was let go at the end

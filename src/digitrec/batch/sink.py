@@ -6,11 +6,13 @@ pyarrow, pandas, DuckDB, Polars and Spark all read the folder as one table. Each
 temporary name and renamed once complete, so a run killed at any moment (even `kill -9`) leaves only
 whole parts; the rows it was collecting are the only ones lost, and the next run does them again:
 it reads the paths already in the parts and skips them. Memory stays flat: at most one part of rows
-is held, however many millions of files go through.
+is held, however many millions of files go through. One run writes a dataset at a time: a second,
+started while the first goes on, would number its parts as the first does and write over them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -65,10 +67,15 @@ class ResultSink:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DataError(f"cannot create {self.out}: {exc.strerror or exc}") from None
+        self._lock = _lock(self.out)  # before _resume, which removes the temporary files of a killed run
         self.done: set[str] = set()
         self.next_part = 0
         self._rows: list[dict] = []
-        self._resume()
+        try:
+            self._resume()
+        except BaseException:
+            self._unlock()  # refused (another model, another task): the folder is free for the next run
+            raise
 
     def _resume(self) -> None:
         for stray in self.out.glob(".part-*.part"):  # a part a killed run was writing (files.atomic_path)
@@ -100,10 +107,18 @@ class ResultSink:
             self._rows = self._rows[self.part_size :]
 
     def close(self) -> None:
-        """Write the rows still held (the last, short part)."""
-        if self._rows:
-            self._write(self._rows)
-            self._rows = []
+        """Write the rows still held (the last, short part); let the next run in."""
+        try:
+            if self._rows:
+                self._write(self._rows)
+                self._rows = []
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor lets go of its lock
+            self._lock = None
 
     def _write(self, rows: list[dict]) -> None:
         import pyarrow as pa
@@ -114,6 +129,29 @@ class ResultSink:
         with atomic_path(self.out / f"part-{self.next_part:06d}.parquet") as tmp:
             self.pq.write_table(table, tmp)
         self.next_part += 1
+
+
+def _lock(out: Path) -> int | None:
+    """An exclusive lock on the folder `out` for this run (its descriptor, held open), let go when
+    the run ends, however it ends: the kernel drops it with the process. None where there is no
+    fcntl (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        lock = os.open(out, os.O_RDONLY)
+    except OSError as exc:
+        raise DataError(f"cannot open {out}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        raise DataError(
+            f"{out} is being written by another digitrec batch run right now: let it finish (run the "
+            "same command again then, to answer what it did not) or give this one another --out"
+        ) from None
+    return lock
 
 
 def read_results(out: str | Path):
