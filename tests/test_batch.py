@@ -460,3 +460,47 @@ def test_a_second_run_into_an_out_that_a_run_is_writing_is_refused(tmp_path):
     assert (summary.answered, summary.errors) == (1, 0)
     assert rows_by_path(out)[str(folder / "3.png")]["digit"] == 3
     assert run_batch([str(folder)], str(out), workers=1).skipped == 1  # the lock was let go at the end
+
+
+def test_a_resume_with_another_threshold_or_fast_is_refused(tmp_path, capsys):
+    """--min-confidence empties the digit of an uncertain answer: a resume with another threshold
+    (or with --fast added) mixed two meanings of `uncertain` and `digit` in one table, in silence."""
+    import shutil
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results.parquet"
+    args = ["batch", str(folder), "--out", str(out), "--workers", "1"]
+    code, _, err = run_main([*args, "--min-confidence", "0.5"], capsys)
+    assert code == 0, err
+    shutil.copy(examples / "photo_7.jpg", folder / "7.jpg")
+    for more, said in (
+        (["--min-confidence", "0.99"], "--min-confidence 0.5, not --min-confidence 0.99"),
+        (["--min-confidence", "0.5", "--fast"], "no --fast, not --fast"),
+    ):
+        code, _, err = run_main([*args, *more], capsys)
+        assert code == 1 and f"{out} holds answers given with {said}: resume as the run began" in err, err
+    code, _, err = run_main([*args, "--min-confidence", "0.5"], capsys)
+    assert code == 0 and "1 images answered" in err and "1 already done" in err, err
+    assert rows_by_path(out)[str(folder / "7.jpg")]["digit"] == 7
+
+
+def test_parts_written_before_settings_were_kept_still_resume(tmp_path):
+    import shutil
+
+    from digitrec.batch import run_batch
+    from digitrec.batch.sink import ResultSink
+    from digitrec.files import file_sha256
+    from digitrec.runtime import default_model_path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results.parquet"
+    old = ResultSink(out, "predict", file_sha256(default_model_path()))  # as runs before wrote parts
+    old.add([{"path": str(folder / "3.png"), "digit": 3, "confidence": 0.99, "uncertain": False}])
+    old.close()
+    assert run_batch([str(folder)], str(out), workers=1, min_confidence=0.8).skipped == 1

@@ -68,7 +68,8 @@ def run_batch(
         networks = [answers_from, file_sha256(reader.recognizer.path), file_sha256(reader.line_reader.path)]
         answers_from = hashlib.sha256("|".join(networks).encode()).hexdigest()
     paths = expand_sources(sources)
-    sink = ResultSink(out, task, answers_from, part_size)
+    settings = {"min_confidence": f"{min_confidence:g}", "side": str(side or "default")}
+    sink = ResultSink(out, task, answers_from, part_size, settings)
     try:
         todo = [p for p in dict.fromkeys(paths) if p not in sink.done]  # a path named twice is answered once
         skipped = len(paths) - len(todo)

@@ -16,6 +16,7 @@ import os
 import re
 from pathlib import Path
 
+from digitrec.bulk import BULK_SIDE
 from digitrec.errors import DataError
 from digitrec.files import atomic_path
 
@@ -35,7 +36,8 @@ def require_pyarrow():
     return pq
 
 
-def schema(task: str):
+def schema(task: str, settings: dict[str, str] | None = None):
+    """The table's columns; its metadata names the task and the `settings` the rows were answered with."""
     import pyarrow as pa
 
     return pa.schema(
@@ -49,18 +51,35 @@ def schema(task: str):
             ("error", pa.string()),  # null when the file was answered
             ("model", pa.string()),  # SHA-256 of the model file that answered
         ],
-        metadata={"digitrec.task": task},
+        metadata={"digitrec.task": task, **{f"digitrec.{k}": v for k, v in (settings or {}).items()}},
     )
+
+
+def _setting(key: str, value: str) -> str:
+    """A stored setting as the command line says it."""
+    if key == "side":
+        return "--fast" if value == str(BULK_SIDE) else "no --fast" if value == "default" else f"side {value} px"
+    return f"--{key.replace('_', '-')} {value}"
 
 
 class ResultSink:
     """Rows in, part files out. `done` holds the paths earlier runs already answered."""
 
-    def __init__(self, out: str | Path, task: str, model_hash: str, part_size: int = PART_SIZE):
+    def __init__(
+        self,
+        out: str | Path,
+        task: str,
+        model_hash: str,
+        part_size: int = PART_SIZE,
+        settings: dict[str, str] | None = None,
+    ):
+        """`settings`: what else the answers depend on ({"min_confidence": "0.93", "side": "320"});
+        a resume with other values is refused, as one with another model is."""
         self.pq = require_pyarrow()
         self.out = Path(out)
         self.task, self.model_hash, self.part_size = task, model_hash, part_size
-        self.schema = schema(task)
+        self.settings = settings or {}
+        self.schema = schema(task, self.settings)
         if self.out.exists() and not self.out.is_dir():
             raise DataError(f"{self.out} is a file; --out names a folder of Parquet parts (a dataset)")
         try:
@@ -87,7 +106,8 @@ class ResultSink:
             self.next_part = max(self.next_part, int(match.group(1)) + 1)
             try:
                 table = self.pq.read_table(part, columns=["path", "model"])
-                task = (table.schema.metadata or {}).get(b"digitrec.task", b"").decode()
+                metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+                task = metadata.get("digitrec.task", "")
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
                 raise DataError(f"{part}: not a readable results part ({exc}); move it away to go on") from None
             if task != self.task:
@@ -98,6 +118,15 @@ class ResultSink:
                     f"{self.out} holds answers from another model ({', '.join(sorted(models))[:16]}...); "
                     f"use another --out, or the same --model to resume"
                 )
+            for key, value in self.settings.items():
+                # A threshold changed halfway would leave "uncertain" (and the digits it empties)
+                # meaning two things in one table. Parts from before settings were kept pass.
+                earlier = metadata.get(f"digitrec.{key}", value)
+                if earlier != value:
+                    raise DataError(
+                        f"{self.out} holds answers given with {_setting(key, earlier)}, not "
+                        f"{_setting(key, value)}: resume as the run began, or use another --out"
+                    )
             self.done.update(table.column("path").to_pylist())
 
     def add(self, rows: list[dict]) -> None:
