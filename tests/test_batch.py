@@ -504,3 +504,14 @@ def test_parts_written_before_settings_were_kept_still_resume(tmp_path):
     old.add([{"path": str(folder / "3.png"), "digit": 3, "confidence": 0.99, "uncertain": False}])
     old.close()
     assert run_batch([str(folder)], str(out), workers=1, min_confidence=0.8).skipped == 1
+
+
+def test_the_help_names_every_column_of_the_table():
+    """--out's help left out the `reason` column."""
+    from click.testing import CliRunner
+
+    from digitrec.batch.sink import COLUMNS
+    from digitrec.cli import cli
+
+    result = CliRunner().invoke(cli, ["batch", "--help"], terminal_width=400)
+    assert f"(one table: {', '.join(COLUMNS)})" in " ".join(result.output.split())

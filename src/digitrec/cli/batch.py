@@ -27,7 +27,7 @@ from digitrec.cli.output import min_confidence_option
     required=True,
     type=click.Path(),
     help="Folder of Parquet parts to write (one table: path, digit, text, confidence, uncertain, "
-    "error, model). Run again to go on where a stopped run ended.",
+    "reason, error, model). Run again to go on where a stopped run ended.",
 )
 @click.option(
     "--task",
