@@ -515,3 +515,19 @@ def test_the_help_names_every_column_of_the_table():
 
     result = CliRunner().invoke(cli, ["batch", "--help"], terminal_width=400)
     assert f"(one table: {', '.join(COLUMNS)})" in " ".join(result.output.split())
+
+
+def test_ctrl_c_says_the_answers_are_kept_and_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """Ctrl+C printed click's bare "Aborted.": nothing said the parts written were kept."""
+    import digitrec.batch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted)
+    out = tmp_path / "results.parquet"
+    code, _, err = run_main(["batch", str(tmp_path), "--out", str(out)], capsys)
+    assert code == 130
+    assert " ".join(err.split()) == (
+        f"Interrupted: the answers so far are kept in {out}; run the same command again to go on."
+    )

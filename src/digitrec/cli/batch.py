@@ -110,6 +110,10 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
             on_start=bar.start,
             on_progress=bar.advance,
         )
+    except KeyboardInterrupt:  # Ctrl+C: say that nothing answered is lost (click would say "Aborted.")
+        bar.stop()
+        bar.console.print(f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.")
+        ctx.exit(130)
     finally:
         bar.stop()
     rate = summary.answered / summary.seconds if summary.seconds else 0.0
