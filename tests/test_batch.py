@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -528,6 +529,18 @@ def test_ctrl_c_says_the_answers_are_kept_and_how_to_go_on(tmp_path, monkeypatch
     out = tmp_path / "results.parquet"
     code, _, err = run_main(["batch", str(tmp_path), "--out", str(out)], capsys)
     assert code == 130
-    assert " ".join(err.split()) == (
-        f"Interrupted: the answers so far are kept in {out}; run the same command again to go on."
-    )
+    assert err == f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.\n"
+
+
+def test_the_summary_stays_one_line_when_logged(tmp_path, capsys):
+    """Piped into a log (cron, CI), rich broke the summary at 80 columns, mid-path."""
+    import shutil
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "a folder with a long name, as archives have"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results of the long archive.parquet"
+    code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "1"], capsys)
+    assert code == 0, err
+    assert re.fullmatch(rf"1 images answered in [0-9.]+ s \([0-9,]+/s\) -> {re.escape(str(out))}\n", err), err

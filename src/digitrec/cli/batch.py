@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +16,7 @@ from rich.progress import (
 from rich.text import Text
 
 from digitrec.batch.local import default_workers
+from digitrec.cli import output
 from digitrec.cli.output import min_confidence_option
 
 
@@ -130,7 +130,7 @@ class _Bar:
     """A rich progress bar on stderr: done/total, rate, time left."""
 
     def __init__(self):
-        self.console = Console(stderr=True)
+        self.console = output.console(stderr=True)  # piped or logged, a line stays one line
         self.progress = None
 
     def start(self, todo: int, skipped: int) -> None:
@@ -147,6 +147,7 @@ class _Bar:
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            disable=not self.console.is_terminal,  # in a log, a bar is no help (and left a blank line)
         )
         self.progress.start()
         self.task = self.progress.add_task("answering", total=todo)
