@@ -40,6 +40,8 @@ def test_file_overrides_recipe_and_flags_override_file(tmp_path):
         ({"epochs": "many"}, "epochs must be a int"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"optimizer": "lbfgs"}, "optimizer must be"),
+        ({"seed": 2**64}, "seed must be between 0 and 4,294,967,295"),  # was torch's traceback
+        ({"mix.seed": -1}, "mix.seed must be between 0 and 4,294,967,295"),
     ],
 )
 def test_bad_settings_are_clear_errors(overrides, message):
