@@ -37,7 +37,7 @@ def test_file_overrides_recipe_and_flags_override_file(tmp_path):
     [
         ({"epoch": 3}, "unknown setting 'epoch'"),
         ({"augment.spin": 3}, "unknown setting 'augment.spin'"),
-        ({"epochs": "many"}, "epochs must be a int"),
+        ({"epochs": "many"}, "epochs must be a whole number"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"optimizer": "lbfgs"}, "optimizer must be"),
         ({"seed": 2**64}, "seed must be between 0 and 4,294,967,295"),  # was torch's traceback

@@ -167,7 +167,10 @@ def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
                 raise ValueError(value)
             return value
     except (TypeError, ValueError):
-        raise DigitrecError(f"{source}: {key} must be a {kind.__name__}, got {value!r}") from None
+        what = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}.get(
+            kind.__name__, f"a {kind.__name__}"
+        )
+        raise DigitrecError(f"{source}: {key} must be {what}, got {value!r}") from None
     return value
 
 
