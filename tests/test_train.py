@@ -203,6 +203,11 @@ def test_cli_train_prints_a_json_summary_last(real_data, tmp_path, capsys):
     assert summary["recipe"] == "fast" and summary["epochs"] == 1 and summary["seed"] == 0
     assert summary["checkpoint"] == str(out / "checkpoint.pt") and 0.3 < summary["test_accuracy"] <= 1
     assert "epoch   1/1" in err and "val loss" in err
+    # --limit cuts the test set too; said, since export then measures all 10,000 (another number).
+    assert (
+        f"test accuracy (measured once, at the end, on the first 1,000 test images (--limit)): {summary['test_accuracy']:.2%}"
+        in err
+    )
     assert json.loads((out / "config.json").read_text())["batch_size"] == 64
 
     # Same folder again: refused, with the way out in the message; --resume of a finished run is a no-op.

@@ -279,5 +279,7 @@ def _run(config, out: Path, resume: bool, console, device: str) -> dict:
         raise
     finally:
         progress.stop()
-    console.print(f"test accuracy (measured once, at the end): {summary['test_accuracy']:.2%}")
+    # With --limit the test set is cut too: said, or export's number on all 10,000 looks like another model's.
+    subset = f", on the first {config.limit:,} test images (--limit)" if config.limit else ""
+    console.print(f"test accuracy (measured once, at the end{subset}): {summary['test_accuracy']:.2%}")
     return summary
