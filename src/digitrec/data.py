@@ -138,11 +138,10 @@ def _maybe_gunzip(data: bytes, what: str) -> bytes:
     return data
 
 
-def _from_folder(folder: Path, spec: MnistFile) -> bytes | None:
-    for candidate in (folder / spec.name, folder / f"{spec.name}.gz"):
-        if candidate.is_file():
-            return _maybe_gunzip(candidate.read_bytes(), str(candidate))
-    return None
+def _in_folder(folder: Path, spec: MnistFile) -> list[Path]:
+    """The copies of `spec` a folder holds, raw first: each is tried, so that a raw file cut short
+    (a `gunzip -k` stopped halfway) does not hide the whole .gz beside it."""
+    return [c for c in (folder / spec.name, folder / f"{spec.name}.gz") if c.is_file()]
 
 
 def _download(url: str, progress: ProgressFn | None) -> bytes:
@@ -246,12 +245,18 @@ def fetch_mnist(
         cached = cache / spec.name
         if folder is not None:
             data = None
-            try:
-                found = _from_folder(folder, spec)
-            except (OSError, DataError) as exc:  # named once: not also "not there" below
-                attempts.append(f"data dir {folder}: {exc}")
-            else:
-                data = found if accept(found, f"data dir {folder}") else None
+            candidates = _in_folder(folder, spec)
+            if not candidates:
+                attempts.append(f"data dir {folder}: not there")
+            for candidate in candidates:
+                try:
+                    found = _maybe_gunzip(candidate.read_bytes(), str(candidate))
+                except (OSError, DataError) as exc:
+                    attempts.append(f"data dir {folder}: {exc}")
+                    continue
+                if accept(found, f"data dir {candidate}"):
+                    data = found
+                    break
             if data is not None:
                 if not (cached.is_file() and sha256_hex(cached.read_bytes()) == spec.sha256):
                     _write_cache(cached, data)
