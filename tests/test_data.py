@@ -263,3 +263,15 @@ def test_a_cache_that_cannot_be_written_says_how_to_give_it_one(fixture_files, t
         f"cannot write {paths.mnist_cache_dir() / data.FILES['train-images'].name}: {blocked} is a file, not a "
         "folder. MNIST is read from a cache folder: set XDG_CACHE_HOME to a folder you can write"
     )
+
+
+@pytest.mark.parametrize("value", ["", "cache", "./cache"])
+def test_a_relative_or_empty_xdg_cache_home_is_ignored(value, monkeypatch, tmp_path):
+    """XDG_CACHE_HOME=cache put the cache, and a fresh MNIST download, in each folder a command was
+    run from; the XDG spec says to ignore a relative path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", value)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert paths.mnist_cache_dir() == tmp_path / "home" / ".cache" / "digitrec" / "mnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.mnist_cache_dir() == tmp_path / "xdg" / "digitrec" / "mnist"
