@@ -142,3 +142,34 @@ def plain_digits(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         else:
             cv2.ellipse(images[k], (14, 14), (6, 9), 0, 0, 360, 255, 3)
     return images, np.array([1 if k % 2 else 0 for k in range(n)], np.uint8)
+
+
+@pytest.fixture
+def locked_archive(tmp_path, monkeypatch):
+    """A folder as archives come: real images (examples/scan_3.png at the top, photo_7.jpg in a
+    subfolder), a subfolder this user may not list, a broken link with an image's name and a link
+    back up to the folder. -> (folder, locked subfolder, broken link). The lock is os.scandir
+    refusing it, as the kernel does for a user without read permission: tests run as root in CI,
+    where chmod 000 locks nothing."""
+    import shutil
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "archive"
+    (folder / "ok").mkdir(parents=True)
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    shutil.copy(examples / "photo_7.jpg", folder / "ok" / "7.jpg")
+    locked = folder / "locked"
+    locked.mkdir()
+    shutil.copy(examples / "scan_3.png", locked / "3.png")
+    broken = folder / "gone.png"
+    broken.symlink_to(tmp_path / "deleted.png")
+    (folder / "ok" / "loop").symlink_to(folder)
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    return folder, locked, broken

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -381,3 +382,165 @@ def test_a_read_resume_with_another_digit_scorer_beside_the_same_model_is_refuse
     assert code == 1 and "holds answers from another model" in err and "Traceback" not in err
     code, _, err = run_main([*args, str(tmp_path / "a" / "model.onnx")], capsys)  # the same three files resume
     assert code == 0, err
+
+
+def test_a_folder_it_cannot_list_and_a_broken_link_are_rows_not_lost(locked_archive, tmp_path):
+    """Nothing in an archive vanishes in silence: a subfolder that cannot be listed and a broken
+    link were dropped from the list (the run said all was well); each is now a row with its error."""
+    from digitrec.batch import run_batch
+    from digitrec.batch.sources import expand_sources
+
+    folder, locked, broken = locked_archive
+    listed = [str(folder / "3.png"), str(broken), str(locked), str(folder / "ok" / "7.jpg")]
+    assert expand_sources([str(folder)]) == sorted(listed)
+    out = tmp_path / "results.parquet"
+    summary = run_batch([str(folder)], str(out), workers=1)
+    assert (summary.answered, summary.errors) == (4, 2)
+    rows = rows_by_path(out)
+    assert rows[str(broken)]["error"] == "no such file" and rows[str(broken)]["digit"] is None
+    assert rows[str(locked)]["error"] and rows[str(locked)]["digit"] is None
+    assert (rows[str(folder / "3.png")]["digit"], rows[str(folder / "ok" / "7.jpg")]["digit"]) == (3, 7)
+
+
+def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_path):
+    """The three were all "needs a 'path' column", followed by pyarrow's internals over five lines
+    for the one that had a column of another name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from digitrec.batch.sources import expand_sources
+
+    pq.write_table(pa.table({"file": ["a.png"], "label": [3]}), tmp_path / "named.parquet")
+    (tmp_path / "text.parquet").write_text("path\na.png\n")
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    for name, message in (
+        ("named", "named.parquet: a Parquet list needs a 'path' column (it has: file, label)"),
+        (
+            "text",
+            "text.parquet: not a Parquet file ("
+            "Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file.)",
+        ),
+        (
+            "empty",
+            "empty.parquet: not a Parquet file (Parquet file size is 0 bytes)",
+        ),
+    ):
+        with pytest.raises(DigitrecError) as err:
+            expand_sources([str(tmp_path / f"{name}.parquet")])
+        assert str(err.value) == str(tmp_path / message)
+
+
+def test_a_second_run_into_an_out_that_a_run_is_writing_is_refused(tmp_path):
+    """Two runs into one --out (the same command started again in another terminal, thinking the
+    first had died) numbered their parts alike and wrote over each other's, and the second removed
+    the part the first was writing as a killed run's leftover. The second is now refused; once the
+    first ends, the same command goes on."""
+    import shutil
+
+    from digitrec.batch import run_batch
+    from digitrec.batch.sink import ResultSink
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results.parquet"
+    first = ResultSink(out, "predict", "0" * 64)  # a run under way, writing its next part:
+    writing = out / ".part-000000.parquet.x1y2.part"
+    writing.write_bytes(b"half a part")
+    with pytest.raises(DigitrecError) as err:
+        run_batch([str(folder)], str(out), workers=1)
+    assert str(err.value) == (
+        f"{out} is being written by another digitrec batch run right now: let it finish (run the same "
+        "command again then, to answer what it did not) or give this one another --out"
+    )
+    assert writing.read_bytes() == b"half a part" and not list(out.glob("part-*"))
+    first.close()
+    writing.unlink()
+    summary = run_batch([str(folder)], str(out), workers=1)
+    assert (summary.answered, summary.errors) == (1, 0)
+    assert rows_by_path(out)[str(folder / "3.png")]["digit"] == 3
+    assert run_batch([str(folder)], str(out), workers=1).skipped == 1  # the lock was let go at the end
+
+
+def test_a_resume_with_another_threshold_or_fast_is_refused(tmp_path, capsys):
+    """--min-confidence empties the digit of an uncertain answer: a resume with another threshold
+    (or with --fast added) mixed two meanings of `uncertain` and `digit` in one table, in silence."""
+    import shutil
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results.parquet"
+    args = ["batch", str(folder), "--out", str(out), "--workers", "1"]
+    code, _, err = run_main([*args, "--min-confidence", "0.5"], capsys)
+    assert code == 0, err
+    shutil.copy(examples / "photo_7.jpg", folder / "7.jpg")
+    for more, said in (
+        (["--min-confidence", "0.99"], "--min-confidence 0.5, not --min-confidence 0.99"),
+        (["--min-confidence", "0.5", "--fast"], "no --fast, not --fast"),
+    ):
+        code, _, err = run_main([*args, *more], capsys)
+        assert code == 1 and f"{out} holds answers given with {said}: resume as the run began" in err, err
+    code, _, err = run_main([*args, "--min-confidence", "0.5"], capsys)
+    assert code == 0 and "1 images answered" in err and "1 already done" in err, err
+    assert rows_by_path(out)[str(folder / "7.jpg")]["digit"] == 7
+
+
+def test_parts_written_before_settings_were_kept_still_resume(tmp_path):
+    import shutil
+
+    from digitrec.batch import run_batch
+    from digitrec.batch.sink import ResultSink
+    from digitrec.files import file_sha256
+    from digitrec.runtime import default_model_path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results.parquet"
+    old = ResultSink(out, "predict", file_sha256(default_model_path()))  # as runs before wrote parts
+    old.add([{"path": str(folder / "3.png"), "digit": 3, "confidence": 0.99, "uncertain": False}])
+    old.close()
+    assert run_batch([str(folder)], str(out), workers=1, min_confidence=0.8).skipped == 1
+
+
+def test_the_help_names_every_column_of_the_table():
+    """--out's help left out the `reason` column."""
+    from click.testing import CliRunner
+
+    from digitrec.batch.sink import COLUMNS
+    from digitrec.cli import cli
+
+    result = CliRunner().invoke(cli, ["batch", "--help"], terminal_width=400)
+    assert f"(one table: {', '.join(COLUMNS)})" in " ".join(result.output.split())
+
+
+def test_ctrl_c_says_the_answers_are_kept_and_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """Ctrl+C printed click's bare "Aborted.": nothing said the parts written were kept."""
+    import digitrec.batch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted)
+    out = tmp_path / "results.parquet"
+    code, _, err = run_main(["batch", str(tmp_path), "--out", str(out)], capsys)
+    assert code == 130
+    assert err == f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.\n"
+
+
+def test_the_summary_stays_one_line_when_logged(tmp_path, capsys):
+    """Piped into a log (cron, CI), rich broke the summary at 80 columns, mid-path."""
+    import shutil
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "a folder with a long name, as archives have"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results of the long archive.parquet"
+    code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "1"], capsys)
+    assert code == 0, err
+    assert re.fullmatch(rf"1 images answered in [0-9.]+ s \([0-9,]+/s\) -> {re.escape(str(out))}\n", err), err

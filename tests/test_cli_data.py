@@ -81,3 +81,29 @@ def test_a_data_dir_typed_that_does_not_exist_is_said(command, tmp_path):
     result = run(*command, "--data-dir", str(missing))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"Invalid value for '--data-dir': {missing}: no such folder" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["data", "explore", "--per-class", "0"], "--per-class"),  # an empty grid, written as a picture
+        (["data", "explore", "--per-class", "-3"], "--per-class"),  # matplotlib's traceback
+        (["data", "explore", "--per-class", "100000"], "--per-class"),  # 24 GB of memory, then a picture
+        (["data", "explore", "--seed", "-1"], "--seed"),  # numpy's traceback
+        (["finetune", "mine.csv", "--out", "m.onnx", "--seed", "-1"], "--seed"),
+        (["train", "--seed", str(2**64)], "--seed"),  # torch: "Overflow when unpacking long long"
+    ],
+)
+def test_out_of_range_sizes_and_seeds_are_refused_before_any_work(args, option, monkeypatch):
+    """Each of these reached MNIST (and then a traceback, or a picture of nothing); now the option
+    is refused as it is parsed, exit 2, as click refuses any other bad value."""
+    from digitrec import data
+
+    def reached(*_, **__):
+        raise AssertionError("MNIST was loaded: the option was not checked")
+
+    monkeypatch.setattr(data, "load_mnist", reached)
+    monkeypatch.setattr(data, "fetch_mnist", reached)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert f"Invalid value for '{option}'" in result.output

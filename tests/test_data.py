@@ -177,6 +177,20 @@ def test_data_dir_with_raw_and_gz_files(fixture_files, tmp_path):
     assert data.load_mnist("test")[0].shape == (10, 28, 28)
 
 
+def test_a_raw_file_cut_short_does_not_hide_the_whole_gz_beside_it(fixture_files, tmp_path):
+    """`gunzip -k` stopped halfway leaves a short raw file beside the .gz: only the raw file was
+    tried, and with no network the fetch failed though the folder held every byte."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for key, spec in data.FILES.items():
+        (folder / f"{spec.name}.gz").write_bytes(gzip.compress(fixture_files.raw[key]))
+        (folder / spec.name).write_bytes(fixture_files.raw[key][: len(fixture_files.raw[key]) // 2])
+    sources = data.fetch_mnist(folder, mirrors=[], use_npm=False)
+    assert sources == {key: f"data dir {folder}" for key in data.FILES}
+    for key, spec in data.FILES.items():
+        assert (paths.mnist_cache_dir() / spec.name).read_bytes() == fixture_files.raw[key]
+
+
 def test_every_source_failing_says_what_was_tried(fixture_files):
     with pytest.raises(DataError) as err:
         data.fetch_mnist(mirrors=[dead_mirror()], use_npm=False)
@@ -218,3 +232,46 @@ def test_only_broken_gzips_end_in_a_clear_error(fixture_files, tmp_path):
     with pytest.raises(DataError) as err:
         data.fetch_mnist(mirrors=[mirror.as_uri() + "/"], use_npm=False)
     assert "corrupt gzip data" in str(err.value) and "Tried" in str(err.value)
+
+
+def test_a_broken_file_in_the_data_dir_is_named_once_not_also_said_to_be_missing(fixture_files, tmp_path):
+    """The error's list of what was tried said of the same folder "corrupt gzip data" and then
+    "not there", which sent the user looking for a missing file."""
+    spec = data.FILES["train-images"]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / f"{spec.name}.gz").write_bytes(broken_gzip(fixture_files.raw["train-images"]))
+    with pytest.raises(DataError) as err:
+        data.fetch_mnist(folder, mirrors=[dead_mirror()], use_npm=False)
+    tried = [line for line in str(err.value).splitlines() if line.startswith(f"  - data dir {folder}")]
+    assert len(tried) == 1 and "corrupt gzip data" in tried[0], tried
+
+
+def test_a_cache_that_cannot_be_written_says_how_to_give_it_one(fixture_files, tmp_path, monkeypatch):
+    """A read-only home (a container's): the error named the file it could not write and stopped
+    there; every command reads MNIST from the cache, so it now says how to move the cache."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for key, spec in data.FILES.items():
+        (folder / spec.name).write_bytes(fixture_files.raw[key])
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    with pytest.raises(DataError) as err:
+        data.fetch_mnist(folder, mirrors=[], use_npm=False)
+    assert str(err.value) == (
+        f"cannot write {paths.mnist_cache_dir() / data.FILES['train-images'].name}: {blocked} is a file, not a "
+        "folder. MNIST is read from a cache folder: set XDG_CACHE_HOME to a folder you can write"
+    )
+
+
+@pytest.mark.parametrize("value", ["", "cache", "./cache"])
+def test_a_relative_or_empty_xdg_cache_home_is_ignored(value, monkeypatch, tmp_path):
+    """XDG_CACHE_HOME=cache put the cache, and a fresh MNIST download, in each folder a command was
+    run from; the XDG spec says to ignore a relative path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", value)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert paths.mnist_cache_dir() == tmp_path / "home" / ".cache" / "digitrec" / "mnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.mnist_cache_dir() == tmp_path / "xdg" / "digitrec" / "mnist"

@@ -163,6 +163,11 @@ def test_evaluate_writes_every_artefact_on_the_full_test_set(real_data, models, 
     assert by_coverage[0.5]["accuracy"] == pytest.approx(right[order[:5000]].mean())
     assert by_coverage[1.0]["accuracy"] == pytest.approx(summary["accuracy"])
     assert f"{doubt['at_threshold']['coverage']:.2%}</b> of the images are answered" in page
+    # The table adds up to more than the threshold's flagged: the report says so, with the total.
+    total = sum(flagged.values())
+    assert total == int((~answered | rejected).sum()) >= doubt["at_threshold"]["flagged"]
+    assert f"The {doubt['at_threshold']['flagged']:,} flagged above are the threshold's alone" in page
+    assert f"{total:,} flagged in all, as this table counts them" in page
 
 
 def test_history_from_metrics_jsonl_beside_the_model(real_data, models, tmp_path, capsys):
@@ -368,3 +373,26 @@ def test_lines_stay_whole_when_the_output_is_not_a_terminal(real_data, tmp_path,
     doubt = next(line for line in out.splitlines() if line.startswith("at min_confidence"))
     assert re.fullmatch(r"at min_confidence 0\.93: .* answered, .* right; \d+ flagged \(\d+ right, \d+ wrong\)", doubt)
     assert all(len(line) <= 80 for line in out.splitlines() if "│" in line)
+
+
+def test_a_model_exported_into_the_working_folder_gets_a_report_folder_named_after_it(
+    real_data, models, tmp_path, monkeypatch, capsys
+):
+    """The README's `digitrec export runs/cnn --out model.onnx`, then `digitrec evaluate model.onnx`:
+    model.onnx lies in the checkout, not in a run folder, so its report goes to out/evaluate-model
+    (it went to out/evaluate-CHECKOUT, named after whatever folder the user was in)."""
+    checkout = tmp_path / "my checkout"
+    (checkout / "runs/cnn").mkdir(parents=True)
+    (checkout / "model.onnx").write_bytes(models["bare"].read_bytes())
+    (checkout / "runs/cnn/model.onnx").write_bytes(models["bare"].read_bytes())
+    (checkout / "runs/cnn/metrics.jsonl").write_text("{}\n")
+    monkeypatch.chdir(checkout)
+    code, _, err = run_main(["evaluate", "model.onnx", "--limit", "20"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (checkout / "out").iterdir()) == ["evaluate-model"]
+    assert (checkout / "out/evaluate-model/report.html").is_file()
+    # A model.onnx exported into its run folder is still named after the run.
+    from digitrec.cli.evaluate import default_out
+
+    assert default_out(Path("runs/cnn/model.onnx")) == Path("out/evaluate-cnn")
+    assert default_out(Path("runs/cnn")) == Path("out/evaluate-cnn")

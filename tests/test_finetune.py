@@ -47,6 +47,26 @@ def test_csv_and_folder_forms_list_the_same_examples(digit_files):
     assert all(e.path.is_file() for e in from_csv)
 
 
+def test_a_digits_subfolders_are_read_too_and_hidden_files_are_not(tmp_path):
+    """7/phone/ and 7/scans/: the images in them were left out ("only 0 usable image(s)")."""
+    import shutil
+
+    from digitrec.tune.data import Example, list_examples
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for place, name in (("3", "scan_3.png"), ("3/phone", "scan_3.png"), ("7/scans/2024", "photo_7.jpg")):
+        (tmp_path / place).mkdir(parents=True, exist_ok=True)
+        shutil.copy(examples / name, tmp_path / place / name)
+    (tmp_path / "7" / ".thumbnails").mkdir()
+    (tmp_path / "7" / ".thumbnails" / "photo_7.jpg").write_bytes(b"a viewer's cache")
+    (tmp_path / "7" / ".DS_Store").write_bytes(b"\0")
+    assert list_examples(tmp_path) == [
+        Example(tmp_path / "3" / "phone" / "scan_3.png", 3),
+        Example(tmp_path / "3" / "scan_3.png", 3),
+        Example(tmp_path / "7" / "scans" / "2024" / "photo_7.jpg", 7),
+    ]
+
+
 def test_images_are_prepared_by_predicts_own_code(digit_files):
     from digitrec.runtime import Recognizer
     from digitrec.tune.data import list_examples, prepare
@@ -73,6 +93,10 @@ def test_images_are_prepared_by_predicts_own_code(digit_files):
             "the first row must name the columns path and label",
         ),
         (lambda d: (d / "x.csv").write_bytes(b"\xff\xfe\x00\x01garbage"), "not a CSV text file"),
+        (  # a row copied and its path left as it was: the same file taught as 3 and as 5
+            lambda d: (d / "x.csv").write_text("path,label\na.png,3\nb.png,4\n./a.png,5\nb.png,4\n"),
+            "1 image(s) are labelled as two different digits (/.*/a.png as 3 and 5): give each one label",
+        ),
         (lambda d: (d / "x").mkdir(), "expected subfolders 0 .. 9"),
         (lambda d: [(d / "x" / n).mkdir(parents=True) for n in ("3", "seven")], "subfolder(s) seven are not a digit"),
         (lambda d: None, "no such file or folder"),

@@ -77,3 +77,16 @@ def test_predict_takes_a_batch_of_mnist_digits(recognizer):
         np.testing.assert_array_equal(answer.probabilities, recognizer.predict(digit).probabilities)
     rgb = np.dstack([np.pad(digits[0], 40)] * 3)  # (108, 108, 3): one colour image, not a batch
     assert isinstance(recognizer.predict(rgb), Prediction)
+
+
+def test_predict_on_a_folder_answers_what_it_cannot_list_and_broken_links(locked_archive, capsys):
+    """`predict FOLDER`: a subfolder it may not list and a broken link each get an error row (they
+    were left out, and the exit status said everything had been answered)."""
+    folder, locked, broken = locked_archive
+    code, out, _ = run_main(["predict", str(folder), "--json"], capsys)
+    rows = {r["path"]: r for r in json.loads(out)}
+    assert code == 1
+    assert sorted(rows) == sorted([str(folder / "3.png"), str(broken), str(locked), str(folder / "ok" / "7.jpg")])
+    assert rows[str(locked)]["error"] == "cannot list this folder (Permission denied): its images were not answered"
+    assert rows[str(broken)]["error"] == "no such file"
+    assert (rows[str(folder / "3.png")]["digit"], rows[str(folder / "ok" / "7.jpg")]["digit"]) == (3, 7)

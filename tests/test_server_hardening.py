@@ -83,6 +83,17 @@ def test_a_flood_of_multipart_parts_is_a_400(client):
     assert answer.status_code == 400 and "too many parts" in answer.json()["detail"]
 
 
+def test_300_images_in_one_upload_are_told_the_limit_on_images_not_only_on_parts(client):
+    """`curl -F file=@... ` x 300 (a folder): the answer named only the 256 parts, and the user who
+    sent 250 next was told of the 64 images then."""
+    answer = client.post("/v1/predict", files=[("file", (f"{i}.png", SEVEN)) for i in range(300)])
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == (
+        "too many parts in the multipart body (at most 256; a request takes at most 64 images: send the "
+        "others in more requests)"
+    )
+
+
 @pytest.mark.parametrize("body", [b"[" * 1000 + b"]" * 1000, b'{"images": ' + b"[" * 1000 + b"]" * 1000 + b"}"])
 def test_deeply_nested_json_is_a_422_without_a_stack_trace(client, caplog, body):
     with caplog.at_level(logging.DEBUG):

@@ -37,9 +37,11 @@ def test_file_overrides_recipe_and_flags_override_file(tmp_path):
     [
         ({"epoch": 3}, "unknown setting 'epoch'"),
         ({"augment.spin": 3}, "unknown setting 'augment.spin'"),
-        ({"epochs": "many"}, "epochs must be a int"),
+        ({"epochs": "many"}, "epochs must be a whole number"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"optimizer": "lbfgs"}, "optimizer must be"),
+        ({"seed": 2**64}, "seed must be between 0 and 4,294,967,295"),  # was torch's traceback
+        ({"mix.seed": -1}, "mix.seed must be between 0 and 4,294,967,295"),
     ],
 )
 def test_bad_settings_are_clear_errors(overrides, message):
@@ -201,6 +203,11 @@ def test_cli_train_prints_a_json_summary_last(real_data, tmp_path, capsys):
     assert summary["recipe"] == "fast" and summary["epochs"] == 1 and summary["seed"] == 0
     assert summary["checkpoint"] == str(out / "checkpoint.pt") and 0.3 < summary["test_accuracy"] <= 1
     assert "epoch   1/1" in err and "val loss" in err
+    # --limit cuts the test set too; said, since export then measures all 10,000 (another number).
+    assert (
+        f"test accuracy (measured once, at the end, on the first 1,000 test images (--limit)): {summary['test_accuracy']:.2%}"
+        in err
+    )
     assert json.loads((out / "config.json").read_text())["batch_size"] == 64
 
     # Same folder again: refused, with the way out in the message; --resume of a finished run is a no-op.

@@ -31,7 +31,7 @@ def test_the_cnn_mix_recipe_is_the_cnn_recipe_with_a_rendered_share():
         ({"mix.rendered": 1.0}, "mix.rendered must be in [0, 1)"),
         ({"mix.rendered": 0.2, "mix.examples": 0}, "mix.examples must be at least 1"),
         ({"mix.share": 0.2}, "unknown setting 'mix.share'"),
-        ({"mix": {"rendered": "lots"}}, "mix.rendered must be a float"),
+        ({"mix": {"rendered": "lots"}}, "mix.rendered must be a number"),
     ],
 )
 def test_bad_mix_settings_are_clear_errors(overrides, message):

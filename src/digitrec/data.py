@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from digitrec import paths
-from digitrec.errors import DataError
+from digitrec.errors import DataError, DigitrecError
 from digitrec.files import atomic_write
 
 
@@ -138,11 +138,10 @@ def _maybe_gunzip(data: bytes, what: str) -> bytes:
     return data
 
 
-def _from_folder(folder: Path, spec: MnistFile) -> bytes | None:
-    for candidate in (folder / spec.name, folder / f"{spec.name}.gz"):
-        if candidate.is_file():
-            return _maybe_gunzip(candidate.read_bytes(), str(candidate))
-    return None
+def _in_folder(folder: Path, spec: MnistFile) -> list[Path]:
+    """The copies of `spec` a folder holds, raw first: each is tried, so that a raw file cut short
+    (a `gunzip -k` stopped halfway) does not hide the whole .gz beside it."""
+    return [c for c in (folder / spec.name, folder / f"{spec.name}.gz") if c.is_file()]
 
 
 def _download(url: str, progress: ProgressFn | None) -> bytes:
@@ -245,14 +244,22 @@ def fetch_mnist(
 
         cached = cache / spec.name
         if folder is not None:
-            try:
-                data = _from_folder(folder, spec)
-            except (OSError, DataError) as exc:
-                attempts.append(f"data dir {folder}: {exc}")
-                data = None
-            if accept(data, f"data dir {folder}"):
+            data = None
+            candidates = _in_folder(folder, spec)
+            if not candidates:
+                attempts.append(f"data dir {folder}: not there")
+            for candidate in candidates:
+                try:
+                    found = _maybe_gunzip(candidate.read_bytes(), str(candidate))
+                except (OSError, DataError) as exc:
+                    attempts.append(f"data dir {folder}: {exc}")
+                    continue
+                if accept(found, f"data dir {candidate}"):
+                    data = found
+                    break
+            if data is not None:
                 if not (cached.is_file() and sha256_hex(cached.read_bytes()) == spec.sha256):
-                    atomic_write(cached, data)
+                    _write_cache(cached, data)
                 result[key] = f"data dir {folder}"
                 continue
 
@@ -291,12 +298,23 @@ def fetch_mnist(
                 "--data-dir FOLDER (or set DIGITREC_DATA_DIR), or set DIGITREC_MNIST_MIRRORS "
                 "to a mirror you can reach."
             )
-        atomic_write(cached, data)
+        _write_cache(cached, data)
         sources[spec.name] = source
-        atomic_write(cache / SOURCES_FILE, json.dumps(sources, indent=2).encode())
+        _write_cache(cache / SOURCES_FILE, json.dumps(sources, indent=2).encode())
         say(f"{spec.name}: verified, from {source}")
         result[key] = source
     return result
+
+
+def _write_cache(path: Path, data: bytes) -> None:
+    """`atomic_write` into the cache, whose failure says how to give digitrec a cache it can write
+    (a read-only home, a container's): every command that reads MNIST reads it from there."""
+    try:
+        atomic_write(path, data)
+    except DigitrecError as exc:
+        raise DataError(
+            f"{exc}. MNIST is read from a cache folder: set XDG_CACHE_HOME to a folder you can write"
+        ) from None
 
 
 # --- Loading ---------------------------------------------------------------------------------

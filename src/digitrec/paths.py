@@ -17,9 +17,11 @@ RECIPES = ("mlp", "fast", "cnn", "best", "cnn_mix", "cnn_distill")
 
 
 def cache_root() -> Path:
-    """`$XDG_CACHE_HOME/digitrec`, default `~/.cache/digitrec`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "digitrec"
+    """`$XDG_CACHE_HOME/digitrec`, default `~/.cache/digitrec`. A relative XDG_CACHE_HOME is
+    ignored, as the XDG spec says: it would put a cache (and a fresh MNIST download) in every
+    folder a command is run from."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "digitrec"
 
 
 def mnist_cache_dir() -> Path:

@@ -68,39 +68,42 @@ def run_batch(
         networks = [answers_from, file_sha256(reader.recognizer.path), file_sha256(reader.line_reader.path)]
         answers_from = hashlib.sha256("|".join(networks).encode()).hexdigest()
     paths = expand_sources(sources)
-    sink = ResultSink(out, task, answers_from, part_size)
-    todo = [p for p in dict.fromkeys(paths) if p not in sink.done]  # a path named twice is answered once
-    skipped = len(paths) - len(todo)
-    if on_start:
-        on_start(len(todo), skipped)
-    answered = errors = 0
-    if todo:
-        if engine == "local":
-            from digitrec.batch.local import answer_local
+    settings = {"min_confidence": f"{min_confidence:g}", "side": str(side or "default")}
+    sink = ResultSink(out, task, answers_from, part_size, settings)
+    try:
+        todo = [p for p in dict.fromkeys(paths) if p not in sink.done]  # a path named twice is answered once
+        skipped = len(paths) - len(todo)
+        if on_start:
+            on_start(len(todo), skipped)
+        answered = errors = 0
+        if todo:
+            if engine == "local":
+                from digitrec.batch.local import answer_local
 
-            chunks = answer_local(
-                todo, model=model_path, task=task, min_confidence=min_confidence, side=side, workers=workers
-            )
-        else:
-            from digitrec.batch.ray_engine import answer_ray
+                chunks = answer_local(
+                    todo, model=model_path, task=task, min_confidence=min_confidence, side=side, workers=workers
+                )
+            else:
+                from digitrec.batch.ray_engine import answer_ray
 
-            chunks = answer_ray(
-                todo,
-                model=model_path,
-                task=task,
-                min_confidence=min_confidence,
-                side=side,
-                workers=workers,
-                address=address,
-            )
-        try:
-            for rows in chunks:
-                sink.add(rows)
-                answered += len(rows)
-                errors += sum(1 for r in rows if r["error"])
-                if on_progress:
-                    on_progress(len(rows))
-        finally:
-            chunks.close()  # stops the workers at once on Ctrl+C
-            sink.close()  # the rows answered so far are kept, whatever stopped the run
+                chunks = answer_ray(
+                    todo,
+                    model=model_path,
+                    task=task,
+                    min_confidence=min_confidence,
+                    side=side,
+                    workers=workers,
+                    address=address,
+                )
+            try:
+                for rows in chunks:
+                    sink.add(rows)
+                    answered += len(rows)
+                    errors += sum(1 for r in rows if r["error"])
+                    if on_progress:
+                        on_progress(len(rows))
+            finally:
+                chunks.close()  # stops the workers at once on Ctrl+C
+    finally:
+        sink.close()  # the rows answered so far are kept, whatever stopped the run; the lock let go
     return BatchSummary(len(paths), skipped, answered, errors, time.perf_counter() - start)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from digitrec.errors import DataError
-from digitrec.preprocess.load import READ_FORMATS, is_image_name
+from digitrec.preprocess.load import READ_FORMATS, image_files, is_image_name
 
 LIST_SUFFIXES = {".txt", ".lst", ".csv", ".parquet"}
 GLOB_CHARS = set("*?[")
@@ -52,7 +52,7 @@ def _expand_local(source: str) -> list[str]:
     if any(c in source for c in GLOB_CHARS) and not path.exists():
         return sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
     if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_name(p.name))
+        return image_files(path)
     if path.suffix.lower() in LIST_SUFFIXES:
         if not path.is_file():
             raise DataError(f"{source}: no such list of paths")
@@ -130,7 +130,10 @@ def _parquet_paths(name: str, f) -> list[str]:
 
     pq = require_pyarrow()
     try:
-        table = pq.read_table(f, columns=["path"])
-    except (KeyError, ValueError) as exc:
-        raise DataError(f"{name}: a Parquet list needs a 'path' column ({exc})") from None
-    return [p for p in table.column("path").to_pylist() if p]
+        parquet = pq.ParquetFile(f)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{name}: not a Parquet file ({str(exc).splitlines()[0]})") from None
+    columns = parquet.schema_arrow.names
+    if "path" not in columns:  # (pyarrow's own message lists its internal fields over five lines)
+        raise DataError(f"{name}: a Parquet list needs a 'path' column (it has: {', '.join(columns) or 'none'})")
+    return [p for p in parquet.read(columns=["path"]).column("path").to_pylist() if p]

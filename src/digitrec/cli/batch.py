@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +16,7 @@ from rich.progress import (
 from rich.text import Text
 
 from digitrec.batch.local import default_workers
+from digitrec.cli import output
 from digitrec.cli.output import min_confidence_option
 
 
@@ -27,7 +27,7 @@ from digitrec.cli.output import min_confidence_option
     required=True,
     type=click.Path(),
     help="Folder of Parquet parts to write (one table: path, digit, text, confidence, uncertain, "
-    "error, model). Run again to go on where a stopped run ended.",
+    "reason, error, model). Run again to go on where a stopped run ended.",
 )
 @click.option(
     "--task",
@@ -110,6 +110,10 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
             on_start=bar.start,
             on_progress=bar.advance,
         )
+    except KeyboardInterrupt:  # Ctrl+C: say that nothing answered is lost (click would say "Aborted.")
+        bar.stop()
+        bar.console.print(f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.")
+        ctx.exit(130)
     finally:
         bar.stop()
     rate = summary.answered / summary.seconds if summary.seconds else 0.0
@@ -126,7 +130,7 @@ class _Bar:
     """A rich progress bar on stderr: done/total, rate, time left."""
 
     def __init__(self):
-        self.console = Console(stderr=True)
+        self.console = output.console(stderr=True)  # piped or logged, a line stays one line
         self.progress = None
 
     def start(self, todo: int, skipped: int) -> None:
@@ -143,6 +147,7 @@ class _Bar:
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            disable=not self.console.is_terminal,  # in a log, a bar is no help (and left a blank line)
         )
         self.progress.start()
         self.task = self.progress.add_task("answering", total=todo)

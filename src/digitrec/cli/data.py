@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from digitrec.cli.output import SEED
+
 
 def _typed_folder_exists(ctx, param, value: Path | None) -> Path | None:
     """A folder typed after --data-dir that does not exist is a typo: said, instead of MNIST quietly
@@ -111,8 +113,11 @@ def info(data_dir, as_json):
     show_default=True,
     help="Folder for the PNGs.",
 )
-@click.option("--per-class", default=10, show_default=True, help="Samples per class in the grid.")
-@click.option("--seed", default=0, show_default=True, help="Which samples the grid shows.")
+# A picture to look at: 100 columns of digits are 3,000 px wide already (100,000 took 24 GB of memory).
+@click.option(
+    "--per-class", type=click.IntRange(1, 100), default=10, show_default=True, help="Samples per class in the grid."
+)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Which samples the grid shows.")
 def explore(data_dir, out, per_class, seed):
     """Write PNGs to look at: samples per class, class balance, mean images, pixel statistics."""
     from digitrec.data import load_mnist

@@ -82,12 +82,15 @@ def evaluate(model, out, data_dir, limit, as_json, force, min_confidence):
 def default_out(model: Path | None) -> Path:
     """out/evaluate for the shipped model; out/evaluate-NAME for another, so that evaluating it never
     overwrites the shipped model's report. NAME is a run folder's name (runs/cnn, runs/cnn/checkpoint.pt
-    -> cnn) or the file's stem (tutorial.keras -> tutorial)."""
+    -> cnn) or the file's stem (tutorial.keras -> tutorial, ./model.onnx -> model)."""
     if model is None:
         return Path("out/evaluate")
-    from digitrec.paths import RUN_FOLDER_MODELS
+    from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, RUN_FOLDER_MODELS
 
-    in_run = model.name in RUN_FOLDER_MODELS and model.resolve().parent.name
+    # `export runs/cnn --out model.onnx` leaves model.onnx in the working folder: named after the
+    # folder only where that folder is a run (train wrote its files there), not after the checkout.
+    run_files = (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME)
+    in_run = model.name in RUN_FOLDER_MODELS and any((model.parent / f).is_file() for f in run_files)
     name = model.resolve().name if model.is_dir() else model.resolve().parent.name if in_run else model.stem
     return Path("out") / f"evaluate-{name}"
 

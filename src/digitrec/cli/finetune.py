@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from digitrec.cli.output import SEED
+
 
 @click.command()
 @click.argument("data", nargs=-1, type=click.Path(path_type=Path))
@@ -45,7 +47,7 @@ import click
     "used by read --model mine.onnx); where the reader finds as many digits as the text has, each is cut out "
     "and learnt.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="torch threads (0 = all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line of stdout.")
 def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_json):

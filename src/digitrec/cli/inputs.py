@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from digitrec.errors import ImageError
-from digitrec.preprocess.load import READ_FORMATS, is_image_name
+from digitrec.preprocess.load import READ_FORMATS, image_files
 
 STDIN = "-"
 
@@ -18,7 +19,7 @@ def expand_paths(paths: tuple[str, ...] | list[str]) -> list[str]:
     for p in paths:
         path = Path(p)
         if p != STDIN and path.is_dir():
-            found = sorted(str(f) for f in path.rglob("*") if f.is_file() and is_image_name(f))
+            found = image_files(path)
             out += found or [p]
         else:
             out.append(p)
@@ -47,6 +48,10 @@ def input_or_error(path: str) -> bytes | str | ImageError:
     """What to hand the recognizer for one command-line input, or the ImageError that answers it
     at once (a folder with no images, standard input too large), so the other inputs go on."""
     if path != STDIN and Path(path).is_dir():
+        try:
+            os.scandir(path).close()
+        except OSError as exc:  # a (sub)folder this user may not list: its images went unanswered
+            return ImageError(f"cannot list this folder ({exc.strerror or exc}): its images were not answered")
         # A folder of phone photos in HEIC, or PDFs of scans: say what would have been found.
         return ImageError(f"folder holds no images digitrec reads ({READ_FORMATS} files)")
     try:

@@ -1,6 +1,6 @@
 """What the commands share: the compact JSON array, the CSV file written whole, debug file names
-that never overwrite one another nor an input, the one `--min-confidence` option, and the console
-their lines go to."""
+that never overwrite one another nor an input, the one `--min-confidence` option, the `--seed` range,
+and the console their lines go to."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def console(stderr: bool = False, **options):
     lines = Console(stderr=stderr, **options)
     lines.soft_wrap = not lines.is_terminal
     return lines
+
+
+# `--seed` of every command: numpy's generators take no negative seed and torch's overflow past
+# 2**64, each with a traceback; 32 bits are more seeds than anyone types.
+SEED = click.IntRange(0, 2**32 - 1)
 
 
 def min_confidence_option(what: str):

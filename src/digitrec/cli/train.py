@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from digitrec.cli.output import SEED
 from digitrec.errors import DigitrecError
 from digitrec.paths import RECIPES  # the TOML files in src/digitrec/configs
 
@@ -65,7 +66,7 @@ def parse_settings(settings: tuple[str, ...]) -> dict:
     help="A TOML file whose settings override the recipe's.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
-@click.option("--seed", type=int, help="Override the recipe's seed.")
+@click.option("--seed", type=SEED, help="Override the recipe's seed.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the peak learning rate.")
 @click.option(
@@ -278,5 +279,7 @@ def _run(config, out: Path, resume: bool, console, device: str) -> dict:
         raise
     finally:
         progress.stop()
-    console.print(f"test accuracy (measured once, at the end): {summary['test_accuracy']:.2%}")
+    # With --limit the test set is cut too: said, or export's number on all 10,000 looks like another model's.
+    subset = f", on the first {config.limit:,} test images (--limit)" if config.limit else ""
+    console.print(f"test accuracy (measured once, at the end{subset}): {summary['test_accuracy']:.2%}")
     return summary

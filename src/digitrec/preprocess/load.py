@@ -50,6 +50,23 @@ def is_image_name(path: Path | str) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def image_files(folder: Path | str) -> list[str]:
+    """The image files in `folder`, recursively, sorted: what predict, read and batch answer for a
+    folder. Linked folders are not followed (a link to `..` would loop). Nothing is dropped in
+    silence, so that it gets an answer of its own, an error, instead of vanishing from a batch: a
+    subfolder that cannot be listed is given as itself (the loader: "permission denied"), and a
+    broken link or a pipe with an image's name as it is ("no such file", "not a regular file")."""
+    found: list[str] = []
+
+    def unlisted(error: OSError) -> None:
+        found.append(str(Path(error.filename or folder)))
+
+    for root, _, names in os.walk(folder, onerror=unlisted):
+        # Path() spells each one as before (no "./" prefix): a resumed batch recognises its paths.
+        found += (str(Path(root, name)) for name in names if is_image_name(name))
+    return sorted(found)
+
+
 # Structure no real picture needs, refused before Pillow or libjpeg walks it (see the checks).
 # PNG: libpng writes 8 KB data chunks, so even a 50 MB file has ~6,400; 10,000 costs Pillow <0.1 s.
 MAX_PNG_CHUNKS = 10_000

@@ -167,7 +167,10 @@ def _coerce(value: Any, current: Any, key: str, source: str) -> Any:
                 raise ValueError(value)
             return value
     except (TypeError, ValueError):
-        raise DigitrecError(f"{source}: {key} must be a {kind.__name__}, got {value!r}") from None
+        what = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text"}.get(
+            kind.__name__, f"a {kind.__name__}"
+        )
+        raise DigitrecError(f"{source}: {key} must be {what}, got {value!r}") from None
     return value
 
 
@@ -220,6 +223,10 @@ def validate(config: TrainConfig) -> None:
         problems.append(f"architecture must be one of {', '.join(ARCHITECTURES)}")
     if config.epochs < 1:
         problems.append("epochs must be at least 1")
+    # torch's generators overflow past 2**64 and numpy's take no negative seed: a traceback each.
+    for name, seed in (("seed", config.seed), ("mix.seed", config.mix.seed)):
+        if not 0 <= seed < 2**32:
+            problems.append(f"{name} must be between 0 and {2**32 - 1:,}")
     if config.batch_size < 1:
         problems.append("batch_size must be at least 1")
     if config.optimizer not in ("adamw", "adam", "sgd", "adadelta"):

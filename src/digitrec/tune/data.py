@@ -4,8 +4,8 @@ prepared exactly as `predict` prepares an image (`Recognizer.views`: the same co
 DATA is any mix of
   a CSV file     with a header row naming `path` and `label` (other columns are ignored); a relative
                  path is relative to the CSV's folder;
-  a folder       with subfolders 0 .. 9 holding the images of that digit (every file in them is
-                 tried), or, without such subfolders, a `manifest.csv` as above.
+  a folder       with subfolders 0 .. 9 holding the images of that digit (every file in them and
+                 in their subfolders is tried), or, without such subfolders, a `manifest.csv` as above.
 """
 
 from __future__ import annotations
@@ -57,7 +57,23 @@ def list_examples(sources: list[str | Path] | tuple) -> list[Example]:
             examples += _from_csv(source)
         else:
             raise DataError(f"{source}: no such file or folder")
+    _refuse_two_labels(examples)
     return examples
+
+
+def _refuse_two_labels(examples: list[Example]) -> None:
+    """A file listed twice with the same label is fine (it is held out whole); with two labels it
+    is a slip (a row copied and its path not changed) that would teach the same digit as both."""
+    labels: dict[Path, tuple[Path, set[int]]] = {}
+    for e in examples:
+        labels.setdefault(e.path.resolve(), (e.path, set()))[1].add(e.label)
+    both = [(path, sorted(digits)) for path, digits in labels.values() if len(digits) > 1]
+    if both:
+        shown = "; ".join(f"{path} as {' and '.join(map(str, digits))}" for path, digits in both[:5])
+        more = ", ..." if len(both) > 5 else ""
+        raise DataError(
+            f"{len(both)} image(s) are labelled as two different digits ({shown}{more}): give each one label"
+        )
 
 
 def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, str]], str]:
@@ -115,11 +131,13 @@ def _from_folder(folder: Path) -> list[Example]:
             f"{folder}: subfolder(s) {', '.join(others[:5])} are not a digit 0-9: "
             "name each subfolder after the digit its images show"
         )
+    # Recursively: 7/phone/ and 7/scans/ are sevens too (they were left out, and the user was told
+    # "only 0 usable images"). Hidden files and folders (.DS_Store, .thumbnails/) are not images.
     return [
         Example(f, int(sub.name))
         for sub in digits
-        for f in sorted(sub.iterdir())
-        if f.is_file() and not f.name.startswith(".")
+        for f in sorted(sub.rglob("*"))
+        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(sub).parts)
     ]
 
 

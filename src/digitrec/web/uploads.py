@@ -73,7 +73,11 @@ def _from_multipart(body: bytes, content_type: str, limits: Limits) -> list[Uplo
 
     def begin() -> None:
         if len(parts) >= max_parts:
-            raise HTTPException(400, f"too many parts in the multipart body (at most {max_parts})")
+            raise HTTPException(
+                400,
+                f"too many parts in the multipart body (at most {max_parts}; a request takes at most "
+                f"{limits.max_images} images: send the others in more requests)",
+            )
         parts.append(({}, []))
 
     def header_end() -> None:
