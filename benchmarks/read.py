@@ -292,8 +292,10 @@ def forms_cases(count: int, seed: int = FORMS_SEED, split: str = "validation"):
     straight-stemmed 9s), the number in one hand; half on plain paper, half dressed as
     `document_cases` (`synth.make_number(forms=..., document=0.5)`)."""
     images, labels, pool, writers = writer_pools(split)
-    rng = np.random.default_rng(seed)
-    for _ in range(count):
+    for n in range(count):
+        # One generator per number: the same numbers with their forms left undrawn (a control) stay
+        # the same numbers, though a redrawn digit's width changes how much noise a photo draws.
+        rng = np.random.default_rng([seed, n])
         length = int(rng.integers(2, 8))
         writer, idx = one_writers_digits(rng, pool, writers, length)
         layout = ("separated", "touching")[int(rng.integers(2))]
