@@ -13,6 +13,10 @@ Generated documents (`--test-documents N`, default 200, their own seed): numbers
 one MNIST test writer each, dressed as documents (`document_cases`: cheque, register, ruled and
 squared paper, photos, crosses, ticks and underlines beside the number), the test counterpart of
 the validation documents that settings are chosen on.
+Generated forms (`--forms N`, default 200, their own seed): numbers of 2-7 digits of one MNIST
+test writer each whose 1s, 2s, 4s, 7s and 9s are redrawn half the time in forms real writers use
+and MNIST's rarely did (`digitrec.glyph_forms`: flagged 1s, looped 2s, open 4s, crossed 7s,
+straight-stemmed 9s; issue 16), half of them dressed as documents.
 Real numbers: the multi-digit rows of ../shared/data/external/{orand-car-strings,
 dk-parish-rowid,photo-strings}/manifest.csv (when that folder is there).
 Bare digits: 28x28 MNIST test digits as they are (white on black), each to be read as a one-digit
@@ -42,10 +46,10 @@ risk-coverage and ECE of the shipped and the fitted map per generated set and pe
 `--only letters` reads strings of letters (none shaped like a digit, in fonts the rejector never
 saw) and counts those in which no number is found: what `read` should say of them.
 
-`--only validation [--per-length N] [--documents N] [--bare N] [--drawings N] [--set KEY=VALUE ...]`
+`--only validation [--per-length N] [--documents N] [--bare N] [--drawings N] [--forms N] [--set KEY=VALUE ...]`
 reads the strings that reader settings are chosen on (the `--fit-confidence` sets: validation
 digits, writers neither network saw), N bare 28x28 validation digits and N of them drawn on a
-canvas, never the test digits or ../shared, with
+canvas, N (default 300) forms numbers of those writers, never the test digits or ../shared, with
 the shipped `ReaderParams` or the ones given.
 
 --line-reader reads with another line reader (to compare one with the shipped one); --results
@@ -188,6 +192,9 @@ def print_trust(rows: list[tuple[str, list[bool], list[float]]]) -> None:
 
 DOCUMENT_SEED = 200
 TEST_DOCUMENT_SEED = 300  # the reported documents: test digits, their own seed
+# The forms group (`forms_cases`): validation and test numbers, each their own seed so that every
+# other group reads as before; the share of 1s, 2s, 4s, 7s and 9s redrawn in a real writer's form.
+FORMS_SEED, TEST_FORMS_SEED, FORMS_SHARE = 400, 500, 0.5
 # Bump when what `confidence_evidence` stores changes: the cache key includes it.
 EVIDENCE_VERSION = 1
 
@@ -214,17 +221,13 @@ def drawing_cases(count: int, images: np.ndarray, labels: np.ndarray, seed: int 
     return cases
 
 
-def document_cases(count: int, seed: int = DOCUMENT_SEED, split: str = "validation"):
-    """(writer, image, label) for `count` numbers of 1-8 digits dressed as documents
-    (`synth.make_number(document=1)`: a hand's slant and pen, crosses, ticks and underlines beside,
-    ruled, squared, register and cheque paper, photos; some with marks between the digits), whole
-    images as `read` gets them. Each number is one writer's digits. `split` "validation": the MNIST
-    training images the digit model held out for validation whose writers the line reader held out
-    too (neither network saw them; what settings are chosen on); "test": MNIST test images, by test
-    writer (what the benchmark reports). Without the writer files, that split's images at random
-    (writer -1)."""
+def writer_pools(split: str = "validation") -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """-> (images, labels, pool, writers) of a split, for numbers of one writer's digits: "validation":
+    the MNIST training images the digit model held out for validation whose writers the line reader
+    held out too (neither network saw them; what settings are chosen on); "test": MNIST test
+    images, by test writer (what the benchmark reports). `writers`: each writer's image indices (3
+    at least); empty without the writer files (then `pool`, the split's images, at random)."""
     from digitrec.data import load_mnist
-    from digitrec.synth import SMALL_TAIL_SHARE
     from digitrec.writers import mnist_writers
 
     if split == "test":
@@ -243,16 +246,30 @@ def document_cases(count: int, seed: int = DOCUMENT_SEED, split: str = "validati
         in_validation = np.zeros(len(images), bool)
         in_validation[pool] = True
         writers = [] if sources is None else [g[in_validation[g]] for g in sources[1]]
-    writers = [g for g in writers if len(g) >= 3]
+    return images, labels, pool, [g for g in writers if len(g) >= 3]
+
+
+def one_writers_digits(rng: np.random.Generator, pool: np.ndarray, writers: list[np.ndarray], length: int):
+    """-> (writer, the indices of `length` of one writer's digits); writer -1: the pool's, at random."""
+    if not writers:
+        return -1, rng.choice(pool, length)
+    writer = int(rng.integers(len(writers)))
+    group = writers[writer]
+    return writer, rng.choice(group, length, replace=len(group) < length)
+
+
+def document_cases(count: int, seed: int = DOCUMENT_SEED, split: str = "validation"):
+    """(writer, image, label) for `count` numbers of 1-8 digits dressed as documents
+    (`synth.make_number(document=1)`: a hand's slant and pen, crosses, ticks and underlines beside,
+    ruled, squared, register and cheque paper, photos; some with marks between the digits), whole
+    images as `read` gets them. Each number is one writer's digits (`writer_pools(split)`)."""
+    from digitrec.synth import SMALL_TAIL_SHARE
+
+    images, labels, pool, writers = writer_pools(split)
     rng = np.random.default_rng(seed)
     for _ in range(count):
         length = int(rng.integers(1, 9))
-        if writers:
-            writer = int(rng.integers(len(writers)))
-            group = writers[writer]
-            idx = rng.choice(group, length, replace=len(group) < length)
-        else:
-            writer, idx = -1, rng.choice(pool, length)
+        writer, idx = one_writers_digits(rng, pool, writers, length)
         image, label = make_number(
             rng,
             images,
@@ -265,6 +282,24 @@ def document_cases(count: int, seed: int = DOCUMENT_SEED, split: str = "validati
             digits=idx,
             document=1.0,
         )
+        yield writer, image, label
+
+
+def forms_cases(count: int, seed: int = FORMS_SEED, split: str = "validation"):
+    """(writer, image, label) for `count` numbers of 2-7 of one writer's digits (`writer_pools`),
+    separated or touching, each 1, 2, 4, 7 and 9 redrawn with probability FORMS_SHARE in a form
+    real writers use (`glyph_forms`: flagged or hooked 1s, looped 2s, open 4s, crossed 7s,
+    straight-stemmed 9s), the number in one hand; half on plain paper, half dressed as
+    `document_cases` (`synth.make_number(forms=..., document=0.5)`)."""
+    images, labels, pool, writers = writer_pools(split)
+    for n in range(count):
+        # One generator per number: the same numbers with their forms left undrawn (a control) stay
+        # the same numbers, though a redrawn digit's width changes how much noise a photo draws.
+        rng = np.random.default_rng([seed, n])
+        length = int(rng.integers(2, 8))
+        writer, idx = one_writers_digits(rng, pool, writers, length)
+        layout = ("separated", "touching")[int(rng.integers(2))]
+        image, label = make_number(rng, images, labels, length, layout, digits=idx, document=0.5, forms=FORMS_SHARE)
         yield writer, image, label
 
 
@@ -456,13 +491,14 @@ def reader_params(settings: list[str]):
 
 
 def read_validation(
-    rec, per_length: int, documents: int, bare: int = 0, drawings: int = 0
+    rec, per_length: int, documents: int, bare: int = 0, drawings: int = 0, forms: int = 0
 ) -> list[tuple[str, str, str, str, str]]:
     """Read the strings reader settings are chosen on, and print their accuracy per group: the
     generated groups of the digit model's validation digits (seed 100, as `--fit-confidence`),
     `documents` document-like numbers of writers neither network saw, and `bare` of those
     validation digits as bare 28x28 images (group "bare", as the benchmark reads test digits), and
-    `drawings` of them drawn with a marker on a canvas (group "drawings"). Never
+    `drawings` of them drawn with a marker on a canvas (group "drawings"), and `forms` numbers of
+    those writers with real writers' forms of their digits (`forms_cases`, group "forms"). Never
     the test digits the benchmark reports, never ../shared. -> rows for --results."""
     from digitrec.export import validation_split
 
@@ -472,6 +508,7 @@ def read_validation(
     pick = np.random.default_rng(0).choice(len(digits[1]), min(bare, len(digits[1])), replace=False)
     cases += [("bare", digits[0][i], str(digits[1][i])) for i in pick]
     cases += [("drawings", image, label) for image, label in drawing_cases(drawings, *digits)]
+    cases += [("forms", image, label) for _w, image, label in forms_cases(forms)]
     t0 = time.perf_counter()
     rows, stats = [], defaultdict(lambda: [0, 0])
     for n, (group, image, label) in enumerate(cases):
@@ -566,8 +603,17 @@ def main() -> None:
         default=200,
         help="generated numbers dressed as documents, of MNIST test writers, to read (0: none)",
     )
+    parser.add_argument(
+        "--forms",
+        type=int,
+        default=None,
+        help="numbers with real writers' forms of 1, 2, 4, 7, 9 to read (default 200 of test writers; "
+        "with --only validation 300 of validation writers; 0: none)",
+    )
     parser.add_argument("--amounts", type=int, default=0, help="also read N generated amounts with their marks")
     args = parser.parse_args()
+    if args.forms is None:
+        args.forms = 300 if args.only == "validation" else 200
 
     from digitrec.read.draw import draw_reading
     from digitrec.runtime import Recognizer
@@ -609,7 +655,7 @@ def main() -> None:
         cv2.imwrite(str(args.failures / safe), drawn)
 
     if args.only == "validation":
-        rows += read_validation(rec, args.per_length, args.documents, args.bare, args.drawings)
+        rows += read_validation(rec, args.per_length, args.documents, args.bare, args.drawings, args.forms)
 
     if args.only in (None, "generated") and args.per_length:
         t0 = time.perf_counter()
@@ -669,6 +715,24 @@ def main() -> None:
             f"{(time.perf_counter() - t0) / args.test_documents * 1000:.0f} ms each)"
         )
         trust.append(("generated documents", *documents))
+
+    if args.only in (None, "generated") and args.forms:
+        t0 = time.perf_counter()
+        forms: tuple[list[bool], list[float]] = ([], [])
+        for n, (_writer, image, label) in enumerate(forms_cases(args.forms, TEST_FORMS_SEED, split="test")):
+            text, confidence, _ = read_one(rec, image)
+            rows.append(("generated-forms", str(n), "forms", label, text))
+            forms[0].append(text == label)
+            forms[1].append(confidence)
+            if text != label and n % 5 == 0:
+                failure(f"forms_{n}", image, label, text)
+        right = sum(forms[0])
+        print(
+            f"\nGenerated forms (2-7 digits of one MNIST test writer each, their 1s, 2s, 4s, 7s and 9s redrawn "
+            f"half the time as real writers write them, half dressed as documents): {right}/{args.forms} = "
+            f"{100 * right / args.forms:.1f}% strings ({(time.perf_counter() - t0) / args.forms * 1000:.0f} ms each)"
+        )
+        trust.append(("generated forms", *forms))
 
     if args.only in (None, "bare") and args.bare:
         from digitrec.data import load_mnist

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from digitrec import documents
+from digitrec import documents, glyph_forms
 
 GROUPS = ("separated", "touching", "overlapping", "photo")
 # Marks that are not digits, drawn by `punctuation`: the decimal point, comma and dash of an amount;
@@ -53,6 +53,7 @@ def make_number(
     document: float = 0.0,
     text_out: list | None = None,
     minus: float = 0.0,
+    forms: float = 0.0,
 ) -> tuple[np.ndarray, str]:
     """-> (uint8 grey image, dark ink on light paper; the label string). `spans`, when given,
     receives each digit's (left, right) x in the image; `punctuation` adds marks drawn from `marks`
@@ -65,12 +66,15 @@ def make_number(
     `document` the number is dressed (`_dress`: one hand's slant and pen, hooked 1s, a cross, tick
     or underline beside it, ruled, squared, register or cheque paper, sometimes a photo of it).
     `text_out`, when given, receives the label with the KEPT_MARKS drawn (".", ",", "-") where
-    they are written; with probability `minus` a minus sign is written before the number."""
+    they are written; with probability `minus` a minus sign is written before the number. With
+    `forms`, each digit of a class `glyph_forms.FORMS` knows is redrawn in one of its real writers'
+    forms with that probability, and the whole number has one of its hands (`glyph_forms.hand`,
+    unless dressed) and no dressed hooked 1s (the forms draw their own)."""
     layout = group if group != "photo" else ("separated", "touching")[int(rng.integers(2))]
     idx = rng.integers(0, len(images), length) if digits is None else np.asarray(digits)
     length = len(idx)
     dress = bool(document) and rng.random() < document
-    slant, pen = documents.hand(rng) if dress else (0.0, 0)
+    slant, pen = documents.hand(rng) if dress else glyph_forms.hand(rng) if forms else (0.0, 0)
     height = float(rng.uniform(22, 64))  # px, the string's digit height
     sizes = np.ones(length)
     if small_tail and length > 1 and rng.random() < small_tail:
@@ -85,10 +89,12 @@ def make_number(
             (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
             interpolation=cv2.INTER_LINEAR,
         )
-        if dress:
+        if forms:  # drawn before the hand's slant and pen, which then apply to the new strokes too
+            piece = glyph_forms.redraw(rng, piece, int(labels[i]), forms)
+        if dress or forms:
             piece = documents.styled(piece, slant, pen, height)
-            if labels[i] == 1 and rng.random() < HOOKED_ONES:
-                piece = documents.hooked_one(rng, piece)
+        if dress and not forms and labels[i] == 1 and rng.random() < HOOKED_ONES:
+            piece = documents.hooked_one(rng, piece)
         pieces.append(piece)
     margin = int(height * rng.uniform(0.4, 1.0))
     width = sum(p.shape[1] for p in pieces) + int(length * 0.6 * height) + 2 * margin
