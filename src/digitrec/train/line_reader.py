@@ -135,7 +135,14 @@ def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
 
     def chunks(total: int, first_seed: int, held_out: bool) -> list[tuple]:
         return [
-            (first_seed + k, min(CHUNK, total - k * CHUNK), held_out, config.held_out_writers, config.document, config.forms)
+            (
+                first_seed + k,
+                min(CHUNK, total - k * CHUNK),
+                held_out,
+                config.held_out_writers,
+                config.document,
+                config.forms,
+            )
             for k in range(-(-total // CHUNK))
         ]
 

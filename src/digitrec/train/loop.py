@@ -244,7 +244,9 @@ def _train(
     if config.augment.enabled and config.augment.forms:
         from digitrec.glyph_forms import mnist_with_forms
 
-        redrawn = mnist_with_forms(x_train[:, 0].cpu().numpy(), y_train.cpu().numpy(), config.augment.forms, config.seed)
+        redrawn = mnist_with_forms(
+            x_train[:, 0].cpu().numpy(), y_train.cpu().numpy(), config.augment.forms, config.seed
+        )
         x_train = to_tensor(redrawn).to(dev)
     if config.batch_size % placement.world:
         raise DigitrecError(
