@@ -146,3 +146,18 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
     assert "held-out (" not in log and "held-out string accuracy" in log
     assert json.loads((other / "line_reader_config.json").read_text())["init_seed"] == 1
     assert not np.allclose(LineReader(other / "o.onnx").log_probs(line), single.log_probs(line), atol=1e-3)
+
+
+@pytest.mark.mnist
+def test_a_recipe_with_forms_draws_them_in_its_training_lines_only(mnist):
+    """`forms` redraws training numbers' digits in real writers' forms (a new cache key); the
+    held-out lines stay as the recipe without forms draws them."""
+    from digitrec.train.line_reader import LineReaderConfig, data_settings, generate_lines
+
+    plain, forms = LineReaderConfig(), LineReaderConfig(forms=0.5)
+    assert "forms" not in json.loads(data_settings(plain)) and json.loads(data_settings(forms))["forms"] == 0.5
+    train_plain, train_forms = generate_lines(plain, 3, 12, False), generate_lines(forms, 3, 12, False)
+    assert any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(train_plain[0], train_forms[0]))
+    held_plain, held_forms = generate_lines(plain, 3, 12, True), generate_lines(forms, 3, 12, True)
+    assert held_plain[1] == held_forms[1]
+    assert all(np.array_equal(a, b) for a, b in zip(held_plain[0], held_forms[0]))

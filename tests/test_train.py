@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import run_main
@@ -117,6 +118,25 @@ def test_glyph_variants_add_a_crossbar_to_sevens_and_leave_other_digits_alone():
     cols = added.sum(0).nonzero().flatten()
     assert cols.min() < 17 and cols.max() > 18  # on both sides of the stem
     assert torch.equal(out[1], sevens[1])  # a '3' gets nothing
+
+
+@pytest.mark.mnist
+def test_writers_forms_redraw_only_their_classes_and_stay_mnist_shaped(mnist):
+    """`augment.forms`: the chosen 1/2/4/7/9 redrawn (and prepared as predict prepares a crop),
+    every other digit and the labels untouched, the same for the same seed."""
+    from digitrec.glyph_forms import FORMS, mnist_with_forms
+    from digitrec.train.augment import describe
+    from digitrec.train.config import AugmentConfig
+
+    images, labels = mnist["train"][0][:300], mnist["train"][1][:300]
+    redrawn = mnist_with_forms(images, labels, 1.0, seed=0)
+    changed = np.array([not np.array_equal(a, b) for a, b in zip(images, redrawn)])
+    assert not changed[~np.isin(labels, list(FORMS))].any()
+    assert changed[np.isin(labels, list(FORMS))].mean() > 0.6
+    assert redrawn.shape == images.shape and redrawn.dtype == np.uint8
+    assert np.array_equal(redrawn, mnist_with_forms(images, labels, 1.0, seed=0))
+    assert np.array_equal(mnist_with_forms(images, labels, 0.0, seed=0), images)
+    assert "forms of 1/2/4/7/9 p=0.2" in describe(AugmentConfig(forms=0.2))
 
 
 # --- training runs ---------------------------------------------------------------------------

@@ -189,3 +189,23 @@ FORMS: dict[int, tuple[Callable[[np.random.Generator, np.ndarray], np.ndarray], 
     7: (crossed_seven,),
     9: (straight_nine,),
 }
+
+
+def mnist_with_forms(images: np.ndarray, labels: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """uint8 (N, 28, 28) MNIST-form digits -> a copy in which each digit of a class with FORMS is
+    redrawn, with probability `share`, in one of them: its ink crop enlarged 3x (the forms' strokes
+    are drawn at a written digit's size), redrawn, and prepared again as `predict` prepares a crop
+    (`fit_and_centre`: 20x20, MNIST's stroke width, centre of mass). For a digit model's training."""
+    from digitrec.preprocess.digit import fit_and_centre
+
+    rng = np.random.default_rng(seed)
+    out = images.copy()
+    for k in np.flatnonzero(np.isin(labels, list(FORMS)) & (rng.random(len(labels)) < share)):
+        ys, xs = np.nonzero(images[k])
+        if not len(ys):
+            continue
+        crop = images[k, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32)
+        big = cv2.resize(crop, (crop.shape[1] * 3, crop.shape[0] * 3), interpolation=cv2.INTER_CUBIC)
+        piece = redraw(rng, np.clip(big, 0, 255), int(labels[k]), 1.0)
+        out[k] = fit_and_centre(np.clip(piece, 0, 255).astype(np.uint8))
+    return out

@@ -242,4 +242,6 @@ def describe(cfg: AugmentConfig) -> str:
         parts.append(f"1/7 glyphs p={cfg.glyph_p:g}")
     if cfg.elastic_p:
         parts.append(f"elastic {cfg.elastic_px:g}px p={cfg.elastic_p:g}")
+    if cfg.forms:
+        parts.append(f"writers' forms of 1/2/4/7/9 p={cfg.forms:g}")
     return ", ".join(parts)

@@ -37,6 +37,9 @@ class AugmentConfig:
     stroke_p: float = 0.30  # probability of thickening or thinning the strokes
     stroke_px: float = 1.0  # most pixels added to (or taken from) the stroke width, at 28x28
     glyph_p: float = 0.2  # probability that a '1' gets a flag or foot, a '7' a crossbar
+    # share of the training 1s, 2s, 4s, 7s and 9s redrawn once, before training, in a form real
+    # writers use (`glyph_forms.mnist_with_forms`: flagged 1s, looped 2s, open 4s, crossed 7s...)
+    forms: float = 0.0
     elastic_p: float = 0.0  # probability of an elastic distortion (Simard et al. 2003)
     elastic_px: float = 1.5  # its largest displacement in pixels
     p: float = 1.0  # probability that an image gets the affine part at all

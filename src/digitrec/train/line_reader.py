@@ -62,6 +62,10 @@ class LineReaderConfig:
     weight_decay: float = 0.01
     held_out_writers: float = 0.08  # share of MNIST's training writers kept for validation
     document: float = 0.6  # share of numbers dressed as documents (digitrec.documents)
+    # Of the training numbers' 1s, 2s, 4s, 7s and 9s, the share redrawn in a form real writers use
+    # and MNIST's writers rarely did (`glyph_forms`: flagged 1s, looped 2s, crossed 7s...); the
+    # held-out lines stay plain, comparable across recipes.
+    forms: float = 0.0
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict | None = None) -> LineReaderConfig:
@@ -92,11 +96,11 @@ def digit_sources(held_out: float) -> tuple[list[np.ndarray], list[np.ndarray]] 
     return None if writer_of is None else split_writers(writer_of, held_out)
 
 
-def _generate(task: tuple[int, int, bool, float, float]) -> tuple[list[np.ndarray], list[str]]:
+def _generate(task: tuple[int, int, bool, float, float, float]) -> tuple[list[np.ndarray], list[str]]:
     from digitrec.data import load_mnist
     from digitrec.train.lines import augmented_digits, break_strokes, line_examples, number_digits
 
-    seed, count, held_out, held_out_writers, document = task
+    seed, count, held_out, held_out_writers, document, forms = task
     torch.set_num_threads(1)
     images, labels = load_mnist("train")
     sources = digit_sources(held_out_writers)
@@ -111,9 +115,8 @@ def _generate(task: tuple[int, int, bool, float, float]) -> tuple[list[np.ndarra
     if not held_out:  # each digit distorted afresh (and some broken) for this number
         images = break_strokes(augmented_digits(images, labels, seed), rng)
     ends = np.cumsum([len(n) for n in numbers])
-    return line_examples(
-        rng, images, labels, [np.arange(end - len(n), end) for n, end in zip(numbers, ends)], document=document
-    )
+    numbers = [np.arange(end - len(n), end) for n, end in zip(numbers, ends)]
+    return line_examples(rng, images, labels, numbers, document=document, forms=0.0 if held_out else forms)
 
 
 def generate_lines(
@@ -121,7 +124,7 @@ def generate_lines(
 ) -> tuple[list[np.ndarray], list[str]]:
     """`count` numbers drawn as the training lines are (`held_out`: the held-out writers', plain),
     in this process -> (uint8 (HEIGHT, W) line images, texts). `finetune --numbers` replays them."""
-    return _generate((seed, count, held_out, config.held_out_writers, config.document))
+    return _generate((seed, count, held_out, config.held_out_writers, config.document, config.forms))
 
 
 def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
@@ -132,7 +135,14 @@ def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
 
     def chunks(total: int, first_seed: int, held_out: bool) -> list[tuple]:
         return [
-            (first_seed + k, min(CHUNK, total - k * CHUNK), held_out, config.held_out_writers, config.document)
+            (
+                first_seed + k,
+                min(CHUNK, total - k * CHUNK),
+                held_out,
+                config.held_out_writers,
+                config.document,
+                config.forms,
+            )
             for k in range(-(-total // CHUNK))
         ]
 
@@ -173,16 +183,16 @@ def unpack_lines(flat: np.ndarray, widths: np.ndarray) -> list[np.ndarray]:
 
 def data_settings(config: LineReaderConfig) -> str:
     """The recipe's settings that decide its generated lines, as one string for a cache's key."""
-    return json.dumps(
-        {
-            "numbers": config.numbers,
-            "seed": config.seed,
-            "held_out_writers": config.held_out_writers,
-            "document": config.document,
-            "alphabet": ALPHABET,
-        },
-        sort_keys=True,
-    )
+    settings = {
+        "numbers": config.numbers,
+        "seed": config.seed,
+        "held_out_writers": config.held_out_writers,
+        "document": config.document,
+        "alphabet": ALPHABET,
+    }
+    if config.forms:  # only when used: the caches of recipes without forms keep their keys
+        settings["forms"] = config.forms
+    return json.dumps(settings, sort_keys=True)
 
 
 def cached_data(out: Path, config: LineReaderConfig, workers: int, log=print) -> dict:

@@ -84,10 +84,11 @@ def line_examples(
     numbers: list[np.ndarray],
     groups: tuple[str, ...] = GROUPS,
     document: float = DOCUMENT_SHARE,
+    forms: float = 0.0,
 ) -> tuple[list[np.ndarray], list[str]]:
     """-> (uint8 (32, W) line images, their strings: the digits and the kept marks, '.', ',' and
     '-', where they are written) from one generated number per entry of `numbers` (the indices
-    of its digits in `images`)."""
+    of its digits in `images`). `forms`: as `synth.make_number`'s (real writers' digit forms)."""
     xs, ys = [], []
     for digits in numbers:
         group = groups[int(rng.integers(len(groups)))]
@@ -105,6 +106,7 @@ def line_examples(
             document=document,
             text_out=text,
             minus=MINUS_SHARE,
+            forms=forms,
         )
         seg = segment(grey, cut=False)
         if len(seg.lines) != 1:

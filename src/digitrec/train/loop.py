@@ -241,6 +241,13 @@ def _train(
     # All of MNIST as uint8 on the device (~55 MB): batches are indexed there, never copied over.
     sets = {name: (x.to(dev), y.to(dev)) for name, (x, y) in split_data(config, data["train"], data["test"]).items()}
     x_train, y_train = sets["train"]
+    if config.augment.enabled and config.augment.forms:
+        from digitrec.glyph_forms import mnist_with_forms
+
+        redrawn = mnist_with_forms(
+            x_train[:, 0].cpu().numpy(), y_train.cpu().numpy(), config.augment.forms, config.seed
+        )
+        x_train = to_tensor(redrawn).to(dev)
     if config.batch_size % placement.world:
         raise DigitrecError(
             f"batch size {config.batch_size} does not split over {placement.world} processes; "
