@@ -104,14 +104,15 @@ def generated_cases(per_length: int, seed: int = 0, digits: tuple[np.ndarray, np
 # --- real numbers ---------------------------------------------------------------------------------
 
 
-def real_cases(source: str):
-    manifest = EXTERNAL / source / "manifest.csv"
+def real_cases(source: str, root: Path = EXTERNAL):
+    """(name, path, label) of each multi-digit image of a shared source, from its manifest."""
+    manifest = root / source / "manifest.csv"
     if not manifest.is_file():
         return
     with open(manifest, newline="") as f:
         for row in csv.DictReader(f):
             if len(row["label"]) > 1:
-                yield row["path"], EXTERNAL / source / row["path"], row["label"]
+                yield row["path"], root / source / row["path"], row["label"]
 
 
 def real_group(source: str, name: str) -> str:

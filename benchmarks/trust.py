@@ -5,7 +5,8 @@
   (b) rejection: the share flagged ("not a digit", "several digits", "no ink", or no ink found at
       all) of synthetic letters and symbols in fonts the rejector never saw, scribbles, shapes,
       blank and noise-only pages, digit pairs and triples and whole numbers of 4-6 digits from
-      MNIST writers it never saw;
+      MNIST writers it never saw; and of the shared set's real numbers (cheque amounts, register
+      rows, photographed numbers), which `predict` must flag, not answer;
       and of the REAL digits of every shared source, with the accuracy of the answered ones
       against all of them;
   (c) cost: milliseconds per image of the rejector beside the digit model.
@@ -32,6 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from external import DEFAULT_DATA, SOURCES, load_source, matmul_gflops  # noqa: E402
+from read import REAL_SOURCES as NUMBER_SOURCES  # noqa: E402
+from read import real_cases  # noqa: E402
 
 from digitrec import doubt  # noqa: E402
 from digitrec.errors import DigitrecError  # noqa: E402
@@ -198,6 +201,26 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{kind:22s} {len(images):6d} {rejected:8.2%} {share:8.2%}  "
             + " ".join(f"{k}:{v}" for k, v in Counter(r for r in reasons if r).most_common()),
+            flush=True,
+        )
+
+    # real numbers given to predict (one digit expected): every multi-digit image of the shared
+    # strings, as a user who passes a number to `predict` does; what should come back is a flag
+    # ("several digits: use read"), never a digit.
+    header = f"{'real numbers':22s} {'images':>6s} {'rejected':>8s} {'flagged':>8s}  reasons"
+    print("\n" + header)
+    print("-" * len(header))
+    for source in NUMBER_SOURCES:
+        paths = [path for _, path, _ in real_cases(source, args.data)]
+        if args.limit:
+            paths = paths[: args.limit]
+        if not paths:
+            continue
+        reasons = [flagged(a) for a in answers_for(rec, [path.read_bytes() for path in paths])]
+        print(
+            f"{source:22s} {len(paths):6d} {np.mean([r in REJECTED for r in reasons]):8.2%} "
+            f"{np.mean([r is not None for r in reasons]):8.2%}  "
+            + " ".join(f"{k}:{v}" for k, v in Counter(r or "answered" for r in reasons).most_common()),
             flush=True,
         )
 
