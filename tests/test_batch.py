@@ -330,9 +330,10 @@ def test_the_table_says_why_an_answer_is_flagged(tmp_path, capsys):
     assert row["digit"] is None and row["uncertain"] is True and row["reason"] == "low confidence"
     assert row["confidence"] == pytest.approx(seven["confidence"], abs=1e-6)
 
-    # A part written before the column existed still reads, its reasons null.
+    # A part written before the column existed still reads, its reasons null (another path's row:
+    # read_results shows one row per path).
     old = pq.read_table(strict / "part-000000.parquet").drop_columns(["reason"])
-    pq.write_table(old, strict / "part-000001.parquet")
+    pq.write_table(old.set_column(0, "path", pa.array(["other.png"])), strict / "part-000001.parquet")
     assert read_results(strict).column("reason").to_pylist() == ["low confidence", None]
 
 
@@ -544,3 +545,202 @@ def test_the_summary_stays_one_line_when_logged(tmp_path, capsys):
     code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "1"], capsys)
     assert code == 0, err
     assert re.fullmatch(rf"1 images answered in [0-9.]+ s \([0-9,]+/s\) -> {re.escape(str(out))}\n", err), err
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+DIGITS = {"drawing_4.png": 4, "mnist_9.png": 9, "scan_3.png": 3, "chalk_2.jpg": 2, "grid_6.jpg": 6, "photo_7.jpg": 7}
+
+
+@pytest.fixture
+def half_copied(tmp_path):
+    """A folder of real scans and photos caught while some were still being copied: scan_3.png
+    empty, photo_7.jpg and drawing_4.png cut at half their bytes. -> (folder, fix), where fix()
+    copies them whole."""
+    import shutil
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for name in DIGITS:
+        shutil.copy(EXAMPLES / name, folder / name)
+    (folder / "scan_3.png").write_bytes(b"")
+    for name in ("photo_7.jpg", "drawing_4.png"):
+        whole = (EXAMPLES / name).read_bytes()
+        (folder / name).write_bytes(whole[: len(whole) // 2])
+
+    def fix():
+        for name in ("scan_3.png", "photo_7.jpg", "drawing_4.png"):
+            shutil.copy(EXAMPLES / name, folder / name)
+
+    return folder, fix
+
+
+def test_retry_failed_answers_again_exactly_the_files_that_failed(half_copied, tmp_path, capsys):
+    """A rerun skipped every failed file as done: the only way to try them again was to delete the
+    whole output. --retry-failed answers those again, in the process pool, and nothing else; the
+    new rows replace the old, in every reader."""
+    import concurrent.futures
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    folder, fix = half_copied
+    late = folder / "late"  # more than a chunk of files, 0 bytes at first: the retry needs the pool too
+    late.mkdir()
+    for i in range(64):
+        (late / f"{i:02d}.png").write_bytes(b"")
+    broken = {str(folder / n) for n in ("scan_3.png", "photo_7.jpg", "drawing_4.png")} | {
+        str(p) for p in late.iterdir()
+    }
+    out = tmp_path / "results.parquet"
+    args = ["batch", str(folder), "--out", str(out), "--workers", "2", "--part-size", "1"]
+    code, _, err = run_main(args, capsys)
+    assert code == 1 and "70 images answered" in err and "67 failed" in err, err
+    first = rows_by_path(out)
+    assert {p for p, r in first.items() if r["error"]} == broken
+    assert first[str(folder / "scan_3.png")]["error"] == "empty file"
+
+    fix()
+    for i in range(64):
+        shutil.copy(EXAMPLES / "mnist_9.png", late / f"{i:02d}.png")
+    code, _, err = run_main(args, capsys)  # without the flag, nothing is redone (as before), but it says how
+    assert code == 0 and "0 images answered" in err, err
+    assert "70 already done (67 of them failed: --retry-failed answers them again)" in err
+    assert rows_by_path(out) == first
+
+    untouched = {
+        p.name: p.read_bytes() for p in out.iterdir() if not broken & set(pq.read_table(p)["path"].to_pylist())
+    }
+    assert len(untouched) == 3  # a part a row each: the parts of the broken files are left empty, removed
+    pools = []
+
+    class Pool(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, workers, **kwargs):
+            pools.append(workers)
+            super().__init__(workers, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+        code, _, err = run_main([*args, "--retry-failed"], capsys)
+    assert pools == [2]
+    assert code == 0 and "67 images answered" in err and "3 already done, 67 retried (0 still failing)" in err, err
+    rows = rows_by_path(out)  # one row per path
+    expected = {str(folder / n): (d, None) for n, d in DIGITS.items()} | {p.path: (9, None) for p in os.scandir(late)}
+    assert {p: (r["digit"], r["error"]) for p, r in rows.items()} == expected
+    assert all(rows[p] == r for p, r in first.items() if p not in broken)
+    assert pq.read_table(out).num_rows == 70  # pandas, DuckDB... read the folder: the old rows are gone
+    assert len(list(out.glob("part-*"))) == 3 + 67
+    assert all((out / name).read_bytes() == data for name, data in untouched.items())
+
+    code, _, err = run_main([*args, "--retry-failed"], capsys)
+    assert code == 0 and "0 images answered" in err and "0 retried (0 still failing)" in err, err
+
+
+def test_a_file_still_broken_fails_again_and_keeps_one_row(half_copied, tmp_path):
+    from digitrec.batch import run_batch
+
+    folder, fix = half_copied
+    out = tmp_path / "results.parquet"
+    run_batch([str(folder)], str(out), workers=1, part_size=4)
+    fix()
+    still = folder / "grid_6.jpg"
+    still.write_bytes(still.read_bytes()[:100])  # broken since the first run answered it: not retried
+    (folder / "drawing_4.png").write_bytes(b"")  # still being copied
+    summary = run_batch([str(folder)], str(out), workers=1, part_size=4, retry_failed=True)
+    assert (summary.answered, summary.retried, summary.still_failing, summary.errors) == (3, 3, 1, 1)
+    rows = rows_by_path(out)
+    assert rows[str(folder / "drawing_4.png")]["error"] == "empty file"
+    assert (rows[str(folder / "scan_3.png")]["digit"], rows[str(folder / "photo_7.jpg")]["digit"]) == (3, 7)
+    assert rows[str(still)]["digit"] == 6 and rows[str(still)]["error"] is None
+
+    (folder / "drawing_4.png").write_bytes((EXAMPLES / "drawing_4.png").read_bytes())
+    again = run_batch([str(folder)], str(out), workers=1, part_size=4, retry_failed=True)
+    assert (again.answered, again.retried, again.still_failing) == (1, 1, 0)
+    assert rows_by_path(out)[str(folder / "drawing_4.png")]["digit"] == 4
+
+
+def test_a_retry_killed_before_its_end_reads_the_later_part_and_the_next_run_tidies(half_copied, tmp_path):
+    """A retry killed after writing its new rows, before it removed the old ones from their parts:
+    both are on disk; the row of the later part counts, and the next run (flag or not) drops the old."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from digitrec.batch import run_batch
+    from digitrec.batch.sink import read_results
+
+    folder, fix = half_copied
+    out = tmp_path / "results.parquet"
+    run_batch([str(folder)], str(out), workers=1, part_size=100)
+    shutil.copy(out / "part-000000.parquet", tmp_path / "before.parquet")
+    fix()
+    run_batch([str(folder)], str(out), workers=1, part_size=100, retry_failed=True)
+    shutil.copy(tmp_path / "before.parquet", out / "part-000000.parquet")  # as if killed before the tidying
+    assert pq.read_table(out).num_rows == 9
+    rows = rows_by_path(out)
+    assert {p: r["digit"] for p, r in rows.items()} == {str(folder / n): d for n, d in DIGITS.items()}
+    assert read_results(out).column("path").to_pylist()[-3:] == sorted(
+        str(folder / n) for n in ("drawing_4.png", "photo_7.jpg", "scan_3.png")
+    )
+    summary = run_batch([str(folder)], str(out), workers=1)
+    assert (summary.answered, summary.skipped, summary.skipped_failed) == (0, 6, 0)
+    assert pq.read_table(out).num_rows == 6 and rows_by_path(out) == rows
+
+
+def test_a_later_part_wins_by_its_number_not_its_name(tmp_path):
+    """part-1000000 sorts before part-999999 by name; it is the later one."""
+    from digitrec.batch.sink import ResultSink, read_results
+
+    out = tmp_path / "results.parquet"
+    first = ResultSink(out, "predict", "0" * 64)
+    first.next_part = 999_999
+    first.add([{"path": "a.png", "error": "empty file"}, {"path": "b.png", "digit": 1, "confidence": 0.99}])
+    first.close()
+    second = ResultSink(out, "predict", "0" * 64)
+    assert (second.next_part, second.failed) == (1_000_000, {"a.png": 999_999})
+    second.add([{"path": "a.png", "digit": 8, "confidence": 0.98}])
+    second.close()
+    assert sorted(p.name for p in out.iterdir()) == ["part-1000000.parquet", "part-999999.parquet"]
+    assert {r["path"]: r["digit"] for r in read_results(out).to_pylist()} == {"a.png": 8, "b.png": 1}
+    assert ResultSink(out, "predict", "0" * 64).failed == {}
+
+
+def test_retry_failed_without_an_earlier_run_or_with_other_settings_is_refused(half_copied, tmp_path, capsys):
+    folder, _ = half_copied
+    out = tmp_path / "results.parquet"
+    args = ["batch", str(folder), "--out", str(out), "--workers", "1"]
+    code, _, err = run_main([*args, "--retry-failed"], capsys)
+    assert code == 1 and "Traceback" not in err and not out.exists()
+    assert err == f"Error: {out} holds no results of an earlier run to retry: run without --retry-failed first\n"
+    run_main([*args, "--min-confidence", "0.5"], capsys)
+    for more, said in (
+        ([], "holds answers given with --min-confidence 0.5, not --min-confidence 0.93"),
+        (["--min-confidence", "0.5", "--fast"], "holds answers given with no --fast, not --fast"),
+        (["--min-confidence", "0.5", "--task", "read"], "holds results of --task predict, not read"),
+    ):
+        code, _, err = run_main([*args, *more, "--retry-failed"], capsys)
+        assert code == 1 and said in err and "Traceback" not in err, err
+    code, _, err = run_main([*args, "--min-confidence", "0.5", "--retry-failed"], capsys)
+    assert code == 1 and "3 retried (3 still failing)" in err, err  # nothing fixed yet
+
+
+def test_the_ray_engine_is_handed_only_the_failed_paths(half_copied, tmp_path, monkeypatch):
+    """Both engines get their paths from run_batch's one plan; Ray itself is not started here."""
+    import digitrec.batch.ray_engine
+    from digitrec.batch import run_batch
+    from digitrec.batch.local import answer_local
+
+    handed = []
+
+    def fake_ray(paths, *, address, **kwargs):
+        handed.append(list(paths))
+        return answer_local(paths, **kwargs)
+
+    monkeypatch.setattr(digitrec.batch.ray_engine, "answer_ray", fake_ray)
+    folder, fix = half_copied
+    out = tmp_path / "results.parquet"
+    run_batch([str(folder)], str(out), engine="ray", workers=1)
+    fix()
+    summary = run_batch([str(folder)], str(out), engine="ray", workers=1, retry_failed=True)
+    assert handed[1] == [str(folder / n) for n in ("drawing_4.png", "photo_7.jpg", "scan_3.png")]
+    assert (summary.retried, summary.still_failing) == (3, 0)
+    assert {p: r["digit"] for p, r in rows_by_path(out).items()} == {str(folder / n): d for n, d in DIGITS.items()}

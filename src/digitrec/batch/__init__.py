@@ -4,7 +4,9 @@
     actors, the model loaded once in each) -> rows -> Parquet parts, written as they fill
 
 Resumable: the paths already in the output are skipped, so a run stopped for any reason (Ctrl+C,
-`kill -9`, a lost node) goes on where it stopped when started again with the same command.
+`kill -9`, a lost node) goes on where it stopped when started again with the same command. A file
+that failed is answered too (a row with its error); `retry_failed` answers those again, and their new
+rows replace the old (digitrec.batch.sink).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from digitrec.batch.answer import TASKS
-from digitrec.batch.sink import PART_SIZE, ResultSink
+from digitrec.batch.sink import PART_SIZE, ResultSink, parts
 from digitrec.batch.sources import expand_sources
 from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
+from digitrec.errors import DataError
 
 ENGINES = ("local", "ray")
 
@@ -29,6 +33,9 @@ class BatchSummary:
     answered: int  # answered in this run
     errors: int  # of those, files that failed (each a row with its error)
     seconds: float
+    retried: int = 0  # of the answered, paths whose earlier row was an error (retry_failed)
+    still_failing: int = 0  # of the retried, those that failed again
+    skipped_failed: int = 0  # of the skipped, paths whose row is an error (retry_failed would answer them)
 
 
 def run_batch(
@@ -43,12 +50,15 @@ def run_batch(
     workers: int | None = None,
     address: str | None = None,
     part_size: int = PART_SIZE,
+    retry_failed: bool = False,
     on_start: Callable[[int, int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> BatchSummary:
     """Answer every image the sources name, writing rows to the Parquet dataset `out` as it goes.
     `side`: the long side big images are decoded at (default `predict`'s; `bulk.BULK_SIDE` is
-    `--fast`). `on_start(todo, skipped)` and `on_progress(n_rows)` let a caller draw progress."""
+    `--fast`). `retry_failed`: answer again the paths whose row in `out` is an error, with the same
+    settings (a resume with others is refused); nothing answered is redone. `on_start(todo, skipped)`
+    and `on_progress(n_rows)` let a caller draw progress."""
     from digitrec.files import file_sha256
     from digitrec.runtime import Recognizer
 
@@ -56,6 +66,8 @@ def run_batch(
         raise ValueError(f"task must be one of {TASKS}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
+    if retry_failed and not (Path(out).is_dir() and parts(out)):
+        raise DataError(f"{out} holds no results of an earlier run to retry: run without --retry-failed first")
     start = time.perf_counter()
     recognizer = Recognizer(model, threads=1)  # checks the model here, before any worker starts
     model_path = str(recognizer.path)
@@ -71,11 +83,14 @@ def run_batch(
     settings = {"min_confidence": f"{min_confidence:g}", "side": str(side or "default")}
     sink = ResultSink(out, task, answers_from, part_size, settings)
     try:
-        todo = [p for p in dict.fromkeys(paths) if p not in sink.done]  # a path named twice is answered once
+        named = dict.fromkeys(paths)  # a path named twice is answered once
+        failed = {p for p in named if p in sink.failed}
+        retry = failed if retry_failed else set()
+        todo = [p for p in named if p not in sink.done or p in retry]
         skipped = len(paths) - len(todo)
         if on_start:
             on_start(len(todo), skipped)
-        answered = errors = 0
+        answered = errors = still_failing = 0
         if todo:
             if engine == "local":
                 from digitrec.batch.local import answer_local
@@ -100,10 +115,12 @@ def run_batch(
                     sink.add(rows)
                     answered += len(rows)
                     errors += sum(1 for r in rows if r["error"])
+                    still_failing += sum(1 for r in rows if r["error"] and r["path"] in retry)
                     if on_progress:
                         on_progress(len(rows))
             finally:
                 chunks.close()  # stops the workers at once on Ctrl+C
     finally:
         sink.close()  # the rows answered so far are kept, whatever stopped the run; the lock let go
-    return BatchSummary(len(paths), skipped, answered, errors, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return BatchSummary(len(paths), skipped, answered, errors, seconds, len(retry), still_failing, len(failed - retry))

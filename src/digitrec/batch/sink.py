@@ -8,6 +8,12 @@ whole parts; the rows it was collecting are the only ones lost, and the next run
 it reads the paths already in the parts and skips them. Memory stays flat: at most one part of rows
 is held, however many millions of files go through. One run writes a dataset at a time: a second,
 started while the first goes on, would number its parts as the first does and write over them.
+
+A path has one row, except while a run that answers failed paths again (`--retry-failed`) goes on:
+its new rows are in later parts, and the row of the later part is the one that counts. When the run
+ends, the superseded rows are removed from their parts (each rewritten whole, atomically), so every
+reader sees one row per path; a run killed before that leaves them to the next run's end, and
+`read_results` applies the rule meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from digitrec.files import atomic_path
 PART_SIZE = 1000  # rows per part file: ~1,000 files of results per million images
 COLUMNS = ("path", "digit", "text", "confidence", "uncertain", "reason", "error", "model")
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
+
+
+def parts(out: str | Path) -> list[tuple[int, Path]]:
+    """The part files of the dataset `out`, oldest first, with their numbers (by number, not by
+    name: part-1000000 comes after part-999999)."""
+    found = [(int(m.group(1)), p) for p in Path(out).iterdir() if (m := _PART.match(p.name))]
+    return sorted(found)
 
 
 def require_pyarrow():
@@ -63,7 +76,8 @@ def _setting(key: str, value: str) -> str:
 
 
 class ResultSink:
-    """Rows in, part files out. `done` holds the paths earlier runs already answered."""
+    """Rows in, part files out. `done` holds the paths earlier runs already answered; `failed`, those
+    of them whose latest row is an error, each with the number of the part that holds that row."""
 
     def __init__(
         self,
@@ -88,6 +102,8 @@ class ResultSink:
             raise DataError(f"cannot create {self.out}: {exc.strerror or exc}") from None
         self._lock = _lock(self.out)  # before _resume, which removes the temporary files of a killed run
         self.done: set[str] = set()
+        self.failed: dict[str, int] = {}
+        self._superseded: dict[int, set[str]] = {}  # part number -> paths whose row there a later part replaced
         self.next_part = 0
         self._rows: list[dict] = []
         try:
@@ -99,13 +115,10 @@ class ResultSink:
     def _resume(self) -> None:
         for stray in self.out.glob(".part-*.part"):  # a part a killed run was writing (files.atomic_path)
             stray.unlink(missing_ok=True)
-        for part in sorted(self.out.iterdir()):
-            match = _PART.match(part.name)
-            if not match:
-                continue
-            self.next_part = max(self.next_part, int(match.group(1)) + 1)
+        for number, part in parts(self.out):
+            self.next_part = number + 1
             try:
-                table = self.pq.read_table(part, columns=["path", "model"])
+                table = self.pq.read_table(part, columns=["path", "model", "error"])
                 metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
                 task = metadata.get("digitrec.task", "")
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
@@ -127,7 +140,11 @@ class ResultSink:
                         f"{self.out} holds answers given with {_setting(key, earlier)}, not "
                         f"{_setting(key, value)}: resume as the run began, or use another --out"
                     )
-            self.done.update(table.column("path").to_pylist())
+            paths = table.column("path").to_pylist()
+            self.done.update(paths)
+            for path in self.failed.keys() & set(paths):  # answered again by a retry killed before its end
+                self._supersede(path)
+            self._note_failed(table.filter(table.column("error").is_valid()).column("path").to_pylist(), number)
 
     def add(self, rows: list[dict]) -> None:
         self._rows += rows
@@ -136,13 +153,42 @@ class ResultSink:
             self._rows = self._rows[self.part_size :]
 
     def close(self) -> None:
-        """Write the rows still held (the last, short part); let the next run in."""
+        """Write the rows still held (the last, short part); drop the rows they superseded; let the
+        next run in."""
         try:
             if self._rows:
                 self._write(self._rows)
                 self._rows = []
+            self._drop_superseded()
         finally:
             self._unlock()
+
+    def _supersede(self, path: str) -> None:
+        """A later row for `path` is written: its failed row, in an earlier part, no longer counts."""
+        earlier = self.failed.pop(path, None)
+        if earlier is not None:
+            self._superseded.setdefault(earlier, set()).add(path)
+
+    def _note_failed(self, paths: list[str], number: int) -> None:
+        self.failed.update(dict.fromkeys(paths, number))
+
+    def _drop_superseded(self) -> None:
+        """Rewrite each part that holds superseded rows without them (a part left empty is removed),
+        so that pandas, DuckDB... read one row per path. Each rewrite is atomic: killed halfway, the
+        rows are still superseded by the later parts, and the next run drops them."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for number, paths in sorted(self._superseded.items()):
+            part = self.out / f"part-{number:06d}.parquet"
+            table = self.pq.read_table(part)
+            kept = table.filter(pc.invert(pc.is_in(table.column("path"), value_set=pa.array(sorted(paths)))))
+            if kept.num_rows:
+                with atomic_path(part) as tmp:
+                    self.pq.write_table(kept, tmp)
+            else:
+                part.unlink()
+        self._superseded.clear()
 
     def _unlock(self) -> None:
         if self._lock is not None:
@@ -157,6 +203,9 @@ class ResultSink:
         table = pa.Table.from_pylist(rows, schema=self.schema)
         with atomic_path(self.out / f"part-{self.next_part:06d}.parquet") as tmp:
             self.pq.write_table(table, tmp)
+        for row in rows:
+            self._supersede(row["path"])
+        self._note_failed([row["path"] for row in rows if row.get("error")], self.next_part)
         self.next_part += 1
 
 
@@ -184,11 +233,18 @@ def _lock(out: Path) -> int | None:
 
 
 def read_results(out: str | Path):
-    """The whole dataset as a pyarrow Table (for tests and small results)."""
+    """The whole dataset as a pyarrow Table, one row per path (for tests and small results)."""
     pq = require_pyarrow()
-    parts = sorted(p for p in Path(out).iterdir() if _PART.match(p.name))
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     # promote: parts written before the `reason` column existed read with it null.
-    tables = [pq.read_table(p) for p in parts]
-    return pa.concat_tables(tables, promote_options="default") if parts else schema("").empty_table()
+    tables = [pq.read_table(p) for _, p in parts(out)]
+    if not tables:
+        return schema("").empty_table()
+    table = pa.concat_tables(tables, promote_options="default")
+    if pc.count_distinct(table.column("path")).as_py() == table.num_rows:
+        return table
+    # A retry killed before it dropped the rows it superseded: a path's row in the latest part counts.
+    rows = table.append_column("row", pa.array(range(table.num_rows))).group_by("path").aggregate([("row", "max")])
+    return table.take(sorted(rows.column("row_max").to_pylist()))

@@ -76,18 +76,26 @@ from digitrec.cli.output import min_confidence_option
     show_default=True,
     help="Rows per Parquet part; a killed run redoes at most the part it was filling.",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Answer again the files whose row in --out is an error (unreadable, cut short, still being "
+    "copied); their new rows replace the old. Nothing answered is redone; the settings must be the run's.",
+)
 @click.pass_context
-def batch(ctx, sources, out, task, engine, address, workers, model, min_confidence, fast, part_size):
+def batch(ctx, sources, out, task, engine, address, workers, model, min_confidence, fast, part_size, retry_failed):
     """Answer every image in an archive; write the answers to Parquet as it goes.
 
     SOURCES are folders (searched recursively), globs ('scans/**/*.jpg'), lists of paths
     (.txt one a line, .csv with a 'path' column, .parquet with a 'path' column) or URIs
     (s3://, gs://, ... through fsspec). A file that fails is a row with its error; the others go on.
-    The exit status is 1 if any file of this run failed.
+    The exit status is 1 if any file of this run failed. Run the same command again to go on
+    where it stopped; add --retry-failed to answer the failed files again.
 
     \b
     Examples:
       digitrec batch scans/ --out results.parquet
+      digitrec batch scans/ --out results.parquet --retry-failed
       digitrec batch list.csv --task read --out numbers.parquet
       digitrec batch 's3://bucket/forms/*.png' --engine ray --address auto --out s3.parquet
     """
@@ -107,6 +115,7 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
             workers=workers,
             address=address,
             part_size=part_size,
+            retry_failed=retry_failed,
             on_start=bar.start,
             on_progress=bar.advance,
         )
@@ -119,6 +128,10 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
     rate = summary.answered / summary.seconds if summary.seconds else 0.0
     failed = f", [red]{summary.errors:,} failed[/]" if summary.errors else ""
     skipped = f", {summary.skipped:,} already done" if summary.skipped else ""
+    if summary.skipped_failed:  # a rerun does not try them again unless asked: say how
+        skipped += f" ({summary.skipped_failed:,} of them failed: --retry-failed answers them again)"
+    if retry_failed:
+        skipped += f", {summary.retried:,} retried ({summary.still_failing:,} still failing)"
     bar.console.print(
         f"{summary.answered:,} images answered in {summary.seconds:.1f} s ({rate:,.0f}/s){failed}{skipped} -> {out}",
         highlight=False,
