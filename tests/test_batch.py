@@ -544,3 +544,29 @@ def test_the_summary_stays_one_line_when_logged(tmp_path, capsys):
     code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "1"], capsys)
     assert code == 0, err
     assert re.fullmatch(rf"1 images answered in [0-9.]+ s \([0-9,]+/s\) -> {re.escape(str(out))}\n", err), err
+
+
+def test_an_out_with_brackets_in_its_name_is_said_as_it_is(tmp_path, monkeypatch, capsys):
+    """rich read `[final]` and `[bold]` in a folder's name as markup: the summary said
+    '-> scans /results.parquet' and Ctrl+C's line named a folder that does not exist."""
+    import shutil
+
+    import digitrec.batch
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "scans [final]" / "results [bold].parquet"
+    code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "1"], capsys)
+    assert code == 0 and err.endswith(f" -> {out}\n"), err
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted)
+    code, _, err = run_main(["batch", str(folder), "--out", str(out)], capsys)
+    assert (code, err) == (
+        130,
+        f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.\n",
+    )
