@@ -402,7 +402,7 @@ def test_a_folder_it_cannot_list_and_a_broken_link_are_rows_not_lost(locked_arch
     assert (rows[str(folder / "3.png")]["digit"], rows[str(folder / "ok" / "7.jpg")]["digit"]) == (3, 7)
 
 
-def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_path):
+def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_of_text_says_which(tmp_path):
     """The three were all "needs a 'path' column", followed by pyarrow's internals over five lines
     for the one that had a column of another name."""
     import pyarrow as pa
@@ -413,6 +413,7 @@ def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_
     pq.write_table(pa.table({"file": ["a.png"], "label": [3]}), tmp_path / "named.parquet")
     (tmp_path / "text.parquet").write_text("path\na.png\n")
     (tmp_path / "empty.parquet").write_bytes(b"")
+    pq.write_table(pa.table({"path": [3, 7]}), tmp_path / "numbers.parquet")
     for name, message in (
         ("named", "named.parquet: a Parquet list needs a 'path' column (it has: file, label)"),
         (
@@ -424,6 +425,8 @@ def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_
             "empty",
             "empty.parquet: not a Parquet file (Parquet file size is 0 bytes)",
         ),
+        # numbers where paths go: AttributeError "'int' object has no attribute 'partition'"
+        ("numbers", "numbers.parquet: the 'path' column must hold text (file paths or URIs), not int64"),
     ):
         with pytest.raises(DigitrecError) as err:
             expand_sources([str(tmp_path / f"{name}.parquet")])
