@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import refuse_to_list
 
 from digitrec.errors import DataError
 
@@ -69,9 +70,7 @@ def test_a_digits_subfolders_are_read_too_and_hidden_files_are_not(tmp_path):
 
 def test_a_digits_subfolder_it_cannot_list_is_refused_by_name_not_left_out(tmp_path, monkeypatch):
     """7/scans/ that this user may not list: its sevens were left out in silence (the model was
-    tuned on fewer than the user gave). The lock is os.scandir refusing it, as the kernel does
-    for a user without read permission (tests run as root, where chmod 000 locks nothing)."""
-    import os
+    tuned on fewer than the user gave)."""
     import shutil
 
     from digitrec.tune.data import list_examples
@@ -80,14 +79,8 @@ def test_a_digits_subfolder_it_cannot_list_is_refused_by_name_not_left_out(tmp_p
     for place, name in (("3", "scan_3.png"), ("7", "photo_7.jpg"), ("7/scans", "photo_7.jpg")):
         (tmp_path / place).mkdir(parents=True, exist_ok=True)
         shutil.copy(examples / name, tmp_path / place / name)
-    locked, scandir = tmp_path / "7" / "scans", os.scandir
-
-    def refusing(path="."):
-        if Path(path) == locked:
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return scandir(path)
-
-    monkeypatch.setattr(os, "scandir", refusing)
+    locked = tmp_path / "7" / "scans"
+    refuse_to_list(monkeypatch, locked)
     with pytest.raises(DataError) as err:
         list_examples(tmp_path)
     assert str(err.value) == (
