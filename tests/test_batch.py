@@ -573,3 +573,26 @@ def test_an_out_with_brackets_in_its_name_is_said_as_it_is(tmp_path, monkeypatch
         130,
         f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.\n",
     )
+
+
+def test_a_folder_whose_file_system_takes_no_lock_is_written_unlocked_not_refused(tmp_path, monkeypatch):
+    """On NFS, flock on a folder opened read-only fails with EBADF (the emulation's byte-range lock
+    needs a file open for writing): every run was refused as if another run were writing there."""
+    import errno
+    import fcntl
+    import shutil
+
+    from digitrec.batch import run_batch
+
+    def no_locks_here(fd, operation):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks_here)
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results.parquet"
+    summary = run_batch([str(folder)], str(out), workers=1)
+    assert (summary.answered, summary.errors) == (1, 0)
+    assert rows_by_path(out)[str(folder / "3.png")]["digit"] == 3
