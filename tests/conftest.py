@@ -147,10 +147,8 @@ def plain_digits(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def locked_archive(tmp_path, monkeypatch):
     """A folder as archives come: real images (examples/scan_3.png at the top, photo_7.jpg in a
-    subfolder), a subfolder this user may not list, a broken link with an image's name and a link
-    back up to the folder. -> (folder, locked subfolder, broken link). The lock is os.scandir
-    refusing it, as the kernel does for a user without read permission: tests run as root in CI,
-    where chmod 000 locks nothing."""
+    subfolder), a subfolder this user may not list (`refuse_to_list`), a broken link with an image's
+    name and a link back up to the folder. -> (folder, locked subfolder, broken link)."""
     import shutil
 
     examples = Path(__file__).resolve().parent.parent / "examples"
@@ -164,12 +162,18 @@ def locked_archive(tmp_path, monkeypatch):
     broken = folder / "gone.png"
     broken.symlink_to(tmp_path / "deleted.png")
     (folder / "ok" / "loop").symlink_to(folder)
+    refuse_to_list(monkeypatch, locked)
+    return folder, locked, broken
+
+
+def refuse_to_list(monkeypatch, folder: Path) -> None:
+    """`folder` can no longer be listed: os.scandir refuses it, as the kernel does for a user
+    without read permission (tests run as root in CI, where chmod 000 locks nothing)."""
     scandir = os.scandir
 
     def refusing(path="."):
-        if Path(path) == locked:
+        if Path(path) == folder:
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return scandir(path)
 
     monkeypatch.setattr(os, "scandir", refusing)
-    return folder, locked, broken

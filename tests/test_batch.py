@@ -403,7 +403,7 @@ def test_a_folder_it_cannot_list_and_a_broken_link_are_rows_not_lost(locked_arch
     assert (rows[str(folder / "3.png")]["digit"], rows[str(folder / "ok" / "7.jpg")]["digit"]) == (3, 7)
 
 
-def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_path):
+def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_of_text_says_which(tmp_path):
     """The three were all "needs a 'path' column", followed by pyarrow's internals over five lines
     for the one that had a column of another name."""
     import pyarrow as pa
@@ -414,6 +414,7 @@ def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_
     pq.write_table(pa.table({"file": ["a.png"], "label": [3]}), tmp_path / "named.parquet")
     (tmp_path / "text.parquet").write_text("path\na.png\n")
     (tmp_path / "empty.parquet").write_bytes(b"")
+    pq.write_table(pa.table({"path": [3, 7]}), tmp_path / "numbers.parquet")
     for name, message in (
         ("named", "named.parquet: a Parquet list needs a 'path' column (it has: file, label)"),
         (
@@ -425,6 +426,8 @@ def test_a_parquet_list_that_is_no_parquet_or_has_no_path_column_says_which(tmp_
             "empty",
             "empty.parquet: not a Parquet file (Parquet file size is 0 bytes)",
         ),
+        # numbers where paths go: AttributeError "'int' object has no attribute 'partition'"
+        ("numbers", "numbers.parquet: the 'path' column must hold text (file paths or URIs), not int64"),
     ):
         with pytest.raises(DigitrecError) as err:
             expand_sources([str(tmp_path / f"{name}.parquet")])
@@ -744,3 +747,52 @@ def test_the_ray_engine_is_handed_only_the_failed_paths(half_copied, tmp_path, m
     assert handed[1] == [str(folder / n) for n in ("drawing_4.png", "photo_7.jpg", "scan_3.png")]
     assert (summary.retried, summary.still_failing) == (3, 0)
     assert {p: r["digit"] for p, r in rows_by_path(out).items()} == {str(folder / n): d for n, d in DIGITS.items()}
+
+
+def test_an_out_with_brackets_in_its_name_is_said_as_it_is(tmp_path, monkeypatch, capsys):
+    """rich read `[final]` and `[bold]` in a folder's name as markup: the summary said
+    '-> scans /results.parquet' and Ctrl+C's line named a folder that does not exist."""
+    import shutil
+
+    import digitrec.batch
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "scans [final]" / "results [bold].parquet"
+    code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "1"], capsys)
+    assert code == 0 and err.endswith(f" -> {out}\n"), err
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted)
+    code, _, err = run_main(["batch", str(folder), "--out", str(out)], capsys)
+    assert (code, err) == (
+        130,
+        f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.\n",
+    )
+
+
+def test_a_folder_whose_file_system_takes_no_lock_is_written_unlocked_not_refused(tmp_path, monkeypatch):
+    """On NFS, flock on a folder opened read-only fails with EBADF (the emulation's byte-range lock
+    needs a file open for writing): every run was refused as if another run were writing there."""
+    import errno
+    import fcntl
+    import shutil
+
+    from digitrec.batch import run_batch
+
+    def no_locks_here(fd, operation):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks_here)
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(examples / "scan_3.png", folder / "3.png")
+    out = tmp_path / "results.parquet"
+    summary = run_batch([str(folder)], str(out), workers=1)
+    assert (summary.answered, summary.errors) == (1, 0)
+    assert rows_by_path(out)[str(folder / "3.png")]["digit"] == 3

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import refuse_to_list
 
 from digitrec.errors import DataError
 
@@ -65,6 +66,27 @@ def test_a_digits_subfolders_are_read_too_and_hidden_files_are_not(tmp_path):
         Example(tmp_path / "3" / "scan_3.png", 3),
         Example(tmp_path / "7" / "scans" / "2024" / "photo_7.jpg", 7),
     ]
+
+
+def test_a_digits_subfolder_it_cannot_list_is_refused_by_name_not_left_out(tmp_path, monkeypatch):
+    """7/scans/ that this user may not list: its sevens were left out in silence (the model was
+    tuned on fewer than the user gave)."""
+    import shutil
+
+    from digitrec.tune.data import list_examples
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for place, name in (("3", "scan_3.png"), ("7", "photo_7.jpg"), ("7/scans", "photo_7.jpg")):
+        (tmp_path / place).mkdir(parents=True, exist_ok=True)
+        shutil.copy(examples / name, tmp_path / place / name)
+    locked = tmp_path / "7" / "scans"
+    refuse_to_list(monkeypatch, locked)
+    with pytest.raises(DataError) as err:
+        list_examples(tmp_path)
+    assert str(err.value) == (
+        f"{locked}: cannot list this folder (Permission denied): its images would be left out; "
+        "make it readable or move it away"
+    )
 
 
 def test_images_are_prepared_by_predicts_own_code(digit_files):

@@ -16,6 +16,7 @@ from digitrec.preprocess.digit import RENDER, STROKE_RANGE, digit_views, find_di
 from digitrec.preprocess.ink import find_ink, ink_is_bright, stroke_width
 from digitrec.preprocess.lines import may_hold_segment
 from digitrec.preprocess.noise import median, median_whole, paper_noise, percentile_float, percentile_whole
+from digitrec.runtime import Prediction
 
 GENERATED_CASES = 200
 
@@ -372,3 +373,22 @@ def test_a_dark_page_or_a_digit_at_the_edge_is_no_margin():
     cv2.line(seven, (0, 10), (70, 10), 20, 6)
     cv2.line(seven, (70, 10), (20, 95), 20, 6)
     assert trim_dark_border(seven) is seven
+
+
+@pytest.mark.parametrize("shape", [(100, 8), (8, 100)])
+def test_a_strip_whose_two_margins_meet_is_left_whole_not_cut_to_nothing(shape, recognizer, tmp_path):
+    """A strip 8 px across with a dark band on each long side: the bands (4 px, half the side,
+    allowed) and their 2 px pads met, the crop came out 0 px wide and predict failed with numpy's
+    "zero-size array" ValueError instead of an answer."""
+    from digitrec.preprocess.frames import trim_dark_border
+
+    strip = np.full(shape, 230, np.uint8)
+    bands = (np.s_[:, :3], np.s_[:, -1:]) if shape[1] == 8 else (np.s_[:3], np.s_[-1:])
+    for band in bands:
+        strip[band] = 60
+    assert trim_dark_border(strip) is strip
+    path = tmp_path / "strip.png"
+    cv2.imwrite(str(path), strip)
+    (answer,) = recognizer.predict_many([path])  # a ValueError escaped it; user errors are answers
+    said = answer.reason if isinstance(answer, Prediction) else str(answer)
+    assert "no ink" in str(said)  # two bands and paper between them: nothing written

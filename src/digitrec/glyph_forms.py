@@ -133,6 +133,8 @@ def open_four(rng: np.random.Generator, piece: np.ndarray) -> np.ndarray:
     rows = np.arange(top, top + h)
     counts = np.bincount(ys - top, minlength=h)
     middle = (rows >= top + 0.35 * h) & (rows <= top + 0.85 * h)
+    if not middle.any():  # one row of ink (h = 1): no crossbar to find, and argmax of nothing fails
+        return piece
     bar = int(rows[middle][np.argmax(counts[middle])])  # the crossbar: the fullest row of the middle
     below = ys > bar + pen
     if np.unique(ys[below]).size < 3:

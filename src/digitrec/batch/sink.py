@@ -212,7 +212,8 @@ class ResultSink:
 def _lock(out: Path) -> int | None:
     """An exclusive lock on the folder `out` for this run (its descriptor, held open), let go when
     the run ends, however it ends: the kernel drops it with the process. None where there is no
-    fcntl (Windows)."""
+    fcntl (Windows), or where the folder's file system takes no such lock (NFS emulates flock with
+    a byte-range lock that a folder, opened read-only, cannot take: EBADF; ENOLCK, EOPNOTSUPP)."""
     try:
         import fcntl
     except ImportError:
@@ -223,12 +224,15 @@ def _lock(out: Path) -> int | None:
         raise DataError(f"cannot open {out}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:  # EWOULDBLOCK: another run holds it
         os.close(lock)
         raise DataError(
             f"{out} is being written by another digitrec batch run right now: let it finish (run the "
             "same command again then, to answer what it did not) or give this one another --out"
         ) from None
+    except OSError:  # no locks here: every run on an NFS --out was refused as if another held it
+        os.close(lock)
+        return None
     return lock
 
 

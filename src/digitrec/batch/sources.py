@@ -136,4 +136,8 @@ def _parquet_paths(name: str, f) -> list[str]:
     columns = parquet.schema_arrow.names
     if "path" not in columns:  # (pyarrow's own message lists its internal fields over five lines)
         raise DataError(f"{name}: a Parquet list needs a 'path' column (it has: {', '.join(columns) or 'none'})")
-    return [p for p in parquet.read(columns=["path"]).column("path").to_pylist() if p]
+    column = parquet.read(columns=["path"]).column("path")
+    paths = [p for p in column.to_pylist() if p]
+    if not all(isinstance(p, str) for p in paths):  # numbers or bytes: a traceback further on
+        raise DataError(f"{name}: the 'path' column must hold text (file paths or URIs), not {column.type}")
+    return paths

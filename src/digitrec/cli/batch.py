@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -121,7 +122,9 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
         )
     except KeyboardInterrupt:  # Ctrl+C: say that nothing answered is lost (click would say "Aborted.")
         bar.stop()
-        bar.console.print(f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.")
+        bar.console.print(
+            f"Interrupted: the answers so far are kept in {escape(out)}; run the same command again to go on."
+        )
         ctx.exit(130)
     finally:
         bar.stop()
@@ -133,7 +136,8 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
     if retry_failed:
         skipped += f", {summary.retried:,} retried ({summary.still_failing:,} still failing)"
     bar.console.print(
-        f"{summary.answered:,} images answered in {summary.seconds:.1f} s ({rate:,.0f}/s){failed}{skipped} -> {out}",
+        f"{summary.answered:,} images answered in {summary.seconds:.1f} s ({rate:,.0f}/s){failed}{skipped} -> "
+        f"{escape(out)}",  # a folder named 'scans [final]' is a path, not rich markup
         highlight=False,
     )
     ctx.exit(1 if summary.errors else 0)

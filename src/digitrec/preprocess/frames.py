@@ -70,7 +70,7 @@ def _sides(blob: np.ndarray) -> tuple[tuple[list[int], list[int]], tuple[list[in
 # than the page. Handwriting never fills a whole column of a crop that holds it like that.
 BORDER_DARK = 0.5  # darker than half the page's brightness
 BORDER_FULL = 0.9  # over this share of the column (row)
-BORDER_KEEP = 0.5  # never trim more than half of a side: then it is no margin but the picture
+BORDER_KEEP = 0.5  # bands over half a side are no margin but the picture: nothing is trimmed
 
 
 def trim_dark_border(grey: np.ndarray) -> np.ndarray:
@@ -94,6 +94,8 @@ def trim_dark_border(grey: np.ndarray) -> np.ndarray:
     pad_x, pad_y = max(2, w // 50), max(2, h // 50)
     x0, x1 = left + pad_x if left else 0, w - (right + pad_x if right else 0)
     y0, y1 = top + pad_y if top else 0, h - (bottom + pad_y if bottom else 0)
+    if x1 <= x0 or y1 <= y0:  # a strip (8 px wide) whose two bands and pads meet: nothing would be left
+        return grey
     return grey[y0:y1, x0:x1]
 
 

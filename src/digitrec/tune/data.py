@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,14 +132,26 @@ def _from_folder(folder: Path) -> list[Example]:
             f"{folder}: subfolder(s) {', '.join(others[:5])} are not a digit 0-9: "
             "name each subfolder after the digit its images show"
         )
-    # Recursively: 7/phone/ and 7/scans/ are sevens too (they were left out, and the user was told
-    # "only 0 usable images"). Hidden files and folders (.DS_Store, .thumbnails/) are not images.
-    return [
-        Example(f, int(sub.name))
-        for sub in digits
-        for f in sorted(sub.rglob("*"))
-        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(sub).parts)
-    ]
+    return [Example(f, int(sub.name)) for sub in digits for f in _files_under(sub)]
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files in a digit's folder, recursively, sorted: 7/phone/ and 7/scans/ are sevens too (they
+    were left out, and the user was told "only 0 usable images"). Hidden files and folders
+    (.DS_Store, .thumbnails/) are not images; linked folders are not followed. A subfolder that
+    cannot be listed is refused by name: its images would be left out in silence."""
+
+    def unlisted(error: OSError) -> None:
+        raise DataError(
+            f"{error.filename or folder}: cannot list this folder ({error.strerror or error}): "
+            "its images would be left out; make it readable or move it away"
+        )
+
+    found: list[Path] = []
+    for root, subfolders, names in os.walk(folder, onerror=unlisted):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found += (Path(root, name) for name in names if not name.startswith("."))
+    return sorted(f for f in found if f.is_file())
 
 
 def _is_digit(text: str) -> bool:
