@@ -186,10 +186,10 @@ class Recognizer:
         Raises ImageError with a message for the user (not an image, too large, no ink found...)."""
         return normalize_digit(load_grey(image, max_side=WORK_SIDE), stages)
 
-    def views(self, image: ImageSource, stages: Stages | None = None) -> np.ndarray:
+    def views(self, image: ImageSource, stages: Stages | None = None, *, margin: bool = True) -> np.ndarray:
         """Path, bytes or array -> uint8 (V, 28, 28): the MNIST form as written and squeezed
-        (see `preprocess.digit.digit_views`); `predict` averages the model over them."""
-        return digit_views(load_grey(image, max_side=WORK_SIDE), stages)
+        (see `preprocess.digit.digit_views`, also for `margin`); `predict` averages the model over them."""
+        return digit_views(load_grey(image, max_side=WORK_SIDE), stages, margin=margin)
 
     def predict(
         self, image: ImageSource, top: int = 3, debug: bool = False

@@ -42,12 +42,13 @@ def normalize_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarra
 
 
 def digit_views(
-    grey: np.ndarray, stages: Stages | None = None, squeezes: tuple[float, ...] = VIEW_SQUEEZES
+    grey: np.ndarray, stages: Stages | None = None, squeezes: tuple[float, ...] = VIEW_SQUEEZES, *, margin: bool = True
 ) -> np.ndarray:
     """uint8 (H, W) grey, any polarity -> uint8 (V, 28, 28): the MNIST form of the digit, one view per
     horizontal squeeze factor (1.0 = as written). Averaging the model over narrowed views makes it
     robust to digits wider than MNIST's narrow hands: boxes that stretch digits to fill them
-    (NIST, Semeion), European 1s with long flags. An image already in MNIST form is one view."""
+    (NIST, Semeion), European 1s with long flags. An image already in MNIST form is one view.
+    `margin`: trim a scanner's black margin first (`frames.trim_dark_border`)."""
     if stages is not None:
         stages["input"] = grey
     if is_mnist_like(grey):  # already in MNIST form: the model sees exactly it, as in `evaluate`
@@ -55,7 +56,7 @@ def digit_views(
             stages["mnist"] = grey
         one_view: np.ndarray = grey.copy()[None]
         return one_view
-    work, ink, crop = _chosen_crop(grey, stages)
+    work, ink, crop = _chosen_crop(grey, stages, margin)
     as_written = fit_and_centre(crop, stages)
     if len(squeezes) > 1 and is_normalised_scan(grey, ink):
         # A scan that holds one digit and nothing else: the plain MNIST crop of it (`scan_crop`) reads
@@ -79,9 +80,9 @@ def find_digit(grey: np.ndarray, stages: Stages | None = None) -> np.ndarray:
     return _chosen_crop(grey, stages)[2]
 
 
-def _chosen_crop(grey: np.ndarray, stages: Stages | None) -> tuple[np.ndarray, InkMap, np.ndarray]:
+def _chosen_crop(grey: np.ndarray, stages: Stages | None, margin: bool = True) -> tuple[np.ndarray, InkMap, np.ndarray]:
     """-> (the working copy, its InkMap, `find_digit`'s crop); the 'digit' and 'crop' stages."""
-    work, ink, mask, box = locate_digit(grey, stages)
+    work, ink, mask, box = locate_digit(grey, stages, margin=margin)
     crop = soft_crop(ink, mask, box)
     if stages is not None:
         stages["digit"] = mask
@@ -90,12 +91,12 @@ def _chosen_crop(grey: np.ndarray, stages: Stages | None) -> tuple[np.ndarray, I
 
 
 def locate_digit(
-    grey: np.ndarray, stages: Stages | None = None
+    grey: np.ndarray, stages: Stages | None = None, *, margin: bool = True
 ) -> tuple[np.ndarray, InkMap, np.ndarray, tuple[int, int, int, int]]:
     """uint8 (H, W) grey -> (the working copy analysed, its InkMap, uint8 mask of the digit's blobs,
-    their box x, y, w, h). Raises NoInk when there is no ink."""
+    their box x, y, w, h). Raises NoInk when there is no ink. `margin`: as `digit_views`'."""
     work = working_copy(grey)
-    if max(grey.shape) >= MIN_WORK_SIDE:  # a normalised scan (16-32 px) is one digit in its box: no margin
+    if margin and max(grey.shape) >= MIN_WORK_SIDE:  # a normalised scan (16-32 px) is one digit in its box: no margin
         trimmed = trim_dark_border(work)
         if stages is not None and trimmed is not work:
             stages["margin"] = trimmed

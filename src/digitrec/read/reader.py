@@ -246,7 +246,10 @@ class NumberReader:
         if len(lines) == 1 and width > params.max_run_width * height:
             return None  # one line wider than any one digit (the candidates' own limit): no need to look
         try:
-            views = recognizer.views(grey)  # what `predict` sees: the digit as written and squeezed
+            # What `predict` sees: the digit as written and squeezed; but with a scanner's margin
+            # left in, as when this check was chosen: trimmed, one validation document more was
+            # misread (a 1 beside a tick on a register strip: "15"; session 13, docs/read.md).
+            views = recognizer.views(grey, margin=False)
         except ImageError:
             return None
         # One line read stays unless the rejector, which learned what one digit and several
