@@ -116,7 +116,7 @@ def test_a_one_line_number_wider_than_a_digit_is_not_also_read_as_one_digit(numb
     scorer = rec.reader.recognizer  # the digit model the reader reads with (`digit_scorer`)
     asked = []
     views = scorer.views
-    monkeypatch.setattr(scorer, "views", lambda grey: asked.append(grey.shape) or views(grey))
+    monkeypatch.setattr(scorer, "views", lambda grey, **kw: asked.append(grey.shape) or views(grey, **kw))
     assert rec.read(number).text == "1010" and asked == []
     images, labels = mnist["test"]
     assert rec.read(images[5449]).text == str(labels[5449]) and len(asked) == 1
