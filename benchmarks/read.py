@@ -159,6 +159,23 @@ def read_one(recognizer, image):
 COVERAGES = (0.5, 0.8, 0.9, 1.0)
 
 
+def read_cases(rec, cases, source: str, group: str, rows: list, failure) -> tuple[list[bool], list[float], int, int]:
+    """Read (writer, image, label) cases, adding a row each (for --results) and every fifth
+    misreading to --failures -> (right or not, string confidences, digits right, digits)."""
+    right, confidences = [], []
+    digits_right = digits = 0
+    for n, (_writer, image, label) in enumerate(cases):
+        text, confidence, _ = read_one(rec, image)
+        rows.append((source, str(n), group, label, text))
+        right.append(text == label)
+        confidences.append(confidence)
+        digits_right += digit_matches(text, label)
+        digits += len(label)
+        if text != label and n % 5 == 0:
+            failure(f"{group}_{n}", image, label, text)
+    return right, confidences, digits_right, digits
+
+
 def risk_coverage(right: list[bool], confidence: list[float]) -> list[float]:
     """The accuracy of the most confident share of the answers, for each share in COVERAGES
     (ties broken by order, the share rounded up)."""
@@ -695,19 +712,8 @@ def main() -> None:
 
     if args.only in (None, "generated") and args.test_documents:
         t0 = time.perf_counter()
-        documents: tuple[list[bool], list[float]] = ([], [])
-        digits_right = digits = 0
-        for n, (_writer, image, label) in enumerate(
-            document_cases(args.test_documents, TEST_DOCUMENT_SEED, split="test")
-        ):
-            text, confidence, _ = read_one(rec, image)
-            rows.append(("generated-documents", str(n), "documents", label, text))
-            documents[0].append(text == label)
-            documents[1].append(confidence)
-            digits_right += digit_matches(text, label)
-            digits += len(label)
-            if text != label and n % 5 == 0:
-                failure(f"documents_{n}", image, label, text)
+        cases = document_cases(args.test_documents, TEST_DOCUMENT_SEED, split="test")
+        *documents, digits_right, digits = read_cases(rec, cases, "generated-documents", "documents", rows, failure)
         right = sum(documents[0])
         print(
             f"\nGenerated documents (1-8 digits of one MNIST test writer each, dressed as cheques, registers, "
@@ -719,14 +725,8 @@ def main() -> None:
 
     if args.only in (None, "generated") and args.forms:
         t0 = time.perf_counter()
-        forms: tuple[list[bool], list[float]] = ([], [])
-        for n, (_writer, image, label) in enumerate(forms_cases(args.forms, TEST_FORMS_SEED, split="test")):
-            text, confidence, _ = read_one(rec, image)
-            rows.append(("generated-forms", str(n), "forms", label, text))
-            forms[0].append(text == label)
-            forms[1].append(confidence)
-            if text != label and n % 5 == 0:
-                failure(f"forms_{n}", image, label, text)
+        cases = forms_cases(args.forms, TEST_FORMS_SEED, split="test")
+        *forms, _, _ = read_cases(rec, cases, "generated-forms", "forms", rows, failure)
         right = sum(forms[0])
         print(
             f"\nGenerated forms (2-7 digits of one MNIST test writer each, their 1s, 2s, 4s, 7s and 9s redrawn "
