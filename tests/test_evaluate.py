@@ -396,3 +396,16 @@ def test_a_model_exported_into_the_working_folder_gets_a_report_folder_named_aft
 
     assert default_out(Path("runs/cnn/model.onnx")) == Path("out/evaluate-cnn")
     assert default_out(Path("runs/cnn")) == Path("out/evaluate-cnn")
+
+
+def test_paths_with_brackets_are_printed_as_they_are(real_data, models, tmp_path, capsys):
+    """rich reads '[v2]' in a folder's name as markup: the model's path and the report's were
+    printed without it, naming folders that do not exist."""
+    folder = tmp_path / "models [v2]"
+    folder.mkdir()
+    model = folder / "bare.onnx"
+    model.write_bytes(models["bare"].read_bytes())
+    code, out, err = run_main(["evaluate", str(model), "--out", str(folder / "out"), "--limit", "100"], capsys)
+    assert code == 0, err
+    flat = " ".join(out.split())  # rich may wrap a long path
+    assert str(model) in flat and f"Report: {folder / 'out' / 'report.html'}" in flat

@@ -84,12 +84,13 @@ def info(data_dir, as_json):
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     from digitrec.cli import output
 
     console = output.console()
-    console.print(f"MNIST cache: {summary['cache']}")
+    console.print(f"MNIST cache: {escape(str(summary['cache']))}")
     splits = summary["splits"]
     table = Table("digit", *splits, title="Images per class")
     for digit in range(10):

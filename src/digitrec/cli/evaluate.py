@@ -96,13 +96,14 @@ def default_out(model: Path | None) -> Path:
 
 
 def _print_summary(summary: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from digitrec.cli import output
 
     console = output.console()
     n, errors = summary["n"], summary["errors"]
-    console.print(f"[bold]{summary['model']['name']}[/bold]  ({summary['model']['path']})")
+    console.print(f"[bold]{escape(summary['model']['name'])}[/bold]  ({escape(str(summary['model']['path']))})")
     console.print(
         f"accuracy [bold]{summary['accuracy']:.2%}[/bold]   errors {errors:,} of {n:,}   "
         f"loss {summary['loss']:.4f}   ECE {summary['ece']:.4f}"
@@ -117,4 +118,4 @@ def _print_summary(summary: dict) -> None:
     for digit, m in enumerate(summary["per_class"]):
         table.add_row(str(digit), f"{m['precision']:.2%}", f"{m['recall']:.2%}", f"{m['f1']:.2%}", f"{m['support']:,}")
     console.print(table)
-    console.print(f"Report: {summary['files']['report']}")
+    console.print(f"Report: {escape(str(summary['files']['report']))}")

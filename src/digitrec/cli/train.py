@@ -216,6 +216,7 @@ def train(
 
 def _run(config, out: Path, resume: bool, console, device: str) -> dict:
     """Run the training with a rich progress bar on stderr and one printed line per epoch."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from digitrec.train import Callbacks, train
@@ -275,7 +276,7 @@ def _run(config, out: Path, resume: bool, console, device: str) -> dict:
         summary = train(config, out, resume=resume, callbacks=Callbacks(on_start, on_batch, on_epoch), device=device)
     except KeyboardInterrupt:
         progress.stop()
-        console.print(f"Interrupted; continue with: digitrec train --out {out} --resume")
+        console.print(f"Interrupted; continue with: digitrec train --out {escape(str(out))} --resume")
         raise
     finally:
         progress.stop()
