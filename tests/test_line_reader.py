@@ -161,3 +161,12 @@ def test_a_recipe_with_forms_draws_them_in_its_training_lines_only(mnist):
     held_plain, held_forms = generate_lines(plain, 3, 12, True), generate_lines(forms, 3, 12, True)
     assert held_plain[1] == held_forms[1]
     assert all(np.array_equal(a, b) for a, b in zip(held_plain[0], held_forms[0]))
+
+
+@pytest.mark.parametrize(("setting", "value"), [("forms", 1.5), ("document", -0.1), ("seed", -1), ("seed", 2**32)])
+def test_a_line_reader_setting_out_of_range_is_refused_by_name(setting, value):
+    from digitrec.errors import DataError
+    from digitrec.train.line_reader import LineReaderConfig, default_recipe
+
+    with pytest.raises(DataError, match=f"setting {setting} must be"):
+        LineReaderConfig.load(default_recipe(), {setting: value})

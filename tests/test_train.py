@@ -137,6 +137,10 @@ def test_writers_forms_redraw_only_their_classes_and_stay_mnist_shaped(mnist):
     assert np.array_equal(redrawn, mnist_with_forms(images, labels, 1.0, seed=0))
     assert np.array_equal(mnist_with_forms(images, labels, 0.0, seed=0), images)
     assert "forms of 1/2/4/7/9 p=0.2" in describe(AugmentConfig(forms=0.2))
+    from digitrec.train.config import validate
+
+    with pytest.raises(DigitrecError, match="augment.forms must be in"):
+        validate(load_recipe("cnn", overrides={"augment.forms": 1.5}))
 
 
 # --- training runs ---------------------------------------------------------------------------

@@ -244,6 +244,8 @@ def validate(config: TrainConfig) -> None:
         problems.append("limit must be 0 (all) or a positive number of images")
     if not 0 <= config.mix.rendered < 1:
         problems.append("mix.rendered must be in [0, 1)")
+    if not 0 <= config.augment.forms <= 1:
+        problems.append("augment.forms must be in [0, 1]")
     if config.mix.rendered and config.mix.examples < 1:
         problems.append("mix.examples must be at least 1 when mix.rendered is on")
     if config.distill.teachers and not 0 <= config.distill.alpha <= 1:

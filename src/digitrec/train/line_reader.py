@@ -77,7 +77,14 @@ class LineReaderConfig:
         unknown += sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise DataError(f"unknown line-reader settings: {', '.join(unknown)}")
-        return dataclasses.replace(cls(**values), **overrides)
+        config = dataclasses.replace(cls(**values), **overrides)
+        # Shares are probabilities; a seed seeds numpy's and torch's generators (0 .. 2**32 - 1).
+        for name in ("document", "forms", "held_out_writers"):
+            if not 0 <= getattr(config, name) <= 1:
+                raise DataError(f"line-reader setting {name} must be in [0, 1], got {getattr(config, name)!r}")
+        if not 0 <= config.seed < 2**32:
+            raise DataError(f"line-reader setting seed must be between 0 and {2**32 - 1:,}, got {config.seed!r}")
+        return config
 
 
 def default_recipe() -> Path:
