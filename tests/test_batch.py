@@ -522,18 +522,32 @@ def test_the_help_names_every_column_of_the_table():
     assert f"(one table: {', '.join(COLUMNS)})" in " ".join(result.output.split())
 
 
+def interrupted_answering(*args, on_start, **kwargs):
+    """A stand-in run_batch: Ctrl+C once the inputs are listed and answering has begun."""
+    on_start(5, 0)
+    raise KeyboardInterrupt
+
+
 def test_ctrl_c_says_the_answers_are_kept_and_how_to_go_on(tmp_path, monkeypatch, capsys):
-    """Ctrl+C printed click's bare "Aborted.": nothing said the parts written were kept."""
+    """Ctrl+C printed click's bare "Aborted.": nothing said the parts written were kept. While the
+    inputs are still being listed, nothing is answered yet, and it says so."""
     import digitrec.batch
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted)
+    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted_answering)
     out = tmp_path / "results.parquet"
     code, _, err = run_main(["batch", str(tmp_path), "--out", str(out)], capsys)
     assert code == 130
     assert err == f"Interrupted: the answers so far are kept in {out}; run the same command again to go on.\n"
+
+    def interrupted_listing(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted_listing)
+    code, _, err = run_main(["batch", str(tmp_path), "--out", str(out)], capsys)
+    assert (code, err) == (
+        130,
+        "Interrupted while listing the inputs: nothing answered yet; run the same command again.\n",
+    )
 
 
 def test_the_summary_stays_one_line_when_logged(tmp_path, capsys):
@@ -764,10 +778,7 @@ def test_an_out_with_brackets_in_its_name_is_said_as_it_is(tmp_path, monkeypatch
     code, _, err = run_main(["batch", str(folder), "--out", str(out), "--workers", "1"], capsys)
     assert code == 0 and err.endswith(f" -> {out}\n"), err
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted)
+    monkeypatch.setattr(digitrec.batch, "run_batch", interrupted_answering)
     code, _, err = run_main(["batch", str(folder), "--out", str(out)], capsys)
     assert (code, err) == (
         130,

@@ -121,9 +121,12 @@ def batch(ctx, sources, out, task, engine, address, workers, model, min_confiden
             on_progress=bar.advance,
         )
     except KeyboardInterrupt:  # Ctrl+C: say that nothing answered is lost (click would say "Aborted.")
+        listing = bar.progress is None  # still finding the inputs: nothing was answered yet
         bar.stop()
         bar.console.print(
-            f"Interrupted: the answers so far are kept in {escape(out)}; run the same command again to go on."
+            "Interrupted while listing the inputs: nothing answered yet; run the same command again."
+            if listing
+            else f"Interrupted: the answers so far are kept in {escape(out)}; run the same command again to go on."
         )
         ctx.exit(130)
     finally:
