@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from playwright.sync_api import Page, sync_playwright
 from web_helpers import (
@@ -246,6 +248,24 @@ def test_an_unsure_digit_names_the_two_it_hesitates_between(browser, server, art
     screenshot(page, artifacts_dir / "page-not-sure.png")
     page.locator("#clear").click()
     assert page.evaluate("document.body.dataset.doubt") == ""
+    assert errors == []
+    page.context.close()
+
+
+def test_a_speck_on_white_paper_says_nothing_is_written(browser, server, artifacts_dir, tmp_path):
+    """A photo of blank paper with one speck on it: the server answers "no ink" (digit None, with
+    the top three still listed). The page used to word it as low confidence ("Not sure: 0 or 9?")."""
+    speck = np.full((280, 280), 255, np.uint8)
+    cv2.circle(speck, (140, 140), 4, 0, -1, lineType=cv2.LINE_AA)  # 8 px across: a pencil tap
+    upload = tmp_path / "speck.png"
+    upload.write_bytes(png(speck))
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    page.locator("#upload").set_input_files(str(upload))
+    page.wait_for_function("document.body.dataset.doubt === 'no ink'", timeout=15_000)
+    wait_until_idle(page)
+    assert shown_answer(page) == "?"
+    assert page.locator("#conf").inner_text() == "Nothing written here"
+    screenshot(page, artifacts_dir / "page-no-ink.png")
     assert errors == []
     page.context.close()
 

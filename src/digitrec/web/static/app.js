@@ -219,6 +219,7 @@ function showAnswer(text, conf) {
 function doubtText(p) {
   if (p.reason === "not a digit") return "That doesn't look like a digit";
   if (p.reason === "several digits") return "Several digits: switch to number mode";
+  if (p.reason === "no ink") return "Nothing written here";  // its top three mean nothing: no hesitation
   const [first, second] = p.top;  // low confidence: the two digits it hesitates between
   return second ? `Not sure: ${first[0]} or ${second[0]}?` : `Not sure; maybe ${first[0]}`;
 }
