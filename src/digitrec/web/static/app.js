@@ -295,6 +295,7 @@ function showError(message) {
 // Poll /healthz: slowly while online, quickly (backing off) while the server is away. When it
 // comes back, the drawing that was waiting is sent again; nothing the user drew is lost.
 let retryMs = 500;
+let servedModel = null;  // the model /healthz names: another one (POST /v1/reload) reloads the card
 
 function setOnline(up) {
   const was = online;
@@ -312,6 +313,9 @@ async function checkHealth() {
   try {
     const res = await fetchWithTimeout("/healthz");
     setOnline(res.ok);
+    const name = res.ok ? (await res.json().catch(() => ({}))).model : undefined;
+    if (name !== undefined && servedModel !== null && name !== servedModel) loadModelCard();
+    if (name !== undefined) servedModel = name;
   } catch (err) {
     setOnline(false);
   }
