@@ -58,15 +58,6 @@
     send(numberInput.value.trim());
   });
 
-  function asDataUrl(file) {
-    return new Promise((resolve, reject) => {
-      const reader = new FileReader();
-      reader.onload = () => resolve(reader.result);
-      reader.onerror = () => reject(reader.error);
-      reader.readAsDataURL(file);
-    });
-  }
-
   async function send(label) {
     // One correction per answer: a second click would save the same drawing under another label.
     if (form.dataset.state === "saving" || form.dataset.state === "saved") return;
@@ -74,13 +65,20 @@
     form.dataset.state = "saving";
     done.textContent = "Saving…";
     try {
-      const image = upload ? await asDataUrl(upload) : pad.toDataURL("image/png");
-      const res = await fetch("/v1/corrections", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ image, label, kind, predicted: document.body.dataset.answer || null }),
-        cache: "no-store",
-      });
+      const predicted = document.body.dataset.answer || null;
+      let request;
+      if (upload) {  // the file itself, as it was sent to be read: base64 would not fit a large photo
+        const form = new FormData();
+        form.append("file", upload, upload.name || "photo");
+        for (const [name, value] of Object.entries({ label, kind, predicted })) if (value !== null) form.append(name, value);
+        request = { body: form };
+      } else {
+        request = {
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ image: pad.toDataURL("image/png"), label, kind, predicted }),
+        };
+      }
+      const res = await fetch("/v1/corrections", { method: "POST", ...request, cache: "no-store" });
       const answer = await res.json();
       if (!res.ok) throw new Error(answer.detail || `not saved (${res.status})`);
       form.dataset.state = "saved";
