@@ -2,13 +2,12 @@
 // without it, 404 and nothing here shows): "Wrong? It's a _" under a digit, "correct this number"
 // under a reading. The image sent is the one that was read: the pad as drawn (PNG), or the uploaded
 // file itself. Kept apart from app.js: it only watches the page's state (body data-busy, data-mode,
-// data-answer, the pad's "inked" class) and reads the pad.
+// data-answer, the pad's "inked" class) and reads the pad, or app.js's padUpload.
 "use strict";
 (() => {
   const form = $("correct"), ask = $("correct-ask"), digits = $("correct-digits");
   const numberInput = $("correct-number"), done = $("correct-done");
   let collecting = false;
-  let upload = null;  // the uploaded file now on the pad, or null when the pad's drawing was read
 
   for (let d = 0; d < 10; d++) {
     const b = document.createElement("button");
@@ -36,14 +35,6 @@
     numberInput.value = (document.body.dataset.answer || "").replace(/[^0-9]/g, "");
   }
 
-  // Capture phase: before app.js's own listener, which empties the file input.
-  document.addEventListener("change", (e) => {
-    if (e.target.type === "file" && e.target.files && e.target.files[0]) upload = e.target.files[0];
-  }, true);
-  pad.addEventListener("pointerdown", () => { upload = null; });
-  for (const id of ["clear", "mode-digit", "mode-number"]) $(id).addEventListener("click", () => { upload = null; });
-  document.addEventListener("keydown", (e) => { if (e.key === "Escape") upload = null; });
-
   new MutationObserver((changes) => {
     if (changes.some((c) => c.attributeName === "data-answer" || c.attributeName === "data-mode")) fresh();
     update();
@@ -66,6 +57,7 @@
     done.textContent = "Saving…";
     try {
       const predicted = document.body.dataset.answer || null;
+      const upload = padUpload;  // the uploaded file now on the pad, or null when a drawing was read
       let request;
       if (upload) {  // the file itself, as it was sent to be read: base64 would not fit a large photo
         const form = new FormData();
