@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Page, sync_playwright
+from predict_helpers import write_linear_onnx
 from web_helpers import (
     AMBIGUOUS_4_9,
     PEN_STROKES,
@@ -250,6 +254,24 @@ def test_an_unsure_digit_names_the_two_it_hesitates_between(browser, server, art
     page.context.close()
 
 
+def test_a_speck_on_white_paper_says_nothing_is_written(browser, server, artifacts_dir, tmp_path):
+    """A photo of blank paper with one speck on it: the server answers "no ink" (digit None, with
+    the top three still listed). The page used to word it as low confidence ("Not sure: 0 or 9?")."""
+    speck = np.full((280, 280), 255, np.uint8)
+    cv2.circle(speck, (140, 140), 4, 0, -1, lineType=cv2.LINE_AA)  # 8 px across: a pencil tap
+    upload = tmp_path / "speck.png"
+    upload.write_bytes(png(speck))
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    page.locator("#upload").set_input_files(str(upload))
+    page.wait_for_function("document.body.dataset.doubt === 'no ink'", timeout=15_000)
+    wait_until_idle(page)
+    assert shown_answer(page) == "?"
+    assert page.locator("#conf").inner_text() == "Nothing written here"
+    screenshot(page, artifacts_dir / "page-no-ink.png")
+    assert errors == []
+    page.context.close()
+
+
 def canned_prediction(reason: str) -> dict:
     """A /v1/predict answer flagged for `reason`, as the server words it (digitrec.doubt)."""
     probabilities = [0.02] * 10
@@ -354,5 +376,26 @@ def test_a_digit_drawn_small_in_a_corner_is_read(browser, server, artifacts_dir,
     assert shown_answer(page) == str(digit), page.locator("#conf").inner_text()
     assert "sure" in page.locator("#conf").inner_text()
     screenshot(page, artifacts_dir / f"page-small-{digit}.png")
+    assert errors == []
+    page.context.close()
+
+
+def test_the_footer_names_the_model_a_reload_brought_in(browser, server, tmp_path):
+    """`POST /v1/reload` (after `digitrec finetune`) swaps the model under an open page: its footer
+    followed within one health check (5 s). It used to keep the old name until a reconnect."""
+    from digitrec.runtime import default_model_path
+
+    bias = np.full(10, -5.0)
+    bias[3] = 5.0
+    three = write_linear_onnx(tmp_path / "three.onnx", np.zeros((784, 10)), bias, card={"name": "always-three"})
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    page.wait_for_function("document.getElementById('model').textContent.includes('digitrec-cnn-mix')")
+    try:
+        assert httpx.post(f"{server.url}/v1/reload", json={"model": str(three)}, timeout=60).status_code == 200
+        page.wait_for_function("document.getElementById('model').textContent === 'model: always-three'", timeout=8_000)
+    finally:
+        back = httpx.post(f"{server.url}/v1/reload", json={"model": str(default_model_path())}, timeout=60)
+        assert back.status_code == 200
+    page.wait_for_function("document.getElementById('model').textContent.includes('digitrec-cnn-mix')", timeout=8_000)
     assert errors == []
     page.context.close()

@@ -9,7 +9,9 @@ import json
 import subprocess
 import sys
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 from test_browser import (  # noqa: F401 - browser is a fixture
     browser,
@@ -20,7 +22,7 @@ from test_browser import (  # noqa: F401 - browser is a fixture
     wait_for_status,
     wait_until_idle,
 )
-from web_helpers import free_port, start_server, stop_server, wait_until_up
+from web_helpers import draw_digit, free_port, photo_of_digit, png, start_server, stop_server, wait_until_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -138,5 +140,56 @@ def test_correct_finetune_reload_and_the_same_drawing_reads_right(
     wait_until_idle(page)
     assert shown_answer(page) == "0"
     screenshot(page, artifacts_dir / "page-corrected.png")
+    assert errors == []
+    page.context.close()
+
+
+def test_a_large_phone_photo_the_page_read_is_kept_as_sent(browser, collecting, tmp_path):  # noqa: F811
+    """A 12 MP photo of 13 MB (a 48 MP phone's, or a noisy one): the page reads it, and "Wrong?
+    It's a 1" keeps that very file. The page used to send it as base64 JSON, which the server
+    refused over 10 MB ("the image is too large to keep"); 15 MB and more could not even fit the
+    request limit once inflated by base64."""
+    grey = cv2.imdecode(np.frombuffer(photo_of_digit(1, 4000, 3000), np.uint8), cv2.IMREAD_COLOR)
+    noisy = np.clip(grey + np.random.default_rng(0).normal(0, 16, grey.shape), 0, 255).astype(np.uint8)
+    photo = tmp_path / "big-photo.jpg"
+    photo.write_bytes(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes())
+    assert 11 << 20 < photo.stat().st_size < 19 << 20
+    page, errors = open_page(browser, collecting, viewport={"width": 1100, "height": 760})
+    page.locator("#upload").set_input_files(str(photo))
+    page.wait_for_function("document.getElementById('conf').textContent !== 'Waiting for a digit'", timeout=20_000)
+    wait_until_idle(page)
+    assert page.locator("#error").is_hidden()
+    page.locator("#correct").wait_for(state="visible")
+    page.locator('#correct-digits button[data-digit="1"]').click()
+    page.wait_for_function("['saved', 'error'].includes(document.getElementById('correct').dataset.state)")
+    said = page.locator("#correct-done").inner_text()
+    assert said.startswith("Saved as 1."), said
+    with open(collecting.folder / "manifest.csv", newline="") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["label"] == "1" and (collecting.folder / row["path"]).read_bytes() == photo.read_bytes()
+    assert errors == []
+    page.context.close()
+
+
+def test_switching_to_number_mode_reads_the_same_upload_again(browser, collecting, tmp_path):  # noqa: F811
+    """A number uploaded in digit mode: the page says to switch to number mode, and doing so
+    reads the same file as a number (it used to clear the pad: the photo had to be chosen again).
+    The correction then keeps that file, not the pad's picture of it."""
+    strip = tmp_path / "seventy-one.png"
+    strip.write_bytes(png(np.hstack([draw_digit(7), draw_digit(1)])))
+    page, errors = open_page(browser, collecting, viewport={"width": 1100, "height": 900})
+    page.locator("#upload").set_input_files(str(strip))
+    page.wait_for_function("document.getElementById('conf').textContent !== 'Waiting for a digit'", timeout=15_000)
+    wait_until_idle(page)
+    page.locator("#mode-number").click()
+    page.wait_for_function("document.body.dataset.answer === '71'", timeout=15_000)
+    wait_until_idle(page)
+    assert page.locator("#boxes div").count() == 2
+    page.locator("#correct").wait_for(state="visible")
+    page.locator("#correct-save").click()  # the number as read, confirmed
+    page.wait_for_function("['saved', 'error'].includes(document.getElementById('correct').dataset.state)")
+    with open(collecting.folder / "numbers.csv", newline="") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["text"] == "71" and (collecting.folder / row["path"]).read_bytes() == strip.read_bytes()
     assert errors == []
     page.context.close()

@@ -183,7 +183,15 @@ def test_the_server_saves_corrections_and_refuses_bad_ones(served):
         ({"json": {"image": data_url(SEVEN)}}, 422, "label: Field required"),
         ({"json": {"image": "not base64!", "label": "1"}}, 422, "image: not valid base64"),
         ({"json": {"image": data_url(b"GIF89a" + b"\0" * 40), "label": "1"}}, 422, "image"),
-        ({"files": {"file": ("7.png", SEVEN)}}, 415, "application/json"),
+        ({"content": b"7", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
+        # multipart, as the page sends an upload: the same checks of the label and the image
+        ({"files": {"file": ("7.png", SEVEN)}}, 422, "label: Field required"),
+        ({"files": {"file": ("7.png", SEVEN)}, "data": {"label": "x"}}, 422, "the label must be one digit 0-9, not 'x'"),
+        ({"files": {"file": ("7.png", SEVEN)}, "data": {"label": "12"}}, 422, "the label must be one digit 0-9"),
+        ({"files": [("file", ("a.png", SEVEN)), ("file", ("b.png", SEVEN))], "data": {"label": "7"}}, 422, "one image, not 2"),
+        ({"files": {"file": ("7.gif", b"GIF89a" + b"\0" * 40)}, "data": {"label": "1"}}, 422, "image"),
+        ({"files": {"file": ("7.png", SEVEN)}, "data": {"label": "1", "predicted": "9" * 5000}}, 422, "predicted: longer than"),
+        ({"data": {"label": "1"}}, 415, "multipart/form-data"),
         ({"content": b"{" * 5000, "headers": {"content-type": "application/json"}}, 422, "body"),
         ({"content": b"x" * (21 << 20), "headers": {"content-type": "application/json"}}, 413, "too large"),
         # a page on another site may not write into the user's folder
@@ -195,6 +203,17 @@ def test_the_server_saves_corrections_and_refuses_bad_ones(served):
         assert message in response.json()["detail"]
     assert httpx.get(f"{url}/v1/corrections").json() == {"digits": 1, "numbers": 0}
     assert len(rows(folder / "manifest.csv")) == 1
+
+
+def test_an_uploaded_photo_is_kept_from_a_multipart_correction(served):
+    """How the page sends an upload: the file itself and the fields beside it."""
+    url, folder = served
+    photo = photo_of_digit(7)
+    fields = {"label": "71", "kind": "number", "predicted": "7"}
+    ok = httpx.post(f"{url}/v1/corrections", files={"file": ("IMG_1234.JPG", photo)}, data=fields, timeout=30)
+    assert ok.status_code == 201 and ok.json()["kind"] == "number", ok.text
+    assert ok.json()["path"].endswith(".jpg") and (folder / ok.json()["path"]).read_bytes() == photo
+    assert rows(folder / "numbers.csv")[-1] == {"path": ok.json()["path"], "text": "71", "predicted": "7"}
 
 
 def test_a_reload_swaps_the_model_and_its_reading_workers(served, always_three, tmp_path):

@@ -111,7 +111,8 @@ def create_app(
     with its own copy of the model (what `digitrec serve` does); otherwise in threads. `collect`:
     the folder where the page's corrections are saved (`web.collect`); None: no corrections.
     `processes`: how many server processes share the port (a reload is refused when several)."""
-    collector = Collector(collect) if collect is not None else None  # a bad folder fails the start
+    # A bad folder fails the start. Any image small enough to be read can be kept.
+    collector = Collector(collect, limits.max_body_bytes) if collect is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -34,7 +34,8 @@ except ImportError:  # pragma: no cover - Windows
 
 MANIFEST = "manifest.csv"  # the name `digitrec.tune.data` reads in a folder without 0..9 subfolders
 NUMBERS = "numbers.csv"
-# A drawing from the page is 10-40 KB; an uploaded phone photo a few MB. More is not a correction.
+# A drawing from the page is 10-40 KB; an uploaded phone photo a few MB (a 48 MP one 10-20). A server
+# passes its own request limit instead, so that any photo it read can be kept.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 # Corrections stop while the disk holding DIR has less free space than this: a client flooding the
 # endpoint (a LAN page with --host 0.0.0.0) fills the folder, never the user's disk. A small disk (a
@@ -56,7 +57,7 @@ SUFFIXES = {
 
 
 class TooLarge(ImageError):
-    """The correction's image is over MAX_IMAGE_BYTES."""
+    """The correction's image is over the collector's `max_image_bytes`."""
 
 
 class DiskFull(DigitrecError):
@@ -89,9 +90,11 @@ class Saved:
 
 
 class Collector:
-    """Saves corrections in `folder` (made if missing). Thread-safe; safe across processes."""
+    """Saves corrections in `folder` (made if missing), images of at most `max_image_bytes`.
+    Thread-safe; safe across processes."""
 
-    def __init__(self, folder: Path | str):
+    def __init__(self, folder: Path | str, max_image_bytes: int = MAX_IMAGE_BYTES):
+        self.max_image_bytes = max_image_bytes
         self.folder = Path(folder).expanduser()
         if self.folder.exists() and not self.folder.is_dir():
             raise DataError(f"--collect {self.folder}: is a file, not a folder")
@@ -107,8 +110,8 @@ class Collector:
         digits of a number for kind "number"); `predicted` is what the model had said. Raises
         DataError for a bad label or kind, ImageError for bytes that are not a readable image."""
         label = check_label(label, kind)
-        if len(image) > MAX_IMAGE_BYTES:
-            raise TooLarge(f"the image is too large to keep ({len(image)} bytes; the limit is {MAX_IMAGE_BYTES})")
+        if len(image) > self.max_image_bytes:
+            raise TooLarge(f"the image is too large to keep ({len(image)} bytes; the limit is {self.max_image_bytes})")
         load_grey(image)  # decodes, within the loader's limits: only a file finetune can read is kept
         try:
             free = shutil.disk_usage(self.folder).free

@@ -20,15 +20,21 @@ from digitrec.errors import DataError, DigitrecError, ImageError
 from digitrec.runtime import Recognizer
 from digitrec.web.collect import Collector, TooLarge
 from digitrec.web.limits import Limits
+from digitrec.web.read_options import _form_fields
 from digitrec.web.schemas import ErrorOut
-from digitrec.web.uploads import _decode_base64
+from digitrec.web.uploads import _decode_base64, _parsed, images_from_request
 
 
-class CorrectionIn(BaseModel):
-    image: str = Field(..., description="The image as base64 (a `data:image/png;base64,` prefix is allowed).")
+class CorrectionFields(BaseModel):
+    """A correction less its image: the form fields beside a multipart upload's 'file'."""
+
     label: str = Field(..., description="What it shows: one digit (kind digit) or the number's digits.")
     kind: str = Field("digit", description="'digit' (a predict answer corrected) or 'number' (a reading).")
     predicted: str | None = Field(None, description="What the model had answered, kept beside the label.")
+
+
+class CorrectionIn(CorrectionFields):
+    image: str = Field(..., description="The image as base64 (a `data:image/png;base64,` prefix is allowed).")
 
 
 class CorrectionOut(BaseModel):
@@ -71,7 +77,7 @@ def add_collect_routes(app: FastAPI, collector: Collector, limits: Limits) -> No
         responses=_errors(
             {
                 413: "The image (or the body) is over the size limit.",
-                415: "The body is not JSON.",
+                415: "The body is neither JSON nor multipart/form-data.",
                 422: "A label that is not a digit (or a number's digits), or an image that cannot be read.",
                 507: "The correction could not be written (the disk is nearly full, or refuses).",
             }
@@ -82,20 +88,19 @@ def add_collect_routes(app: FastAPI, collector: Collector, limits: Limits) -> No
         from digitrec.web.app import in_thread  # the app's deadline-aware thread hop (app imports this module)
 
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            raise HTTPException(415, 'send the correction as application/json {"image": base64, "label": "7"}')
-        try:
-            body = CorrectionIn.model_validate_json(await request.body())
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "body"
-            raise HTTPException(422, f"{where}: {first['msg']}") from None
-        image = _decode_base64(body.image)
-        if isinstance(image, ImageError):
-            raise HTTPException(422, f"image: {image}")
+        if content_type == "multipart/form-data":  # an uploaded file, as it was sent to be read
+            image, fields = await _from_multipart(request, limits)
+        elif content_type == "application/json":
+            image, fields = await _from_json(request)
+        else:
+            raise HTTPException(
+                415,
+                'send the correction as application/json {"image": base64, "label": "7"}, or as '
+                "multipart/form-data (the image in field 'file', and a field 'label')",
+            )
         try:
             async with asyncio.timeout(limits.request_seconds):
-                saved = await in_thread(collector.add, image, body.label, body.kind, body.predicted)
+                saved = await in_thread(collector.add, image, fields.label, fields.kind, fields.predicted)
         except TimeoutError:
             raise HTTPException(
                 422, f"the image took longer than the {limits.request_seconds:g} s limit to check"
@@ -107,6 +112,39 @@ def add_collect_routes(app: FastAPI, collector: Collector, limits: Limits) -> No
         except DigitrecError as exc:  # the disk: full, read-only, removed
             raise HTTPException(507, f"the correction could not be saved: {exc}") from None
         return saved.to_dict()
+
+
+async def _from_json(request: Request) -> tuple[bytes, CorrectionIn]:
+    try:
+        body = CorrectionIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    image = _decode_base64(body.image)
+    if isinstance(image, ImageError):
+        raise HTTPException(422, f"image: {image}")
+    return image, body
+
+
+async def _from_multipart(request: Request, limits: Limits) -> tuple[bytes, CorrectionFields]:
+    """The page sends an uploaded photo this way: base64 in JSON would make a 15 MB photo, which
+    the server reads, too large for the request limit."""
+    uploads = await images_from_request(request, limits)  # 422 when there is no 'file'
+    if len(uploads) != 1:
+        raise HTTPException(422, f"a correction is one image, not {len(uploads)}")
+    image = uploads[0][1]
+    assert isinstance(image, bytes)  # only base64 yields an ImageError here
+    names = tuple(CorrectionFields.model_fields)
+    found = await _parsed(_form_fields, await request.body(), request.headers["content-type"], names)  # off the loop
+    try:
+        return image, CorrectionFields.model_validate(found)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> HTTPException:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return HTTPException(422, f"{where}: {first['msg']}")
 
 
 def from_this_machine(request: Request) -> bool:

@@ -41,8 +41,8 @@ def _query_fields(request: Request):
             yield name, request.query_params[name]
 
 
-def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
-    """The text parts named in FIELDS of a multipart body (the file parts skipped, unread)."""
+def _form_fields(body: bytes, content_type: str, fields: tuple[str, ...] = FIELDS) -> dict[str, str]:
+    """The text parts named in `fields` of a multipart body (the file parts skipped, unread)."""
     from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
     boundary = parse_options_header(content_type)[1].get(b"boundary")
@@ -62,7 +62,7 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
         header.clear()
 
     def data(chunk: bytes, start: int, end: int) -> None:
-        if parts[-1][0] in FIELDS:
+        if parts[-1][0] in fields:
             parts[-1][1].extend(chunk[start:end])
             if len(parts[-1][1]) > MAX_FIELD_BYTES:
                 raise HTTPException(422, f"{parts[-1][0]}: longer than {MAX_FIELD_BYTES} bytes")
@@ -82,4 +82,4 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
         parser.finalize()
     except MultipartParseError:
         return {}  # the images' own parse has already said what is wrong with the body
-    return {name: bytes(value).decode("utf-8", "replace").strip() for name, value in parts if name in FIELDS}
+    return {name: bytes(value).decode("utf-8", "replace").strip() for name, value in parts if name in fields}

@@ -28,12 +28,16 @@ let mode = "digit";
 // ---------- drawing ----------
 let drawing = false, last = null, inked = false;
 let view = null;  // how an uploaded image sits on the pad: {k, x, y}; null for a drawing
+// The uploaded file on the pad, while nothing is drawn over it: a mode change reads it again, and
+// collect.js sends it as the correction's image.
+let padUpload = null;
 
 function clearPad() {
   ctx.fillStyle = "#fff";  // white paper, black ink: what the preprocessing expects of a photo
   ctx.fillRect(0, 0, pad.width, pad.height);
   inked = false;
   view = null;
+  padUpload = null;
   padWrap.classList.remove("inked");
   $("boxes").replaceChildren();
 }
@@ -64,6 +68,7 @@ pad.addEventListener("pointerdown", (e) => {
   e.preventDefault();
   pad.setPointerCapture(e.pointerId);
   drawing = true;
+  padUpload = null;  // the pad as drawn on is what is read (and kept) from now
   last = padPoint(e);
   strokeTo(last);  // a tap leaves a dot
   markInked();
@@ -93,6 +98,7 @@ function resetAll() {
 }
 
 function setMode(name) {
+  const upload = padUpload;  // "Several digits: switch to number mode" should not lose the photo
   mode = name;
   document.body.dataset.mode = name;
   for (const m of Object.keys(MODES)) $(`mode-${m}`).setAttribute("aria-selected", String(m === name));
@@ -101,6 +107,7 @@ function setMode(name) {
   $("pad-hint").textContent = MODES[name].hint;
   $("tip").textContent = MODES[name].tip;
   resetAll();
+  if (upload) showUpload(upload);
 }
 
 $("mode-digit").addEventListener("click", () => setMode("digit"));
@@ -110,25 +117,29 @@ document.addEventListener("keydown", (e) => { if (e.key === "Escape") resetAll()
 
 // An uploaded image or photo: shown on the pad (you can still draw on it) and sent as the file itself.
 for (const input of [$("upload"), $("photo")]) {
-  input.addEventListener("change", async () => {
+  input.addEventListener("change", () => {
     const file = input.files && input.files[0];
     input.value = "";  // choosing the same file again still fires
-    if (!file) return;
-    clearPad();
-    try {
-      const bitmap = await createImageBitmap(file);
-      const k = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
-      view = { k, x: (pad.width - bitmap.width * k) / 2, y: (pad.height - bitmap.height * k) / 2 };
-      ctx.drawImage(bitmap, view.x, view.y, bitmap.width * k, bitmap.height * k);
-    } catch (err) {
-      // The browser cannot show it; the server may still read it, or will say why not.
-    }
-    markInked();
-    epoch++;
-    const form = new FormData();
-    form.append("file", file, file.name || "photo");
-    schedule(() => ({ body: form }), true);
+    if (file) showUpload(file);
   });
+}
+
+async function showUpload(file) {
+  clearPad();
+  padUpload = file;
+  try {
+    const bitmap = await createImageBitmap(file);
+    const k = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
+    view = { k, x: (pad.width - bitmap.width * k) / 2, y: (pad.height - bitmap.height * k) / 2 };
+    ctx.drawImage(bitmap, view.x, view.y, bitmap.width * k, bitmap.height * k);
+  } catch (err) {
+    // The browser cannot show it; the server may still read it, or will say why not.
+  }
+  markInked();
+  epoch++;
+  const form = new FormData();
+  form.append("file", file, file.name || "photo");
+  schedule(() => ({ body: form }), true);
 }
 
 // ---------- requests ----------
@@ -219,6 +230,7 @@ function showAnswer(text, conf) {
 function doubtText(p) {
   if (p.reason === "not a digit") return "That doesn't look like a digit";
   if (p.reason === "several digits") return "Several digits: switch to number mode";
+  if (p.reason === "no ink") return "Nothing written here";  // its top three mean nothing: no hesitation
   const [first, second] = p.top;  // low confidence: the two digits it hesitates between
   return second ? `Not sure: ${first[0]} or ${second[0]}?` : `Not sure; maybe ${first[0]}`;
 }
@@ -294,6 +306,7 @@ function showError(message) {
 // Poll /healthz: slowly while online, quickly (backing off) while the server is away. When it
 // comes back, the drawing that was waiting is sent again; nothing the user drew is lost.
 let retryMs = 500;
+let servedModel = null;  // the model /healthz names: another one (POST /v1/reload) reloads the card
 
 function setOnline(up) {
   const was = online;
@@ -311,6 +324,9 @@ async function checkHealth() {
   try {
     const res = await fetchWithTimeout("/healthz");
     setOnline(res.ok);
+    const name = res.ok ? (await res.json().catch(() => ({}))).model : undefined;
+    if (name !== undefined && servedModel !== null && name !== servedModel) loadModelCard();
+    if (name !== undefined) servedModel = name;
   } catch (err) {
     setOnline(false);
   }

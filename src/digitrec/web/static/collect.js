@@ -2,13 +2,12 @@
 // without it, 404 and nothing here shows): "Wrong? It's a _" under a digit, "correct this number"
 // under a reading. The image sent is the one that was read: the pad as drawn (PNG), or the uploaded
 // file itself. Kept apart from app.js: it only watches the page's state (body data-busy, data-mode,
-// data-answer, the pad's "inked" class) and reads the pad.
+// data-answer, the pad's "inked" class) and reads the pad, or app.js's padUpload.
 "use strict";
 (() => {
   const form = $("correct"), ask = $("correct-ask"), digits = $("correct-digits");
   const numberInput = $("correct-number"), done = $("correct-done");
   let collecting = false;
-  let upload = null;  // the uploaded file now on the pad, or null when the pad's drawing was read
 
   for (let d = 0; d < 10; d++) {
     const b = document.createElement("button");
@@ -36,14 +35,6 @@
     numberInput.value = (document.body.dataset.answer || "").replace(/[^0-9]/g, "");
   }
 
-  // Capture phase: before app.js's own listener, which empties the file input.
-  document.addEventListener("change", (e) => {
-    if (e.target.type === "file" && e.target.files && e.target.files[0]) upload = e.target.files[0];
-  }, true);
-  pad.addEventListener("pointerdown", () => { upload = null; });
-  for (const id of ["clear", "mode-digit", "mode-number"]) $(id).addEventListener("click", () => { upload = null; });
-  document.addEventListener("keydown", (e) => { if (e.key === "Escape") upload = null; });
-
   new MutationObserver((changes) => {
     if (changes.some((c) => c.attributeName === "data-answer" || c.attributeName === "data-mode")) fresh();
     update();
@@ -58,15 +49,6 @@
     send(numberInput.value.trim());
   });
 
-  function asDataUrl(file) {
-    return new Promise((resolve, reject) => {
-      const reader = new FileReader();
-      reader.onload = () => resolve(reader.result);
-      reader.onerror = () => reject(reader.error);
-      reader.readAsDataURL(file);
-    });
-  }
-
   async function send(label) {
     // One correction per answer: a second click would save the same drawing under another label.
     if (form.dataset.state === "saving" || form.dataset.state === "saved") return;
@@ -74,13 +56,21 @@
     form.dataset.state = "saving";
     done.textContent = "Saving…";
     try {
-      const image = upload ? await asDataUrl(upload) : pad.toDataURL("image/png");
-      const res = await fetch("/v1/corrections", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ image, label, kind, predicted: document.body.dataset.answer || null }),
-        cache: "no-store",
-      });
+      const predicted = document.body.dataset.answer || null;
+      const upload = padUpload;  // the uploaded file now on the pad, or null when a drawing was read
+      let request;
+      if (upload) {  // the file itself, as it was sent to be read: base64 would not fit a large photo
+        const form = new FormData();
+        form.append("file", upload, upload.name || "photo");
+        for (const [name, value] of Object.entries({ label, kind, predicted })) if (value !== null) form.append(name, value);
+        request = { body: form };
+      } else {
+        request = {
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ image: pad.toDataURL("image/png"), label, kind, predicted }),
+        };
+      }
+      const res = await fetch("/v1/corrections", { method: "POST", ...request, cache: "no-store" });
       const answer = await res.json();
       if (!res.ok) throw new Error(answer.detail || `not saved (${res.status})`);
       form.dataset.state = "saved";
