@@ -113,10 +113,16 @@ class ResultSink:
             raise
 
     def _resume(self) -> None:
+        import pyarrow.compute as pc
+
         for stray in self.out.glob(".part-*.part"):  # a part a killed run was writing (files.atomic_path)
             stray.unlink(missing_ok=True)
-        for number, part in parts(self.out):
-            self.next_part = number + 1
+        found = parts(self.out)
+        self.next_part = found[-1][0] + 1 if found else 0
+        # Newest first: the first row met for a path is the one that counts, so an error row met
+        # after it is one that a retry killed before its end left superseded. Only the error rows
+        # are looked at one by one: a resume over millions of rows makes one pass over their paths.
+        for number, part in reversed(found):
             try:
                 table = self.pq.read_table(part, columns=["path", "model", "error"])
                 metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
@@ -125,7 +131,7 @@ class ResultSink:
                 raise DataError(f"{part}: not a readable results part ({exc}); move it away to go on") from None
             if task != self.task:
                 raise DataError(f"{self.out} holds results of --task {task or '?'}, not {self.task}; use another --out")
-            models = set(table.column("model").to_pylist())
+            models = set(pc.unique(table.column("model")).to_pylist())
             if models - {self.model_hash}:
                 raise DataError(
                     f"{self.out} holds answers from another model ({', '.join(sorted(models))[:16]}...); "
@@ -140,11 +146,12 @@ class ResultSink:
                         f"{self.out} holds answers given with {_setting(key, earlier)}, not "
                         f"{_setting(key, value)}: resume as the run began, or use another --out"
                     )
-            paths = table.column("path").to_pylist()
-            self.done.update(paths)
-            for path in self.failed.keys() & set(paths):  # answered again by a retry killed before its end
-                self._supersede(path)
-            self._note_failed(table.filter(table.column("error").is_valid()).column("path").to_pylist(), number)
+            for path in table.filter(table.column("error").is_valid()).column("path").to_pylist():
+                if path in self.done:  # answered again in a later part
+                    self._superseded.setdefault(number, set()).add(path)
+                else:
+                    self.failed[path] = number
+            self.done.update(table.column("path").to_pylist())
 
     def add(self, rows: list[dict]) -> None:
         self._rows += rows
