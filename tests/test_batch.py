@@ -721,6 +721,49 @@ def test_a_later_part_wins_by_its_number_not_its_name(tmp_path):
     assert ResultSink(out, "predict", "0" * 64).failed == {}
 
 
+_POOLS: list = []  # the memory pools tests measured with: kept, a buffer they gave may outlive its test
+
+
+def test_reading_results_holds_the_table_and_little_more(tmp_path):
+    """read_results made sure of one row per path by counting the distinct paths of all the rows: a
+    hash of every path, 2.4x the table at its peak. Only a path with an error row can have two rows
+    (a retry killed before its end), so only those are looked at; a path failed twice still reads once."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from digitrec.batch.sink import ResultSink, read_results, schema
+
+    out = tmp_path / "results.parquet"
+    sink = ResultSink(out, "predict", "0" * 64, part_size=500)
+    error = {0: "empty file", 1: "truncated"}
+    sink.add([{"path": f"scans/{i:05d}.png", "digit": i % 10, "error": error.get(i % 100)} for i in range(20_000)])
+    sink.close()
+    previous = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(previous)  # counts what pyarrow allocates, peak included
+    _POOLS.append(pool)
+    pa.set_memory_pool(pool)
+    try:
+        table = read_results(out)
+    finally:
+        pa.set_memory_pool(previous)
+    assert table.num_rows == 20_000
+    assert pool.max_memory() < 1.2 * table.nbytes, (pool.max_memory(), table.nbytes)
+
+    # A retry killed before its end: scans/00000 failed again, scans/00001 is answered now.
+    again = [{"path": "scans/00000.png", "error": "empty file"}, {"path": "scans/00001.png", "digit": 1}]
+    again = [row | {"model": "0" * 64} for row in again]
+    pq.write_table(pa.Table.from_pylist(again, schema=schema("predict")), out / "part-000040.parquet")
+    rows = read_results(out).to_pylist()
+    assert len(rows) == 20_000 and [r["path"] for r in rows[-2:]] == ["scans/00000.png", "scans/00001.png"]
+    latest = {r["path"]: (r["digit"], r["error"]) for r in rows}
+    assert (latest["scans/00000.png"], latest["scans/00001.png"]) == ((None, "empty file"), (1, None))
+    resumed = ResultSink(out, "predict", "0" * 64)
+    assert resumed.failed["scans/00000.png"] == 40 and "scans/00001.png" not in resumed.failed
+    assert len(resumed.done) == 20_000 and len(resumed.failed) == 399
+    resumed.close()  # drops the superseded rows from part 0
+    assert pq.read_table(out / "part-000000.parquet").num_rows == 498
+
+
 def test_retry_failed_without_an_earlier_run_or_with_other_settings_is_refused(half_copied, tmp_path, capsys):
     folder, _ = half_copied
     out = tmp_path / "results.parquet"

@@ -84,7 +84,7 @@ def run_batch(
     sink = ResultSink(out, task, answers_from, part_size, settings)
     try:
         named = dict.fromkeys(paths)  # a path named twice is answered once
-        failed = {p for p in named if p in sink.failed}
+        failed = {p for p in sink.failed if p in named}  # the few failed, not the millions named
         retry = failed if retry_failed else set()
         todo = [p for p in named if p not in sink.done or p in retry]
         skipped = len(paths) - len(todo)
