@@ -57,7 +57,9 @@ def test_shipped_line_reader_gives_its_golden_log_probabilities(golden):
     inputs, outputs = golden
     log_probs = LineReader(threads=1).log_probs(inputs["line"])
     assert log_probs.shape == (inputs["line"].shape[1] // 4, 11)
-    np.testing.assert_allclose(log_probs, outputs["line_reader"], rtol=0, atol=GOLDEN_ATOL)
+    # An unlikely label's log-probability (-13.74) came out 1.1e-5 off on another machine's CPU
+    # (onnxruntime picks its kernels by instruction set): float32 rounding, relative to the value.
+    np.testing.assert_allclose(log_probs, outputs["line_reader"], rtol=1e-6, atol=GOLDEN_ATOL)
     # The line reader with marks (2026-12-06) reads the golden line right; the one before read 69069.
     assert greedy_decode(log_probs)[0] == "".join(map(str, inputs["line_labels"])) == "59069"
 

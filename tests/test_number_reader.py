@@ -150,7 +150,9 @@ def test_a_process_that_predicts_and_reads_loads_the_rejector_once(monkeypatch):
     monkeypatch.setattr(Rejector, "__init__", lambda self, *a, **k: loaded.append(1) or init(self, *a, **k))
     rec = Recognizer(threads=1)
     page = _printed("TAKE")
-    assert rec.predict(page).reason == "several digits"  # predict asked its rejector
+    # predict asked its rejector: a word is not a digit (its four outputs said "several digits";
+    # the reason head, docs/trust.md, tells letters from numbers)
+    assert rec.predict(page).reason == "not a digit"
     with pytest.raises(ImageError, match="^no digits found$"):  # the rejector dropped the line of letters
         rec.read(page)
     assert rec.reader.recognizer is not rec and len(loaded) == 1

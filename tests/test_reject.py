@@ -115,6 +115,14 @@ def test_the_shipped_rejector_has_its_card():
     assert settings["validation_flagged"]["letter"] >= 0.9
     assert "hershey-script-complex" in settings["held_out_fonts"]
     assert card["calibration"]["temperature"] > 0
+    # The reason head (train/reason_head.py): numbers of 4-6 digits were "several digits" in 79%
+    # of the flagged validation ones by the four outputs, and at least 95% by the head.
+    head = settings["reason_head"]
+    assert rejector.has_reason_head and head["classes"] == list(CLASSES[1:])
+    assert (
+        head["validation_right_reasons_without"]["number"] < 0.85 <= 0.95 <= head["validation_right_reasons"]["number"]
+    )
+    assert min(head["validation_right_reasons"].values()) >= 0.9
 
 
 def test_the_runtime_rejector_imports_no_torch():
@@ -150,6 +158,32 @@ def test_two_digits_are_several_digits(rec, tmp_path, mnist):
     answer = rec.predict(_write(tmp_path / "pair.png", _digits_side_by_side(images[[2, 1]])))  # a 1 and a 2
     assert (labels[2], labels[1]) == (1, 2)
     assert (answer.digit, answer.reason) == (None, doubt.SEVERAL_DIGITS)
+
+
+@pytest.mark.mnist
+def test_a_whole_number_is_several_digits_not_no_ink(rec, tmp_path, mnist):
+    """Six digits fitted into 20 px are a row of specks: the four outputs called all seven of these
+    numbers "no ink" (and a page that says "nothing written here" where it should say "use read");
+    the reason head, trained with numbers of 4-6 digits, calls them several digits."""
+    images, _ = mnist["test"]
+    paths = [_write(tmp_path / f"number{s}.png", _digits_side_by_side(images[s : s + 6])) for s in range(0, 42, 6)]
+    reasons = [a.reason for a in rec.predict_many(paths)]
+    assert all(a.digit is None for a in rec.predict_many(paths))
+    assert reasons.count(doubt.SEVERAL_DIGITS) >= 6, reasons
+
+
+def test_the_reason_head_changes_the_reason_only(rec, tmp_path):
+    """Whether an input is flagged is the four outputs' P(digit) alone: the same with the head or
+    without it (the rejector's probabilities are the same numbers); only the reason can differ."""
+    from digitrec.reject import probabilities, reasons_from
+
+    rejector = rec.rejector
+    views = np.stack([rec.views(_letter(c))[0] for c in "BAX"] + [rec.views(_blank_noisy_page())[0]])
+    probs, head = probabilities(rejector.session, rejector.card, views, reasons=True)
+    assert np.array_equal(probs, rejector.probabilities(views)) and head.shape == (4, 3)
+    with_head, without = rejector.reasons(views), reasons_from(probs, rejector.threshold)
+    assert [r is None for r in with_head] == [r is None for r in without]
+    assert with_head == [doubt.NOT_A_DIGIT] * 3 + [doubt.NO_INK]
 
 
 @pytest.mark.mnist
@@ -470,3 +504,6 @@ def test_training_a_tiny_rejector_writes_a_card_with_its_threshold(real_data, tm
     assert 0 <= rejector.threshold <= 1
     assert rejector.card.data["rejector"]["mnist_split"].startswith("by index")  # no writer table: still trains
     assert rejector.probabilities(np.zeros((2, 28, 28), np.uint8)).shape == (2, 4)
+    # export grafts the reason head on, with its numbers in the card
+    assert rejector.has_reason_head and len(rejector.reasons(np.zeros((2, 28, 28), np.uint8))) == 2
+    assert set(rejector.card.data["rejector"]["reason_head"]["validation_right_reasons"]) <= set(negatives.KIND_CLASS)

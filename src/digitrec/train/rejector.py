@@ -267,7 +267,11 @@ def export(run: Path, path: Path, data: dict) -> dict:
         "mnist_split": data["split"],
         "held_out_fonts": data["held_out_fonts"],
     }
-    return rewrite_card(path, data_card)
+    rewrite_card(path, data_card)
+    # Why each flagged input is flagged, learned apart from whether (`train.reason_head`).
+    from digitrec.train.reason_head import add_reason_head
+
+    return add_reason_head(path, data)
 
 
 if __name__ == "__main__":
