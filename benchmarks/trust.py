@@ -4,8 +4,8 @@
       set and on each single-digit source of the shared external set;
   (b) rejection: the share flagged ("not a digit", "several digits", "no ink", or no ink found at
       all) of synthetic letters and symbols in fonts the rejector never saw, scribbles, shapes,
-      blank and noise-only pages, digit pairs and triples and whole numbers of 4-6 digits from
-      MNIST writers it never saw; and of the shared set's real numbers (cheque amounts, register
+      blank and noise-only pages, digit pairs and triples, whole numbers of 4-6 digits and of 2-6
+      dressed as documents, from MNIST writers it never saw; and of the shared set's real numbers (cheque amounts, register
       rows, photographed numbers), which `predict` must flag, not answer;
       and of the REAL digits of every shared source, with the accuracy of the answered ones
       against all of them;
@@ -96,6 +96,13 @@ def synthetic_sets(scale: float) -> dict[str, list[np.ndarray]]:
         sets[f"number 4-6 ({group})"] = [
             make_number(later, images, labels, int(later.choice([4, 5, 6])), group)[0] for _ in range(n)
         ]
+    # Numbers as documents hold them (a register cell, a cheque, ruled paper, marks beside), added
+    # later still: again their own generator.
+    documents = np.random.default_rng([SEED, 2])
+    sets["number 2-6 (document)"] = [
+        make_image(documents, "document-number", held_fonts, images, labels)
+        for _ in range(max(1, round(PAIRS_PER_GROUP * scale)))
+    ]
     return sets
 
 

@@ -22,6 +22,8 @@ Kinds, and the class each one teaches (`CLASSES`):
             overlapping, photographed)
   number    four to six of them, a whole number (a user gives `predict` a number: fitted into the
             20 px box its digits are specks, which without these it took for a blank page)
+  document-number  two to six of them dressed as a document holds a number: a register cell, a
+            cheque, ruled or squared paper, marks, a cross or tick beside it (`synth.make_number`)
 Fonts are split by family (`split_fonts`) and MNIST by writer (`train.rejector`), so a validation
 set can hold fonts and hands the rejector never saw. numpy, OpenCV and Pillow only.
 """
@@ -58,6 +60,7 @@ KIND_CLASS = {
     "blank": NO_INK,
     "pair": SEVERAL_DIGITS,
     "number": SEVERAL_DIGITS,
+    "document-number": SEVERAL_DIGITS,
 }
 
 # Glyphs a handwritten digit can look exactly like (O and 0, l and 1, S and 5, Z and 2, b and 6,
@@ -599,6 +602,27 @@ def several_digits(
     return grey
 
 
+def document_number(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A number of 2-6 digits as documents hold one (`synth.make_number(document=1)`: a register
+    cell's border and ruling, a cheque's guilloche, ruled or squared paper, a cross, tick or
+    underline beside it, a photo of it; marks between the digits): what a user crops from a form
+    and gives to `predict`, which must say *several digits*, not *not a digit*."""
+    from digitrec.synth import FORM_MARKS, GROUPS, SMALL_TAIL_SHARE, make_number
+
+    grey, _ = make_number(
+        rng,
+        images,
+        labels,
+        int(rng.integers(2, 7)),
+        group=str(rng.choice(GROUPS)),
+        punctuation=bool(rng.random() < 0.3),
+        small_tail=SMALL_TAIL_SHARE,
+        marks=FORM_MARKS,
+        document=1.0,
+    )
+    return grey
+
+
 # --- examples --------------------------------------------------------------------------------------
 
 
@@ -638,6 +662,8 @@ def make_image(
         return several_digits(rng, images, labels)
     if kind == "number":
         return several_digits(rng, images, labels, counts=(4, 5, 6))
+    if kind == "document-number":
+        return document_number(rng, images, labels)
     raise ValueError(f"unknown kind {kind!r}")
 
 
