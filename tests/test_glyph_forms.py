@@ -87,6 +87,20 @@ def test_a_one_leaning_far_right_gets_no_flag_along_its_stem():
     assert glyph_forms.flag_one(np.random.default_rng(0), piece) is piece
 
 
+def test_a_looped_one_crosses_its_stem_low_and_closes_a_loop_over_its_top():
+    piece = one()
+    loops = 0
+    for seed in range(10):
+        out = glyph_forms.looped_one(np.random.default_rng(seed), piece)
+        ys, xs = np.nonzero(_ink(out))
+        loops += _holes(out) >= 1  # the loop: paper enclosed between the up stroke and the stem
+        assert xs.min() < xs[ys >= ys.max() - 3].mean() - PEN  # the up stroke starts left of the foot
+        assert out.shape[0] <= piece.shape[0] * 1.25  # a 1 still: about as tall, not a new line
+        assert _ink(out).sum(0).max() >= _ink(piece).sum(0).max()  # the stem is all still there
+    assert loops >= 7  # a 5 px pen fills the narrowest (3 of these 10), as it does on paper
+    assert glyph_forms.looped_one(np.random.default_rng(0), np.full((2, 5), 255.0, np.float32)).shape == (2, 5)
+
+
 def test_a_crossed_seven_gets_a_level_bar_across_its_stem_halfway_down():
     piece = seven()
     out = glyph_forms.crossed_seven(np.random.default_rng(1), piece)

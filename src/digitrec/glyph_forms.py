@@ -1,5 +1,6 @@
 """Digit forms that real writers use and MNIST's American writers rarely did, drawn on a digit's
-own strokes: a 1 with a long flag (or lead-in) from the lower left, a 2 with a loop at its foot, a
+own strokes: a 1 with a long flag (or lead-in) from the lower left or written as a narrow loop
+(an ℓ), a 2 with a loop at its foot, a
 4 open at the top, a 7 with a crossbar, a 9 with a straight stem (issue 16: the cheque amounts
 the reader misreads are mostly these). Each form finds the stroke it changes from the ink (the
 top of a 1, the foot of a 2, the stem of a 4, 7 or 9) and keeps the label a person would read:
@@ -78,6 +79,37 @@ def flag_one(rng: np.random.Generator, piece: np.ndarray) -> np.ndarray:
 def hooked_or_flagged_one(rng: np.random.Generator, piece: np.ndarray) -> np.ndarray:
     """A 1 with a lead-in: documents.hooked_one's from the baseline (HOOKED_SHARE) or a flag."""
     return hooked_one(rng, piece) if rng.random() < HOOKED_SHARE else flag_one(rng, piece)
+
+
+def looped_one(rng: np.random.Generator, piece: np.ndarray) -> np.ndarray:
+    """A 1 written as a narrow loop (an ℓ, as many Latin-American and European hands write a 1 that
+    starts a number): an up stroke from the lower left of the stem's foot that crosses the stem low
+    down, rises on its right and turns over the top into it, so the stem comes down through the
+    loop. The loop is 0.2-0.35 of the height wide (a thick pen may fill a narrow one, as it does on
+    paper); a 1 whose ink has no height stays as it is."""
+    ys, xs = np.nonzero(piece > INK)
+    if len(np.unique(ys)) < 3:
+        return piece
+    top, bottom = int(ys.min()), int(ys.max())
+    h, pen = bottom - top + 1, pen_of(piece)
+    top_x = float(xs[ys <= top + 1].mean())
+    foot_x = float(xs[ys >= bottom - 1].mean())
+    mid_x, mid_y = (top_x + foot_x) / 2, (top + bottom) / 2
+    width = h * rng.uniform(0.2, 0.35)
+    start = (foot_x - width * rng.uniform(0.6, 1.0), bottom - h * rng.uniform(0.0, 0.1))
+    bow = (mid_x + width * rng.uniform(0.8, 1.2), mid_y - h * rng.uniform(0.0, 0.1))
+    cap = (top_x + width * rng.uniform(0.6, 0.9), top - h * rng.uniform(0.1, 0.18))
+    t = np.linspace(0.0, 1.0, 40)[:, None]
+    points = (
+        (1 - t) ** 3 * np.array(start)
+        + 3 * (1 - t) ** 2 * t * np.array(bow)
+        + 3 * (1 - t) * t**2 * np.array(cap)
+        + t**3 * np.array([top_x, float(top)])
+    )
+    pad = int(np.ceil(2 * width + h * 0.15)) + pen
+    out = np.pad(piece, ((pad, pen), (pad, pen)))
+    cv2.polylines(out, [np.round(points + pad).astype(np.int32)], False, 255.0, pen, cv2.LINE_AA)
+    return _trim(out)
 
 
 def crossed_seven(rng: np.random.Generator, piece: np.ndarray) -> np.ndarray:
@@ -185,7 +217,7 @@ def _trim(out: np.ndarray) -> np.ndarray:
 
 # class -> the forms it may be redrawn in (`redraw` picks one at random).
 FORMS: dict[int, tuple[Callable[[np.random.Generator, np.ndarray], np.ndarray], ...]] = {
-    1: (hooked_or_flagged_one,),
+    1: (hooked_or_flagged_one, looped_one),
     2: (looped_two,),
     4: (open_four,),
     7: (crossed_seven,),
