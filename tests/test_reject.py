@@ -507,3 +507,44 @@ def test_training_a_tiny_rejector_writes_a_card_with_its_threshold(real_data, tm
     # export grafts the reason head on, with its numbers in the card
     assert rejector.has_reason_head and len(rejector.reasons(np.zeros((2, 28, 28), np.uint8))) == 2
     assert set(rejector.card.data["rejector"]["reason_head"]["validation_right_reasons"]) <= set(negatives.KIND_CLASS)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.onnx", None, "rejector not found"),
+        ("junk.onnx", b"not a model", "cannot load .* as an ONNX model"),
+        ("digits.onnx", "model.onnx", "is not a digitrec rejector"),
+    ],
+)
+def test_the_reason_head_command_refuses_a_wrong_file_before_drawing_examples(
+    tmp_path, monkeypatch, name, content, message
+):
+    """A missing file, a file that is no ONNX model, the digit model: a ModelError first, not half
+    an hour of drawing examples and then a traceback."""
+    import shutil
+
+    from digitrec.errors import ModelError
+    from digitrec.train import reason_head, rejector
+
+    monkeypatch.setattr(rejector, "_cached_data", lambda *a: pytest.fail("drew examples for a wrong file"))
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        shutil.copy(default_rejector_path().with_name(content), path)
+    with pytest.raises(ModelError, match=message):
+        reason_head.main([str(path), "--examples", str(tmp_path / "examples")])
+    assert not (tmp_path / "examples").exists()
+
+
+def test_the_reason_head_command_checks_out_before_drawing_examples(tmp_path, monkeypatch):
+    from digitrec.errors import DigitrecError
+    from digitrec.train import reason_head, rejector
+
+    monkeypatch.setattr(rejector, "_cached_data", lambda *a: pytest.fail("drew examples"))
+    with pytest.raises(DigitrecError, match="--out must end in .onnx"):
+        reason_head.main([str(default_rejector_path()), "--out", str(tmp_path / "r.txt")])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DigitrecError, match="is a file, not a folder"):
+        reason_head.main([str(default_rejector_path()), "--out", str(tmp_path / "file" / "r.onnx")])

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, ModelError
 from digitrec.reject import REASONS_OUTPUT
 
 HIDDEN = 64
@@ -42,7 +42,28 @@ def features_name(proto) -> str:
     for node in proto.graph.node:
         if "logits" in node.output and node.op_type in ("Gemm", "MatMul"):
             return str(node.input[0])
-    raise DigitrecError("not a digitrec rejector: no final Gemm writes 'logits'")
+    raise ModelError("not a digitrec rejector: no final Gemm writes 'logits'")
+
+
+def open_rejector(path: Path):
+    """-> (the ONNX proto, the card) of the rejector at `path`, or a ModelError the user can act on:
+    the file is missing, is no ONNX model, or is no digitrec rejector (a card with the rejector's
+    labels and `rejector` section, a final Gemm writing `logits`). Checked before any other work."""
+    import onnx
+
+    from digitrec.modelfile.read import open_model
+    from digitrec.reject import CLASSES
+
+    _, card = open_model(path, "rejector", threads=1, require_input=True)
+    assert card is not None  # require_input: a file without a card raised ModelError
+    if tuple(card.labels or ()) != CLASSES or not isinstance(card.data.get("rejector"), dict):
+        raise ModelError(
+            f"{path} is not a digitrec rejector: its card has labels {card.labels} and no `rejector` section "
+            "(make one with python -m digitrec.train.rejector --export)"
+        )
+    proto = onnx.load(str(path))
+    features_name(proto)
+    return proto, card
 
 
 def rejector_outputs(proto, card, images: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -166,16 +187,12 @@ def add_reason_head(path: Path, data: dict, out: Path | None = None, seed: int =
     import onnxruntime as ort
 
     from digitrec.files import atomic_path
-    from digitrec.modelfile.read import read_card, softmax
+    from digitrec.modelfile.read import softmax
     from digitrec.modelfile.write import rewrite_card
     from digitrec.reject import CLASSES, DIGIT
 
     out = out or path
-    proto = onnx.load(str(path))
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    card = read_card(session, str(path), require_input=True)
-    if card is None or tuple(card.labels or ()) != CLASSES or "rejector" not in card.data:
-        raise DigitrecError(f"{path} is not a digitrec rejector")
+    proto, card = open_rejector(path)
     (x, y), (xv, yv), kinds = data["train"], data["test"], np.asarray(data["test_kinds"])
     not_one = y != DIGIT
     _, features = rejector_outputs(proto, card, x[not_one])
@@ -217,16 +234,25 @@ def add_reason_head(path: Path, data: dict, out: Path | None = None, seed: int =
 
 
 def main(argv: list[str] | None = None) -> None:
+    from digitrec.files import check_writable
     from digitrec.train.rejector import WRITERS_FILE, _cached_data
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rejector", type=Path, help="the rejector's ONNX file")
     parser.add_argument("--examples", type=Path, default=Path("runs/rejector"), help="where examples.npz is (or goes)")
-    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--scale", type=float, default=1.0, help="the rejector recipe's --scale of the examples")
+    parser.add_argument(
+        "--examples-seed", type=int, default=0, help="the rejector recipe's --seed the examples were drawn with"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write here instead of replacing the rejector")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the head's own seed (its initial weights and order)")
     args = parser.parse_args(argv)
-    data = _cached_data(args.examples, args.scale, 0, WRITERS_FILE)
+    # What would fail at the end fails now, before minutes (at --scale 1, half an hour) of drawing.
+    open_rejector(args.rejector)
+    if args.out is not None and args.out.suffix.lower() != ".onnx":
+        raise ModelError(f"--out must end in .onnx, got {args.out.name}")
+    check_writable(args.out or args.rejector)
+    data = _cached_data(args.examples, args.scale, args.examples_seed, WRITERS_FILE)
     add_reason_head(args.rejector, data, args.out, seed=args.seed)
 
 
