@@ -548,3 +548,79 @@ def test_the_reason_head_command_checks_out_before_drawing_examples(tmp_path, mo
     (tmp_path / "file").write_text("")
     with pytest.raises(DigitrecError, match="is a file, not a folder"):
         reason_head.main([str(default_rejector_path()), "--out", str(tmp_path / "file" / "r.onnx")])
+
+
+def _tiny_examples(seed: int = 0) -> dict:
+    """A few noise and blob images of every class, in `train.rejector`'s layout: enough to fit and
+    graft a head in a second (its reasons are not the point)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.random((80, 28, 28)) < rng.random((80, 1, 1)) * 0.3).astype(np.uint8) * 255
+    y = np.arange(80) % 4
+    kinds = np.array(["digit", "letter", "pair", "blank"])[y[:40]]
+    return {"train": (x, y), "test": (x[:40], y[:40]), "test_kinds": kinds}
+
+
+def _without_head(path, out):
+    """The rejector at `path` as it was before a head was grafted on: its `logits` output only."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    keep = [n for n in proto.graph.node if not n.name.startswith("reason_head/")]
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+    keep_init = [t for t in proto.graph.initializer if not t.name.startswith("reason_head/")]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep_init)
+    del proto.graph.output[1:]
+    onnx.save(proto, str(out))
+    return out
+
+
+def test_a_head_grafted_again_replaces_the_one_before_and_flags_the_same(tmp_path):
+    """The shipped rejector already has a head: grafting another leaves one head (3 nodes, 4 weights,
+    one `reasons` output), `logits` bit for bit, and the card and the JSON beside it the same."""
+    import onnx
+
+    from digitrec.train.reason_head import add_reason_head
+
+    out = tmp_path / "r.onnx"
+    card = add_reason_head(default_rejector_path(), _tiny_examples(), out, log=lambda m: None)
+    proto = onnx.load(str(out))
+    assert [o.name for o in proto.graph.output] == ["logits", "reasons"]
+    assert sum(n.name.startswith("reason_head/") for n in proto.graph.node) == 3
+    assert sum(t.name.startswith("reason_head/") for t in proto.graph.initializer) == 4
+    assert json.loads((tmp_path / "r_card.json").read_text()) == card
+    shipped, grafted = Rejector(), Rejector(out)
+    assert grafted.card.data == card and card["rejector"]["threshold"] == shipped.threshold
+    assert card["rejector"]["reason_head"]["training_examples"] == {
+        "not a digit": 20,
+        "several digits": 20,
+        "no ink": 20,
+    }
+    views = np.stack([_tiny_examples(1)["train"][0][0], np.zeros((28, 28), np.uint8)])
+    assert np.array_equal(grafted.probabilities(views), shipped.probabilities(views))
+    assert grafted.reasons(views[:0]) == [] and len(grafted.reasons(views)) == 2
+
+
+def test_a_rejector_without_the_head_flags_the_same_and_gives_the_old_reasons(tmp_path):
+    """Grafting changed no weight before `logits`: the shipped file with its head stripped flags
+    exactly what it flags; it gives its four outputs' reasons, and asking it for the head's is a
+    ModelError that says so."""
+    from digitrec.errors import ModelError
+    from digitrec.reject import probabilities, reasons_from
+
+    headless = Rejector(_without_head(default_rejector_path(), tmp_path / "old.onnx"))
+    shipped = Rejector()
+    assert shipped.has_reason_head and not headless.has_reason_head
+    rec_views = [_letter("B"), _scribble(), _blank_noisy_page(), _letter("7")]
+    from digitrec.runtime import Recognizer
+
+    rec = Recognizer(threads=1, reject=False)
+    views = np.stack([rec.views(page)[0] for page in rec_views])
+    probs = headless.probabilities(views)
+    assert np.array_equal(probs, shipped.probabilities(views))
+    assert headless.reasons(views) == reasons_from(probs, headless.threshold)
+    assert [r is None for r in headless.reasons(views)] == [r is None for r in shipped.reasons(views)]
+    with pytest.raises(ModelError, match="has no reason head"):
+        probabilities(headless.session, headless.card, views, reasons=True)
+    assert headless.reasons(views[:0]) == shipped.reasons(views[:0]) == []

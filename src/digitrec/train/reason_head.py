@@ -24,6 +24,7 @@ fonts and MNIST writers), written in the card's `rejector.reason_head`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -184,11 +185,11 @@ def add_reason_head(path: Path, data: dict, out: Path | None = None, seed: int =
     card's `rejector.reason_head`: what it was trained on and its right reasons per validation kind,
     beside the four-output argmax's. -> the new card."""
     import onnx
-    import onnxruntime as ort
 
-    from digitrec.files import atomic_path
-    from digitrec.modelfile.read import softmax
-    from digitrec.modelfile.write import rewrite_card
+    from digitrec.files import atomic_path, atomic_write
+    from digitrec.modelfile.card import FORMAT, ModelCard, card_path_for
+    from digitrec.modelfile.read import open_session, softmax
+    from digitrec.modelfile.write import set_card
     from digitrec.reject import CLASSES, DIGIT
 
     out = out or path
@@ -206,31 +207,38 @@ def add_reason_head(path: Path, data: dict, out: Path | None = None, seed: int =
     before = reason_accuracy(p_digit, threshold, 1 + softmax(logits)[:, 1:].argmax(axis=1), yv, kinds)
     reference = head_logits(weights, val_features)
     after = reason_accuracy(p_digit, threshold, 1 + reference.argmax(axis=1), yv, kinds)
+    head_card: dict[str, object] = {
+        "output": REASONS_OUTPUT,
+        "classes": list(CLASSES[1:]),
+        "design": f"penultimate features -> {HIDDEN} -> 3, classes weighted equally, {EPOCHS} epochs, seed {seed}",
+        "training_examples": {CLASSES[k]: int((y == k).sum()) for k in range(1, len(CLASSES))},
+        "validation_right_reasons": after,
+        "validation_right_reasons_without": before,
+    }
+    data_card = {"format": FORMAT, **{k: v for k, v in card.data.items() if k != "format"}}
+    data_card["rejector"] = {**card.data["rejector"], "reason_head": head_card}
+    # One write of the file, graph and card together (as `modelfile.write` writes every model): the
+    # target is never left with a head its card does not describe.
     with atomic_path(out) as tmp:
         onnx.save(grafted, str(tmp))
-        check = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        check = open_session(tmp, threads=1)
         probe = card.input.scale(xv[:256])[:, None]
         z, reasons = check.run(["logits", REASONS_OUTPUT], {card.input.name: probe})
+        if not np.array_equal(z, logits[:256]):
+            gap = float(np.abs(z - logits[:256]).max())
+            raise ModelError(f"grafting the head changed the rejector's logits (by up to {gap:g}); not written")
         gap = float(np.abs(reasons - reference[:256]).max())
-        if gap > PARITY_TOLERANCE or not np.array_equal(z, logits[:256]):
-            raise DigitrecError(f"the grafted head differs from its reference by {gap:g}; not written")
-    data_card = {k: v for k, v in card.data.items() if k != "format"}
-    data_card["rejector"] = {
-        **card.data["rejector"],
-        "reason_head": {
-            "output": REASONS_OUTPUT,
-            "classes": list(CLASSES[1:]),
-            "design": f"penultimate features -> {HIDDEN} -> 3, classes weighted equally, {EPOCHS} epochs, seed {seed}",
-            "training_examples": {CLASSES[k]: int((y == k).sum()) for k in range(1, len(CLASSES))},
-            "validation_right_reasons": after,
-            "validation_right_reasons_without": before,
-            "parity_max_abs_diff": gap,
-        },
-    }
+        if not gap <= PARITY_TOLERANCE:
+            raise ModelError(f"the grafted head differs from its numpy reference by {gap:g}; not written")
+        head_card["parity_max_abs_diff"] = gap
+        ModelCard.from_dict(data_card, str(out), require_input=True)  # what we write, we can read
+        set_card(grafted, data_card)
+        onnx.save(grafted, str(tmp))
+    atomic_write(card_path_for(out), json.dumps(data_card, indent=2) + "\n")
     log("right reasons among the flagged validation examples (without the head -> with it):")
     for kind in after:
         log(f"  {kind:12s} {before[kind]:7.1%} -> {after[kind]:7.1%}")
-    return rewrite_card(out, data_card)
+    return data_card
 
 
 def main(argv: list[str] | None = None) -> None:
