@@ -624,3 +624,18 @@ def test_a_rejector_without_the_head_flags_the_same_and_gives_the_old_reasons(tm
     with pytest.raises(ModelError, match="has no reason head"):
         probabilities(headless.session, headless.card, views, reasons=True)
     assert headless.reasons(views[:0]) == shipped.reasons(views[:0]) == []
+
+
+def test_a_feature_the_examples_never_wake_does_not_swamp_the_head():
+    """A penultimate unit that is 0 on every example (dead for them) keeps a small folded weight:
+    an input that does wake it moves the head's logits a little, not by thousands."""
+    from digitrec.train.reason_head import fit_head, head_logits
+
+    rng = np.random.default_rng(0)
+    features = np.maximum(rng.normal(size=(90, 8)), 0).astype(np.float32)
+    features[:, 3] = 0.0
+    reasons = np.arange(90) % 3
+    weights = fit_head(features, reasons, hidden=8, epochs=2)
+    woken = features[:5].copy()
+    woken[:, 3] = 1.0
+    assert np.abs(head_logits(weights, woken) - head_logits(weights, features[:5])).max() < 10

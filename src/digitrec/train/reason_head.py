@@ -97,7 +97,11 @@ def fit_head(
     equally (there are three times as many 'not a digit' examples as 'several digits')."""
     import torch
 
-    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    # A feature constant over these examples (a ReLU unit they never wake) is left unscaled: divided
+    # by its ~0 spread, its first-layer weights would be ~1e5 once folded in, and an input that does
+    # wake it would swamp the head. (The shipped head had none: its largest |w1| is 1.5.)
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    std = np.where(std > 1e-4, std + 1e-6, 1.0)
     x = torch.tensor((features - mean) / std, dtype=torch.float32)
     y = torch.tensor(reasons, dtype=torch.long)
     counts = np.bincount(reasons, minlength=3)
