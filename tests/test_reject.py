@@ -167,23 +167,24 @@ def test_a_whole_number_is_several_digits_not_no_ink(rec, tmp_path, mnist):
     the reason head, trained with numbers of 4-6 digits, calls them several digits."""
     images, _ = mnist["test"]
     paths = [_write(tmp_path / f"number{s}.png", _digits_side_by_side(images[s : s + 6])) for s in range(0, 42, 6)]
-    reasons = [a.reason for a in rec.predict_many(paths)]
-    assert all(a.digit is None for a in rec.predict_many(paths))
+    answers = rec.predict_many(paths)
+    reasons = [a.reason for a in answers]
+    assert all(a.digit is None for a in answers)
     assert reasons.count(doubt.SEVERAL_DIGITS) >= 6, reasons
 
 
 def test_the_reason_head_changes_the_reason_only(rec, tmp_path):
-    """Whether an input is flagged is the four outputs' P(digit) alone: the same with the head or
-    without it (the rejector's probabilities are the same numbers); only the reason can differ."""
+    """Whether an input is flagged is the four outputs' P(digit) alone: asking for the head's logits
+    too gives the same probabilities; only the reason can differ. (That grafting changed no weight
+    before `logits`: test_a_rejector_without_the_head_flags_the_same_and_gives_the_old_reasons.)"""
     from digitrec.reject import probabilities, reasons_from
 
     rejector = rec.rejector
     views = np.stack([rec.views(_letter(c))[0] for c in "BAX"] + [rec.views(_blank_noisy_page())[0]])
     probs, head = probabilities(rejector.session, rejector.card, views, reasons=True)
     assert np.array_equal(probs, rejector.probabilities(views)) and head.shape == (4, 3)
-    with_head, without = rejector.reasons(views), reasons_from(probs, rejector.threshold)
-    assert [r is None for r in with_head] == [r is None for r in without]
-    assert with_head == [doubt.NOT_A_DIGIT] * 3 + [doubt.NO_INK]
+    assert rejector.reasons(views) == reasons_from(probs, rejector.threshold, head)
+    assert rejector.reasons(views) == [doubt.NOT_A_DIGIT] * 3 + [doubt.NO_INK]
 
 
 @pytest.mark.mnist
