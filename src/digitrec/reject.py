@@ -11,8 +11,8 @@ An input is rejected when the rejector's probability that it is one digit is und
 `rejector.threshold`, chosen on held-out fonts and MNIST writers (never on real user data). The
 reason given is then the likeliest of the reason head's three (`reasons`, a second output grafted
 on by `digitrec.train.reason_head`, which learned longer numbers as *several digits* too), or, in
-a rejector without that head, the likeliest of the other three classes. Each `Recognizer` owns one, loaded on
-first use (`Recognizer(reject=False)` never loads it).
+a rejector without that head, the likeliest of the other three classes. Each `Recognizer` owns
+one, loaded on first use (`Recognizer(reject=False)` never loads it).
 """
 
 from __future__ import annotations
