@@ -5,8 +5,8 @@
   (b) rejection: the share flagged ("not a digit", "several digits", "no ink", or no ink found at
       all) of synthetic letters and symbols in fonts the rejector never saw, scribbles, shapes,
       blank and noise-only pages, digit pairs and triples, whole numbers of 4-6 digits and of 2-6
-      dressed as documents, from MNIST writers it never saw; and of the shared set's real numbers (cheque amounts, register
-      rows, photographed numbers), which `predict` must flag, not answer;
+      dressed as documents, from MNIST writers it never saw; and of the shared set's real numbers
+      (cheque amounts, register rows, photographed numbers), which `predict` must flag, not answer;
       and of the REAL digits of every shared source, with the accuracy of the answered ones
       against all of them;
   (c) cost: milliseconds per image of the rejector beside the digit model.
@@ -131,7 +131,7 @@ def cost(rec, views: np.ndarray, repeat: int = 3) -> tuple[float, float]:
         rec.predict_probabilities(views.reshape(-1, 28, 28))
         best_model = min(best_model, time.perf_counter() - t)
         t = time.perf_counter()
-        rec.rejector.probabilities(firsts)
+        rec.rejector.reasons(firsts)  # what predict runs: with the reason head's output when it has one
         best_reject = min(best_reject, time.perf_counter() - t)
     return 1000 * best_model / len(views), 1000 * best_reject / len(views)
 

@@ -167,23 +167,24 @@ def test_a_whole_number_is_several_digits_not_no_ink(rec, tmp_path, mnist):
     the reason head, trained with numbers of 4-6 digits, calls them several digits."""
     images, _ = mnist["test"]
     paths = [_write(tmp_path / f"number{s}.png", _digits_side_by_side(images[s : s + 6])) for s in range(0, 42, 6)]
-    reasons = [a.reason for a in rec.predict_many(paths)]
-    assert all(a.digit is None for a in rec.predict_many(paths))
+    answers = rec.predict_many(paths)
+    reasons = [a.reason for a in answers]
+    assert all(a.digit is None for a in answers)
     assert reasons.count(doubt.SEVERAL_DIGITS) >= 6, reasons
 
 
 def test_the_reason_head_changes_the_reason_only(rec, tmp_path):
-    """Whether an input is flagged is the four outputs' P(digit) alone: the same with the head or
-    without it (the rejector's probabilities are the same numbers); only the reason can differ."""
+    """Whether an input is flagged is the four outputs' P(digit) alone: asking for the head's logits
+    too gives the same probabilities; only the reason can differ. (That grafting changed no weight
+    before `logits`: test_a_rejector_without_the_head_flags_the_same_and_gives_the_old_reasons.)"""
     from digitrec.reject import probabilities, reasons_from
 
     rejector = rec.rejector
     views = np.stack([rec.views(_letter(c))[0] for c in "BAX"] + [rec.views(_blank_noisy_page())[0]])
     probs, head = probabilities(rejector.session, rejector.card, views, reasons=True)
     assert np.array_equal(probs, rejector.probabilities(views)) and head.shape == (4, 3)
-    with_head, without = rejector.reasons(views), reasons_from(probs, rejector.threshold)
-    assert [r is None for r in with_head] == [r is None for r in without]
-    assert with_head == [doubt.NOT_A_DIGIT] * 3 + [doubt.NO_INK]
+    assert rejector.reasons(views) == reasons_from(probs, rejector.threshold, head)
+    assert rejector.reasons(views) == [doubt.NOT_A_DIGIT] * 3 + [doubt.NO_INK]
 
 
 @pytest.mark.mnist
@@ -507,3 +508,135 @@ def test_training_a_tiny_rejector_writes_a_card_with_its_threshold(real_data, tm
     # export grafts the reason head on, with its numbers in the card
     assert rejector.has_reason_head and len(rejector.reasons(np.zeros((2, 28, 28), np.uint8))) == 2
     assert set(rejector.card.data["rejector"]["reason_head"]["validation_right_reasons"]) <= set(negatives.KIND_CLASS)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.onnx", None, "rejector not found"),
+        ("junk.onnx", b"not a model", "cannot load .* as an ONNX model"),
+        ("digits.onnx", "model.onnx", "is not a digitrec rejector"),
+    ],
+)
+def test_the_reason_head_command_refuses_a_wrong_file_before_drawing_examples(
+    tmp_path, monkeypatch, name, content, message
+):
+    """A missing file, a file that is no ONNX model, the digit model: a ModelError first, not half
+    an hour of drawing examples and then a traceback."""
+    import shutil
+
+    from digitrec.errors import ModelError
+    from digitrec.train import reason_head, rejector
+
+    monkeypatch.setattr(rejector, "_cached_data", lambda *a: pytest.fail("drew examples for a wrong file"))
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        shutil.copy(default_rejector_path().with_name(content), path)
+    with pytest.raises(ModelError, match=message):
+        reason_head.main([str(path), "--examples", str(tmp_path / "examples")])
+    assert not (tmp_path / "examples").exists()
+
+
+def test_the_reason_head_command_checks_out_before_drawing_examples(tmp_path, monkeypatch):
+    from digitrec.errors import DigitrecError
+    from digitrec.train import reason_head, rejector
+
+    monkeypatch.setattr(rejector, "_cached_data", lambda *a: pytest.fail("drew examples"))
+    with pytest.raises(DigitrecError, match="--out must end in .onnx"):
+        reason_head.main([str(default_rejector_path()), "--out", str(tmp_path / "r.txt")])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DigitrecError, match="is a file, not a folder"):
+        reason_head.main([str(default_rejector_path()), "--out", str(tmp_path / "file" / "r.onnx")])
+
+
+def _tiny_examples(seed: int = 0) -> dict:
+    """A few noise and blob images of every class, in `train.rejector`'s layout: enough to fit and
+    graft a head in a second (its reasons are not the point)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.random((80, 28, 28)) < rng.random((80, 1, 1)) * 0.3).astype(np.uint8) * 255
+    y = np.arange(80) % 4
+    kinds = np.array(["digit", "letter", "pair", "blank"])[y[:40]]
+    return {"train": (x, y), "test": (x[:40], y[:40]), "test_kinds": kinds}
+
+
+def _without_head(path, out):
+    """The rejector at `path` as it was before a head was grafted on: its `logits` output only."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    keep = [n for n in proto.graph.node if not n.name.startswith("reason_head/")]
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+    keep_init = [t for t in proto.graph.initializer if not t.name.startswith("reason_head/")]
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(keep_init)
+    del proto.graph.output[1:]
+    onnx.save(proto, str(out))
+    return out
+
+
+def test_a_head_grafted_again_replaces_the_one_before_and_flags_the_same(tmp_path):
+    """The shipped rejector already has a head: grafting another leaves one head (3 nodes, 4 weights,
+    one `reasons` output), `logits` bit for bit, and the card and the JSON beside it the same."""
+    import onnx
+
+    from digitrec.train.reason_head import add_reason_head
+
+    out = tmp_path / "r.onnx"
+    card = add_reason_head(default_rejector_path(), _tiny_examples(), out, log=lambda m: None)
+    proto = onnx.load(str(out))
+    assert [o.name for o in proto.graph.output] == ["logits", "reasons"]
+    assert sum(n.name.startswith("reason_head/") for n in proto.graph.node) == 3
+    assert sum(t.name.startswith("reason_head/") for t in proto.graph.initializer) == 4
+    assert json.loads((tmp_path / "r_card.json").read_text()) == card
+    shipped, grafted = Rejector(), Rejector(out)
+    assert grafted.card.data == card and card["rejector"]["threshold"] == shipped.threshold
+    assert card["rejector"]["reason_head"]["training_examples"] == {
+        "not a digit": 20,
+        "several digits": 20,
+        "no ink": 20,
+    }
+    views = np.stack([_tiny_examples(1)["train"][0][0], np.zeros((28, 28), np.uint8)])
+    assert np.array_equal(grafted.probabilities(views), shipped.probabilities(views))
+    assert grafted.reasons(views[:0]) == [] and len(grafted.reasons(views)) == 2
+
+
+def test_a_rejector_without_the_head_flags_the_same_and_gives_the_old_reasons(tmp_path):
+    """Grafting changed no weight before `logits`: the shipped file with its head stripped flags
+    exactly what it flags; it gives its four outputs' reasons, and asking it for the head's is a
+    ModelError that says so."""
+    from digitrec.errors import ModelError
+    from digitrec.reject import probabilities, reasons_from
+
+    headless = Rejector(_without_head(default_rejector_path(), tmp_path / "old.onnx"))
+    shipped = Rejector()
+    assert shipped.has_reason_head and not headless.has_reason_head
+    rec_views = [_letter("B"), _scribble(), _blank_noisy_page(), _letter("7")]
+    from digitrec.runtime import Recognizer
+
+    rec = Recognizer(threads=1, reject=False)
+    views = np.stack([rec.views(page)[0] for page in rec_views])
+    probs = headless.probabilities(views)
+    assert np.array_equal(probs, shipped.probabilities(views))
+    assert headless.reasons(views) == reasons_from(probs, headless.threshold)
+    assert [r is None for r in headless.reasons(views)] == [r is None for r in shipped.reasons(views)]
+    with pytest.raises(ModelError, match="has no reason head"):
+        probabilities(headless.session, headless.card, views, reasons=True)
+    assert headless.reasons(views[:0]) == shipped.reasons(views[:0]) == []
+
+
+def test_a_feature_the_examples_never_wake_does_not_swamp_the_head():
+    """A penultimate unit that is 0 on every example (dead for them) keeps a small folded weight:
+    an input that does wake it moves the head's logits a little, not by thousands."""
+    from digitrec.train.reason_head import fit_head, head_logits
+
+    rng = np.random.default_rng(0)
+    features = np.maximum(rng.normal(size=(90, 8)), 0).astype(np.float32)
+    features[:, 3] = 0.0
+    reasons = np.arange(90) % 3
+    weights = fit_head(features, reasons, hidden=8, epochs=2)
+    woken = features[:5].copy()
+    woken[:, 3] = 1.0
+    assert np.abs(head_logits(weights, woken) - head_logits(weights, features[:5])).max() < 10

@@ -11,8 +11,8 @@ An input is rejected when the rejector's probability that it is one digit is und
 `rejector.threshold`, chosen on held-out fonts and MNIST writers (never on real user data). The
 reason given is then the likeliest of the reason head's three (`reasons`, a second output grafted
 on by `digitrec.train.reason_head`, which learned longer numbers as *several digits* too), or, in
-a rejector without that head, the likeliest of the other three classes. Each `Recognizer` owns one, loaded on
-first use (`Recognizer(reject=False)` never loads it).
+a rejector without that head, the likeliest of the other three classes. Each `Recognizer` owns
+one, loaded on first use (`Recognizer(reject=False)` never loads it).
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def probabilities(session, card: ModelCard, views28: np.ndarray, batch_size: int
     """A rejector's session and card, uint8 (N, 28, 28) views -> float32 (N, 4): softmax(logits / T);
     with `reasons`, also the reason head's (N, 3) logits (the file must have the head)."""
     names = ["logits", REASONS_OUTPUT] if reasons else ["logits"]
+    if reasons and REASONS_OUTPUT not in {output.name for output in session.get_outputs()}:
+        raise ModelError(f"{card.name or 'this rejector'} has no reason head (no output {REASONS_OUTPUT!r})")
     out, head = [], []
     for start in range(0, len(views28), batch_size):
         x = card.input.scale(views28[start : start + batch_size])[:, None]  # (N, 1, 28, 28)

@@ -29,6 +29,7 @@ from digitrec.modelfile.card import CARD_KEY, FORMAT, ModelCard, card_path_for
 from digitrec.modelfile.read import softmax
 
 if TYPE_CHECKING:  # for annotations only: torch stays imported by torch_to_onnx alone
+    import onnx
     import torch
     from onnxruntime import InferenceSession
 
@@ -124,11 +125,7 @@ def write_model(
         data = {"format": FORMAT, **data, "onnx_parity_max_abs_diff": diff}
         ModelCard.from_dict(data, str(out), require_input=True)  # what we write, we can read
         proto = onnx.load(str(tmp))
-        kept = [(p.key, p.value) for p in proto.metadata_props if p.key != CARD_KEY]
-        del proto.metadata_props[:]
-        for key, value in [*kept, (CARD_KEY, json.dumps(data))]:
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
+        set_card(proto, data)
         proto.producer_name = "digitrec"
         try:
             onnx.checker.check_model(proto)
@@ -156,11 +153,7 @@ def rewrite_card(
     graph_bytes = proto.graph.SerializeToString()
     data = {"format": FORMAT, **card}
     ModelCard.from_dict(data, str(path), require_input=True)
-    entries = [(p.key, p.value) for p in proto.metadata_props if p.key != CARD_KEY]
-    del proto.metadata_props[:]
-    for key, value in [*entries, (CARD_KEY, json.dumps(data))]:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_card(proto, data)
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
         if onnx.load(str(tmp)).graph.SerializeToString() != graph_bytes:
@@ -168,3 +161,13 @@ def rewrite_card(
     if card_path is not False:
         atomic_write(Path(card_path) if card_path else card_path_for(path), json.dumps(data, indent=2) + "\n")
     return data
+
+
+def set_card(proto: onnx.ModelProto, data: dict[str, object]) -> None:
+    """Put the card `data` in the ONNX `proto`'s metadata_props[CARD_KEY], in place; every other
+    metadata entry stays, in its order."""
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != CARD_KEY]
+    del proto.metadata_props[:]
+    for key, value in [*kept, (CARD_KEY, json.dumps(data))]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value

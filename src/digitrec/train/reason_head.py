@@ -24,12 +24,13 @@ fonts and MNIST writers), written in the card's `rejector.reason_head`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, ModelError
 from digitrec.reject import REASONS_OUTPUT
 
 HIDDEN = 64
@@ -42,7 +43,28 @@ def features_name(proto) -> str:
     for node in proto.graph.node:
         if "logits" in node.output and node.op_type in ("Gemm", "MatMul"):
             return str(node.input[0])
-    raise DigitrecError("not a digitrec rejector: no final Gemm writes 'logits'")
+    raise ModelError("not a digitrec rejector: no final Gemm writes 'logits'")
+
+
+def open_rejector(path: Path):
+    """-> (the ONNX proto, the card) of the rejector at `path`, or a ModelError the user can act on:
+    the file is missing, is no ONNX model, or is no digitrec rejector (a card with the rejector's
+    labels and `rejector` section, a final Gemm writing `logits`). Checked before any other work."""
+    import onnx
+
+    from digitrec.modelfile.read import open_model
+    from digitrec.reject import CLASSES
+
+    _, card = open_model(path, "rejector", threads=1, require_input=True)
+    assert card is not None  # require_input: a file without a card raised ModelError
+    if tuple(card.labels or ()) != CLASSES or not isinstance(card.data.get("rejector"), dict):
+        raise ModelError(
+            f"{path} is not a digitrec rejector: its card has labels {card.labels} and no `rejector` section "
+            "(make one with python -m digitrec.train.rejector --export)"
+        )
+    proto = onnx.load(str(path))
+    features_name(proto)
+    return proto, card
 
 
 def rejector_outputs(proto, card, images: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +97,11 @@ def fit_head(
     equally (there are three times as many 'not a digit' examples as 'several digits')."""
     import torch
 
-    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    # A feature constant over these examples (a ReLU unit they never wake) is left unscaled: divided
+    # by its ~0 spread, its first-layer weights would be ~1e5 once folded in, and an input that does
+    # wake it would swamp the head. (The shipped head had none: its largest |w1| is 1.5.)
+    mean, std = features.mean(axis=0), features.std(axis=0)
+    std = np.where(std > 1e-4, std + 1e-6, 1.0)
     x = torch.tensor((features - mean) / std, dtype=torch.float32)
     y = torch.tensor(reasons, dtype=torch.long)
     counts = np.bincount(reasons, minlength=3)
@@ -163,19 +189,15 @@ def add_reason_head(path: Path, data: dict, out: Path | None = None, seed: int =
     card's `rejector.reason_head`: what it was trained on and its right reasons per validation kind,
     beside the four-output argmax's. -> the new card."""
     import onnx
-    import onnxruntime as ort
 
-    from digitrec.files import atomic_path
-    from digitrec.modelfile.read import read_card, softmax
-    from digitrec.modelfile.write import rewrite_card
+    from digitrec.files import atomic_path, atomic_write
+    from digitrec.modelfile.card import FORMAT, ModelCard, card_path_for
+    from digitrec.modelfile.read import open_session, softmax
+    from digitrec.modelfile.write import set_card
     from digitrec.reject import CLASSES, DIGIT
 
     out = out or path
-    proto = onnx.load(str(path))
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    card = read_card(session, str(path), require_input=True)
-    if card is None or tuple(card.labels or ()) != CLASSES or "rejector" not in card.data:
-        raise DigitrecError(f"{path} is not a digitrec rejector")
+    proto, card = open_rejector(path)
     (x, y), (xv, yv), kinds = data["train"], data["test"], np.asarray(data["test_kinds"])
     not_one = y != DIGIT
     _, features = rejector_outputs(proto, card, x[not_one])
@@ -189,44 +211,60 @@ def add_reason_head(path: Path, data: dict, out: Path | None = None, seed: int =
     before = reason_accuracy(p_digit, threshold, 1 + softmax(logits)[:, 1:].argmax(axis=1), yv, kinds)
     reference = head_logits(weights, val_features)
     after = reason_accuracy(p_digit, threshold, 1 + reference.argmax(axis=1), yv, kinds)
+    head_card: dict[str, object] = {
+        "output": REASONS_OUTPUT,
+        "classes": list(CLASSES[1:]),
+        "design": f"penultimate features -> {HIDDEN} -> 3, classes weighted equally, {EPOCHS} epochs, seed {seed}",
+        "training_examples": {CLASSES[k]: int((y == k).sum()) for k in range(1, len(CLASSES))},
+        "validation_right_reasons": after,
+        "validation_right_reasons_without": before,
+    }
+    data_card = {"format": FORMAT, **{k: v for k, v in card.data.items() if k != "format"}}
+    data_card["rejector"] = {**card.data["rejector"], "reason_head": head_card}
+    # One write of the file, graph and card together (as `modelfile.write` writes every model): the
+    # target is never left with a head its card does not describe.
     with atomic_path(out) as tmp:
         onnx.save(grafted, str(tmp))
-        check = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        check = open_session(tmp, threads=1)
         probe = card.input.scale(xv[:256])[:, None]
         z, reasons = check.run(["logits", REASONS_OUTPUT], {card.input.name: probe})
+        if not np.array_equal(z, logits[:256]):
+            gap = float(np.abs(z - logits[:256]).max())
+            raise ModelError(f"grafting the head changed the rejector's logits (by up to {gap:g}); not written")
         gap = float(np.abs(reasons - reference[:256]).max())
-        if gap > PARITY_TOLERANCE or not np.array_equal(z, logits[:256]):
-            raise DigitrecError(f"the grafted head differs from its reference by {gap:g}; not written")
-    data_card = {k: v for k, v in card.data.items() if k != "format"}
-    data_card["rejector"] = {
-        **card.data["rejector"],
-        "reason_head": {
-            "output": REASONS_OUTPUT,
-            "classes": list(CLASSES[1:]),
-            "design": f"penultimate features -> {HIDDEN} -> 3, classes weighted equally, {EPOCHS} epochs, seed {seed}",
-            "training_examples": {CLASSES[k]: int((y == k).sum()) for k in range(1, len(CLASSES))},
-            "validation_right_reasons": after,
-            "validation_right_reasons_without": before,
-            "parity_max_abs_diff": gap,
-        },
-    }
+        if not gap <= PARITY_TOLERANCE:
+            raise ModelError(f"the grafted head differs from its numpy reference by {gap:g}; not written")
+        head_card["parity_max_abs_diff"] = gap
+        ModelCard.from_dict(data_card, str(out), require_input=True)  # what we write, we can read
+        set_card(grafted, data_card)
+        onnx.save(grafted, str(tmp))
+    atomic_write(card_path_for(out), json.dumps(data_card, indent=2) + "\n")
     log("right reasons among the flagged validation examples (without the head -> with it):")
     for kind in after:
         log(f"  {kind:12s} {before[kind]:7.1%} -> {after[kind]:7.1%}")
-    return rewrite_card(out, data_card)
+    return data_card
 
 
 def main(argv: list[str] | None = None) -> None:
+    from digitrec.files import check_writable
     from digitrec.train.rejector import WRITERS_FILE, _cached_data
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rejector", type=Path, help="the rejector's ONNX file")
     parser.add_argument("--examples", type=Path, default=Path("runs/rejector"), help="where examples.npz is (or goes)")
-    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--scale", type=float, default=1.0, help="the rejector recipe's --scale of the examples")
+    parser.add_argument(
+        "--examples-seed", type=int, default=0, help="the rejector recipe's --seed the examples were drawn with"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write here instead of replacing the rejector")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the head's own seed (its initial weights and order)")
     args = parser.parse_args(argv)
-    data = _cached_data(args.examples, args.scale, 0, WRITERS_FILE)
+    # What would fail at the end fails now, before minutes (at --scale 1, half an hour) of drawing.
+    open_rejector(args.rejector)
+    if args.out is not None and args.out.suffix.lower() != ".onnx":
+        raise ModelError(f"--out must end in .onnx, got {args.out.name}")
+    check_writable(args.out or args.rejector)
+    data = _cached_data(args.examples, args.scale, args.examples_seed, WRITERS_FILE)
     add_reason_head(args.rejector, data, args.out, seed=args.seed)
 
 

@@ -10,7 +10,8 @@ else the last 5,000 training images, as the verifier does). The MNIST test set i
 The examples are cached in the run folder (`examples.npz`, with --scale and --seed).
 
 The threshold on P(digit) is chosen on the validation digits (`DIGITS_FLAGGED`: the share of them
-the rejector may flag) and written in the card, with the share of each validation kind flagged.
+the rejector may flag) and written in the card, with the share of each validation kind flagged;
+--export also grafts the reason head on (`train.reason_head`: why an input is flagged).
 Recipe: `configs/rejector.toml`; the training loop is every recipe's (`digitrec.train.loop`).
 """
 
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def export(run: Path, path: Path, data: dict) -> dict:
     """Checkpoint -> ONNX with the temperature fitted and the threshold chosen on the validation
-    examples, and what the threshold flags there, in the card's `rejector` section."""
+    examples, and what the threshold flags there, in the card's `rejector` section; then the reason
+    head fitted and grafted on (`train.reason_head`), its numbers in `rejector.reason_head`."""
     from digitrec.export import export_onnx
     from digitrec.modelfile.read import open_model
     from digitrec.modelfile.write import rewrite_card
