@@ -202,6 +202,23 @@ def test_uploading_a_photo(browser, server, artifacts_dir, tmp_path):
     page.context.close()
 
 
+def test_a_photo_of_a_number_in_digit_mode_is_read_as_a_number_in_one_click(browser, server, tmp_path):
+    """A photo of "71" uploaded in digit mode: the real server's rejector says several digits, the
+    page offers to read it as a number, and one click reads the same upload in number mode."""
+    seven, one = (cv2.imdecode(np.frombuffer(photo_of_digit(d, 560, 800, seed=d), np.uint8), 1) for d in (7, 1))
+    photo = tmp_path / "seventy-one.jpg"
+    assert cv2.imwrite(str(photo), np.hstack([seven[:, 40:-40], one[:, 40:-40]]))
+    page, errors = open_page(browser, server, viewport={"width": 1100, "height": 760})
+    page.locator("#upload").set_input_files(str(photo))
+    page.wait_for_function("document.body.dataset.doubt === 'several digits'", timeout=15_000)
+    assert page.locator("#conf").inner_text() == "Several digits: read it as a number"
+    page.locator("#read-number").click()
+    page.wait_for_function("document.body.dataset.answer === '71'", timeout=15_000)
+    assert page.evaluate("document.body.dataset.mode") == "number"
+    assert errors == []
+    page.context.close()
+
+
 def test_writing_a_number_shows_it_with_a_box_per_digit(browser, server, artifacts_dir):
     page, errors = open_page(browser, server, viewport={"width": 1100, "height": 900})
     page.locator("#mode-number").click()
@@ -294,7 +311,7 @@ def canned_prediction(reason: str) -> dict:
     "reason, said",
     [
         ("not a digit", "That doesn't look like a digit"),
-        ("several digits", "Several digits: switch to number mode"),
+        ("several digits", "Several digits: read it as a number"),
         ("low confidence", "Not sure: 8 or 3?"),
     ],
 )

@@ -98,7 +98,7 @@ function resetAll() {
 }
 
 function setMode(name) {
-  const upload = padUpload;  // "Several digits: switch to number mode" should not lose the photo
+  const upload = padUpload;  // "Several digits: read it as a number" should not lose the photo
   mode = name;
   document.body.dataset.mode = name;
   for (const m of Object.keys(MODES)) $(`mode-${m}`).setAttribute("aria-selected", String(m === name));
@@ -229,7 +229,7 @@ function showAnswer(text, conf) {
 // What the page says of a flagged answer, by its reason (the server's words: digitrec.doubt).
 function doubtText(p) {
   if (p.reason === "not a digit") return "That doesn't look like a digit";
-  if (p.reason === "several digits") return "Several digits: switch to number mode";
+  if (p.reason === "several digits") return "Several digits: read it as a number";  // a button (showPrediction)
   if (p.reason === "no ink") return "Nothing written here";  // its top three mean nothing: no hesitation
   const [first, second] = p.top;  // low confidence: the two digits it hesitates between
   return second ? `Not sure: ${first[0]} or ${second[0]}?` : `Not sure; maybe ${first[0]}`;
@@ -238,6 +238,16 @@ function doubtText(p) {
 function showPrediction(p) {
   const best = p.top[0][0];
   showAnswer(p.digit ?? "?", p.uncertain ? doubtText(p) : `${percent(p.confidence)} sure`);
+  if (p.uncertain && p.reason === "several digits") {
+    // One click to what the user wanted: number mode reads the same upload again (setMode).
+    const go = document.createElement("button");
+    go.type = "button";
+    go.id = "read-number";
+    go.textContent = "read it as a number";
+    go.addEventListener("click", () => setMode("number"));
+    confEl.textContent = "Several digits: ";
+    confEl.append(go);
+  }
   document.body.dataset.doubt = p.uncertain ? (p.reason || "low confidence") : "";
   p.probabilities.forEach((q, d) => {
     bars[d].fill.style.width = `${(q * 100).toFixed(1)}%`;
