@@ -239,13 +239,15 @@ function showPrediction(p) {
   const best = p.top[0][0];
   showAnswer(p.digit ?? "?", p.uncertain ? doubtText(p) : `${percent(p.confidence)} sure`);
   if (p.uncertain && p.reason === "several digits") {
-    // One click to what the user wanted: number mode reads the same upload again (setMode).
+    // One click to what the user wanted: doubtText's words after the colon become a button to
+    // number mode, which reads the same upload again (setMode).
+    const [said, action] = doubtText(p).split(": ");
     const go = document.createElement("button");
     go.type = "button";
     go.id = "read-number";
-    go.textContent = "read it as a number";
+    go.textContent = action;
     go.addEventListener("click", () => setMode("number"));
-    confEl.textContent = "Several digits: ";
+    confEl.textContent = `${said}: `;
     confEl.append(go);
   }
   document.body.dataset.doubt = p.uncertain ? (p.reason || "low confidence") : "";
