@@ -257,6 +257,47 @@ def test_ray_actors_never_ask_more_than_a_node_has():
         actor_resources([0.0], None)
 
 
+def test_a_ray_address_nothing_answers_is_an_error_not_a_hang(tmp_path):
+    """Ray retries an unreachable head for ever and ignores Ctrl+C meanwhile: a mistyped
+    --address must fail at once with one line (found by a new user's audit: 12 minutes, SIGKILL)."""
+    pytest.importorskip("ray.data")
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    image = tmp_path / "in" / "a.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.full((28, 28), 255, np.uint8))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [
+        "batch",
+        str(image.parent),
+        "--engine",
+        "ray",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--out",
+        str(tmp_path / "r.parquet"),
+    ]
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "digitrec", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert f"cannot reach Ray at 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_an_address_that_never_answers_times_out():
+    from digitrec.batch.ray_engine import check_reachable
+
+    with pytest.raises(DigitrecError, match="cannot reach Ray at 192.0.2.1:6379"):
+        check_reachable("192.0.2.1:6379", seconds=0.5)  # TEST-NET-1: never routed
+    check_reachable("auto")  # left to Ray
+
+
 @pytest.mark.slow
 def test_ray_engine_gives_identical_answers(archive, tmp_path):
     pytest.importorskip("ray.data")

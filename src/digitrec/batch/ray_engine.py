@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 from digitrec.errors import DigitrecError
 
 CHUNK = 64  # paths per actor call, as the local engine
+REACH_SECONDS = 5.0  # how long to wait for a cluster's head to answer before calling it unreachable
 
 
 def require_ray():
@@ -33,6 +35,21 @@ def require_ray():
 
         raise DigitrecError(f"--engine ray needs Ray Data: {install_command('ray')}") from None
     return ray
+
+
+def check_reachable(address: str, seconds: float = REACH_SECONDS) -> None:
+    """Raise DigitrecError when `address` ('host:port' or 'ray://host:port') does not accept a
+    connection within `seconds`. Ray itself retries an unreachable head for ever (and ignores
+    Ctrl+C while it does), so a mistyped address would hang the command. 'auto' and other forms
+    are left to Ray, which fails fast on them."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or "/" in target:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise DigitrecError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
 
 
 class _RayAnswerer:
@@ -96,6 +113,7 @@ def answer_ray(
         kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         try:
             if address:
+                check_reachable(address)
                 ray.init(address=address, **kwargs)
             else:
                 from digitrec.batch.local import default_workers
