@@ -72,9 +72,12 @@ def test_polarity_does_not_matter(mnist):
         rgba = np.zeros(page.shape + (4,), np.uint8)
         rgba[..., 3] = 255 - page  # the ink only in alpha
         canvas = normalize_digit(load_grey(rgba))
+        rgba[..., :3] = 255  # white strokes: a dark-themed canvas
+        white_canvas = normalize_digit(load_grey(rgba))
         assert not ink_is_bright(page) and ink_is_bright(255 - page)
         assert similarity(dark_on_light, light_on_dark) > 0.97
         assert similarity(dark_on_light, canvas) > 0.97
+        assert similarity(dark_on_light, white_canvas) > 0.97
         assert similarity(dark_on_light, image) > 0.8  # and it looks like the MNIST original
 
 

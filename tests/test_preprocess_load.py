@@ -87,6 +87,23 @@ def test_transparency_is_composited_on_white():
     assert load_grey(encode(palette, "PNG"))[0, 0] == 255
 
 
+def test_white_strokes_on_a_transparent_canvas_are_composited_on_black():
+    """A dark-themed drawing app saves white strokes over transparency: on white paper they would
+    vanish ("no ink found", a new user's audit). All that is opaque is one light colour: the
+    paper under it is black. A sticker of white paper with dark ink on it stays on white."""
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[10:30, 18:22, 3] = 255
+    rgba[10:30, 17, 3] = 128  # an anti-aliased edge
+    for grey in (load_grey(encode(Image.fromarray(rgba), "PNG")), load_grey(rgba), load_grey(rgba[..., [0, 3]])):
+        assert grey[0, 0] == 0 and grey[20, 20] == 255 and 120 <= grey[20, 17] <= 136
+    sticker = np.zeros((40, 40, 4), np.uint8)
+    sticker[5:35, 5:35] = (250, 250, 250, 255)  # paper
+    sticker[10:30, 18:22, :3] = 10  # ink on it
+    grey = load_grey(sticker)
+    assert grey[0, 0] == 255 and grey[20, 20] == 10 and grey[6, 6] == 250
+
+
 def test_sixteen_bit_files_and_arrays():
     ramp = np.tile(np.linspace(0, 65535, 50).astype(np.uint16), (20, 1))
     expected = np.round(ramp / 257.0)

@@ -104,7 +104,8 @@ ImageSource: TypeAlias = "str | Path | bytes | bytearray | np.ndarray | PILImage
 
 
 def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray:
-    """Path, file bytes, array or Pillow image -> uint8 (H, W) grey, upright, alpha composited on white.
+    """Path, file bytes, array or Pillow image -> uint8 (H, W) grey, upright, alpha composited on white
+    (on black when all that is opaque is one light colour: white strokes on a transparent canvas).
 
     Arrays may be (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, of any integer, float ([0, 1]) or
     bool dtype. `max_side` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8) whose long side
@@ -515,23 +516,45 @@ def _grey_in_strips(
     scale each pixel on its own, so they go through float32 a strip of rows at a time (the
     same values, a bounded amount of memory); other dtypes scale by the whole picture's range."""
     if np.dtype(dtype) not in _PER_PIXEL_SCALE:
-        return _unit_to_grey(_to_unit_float(rows(0, height)))
-    out = np.empty((height, width), np.uint8)
+        whole = _to_unit_float(rows(0, height))
+        return _unit_to_grey(whole, _paper_under_alpha(whole))
     step = max(1, _STRIP_PIXELS // width)
+    paper = 1.0
+    first = rows(0, 1)
+    if first.ndim == 3 and first.shape[2] in (2, 4):  # transparency: what is under it, from 256 rows
+        sample = np.concatenate([rows(y, y + 1) for y in range(0, height, max(1, height // 256))])
+        paper = _paper_under_alpha(_to_unit_float(sample))
+    out = np.empty((height, width), np.uint8)
     for y0 in range(0, height, step):
         y1 = min(height, y0 + step)
-        out[y0:y1] = _unit_to_grey(_to_unit_float(rows(y0, y1)))
+        out[y0:y1] = _unit_to_grey(_to_unit_float(rows(y0, y1)), paper)
     return out
 
 
-def _unit_to_grey(x: np.ndarray) -> np.ndarray:
-    """float32 in [0, 1], (H, W) or (H, W, C) -> uint8 (H, W): luma, alpha composited on white."""
+def _paper_under_alpha(x: np.ndarray) -> float:
+    """What a transparent image is composited on, from (some of) its float pixels: white paper,
+    unless everything opaque is one light colour over transparency (white strokes saved from a
+    dark-themed canvas: on white they would vanish), then black. Strokes of one dark colour, or a
+    sticker of paper with ink on it, keep white."""
+    if x.ndim != 3 or x.shape[2] not in (2, 4):
+        return 1.0
+    opaque = x[..., -1] > 0.5
+    if not opaque.any() or opaque.mean() > 0.98:
+        return 1.0
+    colour = x[..., :3] @ _LUMA if x.shape[2] == 4 else x[..., 0]
+    ink = colour[opaque]
+    return 0.0 if ink.mean() > 0.5 and ink.std() < 0.15 else 1.0
+
+
+def _unit_to_grey(x: np.ndarray, paper: float = 1.0) -> np.ndarray:
+    """float32 in [0, 1], (H, W) or (H, W, C) -> uint8 (H, W): luma, alpha composited on `paper`
+    (1.0 white; `_paper_under_alpha` chooses)."""
     if x.ndim == 3:
         alpha = x[..., -1:] if x.shape[2] in (2, 4) else None
         colour = x[..., :3] if x.shape[2] >= 3 else x[..., :1]
         grey = colour @ _LUMA if colour.shape[2] == 3 else colour[..., 0]
-        if alpha is not None:  # composite on white: a transparent canvas is white paper
-            grey = grey * alpha[..., 0] + (1.0 - alpha[..., 0])
+        if alpha is not None:  # composite: a transparent canvas is paper
+            grey = grey * alpha[..., 0] + paper * (1.0 - alpha[..., 0])
         x = grey
     return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
