@@ -153,6 +153,23 @@ def test_unreadable_images_are_skipped_with_a_warning_or_an_error_when_too_many(
         prepare(good[:9], rec.views)
 
 
+def test_the_cli_learns_from_the_others_and_exits_1_when_an_image_is_skipped(digit_files, tmp_path, capsys):
+    """As predict and batch: a file that fails is named, the others are used, the exit status is 1
+    (it was 0: a script checking it missed that some data was not used; a new user's audit)."""
+    from conftest import run_main
+
+    rows = (digit_files / "digits.csv").read_text().splitlines()
+    csv = tmp_path / "some_gone.csv"
+    absolute = [r for r in rows[1:] if r.startswith("/")]
+    csv.write_text("\n".join(["path,label", *absolute, str(tmp_path / "gone.png") + ",3"]) + "\n")
+    out = tmp_path / "mine.onnx"
+    args = ["finetune", str(csv), "--out", str(out), "--max-steps", "1", "--threads", "1", "--json"]
+    code, stdout, err = run_main(args, capsys)
+    assert code == 1 and "gone.png: no such file" in err and "1 image(s) skipped" in err
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["images"] == len(absolute) == 20 and len(summary["skipped"]) == 1 and out.exists()
+
+
 def _csv(folder: Path, rows) -> Path:
     path = folder / "list.csv"
     path.write_text("path,label\n" + "".join(f"{p},{label}\n" for p, label in rows))

@@ -57,6 +57,8 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
     DATA is a CSV file whose first row names the columns path,label (paths relative to the CSV's
     folder or absolute; label one digit 0-9), or a folder with subfolders 0 .. 9 holding the images
     of each digit (or a manifest.csv); give several to combine them. At least 10 usable images.
+    An image that cannot be read is skipped with a warning, and the others are learnt; the exit
+    status is then 1, as for predict.
 
     --numbers CSV (path,text) teaches the reader your numbers (strips, form fields): its line
     model is fine-tuned on their lines and written beside --out (mine.line.onnx, which mine.onnx
@@ -120,6 +122,15 @@ def finetune(data, out, model, val_share, max_steps, numbers, seed, threads, as_
                 else ""
             )
         )
+    _report_numbers(summary)
+    if summary["skipped"]:
+        # As predict and batch: the others are used, and the exit status says a file failed.
+        n = len(summary["skipped"])
+        click.echo(f"{n} image(s) skipped (named above); {summary['model']} was made from the others", err=True)
+        click.get_current_context().exit(1)
+
+
+def _report_numbers(summary: dict) -> None:
     if "numbers" in summary:
         n = summary["numbers"]
         click.echo(f"from --numbers: {n['digits']} digits cut from {n['used']} of {n['given']} numbers", err=True)
