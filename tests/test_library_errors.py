@@ -44,7 +44,9 @@ def test_export_of_a_line_reader_run_says_what_to_do(tmp_path, capsys):
     assert not (tmp_path / "x.onnx").exists()
 
 
-@pytest.mark.parametrize("content", [b"garbage\n", b"PK\x03\x04" + b"\0" * 200])  # any file; a cut-off zip
+@pytest.mark.parametrize(
+    "content", [b"garbage\n", b"hello\n", b"", b"PK\x03\x04" + b"\0" * 200]
+)  # any file; a cut-off zip
 def test_a_damaged_checkpoint_is_one_line_that_gives_no_unsafe_advice(content, tmp_path, capsys):
     """torch.load's own message is a paragraph that suggests weights_only=False ("arbitrary code
     execution") and filing an issue with PyTorch: a user with a damaged file needs neither."""
@@ -56,3 +58,4 @@ def test_a_damaged_checkpoint_is_one_line_that_gives_no_unsafe_advice(content, t
         assert code == 1 and out == "" and err.count("\n") == 1, err
         assert err.startswith(f"Error: cannot read {run / 'checkpoint.pt'} as a digitrec checkpoint (damaged, or")
         assert "weights_only" not in err and "issue" not in err, err
+        assert not err.rstrip().split(": ")[-1].isdigit(), err  # 'hello' gave torch's bare `101`

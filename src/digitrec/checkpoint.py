@@ -52,6 +52,8 @@ def read_checkpoint(path: Path | str) -> dict:
         # Its messages run to paragraphs (the weights-only one advises loading the file unsafely and
         # filing an issue): their first sentence says what went wrong.
         first = str(exc).strip().split("\n", 1)[0].split(". ", 1)[0]
+        if not any(c.isalpha() for c in first):  # a text file gave a bare `101`: not a message
+            first = "not a PyTorch file"
         raise ModelError(
             f"cannot read {path} as a digitrec checkpoint (damaged, or another kind of file): {first}"
         ) from None
