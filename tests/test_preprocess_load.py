@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,8 +226,6 @@ def test_flattened_mnist_rows_are_told_to_reshape(recognizer):
 def test_a_picture_784_pixels_wide_is_read_not_taken_for_flattened_digits(recognizer):
     """784 = 28 * 28 is also a width pictures have: a photo or a drawing app's canvas of that width
     was refused as 'flattened 28x28 digits'."""
-    from pathlib import Path
-
     import cv2
 
     examples = Path(__file__).resolve().parent.parent / "examples"
@@ -254,3 +253,22 @@ def test_a_pillow_image_whose_file_was_closed_unread_says_so(tmp_path):
     with Image.open(tmp_path / "d.png") as loaded:
         loaded.load()
     assert np.array_equal(load_grey(loaded), load_grey(tmp_path / "d.png"))  # read in time: fine after
+
+
+def test_a_dithered_black_and_white_photo_is_grey_again_and_read(recognizer):
+    """A 1-bit "document mode" scan of a photo draws grey paper as a scatter of black dots, as dark
+    as the ink: it was "no ink found" (a new user's audit). It is blurred back to grey; a clean
+    black-and-white drawing is left exactly as it is."""
+    from PIL import ImageOps
+
+    from digitrec.preprocess.load import descreened
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    photo = ImageOps.exif_transpose(Image.open(examples / "photo_7.jpg"))
+    dithered = encode(photo.convert("1"), "PNG")  # Floyd-Steinberg, Pillow's default
+    grey = load_grey(dithered)
+    assert len(np.unique(grey)) > 50  # grey levels, not dots
+    assert recognizer.predict(dithered).digit == 7
+    drawing = np.where(load_grey(examples / "drawing_4.png") < 128, 0, 255).astype(np.uint8)
+    assert np.array_equal(descreened(drawing), drawing)
+    assert np.array_equal(load_grey(encode(Image.fromarray(drawing).convert("1"), "PNG")), drawing)

@@ -464,12 +464,36 @@ def _pil_to_grey(image: PILImage) -> np.ndarray:
         image = image.convert("L")
     if image.mode == "L":  # every decoded JPEG: already grey uint8, which the strips would give back
         grey: np.ndarray = np.array(image)
-        return grey
+        return descreened(grey)
     width, height = image.size
     dtype = np.asarray(image.crop((0, 0, width, 1))).dtype
     # Strip by strip straight from Pillow's buffer (a crop copies only its rows): a 40 MP RGBA
     # picture never exists as one numpy copy, nor as float32 (640 MB), and the grey is the same.
-    return _grey_in_strips(lambda y0, y1: np.asarray(image.crop((0, y0, width, y1))), height, width, dtype)
+    return descreened(_grey_in_strips(lambda y0, y1: np.asarray(image.crop((0, y0, width, y1))), height, width, dtype))
+
+
+DITHERED_SHARE = 0.05  # pixels unlike all four neighbours, beyond which a black-and-white image is dithered
+DESCREEN_SIGMA = 1.5  # px: the blur that turns a dither (a pattern of 2-4 px) back into grey
+
+
+def descreened(grey: np.ndarray) -> np.ndarray:
+    """A dithered black-and-white image (a 1-bit "document mode" scan or fax of a photo: grey paper
+    drawn as a scatter of black dots) -> grey again, by a blur over the dither's period; any other
+    image unchanged. Left as dots, the paper's scatter is as dark as the ink: "no ink found". A clean
+    black-and-white drawing or scan has few pixels unlike all four neighbours; a dither, many."""
+    if min(grey.shape) < 64:  # a normalised scan (Semeion's 16x16 is binary): its thin strokes are no dither
+        return grey
+    sample = grey[:: max(1, grey.shape[0] // 64), :: max(1, grey.shape[1] // 64)]
+    if np.any((sample != 0) & (sample != 255)) or np.any((grey != 0) & (grey != 255)):
+        return grey
+    core = grey[1:-1, 1:-1]
+    lonely = (core != grey[:-2, 1:-1]) & (core != grey[2:, 1:-1]) & (core != grey[1:-1, :-2]) & (core != grey[1:-1, 2:])
+    if lonely.mean() < DITHERED_SHARE:
+        return grey
+    import cv2
+
+    blurred: np.ndarray = cv2.GaussianBlur(grey, (0, 0), DESCREEN_SIGMA)
+    return blurred
 
 
 def array_to_grey(array: np.ndarray) -> np.ndarray:
@@ -490,8 +514,8 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
         )
     if a.ndim == 2 and a.dtype == np.uint8:  # already grey uint8 (every decoded JPEG): the float round
         copy: np.ndarray = a.copy()  # trip below would give the same values, at 0.4 ms per photo
-        return copy  # (a copy: arrays may be read-only)
-    return _grey_in_strips(lambda y0, y1: a[y0:y1], a.shape[0], a.shape[1], a.dtype)
+        return descreened(copy)  # (a copy: arrays may be read-only)
+    return descreened(_grey_in_strips(lambda y0, y1: a[y0:y1], a.shape[0], a.shape[1], a.dtype))
 
 
 def _looks_like_flattened_digits(a: np.ndarray) -> bool:
