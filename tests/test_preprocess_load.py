@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -103,6 +104,15 @@ def test_white_strokes_on_a_transparent_canvas_are_composited_on_black():
     sticker[10:30, 18:22, :3] = 10  # ink on it
     grey = load_grey(sticker)
     assert grey[0, 0] == 255 and grey[20, 20] == 10 and grey[6, 6] == 250
+    # A cut-out yellow note with a thin pen number: under 3% of it is ink (a review found it on black)
+    note = np.zeros((250, 400, 4), np.uint8)
+    note[50:200, 50:350] = (255, 240, 120, 255)
+    ink = np.zeros((250, 400), np.uint8)
+    cv2.putText(ink, "4182", (80, 150), cv2.FONT_HERSHEY_SIMPLEX, 1.25, 255, 1, cv2.LINE_AA)
+    assert 0 < (ink > 128).mean() < 0.03
+    note[..., :3] = np.where(ink[..., None] > 128, 20, note[..., :3])
+    grey = load_grey(note)
+    assert grey[0, 0] == 255 and grey[100, 60] > 200 and grey[ink > 128].max() <= 20
 
 
 def test_sixteen_bit_files_and_arrays():

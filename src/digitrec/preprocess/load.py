@@ -555,11 +555,14 @@ def _grey_in_strips(
     return out
 
 
+DARK_OPAQUE_SHARE = 0.002  # opaque pixels darker than mid-grey beyond which something dark is drawn on them
+
+
 def _paper_under_alpha(x: np.ndarray) -> float:
     """What a transparent image is composited on, from (some of) its float pixels: white paper,
-    unless everything opaque is one light colour over transparency (white strokes saved from a
-    dark-themed canvas: on white they would vanish), then black. Strokes of one dark colour, or a
-    sticker of paper with ink on it, keep white."""
+    unless everything opaque is light (white strokes saved from a dark-themed canvas: on white
+    they would vanish), then black. Strokes of a dark colour, or a note of paper with ink on it
+    (however little: thin pen digits are under 3% of a cut-out note), keep white."""
     if x.ndim != 3 or x.shape[2] not in (2, 4):
         return 1.0
     opaque = x[..., -1] > 0.5
@@ -567,7 +570,7 @@ def _paper_under_alpha(x: np.ndarray) -> float:
         return 1.0
     colour = x[..., :3] @ _LUMA if x.shape[2] == 4 else x[..., 0]
     ink = colour[opaque]
-    return 0.0 if ink.mean() > 0.5 and ink.std() < 0.15 else 1.0
+    return 0.0 if ink.mean() > 0.5 and (ink < 0.5).mean() < DARK_OPAQUE_SHARE else 1.0
 
 
 def _unit_to_grey(x: np.ndarray, paper: float = 1.0) -> np.ndarray:
