@@ -290,12 +290,51 @@ def test_a_ray_address_nothing_answers_is_an_error_not_a_hang(tmp_path):
     assert time.monotonic() - started < 60
 
 
-def test_an_address_that_never_answers_times_out():
+def test_an_address_that_never_answers_times_out_and_one_that_answers_passes(tmp_path, monkeypatch):
+    import socket
+
     from digitrec.batch.ray_engine import check_reachable
 
     with pytest.raises(DigitrecError, match="cannot reach Ray at 192.0.2.1:6379"):
         check_reachable("192.0.2.1:6379", seconds=0.5)  # TEST-NET-1: never routed
-    check_reachable("auto")  # left to Ray
+    with socket.socket() as live:
+        live.bind(("127.0.0.1", 0))
+        live.listen()
+        port = live.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}")
+        check_reachable(f"ray://127.0.0.1:{port}")
+    if socket.has_ipv6:
+        try:
+            live6 = socket.socket(socket.AF_INET6)
+            live6.bind(("::1", 0))
+        except OSError:
+            pass  # no IPv6 loopback here
+        else:
+            with live6:
+                live6.listen()
+                check_reachable(f"[::1]:{live6.getsockname()[1]}")
+    check_reachable("::1")  # unbracketed IPv6: Ray's own error, at once
+
+
+def test_auto_after_a_head_that_died_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """'auto' finds the cluster this machine last started in Ray's address file; a head that died
+    without `ray stop` leaves it behind, and Ray then retried it for ever (a review's find)."""
+    pytest.importorskip("ray")
+    import socket
+
+    from digitrec.batch.ray_engine import check_reachable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+    with pytest.raises(DigitrecError, match=rf"cannot reach Ray at auto \(\S+:{port}, the cluster"):
+        check_reachable("auto")
+    (tmp_path / "ray" / "ray_current_cluster").unlink()
+    check_reachable("auto")  # no cluster: left to Ray, which says so at once
 
 
 @pytest.mark.slow

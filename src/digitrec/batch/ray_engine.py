@@ -38,18 +38,40 @@ def require_ray():
 
 
 def check_reachable(address: str, seconds: float = REACH_SECONDS) -> None:
-    """Raise DigitrecError when `address` ('host:port' or 'ray://host:port') does not accept a
-    connection within `seconds`. Ray itself retries an unreachable head for ever (and ignores
-    Ctrl+C while it does), so a mistyped address would hang the command. 'auto' and other forms
-    are left to Ray, which fails fast on them."""
+    """Raise DigitrecError when `address` ('host:port', 'ray://host:port', or 'auto': the cluster
+    this machine last started) does not accept a connection within `seconds` (once its name is
+    looked up). Ray itself retries an unreachable head for ever, and ignores Ctrl+C while it does,
+    so a mistyped address, or 'auto' after a head that died without `ray stop`, would hang the
+    command. Forms Ray refuses at once (no cluster for 'auto', an unbracketed IPv6 address) are
+    left to it."""
+    shown = address
+    if address == "auto":
+        resolved = _last_cluster()
+        if resolved is None:
+            return
+        address, shown = resolved, f"auto ({resolved}, the cluster this machine last started)"
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
     if not sep or not host or not port.isdigit() or "/" in target:
         return
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
     except OSError as exc:
-        raise DigitrecError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
+        raise DigitrecError(f"cannot reach Ray at {shown}: {exc.strerror or exc}") from None
+
+
+def _last_cluster() -> str | None:
+    """What Ray makes of 'auto' (RAY_ADDRESS, else the address file of the cluster this machine
+    last started), or None when it finds none, which Ray reports at once by itself."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address  # Ray's own resolution
+
+        resolved = canonicalize_bootstrap_address("auto")
+    except Exception:  # noqa: BLE001 - no cluster, or a Ray without this helper: Ray's own message follows
+        return None
+    return resolved
 
 
 class _RayAnswerer:
