@@ -430,6 +430,12 @@ def test_finetune_numbers_cli_learns_from_the_digits_of_numbers(real_data, tmp_p
     assert (tmp_path / "m.line.onnx").is_file() and f"line reader: {tmp_path / 'm.line.onnx'}, from 6 numbers" in err
     code, _, err = run_main(["finetune", "--out", str(out)], capsys)
     assert code == 2 and "give DATA" in err
+    # A number's file that cannot be read: the others are learnt, and the exit status says so (1)
+    (tmp_path / "numbers.csv").write_text("\n".join([*rows, "gone.png,17"]) + "\n")
+    code, stdout, err = run_main([*args, "--threads", "1", "--json"], capsys)
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert code == 1 and "gone.png: cannot read: no such file" in err and "1 image(s) skipped" in err
+    assert summary["numbers"] == {"given": 7, "used": 6, "digits": 14} and out.is_file()
 
 
 def test_an_out_that_cannot_be_written_is_refused_before_any_training(digit_files, mnist, tmp_path):

@@ -85,6 +85,8 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
         else:
             summary = run([*sources, cut.csv], out, warn=warn, card_extra=extra, **options)
     summary["numbers"] = {"given": cut.numbers, "used": cut.used, "digits": cut.digits}
+    # A number's file that cannot be read is a skipped image, as one of DATA's (the CLI exits 1).
+    summary["skipped"] = [*summary["skipped"], *([str(p), why] for p, why in cut.unreadable)]
     summary["line_reader"] = line and {
         "numbers": line["numbers"],
         "val_accuracy": line["val_accuracy"],

@@ -19,7 +19,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from digitrec.errors import DataError, DigitrecError
+from digitrec.errors import DataError, DigitrecError, ImageError
 from digitrec.files import atomic_write
 from digitrec.preprocess.load import load_grey
 
@@ -35,6 +35,15 @@ class DigitsFromNumbers:
     used: int  # whose digits were found and cut
     digits: int
     skipped: list[tuple[Path, str]]  # (image, why)
+
+    @property
+    def unreadable(self) -> list[tuple[Path, str]]:
+        """The skipped files that could not be read at all (missing, not an image), as against
+        numbers whose digits could not be told apart: those are a failure of the data, as in DATA."""
+        return [(path, why) for path, why in self.skipped if why.startswith(CANNOT_READ)]
+
+
+CANNOT_READ = "cannot read: "
 
 
 def list_numbers(path: Path | str) -> list[tuple[Path, str]]:
@@ -67,7 +76,7 @@ def attempt(path: Path, work: Callable[[], T], skipped: list[tuple[Path, str]]) 
     except DigitrecError as exc:
         skipped.append((path, str(exc)))
     except OSError as exc:
-        skipped.append((path, f"cannot read: {exc.strerror or exc}"))
+        skipped.append((path, f"{CANNOT_READ}{exc.strerror or exc}"))
     return None
 
 
@@ -83,7 +92,10 @@ def digits_from_numbers(
     for image_path, text in numbers:
 
         def load_and_read(path: Path = image_path):
-            grey = load_grey(path)
+            try:
+                grey = load_grey(path)
+            except ImageError as exc:
+                raise ImageError(f"{CANNOT_READ}{exc}") from None
             return grey, read(grey)
 
         loaded = attempt(image_path, load_and_read, skipped)
