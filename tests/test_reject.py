@@ -487,6 +487,8 @@ def test_training_a_tiny_rejector_writes_a_card_with_its_threshold(real_data, tm
     from digitrec.train.rejector import main
 
     out = tmp_path / "run"
+    recipe = tmp_path / "seed3.toml"
+    recipe.write_text("seed = 3\n")  # a recipe's own seed holds without --seed (--seed's default 0 won)
     main(
         [
             "--out",
@@ -499,8 +501,11 @@ def test_training_a_tiny_rejector_writes_a_card_with_its_threshold(real_data, tm
             str(out / "r.onnx"),
             "--writers",
             str(tmp_path / "none"),
+            "--config",
+            str(recipe),
         ]
     )
+    assert json.loads((out / "config.json").read_text())["seed"] == 3
     rejector = Rejector(out / "r.onnx")
     assert 0 <= rejector.threshold <= 1
     assert rejector.card.data["rejector"]["mnist_split"].startswith("by index")  # no writer table: still trains

@@ -189,7 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/rejector"))
     parser.add_argument("--scale", type=float, default=1.0, help="examples per kind, as a multiple of TRAIN_COUNTS")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seeds the examples and the training (default: examples 0, training the recipe's `seed`)",
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--config", type=Path, default=None, help="a TOML file over configs/rejector.toml")
@@ -207,8 +212,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
             "--force to train again, or choose another --out"
         )
-    data = readable_digits(_cached_data(args.out, args.scale, args.seed, args.writers))
-    overrides = {"seed": args.seed, "threads": args.threads}
+    data = readable_digits(_cached_data(args.out, args.scale, args.seed or 0, args.writers))
+    # A --config's own `seed` holds unless --seed is given (it was overridden by --seed's default 0).
+    overrides: dict[str, object] = {"threads": args.threads, **({} if args.seed is None else {"seed": args.seed})}
     if args.epochs:
         overrides["epochs"] = args.epochs
     config = load_recipe("rejector", args.config, overrides=overrides)
