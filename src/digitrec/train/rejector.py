@@ -235,15 +235,40 @@ def main(argv: list[str] | None = None) -> None:
         export(args.out, args.export, data)
 
 
+def threshold_section(path: Path, data: dict, log=print) -> dict:
+    """The threshold of the rejector file at `path` by the rule (`choose_threshold`), computed from
+    the file itself with its temperature (what the runtime computes) on `data`'s validation
+    examples -> the card's `rejector` entries for it: threshold, rule, share of each kind flagged."""
+    from digitrec.modelfile.read import open_model
+    from digitrec.reject import DIGIT
+    from digitrec.reject import probabilities as rejector_probabilities
+
+    x, y = data["test"]
+    kinds = data["test_kinds"]
+    session, model_card = open_model(path, "rejector", require_input=True)
+    assert model_card is not None  # require_input: a model without a card raised ModelError
+    probabilities = rejector_probabilities(session, model_card, x)
+    threshold = choose_threshold(probabilities[y == DIGIT, DIGIT])
+    rates = flag_rates(probabilities, kinds, threshold)
+    log(
+        f"threshold P(digit) < {threshold:.4f}: flagged on validation "
+        + ", ".join(f"{k} {v:.1%}" for k, v in rates.items())
+    )
+    return {
+        "threshold": round(threshold, 6),
+        "threshold_rule": f"the {DIGITS_FLAGGED:.1%} quantile of P(digit) of the validation digits",
+        "validation_flagged": rates,
+        "validation_examples": {str(k): int((kinds == k).sum()) for k in sorted(set(kinds.tolist()))},
+    }
+
+
 def export(run: Path, path: Path, data: dict) -> dict:
     """Checkpoint -> ONNX with the temperature fitted and the threshold chosen on the validation
     examples, and what the threshold flags there, in the card's `rejector` section; then the reason
     head fitted and grafted on (`train.reason_head`), its numbers in `rejector.reason_head`."""
     from digitrec.export import export_onnx
-    from digitrec.modelfile.read import open_model
     from digitrec.modelfile.write import rewrite_card
-    from digitrec.reject import CLASSES, DIGIT
-    from digitrec.reject import probabilities as rejector_probabilities
+    from digitrec.reject import CLASSES
 
     card = export_onnx(
         run,
@@ -254,24 +279,9 @@ def export(run: Path, path: Path, data: dict) -> dict:
         labels=list(CLASSES),
         log=print,
     )
-    # The threshold from the exported file itself, with its temperature: what the runtime computes.
-    x, y = data["test"]
-    kinds = data["test_kinds"]
-    session, model_card = open_model(path, "rejector", require_input=True)
-    assert model_card is not None  # require_input: a model without a card raised ModelError
-    probabilities = rejector_probabilities(session, model_card, x)
-    threshold = choose_threshold(probabilities[y == DIGIT, DIGIT])
-    rates = flag_rates(probabilities, kinds, threshold)
-    print(
-        f"threshold P(digit) < {threshold:.4f}: flagged on validation "
-        + ", ".join(f"{k} {v:.1%}" for k, v in rates.items())
-    )
     data_card = {k: v for k, v in card.items() if k not in ("format", "path", "bytes")}
     data_card["rejector"] = {
-        "threshold": round(threshold, 6),
-        "threshold_rule": f"the {DIGITS_FLAGGED:.1%} quantile of P(digit) of the validation digits",
-        "validation_flagged": rates,
-        "validation_examples": {str(k): int((kinds == k).sum()) for k in sorted(set(kinds.tolist()))},
+        **threshold_section(path, data),
         "mnist_split": data["split"],
         "held_out_fonts": data["held_out_fonts"],
     }

@@ -67,16 +67,7 @@ def build(out: Path, members: list[Path], examples: Path, log=print) -> dict:
     from digitrec.files import atomic_path
     from digitrec.modelfile.read import open_model
     from digitrec.modelfile.write import rewrite_card, set_card
-    from digitrec.reject import DIGIT
-    from digitrec.reject import probabilities as rejector_probabilities
-    from digitrec.train.rejector import (
-        DIGITS_FLAGGED,
-        WRITERS_FILE,
-        _cached_data,
-        choose_threshold,
-        flag_rates,
-        readable_digits,
-    )
+    from digitrec.train.rejector import WRITERS_FILE, _cached_data, readable_digits, threshold_section
 
     if len(members) < 2:
         raise DigitrecError("an ensemble needs at least two rejectors")
@@ -110,24 +101,7 @@ def build(out: Path, members: list[Path], examples: Path, log=print) -> dict:
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
     # The threshold from the file itself, as the runtime computes its probabilities.
-    session, model_card = open_model(out, "rejector", require_input=True)
-    assert model_card is not None
-    x, y = data["test"]
-    kinds = data["test_kinds"]
-    probabilities = rejector_probabilities(session, model_card, x)
-    threshold = choose_threshold(probabilities[y == DIGIT, DIGIT])
-    rates = flag_rates(probabilities, kinds, threshold)
-    log(
-        f"threshold P(digit) < {threshold:.4f}: flagged on validation "
-        + ", ".join(f"{k} {v:.1%}" for k, v in rates.items())
-    )
-    card["rejector"] = {
-        **card["rejector"],
-        "threshold": round(threshold, 6),
-        "threshold_rule": f"the {DIGITS_FLAGGED:.1%} quantile of P(digit) of the validation digits",
-        "validation_flagged": rates,
-        "validation_examples": {str(k): int((kinds == k).sum()) for k in sorted(set(kinds.tolist()))},
-    }
+    card["rejector"] = {**card["rejector"], **threshold_section(out, data, log)}
     return rewrite_card(out, {k: v for k, v in card.items() if k != "format"})
 
 
