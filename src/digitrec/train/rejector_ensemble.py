@@ -65,20 +65,15 @@ def build(out: Path, members: list[Path], examples: Path, log=print) -> dict:
     import onnx
 
     from digitrec.files import atomic_path
-    from digitrec.modelfile.read import open_model
     from digitrec.modelfile.write import rewrite_card, set_card
+    from digitrec.train.reason_head import open_rejector
     from digitrec.train.rejector import WRITERS_FILE, _cached_data, readable_digits, threshold_section
 
     if len(members) < 2:
         raise DigitrecError("an ensemble needs at least two rejectors")
-    cards = []
-    for path in members:
-        _, card = open_model(path, "rejector", require_input=True)
-        if card is None or "rejector" not in card.data:
-            raise DigitrecError(f"{path} is not a digitrec rejector (its card has no 'rejector' section)")
-        cards.append(card)
+    protos, cards = zip(*(open_rejector(path) for path in members))  # each checked before any work
     data = readable_digits(_cached_data(examples, 1.0, 0, WRITERS_FILE))
-    proto = average([onnx.load(str(p)) for p in members], [c.temperature for c in cards])
+    proto = average(list(protos), [c.temperature for c in cards])
     card = dict(cards[0].data)
     card["name"] = "digitrec-rejector-ensemble"
     card["calibration"] = {
