@@ -228,6 +228,71 @@ def test_posts_past_the_in_flight_cap_are_a_503_at_once():
         assert busy.status_code == 200  # the cap frees as requests end
 
 
+def test_bodies_held_in_memory_are_capped_and_freed():
+    # Bodies still arriving do not count as work, but their bytes count against the memory the cap
+    # on work allowed (max_in_flight x max_body_bytes): here 2 x 100.
+    import asyncio
+
+    from fastapi import HTTPException
+
+    from digitrec.web.guard import InFlightLimit
+
+    async def app(scope, receive, send):  # reads its whole body, as an endpoint does
+        while (await receive()).get("more_body"):
+            pass
+
+    guard = InFlightLimit(app, max_in_flight=2, max_body_bytes=100)
+    scope = {"type": "http", "method": "POST", "headers": []}
+
+    def chunks(*parts):
+        queue = asyncio.Queue()
+        for i, part in enumerate(parts):
+            queue.put_nowait({"type": "http.request", "body": part, "more_body": i < len(parts) - 1})
+        return queue
+
+    async def scenario():
+        first = asyncio.Queue()
+        first.put_nowait({"type": "http.request", "body": b"x" * 150, "more_body": True})
+        slow = asyncio.create_task(guard(scope, first.get, None))
+        await asyncio.sleep(0)
+        assert guard.held_bytes == 150 and guard.at_work == 0  # arriving: held, not at work
+        with pytest.raises(HTTPException) as refused:
+            await guard(scope, chunks(b"y" * 60, b"").get, None)
+        assert refused.value.status_code == 503 and guard.held_bytes == 150
+        await guard(scope, chunks(b"z" * 40, b"").get, None)  # fits beside it
+        first.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        await slow
+        assert guard.held_bytes == 0 and guard.at_work == 0
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_posts_still_sending_their_body_do_not_refuse_the_others(tmp_path):
+    # The audit: 32 connections that sent a POST's head and then nothing (or a byte a second) made
+    # every POST a 503 until --body-timeout closed them (60 s).
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, tmp_path / "serve.log", "--max-in-flight", "2", "--body-timeout", "30")
+    try:
+        wait_until_up(url, server)
+        stalled = open_sockets(
+            port,
+            8,
+            b"POST /v1/read HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"im',
+        )
+        time.sleep(0.5)
+        answers = [httpx.post(f"{url}/v1/predict", files={"file": ("7.png", SEVEN)}, timeout=10) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+        assert answers[0].json()["predictions"][0]["digit"] == 7
+        assert all(is_open(s) for s in stalled)  # still waiting for their bodies, not refused
+        for s in stalled:
+            s.close()
+    finally:
+        stop_server(server)
+
+
 # ---------- finding 15: Host header, cross-site POSTs, /v1/model ----------
 
 

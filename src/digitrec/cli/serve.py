@@ -82,7 +82,8 @@ from digitrec.cli.output import min_confidence_option
     default=32,
     show_default=True,
     type=click.IntRange(1),
-    help="POST requests in progress per process; past it a POST is answered 503 at once.",
+    help="POST requests at work (body received) per process; past it a POST is answered 503. A POST "
+    "still sending its body does not count.",
 )
 @min_confidence_option(
     "Below this calibrated probability a digit is answered as uncertain (digit null, reason 'low confidence'; the page says 'Not sure: 4 or 9?'), and the page marks the digits of a number to check."

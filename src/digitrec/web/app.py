@@ -198,9 +198,9 @@ def create_app(
         lifespan=lifespan,
         description="Recognise handwritten digits. Draw one at `/`, or POST images to `/v1/predict`.",
     )
-    # The last added runs first: the guard, then the cap on POSTs in progress, then the body size.
+    # The last added runs first: the guard, then the caps on POSTs at work and bytes held, then the body size.
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
-    app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight)
+    app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, max_body_bytes=limits.max_body_bytes)
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

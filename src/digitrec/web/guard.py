@@ -5,9 +5,8 @@ evil.example whose name is made to resolve to 127.0.0.1 would otherwise read thi
 same-origin), and a POST that a browser sends from another site's page (a plain cross-origin form or
 fetch POST needs no CORS preflight, so without this any page a visitor opens could make their browser
 send work to a local `digitrec serve`). Clients that are not browsers (curl, scripts) send neither
-`Origin` nor `Sec-Fetch-Site` and are not affected. `InFlightLimit` caps the POSTs in progress: each
-may hold a body of up to 20 MiB and its decoded pixels, so past the cap a POST is answered 503 at once,
-before its body is read.
+`Origin` nor `Sec-Fetch-Site` and are not affected. `InFlightLimit` caps the POSTs at work and the
+body bytes held in memory: past either cap a POST is answered 503.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
 # What `digitrec serve` answers to by default: the names of this machine's loopback interface.
@@ -85,23 +85,55 @@ class RequestGuard:
 
 
 class InFlightLimit:
-    def __init__(self, app, max_in_flight: int):
+    """Caps the POSTs at work (their body all in: decoding and inference) at `max_in_flight`, and the
+    body bytes held by all POSTs at `max_in_flight` x `max_body_bytes`, the memory the cap on work
+    alone allowed. A POST whose body is still arriving is not at work: counting it there let 32
+    connections that sent a head and then nothing (or a byte a second) refuse every POST until
+    `--body-timeout` closed them. It holds only the bytes it has sent."""
+
+    def __init__(self, app, max_in_flight: int, max_body_bytes: int):
         self.app = app
         self.max_in_flight = max_in_flight
-        self.in_flight = 0
+        self.max_held_bytes = max_in_flight * max_body_bytes
+        self.at_work = 0
+        self.held_bytes = 0
+
+    def _busy(self) -> HTTPException:
+        return HTTPException(
+            503,
+            f"the server is busy ({self.max_in_flight} requests in progress); retry shortly",
+            headers={"Retry-After": "1", "Connection": "close"},
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
             return await self.app(scope, receive, send)
-        if self.in_flight >= self.max_in_flight:
-            response = JSONResponse(
-                {"detail": f"the server is busy ({self.max_in_flight} requests in progress); retry shortly"},
-                status_code=503,
-                headers={"Retry-After": "1", "Connection": "close"},
-            )
+        if self.at_work >= self.max_in_flight:  # answered at once, before the body is read
+            busy = self._busy()
+            response = JSONResponse({"detail": busy.detail}, status_code=503, headers=busy.headers)
             return await response(scope, receive, send)
-        self.in_flight += 1
+        held, at_work = 0, False
+
+        async def counting_receive():
+            nonlocal held, at_work
+            message = await receive()
+            if message["type"] == "http.request" and not at_work:
+                size = len(message.get("body", b""))
+                held += size
+                self.held_bytes += size
+                if self.held_bytes > self.max_held_bytes:
+                    # An HTTPException from inside the app reaches FastAPI's handler: a 503 answer.
+                    raise self._busy()
+                if not message.get("more_body", False):
+                    if self.at_work >= self.max_in_flight:
+                        raise self._busy()
+                    at_work = True
+                    self.at_work += 1
+            return message
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, counting_receive, send)
         finally:
-            self.in_flight -= 1
+            self.held_bytes -= held
+            if at_work:
+                self.at_work -= 1

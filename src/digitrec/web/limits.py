@@ -30,7 +30,8 @@ class Limits:
     # The wait for one request's decoding and inference, its turn included: past it the request is
     # answered (422 or 503); 12 s so that every answer comes within the review's 15 s.
     request_seconds: float = 12.0
-    # POSTs in progress per process (each may hold a 20 MiB body); past it -> 503 before reading.
+    # POSTs at work (body received) per process; the bodies held in memory, arriving or at work,
+    # at most max_in_flight x max_body_bytes. Past either -> 503 (`guard.InFlightLimit`).
     max_in_flight: int = 32
 
 
