@@ -282,3 +282,38 @@ def test_a_dithered_black_and_white_photo_is_grey_again_and_read(recognizer):
     drawing = np.where(load_grey(examples / "drawing_4.png") < 128, 0, 255).astype(np.uint8)
     assert np.array_equal(descreened(drawing), drawing)
     assert np.array_equal(load_grey(encode(Image.fromarray(drawing).convert("1"), "PNG")), drawing)
+
+
+def test_a_pillow_module_half_imported_by_another_thread_is_not_an_error(tmp_path, monkeypatch):
+    # A new Recognizer shared by threads: one thread was importing Pillow (PIL.Image in sys.modules,
+    # its Image class not defined yet) when another asked whether its path was a Pillow image.
+    import sys
+    import types
+
+    path = tmp_path / "seven.png"
+    Image.fromarray(np.full((20, 20), 255, np.uint8)).save(path)
+    monkeypatch.setitem(sys.modules, "PIL.Image", types.ModuleType("PIL.Image"))
+    from digitrec.preprocess.load import _is_pillow_image
+
+    assert _is_pillow_image(str(path)) is False
+
+
+def test_a_new_recognizer_shared_by_threads_answers_every_image(tmp_path):
+    # In a fresh process, so that Pillow is imported by the threads themselves (racing).
+    script = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from digitrec import Recognizer
+rec = Recognizer(threads=1)
+paths = [sys.argv[1]] * 40
+with ThreadPoolExecutor(4) as pool:
+    digits = [p.digit for p in pool.map(rec.predict, paths)]
+print(digits.count(7))
+"""
+    import subprocess
+    import sys
+
+    seven = Path(__file__).resolve().parent.parent / "examples" / "photo_7.jpg"
+    done = subprocess.run([sys.executable, "-c", script, str(seven)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "40"

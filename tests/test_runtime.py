@@ -66,7 +66,8 @@ def test_predict_answers_with_top_k_and_what_the_model_saw(linear_model):
 def test_predict_many_keeps_order_and_isolates_bad_inputs(linear_model, tmp_path):
     rec = Recognizer(linear_model[0], min_confidence=0)
     good = page()
-    inputs = [good, b"", b"not an image", str(tmp_path / "missing.png"), np.full((50, 50), 255, np.uint8), good]
+    missing = str(tmp_path / "missing.png")
+    inputs = [good, b"", b"not an image", missing, np.full((50, 50), 255, np.uint8), None, good]
     for workers in (1, 3):
         answers = rec.predict_many(inputs, workers=workers)
         assert [type(a).__name__ for a in answers] == [
@@ -75,12 +76,14 @@ def test_predict_many_keeps_order_and_isolates_bad_inputs(linear_model, tmp_path
             "ImageError",
             "ImageError",
             "NoInk",
+            "NotAnImage",  # None among the images: its own answer, not a TypeError that stops the batch
             "Prediction",
         ]
-        assert all(isinstance(a, ImageError) for a in answers[1:5])
+        assert all(isinstance(a, ImageError) for a in answers[1:6])
         assert "no ink" in str(answers[4]) and answers[4].doubt_reason == doubt.NO_INK
+        assert str(answers[5]).endswith("not NoneType") and isinstance(answers[5], TypeError)
         assert [a.doubt_reason for a in answers[1:4]] == [None, None, None]
-        assert answers[0].digit == answers[5].digit == rec.predict(good).digit
+        assert answers[0].digit == answers[6].digit == rec.predict(good).digit
     assert rec.predict_many([]) == []
 
 
@@ -168,3 +171,32 @@ def test_predict_and_read_take_a_pillow_image():
         assert rec.predict(photo).digit == 7
     with Image.open(EXAMPLES / "grid_6.jpg") as grid:
         assert rec.read(grid).text == "6"
+
+
+def test_predict_probabilities_takes_mnist_digits_as_loaders_give_them(recognizer):
+    # torchvision and Keras give MNIST as floats in [0, 1]: read as uint8 they were all "1" at 74%.
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    digits = np.stack(
+        [recognizer.preprocess(examples / name) for name in ("scan_3.png", "drawing_4.png", "grid_6.jpg")]
+    )
+    expected = recognizer.predict_probabilities(digits)
+    assert list(expected.argmax(1)) == [3, 4, 6]
+    for same in (digits / 255.0, digits.astype(np.float32), digits[:, None], digits > 127):
+        assert list(recognizer.predict_probabilities(same).argmax(1)) == [3, 4, 6]
+    assert np.allclose(recognizer.predict_probabilities(digits / 255.0), expected, atol=1e-6)
+    assert recognizer.predict_probabilities(digits[0]).shape == (1, 10)
+    with pytest.raises(ImageError, match=r"not \(3, 784\): reshape it to \(N, 28, 28\)"):
+        recognizer.predict_probabilities(digits.reshape(3, -1))
+    with pytest.raises(ImageError, match=r"\(N, 28, 28\) arrays"):
+        recognizer.predict_probabilities(np.zeros((3, 27, 27), np.uint8))
+
+
+def test_predict_paths_given_one_folder_or_file_reads_it_not_its_letters(recognizer):
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    from digitrec.preprocess.load import image_files
+
+    names = image_files(examples)
+    assert len(names) == 8  # scan_3, chalk_2, ...: the examples, make_examples.py not
+    by_folder = [a.digit for a in recognizer.predict_paths(str(examples))]
+    assert by_folder == [a.digit for a in recognizer.predict_paths(names)]
+    assert [a.digit for a in recognizer.predict_paths(examples / "photo_7.jpg")] == [7]

@@ -26,6 +26,12 @@ class ImageError(DigitrecError):
     """An input image could not be read or holds no digit."""
 
 
+class NotAnImage(ImageError, TypeError):
+    """What is no kind of image at all (None, a list, a number): a TypeError, as Python code expects
+    of an argument of the wrong type, and an ImageError, so that one such item in a batch
+    (`predict_many`) is that item's answer instead of stopping the others."""
+
+
 class NoInk(ImageError):
     """A blank or noise-only image: nothing written. Its `doubt_reason` is doubt.NO_INK, which the
     JSON and CSV answers carry as `reason` beside the error message."""

@@ -10,6 +10,7 @@ pixel ranges, sigmoid scores or probabilities; a `.keras` file is converted once
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from digitrec.modelfile.read import open_model, softmax  # noqa: F401 - softmax 
 from digitrec.preprocess import load_grey, normalize_digit
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.digit import WORK_SIDE, digit_views
-from digitrec.preprocess.load import ImageSource
+from digitrec.preprocess.load import ImageSource, image_files, mnist_form
 
 if TYPE_CHECKING:
     from digitrec.read import ReadBudget, Reading
@@ -149,12 +150,11 @@ class Recognizer:
     def predict_probabilities(
         self, digits28: np.ndarray, batch_size: int = 1024, *, calibrated: bool = True
     ) -> np.ndarray:
-        """uint8 (N, 28, 28), ink = 255 on black -> float32 (N, 10) probabilities, with the card's
-        temperature applied; `calibrated=False`: the plain softmax (T = 1), which the reader's
-        segmentation scores were tuned on."""
-        digits28 = np.asarray(digits28)
-        if digits28.ndim == 2:
-            digits28 = digits28[None]
+        """Digits in MNIST form, uint8 (N, 28, 28) with ink = 255 on black (or as `load.mnist_form`
+        takes them: float 0-1, (N, 1, 28, 28), one (28, 28)) -> float32 (N, 10) probabilities, with
+        the card's temperature applied; `calibrated=False`: the plain softmax (T = 1), which the
+        reader's segmentation scores were tuned on."""
+        digits28 = mnist_form(digits28)
         adapter = self.adapter if calibrated else replace(self.adapter, temperature=1.0)
         out = []
         for start in range(0, len(digits28), batch_size):
@@ -249,9 +249,14 @@ class Recognizer:
         (docs/throughput.md). Either way a file's answer depends on the file and `side` only, never
         on how many files came with it: the number of files decides only how the work is spread
         (worker processes from `bulk.MIN_FILES` files on, `workers` of them, default one per core).
-        `debug=True` keeps each input's preprocessing stages (in this process, one at a time)."""
+        `debug=True` keeps each input's preprocessing stages (in this process, one at a time).
+        One path instead of several is a folder's image files (`load.image_files`), or that file."""
         from digitrec import bulk
 
+        if isinstance(sources, (str, os.PathLike)):
+            sources = image_files(sources) if os.path.isdir(sources) else [sources]
+        elif isinstance(sources, (bytes, bytearray)):
+            sources = [sources]
         sources = list(sources)
         if debug or len(sources) < bulk.MIN_FILES:
             workers = 1  # starting worker processes would cost more than they save

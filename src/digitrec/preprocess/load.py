@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeAlias, TypeGuard
 
 import numpy as np
 
-from digitrec.errors import ImageError
+from digitrec.errors import ImageError, NotAnImage
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -116,7 +116,7 @@ def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray
     if _is_pillow_image(source):
         return pillow_to_grey(source)
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
-        raise TypeError(
+        raise NotAnImage(
             f"an image is a file's path, its bytes, a numpy array or a Pillow image, not {type(source).__name__}"
         )
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else read_file(Path(source))
@@ -424,11 +424,13 @@ def _decode(data: bytes, max_side: int | None) -> np.ndarray:
 
 
 def _is_pillow_image(source: object) -> TypeGuard[PILImage]:
-    """Without importing Pillow: whoever holds a Pillow image has imported it."""
+    """Without importing Pillow: whoever holds a Pillow image has imported it. While another thread
+    is still importing it, `PIL.Image` is in sys.modules without its `Image` class yet (the first
+    calls of a new Recognizer shared by threads failed on that)."""
     import sys
 
-    pillow = sys.modules.get("PIL.Image")
-    return pillow is not None and isinstance(source, pillow.Image)
+    image_class = getattr(sys.modules.get("PIL.Image"), "Image", None)
+    return image_class is not None and isinstance(source, image_class)
 
 
 def pillow_to_grey(image: PILImage) -> np.ndarray:
@@ -516,6 +518,27 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
         copy: np.ndarray = a.copy()  # trip below would give the same values, at 0.4 ms per photo
         return descreened(copy)  # (a copy: arrays may be read-only)
     return descreened(_grey_in_strips(lambda y0, y1: a[y0:y1], a.shape[0], a.shape[1], a.dtype))
+
+
+def mnist_form(digits28: np.ndarray) -> np.ndarray:
+    """Digits already in MNIST form (28x28, ink bright on black) as a model takes them: (28, 28),
+    (N, 28, 28) or (N, 1, 28, 28), uint8 0-255 or float 0-1 or 0-255 (as torchvision and Keras give
+    MNIST) or bool -> uint8 (N, 28, 28). Any other shape is an ImageError that says what is wanted."""
+    a = np.asarray(digits28)
+    if a.size == 0:
+        return np.zeros((0, 28, 28), np.uint8)
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or a.shape[1:] != (28, 28):
+        raise ImageError(
+            f"digits in MNIST form are (N, 28, 28) arrays (ink bright on black), not {np.shape(digits28)}: "
+            + ("reshape it to (N, 28, 28)" if np.shape(digits28)[-1:] == (28 * 28,) else "use predict for other images")
+        )
+    if a.dtype == np.uint8:
+        return a
+    return np.clip(_to_unit_float(a) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _looks_like_flattened_digits(a: np.ndarray) -> bool:
