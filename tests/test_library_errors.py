@@ -3,11 +3,15 @@ functions too, and a run folder that `digitrec export` cannot use is a message, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import run_main
 
 from digitrec.errors import DataError, DigitrecError
+
+SIX = str(Path(__file__).resolve().parent.parent / "examples" / "grid_6.jpg")
 
 
 def test_trainers_data_of_other_settings_is_a_data_error(tmp_path):
@@ -59,3 +63,32 @@ def test_a_damaged_checkpoint_is_one_line_that_gives_no_unsafe_advice(content, t
         assert err.startswith(f"Error: cannot read {run / 'checkpoint.pt'} as a digitrec checkpoint (damaged, or")
         assert "weights_only" not in err and "issue" not in err, err
         assert not err.rstrip().split(": ")[-1].isdigit(), err  # 'hello' gave torch's bare `101`
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        # The audit: each was a bare TypeError / IndexError from deep inside, or no error at all.
+        (lambda rec: rec.read(SIX, digits="4"), "PatternError", r"whole number\), not '4'"),
+        (lambda rec: rec.read(SIX, pattern=5), "PatternError", r"\(a string\), not 5"),
+        (lambda rec: rec.predict(SIX, top=0), "ValueError", "at least 1, not 0"),
+        (lambda rec: list(rec.predict_paths([SIX], side=0)), "ValueError", "at least 64 px, not 0"),
+        (lambda rec: type(rec)(min_confidence="0.9"), "TypeError", r"probability in \[0, 1\], not '0.9'"),
+        (lambda rec: type(rec)(min_confidence=1.5), "ValueError", r"probability in \[0, 1\], not 1.5"),
+        (lambda rec: type(rec)(""), "ModelError", "the model path is empty"),
+    ],
+)
+def test_bad_arguments_to_the_python_api_say_which_and_why(recognizer, call, error, message):
+    with pytest.raises(Exception, match=message) as raised:
+        call(recognizer)
+    assert type(raised.value).__name__ == error
+
+
+def test_a_read_budget_is_numbers_or_none():
+    from digitrec.read import ReadBudget
+
+    with pytest.raises(ValueError, match=r"ReadBudget.max_lines is a number >= 0 or None \(no limit\), not 'a'"):
+        ReadBudget(max_lines="a")
+    with pytest.raises(ValueError, match="max_seconds"):
+        ReadBudget(max_seconds=-1.0)
+    assert ReadBudget(max_lines=0, max_seconds=None).max_lines == 0

@@ -6,6 +6,8 @@ page and the batch table carry as they are:
 
 from __future__ import annotations
 
+import numbers
+
 NOT_A_DIGIT = "not a digit"  # a letter, symbol, scribble or texture: the rejector said so
 SEVERAL_DIGITS = "several digits"  # more than one digit in one-digit mode: use `read`
 LOW_CONFIDENCE = "low confidence"  # a digit, but its calibrated probability is under min_confidence
@@ -25,3 +27,13 @@ TARGET_ACCURACY = 0.999
 # 0.99 would flag 2.0% of validation digits for that one image, so 0.93 is kept.
 # `benchmarks/doubt_threshold.py` recomputes it; docs/trust.md ("Doubt") explains it. 0 always answers.
 DEFAULT_MIN_CONFIDENCE = 0.93
+
+
+def checked_min_confidence(value: float) -> float:
+    """`value` as a min_confidence: a probability in [0, 1], else a TypeError or ValueError that says
+    so (at once, not at the first answer)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"min_confidence is a probability in [0, 1], not {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"min_confidence is a probability in [0, 1], not {value!r}")
+    return float(value)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitrec import doubt, paths
-from digitrec.errors import DigitrecError, without_frames
+from digitrec.errors import DigitrecError, ModelError, without_frames
 from digitrec.model_adapter import ModelAdapter
 from digitrec.model_io import refuse_training_run, resolve_model
 from digitrec.modelfile.read import open_model, softmax  # noqa: F401 - softmax is part of this module's API
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from digitrec.reject import Rejector
 
 DEFAULT_MODEL = "model.onnx"
+# The smallest `side` predict_paths decodes big images at: below it a photo's digit is a few pixels.
+MIN_DECODE_SIDE = 64
 
 
 def default_model_path() -> Path:
@@ -97,6 +99,8 @@ class Recognizer:
         After loading, `card` is the model card (a dict: name, accuracy, how it was trained...;
         just {"name": file stem} for a model without one) and `path` the ONNX file in use.
         """
+        if isinstance(model, str) and not model.strip():  # an unset variable, not "the shipped model"
+            raise ModelError("the model path is empty: name a model file, or pass None for the shipped model")
         if model:
             refuse_training_run(model)  # a checkpoint.pt: say how to export it, not "Protobuf parsing failed"
         path = resolve_model(model) if model else default_model_path()  # a .keras file -> its cached ONNX
@@ -106,7 +110,7 @@ class Recognizer:
         self.card = self.model_card.data if self.model_card else {"name": path.stem}
         # How this model is fed and read (layout, scaling, logits or scores): see model_adapter.
         self.adapter = ModelAdapter.from_session(self.session, self.model_card, path)
-        self.min_confidence = min_confidence
+        self.min_confidence = doubt.checked_min_confidence(min_confidence)
         self.threads = threads
         self.reject = reject
         self._rejector: Rejector | None = None
@@ -165,6 +169,8 @@ class Recognizer:
         self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: Stages, rejected: str | None = None
     ) -> Prediction:
         """`rejected`: the rejector's reason when the input is no single digit (see `rejections`)."""
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise ValueError(f"top is how many guesses to give, at least 1, not {top!r}")
         order = np.argsort(probs)[::-1][:top]
         digit, confidence = int(order[0]), float(probs[order[0]])
         uncertain = rejected is not None or confidence < self.min_confidence
@@ -253,6 +259,10 @@ class Recognizer:
         One path instead of several is a folder's image files (`load.image_files`), or that file."""
         from digitrec import bulk
 
+        if side < MIN_DECODE_SIDE:
+            raise ValueError(
+                f"side is the long side big images are decoded at, at least {MIN_DECODE_SIDE} px, not {side}"
+            )
         if isinstance(sources, (str, os.PathLike)):
             sources = image_files(sources) if os.path.isdir(sources) else [sources]
         elif isinstance(sources, (bytes, bytearray)):

@@ -7,6 +7,7 @@ seconds; past it `TooMuchToRead` (an ImageError) is raised.
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,12 @@ class ReadBudget:
     max_pieces: int | None = 400  # components before lines are formed, and atoms once cut
     max_candidates: int | None = 1500  # runs of atoms rendered and classified (verifier + classifier)
     max_seconds: float | None = 10.0  # wall clock from the start of the read (decoding included)
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if value is not None and not (number and value >= 0):
+                raise ValueError(f"ReadBudget.{name} is a number >= 0 or None (no limit), not {value!r}")
 
     def check_counts(self, seg: Segmentation, plan: Plan) -> None:
         """Raise TooMuchToRead if the segmentation `seg`, with candidate runs `plan` per line,

@@ -98,6 +98,10 @@ def n_digits(n: int) -> DigitPattern:
 def constraint(digits: int | None = None, pattern: str | None = None) -> DigitPattern | None:
     """The automaton for `--digits` and `--pattern` together (both must hold); None for neither.
     Raises PatternError when the pattern is malformed or no reading can satisfy both."""
+    if digits is not None and (isinstance(digits, bool) or not isinstance(digits, (int, np.integer))):
+        raise PatternError(f"digits is how many digits the number has (a whole number), not {digits!r}")
+    if pattern is not None and not isinstance(pattern, str):
+        raise PatternError(f"pattern is a regular expression over the digits (a string), not {pattern!r}")
     parts = []
     if digits is not None:
         parts.append(n_digits(digits))
