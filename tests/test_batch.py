@@ -89,6 +89,24 @@ def test_resume_skips_done_and_answers_new(archive, tmp_path):
     assert len(rows) == N + 2 and rows[str(folder / "new.png")]["digit"] == rows[str(images[0])]["digit"]
 
 
+def test_a_resume_naming_the_folder_another_way_answers_nothing_twice(archive, tmp_path, monkeypatch):
+    # The audit: `batch small` then `batch $PWD/small` gave 26 rows for 13 files.
+    from digitrec.batch import run_batch
+
+    folder, _ = archive
+    out = tmp_path / "spelled.parquet"
+    monkeypatch.chdir(tmp_path)
+    first = run_batch(["scans"], str(out), workers=1, part_size=64)
+    assert (first.skipped, first.answered) == (0, N + 1)
+    for spelling in (str(folder), "./scans", "scans/../scans"):
+        again = run_batch([spelling], str(out), workers=1, part_size=64)
+        assert (again.skipped, again.answered) == (N + 1, 0), spelling
+    again = run_batch([str(folder)], str(out), workers=1, part_size=64, retry_failed=True)
+    assert (again.retried, again.answered, again.still_failing) == (1, 1, 1)  # the corrupt one, as first named
+    rows = rows_by_path(out)
+    assert len(rows) == N + 1 and all(not Path(p).is_absolute() for p in rows)
+
+
 def test_lists_of_paths_and_bad_rows(archive, tmp_path):
     """A .txt, .csv and .parquet list (relative to the list's folder); a text file and a missing
     file are rows with their errors, never the end of the batch."""

@@ -3,7 +3,7 @@
     sources (folders, globs, lists, URIs) -> paths not yet done -> engine (local processes or Ray
     actors, the model loaded once in each) -> rows -> Parquet parts, written as they fill
 
-Resumable: the paths already in the output are skipped, so a run stopped for any reason (Ctrl+C,
+Resumable: the paths already in the output are skipped (however a local one is spelled), so a run stopped for any reason (Ctrl+C,
 `kill -9`, a lost node) goes on where it stopped when started again with the same command. A file
 that failed is answered too (a row with its error); `retry_failed` answers those again, and their new
 rows replace the old (digitrec.batch.sink).
@@ -12,6 +12,7 @@ rows replace the old (digitrec.batch.sink).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from digitrec.batch.answer import TASKS
 from digitrec.batch.sink import PART_SIZE, ResultSink, parts
-from digitrec.batch.sources import expand_sources
+from digitrec.batch.sources import expand_sources, is_remote
 from digitrec.doubt import DEFAULT_MIN_CONFIDENCE
 from digitrec.errors import DataError
 
@@ -83,7 +84,9 @@ def run_batch(
     settings = {"min_confidence": f"{min_confidence:g}", "side": str(side or "default")}
     sink = ResultSink(out, task, answers_from, part_size, settings)
     try:
-        named = dict.fromkeys(paths)  # a path named twice is answered once
+        # A path named twice is answered once; a file an earlier run named another way (`scans/a.png`
+        # then `$PWD/scans/a.png`) keeps the earlier spelling, so that it is not answered twice.
+        named = dict.fromkeys(_as_done(p, sink.done) for p in paths)
         failed = {p for p in sink.failed if p in named}  # the few failed, not the millions named
         retry = failed if retry_failed else set()
         todo = [p for p in named if p not in sink.done or p in retry]
@@ -124,3 +127,15 @@ def run_batch(
         sink.close()  # the rows answered so far are kept, whatever stopped the run; the lock let go
     seconds = time.perf_counter() - start
     return BatchSummary(len(paths), skipped, answered, errors, seconds, len(retry), still_failing, len(failed - retry))
+
+
+def _as_done(path: str, done: set[str]) -> str:
+    """`path` as an earlier run wrote it in the output, when it wrote the same local file as given,
+    absolute, or relative to the current folder; else `path` itself."""
+    if not done or path in done or is_remote(path):
+        return path
+    absolute = os.path.abspath(path)
+    for spelling in (absolute, os.path.relpath(absolute)):
+        if spelling in done:
+            return spelling
+    return path
