@@ -7,6 +7,7 @@ import base64
 import csv
 import threading
 from pathlib import Path
+from unittest.mock import ANY
 
 import httpx
 import numpy as np
@@ -53,6 +54,21 @@ def test_a_correction_is_the_image_as_sent_and_a_row_finetune_reads(tmp_path):
         (tmp_path / "mine" / photo.path, 7),
     ]
     assert collector.counts() == {"digits": 2, "numbers": 1}
+
+
+@pytest.mark.parametrize(
+    "predicted, kept",
+    [
+        ('=HYPERLINK("http://evil.example")', ""),  # a spreadsheet would run it: CSV injection
+        ("@SUM(A1)+7", "17"),
+        ("20\n24", "20 24"),  # a reading of two lines stays one row
+        ("-7.50", "-7.50"),
+        ("?", ""),
+    ],
+)
+def test_what_the_model_had_said_is_kept_as_plain_digits(predicted, kept, tmp_path):
+    Collector(tmp_path).add(SEVEN, "7", predicted=predicted)
+    assert rows(tmp_path / "manifest.csv") == [{"path": ANY, "label": "7", "predicted": kept}]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -132,7 +133,7 @@ class Collector:
         name = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}{suffix}"
         relative = Path("digits", label, name) if kind == "digit" else Path("numbers", name)
         atomic_write(self.folder / relative, image)
-        predicted = "" if predicted is None else str(predicted)[:64]
+        predicted = "" if predicted is None else plain_answer(predicted)
         if kind == "digit":
             self._append(MANIFEST, ("path", "label", "predicted"), (relative.as_posix(), label, predicted))
         else:
@@ -198,3 +199,12 @@ def _rows(path: Path) -> int:
     except FileNotFoundError:
         return 0
     return max(0, lines - 1)
+
+
+def plain_answer(predicted: str) -> str:
+    """What the model had said, as a note in the CSV: the digits and the marks a reading keeps
+    (`.`, `,`, `-`), lines joined by a space, at most 64 characters; nothing when no digit is left.
+    Anything else is dropped, so that no cell starts a spreadsheet formula (`=HYPERLINK(...)`: CSV
+    injection) or breaks a row."""
+    kept = re.sub(r"[^0-9.,\- ]", "", " ".join(str(predicted).split())).strip()[:64]
+    return kept if any(c.isdigit() for c in kept) else ""
