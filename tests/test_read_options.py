@@ -4,6 +4,7 @@ the search, the output options predict has (--csv, compact --json, --min-confide
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -262,6 +263,13 @@ def test_server_read_takes_digits_and_pattern_as_form_fields(client, overlapping
     bad = client.post("/v1/read", files=files, data={"pattern": "[a-z]"})
     assert bad.status_code == 422 and "cannot use the pattern" in bad.json()["detail"]
     bad = client.post("/v1/read", files=files, data={"digits": "four"})
+    assert bad.status_code == 422 and "digits" in bad.json()["detail"]
+    # The same beside `images` in a JSON body (the audit: they were ignored there, a 200 unconstrained).
+    encoded = base64.b64encode(png).decode()
+    for fields in ({"digits": 5}, {"digits": "5"}, {"pattern": r"5\d{4}"}):
+        answer = client.post("/v1/read", json={"images": [encoded], **fields})
+        assert answer.status_code == 200 and answer.json()["readings"][0]["text"] == label, fields
+    bad = client.post("/v1/read", json={"images": [encoded], "digits": "four"})
     assert bad.status_code == 422 and "digits" in bad.json()["detail"]
 
 

@@ -247,7 +247,8 @@ def create_app(
         responses=ERRORS,
         openapi_extra=IMAGES_BODY,
         summary="The whole number written in each image",
-        description="Optional constraints, as form fields beside the files (or query parameters): `digits` "
+        description="Optional constraints, as form fields beside the files, fields beside `images` in a JSON "
+        "body, or query parameters: `digits` "
         "(each number has exactly that many) and `pattern` (a regular expression over the digits that the "
         "whole number matches, e.g. `(19|20)\\d\\d`); the reader searches only readings that keep to them.",
     )

@@ -1,7 +1,10 @@
 """POST /v1/read's constraints, `digits` and `pattern` (as `digitrec read --digits/--pattern`):
-form fields beside the `file` parts of a multipart body, or query parameters (for a JSON body)."""
+form fields beside the `file` parts of a multipart body, fields beside `images` in a JSON body, or
+query parameters."""
 
 from __future__ import annotations
+
+import json
 
 from fastapi import HTTPException, Request
 
@@ -16,10 +19,15 @@ async def read_options(request: Request) -> dict:
     `digits` is not a whole number or the pattern cannot be used."""
     found = dict(_query_fields(request))
     content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() == "multipart/form-data":
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
         body = await request.body()  # already read (and size-checked) for the images: cached
         if any(b'name="%s"' % name.encode() in body for name in FIELDS):  # parsed again only then
             found.update(_form_fields(body, content_type))
+    elif kind == "application/json":
+        body = await request.body()  # already read, and parsed for the images: valid JSON
+        if any(b'"%s"' % name.encode() in body for name in FIELDS):  # base64 holds no quotes
+            found.update(_json_fields(body))
     options: dict = {}
     if found.get("digits") not in (None, ""):
         try:
@@ -33,6 +41,17 @@ async def read_options(request: Request) -> dict:
     except PatternError as exc:
         raise HTTPException(422, str(exc)) from None
     return options
+
+
+def _json_fields(body: bytes) -> dict[str, str]:
+    """`digits` and `pattern` beside `images` in a JSON body, as text (a number 5 -> "5")."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}  # the images' own parse has already said what is wrong with the body
+    if not isinstance(payload, dict):
+        return {}
+    return {name: str(payload[name]) for name in FIELDS if payload.get(name) is not None}
 
 
 def _query_fields(request: Request):
