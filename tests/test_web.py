@@ -208,6 +208,14 @@ def png_claiming_size(width: int, height: int) -> bytes:
         (dict(params={"image28": "perhaps"}, json={"images": [b64(ONE)]}), 422, "query.image28"),
         # 400: a multipart body that does not parse
         (dict(content=b"--x\r\ngarbage", headers={"content-type": "multipart/form-data"}), 400, ""),
+        (  # cut off: the part and its image are there, the closing boundary is not
+            dict(
+                content=b'--b\r\nContent-Disposition: form-data; name="file"; filename="7.png"\r\n\r\n' + SEVEN,
+                headers={"content-type": "multipart/form-data; boundary=b"},
+            ),
+            400,
+            "breaks off before its closing boundary",
+        ),
     ],
 )
 def test_bad_requests_get_a_clear_4xx(strict, kwargs, status, message):

@@ -93,13 +93,17 @@ def _from_multipart(body: bytes, content_type: str, limits: Limits) -> list[Uplo
             "on_header_value": lambda data, start, end: value.extend(data[start:end]),
             "on_header_end": header_end,
             "on_part_data": lambda data, start, end: parts[-1][1].append(data[start:end]),
+            "on_end": lambda: ended.append(True),  # the closing boundary: only there
         },
     )
+    ended: list[bool] = []
     try:
         parser.write(body)
         parser.finalize()
     except MultipartParseError as exc:
         raise HTTPException(400, f"malformed multipart body ({exc})") from None
+    if not ended:  # its last part may be a truncated image that still decodes, to a wrong answer
+        raise HTTPException(400, "malformed multipart body: it breaks off before its closing boundary")
     items: list[Upload] = []
     others = []
     for headers, chunks in parts:
