@@ -215,6 +215,19 @@ def test_what_is_not_an_image_is_a_type_error_that_says_what_is(source, name):
         load_grey(source)
 
 
+def test_an_open_binary_file_is_read_as_its_bytes(tmp_path):
+    # The audit: io.BytesIO and open files (what web frameworks hand over) were a TypeError.
+    page = upright_page()
+    data = encode(Image.fromarray(page), "PNG")
+    (tmp_path / "page.png").write_bytes(data)
+    expected = load_grey(data)
+    assert np.array_equal(load_grey(io.BytesIO(data)), expected)
+    with open(tmp_path / "page.png", "rb") as file:
+        assert np.array_equal(load_grey(file), expected)
+    with open(tmp_path / "page.png", encoding="latin-1") as text, pytest.raises(TypeError, match="open it with 'rb'"):
+        load_grey(text)
+
+
 def test_bad_arrays():
     with pytest.raises(ImageError, match="too small"):
         load_grey(np.zeros((1, 1), np.uint8))

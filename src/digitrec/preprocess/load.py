@@ -98,13 +98,13 @@ _PER_PIXEL_SCALE = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(bool))
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-# What digitrec takes as an image: a file's path, its bytes, an array (grey, RGB or RGBA), or a
-# picture already opened with Pillow.
-ImageSource: TypeAlias = "str | Path | bytes | bytearray | np.ndarray | PILImage"
+# What digitrec takes as an image: a file's path, its bytes, an open binary file (read to its end),
+# an array (grey, RGB or RGBA), or a picture already opened with Pillow.
+ImageSource: TypeAlias = "str | Path | bytes | bytearray | BinaryIO | np.ndarray | PILImage"
 
 
 def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray:
-    """Path, file bytes, array or Pillow image -> uint8 (H, W) grey, upright, alpha composited on white
+    """Path, file bytes, open binary file, array or Pillow image -> uint8 (H, W) grey, upright, alpha composited on white
     (on black when all that is opaque is one light colour: white strokes on a transparent canvas).
 
     Arrays may be (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, of any integer, float ([0, 1]) or
@@ -115,11 +115,17 @@ def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray
         return array_to_grey(source)
     if _is_pillow_image(source):
         return pillow_to_grey(source)
-    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+    if callable(getattr(source, "read", None)):  # an open file, io.BytesIO, a web framework's upload
+        data = read_capped(source, "file")  # type: ignore[arg-type]
+        if not isinstance(data, bytes):
+            raise NotAnImage("an open file is read as bytes: open it with 'rb', not as text")
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else read_file(Path(source))
+    else:
         raise NotAnImage(
-            f"an image is a file's path, its bytes, a numpy array or a Pillow image, not {type(source).__name__}"
+            f"an image is a file's path, its bytes, an open binary file, a numpy array or a Pillow image, "
+            f"not {type(source).__name__}"
         )
-    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else read_file(Path(source))
     if not data:
         raise ImageError("empty file")
     return _decode(data, max_side)
