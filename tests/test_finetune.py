@@ -567,3 +567,14 @@ def test_numbers_that_keep_a_base_without_a_scorer_remove_an_earlier_runs_copy(t
     ]
     tuned = Recognizer(out)
     assert "reader_digits" not in tuned.card and tuned.reader.recognizer is tuned
+
+
+def test_the_python_finetune_takes_its_settings_by_name(digit_files, tmp_path):
+    # The audit: digitrec.finetune(csv, out, max_steps=40) was a TypeError; the settings were only
+    # reachable through tune.run.FinetuneConfig, which the README never names.
+    import digitrec
+
+    summary = digitrec.finetune(digit_files / "digits.csv", tmp_path / "m.onnx", lr=0.0, max_steps=4, threads=1)
+    assert summary["steps"] <= 4 and summary["best_step"] == 0  # lr 0: no step beats the base
+    with pytest.raises(TypeError, match="max_stepz"):
+        digitrec.finetune(digit_files / "digits.csv", tmp_path / "n.onnx", max_stepz=4)

@@ -24,13 +24,21 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     uses it), and their digits, cut out (`tune.numbers`), are added to DATA. The summary then has
     `numbers`: {given, used, digits} and `line_reader`: {numbers, val_accuracy, path, ...} (None
     when too few numbers' lines were found). `line_config`: a `tune.line.LineTuneConfig` (default:
-    the digit run's seed, threads, held-out share and step limit)."""
+    the digit run's seed, threads, held-out share and step limit). Any field of
+    `tune.run.FinetuneConfig` may be given by name (`max_steps=40`, `seed=1`, `threads=1`): it
+    overrides the `config` given, or the defaults."""
+    import dataclasses
+
     from digitrec.extras import require
 
     require("train", "torch", "onnx")
     from digitrec.tune.run import FinetuneConfig
     from digitrec.tune.run import finetune as run
 
+    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    settings = {name: options.pop(name) for name in list(options) if name in fields}
+    if settings:
+        options["config"] = dataclasses.replace(options.get("config") or FinetuneConfig(), **settings)
     if numbers is None:
         return run(data, out, warn=warn, **options)
     from digitrec.errors import DataError
