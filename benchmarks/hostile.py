@@ -170,6 +170,21 @@ def sockets_flood(port: int, count: int, send: bytes, hold: float) -> str:
     return f"{len(closed)}/{len(sockets)} closed by the server within {hold:.0f} s"
 
 
+def stalled_bodies(port: int, count: int, png: bytes) -> str:
+    """`count` POSTs that send their head and a few bytes of body, then stall (the session 16 audit:
+    32 of them made every POST a 503 for --body-timeout); -> the answer to a prediction sent meanwhile."""
+    head = b"POST /v1/read HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.sendall(head + b'{"im')
+        time.sleep(0.5)
+        return post_files(port, "/v1/predict", [("7.png", png)])
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def attacks(port: int, small: bool) -> list[tuple[str, callable]]:
     scale = (
         dict(ico=3000, chunks=100_000, scans=5_000, big=2000)
@@ -205,6 +220,7 @@ def attacks(port: int, small: bool) -> list[tuple[str, callable]]:
             lambda: sockets_flood(port, 200, b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ", hold=15),
         ),
         ("1,100 idle connections", lambda: sockets_flood(port, 1100, b"", hold=3)),
+        ("40 stalled bodies, then a prediction", lambda: stalled_bodies(port, 40, seven)),
     ]
 
 
@@ -341,7 +357,7 @@ def run(port: int, server: subprocess.Popen, small: bool, seconds: float, hard_l
         f"\nload alone, {seconds:.0f} s: 28x28 PNG at 16 clients, {alone['n']} requests, {alone['rps']:.0f} req/s, "
         f"p50 {alone['p50']:.1f} ms, p99 {alone['p99']:.1f} ms, failed {alone['failed']}"
     )
-    looped = [attack for name, attack in named if not name.startswith(("slow", "1,100"))]
+    looped = [attack for name, attack in named if not name.startswith(("slow", "1,100", "40 stalled"))]
     # The attackers are processes of their own, as real attackers are: threads here would share
     # this process's interpreter lock with the 16 clients whose latency is being measured.
     fork = multiprocessing.get_context("fork")
