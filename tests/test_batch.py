@@ -105,6 +105,12 @@ def test_a_resume_naming_the_folder_another_way_answers_nothing_twice(archive, t
     assert (again.retried, again.answered, again.still_failing) == (1, 1, 1)  # the corrupt one, as first named
     rows = rows_by_path(out)
     assert len(rows) == N + 1 and all(not Path(p).is_absolute() for p in rows)
+    # Files first named as a shell glob spells them (./scans/0000.png), then the folder.
+    out = tmp_path / "globbed.parquet"
+    run_batch(["./scans/0000.png", "./scans/corrupt.png"], str(out), workers=1)
+    again = run_batch(["scans"], str(out), workers=1, part_size=64)
+    assert (again.skipped, again.answered) == (2, N - 1)
+    assert len(rows_by_path(out)) == N + 1
 
 
 def test_lists_of_paths_and_bad_rows(archive, tmp_path):

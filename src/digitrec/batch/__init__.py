@@ -86,7 +86,7 @@ def run_batch(
     try:
         # A path named twice is answered once; a file an earlier run named another way (`scans/a.png`
         # then `$PWD/scans/a.png`) keeps the earlier spelling, so that it is not answered twice.
-        named = dict.fromkeys(_as_done(p, sink.done) for p in paths)
+        named = dict.fromkeys(_as_done(paths, sink.done))
         failed = {p for p in sink.failed if p in named}  # the few failed, not the millions named
         retry = failed if retry_failed else set()
         todo = [p for p in named if p not in sink.done or p in retry]
@@ -129,13 +129,11 @@ def run_batch(
     return BatchSummary(len(paths), skipped, answered, errors, seconds, len(retry), still_failing, len(failed - retry))
 
 
-def _as_done(path: str, done: set[str]) -> str:
-    """`path` as an earlier run wrote it in the output, when it wrote the same local file as given,
-    absolute, or relative to the current folder; else `path` itself."""
-    if not done or path in done or is_remote(path):
-        return path
-    absolute = os.path.abspath(path)
-    for spelling in (absolute, os.path.relpath(absolute)):
-        if spelling in done:
-            return spelling
-    return path
+def _as_done(paths: list[str], done: set[str]) -> list[str]:
+    """`paths`, each local one that an earlier run wrote in the output under another spelling of the
+    same file (relative or absolute, `./`, `..`) as it wrote it there. Only when none of `paths` is
+    in `done` as given (the same command run again matches as given, at no cost)."""
+    if not done or any(p in done for p in paths):
+        return paths
+    by_file = {os.path.abspath(d): d for d in done if not is_remote(d)}
+    return [p if is_remote(p) else by_file.get(os.path.abspath(p), p) for p in paths]
