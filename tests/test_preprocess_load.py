@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitrec.errors import ImageError
+from digitrec.errors import ImageError, NotAnImage
 from digitrec.preprocess import load_grey
 
 
@@ -226,6 +226,11 @@ def test_an_open_binary_file_is_read_as_its_bytes(tmp_path):
         assert np.array_equal(load_grey(file), expected)
     with open(tmp_path / "page.png", encoding="latin-1") as text, pytest.raises(TypeError, match="open it with 'rb'"):
         load_grey(text)
+    from starlette.datastructures import UploadFile  # FastAPI's upload: its read() is a coroutine
+
+    with pytest.raises(NotAnImage, match="pass its .file, or await its read"):
+        load_grey(UploadFile(io.BytesIO(data)))
+    assert np.array_equal(load_grey(UploadFile(io.BytesIO(data)).file), expected)
 
 
 def test_bad_arrays():

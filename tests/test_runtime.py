@@ -3,6 +3,7 @@ rely on and no PyTorch or matplotlib anywhere on the predict path."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -181,9 +182,11 @@ def test_predict_probabilities_takes_mnist_digits_as_loaders_give_them(recognize
     )
     expected = recognizer.predict_probabilities(digits)
     assert list(expected.argmax(1)) == [3, 4, 6]
-    for same in (digits / 255.0, digits.astype(np.float32), digits[:, None], digits > 127):
+    for same in (digits / 255.0, digits.astype(np.float32), digits[:, None], digits[..., None], digits > 127):
         assert list(recognizer.predict_probabilities(same).argmax(1)) == [3, 4, 6]
     assert np.allclose(recognizer.predict_probabilities(digits / 255.0), expected, atol=1e-6)
+    for wider in (np.uint16, np.int32, np.int64):  # 0-255 in a wider integer type: the same digits
+        assert np.array_equal(recognizer.predict_probabilities(digits.astype(wider)), expected)
     assert recognizer.predict_probabilities(digits[0]).shape == (1, 10)
     with pytest.raises(ImageError, match=r"not \(3, 784\): reshape it to \(N, 28, 28\)"):
         recognizer.predict_probabilities(digits.reshape(3, -1))
@@ -200,3 +203,15 @@ def test_predict_paths_given_one_folder_or_file_reads_it_not_its_letters(recogni
     by_folder = [a.digit for a in recognizer.predict_paths(str(examples))]
     assert by_folder == [a.digit for a in recognizer.predict_paths(names)]
     assert [a.digit for a in recognizer.predict_paths(examples / "photo_7.jpg")] == [7]
+    seven = (examples / "photo_7.jpg").read_bytes()
+    for one in (memoryview(seven), io.BytesIO(seven)):  # one image, not a sequence of bytes or lines
+        assert [a.digit for a in recognizer.predict_paths(one)] == [7]
+    # Open files are read before the worker processes (which cannot be handed them) start.
+    files = [open(examples / "photo_7.jpg", "rb") for _ in range(16)]  # noqa: SIM115
+    try:
+        assert [a.digit for a in recognizer.predict_paths(files, workers=2)] == [7] * 16
+    finally:
+        for f in files:
+            f.close()
+    with pytest.raises(ValueError, match="top is how many guesses"):
+        recognizer.predict_paths([b"not even an image"], top=0)  # at once, before any work

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from digitrec.modelfile.read import open_model, softmax  # noqa: F401 - softmax 
 from digitrec.preprocess import load_grey, normalize_digit
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.digit import WORK_SIDE, digit_views
-from digitrec.preprocess.load import ImageSource, image_files, mnist_form
+from digitrec.preprocess.load import ImageSource, image_files, is_open_file, mnist_form, read_capped
 
 if TYPE_CHECKING:
     from digitrec.read import ReadBudget, Reading
@@ -36,6 +36,20 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "model.onnx"
 # The smallest `side` predict_paths decodes big images at: below it a photo's digit is a few pixels.
 MIN_DECODE_SIDE = 64
+
+
+def checked_top(top: int) -> int:
+    """`top` (how many guesses an answer lists), checked before any work: a whole number >= 1."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"top is how many guesses to give, at least 1, not {top!r}")
+    return top
+
+
+def _read_open_file(stream: BinaryIO) -> bytes | DigitrecError:
+    try:
+        return read_capped(stream, "file")
+    except DigitrecError as exc:  # that input's answer, as for a path that fails
+        return without_frames(exc)
 
 
 def default_model_path() -> Path:
@@ -169,8 +183,6 @@ class Recognizer:
         self, probs: np.ndarray, image28: np.ndarray | None, top: int, stages: Stages, rejected: str | None = None
     ) -> Prediction:
         """`rejected`: the rejector's reason when the input is no single digit (see `rejections`)."""
-        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-            raise ValueError(f"top is how many guesses to give, at least 1, not {top!r}")
         order = np.argsort(probs)[::-1][:top]
         digit, confidence = int(order[0]), float(probs[order[0]])
         uncertain = rejected is not None or confidence < self.min_confidence
@@ -204,6 +216,7 @@ class Recognizer:
         A uint8 (N, 28, 28) array is N digits already in MNIST form (ink = 255 on black): it gets a
         list of N answers, as `predict_many` gives them (a Prediction, or the DigitrecError of an item
         that failed). Any other array is one image: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA."""
+        checked_top(top)
         if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[1:] == (28, 28):
             return self.predict_many(list(image), top, debug=debug)
         stages: Stages | None = {} if debug else None
@@ -217,6 +230,7 @@ class Recognizer:
         """One answer per input, in order; a bad input yields its DigitrecError, the others go on.
         All digits go through the model in one batch. `workers` > 1 decodes and preprocesses in
         that many threads (Pillow and OpenCV release the GIL)."""
+        checked_top(top)
 
         def prepare(image: ImageSource) -> tuple[np.ndarray | DigitrecError, Stages]:
             stages: Stages | None = {} if debug else None
@@ -259,15 +273,17 @@ class Recognizer:
         One path instead of several is a folder's image files (`load.image_files`), or that file."""
         from digitrec import bulk
 
+        checked_top(top)
         if side < MIN_DECODE_SIDE:
             raise ValueError(
                 f"side is the long side big images are decoded at, at least {MIN_DECODE_SIDE} px, not {side}"
             )
         if isinstance(sources, (str, os.PathLike)):
             sources = image_files(sources) if os.path.isdir(sources) else [sources]
-        elif isinstance(sources, (bytes, bytearray)):
-            sources = [sources]
-        sources = list(sources)
+        elif isinstance(sources, (bytes, bytearray, memoryview, np.ndarray)) or is_open_file(sources):
+            sources = [sources]  # type: ignore[list-item]  # one image, not a sequence of them
+        # Open files are read here: worker processes cannot be handed them.
+        sources = [_read_open_file(s) if is_open_file(s) else s for s in sources]
         if debug or len(sources) < bulk.MIN_FILES:
             workers = 1  # starting worker processes would cost more than they save
         return bulk.predict_stream(self, sources, top=top, side=side, workers=workers, debug=debug)

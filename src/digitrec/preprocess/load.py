@@ -115,10 +115,8 @@ def load_grey(source: ImageSource, *, max_side: int | None = None) -> np.ndarray
         return array_to_grey(source)
     if _is_pillow_image(source):
         return pillow_to_grey(source)
-    if callable(getattr(source, "read", None)):  # an open file, io.BytesIO, a web framework's upload
-        data = read_capped(source, "file")  # type: ignore[arg-type]
-        if not isinstance(data, bytes):
-            raise NotAnImage("an open file is read as bytes: open it with 'rb', not as text")
+    if is_open_file(source):  # an open file, io.BytesIO, a web framework's upload
+        data = read_capped(source, "file")
     elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else read_file(Path(source))
     else:
@@ -160,10 +158,22 @@ def read_file(path: Path) -> bytes:
         raise ImageError(f"cannot read: {exc.strerror or exc}") from None
 
 
+def is_open_file(source: object) -> TypeGuard[BinaryIO]:
+    return callable(getattr(source, "read", None))
+
+
 def read_capped(stream: BinaryIO, what: str) -> bytes:
     """All of a binary stream, refused as soon as it holds more than MAX_BYTES: never more than
-    the limit (and one byte) in memory, whatever the stream's size says."""
-    data: bytes = stream.read(MAX_BYTES + 1)
+    the limit (and one byte) in memory, whatever the stream's size says. A stream that is not
+    binary (a file opened as text, an async upload) is a NotAnImage that says what to pass."""
+    import inspect
+
+    data = stream.read(MAX_BYTES + 1)
+    if inspect.isawaitable(data):
+        getattr(data, "close", lambda: None)()  # never awaited: no "coroutine was never awaited" warning
+        raise NotAnImage("an async upload (its read() must be awaited): pass its .file, or await its read()")
+    if not isinstance(data, bytes):
+        raise NotAnImage(f"an open {what} is read as bytes: open it with 'rb', not as text")
     if len(data) > MAX_BYTES:
         raise ImageError(f"{what} too large (over {MAX_BYTES // 2**20} MiB, the limit)")
     return data
@@ -528,13 +538,15 @@ def array_to_grey(array: np.ndarray) -> np.ndarray:
 
 def mnist_form(digits28: np.ndarray) -> np.ndarray:
     """Digits already in MNIST form (28x28, ink bright on black) as a model takes them: (28, 28),
-    (N, 28, 28) or (N, 1, 28, 28), uint8 0-255 or float 0-1 or 0-255 (as torchvision and Keras give
+    (N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1), integers 0-255 or float 0-1 or 0-255 (as torchvision and Keras give
     MNIST) or bool -> uint8 (N, 28, 28). Any other shape is an ImageError that says what is wanted."""
     a = np.asarray(digits28)
     if a.size == 0:
         return np.zeros((0, 28, 28), np.uint8)
     if a.ndim == 4 and a.shape[1] == 1:
         a = a[:, 0]
+    elif a.ndim == 4 and a.shape[3] == 1:  # Keras' layout
+        a = a[..., 0]
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3 or a.shape[1:] != (28, 28):
@@ -544,6 +556,8 @@ def mnist_form(digits28: np.ndarray) -> np.ndarray:
         )
     if a.dtype == np.uint8:
         return a
+    if np.issubdtype(a.dtype, np.integer) and 0 <= a.min() and a.max() <= 255:  # 0-255 in a wider type
+        return a.astype(np.uint8)
     return np.clip(_to_unit_float(a) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
