@@ -60,8 +60,9 @@ def test_a_correction_is_the_image_as_sent_and_a_row_finetune_reads(tmp_path):
     "predicted, kept",
     [
         ('=HYPERLINK("http://evil.example")', ""),  # a spreadsheet would run it: CSV injection
-        ("@SUM(A1)+7", "17"),
+        ("@SUM(A1)+7", "1 7"),
         ("20\n24", "20 24"),  # a reading of two lines stays one row
+        ("20 / 24", "20 24"),  # as the page shows two lines
         ("-7.50", "-7.50"),
         ("?", ""),
     ],

@@ -87,8 +87,10 @@ def test_bad_arguments_to_the_python_api_say_which_and_why(recognizer, call, err
 def test_a_read_budget_is_numbers_or_none():
     from digitrec.read import ReadBudget
 
-    with pytest.raises(ValueError, match=r"ReadBudget.max_lines is a number >= 0 or None \(no limit\), not 'a'"):
+    with pytest.raises(ValueError, match=r"ReadBudget.max_lines is a whole number >= 0 or None \(no limit\), not 'a'"):
         ReadBudget(max_lines="a")
     with pytest.raises(ValueError, match="max_seconds"):
         ReadBudget(max_seconds=-1.0)
-    assert ReadBudget(max_lines=0, max_seconds=None).max_lines == 0
+    with pytest.raises(ValueError, match=r"max_pieces is a whole number >= 0 .*not 1.5"):
+        ReadBudget(max_pieces=1.5)
+    assert ReadBudget(max_lines=0, max_seconds=None, max_candidates=np.int64(9)).max_candidates == 9

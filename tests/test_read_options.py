@@ -269,6 +269,12 @@ def test_server_read_takes_digits_and_pattern_as_form_fields(client, overlapping
     for fields in ({"digits": 5}, {"digits": "5"}, {"pattern": r"5\d{4}"}):
         answer = client.post("/v1/read", json={"images": [encoded], **fields})
         assert answer.status_code == 200 and answer.json()["readings"][0]["text"] == label, fields
+    vendor = client.post(  # any +json type, as the images are taken from it
+        "/v1/read",
+        content=json.dumps({"images": [encoded], "digits": 5}),
+        headers={"content-type": "application/vnd.api+json"},
+    )
+    assert vendor.status_code == 200 and vendor.json()["readings"][0]["text"] == label
     bad = client.post("/v1/read", json={"images": [encoded], "digits": "four"})
     assert bad.status_code == 422 and "digits" in bad.json()["detail"]
 

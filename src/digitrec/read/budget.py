@@ -47,9 +47,10 @@ class ReadBudget:
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-            if value is not None and not (number and value >= 0):
-                raise ValueError(f"ReadBudget.{name} is a number >= 0 or None (no limit), not {value!r}")
+            kind = numbers.Real if name == "max_seconds" else numbers.Integral  # the others are counts
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind) or value < 0):
+                what = "a number" if kind is numbers.Real else "a whole number"
+                raise ValueError(f"ReadBudget.{name} is {what} >= 0 or None (no limit), not {value!r}")
 
     def check_counts(self, seg: Segmentation, plan: Plan) -> None:
         """Raise TooMuchToRead if the segmentation `seg`, with candidate runs `plan` per line,

@@ -206,5 +206,5 @@ def plain_answer(predicted: str) -> str:
     (`.`, `,`, `-`), lines joined by a space, at most 64 characters; nothing when no digit is left.
     Anything else is dropped, so that no cell starts a spreadsheet formula (`=HYPERLINK(...)`: CSV
     injection) or breaks a row."""
-    kept = re.sub(r"[^0-9.,\- ]", "", " ".join(str(predicted).split())).strip()[:64]
+    kept = " ".join(re.sub(r"[^0-9.,\- ]", " ", str(predicted)).split())[:64]
     return kept if any(c.isdigit() for c in kept) else ""

@@ -98,10 +98,10 @@ class InFlightLimit:
         self.at_work = 0
         self.held_bytes = 0
 
-    def _busy(self) -> HTTPException:
+    def _busy(self, what: str | None = None) -> HTTPException:
         return HTTPException(
             503,
-            f"the server is busy ({self.max_in_flight} requests in progress); retry shortly",
+            f"the server is busy ({what or f'{self.max_in_flight} requests in progress'}); retry shortly",
             headers={"Retry-After": "1", "Connection": "close"},
         )
 
@@ -123,7 +123,7 @@ class InFlightLimit:
                 self.held_bytes += size
                 if self.held_bytes > self.max_held_bytes:
                     # An HTTPException from inside the app reaches FastAPI's handler: a 503 answer.
-                    raise self._busy()
+                    raise self._busy(f"{self.max_held_bytes // 2**20} MiB of request bodies held")
                 if not message.get("more_body", False):
                     if self.at_work >= self.max_in_flight:
                         raise self._busy()

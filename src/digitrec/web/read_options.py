@@ -9,6 +9,7 @@ import json
 from fastapi import HTTPException, Request
 
 from digitrec.read.pattern import PatternError, constraint
+from digitrec.web.uploads import _parsed
 
 FIELDS = ("digits", "pattern")
 MAX_FIELD_BYTES = 1000  # a pattern longer than this is not a number's shape
@@ -24,10 +25,10 @@ async def read_options(request: Request) -> dict:
         body = await request.body()  # already read (and size-checked) for the images: cached
         if any(b'name="%s"' % name.encode() in body for name in FIELDS):  # parsed again only then
             found.update(_form_fields(body, content_type))
-    elif kind == "application/json":
+    elif kind == "application/json" or kind.endswith("+json"):  # as `uploads` takes JSON
         body = await request.body()  # already read, and parsed for the images: valid JSON
         if any(b'"%s"' % name.encode() in body for name in FIELDS):  # base64 holds no quotes
-            found.update(_json_fields(body))
+            found.update(await _parsed(_json_fields, body))  # a large body off the event loop
     options: dict = {}
     if found.get("digits") not in (None, ""):
         try:
