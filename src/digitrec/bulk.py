@@ -126,7 +126,10 @@ def _init_worker() -> None:
 
     import cv2
 
+    from digitrec.allocator import keep_freed_memory
+
     cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
+    keep_freed_memory()  # a worker prepares thousands of images: reuse their freed arrays
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle (it stops the pool)
 
 

@@ -83,9 +83,11 @@ class _RayAnswerer:
         import cv2
         import ray
 
+        from digitrec.allocator import keep_freed_memory
         from digitrec.batch.answer import Answerer
 
         cv2.setNumThreads(1)  # each actor is one CPU's worth of work (see the module's docstring)
+        keep_freed_memory()  # an actor prepares thousands of images: reuse their freed arrays
 
         self._dir = tempfile.TemporaryDirectory(prefix="digitrec-actor-")
         model = Path(self._dir.name) / f"model{model_suffix}"

@@ -55,6 +55,9 @@ def cli():
 
 
 def main(argv: list[str] | None = None) -> None:
+    from digitrec.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process is digitrec's own: reuse freed arrays (digitrec.allocator)
     try:
         # standalone_mode=False lets DigitrecError reach us; ctx.exit(code) comes back as the code.
         code = cli.main(args=argv, prog_name="digitrec", standalone_mode=False)

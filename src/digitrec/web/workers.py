@@ -56,10 +56,12 @@ def lower_priority() -> None:
 
 def _start_worker(model_path: str, min_confidence: float) -> None:
     global _recognizer
+    from digitrec.allocator import keep_freed_memory
     from digitrec.runtime import Recognizer
 
     die_with_parent()
     lower_priority()
+    keep_freed_memory()
     _recognizer = Recognizer(model_path, threads=1, min_confidence=min_confidence)
     _ = _recognizer.reader  # the reader's networks, loaded now
 
