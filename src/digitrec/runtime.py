@@ -10,6 +10,7 @@ pixel ranges, sigmoid scores or probabilities; a `.keras` file is converted once
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ MIN_DECODE_SIDE = 64
 
 def checked_top(top: int) -> int:
     """`top` (how many guesses an answer lists), checked before any work: a whole number >= 1."""
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:  # numpy ints too
         raise ValueError(f"top is how many guesses to give, at least 1, not {top!r}")
     return top
 

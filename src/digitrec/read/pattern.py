@@ -16,6 +16,7 @@ numpy only.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,7 +99,7 @@ def n_digits(n: int) -> DigitPattern:
 def constraint(digits: int | None = None, pattern: str | None = None) -> DigitPattern | None:
     """The automaton for `--digits` and `--pattern` together (both must hold); None for neither.
     Raises PatternError when the pattern is malformed or no reading can satisfy both."""
-    if digits is not None and (isinstance(digits, bool) or not isinstance(digits, (int, np.integer))):
+    if digits is not None and (isinstance(digits, bool) or not isinstance(digits, numbers.Integral)):
         raise PatternError(f"digits is how many digits the number has (a whole number), not {digits!r}")
     if pattern is not None and not isinstance(pattern, str):
         raise PatternError(f"pattern is a regular expression over the digits (a string), not {pattern!r}")
