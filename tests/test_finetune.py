@@ -61,6 +61,11 @@ def test_a_digits_subfolders_are_read_too_and_hidden_files_are_not(tmp_path):
     (tmp_path / "7" / ".thumbnails").mkdir()
     (tmp_path / "7" / ".thumbnails" / "photo_7.jpg").write_bytes(b"a viewer's cache")
     (tmp_path / "7" / ".DS_Store").write_bytes(b"\0")
+    # what Windows and unzip leave: every folder copied from Windows failed on its Thumbs.db
+    (tmp_path / "3" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (tmp_path / "7" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    (tmp_path / "__MACOSX" / "3").mkdir(parents=True)
+    (tmp_path / "__MACOSX" / "3" / "._scan_3.png").write_bytes(b"\0")
     assert list_examples(tmp_path) == [
         Example(tmp_path / "3" / "phone" / "scan_3.png", 3),
         Example(tmp_path / "3" / "scan_3.png", 3),
@@ -101,6 +106,25 @@ def test_images_are_prepared_by_predicts_own_code(digit_files):
     # a 28 px digit on white is a normalised scan to predict: the chosen blobs as written, then its plain crop
     # as written and squeezed
     assert prepared.views[7].shape == (4, 28, 28)
+
+
+def test_csvs_as_spreadsheets_save_them_are_read(tmp_path):
+    """Blank lines and a spreadsheet's trailing empty rows are not rows (and the line numbers in an
+    error are the file's); Windows-1252, UTF-16 and semicolon-separated exports are CSVs too."""
+    from digitrec.tune.data import list_examples
+
+    rows = ["path,label", "a.png,7", "", "b.png,3", "", "c.png,x", ",", ",,"]
+    (tmp_path / "blank.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"1 label\(s\) are not one digit 0-9 \(line 6: 'x'\)"):
+        list_examples([tmp_path / "blank.csv"])
+    expected = [(tmp_path / "café.png", 7), (tmp_path / "b.png", 3)]
+    for name, data in (
+        ("excel.csv", "path;label\r\ncafé.png;7\r\nb.png;3\r\n;\r\n".encode("cp1252")),
+        ("utf16.csv", "path\tlabel\ncafé.png\t7\nb.png\t3\n".encode("utf-16")),
+        ("plain.csv", "path,label\ncafé.png,7\n\nb.png,3\n,\n".encode()),
+    ):
+        (tmp_path / name).write_bytes(data)
+        assert [(e.path, e.label) for e in list_examples([tmp_path / name])] == expected, name
 
 
 @pytest.mark.parametrize(
@@ -397,7 +421,16 @@ def test_the_digits_of_labelled_numbers_are_cut_where_the_reader_finds_each(tmp_
 
 @pytest.mark.parametrize(
     "text, message",
-    [("path,label\n", None), ("path,text\na.png,12a\n", "line 2: '12a'"), ("file,text\na.png,1\n", "path and text")],
+    [
+        ("path,label\n", None),
+        ("path,text\na.png,12a\n", "line 2: '12a'"),
+        ("file,text\na.png,1\n", "path and text"),
+        # a row copied and its text changed, not its path: the image of 34 was cut and learnt as 9 and 9
+        (
+            "path,text\na.png,34\nb.png,35\n./a.png,99\n",
+            "1 image.s. are given two different numbers .*a.png as 34 and 99",
+        ),
+    ],
 )
 def test_a_numbers_csv_without_digits_is_a_clear_error(text, message, tmp_path):
     from digitrec.tune.numbers import list_numbers

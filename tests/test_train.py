@@ -43,6 +43,18 @@ def test_file_overrides_recipe_and_flags_override_file(tmp_path):
         ({"optimizer": "lbfgs"}, "optimizer must be"),
         ({"seed": 2**64}, "seed must be between 0 and 4,294,967,295"),  # was torch's traceback
         ({"mix.seed": -1}, "mix.seed must be between 0 and 4,294,967,295"),
+        # torch refused these mid-run with a traceback, or took them without a word (warmup -1
+        # trained; augment p=3, scale=5 trained a model to 20% accuracy)
+        ({"lr": float("nan")}, "lr must be a number above 0, got nan"),
+        ({"lr": -1}, "lr must be a number above 0, got -1.0"),
+        ({"label_smoothing": 1.5}, r"label_smoothing must be in \[0, 1\), got 1.5"),
+        ({"threads": -3}, r"threads must be in \[0, 4096\], got -3"),
+        ({"warmup": -1}, r"warmup must be in \[0, 1\), got -1.0"),
+        ({"augment.p": 3.0}, r"augment.p must be in \[0, 1\], got 3.0"),
+        ({"augment.scale": 5}, r"augment.scale must be in \[0, 1\), got 5.0"),
+        ({"model": {"chanels": [8, 8]}}, "does not fit architecture 'cnn' .*unexpected keyword argument 'chanels'"),
+        ({"model": {"channels": []}}, "does not fit architecture 'cnn'"),
+        ({"architecture": "mlp"}, "does not fit architecture 'mlp'"),  # the cnn's channels given to the mlp
     ],
 )
 def test_bad_settings_are_clear_errors(overrides, message):
@@ -257,3 +269,22 @@ def test_cli_train_prints_a_json_summary_last(real_data, tmp_path, capsys):
 def test_cli_train_bad_input_is_a_clear_error(args, message, tmp_path, capsys):
     code, _, err = run_main(["train", "--out", str(tmp_path / "run"), *args], capsys)
     assert code in (1, 2) and message in err and "Traceback" not in err
+
+
+def test_force_keeps_the_earlier_run_until_the_new_one_has_saved_a_checkpoint(real_data, tmp_path, capsys):
+    """--force deleted the run in --out first: a new run that then failed (a teacher not found, a
+    setting torch refused) left the folder empty and the trained model lost."""
+    out = tmp_path / "run"
+    quick = ["train", "--recipe", "fast", "--limit", "300", "--epochs", "1", "--threads", "1", "--out", str(out)]
+    code, _, err = run_main(quick, capsys)
+    assert code == 0, err
+    before = {name: (out / name).read_bytes() for name in ("checkpoint.pt", "config.json", "metrics.jsonl")}
+    code, _, err = run_main([*quick, "--force", "--set", 'distill.teachers=["no-such-run"]'], capsys)
+    assert code == 1 and "distill teacher not found" in err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # nothing set aside is left behind
+    code, _, err = run_main([*quick, "--force", "--seed", "1"], capsys)
+    assert code == 0, err
+    assert (out / "checkpoint.pt").read_bytes() != before["checkpoint.pt"]
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)

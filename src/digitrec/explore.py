@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from digitrec.files import check_writable
+
 Split = tuple[np.ndarray, np.ndarray]  # (images uint8 (N, 28, 28), labels uint8 (N,))
 
 
@@ -34,7 +36,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, per_class: int, seed: in
 def write_exploration(train: Split, test: Split, out: Path | str, per_class: int = 10, seed: int = 0) -> list[Path]:
     plt = _pyplot()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out / "samples.png")  # the folder made, or why not (a file in its way)
     written = []
     (train_x, train_y), (_, test_y) = train, test
 

@@ -73,7 +73,18 @@ def build_card(
         "history": history,
         # A distilled run: the checkpoints it was taught by (path, sha256, recipe, seed).
         **({"teachers": meta["teachers"]} if meta.get("teachers") else {}),
+        **_unfinished(meta),
     }
+
+
+def _unfinished(meta: dict) -> dict:
+    """A run stopped before its last epoch says so in its card (and `export` warns): a half-trained
+    model otherwise looks like any other."""
+    done, planned = meta.get("epoch"), meta["config"].get("epochs")
+    if isinstance(done, int) and isinstance(planned, int) and done < planned:
+        run = meta.get("run_dir", "RUN")
+        return {"unfinished": f"trained {done} of {planned} epochs: digitrec train --out {run} --resume finishes it"}
+    return {}
 
 
 def _to_onnx(model: torch.nn.Module, path: Path) -> None:

@@ -140,6 +140,7 @@ def train(
 
     from digitrec.cli import output
     from digitrec.extras import require
+    from digitrec.files import check_writable
 
     require("train", "torch")
     from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
@@ -197,11 +198,16 @@ def train(
         if config_file is not None:
             read_toml(config_file)  # a clear error for a missing or broken file, before anything else
         config = load_recipe(recipe, config_file, overrides)
-        if force and not quiet:
-            for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
-                (out / name).unlink(missing_ok=True)
 
-    summary = _run(config, out, resume, console, device)
+    # --force: the run already in OUT is set aside, not deleted, until the new one has saved its
+    # first checkpoint; a new run that fails or is stopped before that gives it back untouched.
+    if not quiet:
+        check_writable(out / CHECKPOINT_NAME)  # a file in the way of --out: said now, not as a traceback
+    earlier = _set_aside(out, (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME)) if force and not quiet else []
+    try:
+        summary = _run(config, out, resume, console, device, kept_earlier=bool(earlier))
+    finally:
+        _settle(earlier, started=(out / CHECKPOINT_NAME).exists())
     if quiet:
         return
     if as_json:
@@ -214,7 +220,31 @@ def train(
         )
 
 
-def _run(config, out: Path, resume: bool, console, device: str) -> dict:
+ASIDE = ".replaced"  # suffix of an earlier run's files while --force starts a new one
+
+
+def _set_aside(out: Path, names: tuple[str, ...]) -> list[Path]:
+    """Rename the earlier run's files in `out` to NAME.replaced -> the originals' paths."""
+    moved = []
+    for name in names:
+        path = out / name
+        if path.exists():
+            path.replace(path.with_name(name + ASIDE))
+            moved.append(path)
+    return moved
+
+
+def _settle(earlier: list[Path], started: bool) -> None:
+    """The new run saved a checkpoint: the earlier run's files go. It did not: they come back."""
+    for path in earlier:
+        aside = path.with_name(path.name + ASIDE)
+        if started:
+            aside.unlink(missing_ok=True)
+        else:
+            aside.replace(path)
+
+
+def _run(config, out: Path, resume: bool, console, device: str, kept_earlier: bool = False) -> dict:
     """Run the training with a rich progress bar on stderr and one printed line per epoch."""
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -275,12 +305,18 @@ def _run(config, out: Path, resume: bool, console, device: str) -> dict:
     try:
         summary = train(config, out, resume=resume, callbacks=Callbacks(on_start, on_batch, on_epoch), device=device)
     except KeyboardInterrupt:
+        from digitrec.paths import CHECKPOINT_NAME
+
         progress.stop()
-        console.print(f"Interrupted; continue with: digitrec train --out {escape(str(out))} --resume")
+        if (out / CHECKPOINT_NAME).exists():
+            console.print(f"Interrupted; continue with: digitrec train --out {escape(str(out))} --resume")
+        else:  # stopped inside its first epoch: nothing of this run was saved
+            earlier = "; the earlier run there is kept" if kept_earlier else ""
+            console.print(f"Interrupted before the first epoch ended: nothing saved to {escape(str(out))}{earlier}")
         raise
     finally:
         progress.stop()
     # With --limit the test set is cut too: said, or export's number on all 10,000 looks like another model's.
-    subset = f", on the first {config.limit:,} test images (--limit)" if config.limit else ""
+    subset = f", on the first {config.limit:,} test images (--limit)" if 0 < config.limit < 10_000 else ""
     console.print(f"test accuracy (measured once, at the end{subset}): {summary['test_accuracy']:.2%}")
     return summary

@@ -29,6 +29,7 @@ GALLERY_SIZE = 48  # worst mistakes shown: 6 rows of 8
 # Model card fields shown first, in this order; the rest follow alphabetically.
 CARD_ORDER = (
     "name",
+    "unfinished",
     "architecture",
     "recipe",
     "params",

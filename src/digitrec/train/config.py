@@ -7,6 +7,7 @@ defaults, command-line flags override the file, and the resolved config is saved
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,5 +253,68 @@ def validate(config: TrainConfig) -> None:
         problems.append("distill.alpha must be in [0, 1]")
     if config.distill.teachers and config.distill.temperature <= 0:
         problems.append("distill.temperature must be above 0")
+    problems += _range_problems(config)
+    if config.architecture in ARCHITECTURES and not problems:
+        problems += _model_problems(config)
     if problems:
         raise DigitrecError("bad training config: " + "; ".join(problems))
+
+
+# (setting, lowest, highest, whether the highest itself is allowed): the numbers torch and the
+# augmentation take without complaint but that make no sense (a negative warm-up trained; augment
+# p=3, scale=5 trained a model to 20% accuracy) or that torch refuses mid-run with a traceback.
+RANGES = (
+    ("weight_decay", 0.0, math.inf, False),
+    ("momentum", 0.0, 1.0, False),
+    ("warmup", 0.0, 1.0, False),
+    ("step_gamma", 0.0, 1.0, True),
+    ("label_smoothing", 0.0, 1.0, False),
+    ("threads", 0, 4096, True),
+    ("augment.rotate", 0.0, 180.0, True),
+    ("augment.scale", 0.0, 1.0, False),
+    ("augment.shear", 0.0, 1.0, True),
+    ("augment.translate", 0.0, 14.0, True),
+    ("augment.stretch", 0.0, 1.0, True),
+    ("augment.fill_p", 0.0, 1.0, True),
+    ("augment.stroke_p", 0.0, 1.0, True),
+    ("augment.stroke_px", 0.0, 4.0, True),
+    ("augment.glyph_p", 0.0, 1.0, True),
+    ("augment.elastic_p", 0.0, 1.0, True),
+    ("augment.elastic_px", 0.0, 14.0, True),
+    ("augment.p", 0.0, 1.0, True),
+)
+
+
+def _range_problems(config: TrainConfig) -> list[str]:
+    problems = []
+    for key, low, high, high_ok in RANGES:
+        section, _, name = key.rpartition(".")
+        value = getattr(getattr(config, section) if section else config, name)
+        if not math.isfinite(value) or value < low or value > high or (value == high and not high_ok):
+            upper = "" if high == math.inf else f", {high:g}{']' if high_ok else ')'}"
+            where = f"[{low:g}{upper}" if upper else f"at least {low:g}"
+            problems.append(f"{key} must be {'in ' if upper else ''}{where}, got {value!r}")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        problems.append(f"lr must be a number above 0, got {config.lr!r}")
+    return problems
+
+
+def _model_problems(config: TrainConfig) -> list[str]:
+    """Build the network once: a `model` table it cannot take ({chanels=...}, channels=[]) is
+    named here, not as a constructor's traceback after the data has loaded (or after --force
+    cleared the run folder)."""
+    import warnings
+
+    import torch
+
+    from digitrec.models import build_model
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore"
+            )  # torch's own warning about an empty layer, before the error  # and one 28x28 image through it: a zero-width stage fails only there
+            build_model(config.architecture, **config.model).eval()(torch.zeros(1, 1, 28, 28))
+    except (TypeError, ValueError, IndexError, RuntimeError, ZeroDivisionError) as exc:
+        return [f"model {config.model} does not fit architecture {config.architecture!r} ({exc})"]
+    return []

@@ -10,8 +10,10 @@ DATA is any mix of
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,43 +79,65 @@ def _refuse_two_labels(examples: list[Example]) -> None:
         )
 
 
-def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[dict[str, str]], str]:
+def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[tuple[int, dict[str, str]]], str]:
     """A labelled CSV (`path` and the first of `columns` that it has, e.g. ("label",) or ("text",
-    "label")) -> its rows (keys lower-cased, values stripped) and the label column found. A missing
-    header or a file that is no CSV text is a DataError naming what was expected."""
+    "label")) -> its rows as (line number in the file, row: keys lower-cased, values stripped) and
+    the label column found. Rows with nothing in them (blank lines, a spreadsheet's trailing `,,`)
+    are left out. Read as a spreadsheet may save it: UTF-8 (with or without a BOM), UTF-16 with its
+    BOM, or Windows' single-byte encoding; commas, or semicolons or tabs where the header has no
+    comma. A missing header or a file that is no CSV text is a DataError naming what was expected."""
     expected = f"path,{columns[0]}"
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            names = [c.strip().lower() for c in reader.fieldnames or []]
-            column = next((c for c in columns if c in names), None)
-            if "path" not in names or column is None:
-                raise DataError(
-                    f"{path}: the first row must name the columns path and {columns[0]} (got "
-                    f"{','.join(reader.fieldnames or []) or 'an empty file'})"
-                )
-            rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+        text = _decoded(path.read_bytes())
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a CSV text file ({expected})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    header = text.split("\n", 1)[0]
+    delimiter = next((d for d in (";", "\t") if "," not in header and d in header), ",")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    names = [c.strip().lower() for c in reader.fieldnames or []]
+    column = next((c for c in columns if c in names), None)
+    if "path" not in names or column is None:
+        raise DataError(
+            f"{path}: the first row must name the columns path and {columns[0]} (got "
+            f"{delimiter.join(reader.fieldnames or []) or 'an empty file'})"
+        )
+    rows = []
+    for row in reader:
+        values = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        if any(values.values()):
+            rows.append((reader.line_num, values))
     return rows, column
+
+
+def _decoded(data: bytes) -> str:
+    """CSV bytes -> text: UTF-8 (BOM or not), UTF-16 with a BOM, else Windows-1252 as Excel writes
+    it on Windows (a byte it cannot map, or a NUL, is no text: UnicodeDecodeError)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        if b"\0" in data:
+            raise
+        return data.decode("cp1252")
 
 
 def _from_csv(path: Path) -> list[Example]:
     rows, _ = read_rows(path, ("label",))
-    bad = [(line, row["label"]) for line, row in enumerate(rows, start=2) if not _is_digit(row["label"])]
+    bad = [(line, row["label"]) for line, row in rows if not _is_digit(row["label"])]
     if bad:
         shown = ", ".join(f"line {line}: {label!r}" for line, label in bad[:5])
         raise DataError(f"{path}: {len(bad)} label(s) are not one digit 0-9 ({shown}{', ...' if len(bad) > 5 else ''})")
-    missing = [line for line, row in enumerate(rows, start=2) if not row["path"]]
+    missing = [line for line, row in rows if not row["path"]]
     if missing:
         raise DataError(f"{path}: line {missing[0]} has no path")
-    return [Example(_resolve(path.parent, row["path"]), int(row["label"])) for row in rows]
+    return [Example(_resolve(path.parent, row["path"]), int(row["label"])) for _, row in rows]
 
 
 def _from_folder(folder: Path) -> list[Example]:
-    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not _system_file(p.name))
     digits = [p for p in subfolders if _is_digit(p.name)]
     if not digits:
         if (folder / MANIFEST).is_file():
@@ -138,7 +162,7 @@ def _from_folder(folder: Path) -> list[Example]:
 def _files_under(folder: Path) -> list[Path]:
     """The files in a digit's folder, recursively, sorted: 7/phone/ and 7/scans/ are sevens too (they
     were left out, and the user was told "only 0 usable images"). Hidden files and folders
-    (.DS_Store, .thumbnails/) are not images; linked folders are not followed. A subfolder that
+    (.DS_Store, .thumbnails/) and what operating systems leave (Thumbs.db, __MACOSX/) are not images; linked folders are not followed. A subfolder that
     cannot be listed is refused by name: its images would be left out in silence."""
 
     def unlisted(error: OSError) -> None:
@@ -149,9 +173,19 @@ def _files_under(folder: Path) -> list[Path]:
 
     found: list[Path] = []
     for root, subfolders, names in os.walk(folder, onerror=unlisted):
-        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-        found += (Path(root, name) for name in names if not name.startswith("."))
+        subfolders[:] = [d for d in subfolders if not _system_file(d)]
+        found += (Path(root, name) for name in names if not _system_file(name))
     return sorted(f for f in found if f.is_file())
+
+
+# What Windows, macOS and unzip leave in folders: never a user's image (Thumbs.db in each digit's
+# folder copied from Windows made every such set fail the unreadable-share rule).
+SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "$recycle.bin", "icon\r"})
+
+
+def _system_file(name: str) -> bool:
+    """Hidden (.DS_Store, ._a.png, .thumbnails/) or one of SYSTEM_FILES."""
+    return name.startswith(".") or name.lower() in SYSTEM_FILES
 
 
 def _is_digit(text: str) -> bool:

@@ -55,7 +55,7 @@ def list_numbers(path: Path | str) -> list[tuple[Path, str]]:
 
     rows, text_column = read_rows(path, ("text", "label"))
     numbers, bad = [], []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         text = "".join(row[text_column].split())
         if not text or any(c not in "0123456789" for c in text) or not row["path"]:
             bad.append((line, row[text_column]))
@@ -65,7 +65,21 @@ def list_numbers(path: Path | str) -> list[tuple[Path, str]]:
     if bad:
         shown = ", ".join(f"line {line}: {text!r}" for line, text in bad[:5])
         raise DataError(f"{path}: {len(bad)} row(s) without a path or a text of digits 0-9 ({shown})")
+    _refuse_two_texts(path, numbers)
     return numbers
+
+
+def _refuse_two_texts(path: Path, numbers: list[tuple[Path, str]]) -> None:
+    """One image given two numbers is a slip (a row copied, its path not changed): its digits would
+    be cut and learnt as both. As `finetune`'s digit CSVs refuse one image with two labels."""
+    texts: dict[Path, tuple[Path, set[str]]] = {}
+    for image, text in numbers:
+        texts.setdefault(image.resolve(), (image, set()))[1].add(text)
+    both = [(image, sorted(given)) for image, given in texts.values() if len(given) > 1]
+    if both:
+        shown = "; ".join(f"{image} as {' and '.join(given)}" for image, given in both[:5])
+        more = ", ..." if len(both) > 5 else ""
+        raise DataError(f"{path}: {len(both)} image(s) are given two different numbers ({shown}{more}): give each one")
 
 
 def attempt(path: Path, work: Callable[[], T], skipped: list[tuple[Path, str]]) -> T | None:
