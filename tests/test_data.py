@@ -275,3 +275,23 @@ def test_a_relative_or_empty_xdg_cache_home_is_ignored(value, monkeypatch, tmp_p
     assert paths.mnist_cache_dir() == tmp_path / "home" / ".cache" / "digitrec" / "mnist"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert paths.mnist_cache_dir() == tmp_path / "xdg" / "digitrec" / "mnist"
+
+
+def test_a_data_dir_file_that_fails_its_hash_is_said_to_be_replaced(fixture_files, tmp_path, capsys):
+    """`evaluate --data-dir` took the cache's copy in place of the user's damaged one without a
+    word; only `data fetch` said "rejected". Now loading says it too, once."""
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for folder in (good, bad):
+        folder.mkdir()
+        for key, spec in data.FILES.items():
+            (folder / spec.name).write_bytes(fixture_files.raw[key])
+    data.fetch_mnist(good, mirrors=[], use_npm=False)  # the cache holds the right files
+    capsys.readouterr()
+    spec = data.FILES["test-labels"]
+    damaged = bytearray(fixture_files.raw["test-labels"])
+    damaged[-1] ^= 1
+    (bad / spec.name).write_bytes(bytes(damaged))
+    images, labels = data.load_mnist("test", bad)
+    assert labels.tobytes() == fixture_files.raw["test-labels"][8:]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "rejected" in line]
+    assert len(warnings) == 1 and spec.name in warnings[0] and "wrong SHA-256" in warnings[0], warnings

@@ -320,6 +320,7 @@ def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_pa
     assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image"
     assert card["labels"] == list("0123456789")
     assert card["finetune"]["base_file"] == "checkpoint.pt" and summary["steps"] <= 2 and summary["images"] == 40
+    assert card["finetune"]["base_model"] == summary["base_model"] == f"fast ({tmp_path / 'run'})"  # not "checkpoint"
     # The new model names no scorer (it scores its own cuts): the earlier copy went with the model it replaced.
     assert "reader_digits" not in card and summary["reader_digits"] is None
     assert not (tmp_path / "m.reader_digits.onnx").exists()

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -326,14 +327,21 @@ def load_mnist(split: str = "train", data_dir: Path | str | None = None) -> tupl
         raise DataError(f"unknown split {split!r}: use 'train' or 'test'")
     cache = paths.mnist_cache_dir()
     images_spec, labels_spec = FILES[f"{split}-images"], FILES[f"{split}-labels"]
-    blobs = {}
-    for spec in (images_spec, labels_spec):
+
+    def cached(spec: MnistFile) -> bytes | None:
         path = cache / spec.name
         data = path.read_bytes() if path.is_file() and data_dir is None else None
-        if data is None or sha256_hex(data) != spec.sha256:
-            fetch_mnist(data_dir)
-            data = path.read_bytes()
-        blobs[spec.name] = data
+        return data if data is not None and sha256_hex(data) == spec.sha256 else None
+
+    blobs = {spec.name: cached(spec) for spec in (images_spec, labels_spec)}
+    if None in blobs.values():
+        # A file of the user's --data-dir that fails its hash is replaced from elsewhere: say so,
+        # as `data fetch` does, or the user believes their copy was the one used.
+        fetch_mnist(
+            data_dir,
+            log=lambda message: print(f"warning: {message}", file=sys.stderr) if "rejected" in message else None,
+        )
+        blobs = {spec.name: (cache / spec.name).read_bytes() for spec in (images_spec, labels_spec)}
     images = _check_images(parse_idx(blobs[images_spec.name], images_spec.name), images_spec.name)
     labels = _check_labels(parse_idx(blobs[labels_spec.name], labels_spec.name), labels_spec.name)
     if len(images) != len(labels):
