@@ -122,6 +122,17 @@ def test_cli_export_json_and_errors(run_dir, mnist, real_mnist_env, monkeypatch,
     card = json.loads(stdout.strip().splitlines()[-1])
     assert card["recipe"] == "fast" and card["path"] == str(out) and (tmp_path / "m_card.json").is_file()
 
+    # A run stopped after 1 of its 3 epochs: exported all the same, but said to be unfinished.
+    half = tmp_path / "half[run]"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state["meta"]["config"]["epochs"] = 3
+    save_checkpoint(half / "checkpoint.pt", state)
+    code, stdout, err = run(["export", str(half), "--out", str(tmp_path / "half.onnx"), "--json"])
+    assert code == 0 and "Warning: the run is unfinished: trained 1 of 3 epochs" in err, err
+    assert f"digitrec train --out '{half}' --resume" in err  # the folder's brackets are not rich markup
+    assert json.loads(stdout.strip().splitlines()[-1])["unfinished"].startswith("trained 1 of 3 epochs")
+    assert "unfinished" not in card  # the finished run's card says nothing of it
+
     keras = tmp_path / "model.keras"
     keras.write_bytes(b"PK")
     for args, message in [

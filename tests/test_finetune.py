@@ -117,11 +117,23 @@ def test_csvs_as_spreadsheets_save_them_are_read(tmp_path):
     (tmp_path / "blank.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match=r"1 label\(s\) are not one digit 0-9 \(line 6: 'x'\)"):
         list_examples([tmp_path / "blank.csv"])
+    # a note typed over two lines (quoted) is one row: an error names the line the row starts on
+    (tmp_path / "note.csv").write_text('path,label,note\na.png,x,"two\nlines"\nb.png,3,\n')
+    with pytest.raises(DataError, match=r"\(line 2: 'x'\)"):
+        list_examples([tmp_path / "note.csv"])
+    # one stray Windows byte in a UTF-8 file: named, not the whole file read as Windows-1252
+    (tmp_path / "mixed.csv").write_bytes(
+        "path,label\ncafé.png,7\nna\xefve.png,3\n".encode().replace(b"\xc3\xaf", b"\xef")
+    )
+    with pytest.raises(DataError, match="line 3 is not UTF-8 text like the rest of the file"):
+        list_examples([tmp_path / "mixed.csv"])
     expected = [(tmp_path / "café.png", 7), (tmp_path / "b.png", 3)]
     for name, data in (
         ("excel.csv", "path;label\r\ncafé.png;7\r\nb.png;3\r\n;\r\n".encode("cp1252")),
         ("utf16.csv", "path\tlabel\ncafé.png\t7\nb.png\t3\n".encode("utf-16")),
         ("plain.csv", "path,label\ncafé.png,7\n\nb.png,3\n,\n".encode()),
+        ("quoted.csv", 'path;label;"note, more"\ncafé.png;7;\nb.png;3;\n'.encode()),  # a comma in a quoted name
+        ("oldmac.csv", b"path;label\rcaf\xe9.png;7\rb.png;3\r"),  # Windows-1252, lines ended by CR alone
     ):
         (tmp_path / name).write_bytes(data)
         assert [(e.path, e.label) for e in list_examples([tmp_path / name])] == expected, name
@@ -320,7 +332,7 @@ def test_finetune_from_a_checkpoint_keeps_its_network(digit_files, mnist, tmp_pa
     assert card["architecture"] == "fastcnn" and card["input"]["name"] == "image"
     assert card["labels"] == list("0123456789")
     assert card["finetune"]["base_file"] == "checkpoint.pt" and summary["steps"] <= 2 and summary["images"] == 40
-    assert card["finetune"]["base_model"] == summary["base_model"] == f"fast ({tmp_path / 'run'})"  # not "checkpoint"
+    assert card["finetune"]["base_model"] == summary["base_model"] == "fast (run run)"  # not "checkpoint"
     # The new model names no scorer (it scores its own cuts): the earlier copy went with the model it replaced.
     assert "reader_digits" not in card and summary["reader_digits"] is None
     assert not (tmp_path / "m.reader_digits.onnx").exists()

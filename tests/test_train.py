@@ -288,3 +288,75 @@ def test_force_keeps_the_earlier_run_until_the_new_one_has_saved_a_checkpoint(re
     assert (out / "checkpoint.pt").read_bytes() != before["checkpoint.pt"]
     assert json.loads((out / "config.json").read_text())["seed"] == 1
     assert sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def _quick_run(out, capsys) -> dict[str, bytes]:
+    quick = ["train", "--recipe", "fast", "--limit", "300", "--epochs", "1", "--threads", "1", "--out", str(out)]
+    code, _, err = run_main(quick, capsys)
+    assert code == 0, err
+    return {name: (out / name).read_bytes() for name in ("checkpoint.pt", "config.json", "metrics.jsonl")}
+
+
+def test_force_stopped_in_its_first_epoch_gives_the_earlier_run_back(real_data, tmp_path, capsys, monkeypatch):
+    """Ctrl-C after the new run had written its config: the earlier run's three files come back as
+    they were, and the message says nothing of this run was saved (not "continue with --resume")."""
+    out = tmp_path / "run"
+    before = _quick_run(out, capsys)
+
+    def stopped(config, out_dir, **_):
+        (out_dir / "config.json").write_text("{}")  # the new run had begun
+        (out_dir / "metrics.jsonl").write_text("")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("digitrec.train.train", stopped)
+    code, _, err = run_main(["train", "--recipe", "fast", "--out", str(out), "--force"], capsys)
+    assert code != 0 and "Interrupted before the first epoch ended: nothing saved" in err
+    assert "the earlier run there is kept" in err and "--resume" not in err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+@pytest.mark.slow
+def test_force_terminated_gives_the_earlier_run_back_and_a_leftover_is_named(
+    real_data, real_mnist_env, tmp_path, capsys
+):
+    """SIGTERM (timeout, a scheduler) killed the process on the spot, past the `finally` that gives
+    the earlier run back; a run left set aside by a hard kill was then overwritten by the next --force."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    before = _quick_run(out, capsys)
+    command = [sys.executable, "-m", "digitrec", "train", "--recipe", "fast", "--epochs", "3", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*command, "--out", str(out), "--force"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt.replaced").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0 and "Traceback" not in err, err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)
+    # What a SIGKILL leaves: the earlier run set aside. The next run says how to get it back.
+    for name in before:
+        (out / name).rename(out / (name + ".replaced"))
+    code, _, err = run_main(["train", "--recipe", "fast", "--out", str(out), "--force"], capsys)
+    assert code == 1 and "holds a run set aside by a --force that did not finish" in err
+    assert "checkpoint.pt.replaced" in err and "rename each NAME.replaced to NAME" in err
+    assert {name: (out / (name + ".replaced")).read_bytes() for name in before} == before
+
+
+def test_out_under_a_file_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    for args in (
+        ["train", "--recipe", "fast", "--out", str(blocker / "run")],
+        ["data", "explore", "--out", str(blocker / "x")],
+    ):
+        code, _, err = run_main(args, capsys)
+        assert code == 1 and "taken is a file, not a folder" in err and "Traceback" not in err, err

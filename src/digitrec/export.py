@@ -10,6 +10,7 @@ writes the file (parity check, onnx.checker, atomic rename); this module builds 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,7 +83,7 @@ def _unfinished(meta: dict) -> dict:
     model otherwise looks like any other."""
     done, planned = meta.get("epoch"), meta["config"].get("epochs")
     if isinstance(done, int) and isinstance(planned, int) and done < planned:
-        run = meta.get("run_dir", "RUN")
+        run = shlex.quote(str(meta.get("run_dir", "RUN")))
         return {"unfinished": f"trained {done} of {planned} epochs: digitrec train --out {run} --resume finishes it"}
     return {}
 

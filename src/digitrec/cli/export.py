@@ -70,7 +70,9 @@ def export(checkpoint, out, name, card_path, as_json, calibrate):
     console = output.console(stderr=True)
     card = export_onnx(checkpoint, out, name=name, card_path=card_path, log=console.print)
     if card.get("unfinished"):
-        console.print(f"[yellow]Warning:[/yellow] the run is unfinished: {card['unfinished']}", highlight=False)
+        from rich.markup import escape
+
+        console.print(f"[yellow]Warning:[/yellow] the run is unfinished: {escape(card['unfinished'])}", highlight=False)
     if as_json:
         click.echo(json.dumps({k: v for k, v in card.items() if k not in ("history", "layers")}))
     else:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 from pathlib import Path
 
 import click
@@ -203,9 +206,11 @@ def train(
     # first checkpoint; a new run that fails or is stopped before that gives it back untouched.
     if not quiet:
         check_writable(out / CHECKPOINT_NAME)  # a file in the way of --out: said now, not as a traceback
+        _refuse_a_run_set_aside(out, CHECKPOINT_NAME)
     earlier = _set_aside(out, (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME)) if force and not quiet else []
     try:
-        summary = _run(config, out, resume, console, device, kept_earlier=bool(earlier))
+        with _terminate_as_exit():
+            summary = _run(config, out, resume, console, device, kept_earlier=bool(earlier))
     finally:
         _settle(earlier, started=(out / CHECKPOINT_NAME).exists())
     if quiet:
@@ -232,6 +237,36 @@ def _set_aside(out: Path, names: tuple[str, ...]) -> list[Path]:
             path.replace(path.with_name(name + ASIDE))
             moved.append(path)
     return moved
+
+
+def _refuse_a_run_set_aside(out: Path, checkpoint: str) -> None:
+    """A --force that was killed (SIGKILL, a power cut) before its first checkpoint leaves the
+    earlier run's files as NAME.replaced: say how to get them back rather than bury them."""
+    aside = out / (checkpoint + ASIDE)
+    if aside.exists():
+        names = " ".join(sorted(p.name for p in out.glob("*" + ASIDE)))
+        raise DigitrecError(
+            f"{out} holds a run set aside by a --force that did not finish ({names}): to get it back, "
+            f"rename each NAME{ASIDE} to NAME in {out}; to drop it, delete them; then run this again"
+        )
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM (timeout, a scheduler, docker stop) ends the run as Ctrl-C does, through the
+    `finally` that gives back a run set aside by --force, not by killing the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, exit_on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _settle(earlier: list[Path], started: bool) -> None:

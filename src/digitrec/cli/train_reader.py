@@ -45,10 +45,10 @@ def train_reader_network(
     if recipe == "line-reader":
         from digitrec.train.line_reader import LineReaderConfig, default_recipe, train_line_reader
 
-        if force:
-            (out / "checkpoint.pt").unlink(missing_ok=True)
         overrides = {"epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr, **settings}
         config = LineReaderConfig.load(config_file or default_recipe(), overrides)
+        if force:  # once the recipe is known to be good, not before
+            (out / "checkpoint.pt").unlink(missing_ok=True)
         summary = train_line_reader(
             config,
             out,

@@ -310,11 +310,13 @@ def _model_problems(config: TrainConfig) -> list[str]:
     from digitrec.models import build_model
 
     try:
+        # One 28x28 image through it too: a zero-width stage fails only there (torch warns of the
+        # empty layer first: not shown, the error says it).
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore"
-            )  # torch's own warning about an empty layer, before the error  # and one 28x28 image through it: a zero-width stage fails only there
-            build_model(config.architecture, **config.model).eval()(torch.zeros(1, 1, 28, 28))
+            warnings.simplefilter("ignore")
+            outputs = build_model(config.architecture, **config.model).eval()(torch.zeros(1, 1, 28, 28))
     except (TypeError, ValueError, IndexError, RuntimeError, ZeroDivisionError) as exc:
         return [f"model {config.model} does not fit architecture {config.architecture!r} ({exc})"]
+    if outputs.shape[-1] < 10:  # MNIST's labels go to 9: the loss would fail on the first batch
+        return [f"model {config.model} gives {outputs.shape[-1]} outputs; the ten digits need at least 10"]
     return []

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,42 +85,65 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[tuple[int, dic
     "label")) -> its rows as (line number in the file, row: keys lower-cased, values stripped) and
     the label column found. Rows with nothing in them (blank lines, a spreadsheet's trailing `,,`)
     are left out. Read as a spreadsheet may save it: UTF-8 (with or without a BOM), UTF-16 with its
-    BOM, or Windows' single-byte encoding; commas, or semicolons or tabs where the header has no
-    comma. A missing header or a file that is no CSV text is a DataError naming what was expected."""
+    BOM, or Windows' single-byte encoding; commas, semicolons or tabs (the one whose reading of the
+    header names the columns). A missing header or a file that is no CSV text is a DataError naming
+    what was expected."""
     expected = f"path,{columns[0]}"
     try:
-        text = _decoded(path.read_bytes())
-    except UnicodeDecodeError:
+        data = path.read_bytes()
+        text = _decoded(data)
+    except UnicodeDecodeError as exc:
+        if _UTF8_LETTER.search(data):  # UTF-8 elsewhere in it: one bad line, not another encoding
+            line = data[: exc.start].count(b"\n") + 1
+            raise DataError(f"{path}: line {line} is not UTF-8 text like the rest of the file") from None
         raise DataError(f"{path}: not a CSV text file ({expected})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    header = text.split("\n", 1)[0]
-    delimiter = next((d for d in (";", "\t") if "," not in header and d in header), ",")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    names = [c.strip().lower() for c in reader.fieldnames or []]
+    lines = text.splitlines()
+    header = lines[0] if lines else ""
+    # The delimiter is the one whose reading of the header names both columns.
+    delimiter = next((d for d in (",", ";", "\t") if _names(_header(header, d), columns)), ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    fields = next(reader, [])
+    names = [name.strip().lower() for name in fields]
     column = next((c for c in columns if c in names), None)
     if "path" not in names or column is None:
         raise DataError(
             f"{path}: the first row must name the columns path and {columns[0]} (got "
-            f"{delimiter.join(reader.fieldnames or []) or 'an empty file'})"
+            f"{delimiter.join(fields) or 'an empty file'})"
         )
     rows = []
-    for row in reader:
-        values = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-        if any(values.values()):
-            rows.append((reader.line_num, values))
+    end = reader.line_num  # the row's first line is the one after the last one read before it
+    for values in reader:
+        first, end = end + 1, reader.line_num
+        row = {name: value.strip() for name, value in zip(names, values) if name}
+        if any(row.values()):
+            rows.append((first, {name: row.get(name, "") for name in names if name}))
     return rows, column
+
+
+def _header(line: str, delimiter: str) -> list[str]:
+    return [name.strip().lower() for name in next(csv.reader([line], delimiter=delimiter), [])]
+
+
+def _names(header: list[str], columns: tuple[str, ...]) -> bool:
+    return "path" in header and any(column in header for column in columns)
+
+
+# A letter written in UTF-8 (two to four bytes): a file holding one is UTF-8, not Windows-1252.
+_UTF8_LETTER = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
 
 
 def _decoded(data: bytes) -> str:
     """CSV bytes -> text: UTF-8 (BOM or not), UTF-16 with a BOM, else Windows-1252 as Excel writes
-    it on Windows (a byte it cannot map, or a NUL, is no text: UnicodeDecodeError)."""
+    it on Windows. UnicodeDecodeError for no text (a NUL, a byte Windows-1252 cannot map) and for
+    UTF-8 with a bad byte (decoded as Windows-1252, its café.png would become cafÃ©.png)."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        if b"\0" in data:
+        if b"\0" in data or _UTF8_LETTER.search(data):
             raise
         return data.decode("cp1252")
 

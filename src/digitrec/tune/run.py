@@ -229,7 +229,7 @@ def finetune(
 
     base_name = base_card.get("name") or base_path.stem
     if not base_card.get("name") and base_path.name == "checkpoint.pt":  # a run: its recipe and folder say which
-        base_name = f"{base_card.get('recipe', 'run')} ({base_path.parent})"
+        base_name = f"{base_card.get('recipe', 'run')} (run {base_path.parent.name})"  # as `evaluate` names it
     card = {key: base_card[key] for key in NETWORK_KEYS if key in base_card}
     if "input" not in card:  # a checkpoint's metadata: the contract every digitrec network follows
         from digitrec.export import build_card
