@@ -145,12 +145,29 @@ def amount_texts(rng: np.random.Generator, n: int) -> list[str]:
 # --- scoring --------------------------------------------------------------------------------------
 
 
+# --rescale: every image (generated or real) resampled by this factor before it is read. A reader
+# that generalises to other scanners and cameras should read the same document at another
+# resolution about as well (docs/read.md, "Resolution").
+RESCALE = 1.0
+
+
+def rescaled(image, factor: float):
+    """A path, bytes or array -> its grey image resampled by `factor` (area for shrinking, cubic
+    for enlarging, as a scanner's or a phone's resampling does)."""
+    from digitrec.preprocess import load_grey
+
+    grey = load_grey(image)
+    grow = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+    size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
+    return cv2.resize(grey, size, interpolation=grow)
+
+
 def read_one(recognizer, image):
     """-> (text, string confidence, the Reading); ("", 0.0, None) when nothing was read."""
     from digitrec.errors import DigitrecError
 
     try:
-        reading = recognizer.read(image)
+        reading = recognizer.read(image if RESCALE == 1 else rescaled(image, RESCALE))
     except DigitrecError:
         return "", 0.0, None
     return reading.text, reading.confidence, reading
@@ -629,7 +646,12 @@ def main() -> None:
         "with --only validation 300 of validation writers; 0: none)",
     )
     parser.add_argument("--amounts", type=int, default=0, help="also read N generated amounts with their marks")
+    parser.add_argument(
+        "--rescale", type=float, default=1.0, help="resample every image by this factor before reading it (0.5, 2)"
+    )
     args = parser.parse_args()
+    global RESCALE
+    RESCALE = args.rescale
     if args.forms is None:
         args.forms = 300 if args.only == "validation" else 200
 
