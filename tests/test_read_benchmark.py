@@ -1,0 +1,40 @@
+"""benchmarks/read.py's --rescale: every image resampled before the reader sees it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark("read")
+
+
+class _Shapes:
+    """A recognizer that records the shape of what it is asked to read."""
+
+    def __init__(self):
+        self.seen = []
+
+    def read(self, image):
+        self.seen.append(image.shape if isinstance(image, np.ndarray) else image)
+        raise __import__("digitrec").errors.ImageError("no digits found")
+
+
+def test_rescale_resamples_paths_and_arrays_before_reading(bench, tmp_path, monkeypatch):
+    page = np.full((60, 140, 3), 230, np.uint8)
+    cv2.putText(page, "42", (20, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (30, 30, 30), 3)
+    cv2.imwrite(str(tmp_path / "n.png"), page)
+    rec = _Shapes()
+    assert bench.read_one(rec, tmp_path / "n.png") == ("", 0.0, None)
+    assert rec.seen == [tmp_path / "n.png"]  # as given by default: the path itself
+    monkeypatch.setattr(bench, "RESCALE", 0.5)
+    bench.read_one(rec, tmp_path / "n.png")
+    monkeypatch.setattr(bench, "RESCALE", 2.0)
+    bench.read_one(rec, page)
+    assert rec.seen[1:] == [(30, 70), (120, 280)]  # grey, half and twice the size
+    small = bench.rescaled(page, 0.5)
+    assert small.dtype == np.uint8 and small.min() < 100 < small.max()  # the ink survives the shrink
