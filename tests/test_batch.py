@@ -954,3 +954,12 @@ def test_a_folder_whose_file_system_takes_no_lock_is_written_unlocked_not_refuse
     summary = run_batch([str(folder)], str(out), workers=1)
     assert (summary.answered, summary.errors) == (1, 0)
     assert rows_by_path(out)[str(folder / "3.png")]["digit"] == 3
+
+
+def test_an_out_that_is_a_uri_is_refused_not_made_a_local_folder(tmp_path, capsys, monkeypatch):
+    """`--out s3://bucket/results.parquet` (the cluster example of docs/scale.md) wrote a local
+    folder named "s3:" and exited 0."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(["batch", str(tmp_path), "--out", "s3://bucket/results.parquet"], capsys)
+    assert code == 1 and "must be a local folder" in err and "Traceback" not in err
+    assert not (tmp_path / "s3:").exists()

@@ -105,7 +105,8 @@ class Recognizer:
         min_confidence: a probability in [0, 1]; an answer below it has `digit=None`,
             `uncertain=True` and reason "low confidence" (its `confidence` and `top` are still
             given). The default, `doubt.DEFAULT_MIN_CONFIDENCE`, was chosen on MNIST validation
-            data (docs/trust.md); 0 always answers.
+            data (docs/trust.md); 0 flags none as low confidence (the rejector still flags
+            what is not one digit: `reject=False` answers every image).
         reject: ask the rejector (`digitrec.reject`) whether each image is one digit at all; a
             letter, scribble, blank page or several digits then gets `digit=None`, `uncertain=True`
             and its reason (`doubt.NOT_A_DIGIT`, `SEVERAL_DIGITS`, `NO_INK`). False answers every

@@ -67,6 +67,11 @@ def run_batch(
         raise ValueError(f"task must be one of {TASKS}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
+    if "://" in str(out):  # s3://bucket/r.parquet made a local folder named "s3:", and said nothing
+        raise DataError(
+            f"--out {out}: must be a local folder (the driver writes the parts): write it here, or on "
+            "a mounted store, and copy it"
+        )
     if retry_failed and not (Path(out).is_dir() and parts(out)):
         raise DataError(f"{out} holds no results of an earlier run to retry: run without --retry-failed first")
     start = time.perf_counter()

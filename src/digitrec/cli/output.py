@@ -36,7 +36,7 @@ def min_confidence_option(what: str):
         type=click.FloatRange(0, 1),
         default=DEFAULT_MIN_CONFIDENCE,
         show_default=True,
-        help=f"{what} The default was chosen on MNIST validation data (docs/trust.md); 0 always answers.",
+        help=f"{what} The default was chosen on MNIST validation data (docs/trust.md); 0 flags none as low confidence.",
     )
 
 
