@@ -360,3 +360,12 @@ def test_out_under_a_file_is_a_clear_error(tmp_path, capsys):
     ):
         code, _, err = run_main(args, capsys)
         assert code == 1 and "taken is a file, not a folder" in err and "Traceback" not in err, err
+
+
+def test_a_model_with_fewer_outputs_than_the_labels_need_is_a_clear_error(mnist, tmp_path):
+    """`[model] classes = 5` for the ten digits failed mid-batch with torch's IndexError (the rejector's
+    4 outputs for its 4 labels are fine: the check is against the labels, not against 10)."""
+    config = load_recipe("cnn", overrides={"limit": 300, "epochs": 1, "threads": 1, "model": {"classes": 5}})
+    with pytest.raises(DigitrecError, match="the model gives 5 outputs but the labels go up to 9"):
+        train(config, tmp_path / "run", data=mnist)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -60,6 +60,15 @@ def atomic_write(path: Path | str, data: bytes | str) -> Path:
     return Path(path)
 
 
+def refuse_a_file_in_the_way(folder: Path | str) -> None:
+    """A folder to be made that a file stands in the way of (`--out taken/run` where `taken` is a
+    file): the DigitrecError that making it would raise later as a traceback, now, making nothing."""
+    folder = Path(folder)
+    blocked = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise DigitrecError(f"cannot write {folder}: {blocked} is a file, not a folder")
+
+
 def write_error(path: Path, exc: OSError) -> DigitrecError:
     """An OSError while writing `path` -> a message for the user."""
     blocked = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)

@@ -143,7 +143,7 @@ def train(
 
     from digitrec.cli import output
     from digitrec.extras import require
-    from digitrec.files import check_writable
+    from digitrec.files import refuse_a_file_in_the_way
 
     require("train", "torch")
     from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
@@ -205,7 +205,7 @@ def train(
     # --force: the run already in OUT is set aside, not deleted, until the new one has saved its
     # first checkpoint; a new run that fails or is stopped before that gives it back untouched.
     if not quiet:
-        check_writable(out / CHECKPOINT_NAME)  # a file in the way of --out: said now, not as a traceback
+        refuse_a_file_in_the_way(out)  # said now, not as a traceback; nothing made before the run starts
         _refuse_a_run_set_aside(out, CHECKPOINT_NAME)
     earlier = _set_aside(out, (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME)) if force and not quiet else []
     try:

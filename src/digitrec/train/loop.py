@@ -270,6 +270,10 @@ def _train(
     torch.manual_seed(config.seed)
     # channels-last runs oneDNN's fast convolution kernels (2-3x faster here); same weights either way.
     model = build_model(config.architecture, **config.model).to(dev, memory_format=torch.channels_last)
+    with torch.no_grad():  # eval mode: no batch-norm statistics move, no random numbers drawn
+        outputs = model.eval()(torch.zeros(1, 1, 28, 28, device=dev)).shape[-1]
+    if len(y_train) and int(y_train.max()) >= outputs:  # `[model] classes = 5` for digits 0-9: a traceback mid-batch
+        raise DigitrecError(f"the model gives {outputs} outputs but the labels go up to {int(y_train.max())}")
     meta = {
         "recipe": config.recipe,
         "architecture": config.architecture,
