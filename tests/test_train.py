@@ -340,8 +340,8 @@ def test_force_terminated_gives_the_earlier_run_back_and_a_leftover_is_named(
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode != 0 and "Traceback" not in err, err
-    assert {name: (out / name).read_bytes() for name in before} == before
-    assert sorted(p.name for p in out.iterdir()) == sorted(before)
+    assert {name: (out / name).read_bytes() for name in before} == before, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(before), err
     # What a SIGKILL leaves: the earlier run set aside. The next run says how to get it back.
     for name in before:
         (out / name).rename(out / (name + ".replaced"))

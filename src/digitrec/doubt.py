@@ -25,7 +25,8 @@ TARGET_ACCURACY = 0.999
 # 0.93 (31 flagged, errors 13 -> 4). For cnn_mix it gives 0.9829 -> 0.99 by one image: at 0.93 it
 # flags 35 of 5,000 (8 wrong) and 5 of the 4,965 answered are wrong, where the target allows 4.965;
 # 0.99 would flag 2.0% of validation digits for that one image, so 0.93 is kept.
-# `benchmarks/doubt_threshold.py` recomputes it; docs/trust.md ("Doubt") explains it. 0 flags none as low confidence (the rejector still flags what is not one digit).
+# `benchmarks/doubt_threshold.py` recomputes it; docs/trust.md ("Doubt") explains it. 0 flags none
+# as low confidence (the rejector still flags what is not one digit).
 DEFAULT_MIN_CONFIDENCE = 0.93
 
 

@@ -64,14 +64,19 @@ def refuse_a_file_in_the_way(folder: Path | str) -> None:
     """A folder to be made that a file stands in the way of (`--out taken/run` where `taken` is a
     file): the DigitrecError that making it would raise later as a traceback, now, making nothing."""
     folder = Path(folder)
-    blocked = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    blocked = _file_in_the_way(folder)
     if blocked is not None:
         raise DigitrecError(f"cannot write {folder}: {blocked} is a file, not a folder")
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest of `folder` and the folders above it that exists and is a file, if any."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
 def write_error(path: Path, exc: OSError) -> DigitrecError:
     """An OSError while writing `path` -> a message for the user."""
-    blocked = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+    blocked = _file_in_the_way(path.parent)
     if blocked is not None:
         return DigitrecError(f"cannot write {path}: {blocked} is a file, not a folder")
     return DigitrecError(f"cannot write {path}: {exc.strerror or exc}")

@@ -207,12 +207,14 @@ def train(
     if not quiet:
         refuse_a_file_in_the_way(out)  # said now, not as a traceback; nothing made before the run starts
         _refuse_a_run_set_aside(out, CHECKPOINT_NAME)
-    earlier = _set_aside(out, (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME)) if force and not quiet else []
-    try:
-        with _terminate_as_exit():
+    earlier: list[Path] = []
+    with _terminate_as_exit():  # before anything is set aside: a SIGTERM then still gives it back
+        try:
+            if force and not quiet:
+                _set_aside(out, (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME), earlier)
             summary = _run(config, out, resume, console, device, kept_earlier=bool(earlier))
-    finally:
-        _settle(earlier, started=(out / CHECKPOINT_NAME).exists())
+        finally:
+            _settle(earlier, started=(out / CHECKPOINT_NAME).exists())
     if quiet:
         return
     if as_json:
@@ -228,15 +230,14 @@ def train(
 ASIDE = ".replaced"  # suffix of an earlier run's files while --force starts a new one
 
 
-def _set_aside(out: Path, names: tuple[str, ...]) -> list[Path]:
-    """Rename the earlier run's files in `out` to NAME.replaced -> the originals' paths."""
-    moved = []
+def _set_aside(out: Path, names: tuple[str, ...], moved: list[Path]) -> None:
+    """Rename the earlier run's files in `out` to NAME.replaced, each listed in `moved` before it is
+    renamed (a signal between the two then still finds it: `_settle` looks before it moves)."""
     for name in names:
         path = out / name
         if path.exists():
-            path.replace(path.with_name(name + ASIDE))
             moved.append(path)
-    return moved
+            path.replace(path.with_name(name + ASIDE))
 
 
 def _refuse_a_run_set_aside(out: Path, checkpoint: str) -> None:
@@ -275,7 +276,7 @@ def _settle(earlier: list[Path], started: bool) -> None:
         aside = path.with_name(path.name + ASIDE)
         if started:
             aside.unlink(missing_ok=True)
-        else:
+        elif aside.exists():
             aside.replace(path)
 
 

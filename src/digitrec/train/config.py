@@ -314,8 +314,7 @@ def _model_problems(config: TrainConfig) -> list[str]:
         # empty layer first: not shown, the error says it).
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            outputs = build_model(config.architecture, **config.model).eval()(torch.zeros(1, 1, 28, 28))
+            build_model(config.architecture, **config.model).eval()(torch.zeros(1, 1, 28, 28))
     except (TypeError, ValueError, IndexError, RuntimeError, ZeroDivisionError) as exc:
         return [f"model {config.model} does not fit architecture {config.architecture!r} ({exc})"]
-    del outputs  # the outputs it needs depend on the labels (the rejector has 4): `loop` checks them
-    return []
+    return []  # how many outputs it needs depends on the labels (the rejector has 4): `loop` checks

@@ -99,8 +99,7 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[tuple[int, dic
         raise DataError(f"{path}: not a CSV text file ({expected})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    lines = text.splitlines()
-    header = lines[0] if lines else ""
+    header = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
     # The delimiter is the one whose reading of the header names both columns.
     delimiter = next((d for d in (",", ";", "\t") if _names(_header(header, d), columns)), ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -116,9 +115,10 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[tuple[int, dic
     end = reader.line_num  # the row's first line is the one after the last one read before it
     for values in reader:
         first, end = end + 1, reader.line_num
+        values += [""] * (len(names) - len(values))  # a short row: its missing columns are empty
         row = {name: value.strip() for name, value in zip(names, values) if name}
         if any(row.values()):
-            rows.append((first, {name: row.get(name, "") for name in names if name}))
+            rows.append((first, row))
     return rows, column
 
 
@@ -186,8 +186,9 @@ def _from_folder(folder: Path) -> list[Example]:
 def _files_under(folder: Path) -> list[Path]:
     """The files in a digit's folder, recursively, sorted: 7/phone/ and 7/scans/ are sevens too (they
     were left out, and the user was told "only 0 usable images"). Hidden files and folders
-    (.DS_Store, .thumbnails/) and what operating systems leave (Thumbs.db, __MACOSX/) are not images; linked folders are not followed. A subfolder that
-    cannot be listed is refused by name: its images would be left out in silence."""
+    (.DS_Store, .thumbnails/) and what operating systems leave (Thumbs.db, __MACOSX/) are not
+    images; linked folders are not followed. A subfolder that cannot be listed is refused by name:
+    its images would be left out in silence."""
 
     def unlisted(error: OSError) -> None:
         raise DataError(
