@@ -99,6 +99,13 @@ def test_images_that_are_not_images_or_too_large_are_refused(tmp_path):
         collector.add(SEVEN[: len(SEVEN) // 2], "7")  # cut short: the header reads, the pixels do not
     with pytest.raises(TooLarge, match=f"the limit is {MAX_IMAGE_BYTES}"):
         collector.add(SEVEN + b"\0" * MAX_IMAGE_BYTES, "7")
+    # A blank pad, an all-black one, a transparent one: nothing finetune could learn (it skipped
+    # them and exited 1; an audit).
+    transparent = np.zeros((280, 280, 4), np.uint8)
+    for blank in (np.full((280, 280), 255, np.uint8), np.zeros((280, 280), np.uint8), transparent):
+        for kind, label in (("digit", "7"), ("number", "75")):
+            with pytest.raises(ImageError, match="no ink found"):
+                collector.add(png(blank), label, kind)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -200,6 +207,7 @@ def test_the_server_saves_corrections_and_refuses_bad_ones(served):
         ({"json": {"image": data_url(SEVEN)}}, 422, "label: Field required"),
         ({"json": {"image": "not base64!", "label": "1"}}, 422, "image: not valid base64"),
         ({"json": {"image": data_url(b"GIF89a" + b"\0" * 40), "label": "1"}}, 422, "image"),
+        ({"json": {"image": data_url(png(np.full((280, 280), 255, np.uint8))), "label": "1"}}, 422, "no ink found"),
         ({"content": b"7", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
         # multipart, as the page sends an upload: the same checks of the label and the image
         ({"files": {"file": ("7.png", SEVEN)}}, 422, "label: Field required"),
@@ -261,19 +269,25 @@ def test_a_reload_swaps_the_model_and_its_reading_workers(served, always_three, 
     assert httpx.post(f"{url}/v1/read", files=strip, timeout=30).json()["readings"][0]["text"] == "71"
 
 
-def test_a_request_that_meets_workers_closed_by_a_reload_is_told_to_retry():
+def test_a_request_that_meets_workers_closed_by_a_reload_is_answered_by_the_new_ones():
     """The slow-work processes a reload replaces are closed while a request may be on its way to
-    them: it gets a 503 to retry, not a 500."""
+    them: the new workers answer it (it was a 503 "retry", which API clients do not do, and
+    serve.md says requests keep being answered; an audit). Closed as the server stops, with no
+    successor, it gets a 503, not a 500."""
     from fastapi import HTTPException
 
     from digitrec.runtime import default_model_path
     from digitrec.web.workers import SlowWorkers
 
-    workers = SlowWorkers(default_model_path(), 0.0, 1)
-    workers.close()
+    old, new = SlowWorkers(default_model_path(), 0.0, 1), SlowWorkers(default_model_path(), 0.0, 1)
+    try:
+        old.close(successor=new)
+        assert old.answer("predict", [("7.png", SEVEN)], False)[0]["digit"] == 7
+    finally:
+        new.close(wait=True)
     with pytest.raises(HTTPException) as refused:
-        workers.answer("predict", [("7.png", SEVEN)], False)
-    assert refused.value.status_code == 503 and "reloaded" in refused.value.detail
+        new.answer("predict", [("7.png", SEVEN)], False)
+    assert refused.value.status_code == 503 and "stopping" in refused.value.detail
 
 
 def test_finetune_on_a_collect_folder_with_only_numbers_says_how_to_use_them(tmp_path):

@@ -43,6 +43,7 @@ class Prepared:
     examples: list[Example]
     views: list[np.ndarray] = field(repr=False)
     skipped: list[tuple[Path, str]]  # (file, why) of the images that could not be used
+    contents: list[str]  # sha256 of each example's file: copies of one image are one image
     sha256: str  # of the labels and file contents, in a fixed order: which data made the model
 
 
@@ -228,7 +229,7 @@ def prepare(
     """Every example through `views` (the Recognizer's: what predict would see). An image that
     cannot be read or holds no digit is skipped and reported through `warn`; more than
     MAX_UNREADABLE_SHARE of them, or fewer than MIN_IMAGES usable, is a DataError."""
-    kept, seen, skipped = [], [], []
+    kept, seen, skipped, contents = [], [], [], []
     digest = hashlib.sha256()
     for example in examples:
         try:
@@ -242,6 +243,7 @@ def prepare(
             continue
         kept.append(example)
         seen.append(prepared)
+        contents.append(content)
         digest.update(f"{example.label}:{content}\n".encode())
     if skipped:
         listed = "; ".join(f"{path}: {why}" for path, why in skipped[:10])
@@ -249,9 +251,29 @@ def prepare(
         if len(skipped) > MAX_UNREADABLE_SHARE * len(examples):
             raise DataError(f"{len(skipped)} of {len(examples)} images cannot be used: {listed}{more}")
         warn(f"skipped {len(skipped)} of {len(examples)} images: {listed}{more}")
+    _refuse_copies_with_two_labels(kept, contents)
     if len(kept) < MIN_IMAGES:
         raise DataError(
             f"only {len(kept)} usable image(s); finetune needs at least {MIN_IMAGES} "
             "(some to learn from, some held out to check it)"
         )
-    return Prepared(kept, seen, skipped, digest.hexdigest())
+    return Prepared(kept, seen, skipped, contents, digest.hexdigest())
+
+
+def _refuse_copies_with_two_labels(examples: list[Example], contents: list[str]) -> None:
+    """Two files with the same bytes and different labels: one drawing corrected twice on the
+    page, or flooded with every label (1,000 such corrections made a model that learnt nothing and
+    flagged every answer). Which label is right cannot be known, so none is learnt."""
+    labels: dict[str, dict[int, Path]] = {}
+    for example, content in zip(examples, contents):
+        labels.setdefault(content, {}).setdefault(example.label, example.path)
+    both = [by_label for by_label in labels.values() if len(by_label) > 1]
+    if both:
+        shown = "; ".join(
+            " and ".join(f"{path} as {label}" for label, path in sorted(by_label.items())[:3]) for by_label in both[:3]
+        )
+        more = ", ..." if len(both) > 3 else ""
+        raise DataError(
+            f"{len(both)} image(s) are copies of one another with different labels ({shown}{more}): "
+            "remove the wrong copies (or their rows) so that each image has one label"
+        )

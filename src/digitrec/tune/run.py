@@ -120,15 +120,20 @@ def finetune(
         f"{f' ({len(prepared.skipped)} skipped)' if prepared.skipped else ''}"
     )
 
-    # Hold out files, not views (a file listed twice is held out whole), at least two of them.
-    files = sorted({e.path.resolve() for e in prepared.examples})
+    # Hold out images, not views, at least two of them: a file listed twice, and copies of one
+    # image under other names (the same drawing corrected twice), are held out whole.
+    content = {e.path.resolve(): c for e, c in zip(prepared.examples, prepared.contents)}
+    first = {}
+    for path in sorted(content):
+        first.setdefault(content[path], path)
+    files = sorted(first.values())
     order = np.random.default_rng(config.seed).permutation(len(files))
-    held = {files[k] for k in order[: max(2, round(config.val_share * len(files)))]}
-    val_files = [i for i, e in enumerate(prepared.examples) if e.path.resolve() in held]
-    train_files = [i for i, e in enumerate(prepared.examples) if e.path.resolve() not in held]
+    held = {content[files[k]] for k in order[: max(2, round(config.val_share * len(files)))]}
+    val_files = [i for i, c in enumerate(prepared.contents) if c in held]
+    train_files = [i for i, c in enumerate(prepared.contents) if c not in held]
     if not train_files:
         raise DataError(
-            f"the {len(prepared.examples)} images are only {len(files)} different files: "
+            f"the {len(prepared.examples)} images are only {len(files)} different images: "
             "nothing is left to learn from once some are held out"
         )
     train_x = np.concatenate([prepared.views[i] for i in train_files])  # uint8 (V, 28, 28)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from digitrec.errors import DataError, DigitrecError, ImageError
 from digitrec.files import atomic_write
+from digitrec.preprocess.digit import locate_digit
 from digitrec.preprocess.load import load_grey
 
 try:  # POSIX; elsewhere the in-process lock alone (one server process) keeps rows whole
@@ -109,11 +110,14 @@ class Collector:
     def add(self, image: bytes, label: str, kind: str = "digit", predicted: str | None = None) -> Saved:
         """Save one correction: `image` (file bytes) shows `label` (one digit for kind "digit", the
         digits of a number for kind "number"); `predicted` is what the model had said. Raises
-        DataError for a bad label or kind, ImageError for bytes that are not a readable image."""
+        DataError for a bad label or kind, ImageError for bytes that are not a readable image or
+        hold no ink (NoInk)."""
         label = check_label(label, kind)
         if len(image) > self.max_image_bytes:
             raise TooLarge(f"the image is too large to keep ({len(image)} bytes; the limit is {self.max_image_bytes})")
-        load_grey(image)  # decodes, within the loader's limits: only a file finetune can read is kept
+        # Decoded within the loader's limits, and its ink found as predict finds it: only a file
+        # finetune can learn from is kept (a blank pad saved as a 7 made finetune skip it and exit 1).
+        locate_digit(load_grey(image))
         try:
             free = shutil.disk_usage(self.folder).free
         except OSError as exc:

@@ -223,5 +223,6 @@ def add_reload_route(app: FastAPI, limits: Limits, *, processes: int = 1) -> Non
                     ) from None
             state.recognizer, state.slow_workers = new, workers
             if old_workers is not None:
-                old_workers.close()  # its work in progress finishes; new work goes to the new workers
+                # Its work in progress and queued finishes there; a request that still holds it goes to the new ones.
+                old_workers.close(successor=workers)
         return {"model": new.card.get("name", new.path.stem), "previous": old.card.get("name", old.path.stem)}

@@ -83,13 +83,14 @@ def _ready() -> int:
 class SlowWorkers:
     """`count` worker processes for slow work. `answer` blocks the calling thread until a worker
     has answered; a pool whose worker died (killed, out of memory) is started again, and the
-    request that met it gets a 503."""
+    request that met it gets a 503. Workers a reload replaced hand new requests to their successor."""
 
     def __init__(self, model_path: Path, min_confidence: float, count: int):
         self._args = (str(model_path), min_confidence)
         self._count = count
         self._lock = threading.Lock()
         self._closed = False
+        self._successor: SlowWorkers | None = None  # the workers a reload replaced these with
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -122,16 +123,21 @@ class SlowWorkers:
         except (RuntimeError, CancelledError):
             if not self._closed:
                 raise
-            # Closed under this request by a reload (`web.corrections`): the new workers are in place.
-            raise HTTPException(503, "the model was just reloaded; retry") from None
+            if self._successor is not None:  # replaced under this request by a reload: the new workers answer
+                return self._successor.answer(task, uploads, image28, options)
+            raise HTTPException(503, "the server is stopping; retry") from None
         if isinstance(result, Refusal):
             raise HTTPException(result.status_code, result.detail)
         return result
 
-    def close(self, wait: bool = False) -> None:
+    def close(self, wait: bool = False, successor: SlowWorkers | None = None) -> None:
         """Stop the workers; `wait` until they have exited, as the server does when it stops: the
         pool's queues are then freed at once. uvicorn ends a SIGTERM'd server by raising the signal
         again, which kills the process before any exit handler: queues still held then leave their
-        semaphores to Python's resource tracker, which warns about "leaked semaphore objects"."""
+        semaphores to Python's resource tracker, which warns about "leaked semaphore objects".
+        `successor`: the workers a reload starts in their place. Work already queued here is then
+        finished by these (the old model, as serve.md says), and a request that comes after the
+        close goes to the successor; without one, queued work is cancelled (a 503)."""
+        self._successor = successor
         self._closed = True
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._pool.shutdown(wait=wait, cancel_futures=successor is None)
