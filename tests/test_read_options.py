@@ -114,6 +114,22 @@ def test_no_reading_that_matches_is_an_error_not_a_wrong_answer(recognizer, over
         recognizer.read(image, digits=30)
 
 
+def test_of_several_lines_a_constraint_keeps_the_ones_that_fit_it(recognizer, mnist):
+    """Lines of 3, 4 and 2 digits: each constraint reads the line it fits. Before, every line was
+    forced to fit (`855 / 004` with --digits 3, `5249 / 8939 / 0022` with --digits 4; an audit)."""
+    images, labels = mnist["test"][0][:3000], mnist["test"][1][:3000]
+    for seed in (4, 5):
+        rng = np.random.default_rng(seed)
+        parts = [synth.make_number(rng, images, labels, n, "separated") for n in (3, 4, 2)]
+        width = max(image.shape[1] for image, _ in parts)
+        page = np.vstack([np.pad(im, ((10, 10), (0, width - im.shape[1])), constant_values=255) for im, _ in parts])
+        texts = [label for _, label in parts]
+        assert recognizer.read(page).line_texts == texts
+        for n, text in zip((3, 4, 2), texts):
+            reading = recognizer.read(page, digits=n)
+            assert reading.line_texts == [text] and not reading.uncertain, (seed, n)
+
+
 # --- blank and noise-only pages ---
 
 

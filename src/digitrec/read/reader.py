@@ -142,6 +142,8 @@ class NumberReader:
                 "no digits found" if wanted is None or not seg.lines else f"no reading matches {wanted.text}"
             )
         self._second_opinion(lines)
+        if wanted is not None:
+            lines = self._lines_that_fit(lines)
         reading = Reading(lines, min_confidence=self.recognizer.min_confidence, params=self.params)
         if keep_punctuation:
             reading.punctuated = punctuate_lines(self.line_reader, seg, lines)
@@ -208,6 +210,16 @@ class NumberReader:
             lowest = min((float(next(said)) for _ in line), default=0.0)
             if line and line[0].evidence is not None:
                 line[0].evidence = replace(line[0].evidence, second_log_prob=lowest)
+
+    def _lines_that_fit(self, lines: list[list[ReadDigit]]) -> list[list[ReadDigit]]:
+        """Under a constraint each line reads as its best reading that matches, and on a line of
+        another count that is a forced, improbable one: `123 / 4567 / 89` with --digits 4 read
+        `1223 / 4567 / 2179`. Of several lines, those whose reading is flagged (under
+        `min_confidence`) are dropped when another line's is not: that line is the number asked
+        for. One line, or none sure, is kept as read (and flagged)."""
+        threshold = self.recognizer.min_confidence
+        sure = [line for line in lines if Reading([line], params=self.params).confidence >= threshold]
+        return sure if sure and len(lines) > 1 else lines
 
     def _without_letters(self, lines: list[list[ReadDigit]]) -> tuple[list[list[ReadDigit]], bool]:
         """`lines` without the lines of letters the cuts read as digits (the rejector calls enough
