@@ -298,6 +298,22 @@ def test_finetune_on_a_collect_folder_with_only_numbers_says_how_to_use_them(tmp
         list_examples([tmp_path])
 
 
+def test_finetune_on_a_collect_folder_names_the_numbers_it_leaves_unused(tmp_path):
+    """Digits and numbers corrected: `finetune DIR` learns the digits and says how to add the
+    numbers (it left them out without a word; an audit)."""
+    from digitrec.tune import finetune
+
+    collector = Collector(tmp_path)
+    collector.add(SEVEN, "7")
+    collector.add(png(np.hstack([draw_digit(1), draw_digit(7)])), "17", kind="number")
+    warnings: list[str] = []
+    with pytest.raises(DataError, match="--out must end in .onnx"):  # stops before any work
+        finetune([tmp_path], tmp_path / "mine.txt", warn=warnings.append)
+    assert warnings == [
+        f"{tmp_path / 'numbers.csv'} is not used: the numbers corrected there go in with --numbers {tmp_path / 'numbers.csv'}"
+    ]
+
+
 def test_with_several_processes_corrections_are_kept_and_a_reload_is_refused(tmp_path):
     """`serve --workers 2 --collect DIR`: each process saves into DIR (one manifest, whole rows); a
     reload would reach one process of two, so it is refused and says what to do."""

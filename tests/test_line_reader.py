@@ -170,3 +170,25 @@ def test_a_line_reader_setting_out_of_range_is_refused_by_name(setting, value):
 
     with pytest.raises(DataError, match=f"setting {setting} must be"):
         LineReaderConfig.load(default_recipe(), {setting: value})
+
+
+def test_a_number_read_with_its_marks_is_right_by_its_digits_when_asked():
+    """finetune --numbers: the user's texts are digits only, so an amount read `1.5` is right as
+    15; held-out accuracy was 0% on every amount (an audit)."""
+    from digitrec.read.line_reader import ALPHABET
+    from digitrec.train.line_reader import evaluate
+
+    spelled = [ALPHABET.index(c) for c in "1.5"]
+
+    class Spells(torch.nn.Module):  # column k says the k-th character of "1.5", then blanks
+        def forward(self, x):
+            logits = torch.zeros(len(x), x.shape[-1] // STRIDE, len(ALPHABET) + 1)
+            logits[:, :, len(ALPHABET)] = 5.0
+            for k, c in enumerate(spelled):
+                logits[:, 2 * k, c] = 10.0
+            return logits
+
+    image = np.zeros((HEIGHT, 20 * STRIDE), np.uint8)
+    assert evaluate(Spells(), [image], ["1.5"]) == 1.0
+    assert evaluate(Spells(), [image], ["15"]) == 0.0
+    assert evaluate(Spells(), [image], ["15"], digits_only=True) == 1.0

@@ -209,7 +209,7 @@ def test_cli_json_shape_and_exit_status(files, model_path):
     assert entry["path"] == str(good) and entry["error"] is None
     assert entry["text"] == label and entry["lines"] == [label]
     for d in entry["digits"]:
-        assert set(d) == {"digit", "confidence", "box", "uncertain"} and len(d["box"]) == 4
+        assert set(d) == {"digit", "confidence", "box", "uncertain", "line"} and len(d["box"]) == 4 and d["line"] == 0
         assert all(isinstance(v, int) for v in d["box"])
 
 

@@ -19,6 +19,7 @@ class DigitJSON(TypedDict):
     confidence: float
     box: list[int]  # x, y, w, h
     uncertain: bool  # its confidence is under min_confidence: check this digit
+    line: int  # which line (of `lines`, from 0) it is in
 
 
 class ReadingJSON(TypedDict):
@@ -43,12 +44,13 @@ class ReadDigit:
         if self.raw < 0:
             self.raw = self.confidence
 
-    def to_dict(self, min_confidence: float = 0.0) -> DigitJSON:
+    def to_dict(self, min_confidence: float = 0.0, line: int = 0) -> DigitJSON:
         return {
             "digit": self.digit,
             "confidence": round(float(self.confidence), 6),
             "box": [int(v) for v in self.box],
             "uncertain": bool(self.confidence < min_confidence),
+            "line": line,
         }
 
 
@@ -104,7 +106,7 @@ class Reading:
         return {
             "text": self.text,
             "confidence": round(self.confidence, 6),
-            "digits": [d.to_dict(self.min_confidence) for d in self.digits],
+            "digits": [d.to_dict(self.min_confidence, n) for n, line in enumerate(self.lines) for d in line],
             "lines": self.line_texts,
             "uncertain": uncertain,
             "reason": doubt.LOW_CONFIDENCE if uncertain else None,

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -258,8 +259,9 @@ def batches(images: list[np.ndarray], texts: list[str], batch_size: int, rng: np
         yield torch.from_numpy(x), lengths, torch.tensor(target, dtype=torch.long), target_lengths, group
 
 
-def evaluate(model: nn.Module, images, texts, batch_size: int = 64) -> float:
-    """String accuracy of the greedy reading on (images, texts)."""
+def evaluate(model: nn.Module, images, texts, batch_size: int = 64, digits_only: bool = False) -> float:
+    """String accuracy of the greedy reading on (images, texts); `digits_only`: of its digits (the
+    texts are a number's digits, and the reader's marks, `7.50`'s point, are not in them)."""
     model.eval()
     right = 0
     with torch.no_grad():
@@ -267,7 +269,8 @@ def evaluate(model: nn.Module, images, texts, batch_size: int = 64) -> float:
             log_probs = model(x).log_softmax(-1).numpy()
             for row, k in enumerate(group):
                 alphabet = ALPHABET[: log_probs.shape[-1] - 1]  # a digits-only run: its first ten
-                right += greedy_decode(log_probs[row, : int(lengths[row])], alphabet)[0] == texts[k]
+                said = greedy_decode(log_probs[row, : int(lengths[row])], alphabet)[0]
+                right += (re.sub(r"\D", "", said) if digits_only else said) == texts[k]
     return right / max(1, len(texts))
 
 

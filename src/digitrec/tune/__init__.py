@@ -40,6 +40,10 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     if settings:
         options["config"] = dataclasses.replace(options.get("config") or FinetuneConfig(), **settings)
     if numbers is None:
+        for folder in [data] if isinstance(data, (str, Path)) else list(data or []):
+            unused = Path(folder) / "numbers.csv"  # a `serve --collect` folder's corrected numbers
+            if Path(folder).is_dir() and unused.is_file():
+                warn(f"{unused} is not used: the numbers corrected there go in with --numbers {unused}")
         return run(data, out, warn=warn, **options)
     from digitrec.errors import DataError
     from digitrec.files import check_writable

@@ -40,6 +40,7 @@ class DigitBox(BaseModel):
     confidence: float
     box: tuple[int, int, int, int] = Field(..., description="x, y, width, height in input pixels.")
     uncertain: bool = Field(False, description="Its confidence is under the server's min_confidence: check it.")
+    line: int = Field(0, description="Which of the reading's lines (from 0) it is in.")
 
 
 class ReadingOut(BaseModel):
