@@ -82,6 +82,8 @@ def test_bad_arguments_to_the_python_api_say_which_and_why(recognizer, call, err
     with pytest.raises(Exception, match=message) as raised:
         call(recognizer)
     assert type(raised.value).__name__ == error
+    if error == "PatternError":  # a DigitrecError for the CLI, and a ValueError as the README says
+        assert isinstance(raised.value, ValueError)
 
 
 def test_a_read_budget_is_numbers_or_none():

@@ -256,6 +256,23 @@ def test_cli_debug_images_never_overwrite_and_small_ones_are_enlarged(number_fil
     assert bare.shape[:2] == (420, 420)  # 28x28 enlarged 15x, pixels kept sharp
 
 
+@pytest.mark.parametrize("command", ["read", "predict"])
+def test_a_debug_folder_a_file_stands_in_the_way_of_is_one_error_before_any_work(
+    command, number_files, tmp_path, capsys
+):
+    """`read` gave each input that error in place of its reading (an audit)."""
+    from conftest import run_main
+
+    _, folder = number_files
+    (tmp_path / "taken").write_text("a file")
+    code, out, err = run_main([command, str(folder / "a.png"), "--debug", str(tmp_path / "taken" / "debug")], capsys)
+    assert code == 1 and out == ""
+    assert (
+        err.strip()
+        == f"Error: cannot write {tmp_path / 'taken' / 'debug'}: {tmp_path / 'taken'} is a file, not a folder"
+    )
+
+
 # --- the server ---
 
 

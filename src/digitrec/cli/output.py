@@ -91,8 +91,13 @@ class DebugFiles:
     case-insensitive disk): those take the next free name; an earlier run's pictures are replaced."""
 
     def __init__(self, folder: Path | str, inputs: list[str], suffix: str):
+        """Raises DigitrecError, before any work, when a file stands where `folder` would be made
+        (`read` gave every input that error in place of its reading)."""
         import os
 
+        from digitrec.files import refuse_a_file_in_the_way
+
+        refuse_a_file_in_the_way(folder)
         self.folder, self.suffix = Path(folder), suffix
         self.used: set[str] = set()
         self._inputs = {os.path.realpath(p) for p in inputs if p != "-"}

@@ -28,8 +28,9 @@ MAX_REPEAT = 64  # {m,n} bounds: no number is longer
 MAX_STATES = 4096  # DFA states: a hostile pattern ((0|1)*0(0|1){20}) is refused, not built for minutes
 
 
-class PatternError(DigitrecError):
-    """A --digits or --pattern the reader cannot use."""
+class PatternError(DigitrecError, ValueError):
+    """A --digits or --pattern the reader cannot use (also a ValueError, as the README says of a
+    bad argument to the Python API)."""
 
 
 @dataclass(frozen=True)
