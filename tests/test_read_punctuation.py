@@ -62,3 +62,28 @@ def test_the_shipped_line_reader_writes_marks_and_says_where_it_came_from():
     assert "--numbers 20000 --epochs 12" in reader.card["command"]
     assert "benchmarks/read.py" in reader.card["notes"]
     assert not (reader.path.parent / "line_reader_marks.onnx").exists()
+
+
+@pytest.mark.mnist
+def test_the_server_keeps_punctuation_when_asked(amounts, client):
+    """`keep_punctuation` as a form field, a JSON field or a query parameter (it was ignored: the
+    page and API clients could not keep marks; an audit)."""
+    import base64
+
+    import cv2
+
+    image, text = amounts[0]  # 7.50
+    png = cv2.imencode(".png", image)[1].tobytes()
+    files = {"file": ("a.png", png, "image/png")}
+    as_json = {"images": [base64.b64encode(png).decode()]}
+    for request in (
+        {"files": files, "data": {"keep_punctuation": "true"}},
+        {"json": {**as_json, "keep_punctuation": True}},
+        {"files": files, "params": {"keep_punctuation": "1"}},
+    ):
+        answer = client.post("/v1/read", **request)
+        assert answer.status_code == 200 and answer.json()["readings"][0]["text"] == text, answer.text
+    for plain in ({"files": files}, {"json": {**as_json, "keep_punctuation": False}}):
+        assert client.post("/v1/read", **plain).json()["readings"][0]["text"] == "750"
+    bad = client.post("/v1/read", files=files, data={"keep_punctuation": "maybe"})
+    assert bad.status_code == 422 and bad.json()["detail"] == "keep_punctuation: true or false, not 'maybe'"

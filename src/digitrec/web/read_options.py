@@ -1,6 +1,6 @@
-"""POST /v1/read's constraints, `digits` and `pattern` (as `digitrec read --digits/--pattern`):
-form fields beside the `file` parts of a multipart body, fields beside `images` in a JSON body, or
-query parameters."""
+"""POST /v1/read's options, `digits`, `pattern` and `keep_punctuation` (as `digitrec read
+--digits/--pattern/--keep-punctuation`): form fields beside the `file` parts of a multipart body,
+fields beside `images` in a JSON body, or query parameters."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from fastapi import HTTPException, Request
 from digitrec.read.pattern import PatternError, constraint
 from digitrec.web.uploads import _parsed
 
-FIELDS = ("digits", "pattern")
+FIELDS = ("digits", "pattern", "keep_punctuation")
+YES, NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 MAX_FIELD_BYTES = 1000  # a pattern longer than this is not a number's shape
 
 
 async def read_options(request: Request) -> dict:
-    """-> {"digits": int, "pattern": str} (only those given), checked: 422 with the reason when
-    `digits` is not a whole number or the pattern cannot be used."""
+    """-> {"digits": int, "pattern": str, "keep_punctuation": True} (only those given), checked:
+    422 with the reason when `digits` is not a whole number, the pattern cannot be used, or
+    `keep_punctuation` is not true or false."""
     found = dict(_query_fields(request))
     content_type = request.headers.get("content-type", "")
     kind = content_type.split(";")[0].strip().lower()
@@ -41,18 +43,29 @@ async def read_options(request: Request) -> dict:
         constraint(**options)
     except PatternError as exc:
         raise HTTPException(422, str(exc)) from None
+    keep = found.get("keep_punctuation")
+    if keep is not None:
+        if keep.strip().lower() not in YES + NO:
+            raise HTTPException(422, f"keep_punctuation: true or false, not {keep!r}")
+        if keep.strip().lower() in YES:
+            options["keep_punctuation"] = True
     return options
 
 
 def _json_fields(body: bytes) -> dict[str, str]:
-    """`digits` and `pattern` beside `images` in a JSON body, as text (a number 5 -> "5")."""
+    """The options beside `images` in a JSON body, as text (a number 5 -> "5", true -> "true")."""
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
         return {}  # the images' own parse has already said what is wrong with the body
     if not isinstance(payload, dict):
         return {}
-    return {name: str(payload[name]) for name in FIELDS if payload.get(name) is not None}
+    return {name: _text(payload[name]) for name in FIELDS if payload.get(name) is not None}
+
+
+def _text(value) -> str:
+    """A JSON value as a form field would give it: 5 -> "5", true -> "true"."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def _query_fields(request: Request):
