@@ -116,6 +116,17 @@ def test_a_manifest_edited_by_hand_keeps_its_rows(tmp_path):
     assert [r["label"] for r in got] == ["3", "7"] and got[0]["path"] == "old.png"
 
 
+def test_a_collect_folder_removed_while_serving_is_made_again(tmp_path):
+    """It answered 507 "cannot check the free space" to every correction (an audit)."""
+    import shutil
+
+    collector = Collector(tmp_path / "mine")
+    shutil.rmtree(tmp_path / "mine")
+    saved = collector.add(SEVEN, "7")
+    assert (tmp_path / "mine" / saved.path).read_bytes() == SEVEN
+    assert rows(tmp_path / "mine" / "manifest.csv") == [{"path": saved.path, "label": "7", "predicted": ""}]
+
+
 def test_a_file_where_the_folder_should_be_is_a_clear_error(tmp_path):
     (tmp_path / "taken").write_text("x")
     with pytest.raises(DataError, match="is a file, not a folder"):

@@ -119,9 +119,10 @@ class Collector:
         # finetune can learn from is kept (a blank pad saved as a 7 made finetune skip it and exit 1).
         locate_digit(load_grey(image))
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)  # made again if removed while serving
             free = shutil.disk_usage(self.folder).free
         except OSError as exc:
-            raise DigitrecError(f"cannot check the free space of the collect folder: {exc.strerror or exc}") from None
+            raise DigitrecError(f"cannot use the collect folder {self.folder}: {exc.strerror or exc}") from None
         if free < self.reserve:
             raise DiskFull(
                 f"the disk holding the collect folder has {free // 2**20} MiB free; corrections stop below "
