@@ -463,13 +463,20 @@ def test_the_digits_of_labelled_numbers_are_cut_where_the_reader_finds_each(tmp_
         # a row copied and its text changed, not its path: the image of 34 was cut and learnt as 9 and 9
         (
             "path,text\na.png,34\nb.png,35\n./a.png,99\n",
-            "1 image.s. are given two different numbers .*a.png as 34 and 99",
+            "1 image.s. are given two different numbers .*a.png as 34 and .*a.png as 99",
+        ),
+        # one photo corrected twice on the page: two names, the same bytes (a review)
+        (
+            "path,text\ncopy1.png,17\nb.png,35\ncopy2.png,18\n",
+            "1 image.s. are given two different numbers .*copy1.png as 17 and .*copy2.png as 18",
         ),
     ],
 )
 def test_a_numbers_csv_without_digits_is_a_clear_error(text, message, tmp_path):
     from digitrec.tune.numbers import list_numbers
 
+    for name in ("copy1.png", "copy2.png"):
+        (tmp_path / name).write_bytes(b"the same bytes")
     (tmp_path / "n.csv").write_text(text)
     if message is None:  # `label` is taken for `text`; no rows, no error here (finetune counts the images)
         assert list_numbers(tmp_path / "n.csv") == []

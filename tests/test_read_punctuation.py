@@ -80,6 +80,7 @@ def test_the_server_keeps_punctuation_when_asked(amounts, client):
         {"files": files, "data": {"keep_punctuation": "true"}},
         {"json": {**as_json, "keep_punctuation": True}},
         {"files": files, "params": {"keep_punctuation": "1"}},
+        {"files": files, "params": {"keep_punctuation": ""}},  # a bare ?keep_punctuation, as a flag
     ):
         answer = client.post("/v1/read", **request)
         assert answer.status_code == 200 and answer.json()["readings"][0]["text"] == text, answer.text

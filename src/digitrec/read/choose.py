@@ -6,12 +6,14 @@ each line's `Evidence` on its first digit; then only the lines that are numbers
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
-from digitrec.preprocess.segment import Atom, Segmentation
+from digitrec.preprocess.segment import Atom, Segmentation, TextLine
 from digitrec.read.budget import Plan, no_deadline
 from digitrec.read.decode import best_path, second_opinion
+from digitrec.read.line_reader import greedy_decode
 from digitrec.read.lines import keep_number_lines, too_unsure
 from digitrec.read.params import DEFAULT_PARAMS, Evidence, ReaderParams
 from digitrec.read.pattern import DigitPattern
@@ -45,6 +47,9 @@ def choose_digits(
         offset += len(groups)
         scores = run_scores(line, groups, probs[part], 1.0 - verifier[part, NOT_ONE_DIGIT], params)
         score, path = best_path(line, scores, pattern=pattern, params=params)
+        fits = pattern is None or _fits(
+            line, scores, pattern, None if line_log_probs is None else line_log_probs[n], params
+        )
         line_says = 0.0  # the line reader's own certainty per digit, when its reading was taken
         if line_log_probs is not None and path:
             sure = sure_digits(line, groups, probs[part], verifier[part], params)
@@ -62,14 +67,29 @@ def choose_digits(
         if digits:
             ks = [index[(i, j)] for i, j, _ in path]
             text = "".join(str(d) for _, _, d in path)
-            digits[0].evidence = Evidence.of(
+            evidence = Evidence.of(
                 probs[ks, [d for _, _, d in path]],
                 1.0 - verifier[ks, NOT_ONE_DIGIT],
                 None if line_log_probs is None else line_log_probs[n],
                 text,
             )
+            digits[0].evidence = evidence if fits else replace(evidence, fits=False)
         lines.append((line, digits))
     return keep_number_lines(lines, params)
+
+
+def _fits(
+    line: TextLine,
+    scores: dict[tuple[int, int], np.ndarray],
+    pattern: DigitPattern,
+    log_probs: np.ndarray | None,
+    params: ReaderParams,
+) -> bool:
+    """Whether `line`, read without the constraint, matches `pattern`: by the cuts' own best path,
+    or the line reader's own reading. A line of another count is then read as the best reading that
+    matches, a forced one (`123` with --digits 4: `1223`)."""
+    free = "".join(str(d) for _, _, d in best_path(line, scores, params=params)[1])
+    return pattern.matches(free) or (log_probs is not None and pattern.matches(greedy_decode(log_probs)[0]))
 
 
 def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:

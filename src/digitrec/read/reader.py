@@ -211,15 +211,17 @@ class NumberReader:
             if line and line[0].evidence is not None:
                 line[0].evidence = replace(line[0].evidence, second_log_prob=lowest)
 
-    def _lines_that_fit(self, lines: list[list[ReadDigit]]) -> list[list[ReadDigit]]:
+    @staticmethod
+    def _lines_that_fit(lines: list[list[ReadDigit]]) -> list[list[ReadDigit]]:
         """Under a constraint each line reads as its best reading that matches, and on a line of
-        another count that is a forced, improbable one: `123 / 4567 / 89` with --digits 4 read
-        `1223 / 4567 / 2179`. Of several lines, those whose reading is flagged (under
-        `min_confidence`) are dropped when another line's is not: that line is the number asked
-        for. One line, or none sure, is kept as read (and flagged)."""
-        threshold = self.recognizer.min_confidence
-        sure = [line for line in lines if Reading([line], params=self.params).confidence >= threshold]
-        return sure if sure and len(lines) > 1 else lines
+        another count that is a forced one: `123 / 4567 / 89` with --digits 4 read
+        `1223 / 4567 / 2179`. Of several lines, those that do not match it when read without it
+        (`Evidence.fits`) are dropped when another line does: that line is the number asked for.
+        A line that fits is kept however unsure (a confidence rule lost messy lines that fit and
+        left the rest unflagged); when none fits, every line is kept, its forced reading flagged
+        by its confidence."""
+        fitting = [line for line in lines if line and (line[0].evidence is None or line[0].evidence.fits)]
+        return fitting or lines
 
     def _without_letters(self, lines: list[list[ReadDigit]]) -> tuple[list[list[ReadDigit]], bool]:
         """`lines` without the lines of letters the cuts read as digits (the rejector calls enough

@@ -39,12 +39,13 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     settings = {name: options.pop(name) for name in list(options) if name in fields}
     if settings:
         options["config"] = dataclasses.replace(options.get("config") or FinetuneConfig(), **settings)
+    sources = [data] if isinstance(data, (str, Path)) else list(data or [])  # once: `data` may be a generator
     if numbers is None:
-        for folder in [data] if isinstance(data, (str, Path)) else list(data or []):
+        for folder in sources:
             unused = Path(folder) / "numbers.csv"  # a `serve --collect` folder's corrected numbers
             if Path(folder).is_dir() and unused.is_file():
                 warn(f"{unused} is not used: the numbers corrected there go in with --numbers {unused}")
-        return run(data, out, warn=warn, **options)
+        return run(sources, out, warn=warn, **options)
     from digitrec.errors import DataError
     from digitrec.files import check_writable
     from digitrec.runtime import Recognizer
@@ -58,7 +59,6 @@ def finetune(data, out, *, numbers=None, line_config=None, warn=lambda m: None, 
     if out.suffix.lower() != ".onnx":
         raise DataError(f"--out must end in .onnx, got {out.name}")
     check_writable(out)  # now, not after the line reader's training
-    sources = [data] if isinstance(data, (str, Path)) else list(data or [])
     listed = list_numbers(numbers)
     model = options.get("model")
     # The reader that finds the digits: the base model where it is an ONNX file, else the shipped one.

@@ -75,7 +75,13 @@ def finetune_line_reader(
     from digitrec.tune.weights import freeze_batch_norm, line_reader_from_onnx
 
     config = config or LineTuneConfig()
-    files = sorted({f.resolve() for f in lines.files})
+    # Numbers are held out by image: a file listed twice, and copies of one image under other
+    # names (one photo corrected twice on the page), go to one side.
+    content = {f.resolve(): file_sha256(f) for f in set(lines.files)}
+    first: dict[str, Path] = {}
+    for image in sorted(content):
+        first.setdefault(content[image], image)
+    files = sorted(first.values())
     if len(files) < MIN_NUMBERS:
         raise DataError(
             f"only {len(files)} number(s) whose lines were found; adapting the line reader needs at least {MIN_NUMBERS}"
@@ -85,10 +91,10 @@ def finetune_line_reader(
     if any(c not in alphabet for t in lines.texts for c in t):
         raise DataError(f"{base}: this line reader writes only {alphabet!r}")
 
-    # Hold out files, not lines (an image may hold several lines), at least one.
+    # Hold out images, not lines (an image may hold several lines), at least one.
     order = np.random.default_rng(config.seed).permutation(len(files))
-    held = {files[k] for k in order[: max(1, round(config.val_share * len(files)))]}
-    is_val = [f.resolve() in held for f in lines.files]
+    held = {content[files[k]] for k in order[: max(1, round(config.val_share * len(files)))]}
+    is_val = [content[f.resolve()] in held for f in lines.files]
     train = [(x, t) for x, t, v in zip(lines.images, lines.texts, is_val) if not v]
     val_x = [x for x, v in zip(lines.images, is_val) if v]
     val_t = [t for t, v in zip(lines.texts, is_val) if v]

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from digitrec.errors import DataError, DigitrecError, ImageError
-from digitrec.files import atomic_write
+from digitrec.files import atomic_write, file_sha256
 from digitrec.preprocess.load import load_grey
 
 T = TypeVar("T")
@@ -70,16 +70,28 @@ def list_numbers(path: Path | str) -> list[tuple[Path, str]]:
 
 
 def _refuse_two_texts(path: Path, numbers: list[tuple[Path, str]]) -> None:
-    """One image given two numbers is a slip (a row copied, its path not changed): its digits would
-    be cut and learnt as both. As `finetune`'s digit CSVs refuse one image with two labels."""
-    texts: dict[Path, tuple[Path, set[str]]] = {}
+    """One image given two numbers is a slip (a row copied, its path not changed; or one photo
+    corrected twice on the page, saved under two names): its digits would be cut and learnt as
+    both. As `finetune`'s digit CSVs refuse one image with two labels. Copies are found by their
+    bytes, now, before any training (a file that cannot be read is skipped later, by name)."""
+    texts: dict[str, dict[str, Path]] = {}
     for image, text in numbers:
-        texts.setdefault(image.resolve(), (image, set()))[1].add(text)
-    both = [(image, sorted(given)) for image, given in texts.values() if len(given) > 1]
+        texts.setdefault(_content(image), {}).setdefault(text, image)
+    both = [given for given in texts.values() if len(given) > 1]
     if both:
-        shown = "; ".join(f"{image} as {' and '.join(given)}" for image, given in both[:5])
+        shown = "; ".join(
+            " and ".join(f"{image} as {text}" for text, image in sorted(given.items())[:3]) for given in both[:5]
+        )
         more = ", ..." if len(both) > 5 else ""
         raise DataError(f"{path}: {len(both)} image(s) are given two different numbers ({shown}{more}): give each one")
+
+
+def _content(image: Path) -> str:
+    """The file's SHA-256, or its resolved path when it cannot be read."""
+    try:
+        return file_sha256(image)
+    except OSError:
+        return str(image.resolve())
 
 
 def attempt(path: Path, work: Callable[[], T], skipped: list[tuple[Path, str]]) -> T | None:

@@ -250,7 +250,9 @@ def create_app(
         description="Optional constraints, as form fields beside the files, fields beside `images` in a JSON "
         "body, or query parameters: `digits` "
         "(each number has exactly that many) and `pattern` (a regular expression over the digits that the "
-        "whole number matches, e.g. `(19|20)\\d\\d`); the reader searches only readings that keep to them.",
+        "whole number matches, e.g. `(19|20)\\d\\d`); the reader searches only readings that keep to them. "
+        "`keep_punctuation` (true or false, the same three ways) keeps decimal points, separators and minus "
+        "signs in the text (`7.50`).",
     )
     async def read(request: Request):
         uploads = await images_from_request(request, limits)

@@ -119,7 +119,9 @@ class Collector:
         # finetune can learn from is kept (a blank pad saved as a 7 made finetune skip it and exit 1).
         locate_digit(load_grey(image))
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)  # made again if removed while serving
+            # Made again if removed while serving; only the folder itself: a missing parent may be
+            # an unmounted disk, and corrections must not go to the disk under its mount point.
+            self.folder.mkdir(exist_ok=True)
             free = shutil.disk_usage(self.folder).free
         except OSError as exc:
             raise DigitrecError(f"cannot use the collect folder {self.folder}: {exc.strerror or exc}") from None

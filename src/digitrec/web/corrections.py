@@ -78,7 +78,7 @@ def add_collect_routes(app: FastAPI, collector: Collector, limits: Limits) -> No
             {
                 413: "The image (or the body) is over the size limit.",
                 415: "The body is neither JSON nor multipart/form-data.",
-                422: "A label that is not a digit (or a number's digits), or an image that cannot be read.",
+                422: "A label that is not a digit (or a number's digits), or an image that cannot be read or has no ink.",
                 507: "The correction could not be written (the disk is nearly full, or refuses).",
             }
         ),

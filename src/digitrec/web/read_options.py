@@ -12,7 +12,8 @@ from digitrec.read.pattern import PatternError, constraint
 from digitrec.web.uploads import _parsed
 
 FIELDS = ("digits", "pattern", "keep_punctuation")
-YES, NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+# A bare `?keep_punctuation` (or an empty field) asks for it, as a flag does.
+YES, NO = ("true", "t", "1", "yes", "y", "on", ""), ("false", "f", "0", "no", "n", "off")
 MAX_FIELD_BYTES = 1000  # a pattern longer than this is not a number's shape
 
 
