@@ -102,6 +102,29 @@ def test_segment_finds_two_lines_and_skips_the_rule_under_them():
     assert sum(a.h > 0.5 * seg.lines[1].height for a in seg.lines[1].atoms) == 2
 
 
+def test_a_page_of_tall_digits_is_segmented_with_them_brought_to_the_cap():
+    """A page (>= 400 px) whose digits are over PAGE_DIGIT_HEIGHT tall is shrunk until they are that
+    tall and segmented again; `scale` still maps its atoms to the input's pixels. A crop (under
+    400 px) and `fit_height=False` are segmented as given."""
+    from digitrec.preprocess.segment import PAGE_DIGIT_HEIGHT
+
+    page = _page(400, 800)
+    for k in range(3):
+        _ring(page, 150 + 200 * k, 200, 160, width=12)  # 160 px tall, at the input's resolution
+    as_given = segment(page, fit_height=False)
+    fitted = segment(page)
+    assert as_given.scale == 1.0 and as_given.lines[0].height > 150
+    assert len(fitted.lines) == 1 and len(fitted.lines[0].atoms) == 3
+    assert fitted.scale < 1.0 and abs(fitted.lines[0].height / fitted.scale - as_given.lines[0].height) < 10
+    # at working scale the digits are the cap's height, enlarged with the page to 400 px
+    smaller = PAGE_DIGIT_HEIGHT / as_given.lines[0].height
+    assert abs(fitted.lines[0].height - PAGE_DIGIT_HEIGHT * 400 / (800 * smaller)) < 10
+    xs = sorted(a.x / fitted.scale for a in fitted.lines[0].atoms)  # boxes in the input's pixels
+    assert np.allclose(xs, [150 - 160 // 3 + 200 * k for k in range(3)], atol=12)
+    crop = np.ascontiguousarray(page[100:300, 50:300])  # under 400 px: one ring, read as given
+    assert segment(crop).scale == segment(crop, fit_height=False).scale
+
+
 def test_segment_of_a_blank_page_is_empty():
     seg = segment(_page())
     assert seg.lines == []
