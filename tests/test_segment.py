@@ -125,6 +125,24 @@ def test_a_page_of_tall_digits_is_segmented_with_them_brought_to_the_cap():
     assert segment(crop).scale == segment(crop, fit_height=False).scale
 
 
+def test_an_underexposed_page_is_not_read_inverted():
+    """Every pixel x 0.4 (an underexposed scan: paper at 94 of 255) is the same writing: its lines
+    and atoms are the bright page's. The page's median alone (under 100) made it light ink on dark,
+    and real cheques darkened so read 62 of 108 (91 as given). White digits on black still flip."""
+    page = _page(260, 400)
+    for k in range(3):
+        _digit_one(page, 60 + 60 * k, 30, 60)
+    for k in range(2):
+        _ring(page, 80 + 70 * k, 190, 60)
+    dark = (page * 0.4).astype(np.uint8)
+
+    def boxes(seg):
+        return [[(a.x // 4, a.y // 4, a.w // 4, a.h // 4) for a in line.atoms] for line in seg.lines]
+
+    assert len(segment(page).lines) == 2 and boxes(segment(dark)) == boxes(segment(page))
+    assert boxes(segment(255 - page)) == boxes(segment(page))  # light ink on a dark page
+
+
 def test_segment_of_a_blank_page_is_empty():
     seg = segment(_page())
     assert seg.lines == []

@@ -30,7 +30,7 @@ import numpy as np
 from digitrec.errors import TooMuchToRead
 from digitrec.preprocess.components import label_blobs
 from digitrec.preprocess.debug import Stages
-from digitrec.preprocess.ink import NOISE_SIGMAS, is_flat, rough_ink
+from digitrec.preprocess.ink import NOISE_SIGMAS, ink_is_bright, is_flat, rough_ink
 from digitrec.preprocess.lines import UNDERLINE_SPAN, may_hold_segment
 from digitrec.preprocess.morph import open_line
 from digitrec.preprocess.noise import paper_noise, percentile_float
@@ -158,7 +158,11 @@ def ink_and_border(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     bool map of the border's edge, or None without a border: within the closing's reach of paper
     far darker than the page's. The teeth of a border's ragged edge are narrower than the closing,
     so they read as ink, a tall stroke beside the number; `segment` drops the ink that lies there.)"""
-    if percentile(histogram(grey), 50) < 100:  # light ink on a dark background: make it dark on light
+    # Light ink on a dark background is made dark on light: a dark page (median under 100) whose
+    # ink `predict`'s test also finds lighter than its background (the thin strokes, or the sparse
+    # strong deviation in a photo). The median alone read an underexposed cheque (every pixel x 0.6)
+    # inverted; the test alone took the paper of a register cell beside a wide black border for ink.
+    if percentile(histogram(grey), 50) < 100 and ink_is_bright(grey):
         grey = 255 - grey
     g = grey.astype(np.float32)
     h, w = g.shape
