@@ -44,13 +44,13 @@ WORK_MIN_SIDE, WORK_MAX_SIDE = 400, 1000
 SMALL_ATOM = 0.5
 # Small components at least this tall are still cut as digits of their own height.
 SMALL_CHAIN = 0.35
-# A page's digits taller than this (px at the input's resolution: the median height of its lines)
-# are brought down to it before their ink is found, and the page segmented again: the ink finder's
-# lighting model and the cuts' pixel limits read 20-40 px digits best. Chosen on 300 validation
-# documents (writers no network saw) each read at 0.7, 1, 1.5 and 2 times its size, the cap for every
-# input: none 958 of 1,200, 24 px 972, 32 px 985, 40 px 987, 48 px 975; only pages (an input of at
-# least WORK_MIN_SIDE): crops, which are enlarged anyway, lost two cheques of ../shared's at 40 px
-# (docs/read.md, "digit height").
+# A page's digits taller than this where its ink was found (the median height of its lines; a page
+# is found at its own size up to WORK_MAX_SIDE) are brought down to it, and the page segmented
+# again: the ink finder's lighting model and the cuts' pixel limits read 20-40 px digits best.
+# Chosen on 300 validation documents (writers no network saw) each read at 0.7, 1, 1.5 and 2 times
+# its size, the cap for every input: none 958 of 1,200, 24 px 972, 32 px 985, 40 px 987, 48 px 975;
+# only pages (an input of at least WORK_MIN_SIDE): crops, which are enlarged anyway, lost two
+# cheques of ../shared's at 40 px (docs/read.md, session 18, "a page's digits brought to 40 px").
 PAGE_DIGIT_HEIGHT = 40
 # Components wider than this many digit heights may be several touching digits: they get cuts.
 SPLIT_WIDTH = 0.8
@@ -668,8 +668,9 @@ def segment(
     cut, than this (grouping and cutting thousands of specks is itself seconds of work);
     `deadline` is called before each line is cut (`digitrec.read.ReadBudget`). `fit_height`: a
     page whose digits are over PAGE_DIGIT_HEIGHT tall is shrunk and segmented again."""
-    # The ink is found at the input's resolution (at most WORK_MAX_SIDE), where its stroke
-    # widths are the ones the lighting model expects; small inputs are enlarged afterwards.
+    # The ink is found at the input's resolution (at most WORK_MAX_SIDE; a page with digits over
+    # PAGE_DIGIT_HEIGHT, at a smaller one), where its stroke widths are the ones the lighting model
+    # expects; small inputs are enlarged afterwards.
     given, shape = grey, grey.shape  # the input, at its own size
     scale = working_scale(shape)
     if scale < 1:
@@ -712,10 +713,14 @@ def segment(
         raise TooMuchToRead.over(len(atoms), "pieces of ink", max_pieces)
     lines = group_lines(atoms, height) if height > 0 else []
     if fit_height and lines and max(shape) >= WORK_MIN_SIDE:
-        tall = float(np.median([line.height for line in lines])) / scale  # px of the input
+        # A page's ink was found at working scale (<= 1): only taller digits there are brought down
+        # (a 1600 px photo whose 60 px digits were found at 37 px would be resampled for nothing).
+        tall = float(np.median([line.height for line in lines]))
         if tall > PAGE_DIGIT_HEIGHT:
-            f = PAGE_DIGIT_HEIGHT / tall
+            f = PAGE_DIGIT_HEIGHT * scale / tall  # of the input, whose digits are tall / scale px
             smaller = cv2.resize(given, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+            if deadline is not None:
+                deadline()  # a second pass: the clock may stop it before it starts
             seg = segment(smaller, stages, cut=cut, max_pieces=max_pieces, deadline=deadline, fit_height=False)
             seg.scale *= f  # working size / the input's size, as for any other input
             return seg
