@@ -123,6 +123,24 @@ def test_a_page_of_tall_digits_is_segmented_with_them_brought_to_the_cap():
     assert np.allclose(xs, [150 - 160 // 3 + 200 * k for k in range(3)], atol=12)
     crop = np.ascontiguousarray(page[100:300, 50:300])  # under 400 px: one ring, read as given
     assert segment(crop).scale == segment(crop, fit_height=False).scale
+    # A 2000 px page's 70 px rings are found at 1000 px, 35 px tall: under the cap, no second pass.
+    big = _page(1000, 2000)
+    for k in range(3):
+        _ring(big, 300 + 400 * k, 500, 70, width=6)
+    import digitrec.preprocess.segment as module
+
+    passes = []
+
+    def counted(*args, **kwargs):
+        passes.append(kwargs.get("fit_height", True))
+        return segment(*args, **kwargs)
+
+    module.segment = counted
+    try:
+        seg = counted(big)
+    finally:
+        module.segment = segment
+    assert passes == [True] and seg.scale == 0.5 and 30 < seg.lines[0].height < 40
 
 
 def test_an_underexposed_page_is_not_read_inverted():
