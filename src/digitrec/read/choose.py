@@ -6,7 +6,6 @@ each line's `Evidence` on its first digit; then only the lines that are numbers
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -40,6 +39,7 @@ def choose_digits(
     is called before each line; `temperature`: the digit model's calibration, for the digits'
     shown confidences; `params`: the reader's settings."""
     lines, offset = [], 0
+    fits: list[bool] = []  # under a pattern: each line, read without it, matches it
     for n, (line, groups) in enumerate(zip(seg.lines, plan)):
         deadline()
         index = {g: offset + k for k, g in enumerate(groups)}
@@ -47,9 +47,8 @@ def choose_digits(
         offset += len(groups)
         scores = run_scores(line, groups, probs[part], 1.0 - verifier[part, NOT_ONE_DIGIT], params)
         score, path = best_path(line, scores, pattern=pattern, params=params)
-        fits = pattern is None or _fits(
-            line, scores, pattern, None if line_log_probs is None else line_log_probs[n], params
-        )
+        if pattern is not None:
+            fits.append(_fits(line, scores, pattern, None if line_log_probs is None else line_log_probs[n], params))
         line_says = 0.0  # the line reader's own certainty per digit, when its reading was taken
         if line_log_probs is not None and path:
             sure = sure_digits(line, groups, probs[part], verifier[part], params)
@@ -67,14 +66,20 @@ def choose_digits(
         if digits:
             ks = [index[(i, j)] for i, j, _ in path]
             text = "".join(str(d) for _, _, d in path)
-            evidence = Evidence.of(
+            digits[0].evidence = Evidence.of(
                 probs[ks, [d for _, _, d in path]],
                 1.0 - verifier[ks, NOT_ONE_DIGIT],
                 None if line_log_probs is None else line_log_probs[n],
                 text,
             )
-            digits[0].evidence = evidence if fits else replace(evidence, fits=False)
         lines.append((line, digits))
+    if pattern is not None:
+        # Under a constraint each line reads as its best reading that matches, on a line of another
+        # count a forced one (`123 / 4567 / 89` with --digits 4 read `1223 / 4567 / 2179`). The
+        # lines that match it read freely are the number asked for: the others go, before the
+        # biggest line is chosen (a forced big line made a small one that fits look like a caption).
+        # None fits: every line stays, its forced reading flagged by its confidence.
+        lines = [(t, d) for (t, d), ok in zip(lines, fits) if ok and d] or lines
     return keep_number_lines(lines, params)
 
 

@@ -55,9 +55,6 @@ class Evidence:
     # the shipped one is not the reader's scorer: two models trained apart disagree where a digit
     # is hard); 0 until the reading is chosen.
     second_log_prob: float = 0.0
-    # Under a constraint (--digits, --pattern): whether the line, read without it, matches it (by
-    # the cuts' own best path or the line reader's own reading); True without one. Not weighed.
-    fits: bool = True
 
     @classmethod
     def of(

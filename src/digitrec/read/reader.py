@@ -142,8 +142,6 @@ class NumberReader:
                 "no digits found" if wanted is None or not seg.lines else f"no reading matches {wanted.text}"
             )
         self._second_opinion(lines)
-        if wanted is not None:
-            lines = self._lines_that_fit(lines)
         reading = Reading(lines, min_confidence=self.recognizer.min_confidence, params=self.params)
         if keep_punctuation:
             reading.punctuated = punctuate_lines(self.line_reader, seg, lines)
@@ -210,18 +208,6 @@ class NumberReader:
             lowest = min((float(next(said)) for _ in line), default=0.0)
             if line and line[0].evidence is not None:
                 line[0].evidence = replace(line[0].evidence, second_log_prob=lowest)
-
-    @staticmethod
-    def _lines_that_fit(lines: list[list[ReadDigit]]) -> list[list[ReadDigit]]:
-        """Under a constraint each line reads as its best reading that matches, and on a line of
-        another count that is a forced one: `123 / 4567 / 89` with --digits 4 read
-        `1223 / 4567 / 2179`. Of several lines, those that do not match it when read without it
-        (`Evidence.fits`) are dropped when another line does: that line is the number asked for.
-        A line that fits is kept however unsure (a confidence rule lost messy lines that fit and
-        left the rest unflagged); when none fits, every line is kept, its forced reading flagged
-        by its confidence."""
-        fitting = [line for line in lines if line and (line[0].evidence is None or line[0].evidence.fits)]
-        return fitting or lines
 
     def _without_letters(self, lines: list[list[ReadDigit]]) -> tuple[list[list[ReadDigit]], bool]:
         """`lines` without the lines of letters the cuts read as digits (the rejector calls enough

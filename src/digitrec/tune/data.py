@@ -16,7 +16,7 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,16 +264,34 @@ def _refuse_copies_with_two_labels(examples: list[Example], contents: list[str])
     """Two files with the same bytes and different labels: one drawing corrected twice on the
     page, or flooded with every label (1,000 such corrections made a model that learnt nothing and
     flagged every answer). Which label is right cannot be known, so none is learnt."""
-    labels: dict[str, dict[int, Path]] = {}
-    for example, content in zip(examples, contents):
-        labels.setdefault(content, {}).setdefault(example.label, example.path)
-    both = [by_label for by_label in labels.values() if len(by_label) > 1]
-    if both:
-        shown = "; ".join(
-            " and ".join(f"{path} as {label}" for label, path in sorted(by_label.items())[:3]) for by_label in both[:3]
-        )
-        more = ", ..." if len(both) > 3 else ""
+    count, shown = two_labels((c, e.label, e.path) for e, c in zip(examples, contents))
+    if count:
         raise DataError(
-            f"{len(both)} image(s) are copies of one another with different labels ({shown}{more}): "
+            f"{count} image(s) are copies of one another with different labels ({shown}): "
             "remove the wrong copies (or their rows) so that each image has one label"
         )
+
+
+def two_labels(items: Iterable[tuple[str, object, Path]], shown: int = 3) -> tuple[int, str]:
+    """(content, label, path) -> how many contents are given two labels or more, and the first
+    `shown` of them as 'a.png as 3 and b.png as 5; ...' (each label with the first file giving it)."""
+    labels: dict[str, dict[str, Path]] = {}
+    for content, label, path in items:
+        labels.setdefault(content, {}).setdefault(str(label), path)
+    both = [given for given in labels.values() if len(given) > 1]
+    text = "; ".join(
+        " and ".join(f"{path} as {label}" for label, path in sorted(given.items())[:3]) for given in both[:shown]
+    )
+    return len(both), text + (", ..." if len(both) > shown else "")
+
+
+def held_out(content: dict[Path, str], share: float, at_least: int, seed: int) -> tuple[int, set[str]]:
+    """{file: its content's hash} -> (how many different images, the contents held out): `share`
+    of the images, at least `at_least`, drawn by `seed`. A file listed twice, and copies of one image
+    under other names (the same drawing corrected twice on the page), fall on one side."""
+    first: dict[str, Path] = {}
+    for path in sorted(content):  # each image by its first file, in a fixed order
+        first.setdefault(content[path], path)
+    files = sorted(first.values())
+    order = np.random.default_rng(seed).permutation(len(files))
+    return len(files), {content[files[k]] for k in order[: max(at_least, round(share * len(files)))]}

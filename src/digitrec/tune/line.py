@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from digitrec.errors import DataError
+from digitrec.tune.data import held_out
 from digitrec.tune.lines import NumberLines
 from digitrec.tune.steps import BestCheck, cosine_lr
 
@@ -75,25 +76,19 @@ def finetune_line_reader(
     from digitrec.tune.weights import freeze_batch_norm, line_reader_from_onnx
 
     config = config or LineTuneConfig()
-    # Numbers are held out by image: a file listed twice, and copies of one image under other
-    # names (one photo corrected twice on the page), go to one side.
+    # Hold out images, not lines (an image may hold several lines), at least one; copies of one
+    # image (one photo corrected twice on the page) fall on one side.
     content = {f.resolve(): file_sha256(f) for f in set(lines.files)}
-    first: dict[str, Path] = {}
-    for image in sorted(content):
-        first.setdefault(content[image], image)
-    files = sorted(first.values())
-    if len(files) < MIN_NUMBERS:
+    images, held = held_out(content, config.val_share, 1, config.seed)
+    if images < MIN_NUMBERS:
         raise DataError(
-            f"only {len(files)} number(s) whose lines were found; adapting the line reader needs at least {MIN_NUMBERS}"
+            f"only {images} number(s) whose lines were found; adapting the line reader needs at least {MIN_NUMBERS}"
         )
     model, base_card = line_reader_from_onnx(base)
     alphabet = str(base_card.get("alphabet", ALPHABET[:10]))
     if any(c not in alphabet for t in lines.texts for c in t):
         raise DataError(f"{base}: this line reader writes only {alphabet!r}")
 
-    # Hold out images, not lines (an image may hold several lines), at least one.
-    order = np.random.default_rng(config.seed).permutation(len(files))
-    held = {content[files[k]] for k in order[: max(1, round(config.val_share * len(files)))]}
     is_val = [content[f.resolve()] in held for f in lines.files]
     train = [(x, t) for x, t, v in zip(lines.images, lines.texts, is_val) if not v]
     val_x = [x for x, v in zip(lines.images, is_val) if v]
@@ -171,7 +166,7 @@ def finetune_line_reader(
         "data_sha256": lines.sha256,
         "numbers": lines.used,
         "lines": len(lines.texts),
-        "train_numbers": len(files) - len(held),
+        "train_numbers": images - len(held),
         "val_numbers": len(held),
         "val_accuracy_before": base_score[1],
         "val_accuracy": best[1],

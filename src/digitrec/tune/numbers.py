@@ -22,6 +22,7 @@ import numpy as np
 from digitrec.errors import DataError, DigitrecError, ImageError
 from digitrec.files import atomic_write, file_sha256
 from digitrec.preprocess.load import load_grey
+from digitrec.tune.data import two_labels
 
 T = TypeVar("T")
 
@@ -74,16 +75,9 @@ def _refuse_two_texts(path: Path, numbers: list[tuple[Path, str]]) -> None:
     corrected twice on the page, saved under two names): its digits would be cut and learnt as
     both. As `finetune`'s digit CSVs refuse one image with two labels. Copies are found by their
     bytes, now, before any training (a file that cannot be read is skipped later, by name)."""
-    texts: dict[str, dict[str, Path]] = {}
-    for image, text in numbers:
-        texts.setdefault(_content(image), {}).setdefault(text, image)
-    both = [given for given in texts.values() if len(given) > 1]
-    if both:
-        shown = "; ".join(
-            " and ".join(f"{image} as {text}" for text, image in sorted(given.items())[:3]) for given in both[:5]
-        )
-        more = ", ..." if len(both) > 5 else ""
-        raise DataError(f"{path}: {len(both)} image(s) are given two different numbers ({shown}{more}): give each one")
+    count, shown = two_labels(((_content(image), text, image) for image, text in numbers), shown=5)
+    if count:
+        raise DataError(f"{path}: {count} image(s) are given two different numbers ({shown}): give each one")
 
 
 def _content(image: Path) -> str:

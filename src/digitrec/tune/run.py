@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from digitrec.errors import DataError
-from digitrec.tune.data import list_examples, prepare
+from digitrec.tune.data import held_out, list_examples, prepare
 from digitrec.tune.scorer import base_scorer, scorer_beside
 from digitrec.tune.steps import BestCheck, cosine_lr
 from digitrec.tune.weights import freeze_batch_norm, load_base
@@ -120,20 +120,14 @@ def finetune(
         f"{f' ({len(prepared.skipped)} skipped)' if prepared.skipped else ''}"
     )
 
-    # Hold out images, not views, at least two of them: a file listed twice, and copies of one
-    # image under other names (the same drawing corrected twice), are held out whole.
+    # Hold out images, not views, at least two of them (copies of one image held out whole).
     content = {e.path.resolve(): c for e, c in zip(prepared.examples, prepared.contents)}
-    first = {}
-    for path in sorted(content):
-        first.setdefault(content[path], path)
-    files = sorted(first.values())
-    order = np.random.default_rng(config.seed).permutation(len(files))
-    held = {content[files[k]] for k in order[: max(2, round(config.val_share * len(files)))]}
+    images, held = held_out(content, config.val_share, 2, config.seed)
     val_files = [i for i, c in enumerate(prepared.contents) if c in held]
     train_files = [i for i, c in enumerate(prepared.contents) if c not in held]
     if not train_files:
         raise DataError(
-            f"the {len(prepared.examples)} images are only {len(files)} different images: "
+            f"the {len(prepared.examples)} images are only {images} different images: "
             "nothing is left to learn from once some are held out"
         )
     train_x = np.concatenate([prepared.views[i] for i in train_files])  # uint8 (V, 28, 28)

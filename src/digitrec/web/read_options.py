@@ -48,8 +48,7 @@ async def read_options(request: Request) -> dict:
     if keep is not None:
         if keep.strip().lower() not in YES + NO:
             raise HTTPException(422, f"keep_punctuation: true or false, not {keep!r}")
-        if keep.strip().lower() in YES:
-            options["keep_punctuation"] = True
+        options["keep_punctuation"] = keep.strip().lower() in YES
     return options
 
 
