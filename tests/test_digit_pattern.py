@@ -135,3 +135,13 @@ def test_best_path_keeps_to_the_pattern_while_it_searches():
     total, path = best_path(line, scores, pattern=compile_pattern(r"1[0-6]"))
     assert [d for _, _, d in path] == [1, 0] and total == pytest.approx(-5.1)
     assert best_path(line, scores, pattern=n_digits(4)) == (-np.inf, [])
+
+
+def test_the_error_quotes_the_pattern_as_it_was_typed():
+    """Not its repr: `\\d{3,2}` typed in a shell is shown with one backslash, as the user wrote it."""
+    with pytest.raises(PatternError) as bad:
+        compile_pattern(r"\d{3,2}")
+    assert str(bad.value).startswith(r"cannot use the pattern '\d{3,2}': ")
+    with pytest.raises(PatternError) as empty:
+        compile_pattern(r"\d{0}")
+    assert r"the pattern '\d{0}' matches only an empty reading" in str(empty.value)

@@ -123,9 +123,9 @@ def compile_pattern(pattern: str) -> DigitPattern:
     start, end = _Parser(pattern, nfa).parse()
     result = _determinise(nfa, start, end, f"pattern {pattern}")
     if not result.states:
-        raise PatternError(f"the pattern {pattern!r} matches no string of digits")
+        raise PatternError(f"the pattern '{pattern}' matches no string of digits")
     if not (result.step >= 0).any():  # `--pattern ''`, '^$', '()': every file would fail to match
-        raise PatternError(f"the pattern {pattern!r} matches only an empty reading; a number has at least one digit")
+        raise PatternError(f"the pattern '{pattern}' matches only an empty reading; a number has at least one digit")
     return result
 
 
@@ -157,7 +157,7 @@ class _Parser:
         self.text, self.pos, self.nfa = pattern, 0, nfa
 
     def fail(self, why: str) -> PatternError:
-        return PatternError(f"cannot use the pattern {self.text!r}: {why} (at position {self.pos})")
+        return PatternError(f"cannot use the pattern '{self.text}': {why} (at position {self.pos})")
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
