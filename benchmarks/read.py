@@ -149,17 +149,21 @@ def amount_texts(rng: np.random.Generator, n: int) -> list[str]:
 # that generalises to other scanners and cameras should read the same document at another
 # resolution about as well (docs/read.md, "Resolution").
 RESCALE = 1.0
+BLUR = 0.0  # --blur: a Gaussian of this sigma (px, after any rescale) over every image, a soft scan
 
 
-def rescaled(image, factor: float):
+def rescaled(image, factor: float, blur: float = 0.0):
     """A path, bytes or array -> its grey image resampled by `factor` (area for shrinking, cubic
-    for enlarging, as a scanner's or a phone's resampling does)."""
+    for enlarging, as a scanner's or a phone's resampling does), then blurred by a Gaussian of
+    sigma `blur` px (a soft scan) when it is over 0."""
     from digitrec.preprocess import load_grey
 
     grey = load_grey(image)
-    grow = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
-    size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
-    return cv2.resize(grey, size, interpolation=grow)
+    if factor != 1:
+        grow = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+        size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
+        grey = cv2.resize(grey, size, interpolation=grow)
+    return cv2.GaussianBlur(grey, (0, 0), blur) if blur > 0 else grey
 
 
 def read_one(recognizer, image):
@@ -167,7 +171,7 @@ def read_one(recognizer, image):
     from digitrec.errors import DigitrecError
 
     try:
-        reading = recognizer.read(image if RESCALE == 1 else rescaled(image, RESCALE))
+        reading = recognizer.read(image if RESCALE == 1 and not BLUR else rescaled(image, RESCALE, BLUR))
     except DigitrecError:
         return "", 0.0, None
     return reading.text, reading.confidence, reading
@@ -649,9 +653,13 @@ def main() -> None:
     parser.add_argument(
         "--rescale", type=float, default=1.0, help="resample every image by this factor before reading it (0.5, 2)"
     )
+    parser.add_argument(
+        "--blur", type=float, default=0.0, help="blur every image by a Gaussian of this sigma, px (a soft scan)"
+    )
+    parser.add_argument("--verifier", type=Path, default=None, help="another verifier (default: the shipped one)")
     args = parser.parse_args()
-    global RESCALE
-    RESCALE = args.rescale
+    global RESCALE, BLUR
+    RESCALE, BLUR = args.rescale, args.blur
     if args.forms is None:
         args.forms = 300 if args.only == "validation" else 200
 
@@ -659,12 +667,14 @@ def main() -> None:
     from digitrec.runtime import Recognizer
 
     rec = Recognizer(args.model)
-    if args.line_reader or args.set:
+    if args.line_reader or args.verifier or args.set:
         from digitrec.read import NumberReader
         from digitrec.read.line_reader import LineReader
+        from digitrec.read.verifier import Verifier
 
         line_reader = LineReader(args.line_reader, threads=rec.threads) if args.line_reader else None
-        rec.reader = NumberReader(rec, line_reader=line_reader, params=reader_params(args.set))
+        verifier = Verifier(args.verifier, threads=rec.threads) if args.verifier else None
+        rec.reader = NumberReader(rec, verifier=verifier, line_reader=line_reader, params=reader_params(args.set))
     rows = []  # (source, name, group, label, text) for --results
     if args.fit_confidence:
         fit_confidence(rec, args.per_length, args.documents, str(args.line_reader or "shipped"))
@@ -674,7 +684,10 @@ def main() -> None:
     print(f"# {datetime.date.today()}  model {rec.card.get('name', rec.path.name)} ({rec.path})")
     if scorer is not rec:
         print(f"# digit scorer of the reader {scorer.card.get('name', scorer.path.name)} ({scorer.path})")
-    print(f"# line reader {args.line_reader or 'shipped'}" + (f"; settings {' '.join(args.set)}" if args.set else ""))
+    print(
+        f"# line reader {args.line_reader or 'shipped'}, verifier {args.verifier or 'shipped'}"
+        + (f"; settings {' '.join(args.set)}" if args.set else "")
+    )
     print(
         f"# machine: {platform.machine()}, {os.cpu_count()} cores, matmul {gflops():.1f} GFLOP/s, "
         f"load {load()}; command: {' '.join(sys.argv)}"

@@ -163,7 +163,26 @@ def test_a_recipe_with_forms_draws_them_in_its_training_lines_only(mnist):
     assert all(np.array_equal(a, b) for a, b in zip(held_plain[0], held_forms[0]))
 
 
-@pytest.mark.parametrize(("setting", "value"), [("forms", 1.5), ("document", -0.1), ("seed", -1), ("seed", 2**32)])
+@pytest.mark.mnist
+def test_a_recipe_with_soft_scans_softens_its_lines_under_a_new_cache_key(mnist):
+    """`soft` scans a share of the numbers soft or at a low resolution (`synth.soft_scan`): the same
+    numbers, their line images less sharp."""
+    from digitrec.train.line_reader import LineReaderConfig, data_settings, generate_lines
+
+    plain, soft = LineReaderConfig(), LineReaderConfig(soft=1.0)
+    assert "soft" not in json.loads(data_settings(plain)) and json.loads(data_settings(soft))["soft"] == 1.0
+    (sharp_lines, sharp_texts), (soft_lines, soft_texts) = (generate_lines(c, 3, 12, False) for c in (plain, soft))
+    assert sharp_texts[0] == soft_texts[0]  # the same number (a line that no longer reads as one is dropped)
+
+    def edges(lines):
+        return np.mean([np.abs(np.diff(x.astype(np.int32), axis=1)).max() for x in lines])
+
+    assert edges(soft_lines) < 0.8 * edges(sharp_lines)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("forms", 1.5), ("soft", 2.0), ("document", -0.1), ("seed", -1), ("seed", 2**32)]
+)
 def test_a_line_reader_setting_out_of_range_is_refused_by_name(setting, value):
     from digitrec.errors import DataError
     from digitrec.train.line_reader import LineReaderConfig, default_recipe

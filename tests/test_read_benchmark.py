@@ -38,3 +38,17 @@ def test_rescale_resamples_paths_and_arrays_before_reading(bench, tmp_path, monk
     assert rec.seen[1:] == [(30, 70), (120, 280)]  # grey, half and twice the size
     small = bench.rescaled(page, 0.5)
     assert small.dtype == np.uint8 and small.min() < 100 < small.max()  # the ink survives the shrink
+
+
+def test_blur_softens_every_image_at_its_own_size(bench, tmp_path, monkeypatch):
+    page = np.full((60, 140, 3), 230, np.uint8)
+    cv2.putText(page, "42", (20, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (30, 30, 30), 3)
+    cv2.imwrite(str(tmp_path / "n.png"), page)
+    rec = _Shapes()
+    monkeypatch.setattr(bench, "BLUR", 1.5)
+    bench.read_one(rec, tmp_path / "n.png")
+    assert rec.seen == [(60, 140)]  # read as an array of its own size, not as the path
+    soft, sharp = bench.rescaled(page, 1.0, 1.5), bench.rescaled(page, 1.0)
+    assert soft.shape == sharp.shape == (60, 140)
+    edge = lambda g: np.abs(np.diff(g.astype(np.int32), axis=1)).max()  # noqa: E731
+    assert edge(soft) < 0.6 * edge(sharp) and soft.min() > sharp.min()

@@ -79,3 +79,38 @@ def test_a_faint_digit_stays_in_its_place(group):
         ink_rows = np.ptp(np.nonzero((grey < grey.max() - 15).any(axis=1))[0]) + 1  # about 1-1.4 heights
         slack = 0 if group == "touching" else 0.12 * ink_rows / 0.85 + 1
         assert all(b >= a - slack for a, b in zip(lefts, lefts[1:])) and min(lefts) >= 0, (label, lefts)
+
+
+def _sharpness(grey: np.ndarray) -> float:
+    """The steepest edges of the ink: the 99th percentile of the gradient's magnitude."""
+    g = grey.astype(np.float32)
+    return float(np.percentile(np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)), 99))
+
+
+def test_a_soft_scan_keeps_the_number_its_shape_and_owners_and_softens_every_edge():
+    images, labels = plain_digits()
+    softer = 0
+    for seed in range(12):
+        owners: list = []
+        sharp, label = synth.make_number(np.random.default_rng(seed), images, labels, 3, "separated")
+        grey, soft_label = synth.make_number(
+            np.random.default_rng(seed), images, labels, 3, "separated", soft=1.0, owner_out=owners
+        )
+        assert soft_label == label and grey.shape == sharp.shape == owners[0].shape
+        # the same page: the paper is as light and the ink still darker than it
+        assert abs(float(np.median(grey)) - float(np.median(sharp))) < 3 and grey.min() < np.median(grey) - 40
+        softer += _sharpness(grey) < 0.8 * _sharpness(sharp)
+    assert softer == 12
+
+
+def test_soft_scan_blurs_by_the_digit_height_or_lowers_the_resolution():
+    rng = np.random.default_rng(0)
+    page = np.full((120, 300), 230.0, np.float32)
+    cv2.line(page, (50, 20), (50, 100), 30.0, 6)  # a 1, 80 px tall
+    for _ in range(40):
+        soft = synth.soft_scan(rng, page, 80.0)
+        assert soft.shape == page.shape and soft.dtype == np.float32
+        # at least 3% of 80 px of blur (or digits 18 px tall at most): the stroke's edge spreads
+        row = soft[60]
+        assert np.sum((row > 40) & (row < 220)) >= 4
+        assert np.abs(np.diff(row)).max() < 0.5 * np.abs(np.diff(page[60])).max()

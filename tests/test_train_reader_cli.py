@@ -61,7 +61,9 @@ def test_train_recipe_verifier_refuses_digit_recipe_flags(tmp_path, capsys):
     code, _, err = run_main(["train", "--recipe", "verifier", "--out", str(tmp_path), "--lr", "0.1"], capsys)
     assert code == 1 and "does not take --lr" in err
     code, _, err = run_main(["train", "--recipe", "verifier", "--out", str(tmp_path), "--set", "x=1"], capsys)
-    assert code == 1 and "numbers=N only" in err
+    assert code == 1 and "numbers=N and soft=P only" in err
+    code, _, err = run_main(["train", "--recipe", "verifier", "--out", str(tmp_path), "--set", "soft=2"], capsys)
+    assert code == 1 and "soft is a share of the numbers" in err and "Traceback" not in err
 
 
 @pytest.mark.mnist
@@ -78,6 +80,8 @@ def test_train_recipe_verifier_end_to_end(real_data, tmp_path, capsys):
         str(run),
         "--set",
         "numbers=20",
+        "--set",
+        "soft=0.5",
         "--epochs",
         "1",
         "--threads",
@@ -90,3 +94,5 @@ def test_train_recipe_verifier_end_to_end(real_data, tmp_path, capsys):
     assert "verifier: test accuracy" in out and (run / "verifier.onnx").is_file()
     probs = Verifier(run / "verifier.onnx").probabilities(np.zeros((2, 28, 28), np.uint8))
     assert probs.shape == (2, 11)
+    with np.load(run / "candidates.npz") as made:  # the candidates say they were made with soft scans
+        assert made["soft"].item() == 0.5 and made["numbers"].item() == 20

@@ -30,6 +30,9 @@ MARKS_SHARE, SMALL_TAIL_SHARE = 0.4, 0.25
 KEPT_MARKS = ".,-"
 HOOKED_ONES = 0.3  # of the 1s in a dressed number, those written with a long lead-in stroke
 PHOTO_SHARE = 0.3  # of the dressed numbers, those photographed (light, blur, noise, JPEG)
+# A soft scan (`soft_scan`): a blur of 3-8% of the digit height, or a resolution at which the
+# digits are 8-18 px tall.
+SOFT_BLUR, LOW_RES = (0.03, 0.08), (8.0, 18.0)
 INK = 60  # a pasted pixel at least this bright (of 255) is ink: for touching and ownership
 
 
@@ -54,6 +57,7 @@ def make_number(
     text_out: list | None = None,
     minus: float = 0.0,
     forms: float = 0.0,
+    soft: float = 0.0,
 ) -> tuple[np.ndarray, str]:
     """-> (uint8 grey image, dark ink on light paper; the label string). `spans`, when given,
     receives each digit's (left, right) x in the image; `punctuation` adds marks drawn from `marks`
@@ -69,7 +73,8 @@ def make_number(
     they are written; with probability `minus` a minus sign is written before the number. With
     `forms`, each digit of a class `glyph_forms.FORMS` knows is redrawn in one of its real writers'
     forms with that probability, and the whole number has one of its hands (`glyph_forms.hand`,
-    unless dressed) and no dressed hooked 1s (the forms draw their own)."""
+    unless dressed) and no dressed hooked 1s (the forms draw their own). With probability `soft`
+    the finished image is scanned soft or at a low resolution (`soft_scan`)."""
     layout = group if group != "photo" else ("separated", "touching")[int(rng.integers(2))]
     idx = rng.integers(0, len(images), length) if digits is None else np.asarray(digits)
     length = len(idx)
@@ -145,6 +150,8 @@ def make_number(
             owner = np.pad(owner, ((0, 0), (grey.shape[1] - owner.shape[1], 0)), constant_values=-1)
     if group == "photo" or (dress and rng.random() < PHOTO_SHARE):
         grey = _photo(rng, grey)
+    if soft and rng.random() < soft:  # nothing drawn from rng without it: seeded numbers stay the same
+        grey = soft_scan(rng, grey, height)
     if text_out is not None:
         text_out.append("".join(ch for _, ch in written))
     if owner_out is not None:
@@ -259,6 +266,20 @@ def _slide_until_touching(canvas: np.ndarray, piece: np.ndarray, x: int, y: int,
             break
         x -= 1
     return x
+
+
+def soft_scan(rng: np.random.Generator, grey: np.ndarray, height: float) -> np.ndarray:
+    """`grey` (float32, digits `height` px tall) as a soft or a low-resolution scan saw it, same
+    shape: half the time blurred by a Gaussian of SOFT_BLUR of the digit height, else taken where
+    the digits were LOW_RES px tall and enlarged back. A register scanned a little soft (sigma 1.2 px
+    on 18 px digits) lost 14 of 47 rows, and at half its resolution 8 (issue 16): the photos'
+    blur (0.4-1.2 px on digits of 22-64) is mostly far milder than that."""
+    h, w = grey.shape
+    if rng.random() < 0.5:
+        return cv2.GaussianBlur(grey, (0, 0), height * rng.uniform(*SOFT_BLUR))
+    f = min(1.0, rng.uniform(*LOW_RES) / height)
+    small = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _photo(rng: np.random.Generator, grey: np.ndarray) -> np.ndarray:

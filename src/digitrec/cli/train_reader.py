@@ -61,12 +61,16 @@ def train_reader_network(
         return f"line-reader: held-out string accuracy {summary['test_string_accuracy']:.2%}; model {model}"
     from digitrec.train.verifier import train_verifier
 
-    unknown = sorted(set(settings) - {"numbers"})
+    unknown = sorted(set(settings) - {"numbers", "soft"})
     if unknown:
-        raise DigitrecError(f"--recipe verifier: --set takes numbers=N only (not {', '.join(unknown)})")
+        raise DigitrecError(f"--recipe verifier: --set takes numbers=N and soft=P only (not {', '.join(unknown)})")
+    soft = float(settings.get("soft", 0.0))
+    if not 0 <= soft <= 1:
+        raise DigitrecError(f"--recipe verifier: soft is a share of the numbers, in [0, 1], not {soft!r}")
     summary = train_verifier(
         out,
         numbers=int(settings.get("numbers", 5000)),
+        soft=soft,
         seed=seed or 0,
         epochs=epochs,
         threads=threads or 0,

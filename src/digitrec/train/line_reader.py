@@ -67,6 +67,8 @@ class LineReaderConfig:
     # and MNIST's writers rarely did (`glyph_forms`: flagged 1s, looped 2s, crossed 7s...); the
     # held-out lines stay plain, comparable across recipes.
     forms: float = 0.0
+    # Share of numbers (training and held-out) scanned soft or at a low resolution (`synth.soft_scan`).
+    soft: float = 0.0
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict | None = None) -> LineReaderConfig:
@@ -80,7 +82,7 @@ class LineReaderConfig:
             raise DataError(f"unknown line-reader settings: {', '.join(unknown)}")
         config = dataclasses.replace(cls(**values), **overrides)
         # Shares are probabilities; a seed seeds numpy's and torch's generators (0 .. 2**32 - 1).
-        for name in ("document", "forms", "held_out_writers"):
+        for name in ("document", "forms", "soft", "held_out_writers"):
             if not 0 <= getattr(config, name) <= 1:
                 raise DataError(f"line-reader setting {name} must be in [0, 1], got {getattr(config, name)!r}")
         if not 0 <= config.seed < 2**32:
@@ -104,11 +106,11 @@ def digit_sources(held_out: float) -> tuple[list[np.ndarray], list[np.ndarray]] 
     return None if writer_of is None else split_writers(writer_of, held_out)
 
 
-def _generate(task: tuple[int, int, bool, float, float, float]) -> tuple[list[np.ndarray], list[str]]:
+def _generate(task: tuple[int, int, bool, float, float, float, float]) -> tuple[list[np.ndarray], list[str]]:
     from digitrec.data import load_mnist
     from digitrec.train.lines import augmented_digits, break_strokes, line_examples, number_digits
 
-    seed, count, held_out, held_out_writers, document, forms = task
+    seed, count, held_out, held_out_writers, document, forms, soft = task
     torch.set_num_threads(1)
     images, labels = load_mnist("train")
     sources = digit_sources(held_out_writers)
@@ -124,7 +126,7 @@ def _generate(task: tuple[int, int, bool, float, float, float]) -> tuple[list[np
         images = break_strokes(augmented_digits(images, labels, seed), rng)
     ends = np.cumsum([len(n) for n in numbers])
     numbers = [np.arange(end - len(n), end) for n, end in zip(numbers, ends)]
-    return line_examples(rng, images, labels, numbers, document=document, forms=0.0 if held_out else forms)
+    return line_examples(rng, images, labels, numbers, document=document, forms=0.0 if held_out else forms, soft=soft)
 
 
 def generate_lines(
@@ -132,7 +134,7 @@ def generate_lines(
 ) -> tuple[list[np.ndarray], list[str]]:
     """`count` numbers drawn as the training lines are (`held_out`: the held-out writers', plain),
     in this process -> (uint8 (HEIGHT, W) line images, texts). `finetune --numbers` replays them."""
-    return _generate((seed, count, held_out, config.held_out_writers, config.document, config.forms))
+    return _generate((seed, count, held_out, config.held_out_writers, config.document, config.forms, config.soft))
 
 
 def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
@@ -150,6 +152,7 @@ def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
                 config.held_out_writers,
                 config.document,
                 config.forms,
+                config.soft,
             )
             for k in range(-(-total // CHUNK))
         ]
@@ -200,6 +203,8 @@ def data_settings(config: LineReaderConfig) -> str:
     }
     if config.forms:  # only when used: the caches of recipes without forms keep their keys
         settings["forms"] = config.forms
+    if config.soft:
+        settings["soft"] = config.soft
     return json.dumps(settings, sort_keys=True)
 
 

@@ -85,10 +85,12 @@ def line_examples(
     groups: tuple[str, ...] = GROUPS,
     document: float = DOCUMENT_SHARE,
     forms: float = 0.0,
+    soft: float = 0.0,
 ) -> tuple[list[np.ndarray], list[str]]:
     """-> (uint8 (32, W) line images, their strings: the digits and the kept marks, '.', ',' and
     '-', where they are written) from one generated number per entry of `numbers` (the indices
-    of its digits in `images`). `forms`: as `synth.make_number`'s (real writers' digit forms)."""
+    of its digits in `images`). `forms` and `soft`: as `synth.make_number`'s (real writers' digit
+    forms; soft and low-resolution scans)."""
     xs, ys = [], []
     for digits in numbers:
         group = groups[int(rng.integers(len(groups)))]
@@ -107,6 +109,7 @@ def line_examples(
             text_out=text,
             minus=MINUS_SHARE,
             forms=forms,
+            soft=soft,
         )
         seg = segment(grey, cut=False)
         if len(seg.lines) != 1:

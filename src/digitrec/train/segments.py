@@ -57,10 +57,16 @@ def label_candidates(line: TextLine, groups, owner: np.ndarray, mask: np.ndarray
 
 
 def candidate_examples(
-    rng: np.random.Generator, images: np.ndarray, labels: np.ndarray, n_numbers: int, groups: tuple[str, ...] = GROUPS
+    rng: np.random.Generator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_numbers: int,
+    groups: tuple[str, ...] = GROUPS,
+    soft: float = 0.0,
 ):
     """-> (uint8 (N, 28, 28) candidates rendered as the reader renders them, int64 (N,) labels:
-    a digit or NOT_ONE_DIGIT), from `n_numbers` generated numbers of 1-8 of the given digits."""
+    a digit or NOT_ONE_DIGIT), from `n_numbers` generated numbers of 1-8 of the given digits, the
+    share `soft` of them scanned soft or at a low resolution (`synth.soft_scan`)."""
     xs, ys = [], []
     for _ in range(n_numbers):
         owner_out: list = []
@@ -75,6 +81,7 @@ def candidate_examples(
             owner_out=owner_out,
             small_tail=SMALL_TAIL_SHARE,
             marks=FORM_MARKS,
+            soft=soft,
         )
         seg = segment(grey)
         owner = cv2.resize(owner_out[0], (seg.mask.shape[1], seg.mask.shape[0]), interpolation=cv2.INTER_NEAREST)

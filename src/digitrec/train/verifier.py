@@ -29,20 +29,20 @@ PLAIN_DIGITS = 20_000
 NEGATIVES_PER_DIGIT = 3
 
 
-def build_data(numbers: int, seed: int, log=print) -> dict:
+def build_data(numbers: int, seed: int, soft: float = 0.0, log=print) -> dict:
     from digitrec.data import load_mnist
     from digitrec.train.segments import NOT_ONE_DIGIT, candidate_examples
 
     images, labels = load_mnist("train")
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    x_train, y_train = candidate_examples(rng, images[:HELD_OUT], labels[:HELD_OUT], numbers)
+    x_train, y_train = candidate_examples(rng, images[:HELD_OUT], labels[:HELD_OUT], numbers, soft=soft)
     log(f"{len(y_train):,} training candidates from {numbers:,} numbers ({time.perf_counter() - t0:.0f} s)")
     negative, positive = np.nonzero(y_train == NOT_ONE_DIGIT)[0], np.nonzero(y_train != NOT_ONE_DIGIT)[0]
     negative = rng.choice(negative, min(len(negative), NEGATIVES_PER_DIGIT * len(positive)), replace=False)
     keep = np.sort(np.concatenate([positive, negative]))
     x_train, y_train = x_train[keep], y_train[keep]
-    x_test, y_test = candidate_examples(rng, images[HELD_OUT:], labels[HELD_OUT:], max(100, numbers // 10))
+    x_test, y_test = candidate_examples(rng, images[HELD_OUT:], labels[HELD_OUT:], max(100, numbers // 10), soft=soft)
     plain = rng.choice(HELD_OUT, PLAIN_DIGITS, replace=False)
     x_train, y_train = (
         np.concatenate([x_train, images[plain]]),
@@ -51,15 +51,16 @@ def build_data(numbers: int, seed: int, log=print) -> dict:
     return {"train": (x_train, y_train), "test": (x_test, y_test)}
 
 
-def _cached_data(out: Path, numbers: int, seed: int) -> dict:
-    """The candidates for (numbers, seed): from `out`/candidates.npz when it was made with the same,
+def _cached_data(out: Path, numbers: int, seed: int, soft: float = 0.0) -> dict:
+    """The candidates for (numbers, seed, soft): from `out`/candidates.npz when it was made with the same,
     else generated and saved there (`train.cache`)."""
     from digitrec.train.cache import cached
 
     return cached(
         out / "candidates.npz",
-        {"numbers": numbers, "seed": seed},
-        lambda: build_data(numbers, seed),
+        # soft only when used: the caches made without it keep their keys
+        {"numbers": numbers, "seed": seed} | ({"soft": soft} if soft else {}),
+        lambda: build_data(numbers, seed, soft),
         lambda data: {
             "x_train": data["train"][0],
             "y_train": data["train"][1],
@@ -75,6 +76,7 @@ def train_verifier(
     *,
     numbers: int = 5000,
     seed: int = 0,
+    soft: float = 0.0,
     epochs: int | None = None,
     threads: int = 0,
     limit: int = 0,
@@ -100,7 +102,7 @@ def train_verifier(
             f"{out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
             "--force to train again, or choose another --out"
         )
-    data = _cached_data(out, numbers, seed)
+    data = _cached_data(out, numbers, seed, soft)
     if force:
         for name in (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME):
             (out / name).unlink(missing_ok=True)
@@ -122,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/verifier"))
     parser.add_argument("--numbers", type=int, default=5000, help="generated numbers for the training candidates")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--soft", type=float, default=0.0, help="share of the numbers scanned soft or at a low resolution"
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0, help="train on only N candidates (smoke tests)")
@@ -135,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out,
         numbers=args.numbers,
         seed=args.seed,
+        soft=args.soft,
         epochs=args.epochs,
         threads=args.threads,
         limit=args.limit,
