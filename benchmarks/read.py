@@ -658,6 +658,8 @@ def main() -> None:
     )
     parser.add_argument("--verifier", type=Path, default=None, help="another verifier (default: the shipped one)")
     args = parser.parse_args()
+    if not (args.blur >= 0 and args.rescale > 0):  # NaN fails both
+        parser.error("--blur must be 0 or more and --rescale more than 0")
     global RESCALE, BLUR
     RESCALE, BLUR = args.rescale, args.blur
     if args.forms is None:
@@ -672,8 +674,9 @@ def main() -> None:
         from digitrec.read.line_reader import LineReader
         from digitrec.read.verifier import Verifier
 
-        line_reader = LineReader(args.line_reader, threads=rec.threads) if args.line_reader else None
-        verifier = Verifier(args.verifier, threads=rec.threads) if args.verifier else None
+        # one thread unless told, as the reader's own networks (`NumberReader`): timings compare
+        line_reader = LineReader(args.line_reader, threads=rec.threads or 1) if args.line_reader else None
+        verifier = Verifier(args.verifier, threads=rec.threads or 1) if args.verifier else None
         rec.reader = NumberReader(rec, verifier=verifier, line_reader=line_reader, params=reader_params(args.set))
     rows = []  # (source, name, group, label, text) for --results
     if args.fit_confidence:
@@ -697,9 +700,7 @@ def main() -> None:
         if args.failures is None:
             return
         args.failures.mkdir(parents=True, exist_ok=True)
-        from digitrec.preprocess import load_grey
-
-        grey = load_grey(image)
+        grey = rescaled(image, RESCALE, BLUR)  # drawn as it was read
         try:
             drawn = draw_reading(grey, rec.read(grey))
         except Exception:
@@ -855,7 +856,7 @@ def main() -> None:
         for n, label in enumerate(amount_texts(rng, args.amounts)):
             image = write_text(rng, images, labels, label)
             try:
-                text = rec.read(image, keep_punctuation=True).text
+                text = rec.read(rescaled(image, RESCALE, BLUR), keep_punctuation=True).text
             except Exception as exc:  # a digits-only line reader, or nothing read
                 text = f"error: {exc}"
             rows.append(("amounts", str(n), "amounts", label, text))

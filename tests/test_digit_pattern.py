@@ -145,3 +145,11 @@ def test_the_error_quotes_the_pattern_as_it_was_typed():
     with pytest.raises(PatternError) as empty:
         compile_pattern(r"\d{0}")
     assert r"the pattern '\d{0}' matches only an empty reading" in str(empty.value)
+    with pytest.raises(PatternError) as klass:
+        compile_pattern(r"[\w]")
+    assert str(klass.value).startswith("cannot use the pattern '[\\w]': '\\' in a class is not a digit")
+    # a quote or an unprintable character: quoted as Python would, never raw on the terminal
+    for pattern in ("1'2", "1\n2", "\x1b[31m1"):
+        with pytest.raises(PatternError) as odd:
+            compile_pattern(pattern)
+        assert str(odd.value).startswith(f"cannot use the pattern {pattern!r}: ") and str(odd.value).isprintable()

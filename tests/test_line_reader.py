@@ -165,8 +165,8 @@ def test_a_recipe_with_forms_draws_them_in_its_training_lines_only(mnist):
 
 @pytest.mark.mnist
 def test_a_recipe_with_soft_scans_softens_its_lines_under_a_new_cache_key(mnist):
-    """`soft` scans a share of the numbers soft or at a low resolution (`synth.soft_scan`): the same
-    numbers, their line images less sharp."""
+    """`soft` scans a share of the training numbers soft or at a low resolution (`synth.soft_scan`):
+    the same numbers, their line images less sharp; the held-out lines stay as they were."""
     from digitrec.train.line_reader import LineReaderConfig, data_settings, generate_lines
 
     plain, soft = LineReaderConfig(), LineReaderConfig(soft=1.0)
@@ -178,10 +178,14 @@ def test_a_recipe_with_soft_scans_softens_its_lines_under_a_new_cache_key(mnist)
         return np.mean([np.abs(np.diff(x.astype(np.int32), axis=1)).max() for x in lines])
 
     assert edges(soft_lines) < 0.8 * edges(sharp_lines)
+    held_sharp, held_soft = (generate_lines(c, 3, 12, True) for c in (plain, soft))  # held out: sharp
+    assert held_sharp[1] == held_soft[1] and all(np.array_equal(a, b) for a, b in zip(held_sharp[0], held_soft[0]))
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"), [("forms", 1.5), ("soft", 2.0), ("document", -0.1), ("seed", -1), ("seed", 2**32)]
+    ("setting", "value"),
+    [("forms", 1.5), ("soft", 2.0), ("soft", float("nan")), ("soft", True), ("soft", "0.5"), ("document", -0.1)]
+    + [("seed", -1), ("seed", 2**32)],
 )
 def test_a_line_reader_setting_out_of_range_is_refused_by_name(setting, value):
     from digitrec.errors import DataError

@@ -103,6 +103,37 @@ def test_a_soft_scan_keeps_the_number_its_shape_and_owners_and_softens_every_edg
     assert softer == 12
 
 
+class _Draws:
+    """A generator stand-in: random() gives `first` (which branch), uniform(lo, hi) the point `at`
+    of the way from lo to hi."""
+
+    def __init__(self, first: float, at: float):
+        self.first, self.at = first, at
+
+    def random(self) -> float:
+        return self.first
+
+    def uniform(self, lo: float, hi: float) -> float:
+        return lo + self.at * (hi - lo)
+
+
+@pytest.mark.parametrize(("first", "branch"), [(0.2, "blur"), (0.8, "low resolution")])
+def test_soft_scan_softens_in_proportion_to_the_digit_height(first, branch):
+    """Both branches scale with the digits: the same page said to hold digits twice as tall gets
+    an edge about twice as wide (a fixed blur would not)."""
+    page = np.full((200, 400), 230.0, np.float32)
+    cv2.rectangle(page, (197, 20), (203, 180), 30.0, -1)  # a stroke 7 px wide
+
+    def spread(height: float) -> int:
+        """How much wider than the stroke the ink reaches (px darker than the paper by over 10)."""
+        soft = synth.soft_scan(_Draws(first, 0.5), page, height)
+        assert soft.shape == page.shape and soft.dtype == np.float32
+        return int(np.sum(230 - soft[100] > 10)) - 7
+
+    assert spread(40.0) >= 3, branch
+    assert 1.6 <= spread(80.0) / spread(40.0) <= 2.5, branch
+
+
 def test_soft_scan_blurs_by_the_digit_height_or_lowers_the_resolution():
     rng = np.random.default_rng(0)
     page = np.full((120, 300), 230.0, np.float32)

@@ -40,3 +40,25 @@ def test_a_cache_made_otherwise_is_refused_and_a_failed_build_leaves_nothing(tmp
     with pytest.raises(KeyboardInterrupt):
         _roundtrip(other, {"seed": 1}, broken)
     assert not other.exists()
+
+
+def test_a_setting_added_later_reads_as_its_default_in_older_caches_and_is_checked_in_newer(tmp_path):
+    def made(path, with_, defaults=None):
+        return cached(
+            path,
+            with_,
+            lambda: (np.zeros(2), np.zeros(2)),
+            lambda d: {"x": d[0], "y": d[1]},
+            lambda f: (f["x"], f["y"]),
+            defaults=defaults,
+        )
+
+    old = tmp_path / "old.npz"
+    made(old, {"numbers": 5})  # saved before `soft` existed
+    made(old, {"numbers": 5, "soft": 0.0}, defaults={"soft": 0.0})  # reused: it was made without soft scans
+    with pytest.raises(DataError, match="--soft 0.0, not --numbers 5 --soft 0.5"):
+        made(old, {"numbers": 5, "soft": 0.5}, defaults={"soft": 0.0})
+    soft = tmp_path / "soft.npz"
+    made(soft, {"numbers": 5, "soft": 0.5}, defaults={"soft": 0.0})
+    with pytest.raises(DataError, match="--soft 0.5, not --numbers 5 --soft 0.0"):  # never the soft data for soft=0
+        made(soft, {"numbers": 5, "soft": 0.0}, defaults={"soft": 0.0})

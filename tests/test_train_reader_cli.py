@@ -62,8 +62,12 @@ def test_train_recipe_verifier_refuses_digit_recipe_flags(tmp_path, capsys):
     assert code == 1 and "does not take --lr" in err
     code, _, err = run_main(["train", "--recipe", "verifier", "--out", str(tmp_path), "--set", "x=1"], capsys)
     assert code == 1 and "numbers=N and soft=P only" in err
-    code, _, err = run_main(["train", "--recipe", "verifier", "--out", str(tmp_path), "--set", "soft=2"], capsys)
-    assert code == 1 and "soft is a share of the numbers" in err and "Traceback" not in err
+    for bad in ("2", "nan", "abc", "true"):  # TOML reads nan and true; abc stays a string
+        code, _, err = run_main(
+            ["train", "--recipe", "verifier", "--out", str(tmp_path), "--set", f"soft={bad}"], capsys
+        )
+        assert code == 1 and "verifier setting soft must be in [0, 1]" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # refused before any candidate was drawn
 
 
 @pytest.mark.mnist

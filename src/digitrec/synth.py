@@ -148,10 +148,12 @@ def make_number(
         grey = documents.background(rng, grey, height, kind)
         if owner_out is not None and grey.shape != owner.shape:  # a border added on the left
             owner = np.pad(owner, ((0, 0), (grey.shape[1] - owner.shape[1], 0)), constant_values=-1)
+    # A soft scan before a photo's noise and JPEG, which a real soft scan has on top of its blur.
+    # Nothing is drawn from rng without it: the seeded numbers stay the same.
+    if soft and rng.random() < soft:
+        grey = soft_scan(rng, grey, height)
     if group == "photo" or (dress and rng.random() < PHOTO_SHARE):
         grey = _photo(rng, grey)
-    if soft and rng.random() < soft:  # nothing drawn from rng without it: seeded numbers stay the same
-        grey = soft_scan(rng, grey, height)
     if text_out is not None:
         text_out.append("".join(ch for _, ch in written))
     if owner_out is not None:

@@ -64,13 +64,10 @@ def train_reader_network(
     unknown = sorted(set(settings) - {"numbers", "soft"})
     if unknown:
         raise DigitrecError(f"--recipe verifier: --set takes numbers=N and soft=P only (not {', '.join(unknown)})")
-    soft = float(settings.get("soft", 0.0))
-    if not 0 <= soft <= 1:
-        raise DigitrecError(f"--recipe verifier: soft is a share of the numbers, in [0, 1], not {soft!r}")
     summary = train_verifier(
         out,
         numbers=int(settings.get("numbers", 5000)),
-        soft=soft,
+        soft=settings.get("soft", 0.0),  # checked there: a share in [0, 1]
         seed=seed or 0,
         epochs=epochs,
         threads=threads or 0,

@@ -117,15 +117,24 @@ def constraint(digits: int | None = None, pattern: str | None = None) -> DigitPa
     return result
 
 
+def _quoted(text: str) -> str:
+    """`text` in quotes as it was typed, for a message (`'\\d{4}'` with one backslash, where repr
+    doubles it); repr where it holds a quote or anything unprintable (a newline, a terminal's
+    escape codes), which must not reach the terminal raw."""
+    return f"'{text}'" if text.isprintable() and "'" not in text else repr(text)
+
+
 def compile_pattern(pattern: str) -> DigitPattern:
     """A regular expression over digits -> its DFA. Raises PatternError."""
     nfa = _Nfa()
     start, end = _Parser(pattern, nfa).parse()
     result = _determinise(nfa, start, end, f"pattern {pattern}")
     if not result.states:
-        raise PatternError(f"the pattern '{pattern}' matches no string of digits")
+        raise PatternError(f"the pattern {_quoted(pattern)} matches no string of digits")
     if not (result.step >= 0).any():  # `--pattern ''`, '^$', '()': every file would fail to match
-        raise PatternError(f"the pattern '{pattern}' matches only an empty reading; a number has at least one digit")
+        raise PatternError(
+            f"the pattern {_quoted(pattern)} matches only an empty reading; a number has at least one digit"
+        )
     return result
 
 
@@ -157,7 +166,7 @@ class _Parser:
         self.text, self.pos, self.nfa = pattern, 0, nfa
 
     def fail(self, why: str) -> PatternError:
-        return PatternError(f"cannot use the pattern '{self.text}': {why} (at position {self.pos})")
+        return PatternError(f"cannot use the pattern {_quoted(self.text)}: {why} (at position {self.pos})")
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -169,7 +178,7 @@ class _Parser:
         if self.peek() == "$" and self.pos == len(self.text) - 1:
             self.pos += 1
         if self.pos != len(self.text):
-            raise self.fail(f"unexpected {self.peek()!r}")
+            raise self.fail(f"unexpected {_quoted(self.peek())}")
         return body
 
     def alternation(self) -> Fragment:
@@ -282,8 +291,8 @@ class _Parser:
             self.pos += 1
             return self.single(frozenset([int(ch)]))
         if ch in ("*", "+", "?", "{"):
-            raise self.fail(f"{ch!r} repeats nothing")
-        raise self.fail(f"{ch!r} is not a digit: a reading holds the digits 0-9 only")
+            raise self.fail(f"{_quoted(ch)} repeats nothing")
+        raise self.fail(f"{_quoted(ch)} is not a digit: a reading holds the digits 0-9 only")
 
     def char_class(self) -> frozenset[int]:
         self.pos += 1
@@ -297,7 +306,7 @@ class _Parser:
                 continue
             first = self.peek()
             if not (first.isdigit() and first.isascii()):
-                raise self.fail(f"{first!r} in a class is not a digit")
+                raise self.fail(f"{_quoted(first)} in a class is not a digit")
             if self.text[self.pos + 1 : self.pos + 2] == "-" and self.text[self.pos + 2 : self.pos + 3] not in (
                 "]",
                 "",

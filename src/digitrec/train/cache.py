@@ -20,13 +20,15 @@ def cached(
     build: Callable[[], T],
     to_arrays: Callable[[T], dict[str, np.ndarray]],
     from_arrays: Callable[[dict[str, np.ndarray]], T],
+    defaults: dict[str, int | float | str] | None = None,
 ) -> T:
     """The data made with `made_with` (the settings that decide it, by their option names): read from
     `path` (.npz) when it was made with the same, else `build()` and saved there whole or not at all.
-    A cache made otherwise is a DataError, never silently reused."""
+    A cache made otherwise is a DataError, never silently reused. `defaults`: what a setting added
+    later was before it existed, for caches saved without it."""
     if path.is_file():
         with np.load(path) as f:
-            made = {key: f[key].item() if key in f else None for key in made_with}
+            made = {key: f[key].item() if key in f else (defaults or {}).get(key) for key in made_with}
             if made != made_with:
                 raise DataError(
                     f"{path} was made with {_as_options(made)}, not {_as_options(made_with)}: "

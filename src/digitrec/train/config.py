@@ -104,6 +104,16 @@ class TrainConfig:
 SECTIONS = ("augment", "mix", "distill")  # the TOML tables that are dataclasses of their own
 
 
+def share(value: Any, name: str, whose: str) -> float:
+    """A setting that is a share of the examples (a probability) -> float. DataError naming it
+    unless a real number in [0, 1]: a string, true/false and NaN (TOML has `nan`) are refused."""
+    from digitrec.errors import DataError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise DataError(f"{whose} setting {name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
     """{'augment': {'rotate': 5}} -> {'augment.rotate': 5}; the `model` table stays one value."""
     flat = {}

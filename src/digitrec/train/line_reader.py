@@ -67,12 +67,13 @@ class LineReaderConfig:
     # and MNIST's writers rarely did (`glyph_forms`: flagged 1s, looped 2s, crossed 7s...); the
     # held-out lines stay plain, comparable across recipes.
     forms: float = 0.0
-    # Share of numbers (training and held-out) scanned soft or at a low resolution (`synth.soft_scan`).
+    # Of the training numbers, the share scanned soft or at a low resolution (`synth.soft_scan`); the
+    # held-out lines stay sharp, as with `forms`.
     soft: float = 0.0
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict | None = None) -> LineReaderConfig:
-        from digitrec.train.config import read_toml
+        from digitrec.train.config import read_toml, share
 
         values = read_toml(path) if path is not None else {}
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -83,8 +84,7 @@ class LineReaderConfig:
         config = dataclasses.replace(cls(**values), **overrides)
         # Shares are probabilities; a seed seeds numpy's and torch's generators (0 .. 2**32 - 1).
         for name in ("document", "forms", "soft", "held_out_writers"):
-            if not 0 <= getattr(config, name) <= 1:
-                raise DataError(f"line-reader setting {name} must be in [0, 1], got {getattr(config, name)!r}")
+            share(getattr(config, name), name, "line-reader")
         if not 0 <= config.seed < 2**32:
             raise DataError(f"line-reader setting seed must be between 0 and {2**32 - 1:,}, got {config.seed!r}")
         return config
@@ -126,7 +126,15 @@ def _generate(task: tuple[int, int, bool, float, float, float, float]) -> tuple[
         images = break_strokes(augmented_digits(images, labels, seed), rng)
     ends = np.cumsum([len(n) for n in numbers])
     numbers = [np.arange(end - len(n), end) for n, end in zip(numbers, ends)]
-    return line_examples(rng, images, labels, numbers, document=document, forms=0.0 if held_out else forms, soft=soft)
+    return line_examples(
+        rng,
+        images,
+        labels,
+        numbers,
+        document=document,
+        forms=0.0 if held_out else forms,
+        soft=0.0 if held_out else soft,
+    )
 
 
 def generate_lines(

@@ -42,7 +42,8 @@ def build_data(numbers: int, seed: int, soft: float = 0.0, log=print) -> dict:
     negative = rng.choice(negative, min(len(negative), NEGATIVES_PER_DIGIT * len(positive)), replace=False)
     keep = np.sort(np.concatenate([positive, negative]))
     x_train, y_train = x_train[keep], y_train[keep]
-    x_test, y_test = candidate_examples(rng, images[HELD_OUT:], labels[HELD_OUT:], max(100, numbers // 10), soft=soft)
+    # The held-out candidates stay sharp (no `soft`): test accuracies compare across recipes.
+    x_test, y_test = candidate_examples(rng, images[HELD_OUT:], labels[HELD_OUT:], max(100, numbers // 10))
     plain = rng.choice(HELD_OUT, PLAIN_DIGITS, replace=False)
     x_train, y_train = (
         np.concatenate([x_train, images[plain]]),
@@ -58,8 +59,7 @@ def _cached_data(out: Path, numbers: int, seed: int, soft: float = 0.0) -> dict:
 
     return cached(
         out / "candidates.npz",
-        # soft only when used: the caches made without it keep their keys
-        {"numbers": numbers, "seed": seed} | ({"soft": soft} if soft else {}),
+        {"numbers": numbers, "seed": seed, "soft": soft},
         lambda: build_data(numbers, seed, soft),
         lambda data: {
             "x_train": data["train"][0],
@@ -68,6 +68,7 @@ def _cached_data(out: Path, numbers: int, seed: int, soft: float = 0.0) -> dict:
             "y_test": data["test"][1],
         },
         lambda f: {"train": (f["x_train"], f["y_train"]), "test": (f["x_test"], f["y_test"])},
+        defaults={"soft": 0.0},  # candidates made before soft scans existed
     )
 
 
@@ -92,11 +93,13 @@ def train_verifier(
     from digitrec.export import export_onnx
     from digitrec.paths import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
     from digitrec.train import load_recipe, train
+    from digitrec.train.config import share
 
     overrides = {"seed": seed, "threads": threads, "limit": limit}
     if epochs:
         overrides["epochs"] = epochs
     config = load_recipe("verifier", config_file, overrides=overrides)
+    soft = share(soft, "soft", "verifier")
     if (out / CHECKPOINT_NAME).exists() and not (resume or force):
         raise DigitrecError(
             f"{out / CHECKPOINT_NAME} already exists: pass --resume to continue that run, "
