@@ -131,6 +131,12 @@ def client(recognizer):
         yield c
 
 
+def steepest_edge(grey: np.ndarray) -> float:
+    """The largest step between neighbouring pixels along the rows: what a blur or a low
+    resolution lowers (the soft-scan tests)."""
+    return float(np.abs(np.diff(np.asarray(grey, np.float64), axis=1)).max())
+
+
 def plain_digits(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Upright strokes (1) and rings (0) in MNIST form, for tests that need digits but no data."""
     import cv2

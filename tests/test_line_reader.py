@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import steepest_edge
 
 from digitrec import synth
 from digitrec.errors import DigitrecError
@@ -175,7 +176,7 @@ def test_a_recipe_with_soft_scans_softens_its_lines_under_a_new_cache_key(mnist)
     assert sharp_texts[0] == soft_texts[0]  # the same number (a line that no longer reads as one is dropped)
 
     def edges(lines):
-        return np.mean([np.abs(np.diff(x.astype(np.int32), axis=1)).max() for x in lines])
+        return np.mean([steepest_edge(x) for x in lines])
 
     assert edges(soft_lines) < 0.8 * edges(sharp_lines)
     held_sharp, held_soft = (generate_lines(c, 3, 12, True) for c in (plain, soft))  # held out: sharp

@@ -100,3 +100,5 @@ def test_train_recipe_verifier_end_to_end(real_data, tmp_path, capsys):
     assert probs.shape == (2, 11)
     with np.load(run / "candidates.npz") as made:  # the candidates say they were made with soft scans
         assert made["soft"].item() == 0.5 and made["numbers"].item() == 20
+    card = json.loads((run / "verifier_card.json").read_text())  # and the model's card says so
+    assert card["candidates"] == {"numbers": 20, "seed": 0, "soft": 0.5}

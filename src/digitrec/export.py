@@ -114,11 +114,13 @@ def export_onnx(
     test_data: tuple[np.ndarray, np.ndarray] | None = None,
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
     labels: list[str] | None = None,
+    card_extra: dict | None = None,
 ) -> dict:
     """Write `out` (ONNX) and its card; return the card. Raises ModelError if ONNX and PyTorch
     disagree by more than the writer's tolerance on the first 1,000 test images. The temperature is
     fitted on `validation_data` (default: the run's own validation split of MNIST). `labels`: the
-    outputs' names, for a network that does not answer digits (see `build_card`)."""
+    outputs' names, for a network that does not answer digits (see `build_card`). `card_extra`:
+    more fields for the card (what made a trainer's own data, say)."""
     from digitrec.calibration import calibration_card
     from digitrec.files import check_writable
 
@@ -139,6 +141,7 @@ def export_onnx(
         test_accuracy = float((logits.argmax(1) == labels).mean())
         log(f"ONNX test accuracy on {len(labels):,} images: {test_accuracy:.2%}")
         card = build_card(model, meta, name or f"digitrec-{meta['recipe']}", test_accuracy, len(labels), output_labels)
+        card.update(card_extra or {})
         val_images, val_labels = validation_data or validation_split(meta["config"])
         if not len(val_labels):  # a run trained on all 60,000 (val_size 0): nothing held out to fit on
             log("no validation images: the card keeps temperature 1 (uncalibrated)")

@@ -117,7 +117,10 @@ def train_verifier(
         f"{summary['train_seconds']:.0f} s of training"
     )
     if export_to:
-        card = export_onnx(out, export_to, name="digitrec-verifier", test_data=data["test"], log=log)
+        made = {"numbers": numbers, "seed": seed, "soft": soft}  # the candidates' settings, as in their cache
+        card = export_onnx(
+            out, export_to, name="digitrec-verifier", test_data=data["test"], log=log, card_extra={"candidates": made}
+        )
         log(f"wrote {card['path']} ({card['bytes']:,} bytes)")
     return summary
 
