@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from digitrec import paths
-from digitrec.errors import DigitrecError
+from digitrec.errors import DataError, DigitrecError
 
 try:
     import tomllib
@@ -107,8 +107,6 @@ SECTIONS = ("augment", "mix", "distill")  # the TOML tables that are dataclasses
 def share(value: Any, name: str, whose: str) -> float:
     """A setting that is a share of the examples (a probability) -> float. DataError naming it
     unless a real number in [0, 1]: a string, true/false and NaN (TOML has `nan`) are refused."""
-    from digitrec.errors import DataError
-
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise DataError(f"{whose} setting {name} must be in [0, 1], got {value!r}")
     return float(value)

@@ -106,14 +106,14 @@ def digit_sources(held_out: float) -> tuple[list[np.ndarray], list[np.ndarray]] 
     return None if writer_of is None else split_writers(writer_of, held_out)
 
 
-def _generate(task: tuple[int, int, bool, float, float, float, float]) -> tuple[list[np.ndarray], list[str]]:
+def _generate(task: tuple[int, int, bool, LineReaderConfig]) -> tuple[list[np.ndarray], list[str]]:
     from digitrec.data import load_mnist
     from digitrec.train.lines import augmented_digits, break_strokes, line_examples, number_digits
 
-    seed, count, held_out, held_out_writers, document, forms, soft = task
+    seed, count, held_out, config = task  # the recipe itself: each setting that draws lines is read here
     torch.set_num_threads(1)
     images, labels = load_mnist("train")
-    sources = digit_sources(held_out_writers)
+    sources = digit_sources(config.held_out_writers)
     rng = np.random.default_rng(seed)
     if sources is None:  # no writers: random digits of one part of MNIST train
         part = np.arange(HELD_OUT, len(images)) if held_out else np.arange(HELD_OUT)
@@ -131,9 +131,9 @@ def _generate(task: tuple[int, int, bool, float, float, float, float]) -> tuple[
         images,
         labels,
         numbers,
-        document=document,
-        forms=0.0 if held_out else forms,
-        soft=0.0 if held_out else soft,
+        document=config.document,
+        forms=0.0 if held_out else config.forms,
+        soft=0.0 if held_out else config.soft,
     )
 
 
@@ -142,7 +142,7 @@ def generate_lines(
 ) -> tuple[list[np.ndarray], list[str]]:
     """`count` numbers drawn as the training lines are (`held_out`: the held-out writers', plain),
     in this process -> (uint8 (HEIGHT, W) line images, texts). `finetune --numbers` replays them."""
-    return _generate((seed, count, held_out, config.held_out_writers, config.document, config.forms, config.soft))
+    return _generate((seed, count, held_out, config))
 
 
 def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
@@ -152,18 +152,7 @@ def build_data(config: LineReaderConfig, workers: int, log=print) -> dict:
     numbers, seed = config.numbers, config.seed
 
     def chunks(total: int, first_seed: int, held_out: bool) -> list[tuple]:
-        return [
-            (
-                first_seed + k,
-                min(CHUNK, total - k * CHUNK),
-                held_out,
-                config.held_out_writers,
-                config.document,
-                config.forms,
-                config.soft,
-            )
-            for k in range(-(-total // CHUNK))
-        ]
+        return [(first_seed + k, min(CHUNK, total - k * CHUNK), held_out, config) for k in range(-(-total // CHUNK))]
 
     if digit_sources(config.held_out_writers) is None:
         from digitrec.writers import writers_dir
