@@ -342,26 +342,28 @@ def forms_cases(count: int, seed: int = FORMS_SEED, split: str = "validation"):
         yield writer, image, label
 
 
-def confidence_evidence(rec, per_length: int, documents: int, line_reader: str) -> dict[str, np.ndarray]:
+def confidence_evidence(rec, per_length: int, documents: int) -> dict[str, np.ndarray]:
     """Read every fitting string (the plain generated groups from the digit model's validation
     digits, seed 100; `documents` document-like numbers) and the real ones (a report only) ->
     arrays with one row per line read (a reading without lines: one row of NaN evidence):
     case, set ("plain", "documents" or the real source), unit (the writer of a document number;
     the case number otherwise), right (the whole reading), before (its confidence with the
     shipped map), evidence (float64, one column per `Evidence` field). Cached under the cache
-    directory by model, line reader and counts, so that refits are instant."""
+    directory by the networks' bytes and the counts, so that refits are instant."""
     import dataclasses
     import hashlib
 
     from digitrec import paths
     from digitrec.export import validation_split
+    from digitrec.files import file_sha256
     from digitrec.read.params import Evidence
 
     fields = [f.name for f in dataclasses.fields(Evidence)]
-    stat = rec.path.stat()
-    key = (
-        f"{EVIDENCE_VERSION}|{rec.path}|{stat.st_size}|{stat.st_mtime}|{line_reader}|{per_length}|{documents}|{fields}"
-    )
+    # Keyed by the bytes of every network the reader reads with: a line reader or verifier replaced
+    # in place (a new shipped one) must not be answered from the evidence of the one before.
+    reader = rec.reader
+    networks = [rec.path, reader.recognizer.path, reader.verifier.path, reader.line_reader.path]
+    key = f"{EVIDENCE_VERSION}|{[file_sha256(p) for p in networks]}|{per_length}|{documents}|{fields}"
     cache = paths.cache_root() / "read-confidence" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if cache.is_file():
         with np.load(cache) as f:
@@ -425,14 +427,14 @@ def _design(data: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
     return np.column_stack([np.ones(len(data["case"])), *cols])
 
 
-def fit_confidence(rec, per_length: int, documents: int, line_reader: str) -> None:
+def fit_confidence(rec, per_length: int, documents: int) -> None:
     """Fit ReaderParams.confidence_weights on generated validation strings (plain and dressed as
     documents), choose its inputs on the held-out writers' strings, print the weights, and report
     the map before and after on the generated and the real strings (the real ones a report only:
     nothing is chosen on them)."""
     from digitrec.read.params import DEFAULT_PARAMS, FEATURES, fit_logistic
 
-    data = confidence_evidence(rec, per_length, documents, line_reader)
+    data = confidence_evidence(rec, per_length, documents)
     case, sets, unit = data["case"], data["set"], data["unit"]
     lines_per_case = np.bincount(case)
     synthetic = np.isin(sets, ("plain", "documents"))
@@ -680,7 +682,7 @@ def main() -> None:
         rec.reader = NumberReader(rec, verifier=verifier, line_reader=line_reader, params=reader_params(args.set))
     rows = []  # (source, name, group, label, text) for --results
     if args.fit_confidence:
-        fit_confidence(rec, args.per_length, args.documents, str(args.line_reader or "shipped"))
+        fit_confidence(rec, args.per_length, args.documents)
         return
     trust: list[tuple[str, list[bool], list[float]]] = []
     scorer = rec.reader.recognizer  # the digit model the reader scores its cuts with (its card may name one)

@@ -150,6 +150,57 @@ def test_training_the_line_reader_end_to_end(mnist, real_data, tmp_path, capsys)
 
 
 @pytest.mark.mnist
+@pytest.mark.slow
+def test_a_run_can_go_on_from_a_line_reader_file_with_its_batch_norms_frozen(mnist, tmp_path):
+    """`start`: the run begins with the file's weights, not a fresh network, and keeps its batch
+    norms as the file has them folded: at a learning rate of 0 an epoch of training leaves a model
+    that reads exactly as the file does (batch norms in training mode would have moved their
+    statistics), and the card names the file it started from."""
+    from digitrec.files import file_sha256
+    from digitrec.read.line_reader import default_line_reader_path
+    from digitrec.train.line_reader import main
+
+    start = default_line_reader_path()
+    out = ["--out", str(tmp_path / "run"), "--numbers", "40", "--workers", "1", "--threads", "1", "--epochs", "1"]
+    main([*out, "--start", str(start), "--lr", "0", "--export", str(tmp_path / "go-on.onnx")])
+    went_on, shipped = LineReader(tmp_path / "go-on.onnx"), LineReader(start)
+    line = (np.random.default_rng(1).random((HEIGHT, 128)) * 255).astype(np.uint8)
+    assert np.allclose(went_on.log_probs_all(line), shipped.log_probs_all(line), atol=1e-4)
+    assert went_on.card["started_from"] == {"file": start.name, "sha256": file_sha256(start)}
+    assert went_on.card["config"]["start"] == start.name  # the card names no path of this machine
+    assert json.loads((tmp_path / "run" / "line_reader_config.json").read_text())["start"] == str(start)
+    # blend_start: the exported weights are that share of the start's. Trained at the usual rate on
+    # the same lines (the cache is reused), the network moves; blended wholly back, it is the start.
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(tmp_path / "run" / "lines.npz", again / "lines.npz")
+    out[1] = str(again)
+    main([*out, "--start", str(start), "--export", str(again / "moved.onnx")])
+    assert not np.allclose(LineReader(again / "moved.onnx").log_probs_all(line), shipped.log_probs_all(line), atol=1e-3)
+    main([*out, "--start", str(start), "--blend-start", "1", "--resume", "--export", str(again / "back.onnx")])
+    back = LineReader(again / "back.onnx")
+    assert np.allclose(back.log_probs_all(line), shipped.log_probs_all(line), atol=1e-4)
+    assert back.card["trained_test_string_accuracy"] != back.card["test_string_accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"start": 5}, "must be the path of a line reader"),
+        ({"start": "nowhere.onnx"}, "is not a file"),
+        ({"blend_start": 0.5}, "blend_start needs start"),
+        ({"blend_start": 1.5, "start": __file__}, "setting blend_start must be in"),
+    ],
+)
+def test_a_start_that_is_no_file_or_a_blend_without_one_is_refused(settings, message):
+    from digitrec.errors import DataError
+    from digitrec.train.line_reader import LineReaderConfig, default_recipe
+
+    with pytest.raises(DataError, match=message):
+        LineReaderConfig.load(default_recipe(), settings)
+
+
+@pytest.mark.mnist
 def test_a_recipe_with_forms_draws_them_in_its_training_lines_only(mnist):
     """`forms` redraws training numbers' digits in real writers' forms (a new cache key); the
     held-out lines stay as the recipe without forms draws them."""

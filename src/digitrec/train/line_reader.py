@@ -15,7 +15,8 @@ that made them). Each epoch
 the lines are shuffled, batched by similar width, and slanted, squeezed or stretched a little more (whole-line shear and scale).
 The network (`models.LineCNN`): four 3x3 convolutions (16-32-64-64 channels, height pooled 32 -> 1, width to a column
 per 4 px), then two width-5 1-D convolutions along the line (each column sees about two digits)
-and an 11-way output per column; CTC loss. Checkpoints each epoch (`checkpoint.pt`, safe to load
+and a 14-way output per column (the digits, the marks, the blank); CTC loss. `start` (`--start FILE.onnx`) goes on training a line
+reader instead of a fresh network, and `blend_start` exports a blend of the two networks' weights. Checkpoints each epoch (`checkpoint.pt`, safe to load
 with `weights_only=True`); --resume continues.
 """
 
@@ -40,6 +41,7 @@ from digitrec.errors import DataError, DigitrecError, ModelError
 from digitrec.modelfile import ModelCard
 from digitrec.models import LineCNN, LineEnsemble
 from digitrec.read.line_reader import ALPHABET, HEIGHT, STRIDE, greedy_decode
+from digitrec.tune.weights import freeze_batch_norm, line_reader_from_onnx
 
 HELD_OUT = 55_000  # without the writer files: training digits from here on are held out
 CHECKPOINT = "checkpoint.pt"
@@ -70,6 +72,15 @@ class LineReaderConfig:
     # Of the training numbers, the share scanned soft or at a low resolution (`synth.soft_scan`); the
     # held-out lines stay sharp, as with `forms`.
     soft: float = 0.0
+    # A line reader (.onnx) to go on training instead of a fresh network: its weights, with its batch
+    # norms frozen (the file holds them folded into the convolutions, their statistics gone). A
+    # network that already reads sharp pages well keeps that while it learns new ones (session 20).
+    start: str = ""
+    # With `start`: the share of the exported network's weights that are `start`'s, the rest the
+    # trained ones' (weight by weight; Wortsman et al. 2022, "Robust fine-tuning of zero-shot
+    # models"): a network trained on from `start` shares its basin, and the blend keeps more of
+    # what `start` read well. 0: the trained network as it is.
+    blend_start: float = 0.0
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict | None = None) -> LineReaderConfig:
@@ -83,10 +94,18 @@ class LineReaderConfig:
             raise DataError(f"unknown line-reader settings: {', '.join(unknown)}")
         config = dataclasses.replace(cls(**values), **overrides)
         # Shares are probabilities; a seed seeds numpy's and torch's generators (0 .. 2**32 - 1).
-        for name in ("document", "forms", "soft", "held_out_writers"):
+        for name in ("document", "forms", "soft", "held_out_writers", "blend_start"):
             share(getattr(config, name), name, "line-reader")
         if not 0 <= config.seed < 2**32:
             raise DataError(f"line-reader setting seed must be between 0 and {2**32 - 1:,}, got {config.seed!r}")
+        if not isinstance(config.start, str):
+            raise DataError(
+                f"line-reader setting start must be the path of a line reader (.onnx), got {config.start!r}"
+            )
+        if config.start and not Path(config.start).is_file():
+            raise DataError(f"line-reader setting start: {config.start} is not a file")
+        if config.blend_start and not config.start:
+            raise DataError("line-reader setting blend_start needs start: the line reader to blend with")
         return config
 
 
@@ -367,6 +386,34 @@ def average_runs(runs: list[Path], path: Path, command: str = "") -> tuple[float
     return accuracy, len(test_texts)
 
 
+def _first_network(config: LineReaderConfig) -> tuple[nn.Module, dict]:
+    """The network a run starts from -> (it, what the card says of it): a fresh `LineCNN`, or the
+    line reader `config.start` rebuilt from its ONNX weights (`tune.weights`), which must write the
+    whole alphabet."""
+    if not config.start:
+        return LineCNN(classes=BLANK + 1), {}
+    from digitrec.files import file_sha256
+
+    model, card = line_reader_from_onnx(config.start)
+    if str(card.get("alphabet", "")) != ALPHABET:
+        raise ModelError(
+            f"{config.start} writes {card.get('alphabet', '0123456789')!r}: a run starts from a line reader of {ALPHABET!r}"
+        )
+    return model, {"started_from": {"file": Path(config.start).name, "sha256": file_sha256(Path(config.start))}}
+
+
+def blend(model: nn.Module, start: nn.Module, share: float) -> nn.Module:
+    """`model` with each floating-point weight and buffer replaced by (1 - share) of its own plus
+    `share` of `start`'s (the same network: `start` is where `model` was trained from)."""
+    theirs = start.state_dict()
+    mixed = {
+        name: (1 - share) * mine + share * theirs[name] if mine.is_floating_point() else mine
+        for name, mine in model.state_dict().items()
+    }
+    model.load_state_dict(mixed)
+    return model
+
+
 def train_line_reader(
     config: LineReaderConfig,
     out: Path,
@@ -397,7 +444,7 @@ def train_line_reader(
     (out / "line_reader_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     init_seed = config.seed if config.init_seed is None else config.init_seed
     torch.manual_seed(init_seed)
-    model = LineCNN(classes=BLANK + 1)
+    model, started = _first_network(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = -(-len(train_texts) // config.batch_size)
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
@@ -414,6 +461,8 @@ def train_line_reader(
     t0 = time.perf_counter()
     for epoch in range(start, config.epochs):
         model.train()
+        if config.start:
+            freeze_batch_norm(model)
         rng = np.random.default_rng(init_seed * 1000 + epoch)
         total, count = 0.0, 0
         steps = batches(train_images, train_texts, config.batch_size, rng)
@@ -450,6 +499,14 @@ def train_line_reader(
                 "history": json.dumps(history),
             },
         )
+    blended = {}
+    if config.blend_start:
+        blended = {"trained_test_string_accuracy": evaluate(model, test_images, test_texts)}
+        model = blend(model, _first_network(config)[0], config.blend_start)
+        log(
+            f"trained: held-out string accuracy {blended['trained_test_string_accuracy']:.2%}; "
+            f"blended with {config.blend_start:g} of the start:"
+        )
     accuracy = evaluate(model, test_images, test_texts)
     log(f"line reader: held-out string accuracy {accuracy:.2%} on {len(test_texts):,} lines")
     summary = {
@@ -457,9 +514,13 @@ def train_line_reader(
         "test_lines": len(test_texts),
         "train_lines": len(train_texts),
         "history": history,
+        **blended,
     }
     if export_to:
-        card = _card(model, accuracy, test_texts, command, config=dataclasses.asdict(config), **summary)
+        recipe = dataclasses.asdict(config)
+        if config.start:  # the file's name (its SHA-256 is in started_from), not this machine's path
+            recipe["start"] = Path(config.start).name
+        card = _card(model, accuracy, test_texts, command, config=recipe, **started, **summary)
         export(model, export_to, card, test_images[:200])
         log(f"wrote {export_to} ({export_to.stat().st_size:,} bytes)")
     return summary
@@ -477,6 +538,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument(
+        "--start", default=None, help="a line reader (.onnx) to go on training (default: a fresh network)"
+    )
+    parser.add_argument(
+        "--blend-start", type=float, default=None, help="with --start: the share of its weights in the exported network"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating lines")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -511,6 +578,8 @@ def main(argv: list[str] | None = None) -> None:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "start": args.start,
+        "blend_start": args.blend_start,
     }
     config = LineReaderConfig.load(args.config or default_recipe(), overrides)
     train_line_reader(
