@@ -88,9 +88,9 @@ def overlapping(mnist):
     """Generated overlapping numbers the reader, unconstrained, reads with the wrong digit count."""
     images, labels = mnist["test"][0][:3000], mnist["test"][1][:3000]
     cases = {}
-    # Seeds whose numbers the shipped line reader (2026-12-06) miscounts: 50137 -> 5037, 86771 -> 8671
-    # (the one before it miscounted seeds 2 and 20, which it now reads right).
-    for seed in (0, 26):
+    # Seeds whose numbers the shipped line reader (2026-12-07) miscounts: 17745 -> 1745, 86771 -> 8671
+    # (the 2026-12-06 one also miscounted seed 0, 50137 -> 5037, which this one reads right).
+    for seed in (32, 26):
         rng = np.random.default_rng(seed)
         cases[seed] = synth.make_number(rng, images, labels, int(rng.integers(3, 6)), "overlapping")
     return cases
@@ -98,18 +98,18 @@ def overlapping(mnist):
 
 def test_digits_makes_the_search_find_the_right_count(recognizer, overlapping):
     for image, label in overlapping.values():
-        assert len(recognizer.read(image).text) != len(label)  # 50137 -> 5037, 86771 -> 8671
+        assert len(recognizer.read(image).text) != len(label)  # 17745 -> 1745, 86771 -> 8671
         assert recognizer.read(image, digits=len(label)).text == label
 
 
 def test_a_pattern_constrains_each_digit(recognizer, overlapping):
-    image, label = overlapping[0]  # 50137
-    assert recognizer.read(image, pattern=r"5\d{4}").text == label
+    image, label = overlapping[32]  # 17745
+    assert recognizer.read(image, pattern=r"1\d{4}").text == label
     assert recognizer.read(image, pattern=r"[0-9]{5}", digits=5).text == label
 
 
 def test_no_reading_that_matches_is_an_error_not_a_wrong_answer(recognizer, overlapping):
-    image, _ = overlapping[0]
+    image, _ = overlapping[32]
     with pytest.raises(ImageError, match="no reading matches 30 digits"):
         recognizer.read(image, digits=30)
 
@@ -183,9 +183,9 @@ def test_a_noise_only_page_has_no_digits(recognizer, name, tmp_path):
 
 @pytest.fixture()
 def number_files(tmp_path, overlapping, mnist):
-    """The overlapping 50137 as a.png, a second number as a.jpg in the same folder, a bare 28x28
+    """The overlapping 17745 as a.png, a second number as a.jpg in the same folder, a bare 28x28
     digit, and a file that is not an image."""
-    image, label = overlapping[0]
+    image, label = overlapping[32]
     cv2.imwrite(str(tmp_path / "a.png"), image)
     rng = np.random.default_rng(6)
     second, second_label = synth.make_number(rng, mnist["test"][0][:2000], mnist["test"][1][:2000], 3, "separated")
@@ -202,7 +202,7 @@ def test_cli_digits_and_pattern(number_files):
     result = _run(["read", path, "--digits", "5", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)[0]["text"] == labels["a.png"]
-    result = _run(["read", path, "--pattern", r"5\d{4}"])
+    result = _run(["read", path, "--pattern", r"1\d{4}"])
     assert result.exit_code == 0 and f"{path}: {labels['a.png']}" in result.output
 
 
@@ -292,7 +292,7 @@ def test_a_debug_folder_a_file_stands_in_the_way_of_is_one_error_before_any_work
 
 
 def test_server_read_takes_digits_and_pattern_as_form_fields(client, overlapping):
-    image, label = overlapping[0]
+    image, label = overlapping[32]
     png = cv2.imencode(".png", image)[1].tobytes()
     files = {"file": ("a.png", png, "image/png")}
     plain = client.post("/v1/read", files=files)
@@ -307,14 +307,14 @@ def test_server_read_takes_digits_and_pattern_as_form_fields(client, overlapping
     flagged = reading["confidence"] < DEFAULT_MIN_CONFIDENCE
     assert reading["uncertain"] is flagged and reading["reason"] == ("low confidence" if flagged else None)
     assert all("uncertain" in d for d in reading["digits"])
-    assert client.post("/v1/read", files=files, data={"pattern": r"5\d{4}"}).json()["readings"][0]["text"] == label
+    assert client.post("/v1/read", files=files, data={"pattern": r"1\d{4}"}).json()["readings"][0]["text"] == label
     bad = client.post("/v1/read", files=files, data={"pattern": "[a-z]"})
     assert bad.status_code == 422 and "cannot use the pattern" in bad.json()["detail"]
     bad = client.post("/v1/read", files=files, data={"digits": "four"})
     assert bad.status_code == 422 and "digits" in bad.json()["detail"]
     # The same beside `images` in a JSON body (the audit: they were ignored there, a 200 unconstrained).
     encoded = base64.b64encode(png).decode()
-    for fields in ({"digits": 5}, {"digits": "5"}, {"pattern": r"5\d{4}"}):
+    for fields in ({"digits": 5}, {"digits": "5"}, {"pattern": r"1\d{4}"}):
         answer = client.post("/v1/read", json={"images": [encoded], **fields})
         assert answer.status_code == 200 and answer.json()["readings"][0]["text"] == label, fields
     vendor = client.post(  # any +json type, as the images are taken from it

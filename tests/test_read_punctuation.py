@@ -59,7 +59,11 @@ def test_the_shipped_line_reader_writes_marks_and_says_where_it_came_from():
 
     reader = Recognizer().reader.line_reader
     assert reader.alphabet == ALPHABET and reader.card["config"]["held_out_writers"] > 0
-    assert "--numbers 20000 --epochs 12" in reader.card["command"]
+    # Since 2026-12-07 the 2026-12-06 line reader trained on with soft scans and blended back: the
+    # card names its recipe and the file it started from.
+    assert "line_reader_soft.toml" in reader.card["command"] and reader.card["config"]["blend_start"] == 0.5
+    assert reader.card["started_from"]["file"] == "line_reader_20261206.onnx"
+    assert len(reader.card["started_from"]["sha256"]) == 64
     assert "benchmarks/read.py" in reader.card["notes"]
     assert not (reader.path.parent / "line_reader_marks.onnx").exists()
 
