@@ -359,11 +359,13 @@ def confidence_evidence(rec, per_length: int, documents: int) -> dict[str, np.nd
     from digitrec.read.params import Evidence
 
     fields = [f.name for f in dataclasses.fields(Evidence)]
-    # Keyed by the bytes of every network the reader reads with: a line reader or verifier replaced
-    # in place (a new shipped one) must not be answered from the evidence of the one before.
+    # Keyed by the bytes of every network the reader reads with (a line reader replaced in place, a
+    # new shipped one, must not be answered from the evidence of the one before), the reader's
+    # settings (`before` is the confidence with their map) and how the images were resampled.
     reader = rec.reader
-    networks = [rec.path, reader.recognizer.path, reader.verifier.path, reader.line_reader.path]
-    key = f"{EVIDENCE_VERSION}|{[file_sha256(p) for p in networks]}|{per_length}|{documents}|{fields}"
+    networks = [file_sha256(path) for path in reader.network_files()]
+    settings = repr(dataclasses.asdict(reader.params))
+    key = f"{EVIDENCE_VERSION}|{networks}|{settings}|{RESCALE}|{BLUR}|{per_length}|{documents}|{fields}"
     cache = paths.cache_root() / "read-confidence" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if cache.is_file():
         with np.load(cache) as f:

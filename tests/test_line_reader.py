@@ -176,11 +176,62 @@ def test_a_run_can_go_on_from_a_line_reader_file_with_its_batch_norms_frozen(mni
     shutil.copy(tmp_path / "run" / "lines.npz", again / "lines.npz")
     out[1] = str(again)
     main([*out, "--start", str(start), "--export", str(again / "moved.onnx")])
-    assert not np.allclose(LineReader(again / "moved.onnx").log_probs_all(line), shipped.log_probs_all(line), atol=1e-3)
+    moved = LineReader(again / "moved.onnx").log_probs_all(line)
+    assert not np.allclose(moved, shipped.log_probs_all(line), atol=1e-3)
     main([*out, "--start", str(start), "--blend-start", "1", "--resume", "--export", str(again / "back.onnx")])
     back = LineReader(again / "back.onnx")
     assert np.allclose(back.log_probs_all(line), shipped.log_probs_all(line), atol=1e-4)
-    assert back.card["trained_test_string_accuracy"] != back.card["test_string_accuracy"]
+    # The checkpoint keeps the trained weights: exported again unblended, it is the first export.
+    main([*out, "--start", str(start), "--resume", "--export", str(again / "moved-again.onnx")])
+    assert np.array_equal(LineReader(again / "moved-again.onnx").log_probs_all(line), moved)
+    # A resumed run must go on from the start it began with (else its batch norms would train and
+    # the card would lose where it came from): without it, or from a fresh run, it is refused.
+    with pytest.raises(DigitrecError, match="began from line_reader.onnx .* gives no start"):
+        main([*out, "--resume", "--epochs", "2"])
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    shutil.copy(again / "lines.npz", fresh / "lines.npz")
+    main([out[0], str(fresh), *out[2:]])
+    with pytest.raises(DigitrecError, match="began from a fresh network, but this run gives line_reader.onnx"):
+        main([out[0], str(fresh), *out[2:], "--start", str(start), "--resume"])
+
+
+def test_blend_mixes_each_weight_and_keeps_counters():
+    from digitrec.models import LineCNN
+    from digitrec.train.line_reader import blend
+
+    torch.manual_seed(0)
+    a, b = LineCNN(classes=14), LineCNN(classes=14)
+    start = {k: v.clone() for k, v in b.state_dict().items()}
+    mine = {k: v.clone() for k, v in a.state_dict().items()}
+    mixed = blend(a, start, 0.25).state_dict()
+    for name, value in mixed.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * mine[name] + 0.25 * start[name]), name
+        else:  # batch norms' step counters are not weights
+            assert torch.equal(value, mine[name]), name
+
+
+@pytest.mark.mnist
+def test_a_bad_start_is_refused_before_any_line_is_drawn(mnist, tmp_path):
+    """Drawing the lines takes minutes: a start that is no line reader, or one of another alphabet
+    (a digits-only reader), is refused first."""
+    from digitrec.errors import ModelError
+    from digitrec.models import LineCNN
+    from digitrec.train.line_reader import _card, export, main
+
+    digits_only = tmp_path / "digits.onnx"
+    network = LineCNN(classes=11).eval()
+    export(
+        network, digits_only, _card(network, 0.0, [], "test", alphabet="0123456789"), [np.zeros((HEIGHT, 64), np.uint8)]
+    )
+    run = tmp_path / "run"
+    with pytest.raises(ModelError, match="writes '0123456789': a run starts from a line reader of"):
+        main(["--out", str(run), "--numbers", "40", "--workers", "1", "--start", str(digits_only)])
+    (tmp_path / "notes.onnx").write_text("not a model")
+    with pytest.raises(DigitrecError):
+        main(["--out", str(run), "--numbers", "40", "--workers", "1", "--start", str(tmp_path / "notes.onnx")])
+    assert not (run / "lines.npz").exists()
 
 
 @pytest.mark.parametrize(

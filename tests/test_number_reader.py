@@ -172,3 +172,12 @@ def test_a_card_naming_its_own_file_as_the_scorer_reads_with_that_one_model(numb
         rewrite_card(mine, {**card, "reader_digits": name}, card_path=False)
         rec = Recognizer(mine, threads=1)
         assert rec.reader.recognizer is rec and rec.read(number).text == "1010"
+
+
+def test_the_reader_names_every_network_a_reading_depends_on():
+    """Caches and resumed batches of readings are keyed by these files' bytes."""
+    from digitrec.runtime import Recognizer
+
+    names = [p.name for p in Recognizer().reader.network_files()]
+    assert names == ["model.onnx", "reader_digits.onnx", "verifier.onnx", "line_reader.onnx", "rejector.onnx"]
+    assert "rejector.onnx" not in [p.name for p in Recognizer(reject=False).reader.network_files()]

@@ -38,6 +38,11 @@ def test_train_recipe_line_reader_end_to_end(real_data, tmp_path, capsys):
     assert reader.log_probs(np.zeros((HEIGHT, 64), np.uint8)).shape == (16, 11)
     saved = json.loads((run / "line_reader_config.json").read_text())
     assert saved["numbers"] == 40 and saved["epochs"] == 1 and saved["held_out_writers"] == 0.08
+    # The card says how the run was made: the recipe's --set and flags, to run again as they are.
+    assert (
+        reader.card["command"]
+        == f"digitrec train --recipe line-reader --out {run} --set numbers=40 --epochs 1 --threads 1"
+    )
     # Run again into the same folder: a message, not a traceback; --resume continues it.
     code, _, err = run_main(args, capsys)
     assert code == 1 and "already exists" in err and "Traceback" not in err

@@ -79,11 +79,10 @@ def run_batch(
     model_path = str(recognizer.path)
     answers_from = file_sha256(model_path)
     if task == "read":
-        # ...and the files its card names (the reader's digit model, its line reader): one missing
-        # would otherwise be an error row for every image, each one done for the next run. Readings
-        # depend on them too, so a resume must find the same three files.
-        reader = recognizer.reader
-        networks = [answers_from, file_sha256(reader.recognizer.path), file_sha256(reader.line_reader.path)]
+        # ...and the files its card names (the reader's digit model, its line reader) and the
+        # reader's other networks: one missing would otherwise be an error row for every image, each
+        # one done for the next run. Readings depend on them all, so a resume must find the same files.
+        networks = [file_sha256(path) for path in recognizer.reader.network_files()]
         answers_from = hashlib.sha256("|".join(networks).encode()).hexdigest()
     paths = expand_sources(sources)
     settings = {"min_confidence": f"{min_confidence:g}", "side": str(side or "default")}

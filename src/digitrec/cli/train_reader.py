@@ -55,7 +55,18 @@ def train_reader_network(
             threads=threads or 0,
             resume=resume,
             export_to=model,
-            command=f"digitrec train --recipe line-reader --out {out}",
+            command=_command_line(
+                recipe,
+                out,
+                config_file,
+                settings,
+                epochs=epochs,
+                seed=seed,
+                batch_size=batch_size,
+                lr=lr,
+                threads=threads,
+                resume=resume,
+            ),
             log=log,
         )
         return f"line-reader: held-out string accuracy {summary['test_string_accuracy']:.2%}; model {model}"
@@ -79,3 +90,21 @@ def train_reader_network(
         log=log,
     )
     return f"verifier: test accuracy {summary['test_accuracy']:.2%} on held-out candidates; model {model}"
+
+
+def _command_line(recipe: str, out: Path, config_file: Path | None, settings: dict, **flags) -> str:
+    """The command as given (recipe, run folder, --config, each --set, the flags used), for the card:
+    a run's card says how to make it again."""
+    import shlex
+
+    words = ["digitrec", "train", "--recipe", recipe, "--out", str(out)]
+    if config_file:
+        words += ["--config", str(config_file)]
+    for key, value in settings.items():
+        words += ["--set", f"{key}={value}"]
+    for name, value in flags.items():
+        if value is True:
+            words.append(f"--{name.replace('_', '-')}")
+        elif value not in (None, False):
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(words)

@@ -106,6 +106,13 @@ class NumberReader:
         self.params = params
         self.budget = budget
 
+    def network_files(self) -> list[Path]:
+        """Every network file a reading depends on: `predict`'s model, the reader's digit scorer, the
+        verifier, the line reader and (when asked) the rejector. A cache or a resumed batch of
+        readings is keyed by their bytes: a file replaced in place changes the answers."""
+        files = [Path(self.given.path), Path(self.recognizer.path), self.verifier.path, self.line_reader.path]
+        return files + ([self.given.rejector.path] if self.given.reject else [])
+
     def read(
         self,
         image: ImageSource,

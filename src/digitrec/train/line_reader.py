@@ -75,6 +75,7 @@ class LineReaderConfig:
     # A line reader (.onnx) to go on training instead of a fresh network: its weights, with its batch
     # norms frozen (the file holds them folded into the convolutions, their statistics gone). A
     # network that already reads sharp pages well keeps that while it learns new ones (session 20).
+    # A relative path is from the current folder (as `distill.teachers`), not the recipe's.
     start: str = ""
     # With `start`: the share of the exported network's weights that are `start`'s, the rest the
     # trained ones' (weight by weight; Wortsman et al. 2022, "Robust fine-tuning of zero-shot
@@ -297,8 +298,8 @@ def evaluate(model: nn.Module, images, texts, batch_size: int = 64, digits_only:
 
 def learning_rate(peak: float, step: int, total: int, warmup: float = 0.1) -> float:
     """Linear warm-up to `peak` over the first `warmup` of the steps, then a cosine down to ~0."""
-    if step < warmup * total:
-        return peak * (step + 1) / (warmup * total)
+    if step < warmup * total:  # never above the peak, even when the warm-up is under one step
+        return peak * min(1.0, (step + 1) / (warmup * total))
     progress = (step - warmup * total) / max(1.0, (1 - warmup) * total)
     return peak * (0.5 * (1 + math.cos(math.pi * min(1.0, progress))) + 1e-3)
 
@@ -358,6 +359,8 @@ def average_runs(runs: list[Path], path: Path, command: str = "") -> tuple[float
     members, about = [], []
     for run in runs:
         state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
+        if json.loads(state.get("started_from", "{}")):  # its checkpoint is not what it exported
+            raise ModelError(f"{run} went on from a line reader file (start): only runs trained afresh can be averaged")
         model = LineCNN(classes=state["model"]["along.6.weight"].shape[0])
         model.load_state_dict(state["model"])
         members.append(model.eval())
@@ -386,28 +389,43 @@ def average_runs(runs: list[Path], path: Path, command: str = "") -> tuple[float
     return accuracy, len(test_texts)
 
 
-def _first_network(config: LineReaderConfig) -> tuple[nn.Module, dict]:
-    """The network a run starts from -> (it, what the card says of it): a fresh `LineCNN`, or the
-    line reader `config.start` rebuilt from its ONNX weights (`tune.weights`), which must write the
-    whole alphabet."""
+def _first_network(config: LineReaderConfig) -> tuple[nn.Module, dict[str, torch.Tensor] | None, dict]:
+    """The network a run starts from -> (it, the start's weights to blend with (None for a fresh
+    network), what the card says of the start: {file, sha256}, {} for none). A fresh `LineCNN`, or
+    the line reader `config.start` rebuilt from its ONNX weights (`tune.weights`), read once: the
+    blend at the end uses the weights the run started from, whatever becomes of the file."""
     if not config.start:
-        return LineCNN(classes=BLANK + 1), {}
+        return LineCNN(classes=BLANK + 1), None, {}
     from digitrec.files import file_sha256
+    from digitrec.modelfile import open_model
 
-    model, card = line_reader_from_onnx(config.start)
+    path = Path(config.start)
+    card = open_model(path, "line reader", 1, require_input=True)[1].data  # its alphabet before its weights
     if str(card.get("alphabet", "")) != ALPHABET:
         raise ModelError(
-            f"{config.start} writes {card.get('alphabet', '0123456789')!r}: a run starts from a line reader of {ALPHABET!r}"
+            f"{path} writes {card.get('alphabet', '0123456789')!r}: a run starts from a line reader of {ALPHABET!r}"
         )
-    return model, {"started_from": {"file": Path(config.start).name, "sha256": file_sha256(Path(config.start))}}
+    model, _ = line_reader_from_onnx(path)
+    weights = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    return model, weights, {"file": path.name, "sha256": file_sha256(path)}
 
 
-def blend(model: nn.Module, start: nn.Module, share: float) -> nn.Module:
+def _same_start(checkpoint: Path, before: dict, now: dict) -> None:
+    """DigitrecError unless a resumed run goes on from the start it began with (`before`, from its
+    checkpoint; `now`, from the settings): otherwise its batch norms would train, or the blend and
+    the card would name another network."""
+    if before == now:
+        return
+    began = f"{before['file']} (SHA-256 {before['sha256'][:12]}...)" if before else "a fresh network"
+    asked = f"{now['file']} (SHA-256 {now['sha256'][:12]}...)" if now else "no start"
+    raise DigitrecError(f"{checkpoint} began from {began}, but this run gives {asked}: resume it with the same start")
+
+
+def blend(model: nn.Module, start: dict[str, torch.Tensor], share: float) -> nn.Module:
     """`model` with each floating-point weight and buffer replaced by (1 - share) of its own plus
-    `share` of `start`'s (the same network: `start` is where `model` was trained from)."""
-    theirs = start.state_dict()
+    `share` of `start`'s (the weights of the same network where `model` was trained from)."""
     mixed = {
-        name: (1 - share) * mine + share * theirs[name] if mine.is_floating_point() else mine
+        name: (1 - share) * mine + share * start[name] if mine.is_floating_point() else mine
         for name, mine in model.state_dict().items()
     }
     model.load_state_dict(mixed)
@@ -438,19 +456,21 @@ def train_line_reader(
         raise DigitrecError(f"{checkpoint} already exists: pass --resume to continue that run, or choose another --out")
     if resume and not checkpoint.is_file():
         raise DigitrecError(f"nothing to resume: {checkpoint} does not exist")
+    init_seed = config.seed if config.init_seed is None else config.init_seed
+    torch.manual_seed(init_seed)
+    # The start is read (and a bad one refused) before any line is drawn: drawing takes minutes.
+    model, start_weights, started = _first_network(config)
     data = cached_data(out, config, workers, log)
     train_images, train_texts = data["train"]
     test_images, test_texts = data["test"]
     (out / "line_reader_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    init_seed = config.seed if config.init_seed is None else config.init_seed
-    torch.manual_seed(init_seed)
-    model, started = _first_network(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = -(-len(train_texts) // config.batch_size)
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
     start, history = 0, []
     if resume:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        _same_start(checkpoint, json.loads(state.get("started_from", "{}")), started)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), json.loads(state["history"])
@@ -497,12 +517,13 @@ def train_line_reader(
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch + 1,
                 "history": json.dumps(history),
+                "started_from": json.dumps(started),
             },
         )
     blended = {}
-    if config.blend_start:
+    if start_weights is not None and config.blend_start:
         blended = {"trained_test_string_accuracy": evaluate(model, test_images, test_texts)}
-        model = blend(model, _first_network(config)[0], config.blend_start)
+        model = blend(model, start_weights, config.blend_start)
         log(
             f"trained: held-out string accuracy {blended['trained_test_string_accuracy']:.2%}; "
             f"blended with {config.blend_start:g} of the start:"
@@ -518,9 +539,10 @@ def train_line_reader(
     }
     if export_to:
         recipe = dataclasses.asdict(config)
-        if config.start:  # the file's name (its SHA-256 is in started_from), not this machine's path
-            recipe["start"] = Path(config.start).name
-        card = _card(model, accuracy, test_texts, command, config=recipe, **started, **summary)
+        if started:  # the file's name (its SHA-256 is in started_from), not this machine's path
+            recipe["start"] = started["file"]
+        provenance = {"started_from": started} if started else {}
+        card = _card(model, accuracy, test_texts, command, config=recipe, **provenance, **summary)
         export(model, export_to, card, test_images[:200])
         log(f"wrote {export_to} ({export_to.stat().st_size:,} bytes)")
     return summary

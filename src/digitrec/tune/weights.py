@@ -96,9 +96,12 @@ def load_onnx_weights(module: nn.Module, path: Path | str, network: str) -> None
         conv = modules.get(conv_name)
         if not isinstance(conv, nn.modules.conv._ConvNd):
             raise ModelError(f"{path}: its convolution {conv_name!r} is not in the {network} network")
-        state[f"{conv_name}.weight"] = weights[node.input[1]]
+        try:
+            state[f"{conv_name}.weight"] = weights[node.input[1]]
+            bias = weights[node.input[2]] if len(node.input) > 2 else torch.zeros(conv.out_channels)
+        except KeyError as name:  # computed in the graph, not stored: not an export this can read
+            raise ModelError(f"{path}: the weights of its convolution {conv_name!r} are not stored ({name})") from None
         loaded.add(f"{conv_name}.weight")
-        bias = weights[node.input[2]] if len(node.input) > 2 else torch.zeros(conv.out_channels)
         prefix, index = conv_name.rsplit(".", 1)
         norm_name = f"{prefix}.{int(index) + 1}"
         norm = modules.get(norm_name)
