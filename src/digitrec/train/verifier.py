@@ -52,6 +52,11 @@ def build_data(numbers: int, seed: int, soft: float = 0.0, log=print) -> dict:
     return {"train": (x_train, y_train), "test": (x_test, y_test)}
 
 
+def candidate_settings(numbers: int, seed: int, soft: float) -> dict:
+    """What decides the candidates: their cache's key, and what the verifier's card says made them."""
+    return {"numbers": numbers, "seed": seed, "soft": soft}
+
+
 def _cached_data(out: Path, numbers: int, seed: int, soft: float = 0.0) -> dict:
     """The candidates for (numbers, seed, soft): from `out`/candidates.npz when it was made with the same,
     else generated and saved there (`train.cache`)."""
@@ -59,7 +64,7 @@ def _cached_data(out: Path, numbers: int, seed: int, soft: float = 0.0) -> dict:
 
     return cached(
         out / "candidates.npz",
-        {"numbers": numbers, "seed": seed, "soft": soft},
+        candidate_settings(numbers, seed, soft),
         lambda: build_data(numbers, seed, soft),
         lambda data: {
             "x_train": data["train"][0],
@@ -117,7 +122,7 @@ def train_verifier(
         f"{summary['train_seconds']:.0f} s of training"
     )
     if export_to:
-        made = {"numbers": numbers, "seed": seed, "soft": soft}  # the candidates' settings, as in their cache
+        made = candidate_settings(numbers, seed, soft)
         card = export_onnx(
             out, export_to, name="digitrec-verifier", test_data=data["test"], log=log, card_extra={"candidates": made}
         )
