@@ -261,6 +261,10 @@ def test_quick_medians_and_percentiles_equal_numpys_to_the_last_bit():
         grain[rng.random(n) < 0.3] = 0
         for values in (grain, np.sort(grain), rng.integers(0, 3, n).astype(np.float32)):
             assert median(values) == float(np.median(values))
+    for i in range(600):  # small arrays (a candidate digit's stroke ridge), float32 and float64
+        values = rng.gamma(2.0, 3.0, int(rng.integers(1, 8192))).astype(np.float32 if i % 2 else float)
+        values[rng.random(values.size) < 0.3 * (i % 3 == 0)] = 2.0  # ties, as distances have
+        assert median(values) == float(np.median(values))
 
 
 def test_quick_percentiles_of_float_maps_equal_numpys_to_the_last_bit():

@@ -21,7 +21,7 @@ import numpy as np
 from digitrec.preprocess.components import Labels, label_blobs
 from digitrec.preprocess.debug import Stages
 from digitrec.preprocess.lines import remove_lines
-from digitrec.preprocess.noise import median_u8, paper_noise, percentile_whole, robust_sigma
+from digitrec.preprocess.noise import median, median_u8, paper_noise, percentile_whole, robust_sigma
 
 # An image is 'evenly lit' when it is small (a cropped digit) or when one exact grey level covers
 # this much of it (a digital drawing, a normalised scan: photos, with their noise, stay under 0.27 on
@@ -197,7 +197,7 @@ def stroke_width(mask: np.ndarray, paper: np.ndarray | None = None) -> float:
     ridge = (dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)) - 1e-3)
     if paper is not None and ridge.any():
         ridge &= paper <= np.percentile(paper[ridge], 25)
-    return float(2.0 * np.median(dist[ridge])) if ridge.any() else 1.0
+    return 2.0 * median(dist[ridge]) if ridge.any() else 1.0
 
 
 def paper_brightness(paper: np.ndarray, width: float) -> np.ndarray:

@@ -197,7 +197,7 @@ def ink_and_border(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if strip is not None:
         edge = strip if edge is None else edge | strip
     contrast = paper - g  # in place from here: a photo's float maps are 3 MB each
-    contrast /= np.maximum(paper, 0.6 * page)
+    contrast /= np.maximum(paper, max(0.6 * page, 1.0))  # 1: a black page has no paper to be darker than
     contrast *= 255
     return np.clip(contrast, 0, 255, out=contrast).astype(np.uint8), edge
 
@@ -311,6 +311,11 @@ def stroke_width(mask: np.ndarray) -> float:
     mask = mask.astype(np.uint8)
     x, y, w, h = cv2.boundingRect(mask)
     mask = mask[max(0, y - 1) : y + h + 1, max(0, x - 1) : x + w + 1]
+    if mask.all():
+        # Ink to the frame on every side (a black page's Otsu mask): no background to measure
+        # from, where distanceTransform's distances are "infinite" and the median overflows. As
+        # if the frame were background: as wide as the ink's narrower side.
+        return float(max(1.0, min(mask.shape)))
     dist = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
     ridge = dist[(dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)) - 1e-3)]
     return float(max(1.0, 2 * np.median(ridge)))
@@ -577,10 +582,15 @@ def split_touching(atom: Atom, height: float, stroke: float) -> list[Atom]:
     seams.sort(key=lambda s: s[0])
     kept: list[tuple[float, np.ndarray]] = []
     max_cuts = int(4 * atom.w / height) + 2  # a narrow digit (a 1) is ~0.3 heights wide
+    kept_paths = np.empty((max_cuts, atom.h), np.int32)  # the kept seams' paths, to test against at once
     for cost, path in seams:
         if cost > 4.0 or len(kept) >= max_cuts:
             break
-        if all(np.abs(path - p).mean() > 0.12 * height and (np.all(path >= p) or np.all(path <= p)) for _, p in kept):
+        others = kept_paths[: len(kept)]
+        apart = np.abs(others - path).mean(axis=1) > 0.12 * height  # exact: sums of whole numbers
+        uncrossed = np.all(others <= path, axis=1) | np.all(others >= path, axis=1)
+        if np.all(apart & uncrossed):
+            kept_paths[len(kept)] = path
             kept.append((cost, path))
     if not kept:
         return [atom]
@@ -763,6 +773,6 @@ def render_group(atoms: list[Atom], ink: np.ndarray, stroke: float) -> np.ndarra
     window[ys0 - (y0 - pad) : ys0 - (y0 - pad) + part.shape[0], xs0 - (x0 - pad) : xs0 - (x0 - pad) + part.shape[1]] = (
         part
     )
-    level = float(np.percentile(window[mask > 0], 90)) if mask.any() else 1.0
+    level = percentile_float(window[mask > 0], 90) if mask.any() else 1.0
     crop: np.ndarray = np.clip(window / max(level, 1.0), 0, 1) * (keep > 0)
     return crop
