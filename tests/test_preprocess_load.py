@@ -240,6 +240,8 @@ def test_bad_arrays():
         load_grey(np.zeros((4, 4, 4, 4), np.uint8))
     with pytest.raises(ImageError, match="NaN"):
         load_grey(np.full((20, 20), np.nan, np.float32))
+    with pytest.raises(ImageError, match="unsupported array type complex64"):  # not a ComplexWarning
+        load_grey(np.ones((20, 20), np.complex64))
 
 
 def test_flattened_mnist_rows_are_told_to_reshape(recognizer):

@@ -641,6 +641,8 @@ def _to_unit_float(a: np.ndarray) -> np.ndarray:
         top = 65535.0 if a.max(initial=0) > 255 else 255.0
         scaled: np.ndarray = np.clip(a.astype(np.float32) / top, 0, 1)
         return scaled
+    if not np.issubdtype(a.dtype, np.floating):  # complex, strings, objects: no grey level to read
+        raise ImageError(f"unsupported array type {a.dtype}; expected whole numbers, floats or bools")
     x = a.astype(np.float32)
     if not np.isfinite(x).all():
         raise ImageError("image holds NaN or infinite values")
