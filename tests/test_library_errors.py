@@ -96,3 +96,24 @@ def test_a_read_budget_is_numbers_or_none():
     with pytest.raises(ValueError, match=r"max_pieces is a whole number >= 0 .*not 1.5"):
         ReadBudget(max_pieces=1.5)
     assert ReadBudget(max_lines=0, max_seconds=None, max_candidates=np.int64(9)).max_candidates == 9
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["read", "x.png", "--min-confidence", "nan"],
+        ["predict", "x.png", "--min-confidence", "NaN"],
+        ["serve", "--body-timeout", "inf"],
+        ["serve", "--request-timeout", "nan"],
+        ["train", "--lr", "nan", "--out", "run"],
+        ["finetune", "x.csv", "--out", "m.onnx", "--val-share", "nan"],
+    ],
+)
+def test_float_options_refuse_nan_and_infinity_by_name(args, capsys, tmp_path, monkeypatch):
+    """NaN passes every bound of click's FloatRange (`--min-confidence nan` was a ValueError
+    traceback), and an infinite timeout would let a client hold the server forever."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(args, capsys)
+    option = next(a for a, value in zip(args, args[1:]) if value.lower() in ("nan", "inf"))
+    assert code == 2 and f"Invalid value for '{option}'" in err and "not a finite number" in err, err
+    assert "Traceback" not in err and not list(tmp_path.iterdir())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.cli.output import SEED
+from digitrec.cli.output import SEED, FiniteRange
 
 
 @click.command()
@@ -25,7 +25,7 @@ from digitrec.cli.output import SEED
 )
 @click.option(
     "--val-share",
-    type=click.FloatRange(0.05, 0.5),
+    type=FiniteRange(0.05, 0.5),
     default=0.2,
     show_default=True,
     help="Share of your images held out to check the model and stop training.",

@@ -28,12 +28,26 @@ def console(stderr: bool = False, **options):
 SEED = click.IntRange(0, 2**32 - 1)
 
 
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that also refuses NaN, which passes every bound (`--min-confidence nan`
+    was a ValueError traceback), and infinity (`--body-timeout inf`: a client that never
+    finishes its upload, which the server's timeouts exist to stop). Every float option uses it."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 def min_confidence_option(what: str):
     """`--min-confidence`, the same threshold with the same default (`doubt.DEFAULT_MIN_CONFIDENCE`,
     chosen on MNIST validation data: docs/trust.md) on every command; `what` says what it does there."""
     return click.option(
         "--min-confidence",
-        type=click.FloatRange(0, 1),
+        type=FiniteRange(0, 1),
         default=DEFAULT_MIN_CONFIDENCE,
         show_default=True,
         help=f"{what} The default was chosen on MNIST validation data (docs/trust.md); 0 flags none as low confidence.",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.cli.output import min_confidence_option
+from digitrec.cli.output import FiniteRange, min_confidence_option
 
 
 @click.command()
@@ -50,7 +50,7 @@ from digitrec.cli.output import min_confidence_option
     "--request-timeout",
     default=12.0,
     show_default=True,
-    type=click.FloatRange(0, min_open=True),
+    type=FiniteRange(0, min_open=True),
     help="Seconds one request's decoding and inference may take (waiting its turn included); "
     "past it the client is answered at once: 422 when its own work took the time, 503 "
     "when waiting for a turn did.",
@@ -59,14 +59,14 @@ from digitrec.cli.output import min_confidence_option
     "--header-timeout",
     default=10.0,
     show_default=True,
-    type=click.FloatRange(0, min_open=True),
+    type=FiniteRange(0, min_open=True),
     help="Seconds a connection has to send its request line and headers; then it is closed.",
 )
 @click.option(
     "--body-timeout",
     default=60.0,
     show_default=True,
-    type=click.FloatRange(0, min_open=True),
+    type=FiniteRange(0, min_open=True),
     help="Seconds a client has to send the request body once its headers are in.",
 )
 @click.option(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from digitrec.cli.output import SEED
+from digitrec.cli.output import SEED, FiniteRange
 from digitrec.errors import DigitrecError
 from digitrec.paths import RECIPES  # the TOML files in src/digitrec/configs
 
@@ -71,7 +71,7 @@ def parse_settings(settings: tuple[str, ...]) -> dict:
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's number of epochs.")
 @click.option("--seed", type=SEED, help="Override the recipe's seed.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override the batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Override the peak learning rate.")
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), help="Override the peak learning rate.")
 @click.option(
     "--threads",
     type=click.IntRange(min=0),
