@@ -150,12 +150,20 @@ def amount_texts(rng: np.random.Generator, n: int) -> list[str]:
 # resolution about as well (docs/read.md, "Resolution").
 RESCALE = 1.0
 BLUR = 0.0  # --blur: a Gaussian of this sigma (px, after any rescale) over every image, a soft scan
+# --faint: every image's ink this share as dark against its paper, then a camera's grain: pencil,
+# or a faded page, photographed (docs/read.md, "Faint ink").
+FAINT = 1.0
+GRAIN = 2.0  # grey levels, the sigma of the grain a faint image gets
 
 
-def rescaled(image, factor: float, blur: float = 0.0):
+def rescaled(image, factor: float, blur: float = 0.0, faint: float = 1.0):
     """A path, bytes or array -> its grey image resampled by `factor` (area for shrinking, cubic
     for enlarging, as a scanner's or a phone's resampling does), then blurred by a Gaussian of
-    sigma `blur` px (a soft scan) when it is over 0."""
+    sigma `blur` px (a soft scan) when it is over 0, then with `faint` < 1 its ink made that
+    share as dark against the paper (the median grey, so either polarity) with a grain of GRAIN
+    grey levels (seeded by the image, so a rerun draws the same)."""
+    import zlib
+
     from digitrec.preprocess import load_grey
 
     grey = load_grey(image)
@@ -163,7 +171,18 @@ def rescaled(image, factor: float, blur: float = 0.0):
         grow = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
         size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
         grey = cv2.resize(grey, size, interpolation=grow)
-    return cv2.GaussianBlur(grey, (0, 0), blur) if blur > 0 else grey
+    if blur > 0:
+        grey = cv2.GaussianBlur(grey, (0, 0), blur)
+    if faint < 1:
+        paper = float(np.median(grey))
+        grain = np.random.default_rng(zlib.crc32(grey.tobytes())).normal(0, GRAIN, grey.shape)
+        grey = np.clip(paper + (grey - paper) * faint + grain + 0.5, 0, 255).astype(np.uint8)
+    return grey
+
+
+def as_scanned(image):
+    """`image` as this run reads it (--rescale, --blur, --faint): as given when none is set."""
+    return image if RESCALE == 1 and not BLUR and FAINT == 1 else rescaled(image, RESCALE, BLUR, FAINT)
 
 
 def read_one(recognizer, image):
@@ -171,7 +190,7 @@ def read_one(recognizer, image):
     from digitrec.errors import DigitrecError
 
     try:
-        reading = recognizer.read(image if RESCALE == 1 and not BLUR else rescaled(image, RESCALE, BLUR))
+        reading = recognizer.read(as_scanned(image))
     except DigitrecError:
         return "", 0.0, None
     return reading.text, reading.confidence, reading
@@ -365,7 +384,7 @@ def confidence_evidence(rec, per_length: int, documents: int) -> dict[str, np.nd
     reader = rec.reader
     networks = [file_sha256(path) for path in reader.network_files()]
     settings = repr(dataclasses.asdict(reader.params))
-    key = f"{EVIDENCE_VERSION}|{networks}|{settings}|{RESCALE}|{BLUR}|{per_length}|{documents}|{fields}"
+    key = f"{EVIDENCE_VERSION}|{networks}|{settings}|{RESCALE}|{BLUR}|{FAINT}|{per_length}|{documents}|{fields}"
     cache = paths.cache_root() / "read-confidence" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if cache.is_file():
         with np.load(cache) as f:
@@ -660,12 +679,18 @@ def main() -> None:
     parser.add_argument(
         "--blur", type=float, default=0.0, help="blur every image by a Gaussian of this sigma, px (a soft scan)"
     )
+    parser.add_argument(
+        "--faint",
+        type=float,
+        default=1.0,
+        help="every image's ink this share as dark against its paper, with a camera's grain (pencil: 0.2)",
+    )
     parser.add_argument("--verifier", type=Path, default=None, help="another verifier (default: the shipped one)")
     args = parser.parse_args()
-    if not (args.blur >= 0 and args.rescale > 0):  # NaN fails both
-        parser.error("--blur must be 0 or more and --rescale more than 0")
-    global RESCALE, BLUR
-    RESCALE, BLUR = args.rescale, args.blur
+    if not (args.blur >= 0 and args.rescale > 0 and 0 < args.faint <= 1):  # NaN fails each
+        parser.error("--blur must be 0 or more, --rescale more than 0 and --faint in (0, 1]")
+    global RESCALE, BLUR, FAINT
+    RESCALE, BLUR, FAINT = args.rescale, args.blur, args.faint
     if args.forms is None:
         args.forms = 300 if args.only == "validation" else 200
 
@@ -703,8 +728,10 @@ def main() -> None:
     def failure(name: str, image, label: str, text: str) -> None:
         if args.failures is None:
             return
+        from digitrec.preprocess import load_grey
+
         args.failures.mkdir(parents=True, exist_ok=True)
-        grey = rescaled(image, RESCALE, BLUR)  # drawn as it was read
+        grey = load_grey(as_scanned(image))  # drawn as it was read
         try:
             drawn = draw_reading(grey, rec.read(grey))
         except Exception:
@@ -860,7 +887,7 @@ def main() -> None:
         for n, label in enumerate(amount_texts(rng, args.amounts)):
             image = write_text(rng, images, labels, label)
             try:
-                text = rec.read(rescaled(image, RESCALE, BLUR), keep_punctuation=True).text
+                text = rec.read(as_scanned(image), keep_punctuation=True).text
             except Exception as exc:  # a digits-only line reader, or nothing read
                 text = f"error: {exc}"
             rows.append(("amounts", str(n), "amounts", label, text))

@@ -1,4 +1,4 @@
-"""benchmarks/read.py's --rescale: every image resampled before the reader sees it."""
+"""benchmarks/read.py's --rescale, --blur and --faint: every image changed before the reader sees it."""
 
 from __future__ import annotations
 
@@ -51,3 +51,20 @@ def test_blur_softens_every_image_at_its_own_size(bench, tmp_path, monkeypatch):
     soft, sharp = bench.rescaled(page, 1.0, 1.5), bench.rescaled(page, 1.0)
     assert soft.shape == sharp.shape == (60, 140)
     assert steepest_edge(soft) < 0.6 * steepest_edge(sharp) and soft.min() > sharp.min()
+
+
+def test_faint_keeps_the_paper_and_scales_the_inks_contrast_in_either_polarity(bench, monkeypatch):
+    page = np.full((60, 140), 230, np.uint8)
+    cv2.putText(page, "42", (20, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 30, 3)
+    for grey, paper in ((page, 230), (255 - page, 25)):  # dark ink on light paper, and light on dark
+        faint = bench.rescaled(grey, 1.0, 0.0, 0.2)
+        ink = grey != paper
+        assert abs(np.median(faint[~ink]) - paper) <= 1  # the paper stays
+        contrast = np.abs(faint[ink].astype(float) - paper).max()
+        assert 0.2 * 200 - 8 <= contrast <= 0.2 * 200 + 8  # the ink 200 levels off, now a fifth
+        assert 1.5 < np.std(faint[~ink].astype(float)) < 2.5  # and a camera's grain
+        assert np.array_equal(faint, bench.rescaled(grey, 1.0, 0.0, 0.2))  # drawn the same each time
+    rec = _Shapes()
+    monkeypatch.setattr(bench, "FAINT", 0.2)
+    bench.read_one(rec, page)
+    assert rec.seen == [(60, 140)]

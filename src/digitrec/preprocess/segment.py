@@ -135,6 +135,9 @@ ON_BORDER = 0.5
 # Bold writing (under three strokes tall) sets the digits' height only when at least this share of
 # the working image's shorter side tall (the two bold pages measured: 0.33 and 0.44; specks 0.02).
 BOLD_MIN = 0.15
+# The ink map's level (0-255: how much darker than the paper, as a share of its brightness) that a
+# stroke's core must reach to seed a stroke (`ink_mask`); fainter ink only grows from such seeds.
+STROKE_CORE = 40.0
 
 
 def _odd(n: float) -> int:
@@ -286,7 +289,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
     inked = np.where(LEVELS > noise, counts, 0)
     if inked.sum() < 20:
         return np.zeros(ink.shape, bool)
-    high = max(otsu_level(inked), noise, 40.0)
+    high = max(otsu_level(inked), noise, STROKE_CORE)
     strong = np.where(LEVELS >= high, counts, 0)
     if not strong.any():  # faint texture only, nothing as dark as a stroke's core
         return np.zeros(ink.shape, bool)
