@@ -261,6 +261,8 @@ def test_quick_medians_and_percentiles_equal_numpys_to_the_last_bit():
         grain[rng.random(n) < 0.3] = 0
         for values in (grain, np.sort(grain), rng.integers(0, 3, n).astype(np.float32)):
             assert median(values) == float(np.median(values))
+    for values in (np.array([255, 255], np.uint8), np.array([100, 100], np.int8), np.array([65504, 65504], np.float16)):
+        assert median(values) == float(np.median(values))  # no overflow in the values' own dtype
     for i in range(600):  # small arrays (a candidate digit's stroke ridge), float32 and float64
         values = rng.gamma(2.0, 3.0, int(rng.integers(1, 8192))).astype(np.float32 if i % 2 else float)
         values[rng.random(values.size) < 0.3 * (i % 3 == 0)] = 2.0  # ties, as distances have

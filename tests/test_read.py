@@ -471,11 +471,12 @@ def test_digits_drawn_with_a_fat_marker_are_read_whole(mnist, recognizer):
     assert right >= 39
 
 
+@pytest.mark.xfail(strict=True, reason="segment.STROKE_CORE 40: 20 reads these, but also blank JPEG grids as 1")
 def test_numbers_in_faint_pencil_are_read(easy_digits, recognizer):
     """Ink only an eighth as dark against its paper as MNIST's (20-40 grey levels: pencil on a
-    photo), with a camera's grain: each stroke must seed its own ink. With segment's seed level at
-    40 (before 2026-12-07) none of these was read; STROKE_CORE was chosen on validation documents
-    made this faint (docs/read.md, "Faint ink")."""
+    photo), with a camera's grain: each stroke must seed its own ink. At segment's seed level of 40
+    none of these is read; at 20 at least 10 of 12 were, but a blank grid page saved as a rough
+    JPEG then read as "1" (docs/read.md, session 21). Strict: it says so when pencil reads."""
     grain = np.random.default_rng(0)
     right = 0
     for grey, label in _strings(easy_digits, "separated", 12, 11):

@@ -110,7 +110,7 @@ def paper_noise(contrast: np.ndarray) -> float:
 
 
 def median(values: np.ndarray) -> float:
-    """np.median(values) of floats, to the last bit: for a big array partitioning only part of it
+    """np.median(values), to the last bit: for a big array partitioning only part of it
     (Floyd and Rivest's selection: a strided sample's order statistics bracket the middle, and only
     the values between them are partitioned; a bracket that misses falls back to np.median), for a
     small one (a candidate digit's stroke ridge) without np.median's overhead, which was most of
@@ -120,6 +120,8 @@ def median(values: np.ndarray) -> float:
     found = _select(flat, (n - 1) // 2, n // 2)
     if found is None:
         return float(np.median(flat))
+    if flat.dtype not in (np.float32, np.float64):  # whole numbers: np.mean's float64, no overflow
+        return float(np.mean(found))
     # As np.median averages the two middle values: their sum halved, in their own dtype.
     return float(found[0] if len(found) == 1 else (found[0] + found[1]) / 2)
 

@@ -137,12 +137,13 @@ ON_BORDER = 0.5
 BOLD_MIN = 0.15
 # The ink map's level (0-255: how much darker than the paper, as a share of its brightness) that a
 # stroke's core must reach to seed a stroke (`ink_mask`); fainter ink only grows from such seeds.
-# The noise thresholds beside it keep grain out; this keeps out only what is fainter than any
-# writing. 40 (from the first reader) lost pencil: a photo's pencil strokes peak at 25-60, and half
-# the pencil numbers of ../shared's photos were misread, one in 48 of the others. Chosen on
-# validation documents made faint (benchmarks/read.py --faint 0.2: 766 of 1,000 read at 40, 864 at
-# 30, 870 at 20; as given, not one reading changed). Session 21, docs/read.md "Faint ink".
-STROKE_CORE = 20.0
+# 40 loses pencil: a photo's pencil strokes peak at 25-60, and half the pencil numbers of
+# ../shared's photos are misread. 20 read them (validation documents made faint, benchmarks/read.py
+# --faint 0.2: 766 -> 870 of 1,000, none changed as given), but a blank grid or ruled page saved as
+# a rough JPEG (quality 40-60) then read "1", often over 0.93 sure: its lines are as faint as pencil
+# (/work/runs/s21/blank_check.py: 16 of 80 such pages at 20, 0 at 40). So 40 stays until something
+# tells pencil from a printed grid (docs/read.md, session 21).
+STROKE_CORE = 40.0
 
 
 def _odd(n: float) -> int:
