@@ -5,6 +5,7 @@ and the console their lines go to."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -34,8 +35,6 @@ class FiniteRange(click.FloatRange):
     finishes its upload, which the server's timeouts exist to stop). Every float option uses it."""
 
     def convert(self, value, param, ctx):
-        import math
-
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)

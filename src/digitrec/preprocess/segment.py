@@ -141,8 +141,8 @@ BOLD_MIN = 0.15
 # ../shared's photos are misread. 20 read them (validation documents made faint, benchmarks/read.py
 # --faint 0.2: 766 -> 870 of 1,000, none changed as given), but a blank grid or ruled page saved as
 # a rough JPEG (quality 40-60) then read "1", often over 0.93 sure: its lines are as faint as pencil
-# (/work/runs/s21/blank_check.py: 16 of 80 such pages at 20, 0 at 40). So 40 stays until something
-# tells pencil from a printed grid (docs/read.md, session 21).
+# (16 of 80 such pages at 20, 0 at 40). So 40 stays until something tells pencil from a printed grid
+# (docs/read.md, session 21).
 STROKE_CORE = 40.0
 
 
